@@ -1,0 +1,116 @@
+"""Shared fixtures. Sandbox tests talk to the sandbox over real loopback HTTP with a plain aiohttp
+client (never the project's client), so a misunderstanding shared by both sides cannot hide."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import pytest
+
+from reportexport_async.sandbox import ManualClock, Sandbox
+
+# A fixed sandbox start: Monday 2026-06-15, noon UTC.
+SANDBOX_START = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    text: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    """An HTTP Basic Authorization header."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+class Api:
+    """A few lines of plain aiohttp around one sandbox account root."""
+
+    def __init__(self, sandbox: Sandbox, session: aiohttp.ClientSession, persona: str) -> None:
+        self.sandbox = sandbox
+        self.session = session
+        self.persona = persona
+        self.root = sandbox.account_url(persona)  # type: ignore[arg-type]
+        self.auth = basic(sandbox.account_sid, sandbox.auth_token)
+
+    async def call(
+        self,
+        path: str,
+        params: Any = None,
+        *,
+        method: str = "GET",
+        auth: dict[str, str] | None = None,
+        absolute: bool = False,
+    ) -> Answer:
+        url = (
+            path
+            if absolute
+            else (self.sandbox.base_url + path if path.startswith("/") else f"{self.root}/{path}")
+        )
+        async with self.session.request(
+            method,
+            url,
+            params=params,
+            headers=auth or self.auth,
+            allow_redirects=False,
+        ) as response:
+            text = await response.text()
+            return Answer(response.status, dict(response.headers), text)
+
+    async def export(self, report: str, **params: str) -> Answer:
+        return await self.call(f"ReportExport/{report}", params)
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        answer = await self.call(f"Jobs/{job_id}")
+        assert answer.status == 200, answer.text
+        return dict(answer.json)
+
+
+def job_id_of(answer: Answer) -> str:
+    assert answer.status == 200, answer.text
+    body = answer.json
+    assert body["Status"] == "QUEUED", body
+    return str(body["QueuedUri"]).rsplit("/", 1)[1]
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    """A sandbox on a manual clock: jobs take 10 sandbox seconds, 5 rows a day."""
+    async with Sandbox(
+        clock=ManualClock(SANDBOX_START), job_duration=(10, 10), rows_per_day=5
+    ) as sb:
+        yield sb
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def brand(sandbox: Sandbox, http: aiohttp.ClientSession) -> Api:
+    return Api(sandbox, http, "Advertisers")
+
+
+@pytest.fixture
+def partner(sandbox: Sandbox, http: aiohttp.ClientSession) -> Api:
+    return Api(sandbox, http, "Mediapartners")
+
+
+@pytest.fixture
+def agency(sandbox: Sandbox, http: aiohttp.ClientSession) -> Api:
+    return Api(sandbox, http, "Agencies")
