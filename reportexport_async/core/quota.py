@@ -1,0 +1,156 @@
+"""Quota arithmetic: the daily ReportExport/ClickExport quotas and the hourly bucket.
+
+API-FACTS §5: 1,000 requests an hour (general bucket, which polling also spends [INFERRED]),
+ReportExport 100 a day, ClickExport 10 a day. A call that would exceed a daily quota must fail
+at once with ``QuotaExhausted`` carrying when it resets (issue 3), so this module only answers
+"how many fit" and "when does it reset". State is immutable and every function takes ``now``;
+``ratelimit.py`` owns the clock and the lock.
+
+The day boundary of the daily quotas is not documented; it is a parameter (default UTC).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, time, timedelta, tzinfo
+
+from ..errors import QuotaExhausted, QuotaName
+from .ratelimit_headers import RateLimitInfo
+
+__all__ = [
+    "DailyQuota",
+    "HourlyWindow",
+    "count_in_quota_day",
+    "daily_quota",
+    "quota_day_bounds",
+]
+
+HOUR = timedelta(hours=1)
+#: Two reset times closer than this are the same window (header rounding, clock skew).
+_SAME_WINDOW = timedelta(seconds=2)
+
+
+def _aware(now: datetime) -> None:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+
+
+def quota_day_bounds(now: datetime, tz: tzinfo = UTC) -> tuple[datetime, datetime]:
+    """``[start, end)`` of the quota day containing ``now``: local midnights in ``tz``."""
+    _aware(now)
+    local = now.astimezone(tz)
+    start = datetime.combine(local.date(), time(0), tzinfo=tz)
+    end = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=tz)
+    return start, end
+
+
+def count_in_quota_day(stamps: Iterable[datetime], now: datetime, tz: tzinfo = UTC) -> int:
+    """How many of ``stamps`` (aware) fall in the quota day of ``now``; the ledger keeps the
+    submit times, this turns them into "used today"."""
+    start, end = quota_day_bounds(now, tz)
+    return sum(1 for s in stamps if start <= s < end)
+
+
+@dataclass(frozen=True, slots=True)
+class DailyQuota:
+    """A daily quota at one moment."""
+
+    name: QuotaName
+    limit: int
+    used: int
+    resets_at: datetime
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used)
+
+    def fits(self, count: int = 1) -> bool:
+        return count <= self.remaining
+
+    def exhausted(self) -> QuotaExhausted:
+        return QuotaExhausted(self.name, limit=self.limit, resets_at=self.resets_at, used=self.used)
+
+    def check(self, count: int = 1) -> QuotaExhausted | None:
+        """None if ``count`` more calls fit today, else the exception to raise."""
+        return None if self.fits(count) else self.exhausted()
+
+
+def daily_quota(
+    name: QuotaName, limit: int, used: int, now: datetime, tz: tzinfo = UTC
+) -> DailyQuota:
+    """The quota ``name`` with ``used`` calls spent in today's quota day."""
+    if limit < 0 or used < 0:
+        raise ValueError("limit and used must be >= 0")
+    _, end = quota_day_bounds(now, tz)
+    return DailyQuota(name=name, limit=limit, used=used, resets_at=end)
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyWindow:
+    """A fixed-window bucket for the hourly limit, corrected by the server's headers.
+
+    Every method returns a new value; nothing here reads a clock. ``remaining`` counts calls
+    still allowed in the window that ends at ``resets_at``.
+    """
+
+    limit: int
+    remaining: int
+    resets_at: datetime
+
+    @classmethod
+    def fresh(cls, limit: int, now: datetime, window: timedelta = HOUR) -> HourlyWindow:
+        _aware(now)
+        return cls(limit=limit, remaining=limit, resets_at=now + window)
+
+    def roll(self, now: datetime, window: timedelta = HOUR) -> HourlyWindow:
+        """Start a new window once the old one has ended."""
+        _aware(now)
+        if now >= self.resets_at:
+            return HourlyWindow(limit=self.limit, remaining=self.limit, resets_at=now + window)
+        return self
+
+    def wait_for(self, now: datetime, count: int = 1, reserve: int = 0) -> float:
+        """Seconds until ``count`` calls fit (0 if they fit now), keeping ``reserve`` back."""
+        current = self.roll(now)
+        if current.remaining - reserve >= count:
+            return 0.0
+        return max(0.0, (current.resets_at - now).total_seconds())
+
+    def acquire(
+        self, now: datetime, count: int = 1, reserve: int = 0
+    ) -> tuple[HourlyWindow, float]:
+        """``(new_state, 0.0)`` when ``count`` calls are taken now, or ``(state, wait)`` with
+        the seconds to wait before asking again; the state is not charged then."""
+        current = self.roll(now)
+        if current.remaining - reserve >= count:
+            return replace(current, remaining=current.remaining - count), 0.0
+        return current, max(0.0, (current.resets_at - now).total_seconds())
+
+    def exhausted(self) -> QuotaExhausted:
+        return QuotaExhausted("hourly", limit=self.limit, resets_at=self.resets_at, used=None)
+
+    def observe(self, info: RateLimitInfo, now: datetime) -> HourlyWindow:
+        """Correct the local view with what an answer's headers said (API-FACTS §5).
+
+        - A new limit replaces ours (limits are "subject to change").
+        - A reset time in another window means the server's window is the true one: adopt its
+          remaining count and reset time.
+        - In the same window, keep the lower remaining count: calls this process has charged
+          but the server has not seen yet must not be handed out twice; other clients spending
+          the same account's bucket show up as a lower server count.
+        - A 429's ``Retry-After`` empties the bucket until then.
+        """
+        _aware(now)
+        state = self.roll(now)
+        if info.limit is not None and info.limit > 0:
+            state = replace(state, limit=info.limit, remaining=min(state.remaining, info.limit))
+        if info.reset_at is not None and abs(info.reset_at - state.resets_at) > _SAME_WINDOW:
+            remaining = info.remaining if info.remaining is not None else state.remaining
+            state = replace(state, remaining=min(remaining, state.limit), resets_at=info.reset_at)
+        elif info.remaining is not None:
+            state = replace(state, remaining=min(state.remaining, info.remaining))
+        if info.retry_after is not None:
+            until = now + timedelta(seconds=info.retry_after)
+            state = replace(state, remaining=0, resets_at=max(until, now))
+        return state

@@ -1,0 +1,360 @@
+"""Interpret answers: (status, headers, parsed body or None) -> a value or an exception.
+
+Pure functions in the style of gidgethub/h11 (DESIGN.md, way of writing 1): the session reads
+the body, parses JSON if it can (``None`` otherwise), and asks this module what it means. The
+functions *return* exception instances; the session raises them (``raise err``), so the
+mapping is testable as a table.
+
+The rules (API-FACTS §5 "Error body and status codes", §1c):
+
+- every JSON object body is checked for ``"Status": "ERROR"``, also with HTTP 200
+  (Reports/ReportExport "do not use 4xx status codes"), giving :class:`APIError` -- except a
+  Job object (it has an ``Id``) whose state is ERROR, which is a normal answer;
+- 401 -> Unauthorized, 403 -> Forbidden (a replay's 403 -> ReplayRefused unless the message
+  says it is a permission problem, agency spec), 404 -> NotFound, 429 -> RateLimited with the
+  sane ``Retry-After``/reset hint, 5xx -> ServerError, any other status >= 400 ->
+  HTTPStatusError;
+- the envelope ``{"Status","Message","Errors":[{"Field","Message"}]}`` fills message/errors;
+- non-JSON bodies (HTML from a proxy, XML ``<ImpactRadiusResponse>``) are tolerated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from ..errors import (
+    APIError,
+    DownloadIntegrityError,
+    ErrorDetail,
+    Forbidden,
+    HTTPStatusError,
+    MalformedResponse,
+    NotFound,
+    RateLimited,
+    ReplayRefused,
+    ReportExportError,
+    ServerError,
+    Unauthorized,
+)
+from .models import ExportTicket, Job, JobPage, job_id_from_uri
+from .personas import RateLimitHeaderNames
+from .ratelimit_headers import DEFAULT_HEADER_NAMES, parse_rate_limit_headers
+
+__all__ = [
+    "DownloadOutcome",
+    "DownloadPending",
+    "DownloadReady",
+    "DownloadRedirect",
+    "check_download_integrity",
+    "error_for_response",
+    "interpret_download",
+    "interpret_job",
+    "interpret_job_page",
+    "interpret_replay",
+    "interpret_ticket",
+    "is_error_body",
+    "parse_error_envelope",
+]
+
+_STATUS_ERRORS: Mapping[int, type[HTTPStatusError]] = {
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+}
+# Words of an agency 403 on Replay that mean "your token may not", not "not replayable".
+_PERMISSION_WORDS = ("permission", "not authorized", "unauthorized", "scope", "credential")
+
+
+def _get(body: Mapping[object, object], key: str) -> object:
+    """Key lookup that also accepts other casings (``status`` for ``Status``)."""
+    if key in body:
+        return body[key]
+    lowered = key.lower()
+    for k, v in body.items():
+        if isinstance(k, str) and k.lower() == lowered:
+            return v
+    return None
+
+
+def is_error_body(body: object) -> bool:
+    """True for the error envelope: a JSON object whose ``Status`` is ``ERROR`` (any casing)
+    and that is not a Job.
+
+    A *Job* in state ``ERROR`` also says ``"Status": "ERROR"``, but it has an ``Id`` and it is
+    not an error of the call: the service re-runs it (API-FACTS §2), so it must reach the
+    poller as a Job, never as an :class:`APIError`.
+    """
+    if not isinstance(body, Mapping):
+        return False
+    status = _get(body, "Status")
+    if not (isinstance(status, str) and status.strip().upper() == "ERROR"):
+        return False
+    return _get(body, "Id") in (None, "") and _get(body, "JobId") in (None, "")
+
+
+def parse_error_envelope(body: object) -> tuple[str | None, tuple[ErrorDetail, ...]]:
+    """``Message`` and ``Errors`` of the API error envelope; ``(None, ())`` if absent."""
+    if not isinstance(body, Mapping):
+        if isinstance(body, str) and body.strip():
+            # A short text body (proxy error page) is still better than nothing.
+            return body.strip()[:200], ()
+        return None, ()
+    raw_message = _get(body, "Message")
+    message = str(raw_message) if raw_message not in (None, "") else None
+    details: list[ErrorDetail] = []
+    raw_errors = _get(body, "Errors")
+    if isinstance(raw_errors, list):
+        for entry in raw_errors:
+            if isinstance(entry, Mapping):
+                field = _get(entry, "Field")
+                text = _get(entry, "Message")
+                details.append(
+                    ErrorDetail(
+                        field=str(field) if field not in (None, "") else None,
+                        message=str(text) if text is not None else "",
+                    )
+                )
+            elif isinstance(entry, str):
+                details.append(ErrorDetail(field=None, message=entry))
+    return message, tuple(details)
+
+
+def error_for_response(
+    status: int,
+    headers: Mapping[str, str],
+    body: object | None,
+    *,
+    method: str,
+    url: str,
+    now: datetime,
+    header_names: RateLimitHeaderNames = DEFAULT_HEADER_NAMES,
+) -> ReportExportError | None:
+    """The exception an answer means, or None when it is not an error.
+
+    ``body`` is the parsed JSON (or the text of a non-JSON body, or None). 1xx-3xx without an
+    error body are not errors: 202 and 302 are meaningful answers of Download.
+    """
+    message, errors = parse_error_envelope(body)
+    if status < 400:
+        if is_error_body(body):
+            return APIError(message, errors=errors, status=status, method=method, url=url)
+        return None
+    if status == 429:
+        info = parse_rate_limit_headers(headers, now, names=header_names)
+        return RateLimited(
+            status,
+            method=method,
+            url=url,
+            message=message,
+            errors=errors,
+            retry_after=info.wait_hint(now),
+        )
+    if 500 <= status <= 599:
+        return ServerError(status, method=method, url=url, message=message, errors=errors)
+    cls = _STATUS_ERRORS.get(status, HTTPStatusError)
+    return cls(status, method=method, url=url, message=message, errors=errors)
+
+
+def _malformed(what: str, exc: Exception, status: int, method: str, url: str) -> MalformedResponse:
+    if isinstance(exc, ValidationError):
+        reason = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+    else:
+        reason = str(exc)
+    return MalformedResponse(
+        f"unexpected {what} body: {reason}", status=status, method=method, url=url
+    )
+
+
+def interpret_ticket(
+    status: int,
+    headers: Mapping[str, str],
+    body: object | None,
+    *,
+    method: str,
+    url: str,
+    now: datetime,
+) -> ExportTicket | ReportExportError:
+    """ReportExport/ClickExport answer -> :class:`ExportTicket` (job id from ``QueuedUri``)."""
+    err = error_for_response(status, headers, body, method=method, url=url, now=now)
+    if err is not None:
+        return err
+    try:
+        return ExportTicket.model_validate(body)
+    except ValidationError as exc:
+        return _malformed("export ticket", exc, status, method, url)
+
+
+def interpret_job(
+    status: int,
+    headers: Mapping[str, str],
+    body: object | None,
+    *,
+    method: str,
+    url: str,
+    now: datetime,
+) -> Job | ReportExportError:
+    """``GET /Jobs/{Id}`` answer -> :class:`Job`."""
+    err = error_for_response(status, headers, body, method=method, url=url, now=now)
+    if err is not None:
+        return err
+    try:
+        return Job.model_validate(body)
+    except ValidationError as exc:
+        return _malformed("job", exc, status, method, url)
+
+
+def interpret_job_page(
+    status: int,
+    headers: Mapping[str, str],
+    body: object | None,
+    *,
+    method: str,
+    url: str,
+    now: datetime,
+) -> JobPage | ReportExportError:
+    """``GET /Jobs`` answer, either shape (API-FACTS §2) -> :class:`JobPage`."""
+    err = error_for_response(status, headers, body, method=method, url=url, now=now)
+    if err is not None:
+        return err
+    try:
+        return JobPage.parse(body)
+    except ValueError as exc:
+        return _malformed("job listing", exc, status, method, url)
+
+
+def interpret_replay(
+    status: int,
+    headers: Mapping[str, str],
+    body: object | None,
+    *,
+    method: str,
+    url: str,
+    now: datetime,
+) -> Job | ReportExportError:
+    """``PUT /Jobs/{Id}/Replay`` answer -> the replayed :class:`Job` (take its ``Id``: the
+    sources disagree whether replay keeps it, API-FACTS §2 ⚠).
+
+    403 means "not in a replayable state" (brand, partner) -> :class:`ReplayRefused` with
+    ``rule="server"``; the agency 403 can also mean missing permission, which its ``Message``
+    says, and then it stays :class:`Forbidden`.
+    """
+    err = error_for_response(status, headers, body, method=method, url=url, now=now)
+    if isinstance(err, Forbidden):
+        text = (err.message or "").lower()
+        if not any(word in text for word in _PERMISSION_WORDS):
+            return ReplayRefused(
+                job_id_from_uri(url),
+                rule="server",
+                reason=err.message or "the API answered 403 (job not in a replayable state)",
+                status=403,
+            )
+    if err is not None:
+        return err
+    try:
+        return Job.model_validate(body)
+    except ValidationError as exc:
+        return _malformed("replayed job", exc, status, method, url)
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadReady:
+    """200: the body is the file; stream it (API-FACTS §2 "Download")."""
+
+    content_length: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadPending:
+    """202: the job is not finished; the body is the current Job."""
+
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadRedirect:
+    """302 (or 301/303/307/308): follow ``location`` (joined, and without ``Authorization``
+    unless it is on the API origin)."""
+
+    location: str
+
+
+DownloadOutcome = DownloadReady | DownloadPending | DownloadRedirect
+
+
+def _content_length(headers: Mapping[str, str]) -> int | None:
+    for key, value in headers.items():
+        if key.lower() == "content-length":
+            try:
+                number = int(value.strip())
+            except ValueError:
+                return None
+            return number if number >= 0 else None
+    return None
+
+
+def interpret_download(
+    status: int,
+    headers: Mapping[str, str],
+    body: object | None,
+    *,
+    method: str,
+    url: str,
+    now: datetime,
+) -> DownloadOutcome | ReportExportError:
+    """Decide what a Download answer is before its body is read.
+
+    ``body`` must be the parsed JSON for a 202 (or an error status) and None for 200/3xx,
+    whose bodies the session does not read into memory.
+    """
+    if status in (301, 302, 303, 307, 308):
+        location = next((v for k, v in headers.items() if k.lower() == "location"), None)
+        if not location:
+            return MalformedResponse(
+                "redirect without Location", status=status, method=method, url=url
+            )
+        return DownloadRedirect(location)
+    err = error_for_response(status, headers, body, method=method, url=url, now=now)
+    if err is not None:
+        return err
+    if status == 202:
+        try:
+            return DownloadPending(Job.model_validate(body))
+        except ValidationError as exc:
+            return _malformed("pending job", exc, status, method, url)
+    if status == 200:
+        return DownloadReady(_content_length(headers))
+    return MalformedResponse(
+        f"unexpected status {status} for a download", status=status, method=method, url=url
+    )
+
+
+def check_download_integrity(
+    *,
+    received: int,
+    expected_length: int | None,
+    sha256: str | None = None,
+    expected_sha256: str | None = None,
+    job_id: str | None = None,
+) -> DownloadIntegrityError | None:
+    """Compare what arrived with what was promised: fewer bytes than ``Content-Length`` is a
+    truncated body (download again), more is a size mismatch, and a known checksum must match.
+    """
+    if expected_length is not None and received < expected_length:
+        return DownloadIntegrityError(
+            "truncated", expected=expected_length, actual=received, job_id=job_id
+        )
+    if expected_length is not None and received != expected_length:
+        return DownloadIntegrityError(
+            "size_mismatch", expected=expected_length, actual=received, job_id=job_id
+        )
+    if expected_sha256 is not None and (sha256 or "").lower() != expected_sha256.lower():
+        return DownloadIntegrityError(
+            "checksum_mismatch", expected=expected_sha256, actual=sha256, job_id=job_id
+        )
+    return None

@@ -1,0 +1,306 @@
+"""The exception tree of reportexport_async: one root, one branch per kind of failure.
+
+Everything the library raises on purpose derives from :class:`ReportExportError`, so an
+application can catch the whole library with one ``except`` (DESIGN.md, "One exception root").
+aiohttp errors are translated in exactly one place (the session) into :class:`TransportError`,
+always with ``raise ... from exc``.
+
+::
+
+    ReportExportError
+    ├── TransportError                 connection refused/reset, DNS, TLS, ...
+    │   └── RequestTimeout             connect/read/total timeout (Timeouts policy)
+    ├── HTTPStatusError                any non-2xx answer (status, method, path, Message, Errors)
+    │   ├── Unauthorized               401: wrong SID/token, or plain HTTP  (API-FACTS §5, §6)
+    │   ├── Forbidden                  403: scoped token lacks the endpoint  (API-FACTS §5, §6)
+    │   ├── NotFound                   404: no such report/job  (API-FACTS §1b, §2)
+    │   ├── RateLimited                429: carries retry_after seconds  (API-FACTS §5)
+    │   └── ServerError                5xx: retried with backoff  (API-FACTS §5)
+    ├── APIError                       HTTP 200 with {"Status": "ERROR"}  (API-FACTS §1c)
+    │   └── MalformedResponse          a 2xx body that is not the documented shape
+    ├── JobFailed                      a job ended FAILED or CANCELLED; carries the Job (§2)
+    ├── ReplayRefused                  our replay guard said no, or the server answered 403 (§2)
+    ├── QuotaExhausted                 a daily/hourly quota is spent; carries resets_at (§5)
+    ├── DownloadIntegrityError         truncated body, size or checksum mismatch
+    └── ConfigurationError (ValueError) a bad setting; the message names the setting
+
+Secrets: no exception here is ever given the auth token, and every URL that reaches a message
+goes through :func:`redact_url`, which drops userinfo, the query string and the fragment (a
+signed cloud-storage URL carries its signature in the query, API-FACTS §2 "Download").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:  # pragma: no cover - import only for annotations (avoids an import cycle)
+    from .core.models import Job
+
+__all__ = [
+    "APIError",
+    "ConfigurationError",
+    "DownloadIntegrityError",
+    "ErrorDetail",
+    "Forbidden",
+    "HTTPStatusError",
+    "JobFailed",
+    "MalformedResponse",
+    "NotFound",
+    "QuotaExhausted",
+    "QuotaName",
+    "RateLimited",
+    "ReplayRefused",
+    "ReportExportError",
+    "RequestTimeout",
+    "ServerError",
+    "TransportError",
+    "Unauthorized",
+    "redact_url",
+]
+
+QuotaName = Literal["ReportExport", "ClickExport", "hourly"]
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` without userinfo, query string and fragment, for use in messages.
+
+    Relative references (the API returns relative URIs, API-FACTS §0) keep only their path.
+    Anything unparsable collapses to ``"<unparsable URL>"`` rather than leaking.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparsable URL>"
+    if ":" in host:  # IPv6 literal: put the brackets back
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDetail:
+    """One entry of the API error envelope's ``Errors`` list (API-FACTS §5 "Error body")."""
+
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+def _details_suffix(errors: Sequence[ErrorDetail]) -> str:
+    return " (" + "; ".join(str(e) for e in errors) + ")" if errors else ""
+
+
+class ReportExportError(Exception):
+    """Root of every exception that reportexport_async raises on purpose."""
+
+
+# --- transport -------------------------------------------------------------------------------
+
+
+class TransportError(ReportExportError):
+    """The request never produced an HTTP answer (connection error, DNS, TLS, reset)."""
+
+    def __init__(self, message: str, *, method: str | None = None, url: str | None = None) -> None:
+        self.method = method
+        self.url = redact_url(url) if url is not None else None
+        where = f" ({method} {self.url})" if method and self.url else ""
+        super().__init__(message + where)
+
+
+class RequestTimeout(TransportError):
+    """A connect, read or total timeout of the ``Timeouts`` policy expired."""
+
+
+# --- HTTP status -----------------------------------------------------------------------------
+
+
+class HTTPStatusError(ReportExportError):
+    """The API answered with an error status.
+
+    ``path`` is the request URL passed through :func:`redact_url` (no query, no userinfo);
+    ``message`` and ``errors`` come from the API's error envelope when it sent one.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        method: str,
+        url: str,
+        message: str | None = None,
+        errors: Sequence[ErrorDetail] = (),
+    ) -> None:
+        self.status = status
+        self.method = method.upper()
+        self.path = redact_url(url)
+        self.message = message
+        self.errors: tuple[ErrorDetail, ...] = tuple(errors)
+        text = f"HTTP {status} for {self.method} {self.path}"
+        if message:
+            text += f": {message}"
+        super().__init__(text + _details_suffix(self.errors))
+
+
+class Unauthorized(HTTPStatusError):
+    """401: the Account SID / Auth Token pair was rejected, or plain HTTP was used (§6)."""
+
+
+class Forbidden(HTTPStatusError):
+    """403: the (scoped) token may not use this endpoint; a scope problem, not credentials."""
+
+
+class NotFound(HTTPStatusError):
+    """404: no such report (or not API accessible), or no such job."""
+
+
+class RateLimited(HTTPStatusError):
+    """429: over the hourly limit. ``retry_after`` is the sane server hint in seconds, if any."""
+
+    def __init__(
+        self,
+        status: int = 429,
+        *,
+        method: str,
+        url: str,
+        message: str | None = None,
+        errors: Sequence[ErrorDetail] = (),
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(status, method=method, url=url, message=message, errors=errors)
+        if retry_after is not None:
+            self.args = (f"{self.args[0]} (retry after {retry_after:g} s)",)
+
+
+class ServerError(HTTPStatusError):
+    """5xx: the service failed; the session retries these with backoff (API-FACTS §5)."""
+
+
+# --- errors reported in a 2xx body ---------------------------------------------------------
+
+
+class APIError(ReportExportError):
+    """A 2xx answer whose JSON body says ``"Status": "ERROR"`` (API-FACTS §1c, §5)."""
+
+    def __init__(
+        self,
+        message: str | None,
+        *,
+        errors: Sequence[ErrorDetail] = (),
+        status: int = 200,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        self.message = message
+        self.errors: tuple[ErrorDetail, ...] = tuple(errors)
+        self.status = status
+        self.method = method.upper() if method else None
+        self.path = redact_url(url) if url is not None else None
+        where = f" for {self.method} {self.path}" if self.method and self.path else ""
+        text = f"API error{where}: {message or 'no message'}"
+        super().__init__(text + _details_suffix(self.errors))
+
+
+class MalformedResponse(APIError):
+    """A 2xx body that does not have the documented shape (e.g. a ticket without QueuedUri)."""
+
+
+# --- jobs, replays, quotas, downloads -------------------------------------------------------
+
+
+class JobFailed(ReportExportError):
+    """A job ended ``FAILED`` or ``CANCELLED`` (API-FACTS §2); ``job`` is its last state."""
+
+    def __init__(self, job: Job, message: str | None = None) -> None:
+        self.job = job
+        status = getattr(job.status, "value", job.status)
+        text = message or f"job {job.id} ended {status}"
+        if job.status_message and not message:
+            text += f": {job.status_message}"
+        super().__init__(text)
+
+
+class ReplayRefused(ReportExportError):
+    """A replay was refused, by our guard (DESIGN rule 4) or by the server (403, API-FACTS §2).
+
+    ``rule`` names the guard rule that refused (``"server"`` when the API answered 403),
+    ``reason`` says why in words.
+    """
+
+    def __init__(
+        self,
+        job_id: str | None,
+        *,
+        rule: str,
+        reason: str,
+        status: int | None = None,
+    ) -> None:
+        self.job_id = job_id
+        self.rule = rule
+        self.reason = reason
+        self.status = status
+        subject = f"job {job_id}" if job_id else "job"
+        super().__init__(f"replay of {subject} refused ({rule}): {reason}")
+
+
+class QuotaExhausted(ReportExportError):
+    """A quota is spent; fail at once instead of sleeping for hours (issue 3, API-FACTS §5)."""
+
+    def __init__(
+        self,
+        quota: QuotaName,
+        *,
+        limit: int,
+        resets_at: datetime,
+        used: int | None = None,
+    ) -> None:
+        self.quota: QuotaName = quota
+        self.limit = limit
+        self.resets_at = resets_at
+        self.used = used
+        usage = f"{used}/{limit}" if used is not None else f"limit {limit}"
+        super().__init__(
+            f"{quota} quota exhausted ({usage}); resets at {resets_at.isoformat()}",
+        )
+
+
+IntegrityKind = Literal["truncated", "size_mismatch", "checksum_mismatch"]
+
+
+class DownloadIntegrityError(ReportExportError):
+    """The downloaded bytes are not the whole, intact result."""
+
+    def __init__(
+        self,
+        kind: IntegrityKind,
+        *,
+        expected: str | int | None = None,
+        actual: str | int | None = None,
+        job_id: str | None = None,
+    ) -> None:
+        self.kind: IntegrityKind = kind
+        self.expected = expected
+        self.actual = actual
+        self.job_id = job_id
+        subject = f" of job {job_id}" if job_id else ""
+        super().__init__(
+            f"download{subject} failed integrity check ({kind}): "
+            f"expected {expected!r}, got {actual!r}",
+        )
+
+
+class ConfigurationError(ReportExportError, ValueError):
+    """A bad setting. ``setting`` names it; the message says how to fix it, never its secret."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        self.problem = problem
+        super().__init__(f"{setting}: {problem}")

@@ -1,0 +1,147 @@
+"""The pure core imports no I/O library and reads no clock (DESIGN.md "Layers")."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+PACKAGE_DIR = Path(__file__).resolve().parents[2] / "reportexport_async"
+CORE_DIR = PACKAGE_DIR / "core"
+FORBIDDEN = {"aiohttp", "anyio", "sqlite3", "socket", "asyncio", "time", "random", "os"}
+CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter"}
+
+
+def _module_file(dotted: str) -> Path | None:
+    """The file of a module inside reportexport_async, or None if it is outside."""
+    parts = dotted.split(".")
+    if parts[0] != "reportexport_async":
+        return None
+    base = PACKAGE_DIR.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _dotted(path: Path) -> str:
+    rel = path.relative_to(PACKAGE_DIR.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute names of every module imported by ``path`` (relative imports resolved)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    if PACKAGE_DIR in path.parents:
+        own = _dotted(path)
+        package = own if path.name == "__init__.py" else own.rpartition(".")[0]
+    else:
+        package = ""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            found.add(base)
+            # "from . import x" may import submodule x
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _closure() -> dict[str, set[str]]:
+    """Every module of ours reachable from core, with its imports. The package __init__ is a
+    re-export facade for the layers above and is not part of core's closure."""
+    todo = sorted(CORE_DIR.glob("*.py"))
+    seen: dict[str, set[str]] = {}
+    while todo:
+        path = todo.pop()
+        name = _dotted(path)
+        if name in seen or name == "reportexport_async":
+            continue
+        seen[name] = _imports(path)
+        for imported in seen[name]:
+            target = _module_file(imported)
+            if target is not None and _dotted(target) not in seen:
+                todo.append(target)
+    return seen
+
+
+def test_core_closure_is_found() -> None:
+    closure = _closure()
+    assert "reportexport_async.core.models" in closure
+    assert "reportexport_async.errors" in closure  # reached through core.policies
+
+
+def test_core_imports_no_io_library() -> None:
+    offenders = {
+        (module, imported)
+        for module, imports in _closure().items()
+        for imported in imports
+        if imported.split(".")[0] in FORBIDDEN
+    }
+    assert offenders == set()
+
+
+def test_the_check_would_catch_an_io_import(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import time\nfrom asyncio import sleep\n")
+    assert {"time", "asyncio"} <= _imports(bad)
+
+
+@pytest.mark.parametrize("path", sorted(CORE_DIR.glob("*.py")), ids=lambda p: p.name)
+def test_core_reads_no_clock(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    calls = [
+        node.func.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in CLOCK_CALLS
+    ]
+    opens = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open"
+    ]
+    assert calls == []
+    assert opens == []
+
+
+def test_importing_core_at_runtime_loads_no_io_library() -> None:
+    # The package __init__ re-exports the client (aiohttp) for users; bypass it with a bare
+    # package object so only core and what core imports are loaded.
+    script = textwrap.dedent(
+        f"""
+        import importlib, pkgutil, sys, types
+        before = set(sys.modules)
+        pkg = types.ModuleType("reportexport_async")
+        pkg.__path__ = [{str(PACKAGE_DIR)!r}]
+        sys.modules["reportexport_async"] = pkg
+        core = importlib.import_module("reportexport_async.core")
+        for info in pkgutil.iter_modules(core.__path__):
+            importlib.import_module("reportexport_async.core." + info.name)
+        importlib.import_module("reportexport_async.errors")
+        importlib.import_module("reportexport_async.config")
+        new = set(sys.modules) - before
+        bad = sorted(m for m in new if m.split(".")[0] in
+                     {{"aiohttp", "anyio", "sqlite3", "asyncio", "yarl", "multidict"}})
+        print(",".join(bad))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""

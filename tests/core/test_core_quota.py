@@ -1,0 +1,139 @@
+"""Quota arithmetic (API-FACTS §5: 1,000/hour, ReportExport 100/day, ClickExport 10/day)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reportexport_async.core.quota import (
+    HourlyWindow,
+    count_in_quota_day,
+    daily_quota,
+    quota_day_bounds,
+)
+from reportexport_async.core.ratelimit_headers import RateLimitInfo
+from reportexport_async.errors import QuotaExhausted
+
+NOW = datetime(2026, 6, 15, 23, 30, tzinfo=UTC)
+PST = timezone(timedelta(hours=-8))
+
+
+def test_day_bounds_utc_and_other_zone() -> None:
+    assert quota_day_bounds(NOW) == (
+        datetime(2026, 6, 15, tzinfo=UTC),
+        datetime(2026, 6, 16, tzinfo=UTC),
+    )
+    start, end = quota_day_bounds(NOW, PST)  # 15:30 local on the 15th
+    assert start == datetime(2026, 6, 15, 8, tzinfo=UTC)
+    assert end == datetime(2026, 6, 16, 8, tzinfo=UTC)
+
+
+def test_day_bounds_need_aware_now() -> None:
+    with pytest.raises(ValueError, match="aware"):
+        quota_day_bounds(datetime(2026, 1, 1))
+
+
+def test_daily_quota_fits_and_exhausts() -> None:
+    quota = daily_quota("ReportExport", 100, 98, NOW)
+    assert quota.remaining == 2
+    assert quota.fits(2)
+    assert not quota.fits(3)
+    assert quota.check(2) is None
+    err = quota.check(3)
+    assert isinstance(err, QuotaExhausted)
+    assert (err.quota, err.limit, err.used) == ("ReportExport", 100, 98)
+    assert err.resets_at == datetime(2026, 6, 16, tzinfo=UTC)
+    assert "2026-06-16" in str(err)
+
+
+def test_daily_quota_over_use_clamps() -> None:
+    assert daily_quota("ClickExport", 10, 12, NOW).remaining == 0
+
+
+def test_count_in_quota_day() -> None:
+    stamps = [
+        datetime(2026, 6, 14, 23, 59, tzinfo=UTC),
+        datetime(2026, 6, 15, 0, 0, tzinfo=UTC),
+        datetime(2026, 6, 15, 23, 0, tzinfo=UTC),
+        datetime(2026, 6, 16, 0, 0, tzinfo=UTC),
+    ]
+    assert count_in_quota_day(stamps, NOW) == 2
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1971, 1, 1), max_value=datetime(9000, 1, 1), timezones=st.just(UTC)
+    ),
+    st.sampled_from([UTC, PST]),
+)
+def test_reset_is_next_local_midnight(now: datetime, tz: timezone) -> None:
+    start, end = quota_day_bounds(now, tz)
+    assert start <= now < end
+    assert end - start == timedelta(days=1)
+    local_end = end.astimezone(tz)
+    assert (local_end.hour, local_end.minute, local_end.second) == (0, 0, 0)
+
+
+START = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+
+
+def test_hourly_window_acquire_and_wait() -> None:
+    w = HourlyWindow.fresh(3, START)
+    w, wait = w.acquire(START)
+    assert (w.remaining, wait) == (2, 0.0)
+    w, _ = w.acquire(START, count=2)
+    assert w.remaining == 0
+    same, wait = w.acquire(START + timedelta(minutes=10))
+    assert same.remaining == 0
+    assert wait == 50 * 60
+    rolled, wait = w.acquire(START + timedelta(hours=1))
+    assert (rolled.remaining, wait) == (2, 0.0)
+
+
+def test_hourly_window_reserve() -> None:
+    w = HourlyWindow.fresh(10, START)
+    assert w.wait_for(START, count=1, reserve=9) == 0.0
+    assert w.wait_for(START, count=2, reserve=9) == 3600.0
+
+
+def test_observe_same_window_keeps_lower_count() -> None:
+    w = HourlyWindow(limit=1000, remaining=500, resets_at=START + timedelta(minutes=30))
+    seen = w.observe(RateLimitInfo(remaining=700, reset_at=w.resets_at), START)
+    assert seen.remaining == 500  # local charges the server has not seen yet
+    seen = w.observe(RateLimitInfo(remaining=200, reset_at=w.resets_at), START)
+    assert seen.remaining == 200  # another client spends the same bucket
+
+
+def test_observe_adopts_server_window_and_limit() -> None:
+    w = HourlyWindow.fresh(1000, START)
+    server_reset = START + timedelta(minutes=5)
+    seen = w.observe(RateLimitInfo(limit=500, remaining=40, reset_at=server_reset), START)
+    assert (seen.limit, seen.remaining, seen.resets_at) == (500, 40, server_reset)
+
+
+def test_observe_retry_after_empties_bucket() -> None:
+    w = HourlyWindow.fresh(1000, START)
+    seen = w.observe(RateLimitInfo(retry_after=120.0), START)
+    assert seen.remaining == 0
+    assert seen.wait_for(START) == 120.0
+    assert seen.wait_for(START + timedelta(seconds=121)) == 0.0
+    assert isinstance(seen.exhausted(), QuotaExhausted)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=7200), st.integers(min_value=1, max_value=5)),
+        max_size=50,
+    )
+)
+def test_window_never_goes_negative(steps: list[tuple[int, int]]) -> None:
+    w = HourlyWindow.fresh(10, START)
+    elapsed = 0
+    for delta, count in steps:
+        elapsed += delta
+        w, wait = w.acquire(START + timedelta(seconds=elapsed), count=count)
+        assert 0 <= w.remaining <= w.limit
+        assert wait >= 0
