@@ -26,7 +26,9 @@ class PersonaSpec:
     export_has_replay_uri: bool  # the brand ReportExport answer has no ReplayUri (§1a)
     unknown_report_status: int  # partner answers 404 (§1b); brand and agency 200 + ERROR (§1c)
     list_wrapped: bool  # brand/partner {"Jobs": [...]}, agency a top-level array (§2)
-    null_dates: bool  # brand spec: nullable dates; agency examples: "" (§2 Job schema)
+    # Brand spec: nullable dates; the partner spec types them as plain strings and the agency
+    # examples show "" (§2 Job schema): only the brand sends null.
+    null_dates: bool
     partner_headers: bool  # X-RateLimit-*-hour, RateLimit-Reset, Retry-After (§5)
     partner_page_spelling: bool  # @firstpageruri etc. (§2 pagination)
     replay_new_id: bool  # agency: replay creates a new job; brand/partner re-queue it (§2)
@@ -62,7 +64,7 @@ PERSONA_SPECS: dict[Persona, PersonaSpec] = {
         export_has_replay_uri=True,
         unknown_report_status=404,
         list_wrapped=True,
-        null_dates=True,
+        null_dates=False,
         partner_headers=True,
         partner_page_spelling=True,
         replay_new_id=False,
@@ -93,7 +95,7 @@ PERSONA_SPECS: dict[Persona, PersonaSpec] = {
 class Column:
     name: str
     kind: str  # date, rowid, program, status, amount, count, currency, country, choice:...
-    data_type: str  # as MetaData's Attributes show it
+    data_type: str  # as MetaData's Attributes show it: Boolean, Date (...), Decimal, ...
     description: str
 
 
@@ -115,40 +117,43 @@ class Report:
     extra_filters: tuple[ReportFilter, ...] = ()
 
 
+# MetaData DataType values, as the agency spec enumerates them (API-FACTS §1d).
+_DATE = "Date (yyyy-MM-dd'T'HH:mm:ssZZ)"
+
 _ACTION_COLUMNS = (
-    Column("Date", "date", "DATE", "Day the action was recorded."),
-    Column("ActionId", "rowid", "STRING", "Unique action id."),
-    Column("ProgramId", "program", "INTEGER", "Program (campaign) id."),
-    Column("ActionTracker", "choice:Online Sale|Lead|Install|Subscription", "STRING", "Tracker."),
-    Column("State", "choice:PENDING|APPROVED|REVERSED", "STRING", "Action state."),
-    Column("Amount", "amount", "DECIMAL", "Sale amount."),
-    Column("Payout", "amount", "DECIMAL", "Payout to the partner."),
-    Column("Currency", "currency", "STRING", "Currency of the amounts."),
+    Column("Date", "date", _DATE, "Day the action was recorded."),
+    Column("ActionId", "rowid", "String", "Unique action id."),
+    Column("ProgramId", "program", "Integer", "Program (campaign) id."),
+    Column("ActionTracker", "choice:Online Sale|Lead|Install|Subscription", "String", "Tracker."),
+    Column("State", "choice:PENDING|APPROVED|REVERSED", "String", "Action state."),
+    Column("Amount", "amount", "Decimal", "Sale amount."),
+    Column("Payout", "amount", "Decimal", "Payout to the partner."),
+    Column("Currency", "currency", "String", "Currency of the amounts."),
 )
 _PERFORMANCE_COLUMNS = (
-    Column("Date", "date", "DATE", "Day."),
-    Column("ProgramId", "program", "INTEGER", "Program (campaign) id."),
-    Column("Clicks", "count", "INTEGER", "Clicks."),
-    Column("Actions", "count", "INTEGER", "Actions."),
-    Column("Revenue", "amount", "DECIMAL", "Revenue."),
-    Column("Cost", "amount", "DECIMAL", "Cost."),
-    Column("Currency", "currency", "STRING", "Currency of the amounts."),
+    Column("Date", "date", _DATE, "Day."),
+    Column("ProgramId", "program", "Integer", "Program (campaign) id."),
+    Column("Clicks", "count", "Integer", "Clicks."),
+    Column("Actions", "count", "Integer", "Actions."),
+    Column("Revenue", "amount", "Decimal", "Revenue."),
+    Column("Cost", "amount", "Decimal", "Cost."),
+    Column("Currency", "currency", "String", "Currency of the amounts."),
 )
 _CLICK_COLUMNS = (
-    Column("Date", "date", "DATE", "Day of the click."),
-    Column("ClickId", "rowid", "STRING", "Unique click id."),
-    Column("ProgramId", "program", "INTEGER", "Program id."),
-    Column("AdId", "count", "INTEGER", "Ad id."),
-    Column("MediaId", "count", "INTEGER", "Partner (media) id."),
-    Column("Country", "country", "STRING", "Country of the click."),
-    Column("UniqueClick", "choice:true|false", "BOOLEAN", "Whether the click was unique."),
+    Column("Date", "date", _DATE, "Day of the click."),
+    Column("ClickId", "rowid", "String", "Unique click id."),
+    Column("ProgramId", "program", "Integer", "Program id."),
+    Column("AdId", "count", "Integer", "Ad id."),
+    Column("MediaId", "count", "Integer", "Partner (media) id."),
+    Column("Country", "country", "String", "Country of the click."),
+    Column("UniqueClick", "choice:true|false", "Boolean", "Whether the click was unique."),
 )
 CLICK_EXPORT_COLUMNS = (
     *_CLICK_COLUMNS[:3],
-    Column("ProgramName", "choice:Spring Sale|Evergreen|Loyalty", "STRING", "Program name."),
+    Column("ProgramName", "choice:Spring Sale|Evergreen|Loyalty", "String", "Program name."),
     *_CLICK_COLUMNS[3:],
 )
-_NOTES_COLUMNS = (Column("Date", "date", "DATE", "Day."), Column("Note", "rowid", "STRING", "."))
+_NOTES_COLUMNS = (Column("Date", "date", _DATE, "Day."), Column("Note", "rowid", "String", "."))
 
 _CURRENCY = ReportFilter("CONV_CURRENCY", "String")
 _SUBAID = ReportFilter("SUBAID", "Integer")
@@ -218,7 +223,7 @@ CATALOGS: dict[Persona, dict[str, Report]] = {
         Report(
             "mp_clicks_by_day",
             "Clicks by Day",
-            "Clicks",
+            "Performance",  # the partner spec's Category enum has no "Clicks"
             "Clicks per day.",
             True,
             _CLICK_COLUMNS,

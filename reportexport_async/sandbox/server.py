@@ -913,6 +913,12 @@ class Sandbox:
     def _launch(self, job: SandboxJob, now: datetime) -> None:
         """Write the job's result in the background and schedule its postback."""
         config = self.config
+        for attempt in job.timeline.attempts:
+            fault = {"ERROR": "job_error", "FAILED": "job_fail", "STUCK": "job_stuck"}.get(
+                attempt.outcome
+            )
+            if fault is not None:
+                self._state.faults[fault] += 1
         rng = random.Random(f"{config.seed}:{job.id}:{job.generation}:postback")
         as_of = job.timeline.final_at or now
         job.expected_records = sum(count for _, count in self._day_counts(job, as_of))
