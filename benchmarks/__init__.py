@@ -1,0 +1,1 @@
+"""Benchmarks of reportexport_async; run each module with `python -m benchmarks.<name>`."""
