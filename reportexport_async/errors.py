@@ -19,6 +19,7 @@ always with ``raise ... from exc``.
     ├── APIError                       HTTP 200 with {"Status": "ERROR"}  (API-FACTS §1c)
     │   └── MalformedResponse          a 2xx body that is not the documented shape
     ├── JobFailed                      a job ended FAILED or CANCELLED; carries the Job (§2)
+    ├── WaitTimeout (TimeoutError)     waiting for a job passed the caller's deadline
     ├── ReplayRefused                  our replay guard said no, or the server answered 403 (§2)
     ├── QuotaExhausted                 a daily/hourly quota is spent; carries resets_at (§5)
     ├── DownloadIntegrityError         truncated body, size or checksum mismatch
@@ -59,6 +60,7 @@ __all__ = [
     "ServerError",
     "TransportError",
     "Unauthorized",
+    "WaitTimeout",
     "redact_url",
 ]
 
@@ -226,6 +228,17 @@ class JobFailed(ReportExportError):
         if job.status_message and not message:
             text += f": {job.status_message}"
         super().__init__(text)
+
+
+class WaitTimeout(ReportExportError, TimeoutError):
+    """Waiting for a job passed the caller's deadline; ``job`` is its last known state. The job
+    itself goes on: wait again or re-attach later, never submit it again (DESIGN rule 1)."""
+
+    def __init__(self, job: Job, waited: float) -> None:
+        self.job = job
+        self.waited = waited
+        status = getattr(job.status, "value", job.status)
+        super().__init__(f"job {job.id} still {status} after waiting {waited:g} s")
 
 
 class ReplayRefused(ReportExportError):

@@ -20,7 +20,9 @@ from .ratelimit_headers import RateLimitInfo
 
 __all__ = [
     "DailyQuota",
+    "Export429",
     "HourlyWindow",
+    "classify_export_429",
     "count_in_quota_day",
     "daily_quota",
     "quota_day_bounds",
@@ -110,10 +112,15 @@ class HourlyWindow:
             return HourlyWindow(limit=self.limit, remaining=self.limit, resets_at=now + window)
         return self
 
+    def _reserve(self, reserve: int, count: int) -> int:
+        """The reserve actually kept back: never so much that a full window could not serve
+        ``count`` calls (a server may announce a limit below our safety margin)."""
+        return max(0, min(reserve, self.limit - count))
+
     def wait_for(self, now: datetime, count: int = 1, reserve: int = 0) -> float:
         """Seconds until ``count`` calls fit (0 if they fit now), keeping ``reserve`` back."""
         current = self.roll(now)
-        if current.remaining - reserve >= count:
+        if current.remaining - current._reserve(reserve, count) >= count:
             return 0.0
         return max(0.0, (current.resets_at - now).total_seconds())
 
@@ -123,7 +130,7 @@ class HourlyWindow:
         """``(new_state, 0.0)`` when ``count`` calls are taken now, or ``(state, wait)`` with
         the seconds to wait before asking again; the state is not charged then."""
         current = self.roll(now)
-        if current.remaining - reserve >= count:
+        if current.remaining - current._reserve(reserve, count) >= count:
             return replace(current, remaining=current.remaining - count), 0.0
         return current, max(0.0, (current.resets_at - now).total_seconds())
 
@@ -154,3 +161,41 @@ class HourlyWindow:
             until = now + timedelta(seconds=info.retry_after)
             state = replace(state, remaining=0, resets_at=max(until, now))
         return state
+
+
+#: A 429 on ReportExport/ClickExport whose hint is at most this many seconds is a burst: wait and
+#: retry. Anything longer is a spent quota, and is never slept through (API-FACTS §5).
+SHORT_429_SECONDS = 60.0
+#: A 429 whose reset falls this close to the end of the quota day is the daily quota.
+_DAY_END_TOLERANCE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Export429:
+    """What a 429 on an export call means: ``retry`` (a short burst), or a spent ``quota``
+    (``"ReportExport"``/``"ClickExport"`` for the daily quota, ``"hourly"`` for the bucket)."""
+
+    retry: bool
+    quota: QuotaName | None
+    resets_at: datetime | None
+
+
+def classify_export_429(
+    name: QuotaName, hint: float | None, now: datetime, tz: tzinfo = UTC
+) -> Export429:
+    """Tell a burst from an hourly from a daily 429 on an export call.
+
+    The API does not say which limit refused (API-FACTS §5): a short hint is a burst; a reset at
+    the end of the quota day, or no hint at all, is the daily quota; anything between is the
+    hourly bucket. Blindly retrying an export after a 429 would spend quota for nothing.
+    """
+    _aware(now)
+    if hint is not None and hint <= SHORT_429_SECONDS:
+        return Export429(retry=True, quota=None, resets_at=now + timedelta(seconds=hint))
+    _, day_end = quota_day_bounds(now, tz)
+    if hint is None:
+        return Export429(retry=False, quota=name, resets_at=day_end)
+    resets_at = now + timedelta(seconds=hint)
+    if resets_at >= day_end - _DAY_END_TOLERANCE:
+        return Export429(retry=False, quota=name, resets_at=resets_at)
+    return Export429(retry=False, quota="hourly", resets_at=resets_at)

@@ -17,7 +17,7 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from ..errors import ConfigurationError
 from .models import CLICK_EXPORT_EARLIEST, ClickExportRequest, ExportRequest, FilterValue
@@ -52,6 +52,7 @@ class Endpoint(StrEnum):
     LIST_JOBS = "ListJobs"
     DOWNLOAD = "Download"
     REPLAY = "Replay"
+    REPORTS = "Reports"
 
     @property
     def daily_quota(self) -> Literal["ReportExport", "ClickExport"] | None:
@@ -335,3 +336,11 @@ def is_api_origin(url: str, base_url: str) -> bool:
         return True
     mine, theirs = _origin(url), _origin(base_url)
     return mine is not None and mine == theirs
+
+
+def spec_from_uri(uri: str, endpoint: Endpoint, method: Method = "GET") -> RequestSpec:
+    """A call to a relative URI the API returned (e.g. ``@nextpageuri``), its query kept as
+    parameters so that the session adds nothing twice."""
+    parts = urlsplit(uri)
+    params = tuple(parse_qsl(parts.query, keep_blank_values=True))
+    return RequestSpec(method, parts.path, params, endpoint)

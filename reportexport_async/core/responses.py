@@ -57,6 +57,7 @@ __all__ = [
     "interpret_replay",
     "interpret_ticket",
     "is_error_body",
+    "is_transient",
     "parse_error_envelope",
 ]
 
@@ -358,3 +359,30 @@ def check_download_integrity(
             "checksum_mismatch", expected=expected_sha256, actual=sha256, job_id=job_id
         )
     return None
+
+
+# Words of an HTTP 200 `Status: ERROR` message that mean "try again", not "your input is wrong".
+_TRANSIENT_WORDS = (
+    "try again",
+    "internal error",
+    "temporar",
+    "timeout",
+    "timed out",
+    "unavailable",
+)
+
+
+def is_transient(error: ReportExportError) -> bool:
+    """Whether retrying the same call may succeed.
+
+    5xx, 429 and garbled 2xx bodies are transient. An HTTP 200 with ``Status: ERROR`` usually
+    reports bad input (API-FACTS §1c: "Not permitted to run report", "Invalid result format"),
+    which a retry would only repeat, spending quota on ReportExport: it is transient only when its
+    message says so.
+    """
+    if isinstance(error, ServerError | RateLimited | MalformedResponse):
+        return True
+    if isinstance(error, APIError):
+        text = (error.message or "").lower()
+        return any(word in text for word in _TRANSIENT_WORDS)
+    return False

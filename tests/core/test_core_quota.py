@@ -95,8 +95,18 @@ def test_hourly_window_acquire_and_wait() -> None:
 
 def test_hourly_window_reserve() -> None:
     w = HourlyWindow.fresh(10, START)
-    assert w.wait_for(START, count=1, reserve=9) == 0.0
-    assert w.wait_for(START, count=2, reserve=9) == 3600.0
+    assert w.wait_for(START, count=1, reserve=5) == 0.0
+    spent, _ = w.acquire(START, count=5, reserve=5)
+    assert spent.wait_for(START, count=1, reserve=5) == 3600.0
+
+
+def test_reserve_never_starves_a_full_window() -> None:
+    """A server may announce a limit below our safety margin: a fresh window must still serve a
+    call, or the limiter would wait for ever (found by tests/test_client.py)."""
+    w = HourlyWindow.fresh(3, START)
+    window, wait = w.acquire(START, reserve=10)
+    assert (window.remaining, wait) == (2, 0.0)
+    assert w.wait_for(START, count=2, reserve=9) == 0.0
 
 
 def test_observe_same_window_keeps_lower_count() -> None:

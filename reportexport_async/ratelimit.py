@@ -1,0 +1,181 @@
+"""One rate limiter per account, shared by every task and every client object given it.
+
+It holds three limits (API-FACTS §5):
+
+- the hourly bucket (1,000 calls by default), a fixed window corrected by the `X-RateLimit-*`
+  headers of every answer; a call waits for room rather than provoking a 429;
+- the daily ReportExport and ClickExport quotas (100 and 10): a call that would exceed one fails at
+  once with `QuotaExhausted` carrying when the quota resets, instead of sleeping for hours;
+- a concurrency limit on calls in flight.
+
+The arithmetic lives in the pure core (`core.quota`); this module owns the clock, the lock and the
+waiting. Today's daily use is kept by a `QuotaStore`: in memory by default, in the ledger once it
+exists, so it survives restarts and is shared by processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from typing import Protocol
+
+import anyio
+
+from .clock import Clock, SystemClock
+from .core.policies import RateLimitPolicy
+from .core.quota import DailyQuota, HourlyWindow, daily_quota, quota_day_bounds
+from .core.ratelimit_headers import RateLimitInfo
+from .core.requests import Endpoint
+from .errors import QuotaExhausted, QuotaName
+
+__all__ = ["MemoryQuotaStore", "QuotaStore", "RateLimiter"]
+
+
+class QuotaStore(Protocol):
+    """Where the daily quotas' use is counted. `charge` checks and counts in one step."""
+
+    async def used(self, name: QuotaName, day: date) -> int: ...
+
+    async def charge(self, name: QuotaName, day: date, limit: int) -> int | None:
+        """Count one call if fewer than `limit` are used on `day`; return the new count, or
+        None when the quota is spent (nothing counted)."""
+        ...
+
+    async def exhaust(self, name: QuotaName, day: date, limit: int) -> None:
+        """Record that the server refused the quota for `day` (count it as full)."""
+        ...
+
+
+class MemoryQuotaStore:
+    """Daily use in memory: right for one process that does not restart."""
+
+    def __init__(self) -> None:
+        self._used: dict[tuple[QuotaName, date], int] = {}
+
+    async def used(self, name: QuotaName, day: date) -> int:
+        return self._used.get((name, day), 0)
+
+    async def charge(self, name: QuotaName, day: date, limit: int) -> int | None:
+        current = self._used.get((name, day), 0)
+        if current >= limit:
+            return None
+        self._used[(name, day)] = current + 1
+        return current + 1
+
+    async def exhaust(self, name: QuotaName, day: date, limit: int) -> None:
+        self._used[(name, day)] = max(limit, self._used.get((name, day), 0))
+
+
+class RateLimiter:
+    """The account's limits. Give the same instance to every client of one account."""
+
+    def __init__(
+        self,
+        policy: RateLimitPolicy | None = None,
+        *,
+        clock: Clock | None = None,
+        store: QuotaStore | None = None,
+    ) -> None:
+        self.policy = policy or RateLimitPolicy()
+        self.clock: Clock = clock or SystemClock()
+        self.store: QuotaStore = store or MemoryQuotaStore()
+        self._hourly: HourlyWindow | None = None
+        self._lock: anyio.Lock | None = None
+        self._in_flight: anyio.CapacityLimiter | None = None
+
+    def __repr__(self) -> str:
+        window = self._hourly
+        left = "unknown" if window is None else window.remaining
+        return f"RateLimiter(hourly_limit={self.policy.hourly_limit}, remaining={left})"
+
+    # anyio primitives are made on first use, inside the event loop that uses them.
+    @property
+    def _guard(self) -> anyio.Lock:
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        return self._lock
+
+    @asynccontextmanager
+    async def in_flight(self) -> AsyncIterator[None]:
+        """Hold one of the `max_concurrent_requests` slots for the duration of a call."""
+        if self._in_flight is None:
+            self._in_flight = anyio.CapacityLimiter(self.policy.max_concurrent_requests)
+        async with self._in_flight:
+            yield
+
+    def _daily_limit(self, name: QuotaName) -> int | None:
+        if name == "ReportExport":
+            return self.policy.daily_report_export
+        if name == "ClickExport":
+            return self.policy.daily_click_export
+        return None
+
+    def _day(self, now: datetime) -> date:
+        return now.astimezone(self.policy.quota_timezone).date()
+
+    async def daily(self, name: QuotaName) -> DailyQuota | None:
+        """Today's state of a daily quota (None when that quota is switched off)."""
+        limit = self._daily_limit(name)
+        if limit is None:
+            return None
+        now = self.clock.now()
+        used = await self.store.used(name, self._day(now))
+        return daily_quota(name, limit, min(used, limit), now, self.policy.quota_timezone)
+
+    @property
+    def hourly(self) -> HourlyWindow | None:
+        """The current view of the hourly bucket (None before the first call)."""
+        return self._hourly
+
+    async def acquire(self, endpoint: Endpoint) -> None:
+        """Take room for one call: fail at once on a spent daily quota, wait for the hourly
+        bucket otherwise."""
+        name = endpoint.daily_quota
+        limit = self._daily_limit(name) if name else None
+        if name is not None and limit is not None:
+            now = self.clock.now()
+            counted = await self.store.charge(name, self._day(now), limit)
+            if counted is None:
+                _, resets_at = quota_day_bounds(now, self.policy.quota_timezone)
+                raise QuotaExhausted(name, limit=limit, resets_at=resets_at, used=limit)
+        while True:
+            async with self._guard:
+                now = self.clock.now()
+                window = self._hourly or HourlyWindow.fresh(self.policy.hourly_limit, now)
+                window, wait = window.acquire(now, reserve=self.policy.safety_margin)
+                self._hourly = window
+            if wait <= 0:
+                return
+            # Wait for the window to roll over instead of provoking a 429.
+            await self.clock.sleep(wait)
+
+    async def observe(self, info: RateLimitInfo) -> None:
+        """Correct the hourly view with what an answer's headers said."""
+        if info.is_empty:
+            return
+        async with self._guard:
+            now = self.clock.now()
+            window = self._hourly or HourlyWindow.fresh(self.policy.hourly_limit, now)
+            self._hourly = window.observe(info, now)
+
+    async def hold(self, seconds: float) -> None:
+        """A 429 said to wait `seconds`: empty the hourly bucket until then, for every task."""
+        async with self._guard:
+            now = self.clock.now()
+            window = self._hourly or HourlyWindow.fresh(self.policy.hourly_limit, now)
+            until = now + timedelta(seconds=max(0.0, seconds))
+            self._hourly = replace(window, remaining=0, resets_at=until)
+
+    async def exhausted(
+        self, name: QuotaName, *, resets_at: datetime | None = None
+    ) -> QuotaExhausted:
+        """The server refused a daily quota: remember it until the day ends (other processes
+        sharing the store stop spending too), and return the exception that says so."""
+        limit = self._daily_limit(name) or 0
+        now = self.clock.now()
+        await self.store.exhaust(name, self._day(now), limit)
+        if resets_at is None:
+            _, resets_at = quota_day_bounds(now, self.policy.quota_timezone)
+        return QuotaExhausted(name, limit=limit, resets_at=resets_at, used=limit)

@@ -1,0 +1,372 @@
+"""The session: one aiohttp `ClientSession` per client, authentication, the retry driver, the
+shared rate limiter, usage counters and the redirect policy. It knows nothing about jobs or files.
+
+- `Authorization` (HTTP Basic, SID and token, API-FACTS §6) is attached per request, and only when
+  the URL is on the API origin: the Download's 302 to a signed URL on another origin is followed
+  without it (API-FACTS §2 "Download"). Redirects are never followed automatically.
+- Connection errors, timeouts, 5xx and 429 are retried with capped exponential backoff and full
+  jitter, bounded by attempts and by total time; a sane `Retry-After` or reset header wins
+  (`core.policies.RetryPolicy`). A 429 on ReportExport/ClickExport is not blindly retried: a long
+  one is a spent quota and raises `QuotaExhausted` at once (`core.quota.classify_export_429`).
+- Every JSON body is checked for `Status: ERROR` (`core.responses`), also with HTTP 200.
+- aiohttp's exceptions are translated here and nowhere else, always `raise ... from exc`.
+- The token never reaches a log record, a repr or an exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import random
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import TypeVar
+
+import aiohttp
+
+from . import __version__
+from .clock import Clock, SystemClock
+from .config import ClientConfig
+from .core.personas import persona_for
+from .core.quota import classify_export_429
+from .core.ratelimit_headers import parse_rate_limit_headers
+from .core.requests import Endpoint, RequestSpec, is_api_origin, join_url
+from .core.responses import is_transient
+from .errors import (
+    RateLimited,
+    ReportExportError,
+    RequestTimeout,
+    TransportError,
+    redact_url,
+)
+from .ratelimit import RateLimiter
+
+__all__ = ["Answer", "Session", "Usage", "UsageSnapshot"]
+
+log = logging.getLogger("reportexport_async.session")
+
+T = TypeVar("T")
+_MAX_JSON_BODY = 64 * 1024 * 1024  # a job listing of many pages is still far below this
+
+
+#: A `core.responses.interpret_*` function: (status, headers, body, *, method, url, now).
+Interpreter = Callable[..., T | ReportExportError]
+
+
+@dataclass(frozen=True)
+class UsageSnapshot:
+    """Counters at one moment. `calls` counts HTTP requests to the API by endpoint, retries
+    included (each one spends the hourly bucket); `signed_downloads` counts requests to signed
+    URLs on other origins, which spend nothing."""
+
+    calls: Mapping[str, int]
+    retries: int
+    rate_limited: int
+    transport_errors: int
+    bytes_downloaded: int
+    signed_downloads: int
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+
+@dataclass
+class Usage:
+    """Live counters; `snapshot()` gives a frozen copy."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    rate_limited: int = 0
+    transport_errors: int = 0
+    bytes_downloaded: int = 0
+    signed_downloads: int = 0
+
+    def snapshot(self) -> UsageSnapshot:
+        return UsageSnapshot(
+            calls=dict(self.calls),
+            retries=self.retries,
+            rate_limited=self.rate_limited,
+            transport_errors=self.transport_errors,
+            bytes_downloaded=self.bytes_downloaded,
+            signed_downloads=self.signed_downloads,
+        )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An API answer whose body was read: `body` is parsed JSON, the text of a non-JSON body, or
+    None for an empty one."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: object | None
+
+
+def _translate(exc: BaseException, method: str, url: str) -> TransportError:
+    """aiohttp's exceptions, in the one place they are translated."""
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return RequestTimeout(f"timed out ({type(exc).__name__})", method=method, url=url)
+    return TransportError(f"{type(exc).__name__}: {exc}", method=method, url=url)
+
+
+def _parse_body(raw: bytes, content_type: str) -> object | None:
+    if not raw.strip():
+        return None
+    text = raw.decode("utf-8", errors="replace")
+    if "json" in content_type or text.lstrip()[:1] in ("{", "["):
+        try:
+            parsed: object = json.loads(text)
+        except ValueError:
+            return text
+        return parsed
+    return text
+
+
+class Session:
+    """HTTP for one account. Use as an async context manager; share `limiter` between sessions
+    of the same account."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        limiter: RateLimiter | None = None,
+        clock: Clock | None = None,
+        random_source: Callable[[], float] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or (limiter.clock if limiter else SystemClock())
+        self.limiter = limiter or RateLimiter(config.rate_limit, clock=self.clock)
+        self.usage = Usage()
+        self._random = random_source or random.random
+        self._persona = persona_for(config.account_type)
+        credentials = f"{config.account_sid}:{config.auth_token.get_secret_value()}"
+        # Kept encoded and only ever put into a request header (API-FACTS §6).
+        self._authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
+        self._http: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Session(base_url={self.config.base_url!r}, account_sid={self.config.account_sid!r}, "
+            f"account_type={self._persona.account_type.value!r})"
+        )
+
+    async def __aenter__(self) -> Session:
+        timeouts = self.config.timeouts
+        connector = aiohttp.TCPConnector(
+            limit=self.limiter.policy.max_concurrent_requests * 2, ttl_dns_cache=300
+        )
+        self._http = aiohttp.ClientSession(
+            connector=connector,
+            headers={
+                "Accept": "application/json",
+                "User-Agent": f"reportexport_async/{__version__}",
+            },
+            timeout=aiohttp.ClientTimeout(
+                total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.read
+            ),
+            # Proxies and .netrc are not consulted: credentials go only where we put them.
+            trust_env=False,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise RuntimeError("the session is not open: use `async with` first")
+        return self._http
+
+    def url(self, path_or_uri: str) -> str:
+        """Join a path or a URI from an answer to the base URL."""
+        return join_url(self.config.base_url, path_or_uri)
+
+    def _headers(self, url: str) -> dict[str, str]:
+        if is_api_origin(url, self.config.base_url):
+            return {"Authorization": self._authorization}
+        return {"Accept": "*/*"}
+
+    # -- JSON calls -----------------------------------------------------------------------------
+
+    async def call(self, spec: RequestSpec, interpret: Interpreter[T]) -> T:
+        """Make one API call with retries and return what `interpret` makes of the answer."""
+        return await self.call_url(
+            spec.method, self.url(spec.path), spec.endpoint, interpret, params=spec.params
+        )
+
+    async def call_url(
+        self,
+        method: str,
+        url: str,
+        endpoint: Endpoint,
+        interpret: Interpreter[T],
+        *,
+        params: tuple[tuple[str, str], ...] = (),
+    ) -> T:
+        policy = self.config.retry
+        started = self.clock.now()
+        attempt = 0
+        limited = 0
+        while True:
+            attempt += 1
+            error: ReportExportError
+            hint: float | None = None
+            try:
+                answer = await self._send(method, url, endpoint, params)
+            except TransportError as exc:
+                error = exc
+            else:
+                now = self.clock.now()
+                result = interpret(
+                    answer.status, answer.headers, answer.body, method=method, url=url, now=now
+                )
+                if not isinstance(result, ReportExportError):
+                    return result
+                error = result
+                if isinstance(error, RateLimited):
+                    await self._export_429(endpoint, error, now)
+                    hint = error.retry_after
+                    if hint is not None and policy.sane_hint(hint):
+                        # Over the hourly bucket: the limiter now holds every task of the
+                        # account until the window reopens. Waiting for it is not a failure,
+                        # so it spends no retry budget; only the count of such answers is bounded.
+                        limited += 1
+                        if limited > policy.max_attempts:
+                            raise error
+                        self.usage.retries += 1
+                        await self.limiter.hold(hint)
+                        continue
+                if not is_transient(error):
+                    raise error
+            delay = policy.delay_with_hint(attempt, hint, self._random())
+            elapsed = (self.clock.now() - started).total_seconds()
+            if not policy.may_retry(attempt, elapsed, delay):
+                raise error
+            self.usage.retries += 1
+            log.info(
+                "%s %s failed (%s); retry %d in %.2fs",
+                method,
+                redact_url(url),
+                type(error).__name__,
+                attempt,
+                delay,
+            )
+            await self.clock.sleep(delay)
+
+    async def _export_429(self, endpoint: Endpoint, error: RateLimited, now: datetime) -> None:
+        """A 429 on ReportExport/ClickExport: retry a short burst, never sleep through a spent
+        quota (API-FACTS §5: the daily quota will not recover within minutes)."""
+        name = endpoint.daily_quota
+        if name is None:
+            return
+        verdict = classify_export_429(
+            name, error.retry_after, now, self.limiter.policy.quota_timezone
+        )
+        if verdict.quota in (None, "hourly") or verdict.resets_at is None:
+            return  # a burst or the hourly bucket: waited for like any other 429
+        raise await self.limiter.exhausted(name, resets_at=verdict.resets_at) from error
+
+    async def _send(
+        self, method: str, url: str, endpoint: Endpoint, params: tuple[tuple[str, str], ...]
+    ) -> Answer:
+        """One HTTP request through the limiter; the body is read whole (JSON answers only)."""
+        await self.limiter.acquire(endpoint)
+        self.usage.calls[endpoint.value] += 1
+        async with self.limiter.in_flight():
+            try:
+                async with self.http.request(
+                    method,
+                    url,
+                    params=params,
+                    headers=self._headers(url),
+                    allow_redirects=False,
+                    data=b"" if method == "PUT" else None,
+                ) as response:
+                    raw = await response.content.read(_MAX_JSON_BODY)
+                    headers = dict(response.headers)
+                    status = response.status
+                    content_type = response.content_type
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                self.usage.transport_errors += 1
+                raise _translate(exc, method, url) from exc
+        await self._observe(status, headers)
+        log.debug("%s %s -> %d", method, redact_url(url), status)
+        return Answer(status, headers, _parse_body(raw, content_type))
+
+    async def _observe(self, status: int, headers: Mapping[str, str]) -> None:
+        if status == 429:
+            self.usage.rate_limited += 1
+        info = parse_rate_limit_headers(
+            headers, self.clock.now(), names=self._persona.rate_limit_headers
+        )
+        await self.limiter.observe(info)
+
+    # -- streamed answers (downloads) ---------------------------------------------------------
+
+    async def iter_body(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """The body of a streamed answer as it arrives; a cut connection or a body shorter than
+        its Content-Length raises `TransportError`."""
+        try:
+            async for data in response.content.iter_any():
+                self.usage.bytes_downloaded += len(data)
+                yield data
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            self.usage.transport_errors += 1
+            raise _translate(exc, "GET", str(response.url)) from exc
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        url: str,
+        endpoint: Endpoint | None,
+        *,
+        params: tuple[tuple[str, str], ...] = (),
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One GET whose body the caller streams. On the API origin it goes through the limiter
+        and carries `Authorization`; elsewhere (a signed URL) it carries neither. No retries here:
+        the download driver decides."""
+        api = is_api_origin(url, self.config.base_url)
+        timeouts = self.config.timeouts
+        timeout = aiohttp.ClientTimeout(
+            total=timeouts.download_total, sock_connect=timeouts.connect, sock_read=timeouts.read
+        )
+        if api:
+            await self.limiter.acquire(endpoint or Endpoint.DOWNLOAD)
+            self.usage.calls[(endpoint or Endpoint.DOWNLOAD).value] += 1
+        else:
+            self.usage.signed_downloads += 1
+        async with self.limiter.in_flight() if api else contextlib.nullcontext():
+            try:
+                async with self.http.get(
+                    url,
+                    params=params,
+                    headers=self._headers(url),
+                    allow_redirects=False,
+                    timeout=timeout,
+                ) as response:
+                    if api:
+                        await self._observe(response.status, dict(response.headers))
+                    yield response
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                self.usage.transport_errors += 1
+                raise _translate(exc, "GET", url) from exc
