@@ -323,11 +323,13 @@ class Session:
 
     # -- streamed answers (downloads) ---------------------------------------------------------
 
-    async def iter_body(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        """The body of a streamed answer as it arrives; a cut connection or a body shorter than
-        its Content-Length raises `TransportError`."""
+    async def iter_body(
+        self, response: aiohttp.ClientResponse, chunk_size: int = 1 << 20
+    ) -> AsyncIterator[bytes]:
+        """The body of a streamed answer in pieces of at most `chunk_size` bytes, as it arrives;
+        a cut connection or a body shorter than its Content-Length raises `TransportError`."""
         try:
-            async for data in response.content.iter_any():
+            while data := await response.content.read(chunk_size):
                 self.usage.bytes_downloaded += len(data)
                 yield data
         except (TimeoutError, aiohttp.ClientError) as exc:

@@ -192,3 +192,16 @@ def test_readme_demo_walks_one_export_through_the_sandbox() -> None:
     assert calls["ReportExport"] == 1
     assert calls["Download"] == 1
     assert calls["SignedDownload"] == 1
+
+
+def test_sigterm_stops_the_command_cleanly_and_removes_its_temporary_storage() -> None:
+    process = subprocess.Popen(
+        [*COMMAND, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    storage = Path(json.loads(process.stdout.readline())["storage"])
+    assert storage.is_dir()
+    process.terminate()
+    process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert not storage.exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -211,8 +212,13 @@ async def serve(config: SandboxConfig, start_time: datetime | None = None) -> No
             "now": sandbox.now().isoformat(),
             "time_scale": config.time_scale,
         }
-        print(json.dumps(line), flush=True)
-        await anyio.sleep_forever()
+        # SIGTERM (what process managers and `Popen.terminate` send) ends the sandbox as
+        # cleanly as Ctrl-C does, so its temporary storage folder is removed. The line goes out
+        # once the handler is in place, so whoever read it may signal at once.
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            print(json.dumps(line), flush=True)
+            async for _ in signals:
+                return
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
