@@ -1,0 +1,609 @@
+"""Client download (issue 3): `ReportExportClient.download()` of a ~1 GB result beside a bare
+aiohttp loop that reads the same URL to disk, in one run against one sandbox and one job.
+
+    .venv/bin/python -m benchmarks.client_download                  # ~1 GB, 3 rounds
+    .venv/bin/python -m benchmarks.client_download --size-mb 200 --repeats 2   # quicker
+
+The sandbox (its own process, `python -m reportexport_async.sandbox --port 0 ...`) makes a
+`Mediapartners` CSV job of about `--size-mb` MB. Four methods then download it, each run in a
+fresh process of its own (`--child METHOD`) so that its peak memory is its own:
+
+- `library-redirect`: `ReportExportClient.download(job_id, dest)`, default mode (the 302 to the
+  signed URL, followed without `Authorization`);
+- `library-stream`: the same with `stream_downloads=True` (`Download?Mode=Stream`);
+- `baseline-signed`: a bare aiohttp loop: GET Download with the Basic header, follow the 302 by
+  hand, write `iter_chunked(1 MiB)` to a file;
+- `baseline-stream`: the same loop on `Download?Mode=Stream`.
+
+The library hashes (sha256), checks the length, fsyncs and renames; the baseline only writes.
+Each child reads its idle RSS (`VmRSS`) after imports and after opening its client or session,
+resets the peak (`/proc/self/clear_refs`), downloads, and reports the peak (`VmHWM`); growth =
+peak - idle. Every file is checked against the sha256 of the sandbox's own result file and
+deleted before the next run. After one unmeasured warm-up download, methods are rotated from
+round to round; figures are medians.
+Targets (issue 3): growth below 64 MB, throughput at least 90 % of the bare loop. MB means 10**6
+bytes. The figures go into `## Client download (issue 3)` of `benchmarks/RESULTS.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from reportexport_async import ReportExportClient
+from reportexport_async.config import ClientConfig
+from reportexport_async.core.models import ExportRequest, Job, JobStatus
+
+from .sandbox_throughput import Server, start_server
+
+RESULTS_FILE = Path(__file__).resolve().parent / "RESULTS.md"
+SECTION_TITLE = "## Client download (issue 3)"
+MEMORY_TARGET_MB = 64.0
+THROUGHPUT_TARGET = 0.90  # library / baseline
+CHUNK = 1 << 20
+MB = 1_000_000
+EXPORT_DAYS = 30
+FIRST_DAY = date(2025, 1, 1)  # long settled at the sandbox's start time: row counts never change
+SANDBOX_START = "2026-06-15T12:00:00Z"
+PERSONA = "Mediapartners"
+REPORT = "mp_action_listing_fast"
+METHODS = ("library-redirect", "library-stream", "baseline-signed", "baseline-stream")
+PAIRS = (  # (label, library method, baseline method)
+    ("302 to the signed URL", "library-redirect", "baseline-signed"),
+    ("`Mode=Stream`", "library-stream", "baseline-stream"),
+)
+
+
+# -- the child: one download in a fresh process ---------------------------------------------------
+
+
+def proc_status_kib(name: str) -> int:
+    """A `/proc/self/status` figure in KiB (`VmRSS`, `VmHWM`); 0 where there is no /proc."""
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def reset_peak_rss() -> bool:
+    """Reset `VmHWM` to the current RSS (Linux >= 4.0), so that the peak of the download is not
+    the peak of the imports."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Probe:
+    """Memory and time around the download in a child."""
+
+    idle_kib: int = 0
+    peak_reset: bool = False
+    started: float = 0.0
+    cpu_started: float = 0.0
+
+    def begin(self) -> None:
+        self.idle_kib = proc_status_kib("VmRSS")
+        self.peak_reset = reset_peak_rss()
+        self.cpu_started = cpu_seconds()
+        self.started = time.perf_counter()
+
+    def end(self) -> dict[str, Any]:
+        seconds = time.perf_counter() - self.started
+        cpu = cpu_seconds() - self.cpu_started
+        peak_kib = proc_status_kib("VmHWM")
+        if not self.peak_reset:  # ru_maxrss is the peak since the start, imports included
+            peak_kib = max(peak_kib, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        return {
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "idle_rss_bytes": self.idle_kib * 1024,
+            "peak_rss_bytes": peak_kib * 1024,
+            "growth_bytes": max(0, peak_kib - self.idle_kib) * 1024,
+            "peak_reset": self.peak_reset,
+        }
+
+
+def download_url(spec: dict[str, Any]) -> str:
+    return f"{spec['base_url']}/{PERSONA}/{spec['account_sid']}/Jobs/{spec['job_id']}/Download"
+
+
+async def run_library(spec: dict[str, Any], out: Path, stream: bool) -> dict[str, Any]:
+    config = ClientConfig(
+        account_sid=spec["account_sid"],
+        auth_token=spec["auth_token"],
+        account_type=PERSONA,
+        base_url=spec["base_url"],
+    )
+    probe = Probe()
+    async with ReportExportClient(config, stream_downloads=stream) as client:
+        probe.begin()
+        result = await client.download(spec["job_id"], out)
+        figures = probe.end()
+        usage = client.usage
+    figures.update(
+        bytes=result.size,
+        sha256=result.sha256,
+        path=str(result.path),
+        usage={
+            "calls": dict(usage.calls),
+            "signed_downloads": usage.signed_downloads,
+            "bytes_downloaded": usage.bytes_downloaded,
+            "retries": usage.retries,
+        },
+    )
+    return figures
+
+
+async def bare_loop(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], out: Path, signed: bool
+) -> int:
+    """The baseline: GET, (follow the 302 without credentials,) write 1 MiB chunks. No hashing."""
+    async with session.get(url, headers=headers, allow_redirects=False) as response:
+        if signed:
+            if response.status != 302:
+                raise RuntimeError(f"expected 302 from the Download, got {response.status}")
+            url, headers = response.headers["Location"], {}
+    received = 0
+    async with session.get(url, headers=headers, allow_redirects=False) as response:
+        if response.status != 200:
+            raise RuntimeError(f"GET {response.url.path}: HTTP {response.status}")
+        with open(out, "wb") as handle:
+            async for chunk in response.content.iter_chunked(CHUNK):
+                handle.write(chunk)
+                received += len(chunk)
+    return received
+
+
+async def run_baseline(spec: dict[str, Any], out: Path, signed: bool) -> dict[str, Any]:
+    url = download_url(spec)
+    if not signed:
+        url += "?Mode=Stream"
+    headers = {"Authorization": aiohttp.encode_basic_auth(spec["account_sid"], spec["auth_token"])}
+    probe = Probe()
+    async with aiohttp.ClientSession() as session:
+        probe.begin()
+        received = await bare_loop(session, url, headers, out, signed)
+        figures = probe.end()
+    # Not part of the timed loop: what making the file durable would have cost (the library's
+    # time includes its fsync).
+    started = time.perf_counter()
+    with open(out, "rb") as handle:
+        os.fsync(handle.fileno())
+    figures.update(bytes=received, path=str(out), fsync_seconds=time.perf_counter() - started)
+    return figures
+
+
+def child_main(method: str, out: Path) -> int:
+    spec = json.loads(sys.stdin.readline())  # the token comes on stdin, not on the command line
+    if method.startswith("library-"):
+        figures = asyncio.run(run_library(spec, out, stream=method == "library-stream"))
+    else:
+        figures = asyncio.run(run_baseline(spec, out, signed=method == "baseline-signed"))
+    figures["method"] = method
+    print(json.dumps(figures), flush=True)
+    return 0
+
+
+# -- the parent: sandbox, job, runs ---------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    size_bytes: int = 0
+    rows: int = 0
+    generate_seconds: float = math.nan
+    source_sha256: str = ""
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    warmup: dict[str, Any] = field(default_factory=dict)
+    server: dict[str, Any] = field(default_factory=dict)
+    load_average: float = field(default_factory=lambda: os.getloadavg()[0])
+
+    def values(self, method: str, key: str) -> list[float]:
+        return [float(run[key]) for run in self.runs if run["method"] == method]
+
+    def mbps(self, method: str) -> list[float]:
+        return [run["bytes"] / MB / run["seconds"] for run in self.runs if run["method"] == method]
+
+
+def sandbox_argv(storage: Path) -> list[str]:
+    return [
+        "-m",
+        "reportexport_async.sandbox",
+        "--port",
+        "0",
+        "--hourly-limit",
+        "0",
+        "--daily-export-limit",
+        "0",
+        "--job-duration",
+        "0",
+        "--storage",
+        str(storage),
+        "--start-time",
+        SANDBOX_START,
+    ]
+
+
+def client_config(info: dict[str, Any]) -> ClientConfig:
+    return ClientConfig(
+        account_sid=info["account_sid"],
+        auth_token=info["auth_token"],
+        account_type=PERSONA,
+        base_url=info["base_url"],
+    )
+
+
+async def completed(client: ReportExportClient, days: int, limit: float = 600.0) -> Job:
+    """Export `days` settled days and poll (every 0.25 s, not the client's schedule) until the
+    job is COMPLETED."""
+    end = FIRST_DAY + timedelta(days=days - 1)
+    ticket = await client.export(ExportRequest(report_id=REPORT, start=FIRST_DAY, end=end))
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        job = await client.get_job(ticket.job_id)
+        if job.status is JobStatus.COMPLETED:
+            return job
+        if job.is_final:
+            raise RuntimeError(f"job {job.id} ended {job.status.value}")
+        await asyncio.sleep(0.25)
+    raise TimeoutError(f"job {ticket.job_id} did not complete in {limit} s")
+
+
+async def prepare_job(info: dict[str, Any], size_mb: float, scratch: Path, figures: Figures) -> Job:
+    """Measure bytes per row on one day, then make the ~size_mb job and time its writing."""
+    base = str(info["base_url"])
+    async with ReportExportClient(client_config(info)) as client:
+        probe = await completed(client, 1)
+        sample = await client.download(probe.id, scratch / "probe.csv")
+        (scratch / "probe.csv").unlink()
+        bytes_per_row = sample.size / max(1, probe.records_processed or 0)
+        rows_per_day = max(1, math.ceil(size_mb * MB / bytes_per_row / EXPORT_DAYS))
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{base}/_sandbox/configure", json={"rows_per_day": rows_per_day}) as r,
+        ):
+            if r.status != 200:
+                raise RuntimeError(f"configure: HTTP {r.status}: {await r.text()}")
+        started = time.perf_counter()
+        job = await completed(client, EXPORT_DAYS)
+        figures.generate_seconds = time.perf_counter() - started
+        figures.rows = job.records_processed or 0
+        return job
+
+
+async def sandbox_stats(info: dict[str, Any]) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{info['base_url']}/_sandbox/stats") as response,
+    ):
+        return dict(await response.json())
+
+
+def result_file(storage: Path, job_id: str) -> Path:
+    files = [p for p in storage.iterdir() if p.name.startswith(job_id) and p.suffix == ".csv"]
+    if len(files) != 1:
+        raise RuntimeError(f"cannot find the result file of {job_id} in {storage}")
+    return files[0]
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(CHUNK * 4):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_child(method: str, spec: dict[str, Any], out: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.client_download", "--child", method, "--out", str(out)],
+        input=json.dumps(spec) + "\n",
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{method} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def check_run(run: dict[str, Any], figures: Figures) -> None:
+    """The file is whole and right; the library's own sha256 is the file's."""
+    path = Path(run["path"])
+    on_disk = sha256_of(path)
+    problems = []
+    if run["bytes"] != figures.size_bytes or path.stat().st_size != figures.size_bytes:
+        problems.append(f"{run['bytes']} bytes, expected {figures.size_bytes}")
+    if on_disk != figures.source_sha256:
+        problems.append("sha256 of the file differs from the sandbox's result")
+    if "sha256" in run and run["sha256"] != on_disk:
+        problems.append("the sha256 returned by download() is not the file's")
+    if "usage" in run:  # the client's own counters: one Download call, the bytes, no retries
+        usage = run["usage"]
+        signed = 1 if run["method"] == "library-redirect" else 0
+        if usage["calls"] != {"Download": 1} or usage["signed_downloads"] != signed:
+            problems.append(
+                f"unexpected calls {usage['calls']}, signed {usage['signed_downloads']}"
+            )
+        if usage["bytes_downloaded"] != figures.size_bytes or usage["retries"]:
+            problems.append(f"usage counters {usage}")
+    if problems:
+        raise RuntimeError(f"{run['method']}: " + "; ".join(problems))
+    run["verified"] = True
+
+
+def order_of(repetition: int) -> list[str]:
+    """Methods rotated by one place per round, so none always runs first or last."""
+    shift = repetition % len(METHODS)
+    return list(METHODS[shift:] + METHODS[:shift])
+
+
+def benchmark(args: argparse.Namespace) -> Figures:
+    figures = Figures()
+    with tempfile.TemporaryDirectory(prefix="client-download-") as folder:
+        storage = Path(folder) / "sandbox"
+        storage.mkdir()
+        outputs = args.out_dir or Path(folder) / "out"
+        outputs.mkdir(parents=True, exist_ok=True)
+        server: Server
+        with start_server(sandbox_argv(storage), "sandbox") as server:
+            info = server.info
+            job = asyncio.run(prepare_job(info, args.size_mb, outputs, figures))
+            source = result_file(storage, job.id)
+            figures.size_bytes = source.stat().st_size
+            # Write the source to disk now, so that its write-back does not land in a run.
+            with open(source, "rb") as handle:
+                os.fsync(handle.fileno())
+            figures.source_sha256 = sha256_of(source)
+            print(
+                f"result: {figures.size_bytes / MB:,.0f} MB, {figures.rows:,} rows, written in "
+                f"{figures.generate_seconds:.1f} s; sha256 {figures.source_sha256[:16]}…",
+                flush=True,
+            )
+            spec = {
+                "base_url": info["base_url"],
+                "account_sid": info["account_sid"],
+                "auth_token": info["auth_token"],
+                "job_id": job.id,
+            }
+            # One unmeasured download first: the first file written to a fresh folder is slow
+            # (seen at 3-4 s instead of ~1.8 s), whichever method comes first.
+            warmup = outputs / "warm-up.csv"
+            figures.warmup = run_child("library-stream", spec, warmup)
+            check_run(figures.warmup, figures)
+            warmup.unlink()
+            for repetition in range(args.repeats):
+                for method in order_of(repetition):
+                    out = outputs / f"{method}.csv"
+                    run = run_child(method, spec, out)
+                    run["round"] = repetition + 1
+                    try:
+                        check_run(run, figures)
+                    finally:
+                        for leftover in (out, out.with_name(out.name + ".part")):
+                            leftover.unlink(missing_ok=True)
+                    figures.runs.append(run)
+                    print(
+                        f"  round {repetition + 1} {method:16} "
+                        f"{run['bytes'] / MB / run['seconds']:7,.0f} MB/s  "
+                        f"{run['seconds']:5.2f} s  growth {run['growth_bytes'] / MB:6.1f} MB  "
+                        f"CPU {run['cpu_seconds']:5.2f} s",
+                        flush=True,
+                    )
+            figures.server = asyncio.run(sandbox_stats(info))
+        if args.out_dir is None:
+            shutil.rmtree(outputs, ignore_errors=True)
+    return figures
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def _fmt(value: float, digits: int = 0) -> str:
+    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def _ratio(value: float, baseline: float) -> float:
+    return value / baseline if baseline and not math.isnan(baseline) else math.nan
+
+
+def render_section(args: argparse.Namespace, figures: Figures, command: str) -> str:
+    size = f"{figures.size_bytes / MB:,.0f} MB"
+    lines = [
+        SECTION_TITLE,
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} CPUs "
+        f"(`uname -m` {platform.machine()}), Python {platform.python_version()}, "
+        f"aiohttp {aiohttp.__version__}; load average {figures.load_average:.2f} at the start "
+        "(other work on the machine lowers the figures).",
+        "",
+        "```sh",
+        command,
+        "```",
+        "",
+        f"One sandbox, one {size} `{PERSONA}` CSV job ({figures.rows:,} rows, written in "
+        f"{_fmt(figures.generate_seconds, 1)} s). Medians of {args.repeats} rounds, methods "
+        "rotated from round to round, each download in a fresh process; MB = 10^6 bytes; "
+        "ratio = library / baseline.",
+        "",
+        "| Figure | Library | Baseline | Ratio | Target | Met? |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for label, library, baseline in PAIRS:
+        value, base = _median(figures.mbps(library)), _median(figures.mbps(baseline))
+        ratio = _ratio(value, base)
+        met = "yes" if ratio >= THROUGHPUT_TARGET else "**no**"
+        lines.append(
+            f"| Download {size}, {label} (MB/s) | {_fmt(value)} | {_fmt(base)} | "
+            f"{_fmt(ratio, 2)} | ≥ {THROUGHPUT_TARGET:.2f} × baseline | {met} |"
+        )
+    for label, library, baseline in PAIRS:
+        value = _median(figures.values(library, "growth_bytes")) / MB
+        base = _median(figures.values(baseline, "growth_bytes")) / MB
+        met = "yes" if value < MEMORY_TARGET_MB else "**no**"
+        lines.append(
+            f"| Peak RSS growth, {label} (MB) | {_fmt(value, 1)} | {_fmt(base, 1)} | "
+            f"{_fmt(_ratio(value, base), 2)} | < {MEMORY_TARGET_MB:.0f} | {met} |"
+        )
+    for label, library, baseline in PAIRS:
+        value = _median(figures.values(library, "cpu_seconds"))
+        base = _median(figures.values(baseline, "cpu_seconds"))
+        lines.append(
+            f"| Client CPU time, {label} (s) | {_fmt(value, 2)} | {_fmt(base, 2)} | "
+            f"{_fmt(_ratio(value, base), 2)} | – | – |"
+        )
+    for label, library, baseline in PAIRS:
+        # The library's time includes its fsync; the baseline's does not. This row adds the
+        # fsync of the baseline's file, timed in its process after the loop.
+        value = _median(figures.mbps(library))
+        base = _median(
+            [
+                run["bytes"] / MB / (run["seconds"] + run["fsync_seconds"])
+                for run in figures.runs
+                if run["method"] == baseline
+            ]
+        )
+        lines.append(
+            f"| Download {size}, {label}, baseline + its fsync (MB/s) | {_fmt(value)} | "
+            f"{_fmt(base)} | {_fmt(_ratio(value, base), 2)} | – | – |"
+        )
+    idle = {m: _median(figures.values(m, "idle_rss_bytes")) / MB for m in METHODS}
+    calls = figures.server.get("calls", {})
+    counted = {k: v for k, v in calls.items() if v}
+    runs = "; ".join(
+        f"{method}: "
+        + ", ".join(
+            f"{run['bytes'] / MB / run['seconds']:,.0f} MB/s {run['growth_bytes'] / MB:.1f} MB"
+            for run in figures.runs
+            if run["method"] == method
+        )
+        for method in METHODS
+    )
+    lines += [
+        "",
+        '- Library: `ReportExportClient(ClientConfig(..., account_type="Mediapartners", '
+        "base_url=<sandbox>)).download(job_id, dest)`, default (302 to the signed URL) and "
+        "`stream_downloads=True` (`Mode=Stream`): reads up to 1 MiB at a time, coalesces to 1 MiB, "
+        "writes and hashes (sha256) in two threads of its own in parallel (at most 8 chunks "
+        "waiting), starts writeback every 32 MiB, checks the length, fsyncs, renames. "
+        "Baseline: a bare aiohttp loop, GET with the Basic header (following the "
+        "302 by hand without it, for the signed URL), `iter_chunked(1 MiB)` written to a file in "
+        "the same folder; no hashing, no fsync. Both times include the Download call.",
+        "- Memory: idle RSS read after imports and after opening the client (or session), peak "
+        "reset through `/proc/self/clear_refs`, then `VmHWM` after the download; growth = peak "
+        "- idle. Idle RSS (MB): " + ", ".join(f"{m} {_fmt(v, 1)}" for m, v in idle.items()) + ".",
+        f"- Every file was checked: {figures.size_bytes:,} bytes, sha256 equal to the sandbox's "
+        f"result file (`{figures.source_sha256[:16]}…`) and, for the library, to the sha256 "
+        "`download()` returned; each was deleted before the next run.",
+        f"- All runs (in order within each method; MB/s and growth): {runs}. Not counted: "
+        f"one warm-up `library-stream` download before the first round, "
+        f"{figures.warmup['bytes'] / MB / figures.warmup['seconds']:,.0f} MB/s.",
+        "- Sandbox-side counts (`GET /_sandbox/stats`) at the end, set-up included: "
+        + ", ".join(f"{key} {value}" for key, value in counted.items())
+        + f"; signed requests carrying `Authorization`: "
+        f"{figures.server.get('signed_requests_with_authorization')}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_results(section: str, path: Path = RESULTS_FILE) -> None:
+    """Replace (or append) this benchmark's section; keep every other section."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION_TITLE), None)
+    if start is None:
+        new = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        rest = "".join(lines[end:])
+        new = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
+    path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.client_download", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--size-mb", type=float, default=1000.0, help="result size (default 1000)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds (default 3)")
+    parser.add_argument(
+        "--out-dir", type=Path, help="folder for the downloaded files (default: a temporary one)"
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS_FILE, help="Markdown file")
+    parser.add_argument("--no-write", action="store_true", help="print, do not update RESULTS")
+    # Internal: one measured download in its own process.
+    parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.size_mb <= 0 or args.repeats < 1:
+        parser.error("--size-mb and --repeats must be positive")
+    if args.child and args.out is None:
+        parser.error("--child needs --out")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        return child_main(args.child, args.out)
+    command = ".venv/bin/python -m benchmarks.client_download" + "".join(
+        f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:])
+    )
+    started = time.perf_counter()
+    figures = benchmark(args)
+    section = render_section(args, figures, command)
+    print()
+    print(section)
+    print(f"(took {time.perf_counter() - started:.0f} s)")
+    if not args.no_write:
+        write_results(section, args.results)
+        print(f"updated {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
