@@ -49,6 +49,7 @@ __all__ = [
     "Forbidden",
     "HTTPStatusError",
     "JobFailed",
+    "LedgerError",
     "MalformedResponse",
     "NotFound",
     "QuotaExhausted",
@@ -317,3 +318,8 @@ class ConfigurationError(ReportExportError, ValueError):
         self.setting = setting
         self.problem = problem
         super().__init__(f"{setting}: {problem}")
+
+
+class LedgerError(ReportExportError):
+    """The ledger cannot be used: a corrupt file, a newer schema, a folder that cannot be
+    written. The message names the file and what to do."""

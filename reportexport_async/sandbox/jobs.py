@@ -128,6 +128,7 @@ class SandboxJob:
     cancelled_at: datetime | None = None
     replayable: bool = True
     storage_error: str | None = None  # the sandbox could not write the result
+    expired: bool = False  # the result is no longer downloadable (until a replay)
     postback_sent: set[int] = field(default_factory=set)
 
     @property

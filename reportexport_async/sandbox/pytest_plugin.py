@@ -134,6 +134,9 @@ class SandboxThread:
     def cancel_job(self, job_id: str) -> None:
         self.call(lambda: self.sandbox.cancel_job(job_id))
 
+    def expire_job(self, job_id: str) -> None:
+        self.call(lambda: self.sandbox.expire_job(job_id))
+
 
 @pytest.fixture
 def impact_sandbox_factory() -> Iterator[Callable[..., SandboxThread]]:

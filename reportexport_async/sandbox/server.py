@@ -224,6 +224,11 @@ class Sandbox:
         job = self._state.jobs[job_id]
         job.cancelled_at = self.clock.now()
 
+    def expire_job(self, job_id: str) -> None:
+        """Make a completed job's result unavailable, as after the 90 days the docs mention
+        (API-FACTS §2): its Download answers 404 until the job is replayed."""
+        self._state.jobs[job_id].expired = True
+
     def reset(self) -> None:
         """Forget every job, counter and quota use; keep the settings and the clock."""
         old = self._state
@@ -423,6 +428,7 @@ class Sandbox:
         add("POST", "/_sandbox/advance", self._control_advance, name="_sandbox:advance")
         add("POST", "/_sandbox/configure", self._control_configure, name="_sandbox:configure")
         add("POST", "/_sandbox/jobs/{job_id}/cancel", self._control_cancel, name="_sandbox:cancel")
+        add("POST", "/_sandbox/jobs/{job_id}/expire", self._control_expire, name="_sandbox:expire")
         return app
 
     def _spec(self, request: web.Request) -> PersonaSpec:
@@ -1148,6 +1154,8 @@ class Sandbox:
         if job is None:
             return self._error(404, "Job not found")
         now = self.clock.now()
+        if job.expired:
+            return self._error(404, "The job's result has expired")
         if job.view(now).status != "COMPLETED" or job.file is None:
             # §2: 202 with the current Job while there is no result to download.
             return web.json_response(self._job_json(spec, job, now), status=202)
@@ -1233,6 +1241,7 @@ class Sandbox:
         # Brand and partner: the same job is re-queued.
         job.generation += 1
         job.storage_error = None
+        job.expired = False
         if job.file is not None:
             job.file.path.unlink(missing_ok=True)
             job.file = None
@@ -1405,6 +1414,13 @@ class Sandbox:
         except (ValueError, TypeError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"faults": self.config.faults})
+
+    async def _control_expire(self, request: web.Request) -> web.Response:
+        try:
+            self.expire_job(request.match_info["job_id"])
+        except KeyError:
+            return web.json_response({"error": "no such job"}, status=404)
+        return web.json_response({"expired": request.match_info["job_id"]})
 
     async def _control_cancel(self, request: web.Request) -> web.Response:
         try:

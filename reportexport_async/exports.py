@@ -1,0 +1,306 @@
+"""One export, remembered: `fetch_export` gets a report's result into a file spending as few
+calls as the guide allows, with the ledger's memory.
+
+    async with Ledger() as ledger, ReportExportClient(config, limiter=...) as client:
+        outcome = await fetch_export(client, ledger, request, Path("out/actions.csv"))
+
+- A completed export whose file is present with the recorded size and sha256 costs no call.
+- A known job is re-attached to, never submitted again (DESIGN rule 1); a missing or damaged file
+  is downloaded again by job id.
+- The intent is recorded before the submit and the job id right after it (write-ahead). A crash
+  between the two is covered by the service's own de-duplication: the next run submits the same
+  parameters and gets the same job id back (API-FACTS §1d).
+- A job that ended FAILED or CANCELLED, a result that has expired (Download 404/410), or a caller
+  asking for fresh data leads to a replay, through the replay guard (`core.replay`); a refused
+  replay raises `ReplayRefused` naming the rule.
+
+The orchestrator runs many of these with one shared tracker instead of one `wait` per job.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import anyio
+
+from .client import ReportExportClient
+from .core.fingerprint import Fingerprint, fingerprint
+from .core.models import ClickExportRequest, ExportRequest, Job, JobStatus
+from .core.quota import quota_day_bounds
+from .core.replay import ReplayPolicy, ReplayRequest, require_replay
+from .downloads import DownloadResult
+from .errors import HTTPStatusError, JobFailed, NotFound
+from .ledger import Ledger, LedgerEntry
+
+__all__ = ["ExportOutcome", "fetch_export", "file_is_intact", "fingerprint_for"]
+
+Action = Literal["cached", "downloaded"]
+_CHECK_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    """Where the result is and how it got there. `submitted` and `replayed` say whether this
+    call spent a ReportExport (or a replay); `action` is `cached` when no call was made at all."""
+
+    fingerprint: str
+    job_id: str
+    path: Path
+    size: int
+    sha256: str
+    records: int | None
+    action: Action
+    submitted: bool
+    replayed: bool
+
+
+def fingerprint_for(
+    client: ReportExportClient, request: ExportRequest | ClickExportRequest
+) -> Fingerprint:
+    """The request's fingerprint for the client's account, on today's quota day."""
+    now = client.clock.now()
+    start, _ = quota_day_bounds(now, client.limiter.policy.quota_timezone)
+    return fingerprint(
+        request,
+        base_url=client.config.base_url,
+        account_type=client.config.account_type,
+        account_sid=client.config.account_sid,
+        today=start.date(),
+    )
+
+
+def _sha256_of(path: Path) -> tuple[int, str] | None:
+    import hashlib
+
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(_CHECK_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError:
+        return None
+    return size, digest.hexdigest()
+
+
+async def file_is_intact(entry: LedgerEntry, dest: Path | None = None) -> bool:
+    """The recorded file is at `dest` (or where it was recorded) with its size and sha256."""
+    path = dest or entry.file_path
+    if path is None or entry.file_size is None or entry.file_sha256 is None:
+        return False
+    if entry.file_path is not None and dest is not None and Path(entry.file_path) != dest:
+        return False
+    try:
+        if path.stat().st_size != entry.file_size:  # cheap check first
+            return False
+    except OSError:
+        return False
+    found = await anyio.to_thread.run_sync(_sha256_of, path)
+    return found == (entry.file_size, entry.file_sha256)
+
+
+# One lock per fingerprint in this process: two tasks asking for the same export share one
+# submit. (Across processes the ledger's claim does the same.)
+_locks: defaultdict[str, anyio.Lock] = defaultdict(anyio.Lock)
+
+
+async def fetch_export(
+    client: ReportExportClient,
+    ledger: Ledger,
+    request: ExportRequest | ClickExportRequest,
+    dest: str | Path,
+    *,
+    fresh: bool = False,
+    force_replay: bool = False,
+    replay_policy: ReplayPolicy | None = None,
+    max_replays: int = 2,
+    deadline: float | None = None,
+) -> ExportOutcome:
+    """Get the result of `request` into `dest`, spending as few calls as possible."""
+    dest = Path(dest)
+    print_ = fingerprint_for(client, request)
+    async with _locks[print_.key]:
+        return await _fetch(
+            client,
+            ledger,
+            request,
+            dest,
+            print_,
+            fresh=fresh,
+            force_replay=force_replay,
+            policy=replay_policy or ReplayPolicy(),
+            max_replays=max_replays,
+            deadline=deadline,
+        )
+
+
+async def _fetch(
+    client: ReportExportClient,
+    ledger: Ledger,
+    request: ExportRequest | ClickExportRequest,
+    dest: Path,
+    print_: Fingerprint,
+    *,
+    fresh: bool,
+    force_replay: bool,
+    policy: ReplayPolicy,
+    max_replays: int,
+    deadline: float | None,
+) -> ExportOutcome:
+    key = print_.key
+    entry = await ledger.get(key)
+    if (
+        entry is not None
+        and entry.job_id is not None
+        and entry.status is JobStatus.COMPLETED
+        and not fresh
+        and not force_replay
+        and await file_is_intact(entry, dest)
+    ):
+        assert entry.file_size is not None
+        assert entry.file_sha256 is not None
+        return ExportOutcome(
+            key, entry.job_id, dest, entry.file_size, entry.file_sha256, entry.records,
+            "cached", submitted=False, replayed=False,
+        )  # fmt: skip
+    submitted = False
+    replayed = False
+    job_id = entry.job_id if entry is not None else None
+    if job_id is None:
+        job_id = await _submit(client, ledger, request, print_)
+        submitted = True
+    elif fresh or force_replay:
+        assert entry is not None
+        job = await client.get_job(job_id)
+        await ledger.record_status(key, job)
+        job_id = await _replay(
+            client, ledger, key, await _entry(ledger, key), job,
+            fresh=fresh, force=force_replay, expired=False, policy=policy,
+        )  # fmt: skip
+        replayed = True
+    replays = 0
+    while True:
+        job = await client.wait(job_id, deadline=deadline)
+        await ledger.record_status(key, job)
+        if job.status is not JobStatus.COMPLETED:
+            if replays >= max_replays:
+                raise JobFailed(
+                    job, f"job {job.id} ended {job.status.value} after {replays} replays"
+                )
+            job_id = await _replay(
+                client, ledger, key, await _entry(ledger, key), job,
+                fresh=False, force=False, expired=False, policy=policy,
+            )  # fmt: skip
+            replays += 1
+            replayed = True
+            continue
+        try:
+            result = await client.download(job_id, dest)
+        except HTTPStatusError as exc:
+            if not (isinstance(exc, NotFound) or exc.status == 410) or replays >= max_replays:
+                raise
+            # Results may be kept only 90 days (API-FACTS §2): replay that job, never resubmit.
+            job_id = await _replay(
+                client, ledger, key, await _entry(ledger, key), job,
+                fresh=False, force=False, expired=True, policy=policy,
+            )  # fmt: skip
+            replays += 1
+            replayed = True
+            continue
+        await ledger.record_download(key, job_id, result.path, result.size, result.sha256)
+        return _outcome(key, job, result, submitted=submitted, replayed=replayed)
+
+
+def _outcome(
+    key: str, job: Job, result: DownloadResult, *, submitted: bool, replayed: bool
+) -> ExportOutcome:
+    return ExportOutcome(
+        key, job.id, result.path, result.size, result.sha256, job.records_processed,
+        "downloaded", submitted=submitted, replayed=replayed,
+    )  # fmt: skip
+
+
+async def _entry(ledger: Ledger, key: str) -> LedgerEntry:
+    entry = await ledger.get(key)
+    assert entry is not None, "the entry was written before"
+    return entry
+
+
+async def _submit(
+    client: ReportExportClient,
+    ledger: Ledger,
+    request: ExportRequest | ClickExportRequest,
+    print_: Fingerprint,
+) -> str:
+    """Write-ahead submit: intent, the call, the job id. Waits for another process's claim."""
+    is_report = isinstance(request, ExportRequest)
+    while True:
+        entry, mine = await ledger.claim(
+            print_.key,
+            print_.canonical,
+            endpoint="ReportExport" if is_report else "ClickExport",
+            report_id=request.report_id if isinstance(request, ExportRequest) else None,
+            range_start=request.start if isinstance(request, ExportRequest) else request.date,
+            range_end=request.end if isinstance(request, ExportRequest) else request.date,
+            result_format=request.result_format,
+        )
+        if entry.job_id is not None:
+            return entry.job_id  # another task or process submitted it meanwhile
+        if mine:
+            break
+        await client.clock.sleep(1.0)  # another live process is submitting it right now
+    try:
+        ticket = await client.export(request)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await ledger.release_claim(print_.key)
+        raise
+    await ledger.record_submitted(print_.key, ticket.job_id)
+    return ticket.job_id
+
+
+async def _replay(
+    client: ReportExportClient,
+    ledger: Ledger,
+    key: str,
+    entry: LedgerEntry,
+    job: Job,
+    *,
+    fresh: bool,
+    force: bool,
+    expired: bool,
+    policy: ReplayPolicy,
+) -> str:
+    """Replay through the guard; returns the job id to follow from now on."""
+    now = client.clock.now()
+    tz = client.limiter.policy.quota_timezone
+    day_start, _ = quota_day_bounds(now, tz)
+    decision_input = ReplayRequest(
+        job_id=job.id,
+        status=job.status,
+        submitted_at=entry.submitted_at or entry.created_at,
+        now=now,
+        range_end=entry.range_end,
+        last_completed_at=entry.completed_at,
+        replays_today=await ledger.replays_since(key, day_start),
+        fresh=fresh,
+        force=force,
+        expired=expired,
+        tz=tz,
+    )
+    try:
+        decision = require_replay(decision_input, policy)
+    except Exception as refused:
+        await ledger.record_event(
+            key, "replay_refused", job.id, {"reason": str(refused), "status": job.status.value}
+        )
+        if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) and not fresh and not force:
+            raise JobFailed(job, f"job {job.id} ended {job.status.value}; {refused}") from refused
+        raise
+    replayed = await client.replay(job.id)
+    await ledger.record_replay(key, job.id, replayed, rule=decision.rule)
+    return replayed.id

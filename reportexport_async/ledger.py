@@ -1,0 +1,634 @@
+"""The job ledger: durable memory of every export, so nothing is submitted twice (DESIGN rule 1),
+an interrupted run re-attaches to its jobs, completed results cost no call, and the daily quota's
+use survives restarts and is shared by processes.
+
+One SQLite file (default `.reportexport/ledger.sqlite` in the working folder), stdlib `sqlite3`
+behind anyio worker threads: WAL journal, a busy timeout, a schema version (`PRAGMA user_version`)
+with migrations, and every read-modify-write in one `BEGIN IMMEDIATE` transaction, so many tasks of
+one process and several processes on one machine can share it.
+
+The ledger remembers; it does not decide. The core decides (fingerprints, the replay guard); the
+flow in `exports.py` and the orchestrator ask the ledger what is known and tell it what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+
+from .clock import Clock, SystemClock
+from .core.models import Job, JobStatus
+from .errors import LedgerError, QuotaName
+
+__all__ = ["DEFAULT_LEDGER_PATH", "Ledger", "LedgerEntry", "LedgerEvent"]
+
+DEFAULT_LEDGER_PATH = Path(".reportexport") / "ledger.sqlite"
+T = TypeVar("T")
+
+# Each entry moves the schema one version forward; `user_version` says how many have run.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE exports (
+        fingerprint   TEXT PRIMARY KEY,
+        canonical     TEXT NOT NULL,
+        endpoint      TEXT NOT NULL,
+        report_id     TEXT,
+        range_start   TEXT,
+        range_end     TEXT,
+        result_format TEXT NOT NULL,
+        job_id        TEXT,
+        status        TEXT,
+        records       INTEGER,
+        created_at    TEXT NOT NULL,
+        claimed_by    TEXT,
+        claimed_at    TEXT,
+        submitted_at  TEXT,
+        completed_at  TEXT,
+        status_at     TEXT,
+        file_path     TEXT,
+        file_size     INTEGER,
+        file_sha256   TEXT,
+        downloaded_at TEXT,
+        replays       INTEGER NOT NULL DEFAULT 0,
+        last_replay_at TEXT
+    );
+    CREATE INDEX exports_job ON exports(job_id);
+    CREATE INDEX exports_report ON exports(report_id);
+    CREATE TABLE events (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        fingerprint TEXT NOT NULL,
+        at          TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        job_id      TEXT,
+        detail      TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_fingerprint ON events(fingerprint);
+    CREATE INDEX events_job ON events(job_id);
+    CREATE TABLE quota_use (
+        day  TEXT NOT NULL,
+        name TEXT NOT NULL,
+        used INTEGER NOT NULL,
+        PRIMARY KEY (day, name)
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+#: A claim on a submit older than this is a crashed process's: another may take it over (the
+#: service's own de-duplication then returns the same job, API-FACTS §1d).
+CLAIM_TIMEOUT = timedelta(seconds=120)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What the ledger knows about one export (one fingerprint)."""
+
+    fingerprint: str
+    canonical: str
+    endpoint: str
+    report_id: str | None
+    range_start: date | None
+    range_end: date | None
+    result_format: str
+    job_id: str | None
+    status: JobStatus | None
+    records: int | None
+    created_at: datetime
+    claimed_by: str | None
+    claimed_at: datetime | None
+    submitted_at: datetime | None
+    completed_at: datetime | None
+    status_at: datetime | None
+    file_path: Path | None
+    file_size: int | None
+    file_sha256: str | None
+    downloaded_at: datetime | None
+    replays: int
+    last_replay_at: datetime | None
+
+    @property
+    def filters(self) -> dict[str, Any]:
+        return dict(json.loads(self.canonical).get("filters", []))
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    fingerprint: str
+    at: datetime
+    kind: str  # intent, submitted, status, download, replay, replay_refused, error
+    job_id: str | None
+    detail: dict[str, Any]
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _parse_day(value: str | None) -> date | None:
+    return None if value is None else date.fromisoformat(value)
+
+
+def _entry(row: sqlite3.Row) -> LedgerEntry:
+    status = row["status"]
+    return LedgerEntry(
+        fingerprint=row["fingerprint"],
+        canonical=row["canonical"],
+        endpoint=row["endpoint"],
+        report_id=row["report_id"],
+        range_start=_parse_day(row["range_start"]),
+        range_end=_parse_day(row["range_end"]),
+        result_format=row["result_format"],
+        job_id=row["job_id"],
+        status=None if status is None else JobStatus.parse(status),
+        records=row["records"],
+        created_at=_parse_time(row["created_at"]) or datetime.min.replace(tzinfo=UTC),
+        claimed_by=row["claimed_by"],
+        claimed_at=_parse_time(row["claimed_at"]),
+        submitted_at=_parse_time(row["submitted_at"]),
+        completed_at=_parse_time(row["completed_at"]),
+        status_at=_parse_time(row["status_at"]),
+        file_path=None if row["file_path"] is None else Path(row["file_path"]),
+        file_size=row["file_size"],
+        file_sha256=row["file_sha256"],
+        downloaded_at=_parse_time(row["downloaded_at"]),
+        replays=row["replays"],
+        last_replay_at=_parse_time(row["last_replay_at"]),
+    )
+
+
+def _owner_alive(owner: str | None) -> bool:
+    """False when the claim's owner is a process of this machine that no longer exists (it was
+    killed between its intent and its job id); True when it lives or cannot be checked."""
+    if owner is None:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+class Ledger:
+    """The ledger file. Use as an async context manager (or `open()`/`close()`)."""
+
+    def __init__(
+        self,
+        path: str | Path = DEFAULT_LEDGER_PATH,
+        *,
+        clock: Clock | None = None,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self.path = Path(path)
+        self.clock: Clock = clock or SystemClock()
+        self.busy_timeout = busy_timeout
+        #: Who holds a claim on a submit: host, process and a nonce, unique per ledger object.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._db: sqlite3.Connection | None = None
+        self._limiter = anyio.CapacityLimiter(1)  # one statement at a time on the connection
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.path)!r})"
+
+    async def __aenter__(self) -> Ledger:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- connection ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._db is None:
+            self._db = await anyio.to_thread.run_sync(self._connect)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await anyio.to_thread.run_sync(db.close, limiter=self._limiter)
+
+    def _connect(self) -> sqlite3.Connection:
+        where = str(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot create the folder of the ledger {where!r} ({exc.strerror}); "
+                "choose another path with --ledger"
+            ) from exc
+        try:
+            db = sqlite3.connect(
+                where,
+                timeout=self.busy_timeout,
+                isolation_level=None,  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
+                check_same_thread=False,  # used from worker threads, one at a time
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open the ledger {where!r}: {exc}") from exc
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA foreign_keys = ON")
+            self._migrate(db)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise LedgerError(
+                f"{where!r} is not a usable ledger (corrupt, or not a SQLite file: {exc}); "
+                "move it away to start a new ledger, or pass another path with --ledger"
+            ) from exc
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"the ledger {str(self.path)!r} has schema version {version}, newer than "
+                    f"this version of reportexport_async understands ({SCHEMA_VERSION}); "
+                    "upgrade reportexport_async, or use another ledger file"
+                )
+            for number in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            if version != SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
+        """Run `work` on the connection in a worker thread; writes in one IMMEDIATE transaction."""
+        db = self._db
+        if db is None:
+            raise LedgerError("the ledger is not open: use `async with Ledger(...)`")
+
+        def run() -> T:
+            if not write:
+                return work(db)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        try:
+            return await anyio.to_thread.run_sync(run, limiter=self._limiter)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger {str(self.path)!r}: {exc}") from exc
+
+    def _now(self) -> str:
+        return _time(self.clock.now()) or ""
+
+    @staticmethod
+    def _event(
+        db: sqlite3.Connection,
+        fingerprint: str,
+        at: str,
+        kind: str,
+        job_id: str | None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        db.execute(
+            "INSERT INTO events (fingerprint, at, kind, job_id, detail) VALUES (?, ?, ?, ?, ?)",
+            (fingerprint, at, kind, job_id, json.dumps(detail or {}, sort_keys=True)),
+        )
+
+    # -- exports ------------------------------------------------------------------------------
+
+    async def get(self, fingerprint: str) -> LedgerEntry | None:
+        def work(db: sqlite3.Connection) -> LedgerEntry | None:
+            row = db.execute(
+                "SELECT * FROM exports WHERE fingerprint = ?", (fingerprint,)
+            ).fetchone()
+            return None if row is None else _entry(row)
+
+        return await self._run(work)
+
+    async def claim(
+        self,
+        fingerprint: str,
+        canonical: str,
+        *,
+        endpoint: str,
+        report_id: str | None,
+        range_start: date | None,
+        range_end: date | None,
+        result_format: str,
+    ) -> tuple[LedgerEntry, bool]:
+        """Record the intent to submit (write-ahead), unless a job is known or another live
+        process holds the claim. Returns the entry and whether this ledger now holds the claim
+        and must submit."""
+        now = self.clock.now()
+        stamp = _time(now)
+
+        def work(db: sqlite3.Connection) -> tuple[LedgerEntry, bool]:
+            row = db.execute(
+                "SELECT * FROM exports WHERE fingerprint = ?", (fingerprint,)
+            ).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO exports (fingerprint, canonical, endpoint, report_id, "
+                    "range_start, range_end, result_format, created_at, claimed_by, claimed_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        fingerprint,
+                        canonical,
+                        endpoint,
+                        report_id,
+                        None if range_start is None else range_start.isoformat(),
+                        None if range_end is None else range_end.isoformat(),
+                        result_format,
+                        stamp,
+                        self.owner,
+                        stamp,
+                    ),
+                )
+                self._event(db, fingerprint, stamp or "", "intent", None, {"owner": self.owner})
+                fresh = db.execute(
+                    "SELECT * FROM exports WHERE fingerprint = ?", (fingerprint,)
+                ).fetchone()
+                return _entry(fresh), True
+            entry = _entry(row)
+            if entry.job_id is not None:
+                return entry, False
+            claim_alive = (
+                entry.claimed_by not in (None, self.owner)
+                and entry.claimed_at is not None
+                and now - entry.claimed_at < CLAIM_TIMEOUT
+                and _owner_alive(entry.claimed_by)
+            )
+            if claim_alive:
+                return entry, False
+            db.execute(
+                "UPDATE exports SET claimed_by = ?, claimed_at = ? WHERE fingerprint = ?",
+                (self.owner, stamp, fingerprint),
+            )
+            self._event(
+                db,
+                fingerprint,
+                stamp or "",
+                "intent",
+                None,
+                {"owner": self.owner, "took_over": entry.claimed_by},
+            )
+            fresh = db.execute(
+                "SELECT * FROM exports WHERE fingerprint = ?", (fingerprint,)
+            ).fetchone()
+            return _entry(fresh), True
+
+        return await self._run(work, write=True)
+
+    async def record_submitted(self, fingerprint: str, job_id: str) -> None:
+        """The job id, right after the submit answered."""
+        stamp = self._now()
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE exports SET job_id = ?, status = ?, submitted_at = ?, status_at = ?, "
+                "claimed_by = NULL, claimed_at = NULL WHERE fingerprint = ?",
+                (job_id, JobStatus.QUEUED.value, stamp, stamp, fingerprint),
+            )
+            self._event(db, fingerprint, stamp, "submitted", job_id)
+
+        await self._run(work, write=True)
+
+    async def release_claim(self, fingerprint: str) -> None:
+        """The submit failed before any job existed: let the next attempt claim at once."""
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE exports SET claimed_by = NULL, claimed_at = NULL "
+                "WHERE fingerprint = ? AND claimed_by = ? AND job_id IS NULL",
+                (fingerprint, self.owner),
+            )
+
+        await self._run(work, write=True)
+
+    async def record_status(self, fingerprint: str, job: Job) -> None:
+        """A job's state as last seen (only changes are written to the history)."""
+        stamp = self._now()
+        status = job.status.value
+
+        def work(db: sqlite3.Connection) -> None:
+            row = db.execute(
+                "SELECT status, job_id FROM exports WHERE fingerprint = ?", (fingerprint,)
+            ).fetchone()
+            completed = _time(job.completed_date) if job.status is JobStatus.COMPLETED else None
+            db.execute(
+                "UPDATE exports SET job_id = ?, status = ?, records = COALESCE(?, records), "
+                "status_at = ?, completed_at = COALESCE(?, completed_at) WHERE fingerprint = ?",
+                (
+                    job.id,
+                    status,
+                    job.records_processed,
+                    stamp,
+                    completed or (stamp if job.status is JobStatus.COMPLETED else None),
+                    fingerprint,
+                ),
+            )
+            if row is None or row["status"] != status or row["job_id"] != job.id:
+                detail = {"status": status, "records": job.records_processed}
+                self._event(db, fingerprint, stamp, "status", job.id, detail)
+
+        await self._run(work, write=True)
+
+    async def record_download(
+        self, fingerprint: str, job_id: str, path: Path, size: int, sha256: str
+    ) -> None:
+        stamp = self._now()
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE exports SET file_path = ?, file_size = ?, file_sha256 = ?, "
+                "downloaded_at = ? WHERE fingerprint = ?",
+                (str(path), size, sha256, stamp, fingerprint),
+            )
+            detail = {"path": str(path), "size": size, "sha256": sha256}
+            self._event(db, fingerprint, stamp, "download", job_id, detail)
+
+        await self._run(work, write=True)
+
+    async def record_replay(
+        self, fingerprint: str, old_job_id: str, job: Job, *, rule: str
+    ) -> None:
+        """A replay was made; `job` is the answer (its id may be new, API-FACTS §2)."""
+        stamp = self._now()
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE exports SET job_id = ?, status = ?, status_at = ?, submitted_at = ?, "
+                "replays = replays + 1, last_replay_at = ?, completed_at = NULL, "
+                "file_sha256 = NULL, file_size = NULL, downloaded_at = NULL "
+                "WHERE fingerprint = ?",
+                (job.id, job.status.value, stamp, stamp, stamp, fingerprint),
+            )
+            detail = {"rule": rule, "old_job_id": old_job_id, "status": job.status.value}
+            self._event(db, fingerprint, stamp, "replay", job.id, detail)
+
+        await self._run(work, write=True)
+
+    async def record_event(
+        self,
+        fingerprint: str,
+        kind: str,
+        job_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        stamp = self._now()
+        await self._run(
+            lambda db: self._event(db, fingerprint, stamp, kind, job_id, detail), write=True
+        )
+
+    async def replays_since(self, fingerprint: str, since: datetime) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            row = db.execute(
+                "SELECT COUNT(*) FROM events WHERE fingerprint = ? AND kind = 'replay' AND at >= ?",
+                (fingerprint, _time(since)),
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(work)
+
+    async def entries(self, report_id: str | None = None) -> list[LedgerEntry]:
+        def work(db: sqlite3.Connection) -> list[LedgerEntry]:
+            if report_id is None:
+                rows = db.execute("SELECT * FROM exports ORDER BY created_at, fingerprint")
+            else:
+                rows = db.execute(
+                    "SELECT * FROM exports WHERE report_id = ? ORDER BY range_start, created_at",
+                    (report_id,),
+                )
+            return [_entry(row) for row in rows.fetchall()]
+
+        return await self._run(work)
+
+    async def unfinished(self) -> list[LedgerEntry]:
+        """Entries with a job that is not known to be final: a later run re-attaches to them."""
+        finals = tuple(
+            s.value for s in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+        )
+
+        def work(db: sqlite3.Connection) -> list[LedgerEntry]:
+            rows = db.execute(
+                "SELECT * FROM exports WHERE job_id IS NOT NULL AND "
+                f"(status IS NULL OR status NOT IN ({','.join('?' * len(finals))}))",
+                finals,
+            ).fetchall()
+            return [_entry(row) for row in rows]
+
+        return await self._run(work)
+
+    async def find(self, key: str) -> LedgerEntry | None:
+        """An entry by fingerprint (or a unique prefix of it) or by job id."""
+
+        def work(db: sqlite3.Connection) -> LedgerEntry | None:
+            rows = db.execute(
+                "SELECT * FROM exports WHERE fingerprint = ? OR job_id = ? "
+                "OR fingerprint LIKE ? LIMIT 2",
+                (key, key, f"{key}%"),
+            ).fetchall()
+            if len(rows) > 1:
+                raise LedgerError(f"{key!r} matches more than one entry; give more characters")
+            return _entry(rows[0]) if rows else None
+
+        return await self._run(work)
+
+    async def history(self, key: str) -> list[LedgerEvent]:
+        """Every event of an entry (by fingerprint, a unique prefix, or a job id), oldest first."""
+        entry = await self.find(key)
+        if entry is None:
+            return []
+        fingerprint = entry.fingerprint
+
+        def work(db: sqlite3.Connection) -> list[LedgerEvent]:
+            rows = db.execute(
+                "SELECT * FROM events WHERE fingerprint = ? ORDER BY id", (fingerprint,)
+            ).fetchall()
+            return [
+                LedgerEvent(
+                    fingerprint=row["fingerprint"],
+                    at=_parse_time(row["at"]) or datetime.min.replace(tzinfo=UTC),
+                    kind=row["kind"],
+                    job_id=row["job_id"],
+                    detail=json.loads(row["detail"]),
+                )
+                for row in rows
+            ]
+
+        return await self._run(work)
+
+    # -- daily quotas (the `QuotaStore` of `ratelimit.py`) ------------------------------------
+
+    async def used(self, name: QuotaName, day: date) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            row = db.execute(
+                "SELECT used FROM quota_use WHERE day = ? AND name = ?", (day.isoformat(), name)
+            ).fetchone()
+            return 0 if row is None else int(row[0])
+
+        return await self._run(work)
+
+    async def charge(self, name: QuotaName, day: date, limit: int) -> int | None:
+        def work(db: sqlite3.Connection) -> int | None:
+            row = db.execute(
+                "SELECT used FROM quota_use WHERE day = ? AND name = ?", (day.isoformat(), name)
+            ).fetchone()
+            used = 0 if row is None else int(row[0])
+            if used >= limit:
+                return None
+            db.execute(
+                "INSERT INTO quota_use (day, name, used) VALUES (?, ?, 1) "
+                "ON CONFLICT(day, name) DO UPDATE SET used = used + 1",
+                (day.isoformat(), name),
+            )
+            return used + 1
+
+        return await self._run(work, write=True)
+
+    async def exhaust(self, name: QuotaName, day: date, limit: int) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO quota_use (day, name, used) VALUES (?, ?, ?) "
+                "ON CONFLICT(day, name) DO UPDATE SET used = MAX(used, excluded.used)",
+                (day.isoformat(), name, limit),
+            )
+
+        await self._run(work, write=True)
+
+    async def quota_history(self) -> Sequence[tuple[date, str, int]]:
+        def work(db: sqlite3.Connection) -> list[tuple[date, str, int]]:
+            rows = db.execute("SELECT day, name, used FROM quota_use ORDER BY day, name")
+            return [(date.fromisoformat(d), n, int(u)) for d, n, u in rows.fetchall()]
+
+        return await self._run(work)
