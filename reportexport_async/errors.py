@@ -23,7 +23,8 @@ always with ``raise ... from exc``.
     ├── ReplayRefused                  our replay guard said no, or the server answered 403 (§2)
     ├── QuotaExhausted                 a daily/hourly quota is spent; carries resets_at (§5)
     ├── DownloadIntegrityError         truncated body, size or checksum mismatch
-    └── ConfigurationError (ValueError) a bad setting; the message names the setting
+    ├── ConfigurationError (ValueError) a bad setting; the message names the setting
+    └── LedgerError                    the ledger file is corrupt, newer, or cannot be written
 
 Secrets: no exception here is ever given the auth token, and every URL that reaches a message
 goes through :func:`redact_url`, which drops userinfo, the query string and the fragment (a

@@ -45,6 +45,10 @@ def canonical_origin(base_url: str) -> str:
     parts = urlsplit(base_url)
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower().rstrip(".")
+    if not scheme or not host:
+        raise ValueError(f"base URL {base_url!r} needs a scheme and a host")
+    if ":" in host:
+        host = f"[{host}]"  # IPv6: keep the brackets so the port stays separate
     port = parts.port
     if port is None or port == _DEFAULT_PORTS.get(scheme):
         return f"{scheme}://{host}"

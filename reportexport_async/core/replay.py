@@ -59,6 +59,15 @@ class ReplayRequest:
     expired: bool = False
     tz: tzinfo | None = None
 
+    def __post_init__(self) -> None:
+        # Naive times would make the guard depend on the machine's timezone (or fail outright).
+        for name in ("submitted_at", "now", "last_completed_at"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"replay request: {name} must be timezone-aware")
+        if self.replays_today < 0:
+            raise ValueError("replay request: replays_today must not be negative")
+
 
 @dataclass(frozen=True, slots=True)
 class ReplayDecision:
@@ -76,7 +85,7 @@ def _allow(rule: str, reason: str) -> ReplayDecision:
 
 
 def check_replay(request: ReplayRequest, policy: ReplayPolicy | None = None) -> ReplayDecision:
-    """Decide; never raises."""
+    """Decide; never raises (a `ReplayRequest` is valid once built)."""
     rules = policy or ReplayPolicy()
     status = request.status
     if status in (JobStatus.QUEUED, JobStatus.RUNNING):

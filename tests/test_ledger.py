@@ -1,0 +1,408 @@
+"""The ledger against the sandbox: never the same export twice, re-attach after a crash, cached
+results, guarded replays, quota use shared by processes. Second processes are real subprocesses
+(`tests/ledger_child.py`) on the same ledger file."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from reportexport_async import (
+    ClientConfig,
+    ExportRequest,
+    JobFailed,
+    PollPolicy,
+    QuotaExhausted,
+    RateLimiter,
+    RateLimitPolicy,
+    ReplayRefused,
+    ReportExportClient,
+)
+from reportexport_async.errors import LedgerError
+from reportexport_async.exports import fetch_export, fingerprint_for
+from reportexport_async.ledger import SCHEMA_VERSION, Ledger
+from reportexport_async.sandbox import ManualClock, Sandbox
+from reportexport_async.sandbox.testing import SandboxTime
+
+from .conftest import SANDBOX_START
+
+REPORT = "mp_action_listing_fast"
+JANUARY = ExportRequest(report_id=REPORT, start=date(2026, 1, 1), end=date(2026, 1, 3))
+HOUR = 3600.0
+
+
+def config_for(sandbox: Sandbox, **extra: Any) -> ClientConfig:
+    return ClientConfig(
+        account_sid=sandbox.account_sid,
+        auth_token=sandbox.auth_token,
+        account_type="Mediapartners",
+        base_url=sandbox.base_url,
+        **extra,
+    )
+
+
+@asynccontextmanager
+async def setup(
+    tmp_path: Path, **sandbox_options: Any
+) -> AsyncIterator[tuple[Sandbox, ReportExportClient, Ledger]]:
+    """A manual-clock sandbox, a ledger in `tmp_path`, a client on sandbox time."""
+    sandbox_options.setdefault("job_duration", (10, 10))
+    sandbox_options.setdefault("rows_per_day", 5)
+    async with Sandbox(clock=ManualClock(SANDBOX_START), **sandbox_options) as sandbox:
+        clock = SandboxTime(sandbox)
+        async with Ledger(tmp_path / "ledger.sqlite", clock=clock) as ledger:
+            limiter = RateLimiter(clock=clock, store=ledger)
+            async with ReportExportClient(
+                config_for(sandbox), limiter=limiter, clock=clock, random_source=lambda: 0.5
+            ) as client:
+                yield sandbox, client, ledger
+
+
+async def child(sandbox: Sandbox, ledger_path: Path, **args: Any) -> tuple[int, dict[str, Any]]:
+    """Run `tests/ledger_child.py` against the sandbox; (exit code, its JSON line or {})."""
+    payload = {
+        "base_url": sandbox.base_url,
+        "account_sid": sandbox.account_sid,
+        "auth_token": sandbox.auth_token,
+        "ledger": str(ledger_path),
+        **args,
+    }
+    result = await anyio.run_process(
+        [sys.executable, "-m", "tests.ledger_child", json.dumps(payload)],
+        check=False,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    lines = result.stdout.decode().strip().splitlines()
+    return result.returncode, json.loads(lines[-1]) if lines else {}
+
+
+# -- never twice ----------------------------------------------------------------------------------
+
+
+async def test_same_export_twice_and_from_a_second_process_costs_one_submit(
+    tmp_path: Path,
+) -> None:
+    async with Sandbox(job_duration=(0, 0), rows_per_day=5) as sandbox:
+        ledger_path = tmp_path / "ledger.sqlite"
+        async with (
+            Ledger(ledger_path) as ledger,
+            ReportExportClient(config_for(sandbox, poll=PollPolicy(initial=0.05))) as client,
+        ):
+            first = await fetch_export(client, ledger, JANUARY, tmp_path / "jan.csv")
+            second = await fetch_export(client, ledger, JANUARY, tmp_path / "jan.csv")
+            calls_in_process = client.usage.total_calls
+        code, other = await child(
+            sandbox, ledger_path, mode="fetch", dest=str(tmp_path / "jan.csv")
+        )
+        stats = sandbox.stats()
+    assert first.action == "downloaded"
+    assert first.submitted
+    assert second.action == "cached"
+    assert code == 0
+    assert other["action"] == "cached"
+    assert other["sha256"] == first.sha256
+    assert stats["calls"]["ReportExport"] == 1
+    # The cached runs made no call at all: everything the sandbox saw came from the first run.
+    assert stats["total_calls"] == calls_in_process + stats["calls"]["SignedDownload"]
+
+
+async def test_concurrent_tasks_asking_for_one_export_share_one_submit(tmp_path: Path) -> None:
+    async with setup(tmp_path) as (sandbox, client, ledger):
+        outcomes = []
+
+        async def fetch(name: str) -> None:
+            outcomes.append(await fetch_export(client, ledger, JANUARY, tmp_path / name))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(fetch, "a.csv")
+            group.start_soon(fetch, "a.csv")
+        stats = sandbox.stats()
+    assert stats["calls"]["ReportExport"] == 1
+    assert sorted(o.action for o in outcomes) == ["cached", "downloaded"]
+
+
+async def test_default_range_is_a_new_export_on_a_new_day(tmp_path: Path) -> None:
+    request = ExportRequest(report_id=REPORT)
+    async with setup(tmp_path) as (sandbox, client, ledger):
+        today = fingerprint_for(client, request)
+        await fetch_export(client, ledger, request, tmp_path / "d1.csv")
+        again = await fetch_export(client, ledger, request, tmp_path / "d1.csv")
+        sandbox.advance(24 * HOUR)
+        tomorrow = fingerprint_for(client, request)
+        next_day = await fetch_export(client, ledger, request, tmp_path / "d2.csv")
+        stats = sandbox.stats()
+    assert again.action == "cached"
+    assert today.key != tomorrow.key
+    assert next_day.submitted
+    assert stats["calls"]["ReportExport"] == 2
+    assert stats["jobs_created"] == 2
+
+
+# -- crashes --------------------------------------------------------------------------------------
+
+
+async def test_sigkill_after_submit_before_download_resumes_without_a_new_submit(
+    tmp_path: Path,
+) -> None:
+    async with Sandbox(job_duration=(0, 0), rows_per_day=5) as sandbox:
+        ledger_path = tmp_path / "ledger.sqlite"
+        dest = tmp_path / "jan.csv"
+        code, _ = await child(sandbox, ledger_path, mode="die-before-download", dest=str(dest))
+        assert code == -9  # killed by SIGKILL where the download would have started
+        assert not dest.exists()
+        async with Ledger(ledger_path) as ledger:
+            entries = await ledger.entries()
+            entry = entries[0] if entries else None
+            async with ReportExportClient(
+                config_for(sandbox, poll=PollPolicy(initial=0.05))
+            ) as client:
+                outcome = await fetch_export(client, ledger, JANUARY, dest)
+        stats = sandbox.stats()
+    assert entry is not None
+    assert entry.job_id == outcome.job_id
+    assert not outcome.submitted
+    assert outcome.action == "downloaded"
+    assert dest.read_text().count("\n") == 16
+    assert stats["calls"]["ReportExport"] == 1
+    assert stats["jobs_created"] == 1
+
+
+async def test_crash_between_submit_and_record_is_covered_by_the_services_dedup(
+    tmp_path: Path,
+) -> None:
+    """A process recorded its intent, submitted, and died before recording the job id. The next
+    run cannot know the job id: it submits the same parameters and the service returns the same
+    job (API-FACTS §1d)."""
+    async with setup(tmp_path) as (sandbox, client, ledger):
+        print_ = fingerprint_for(client, JANUARY)
+        process = subprocess.Popen([sys.executable, "-c", "pass"])
+        process.wait()
+        dead_pid = process.pid  # a process of this machine that no longer exists
+        async with Ledger(tmp_path / "ledger.sqlite", clock=client.clock) as crashed:
+            crashed.owner = f"{socket.gethostname()}:{dead_pid}:deadbeef"
+            _, mine = await crashed.claim(
+                print_.key,
+                print_.canonical,
+                endpoint="ReportExport",
+                report_id=REPORT,
+                range_start=JANUARY.start,
+                range_end=JANUARY.end,
+                result_format="CSV",
+            )
+            assert mine
+            lost = await client.export(JANUARY)  # the submit whose answer was never recorded
+        outcome = await fetch_export(client, ledger, JANUARY, tmp_path / "jan.csv")
+        stats = sandbox.stats()
+        history = [event.kind for event in await ledger.history(print_.key)]
+    assert outcome.job_id == lost.job_id
+    assert stats["jobs_created"] == 1
+    assert history[:3] == ["intent", "intent", "submitted"]  # the second intent took over
+
+
+async def test_a_live_claim_elsewhere_is_waited_for_then_taken_over(tmp_path: Path) -> None:
+    """Another machine's process claimed the submit and went silent: after the claim timeout the
+    next run takes it over (and the service's de-duplication keeps it to one job)."""
+    async with setup(tmp_path) as (sandbox, client, ledger):
+        print_ = fingerprint_for(client, JANUARY)
+        async with Ledger(tmp_path / "ledger.sqlite", clock=client.clock) as other:
+            other.owner = "another-host:4242:cafe"  # cannot be checked from here
+            await other.claim(
+                print_.key,
+                print_.canonical,
+                endpoint="ReportExport",
+                report_id=REPORT,
+                range_start=JANUARY.start,
+                range_end=JANUARY.end,
+                result_format="CSV",
+            )
+        started = client.clock.now()
+        outcome = await fetch_export(client, ledger, JANUARY, tmp_path / "jan.csv")
+        waited = (client.clock.now() - started).total_seconds()
+        stats = sandbox.stats()
+    assert outcome.submitted
+    assert waited >= 120
+    assert stats["calls"]["ReportExport"] == 1
+
+
+# -- cached results -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["delete", "alter", "truncate"])
+async def test_missing_or_damaged_file_is_downloaded_again_without_a_submit(
+    tmp_path: Path, damage: str
+) -> None:
+    dest = tmp_path / "jan.csv"
+    async with setup(tmp_path) as (sandbox, client, ledger):
+        first = await fetch_export(client, ledger, JANUARY, dest)
+        if damage == "delete":
+            dest.unlink()
+        elif damage == "alter":
+            dest.write_text(dest.read_text().replace("2026-01-02", "2026-01-09"))
+        else:
+            dest.write_bytes(dest.read_bytes()[:-10])
+        again = await fetch_export(client, ledger, JANUARY, dest)
+        stats = sandbox.stats()
+    assert again.action == "downloaded"
+    assert not again.submitted
+    assert again.sha256 == first.sha256
+    assert stats["calls"]["ReportExport"] == 1
+    assert stats["calls"]["Download"] == 2
+
+
+async def test_expired_result_is_replayed_not_resubmitted(tmp_path: Path) -> None:
+    dest = tmp_path / "jan.csv"
+    async with setup(tmp_path) as (sandbox, client, ledger):
+        first = await fetch_export(client, ledger, JANUARY, dest)
+        dest.unlink()
+        sandbox.advance(91 * 24 * HOUR)
+        sandbox.expire_job(first.job_id)
+        again = await fetch_export(client, ledger, JANUARY, dest)
+        stats = sandbox.stats()
+        events = [e.kind for e in await ledger.history(first.fingerprint)]
+    assert again.replayed
+    assert not again.submitted
+    assert again.sha256 == first.sha256  # old days never change
+    assert stats["calls"]["ReportExport"] == 1
+    assert stats["replays"] == 1
+    assert "replay" in events
+
+
+# -- replays through the guard --------------------------------------------------------------------
+
+
+async def test_failed_job_is_replayed_once_the_guard_allows_it(tmp_path: Path) -> None:
+    async with setup(tmp_path, faults={"job_fail": 1.0}) as (sandbox, client, ledger):
+        with pytest.raises(JobFailed, match="too_soon"):
+            await fetch_export(client, ledger, JANUARY, tmp_path / "jan.csv")
+        sandbox.set_faults({})
+        sandbox.advance(HOUR)
+        outcome = await fetch_export(client, ledger, JANUARY, tmp_path / "jan.csv")
+        stats = sandbox.stats()
+        events = [e.kind for e in await ledger.history(outcome.fingerprint)]
+    assert outcome.replayed
+    assert not outcome.submitted
+    assert stats["calls"]["ReportExport"] == 1
+    assert stats["replays"] == 1
+    assert events.count("replay_refused") == 1
+    assert events.count("replay") == 1
+
+
+async def test_fresh_data_replays_a_recent_range_and_refuses_an_old_one(tmp_path: Path) -> None:
+    today = SANDBOX_START.date()
+    recent = ExportRequest(report_id=REPORT, start=today - timedelta(days=2), end=today)
+    async with setup(tmp_path) as (sandbox, client, ledger):
+        first = await fetch_export(client, ledger, recent, tmp_path / "recent.csv")
+        old = await fetch_export(client, ledger, JANUARY, tmp_path / "old.csv")
+        with pytest.raises(ReplayRefused) as too_soon:
+            await fetch_export(client, ledger, recent, tmp_path / "recent.csv", fresh=True)
+        sandbox.advance(6 * HOUR)
+        fresher = await fetch_export(client, ledger, recent, tmp_path / "recent.csv", fresh=True)
+        with pytest.raises(ReplayRefused) as old_refused:
+            await fetch_export(client, ledger, JANUARY, tmp_path / "old.csv", fresh=True)
+        sandbox.advance(2 * HOUR)  # past the minimum age of the replay just made
+        with pytest.raises(ReplayRefused) as twice:
+            await fetch_export(client, ledger, recent, tmp_path / "recent.csv", fresh=True)
+        forced = await fetch_export(
+            client, ledger, recent, tmp_path / "recent.csv", force_replay=True
+        )
+        stats = sandbox.stats()
+    assert too_soon.value.rule == "too_soon"
+    assert old_refused.value.rule == "not_justified"
+    assert twice.value.rule == "once_per_day"
+    assert fresher.replayed
+    assert fresher.size > first.size  # recent days gained rows
+    assert forced.replayed
+    assert old.action == "downloaded"
+    assert stats["replays"] == 2
+    assert stats["calls"]["ReportExport"] == 2
+
+
+# -- quota ----------------------------------------------------------------------------------------
+
+
+async def test_quota_use_survives_a_restart_and_is_shared_between_processes(
+    tmp_path: Path,
+) -> None:
+    ledger_path = tmp_path / "ledger.sqlite"
+    async with Sandbox(job_duration=(0, 0)) as sandbox:
+        code_a, first = await child(
+            sandbox, ledger_path, mode="charge", count=2, daily_limit=3, tag="a"
+        )
+        code_b, second = await child(
+            sandbox, ledger_path, mode="charge", count=5, daily_limit=3, tag="b"
+        )
+        async with Ledger(ledger_path) as ledger:
+            limiter = RateLimiter(RateLimitPolicy(daily_report_export=3), store=ledger)
+            daily = await limiter.daily("ReportExport")
+            async with ReportExportClient(config_for(sandbox), limiter=limiter) as client:
+                with pytest.raises(QuotaExhausted):
+                    await client.export(JANUARY)
+        stats = sandbox.stats()
+    assert (code_a, code_b) == (0, 0)
+    assert first["fitted"] == 2
+    assert second["fitted"] == 1  # the second process saw the first one's use
+    assert daily is not None
+    assert daily.used == 3
+    assert stats["calls"]["ReportExport"] == 3
+
+
+# -- the file itself ------------------------------------------------------------------------------
+
+
+async def test_corrupt_ledger_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    path.write_bytes(b"this is not a database, it is a shopping list" * 100)
+    with pytest.raises(LedgerError, match="not a usable ledger") as caught:
+        async with Ledger(path):
+            pass
+    assert str(path) in str(caught.value)
+    assert path.read_bytes().startswith(b"this is not a database")  # left as it was
+
+
+async def test_ledger_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(LedgerError, match="newer"):
+        async with Ledger(path):
+            pass
+
+
+async def test_unwritable_ledger_folder_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(LedgerError, match="--ledger"):
+        async with Ledger(blocker / "sub" / "ledger.sqlite"):
+            pass
+
+
+async def test_history_tells_the_whole_story(tmp_path: Path) -> None:
+    async with setup(tmp_path) as (sandbox, client, ledger):
+        outcome = await fetch_export(client, ledger, JANUARY, tmp_path / "jan.csv")
+        sandbox.advance(2 * HOUR)
+        await fetch_export(client, ledger, JANUARY, tmp_path / "jan.csv", force_replay=True)
+        by_job = await ledger.history(outcome.job_id)
+        by_prefix = await ledger.history(outcome.fingerprint[:10])
+        entries = await ledger.entries(report_id=REPORT)
+    kinds = [event.kind for event in by_job]
+    assert kinds[0] == "intent"
+    assert kinds[1] == "submitted"
+    assert "status" in kinds
+    assert kinds.count("download") == 2
+    assert kinds.count("replay") == 1
+    assert by_prefix == by_job
+    assert len(entries) == 1
+    assert entries[0].replays == 1
+    assert entries[0].filters == {}
