@@ -35,7 +35,14 @@ from .downloads import DownloadResult
 from .errors import HTTPStatusError, JobFailed, NotFound
 from .ledger import Ledger, LedgerEntry
 
-__all__ = ["ExportOutcome", "fetch_export", "file_is_intact", "fingerprint_for"]
+__all__ = [
+    "ExportOutcome",
+    "fetch_export",
+    "file_is_intact",
+    "fingerprint_for",
+    "replay_guarded",
+    "submit_once",
+]
 
 Action = Literal["cached", "downloaded"]
 _CHECK_CHUNK = 1 << 20
@@ -171,13 +178,13 @@ async def _fetch(
     replayed = False
     job_id = entry.job_id if entry is not None else None
     if job_id is None:
-        job_id = await _submit(client, ledger, request, print_)
+        job_id = await submit_once(client, ledger, request, print_)
         submitted = True
     elif fresh or force_replay:
         assert entry is not None
         job = await client.get_job(job_id)
         await ledger.record_status(key, job)
-        job_id = await _replay(
+        job_id = await replay_guarded(
             client, ledger, key, await _entry(ledger, key), job,
             fresh=fresh, force=force_replay, expired=False, policy=policy,
         )  # fmt: skip
@@ -191,7 +198,7 @@ async def _fetch(
                 raise JobFailed(
                     job, f"job {job.id} ended {job.status.value} after {replays} replays"
                 )
-            job_id = await _replay(
+            job_id = await replay_guarded(
                 client, ledger, key, await _entry(ledger, key), job,
                 fresh=False, force=False, expired=False, policy=policy,
             )  # fmt: skip
@@ -204,7 +211,7 @@ async def _fetch(
             if not (isinstance(exc, NotFound) or exc.status == 410) or replays >= max_replays:
                 raise
             # Results may be kept only 90 days (API-FACTS §2): replay that job, never resubmit.
-            job_id = await _replay(
+            job_id = await replay_guarded(
                 client, ledger, key, await _entry(ledger, key), job,
                 fresh=False, force=False, expired=True, policy=policy,
             )  # fmt: skip
@@ -230,7 +237,7 @@ async def _entry(ledger: Ledger, key: str) -> LedgerEntry:
     return entry
 
 
-async def _submit(
+async def submit_once(
     client: ReportExportClient,
     ledger: Ledger,
     request: ExportRequest | ClickExportRequest,
@@ -263,7 +270,7 @@ async def _submit(
     return ticket.job_id
 
 
-async def _replay(
+async def replay_guarded(
     client: ReportExportClient,
     ledger: Ledger,
     key: str,

@@ -1,0 +1,57 @@
+"""How often the tracker refreshes the jobs in flight (pure arithmetic).
+
+One `GET /Jobs?CreatedAfter=...` listing call refreshes every job in flight (a page per
+`page_size` jobs), so a tick costs the same for 1 job or 50. The tick is `base` seconds, stretched
+when the hourly bucket could not afford that pace until it resets, keeping `reserve` calls for
+downloads and submits (issue 5: "the tick adapts to the remaining hourly budget and the number of
+jobs").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["TickPolicy", "calls_per_tick", "tick_interval"]
+
+
+@dataclass(frozen=True, slots=True)
+class TickPolicy:
+    base: float = 10.0
+    minimum: float = 2.0
+    maximum: float = 300.0
+    page_size: int = 1000
+    #: With postbacks on, polling is only the safety net (deliveries may take 15 minutes).
+    with_postbacks: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not (0 < self.minimum <= self.base <= self.maximum) or self.page_size < 1:
+            raise ValueError("tick policy: 0 < minimum <= base <= maximum, page_size >= 1")
+
+
+def calls_per_tick(jobs: int, page_size: int) -> int:
+    if jobs <= 0:
+        return 0
+    return max(1, math.ceil(jobs / page_size))
+
+
+def tick_interval(
+    jobs: int,
+    *,
+    remaining: int | None,
+    seconds_to_reset: float | None,
+    reserve: int = 0,
+    policy: TickPolicy | None = None,
+    postbacks: bool = False,
+) -> float:
+    """Seconds until the next refresh of `jobs` jobs in flight."""
+    rules = policy or TickPolicy()
+    base = rules.with_postbacks if postbacks else rules.base
+    cost = calls_per_tick(jobs, rules.page_size)
+    if cost == 0 or remaining is None or seconds_to_reset is None:
+        return min(max(base, rules.minimum), max(rules.maximum, base))
+    budget = remaining - reserve
+    if budget < cost:
+        return max(rules.minimum, min(max(seconds_to_reset, base), max(rules.maximum, base)))
+    affordable = seconds_to_reset * cost / budget
+    return max(rules.minimum, min(max(base, affordable), max(rules.maximum, base)))

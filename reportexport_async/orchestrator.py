@@ -1,0 +1,765 @@
+"""The orchestrator: quota-aware date-range backfills and concurrent multi-report pulls.
+
+    async with Ledger() as ledger:
+        limiter = RateLimiter(store=ledger)
+        async with ReportExportClient(config, limiter=limiter) as client:
+            result = await backfill(client, ledger, [ExportSpec("mp_action_listing_fast")],
+                                    date(2025, 1, 1), date(2025, 12, 31), out_dir="out")
+
+Step by step (DESIGN "A backfill, step by step"):
+
+1. Everything is checked before any call: dates, report ids, the chunk rule, the output folder.
+2. A plan: every export x chunk gets its fingerprint; the ledger says whether it is done (file
+   intact: no call), known (re-attach to its job: no submit) or new (one submit).
+3. New chunks are submitted while today's ReportExport quota lasts; the rest is reported pending
+   with the time the quota resets (or, with `wait_for_quota`, waited for).
+4. One tracker refreshes every job in flight with one `GET /Jobs` listing call per tick (a page per
+   1,000 jobs), the tick stretched to what the hourly bucket affords. COMPLETED jobs go to the
+   downloaders; FAILED/CANCELLED ones are replayed through the guard (at most `max_replays`);
+   ERROR ones are waited on; a job past `stuck_after` is reported stuck, never resubmitted.
+5. Downloads run concurrently, streamed to `<out>/<report>/<start>_<end>.<ext>` (names from the
+   plan, never from the server); the ledger records path, size and sha256.
+6. A manifest lists every chunk's outcome; with `merge`, each fully done export is streamed into
+   `<out>/<report>.<ext>` in date order.
+
+Every task lives in one task group; one chunk's failure never stops the others. Cancellation
+leaves the ledger consistent (each write is one transaction) and the folder too (downloads go to
+`.part` first; the manifest is written on the way out), and the next run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+
+from .client import ReportExportClient
+from .core.chunking import Chunk, ChunkRule, auto_span, chunk_range, parse_chunk_rule
+from .core.fingerprint import Fingerprint, fingerprint
+from .core.models import ExportRequest, Job, JobStatus
+from .core.planning import Known, Plan, PlannedChunk, chunk_path, plan_chunks
+from .core.quota import quota_day_bounds
+from .core.replay import ReplayPolicy
+from .core.tracking import TickPolicy, tick_interval
+from .errors import (
+    ConfigurationError,
+    HTTPStatusError,
+    JobFailed,
+    NotFound,
+    QuotaExhausted,
+    ReplayRefused,
+    ReportExportError,
+)
+from .exports import file_is_intact, replay_guarded, submit_once
+from .ledger import Ledger, LedgerEntry
+
+__all__ = [
+    "BackfillResult",
+    "ChunkRun",
+    "ExportSpec",
+    "ProgressEvent",
+    "backfill",
+    "merge_files",
+]
+
+ChunkStatus = Literal[
+    "planned", "submitted", "running", "downloading", "done", "failed", "pending", "stuck"
+]
+FINAL_CHUNK_STATUSES = ("done", "failed", "pending", "stuck")
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """One report to pull over the backfill's range: its id, filters and result format."""
+
+    report_id: str
+    filters: Mapping[str, Any] = field(default_factory=dict)
+    result_format: str = "CSV"
+
+    def request(self, chunk: Chunk) -> ExportRequest:
+        return ExportRequest(
+            report_id=self.report_id,
+            start=chunk.start,
+            end=chunk.end,
+            filters=dict(self.filters),
+            result_format=self.result_format,
+        )
+
+
+@dataclass
+class ChunkRun:
+    """One chunk's progress and outcome."""
+
+    planned: PlannedChunk
+    status: ChunkStatus = "planned"
+    job_id: str | None = None
+    submitted_at: datetime | None = None
+    records: int | None = None
+    size: int | None = None
+    sha256: str | None = None
+    replays: int = 0
+    error: str | None = None
+    resets_at: datetime | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.planned.report_id} {self.planned.chunk}"
+
+    def to_manifest(self, out_dir: Path) -> dict[str, Any]:
+        return {
+            "report": self.planned.report_id,
+            "filters": {k: str(v) for k, v in self.planned.request.filters.items()},
+            "start": self.planned.chunk.start.isoformat(),
+            "end": self.planned.chunk.end.isoformat(),
+            "fingerprint": self.planned.fingerprint,
+            "job_id": self.job_id,
+            "status": self.status,
+            "rows": self.records,
+            "bytes": self.size,
+            "sha256": self.sha256,
+            "path": str(out_dir / self.planned.path),
+            "replays": self.replays,
+            "error": self.error,
+            "resets_at": None if self.resets_at is None else self.resets_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """What changed. `kind` is `plan`, `chunk` (a chunk's status changed), `bytes` (a download
+    finished) or `quota` (the quota stopped submits)."""
+
+    kind: str
+    status: str | None = None
+    report_id: str | None = None
+    chunk: str | None = None
+    job_id: str | None = None
+    bytes: int = 0
+    calls: Mapping[str, int] = field(default_factory=dict)
+    quota_left: int | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    plan: Plan
+    chunks: tuple[ChunkRun, ...]
+    manifest_path: Path | None
+    dry_run: bool
+    pending_resets_at: datetime | None
+    calls: Mapping[str, int]
+    merged: tuple[Path, ...] = ()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counter = Counter(run.status for run in self.chunks)
+        return {name: counter.get(name, 0) for name in ("done", "failed", "pending", "stuck")}
+
+    @property
+    def complete(self) -> bool:
+        return all(run.status == "done" for run in self.chunks)
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """The output folder exists (or can be made) and can be written, before any call."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigurationError(
+            "out_dir", f"{str(out_dir)!r} cannot be written ({exc.strerror or exc})"
+        ) from exc
+
+
+async def _rows_per_day(ledger: Ledger, report_id: str) -> float | None:
+    """Rows per day of a report, from the RecordsProcessed of its completed exports."""
+    rows = days = 0
+    for entry in await ledger.entries(report_id=report_id):
+        if (
+            entry.status is JobStatus.COMPLETED
+            and entry.records is not None
+            and entry.range_start is not None
+            and entry.range_end is not None
+        ):
+            rows += entry.records
+            days += (entry.range_end - entry.range_start).days + 1
+    return rows / days if days else None
+
+
+async def backfill(
+    client: ReportExportClient,
+    ledger: Ledger,
+    exports: Sequence[ExportSpec],
+    start: date,
+    end: date,
+    *,
+    out_dir: str | Path,
+    chunk: str | ChunkRule = "7d",
+    row_target: int = 1_000_000,
+    download_concurrency: int = 4,
+    submit_concurrency: int = 4,
+    dry_run: bool = False,
+    wait_for_quota: bool = False,
+    merge: bool = False,
+    max_replays: int = 2,
+    stuck_after: timedelta = timedelta(hours=6),
+    replay_policy: ReplayPolicy | None = None,
+    tick: TickPolicy | None = None,
+    on_event: Callable[[ProgressEvent], None] | None = None,
+    today: date | None = None,
+) -> BackfillResult:
+    """Pull `exports` over `[start, end]` into `out_dir`. See the module docstring."""
+    out = Path(out_dir)
+    if not exports:
+        raise ConfigurationError("exports", "give at least one report")
+    if end < start:
+        raise ConfigurationError("start", f"the range starts ({start}) after it ends ({end})")
+    now = client.clock.now()
+    current_day = today or quota_day_bounds(now, client.limiter.policy.quota_timezone)[0].date()
+    if end > current_day:
+        raise ConfigurationError(
+            "end", f"{end} is in the future (today is {current_day}); there is no data yet"
+        )
+    if download_concurrency < 1 or submit_concurrency < 1 or max_replays < 0:
+        raise ConfigurationError("concurrency", "concurrency limits must be at least 1")
+    rule = parse_chunk_rule(chunk) if isinstance(chunk, str) else chunk
+    for spec in exports:  # every request is valid before any call (ExportRequest validates)
+        try:
+            spec.request(Chunk(start, start))
+        except ValueError as exc:
+            raise ConfigurationError(f"export {spec.report_id!r}", str(exc)) from None
+    if not dry_run:
+        _check_out_dir(out)
+    items: list[tuple[ExportRequest, Chunk, str, str]] = []
+    for spec in exports:
+        span = None
+        if rule.kind == "auto":
+            span = auto_span(await _rows_per_day(ledger, spec.report_id), row_target=row_target)
+        for piece in chunk_range(start, end, rule, auto_days=span):
+            request = spec.request(piece)
+            print_ = fingerprint(
+                request,
+                base_url=client.config.base_url,
+                account_type=client.config.account_type,
+                account_sid=client.config.account_sid,
+                today=current_day,
+            )
+            items.append((request, piece, print_.key, print_.canonical))
+    known: dict[str, Known] = {}
+    entries: dict[str, LedgerEntry] = {}
+    for request, piece, key, _ in items:
+        entry = await ledger.get(key)
+        if entry is None:
+            continue
+        entries[key] = entry
+        intact = entry.status is JobStatus.COMPLETED and await file_is_intact(
+            entry, out / chunk_path(request, piece)
+        )
+        known[key] = Known(entry.job_id, entry.status, intact)
+    daily = await client.limiter.daily("ReportExport")
+    plan = plan_chunks(
+        items,
+        known,
+        quota_left_today=None if daily is None else daily.remaining,
+        daily_limit=None if daily is None else daily.limit,
+    )
+    runner = _Backfill(
+        client,
+        ledger,
+        plan,
+        out,
+        download_concurrency=download_concurrency,
+        submit_concurrency=submit_concurrency,
+        wait_for_quota=wait_for_quota,
+        max_replays=max_replays,
+        stuck_after=stuck_after,
+        replay_policy=replay_policy or ReplayPolicy(),
+        tick=tick or TickPolicy(),
+        on_event=on_event,
+    )
+    for key, run in runner.runs.items():
+        entry = entries.get(key)
+        if run.status == "done" and entry is not None:  # done before: the ledger's record
+            run.records, run.size, run.sha256 = entry.records, entry.file_size, entry.file_sha256
+    runner.emit(ProgressEvent("plan", message=f"{plan.cost}"))
+    if dry_run:
+        return BackfillResult(
+            plan, tuple(runner.runs.values()), None, True, None, dict(client.usage.calls)
+        )
+    merged: tuple[Path, ...] = ()
+    try:
+        await runner.run()
+        if merge:
+            merged = await runner.merge_all(exports)
+    finally:
+        with anyio.CancelScope(shield=True):
+            manifest = await anyio.to_thread.run_sync(runner.write_manifest)
+    resets = [run.resets_at for run in runner.runs.values() if run.status == "pending"]
+    return BackfillResult(
+        plan,
+        tuple(runner.runs.values()),
+        manifest,
+        False,
+        min((r for r in resets if r is not None), default=None),
+        dict(client.usage.calls),
+        merged,
+    )
+
+
+class _Backfill:
+    def __init__(
+        self,
+        client: ReportExportClient,
+        ledger: Ledger,
+        plan: Plan,
+        out: Path,
+        *,
+        download_concurrency: int,
+        submit_concurrency: int,
+        wait_for_quota: bool,
+        max_replays: int,
+        stuck_after: timedelta,
+        replay_policy: ReplayPolicy,
+        tick: TickPolicy,
+        on_event: Callable[[ProgressEvent], None] | None,
+    ) -> None:
+        self.client = client
+        self.ledger = ledger
+        self.plan = plan
+        self.out = out
+        self.download_concurrency = download_concurrency
+        self.submit_concurrency = submit_concurrency
+        self.wait_for_quota = wait_for_quota
+        self.max_replays = max_replays
+        self.stuck_after = stuck_after
+        self.replay_policy = replay_policy
+        self.tick = tick
+        self.on_event = on_event
+        self.runs: dict[str, ChunkRun] = {}
+        for planned in plan.chunks:
+            run = ChunkRun(planned, job_id=planned.job_id)
+            if planned.state == "done":
+                run.status = "done"
+            self.runs[planned.fingerprint] = run
+        self.in_flight: dict[str, ChunkRun] = {}
+        self.parked: list[tuple[datetime, ChunkRun, Job]] = []
+        self.wake = anyio.Event()
+        self.submitting = True
+        self.downloads_waiting = 0
+        self.quota_left: int | None = plan.cost.quota_left_today
+        self.send, self.receive = anyio.create_memory_object_stream[ChunkRun](math.inf)
+        #: Postback wake-ups (issue 6) plug in here: a job id that is worth a look now.
+        self.nudged: set[str] = set()
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def emit(self, event: ProgressEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def set_status(self, run: ChunkRun, status: ChunkStatus, message: str | None = None) -> None:
+        if run.status == status and message is None:
+            return
+        run.status = status
+        if message is not None:
+            run.error = message if status in ("failed", "stuck", "pending") else run.error
+        self.emit(
+            ProgressEvent(
+                "chunk",
+                status=status,
+                report_id=run.planned.report_id,
+                chunk=str(run.planned.chunk),
+                job_id=run.job_id,
+                bytes=run.size or 0,
+                calls=dict(self.client.usage.calls),
+                quota_left=self.quota_left,
+                message=message,
+            )
+        )
+
+    def poke(self) -> None:
+        self.wake.set()
+
+    # -- the run -----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        new = [self.runs[p.fingerprint] for p in self.plan.by_state("new")]
+        for planned in self.plan.by_state("attach"):
+            run = self.runs[planned.fingerprint]
+            entry = await self.ledger.get(planned.fingerprint)
+            run.submitted_at = None if entry is None else (entry.submitted_at or entry.created_at)
+            if entry is not None and entry.status is JobStatus.COMPLETED:
+                await self.queue_download(run)  # known complete: the file is what is missing
+            else:
+                self.track(run, "running")
+        queue = list(new)
+        async with anyio.create_task_group() as group:
+            group.start_soon(self.submitting_all, queue)
+            group.start_soon(self.tracker)
+            for _ in range(self.download_concurrency):
+                group.start_soon(self.downloader)
+
+    async def submitting_all(self, queue: list[ChunkRun]) -> None:
+        """`submit_concurrency` submitters share the queue; then submitting is over."""
+        try:
+            async with anyio.create_task_group() as group:
+                for _ in range(min(self.submit_concurrency, len(queue))):
+                    group.start_soon(self.submitter, queue)
+        finally:
+            self.submitting = False
+            self.poke()
+
+    async def submitter(self, queue: list[ChunkRun]) -> None:
+        while queue:
+            run = queue.pop(0)
+            spent = self.quota_left is not None and self.quota_left <= 0
+            if spent and not await self.quota_gate(run, queue):
+                return
+            try:
+                job_id = await submit_once(
+                    self.client, self.ledger, run.planned.request, _print(run)
+                )
+            except QuotaExhausted as exhausted:
+                self.quota_left = 0
+                if not await self.quota_gate(run, queue, exhausted.resets_at):
+                    return
+                queue.insert(0, run)  # the quota has reset: this chunk goes first
+                continue
+            except ReportExportError as error:
+                self.set_status(run, "failed", f"submit failed: {error}")
+                continue
+            if self.quota_left is not None:
+                self.quota_left -= 1
+            run.job_id = job_id
+            run.submitted_at = self.client.clock.now()
+            self.track(run, "submitted")
+
+    async def quota_gate(
+        self, run: ChunkRun, queue: list[ChunkRun], resets_at: datetime | None = None
+    ) -> bool:
+        """The daily quota is spent: wait for the reset (`wait_for_quota`), or report this chunk
+        and the rest as pending. True when submitting may go on."""
+        if resets_at is None:
+            daily = await self.client.limiter.daily("ReportExport")
+            resets_at = daily.resets_at if daily is not None else self.client.clock.now()
+        if self.wait_for_quota:
+            self.emit(ProgressEvent("quota", message=f"waiting for the quota reset at {resets_at}"))
+            await self.client.clock.sleep(
+                max(0.0, (resets_at - self.client.clock.now()).total_seconds())
+            )
+            daily = await self.client.limiter.daily("ReportExport")
+            self.quota_left = None if daily is None else daily.remaining
+            return True
+        pending = [run, *queue]
+        queue.clear()
+        for item in pending:
+            if item.status == "planned":
+                item.resets_at = resets_at
+                self.set_status(
+                    item, "pending", f"daily ReportExport quota spent; resets {resets_at}"
+                )
+        self.emit(
+            ProgressEvent("quota", message=f"{len(pending)} chunks pending until {resets_at}")
+        )
+        return False
+
+    def track(self, run: ChunkRun, status: ChunkStatus) -> None:
+        assert run.job_id is not None
+        self.in_flight[run.job_id] = run
+        self.set_status(run, status)
+        self.poke()
+
+    async def queue_download(self, run: ChunkRun) -> None:
+        self.downloads_waiting += 1
+        self.set_status(run, "downloading")
+        await self.send.send(run)
+
+    def finished(self) -> bool:
+        return (
+            not self.submitting
+            and not self.in_flight
+            and not self.parked
+            and self.downloads_waiting == 0
+        )
+
+    # -- the tracker -------------------------------------------------------------------------------
+
+    async def tracker(self) -> None:
+        try:
+            while not self.finished():
+                if not self.in_flight and not self.parked:
+                    await self.wake.wait()
+                    self.wake = anyio.Event()
+                    continue
+                await self.refresh()
+                if self.finished():
+                    break
+                if self.in_flight or self.parked:
+                    await self.pause()
+        finally:
+            self.send.close()
+
+    async def pause(self) -> None:
+        """Sleep one tick on the client's clock, or less when woken (a new job, a postback)."""
+        window = self.client.limiter.hourly
+        now = self.client.clock.now()
+        interval = tick_interval(
+            len(self.in_flight),
+            remaining=None if window is None else window.remaining,
+            seconds_to_reset=None
+            if window is None
+            else max(0.0, (window.resets_at - now).total_seconds()),
+            reserve=self.downloads_waiting + (4 if self.submitting else 0),
+            policy=self.tick,
+        )
+        if self.parked:
+            soonest = min(due for due, _, _ in self.parked)
+            interval = max(0.0, min(interval, (soonest - now).total_seconds()))
+        self.wake = anyio.Event()
+        async with anyio.create_task_group() as group:
+
+            async def sleeper() -> None:
+                await self.client.clock.sleep(interval)
+                group.cancel_scope.cancel()
+
+            async def waker() -> None:
+                await self.wake.wait()
+                group.cancel_scope.cancel()
+
+            group.start_soon(sleeper)
+            group.start_soon(waker)
+
+    async def refresh(self) -> None:
+        """One listing call for every job in flight (a single job: one GET of it)."""
+        now = self.client.clock.now()
+        due = [item for item in self.parked if item[0] <= now]
+        self.parked = [item for item in self.parked if item[0] > now]
+        for _, run, job in due:
+            await self.after_failure(run, job)
+        if not self.in_flight:
+            return
+        seen: dict[str, Job] = {}
+        try:
+            if len(self.in_flight) == 1:
+                job_id = next(iter(self.in_flight))
+                seen[job_id] = await self.client.get_job(job_id)
+            else:
+                since = min(
+                    (run.submitted_at for run in self.in_flight.values() if run.submitted_at),
+                    default=now,
+                )
+                tz = self.client.limiter.policy.quota_timezone
+                after = since.astimezone(tz).date()
+                async for job in self.client.iter_jobs(created_after=after):
+                    if job.id in self.in_flight:
+                        seen[job.id] = job
+                for job_id in [j for j in self.in_flight if j not in seen]:
+                    seen[job_id] = await self.client.get_job(job_id)
+        except ReportExportError as error:
+            # A failed refresh is retried next tick; it never stops the run.
+            self.emit(ProgressEvent("error", message=f"refresh failed: {error}"))
+            return
+        for job_id, job in seen.items():
+            tracked = self.in_flight.get(job_id)
+            if tracked is not None:
+                await self.update(tracked, job, now)
+
+    async def update(self, run: ChunkRun, job: Job, now: datetime) -> None:
+        await self.ledger.record_status(run.planned.fingerprint, job)
+        run.records = job.records_processed
+        status = job.status
+        if status is JobStatus.COMPLETED:
+            del self.in_flight[job.id]
+            await self.queue_download(run)
+        elif status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            del self.in_flight[job.id]
+            await self.after_failure(run, job)
+        elif run.submitted_at is not None and now - run.submitted_at > self.stuck_after:
+            del self.in_flight[job.id]
+            self.set_status(run, "stuck", f"still {status.value} after {self.stuck_after}")
+        else:
+            self.set_status(run, "running")
+
+    async def after_failure(self, run: ChunkRun, job: Job, *, expired: bool = False) -> None:
+        """FAILED/CANCELLED (or an expired result): replay through the guard, at most
+        `max_replays` times; a `too_soon` refusal parks the chunk until the guard allows it."""
+        if run.replays >= self.max_replays:
+            self.set_status(run, "failed", f"job {job.id} ended {job.status.value}")
+            return
+        entry = await self.ledger.get(run.planned.fingerprint)
+        assert entry is not None
+        try:
+            new_id = await replay_guarded(
+                self.client,
+                self.ledger,
+                run.planned.fingerprint,
+                entry,
+                job,
+                fresh=False,
+                force=False,
+                expired=expired,
+                policy=self.replay_policy,
+            )
+        except (JobFailed, ReplayRefused) as refused:
+            cause = refused.__cause__ if isinstance(refused, JobFailed) else refused
+            if isinstance(cause, ReplayRefused) and cause.rule == "too_soon":
+                base = entry.submitted_at or entry.created_at
+                self.parked.append((base + self.replay_policy.min_age, run, job))
+                self.set_status(run, "running", "waiting before a replay is allowed")
+                return
+            self.set_status(run, "failed", str(refused))
+            return
+        except ReportExportError as error:
+            self.set_status(run, "failed", f"replay failed: {error}")
+            return
+        run.replays += 1
+        run.job_id = new_id
+        run.submitted_at = self.client.clock.now()
+        self.track(run, "submitted")
+
+    # -- downloads ---------------------------------------------------------------------------------
+
+    async def downloader(self) -> None:
+        async with self.receive.clone() as receive:
+            async for run in receive:
+                try:
+                    await self.download(run)
+                finally:
+                    self.downloads_waiting -= 1
+                    self.poke()
+
+    async def download(self, run: ChunkRun) -> None:
+        assert run.job_id is not None
+        dest = self.out / run.planned.path
+        await anyio.to_thread.run_sync(lambda: dest.parent.mkdir(parents=True, exist_ok=True))
+        try:
+            result = await self.client.download(run.job_id, dest)
+        except JobFailed as failed:
+            await self.after_failure(run, failed.job)
+            return
+        except HTTPStatusError as error:
+            if isinstance(error, NotFound) or error.status == 410:
+                job = await self.client.get_job(run.job_id)
+                await self.after_failure(run, job, expired=True)
+                return
+            self.set_status(run, "failed", f"download failed: {error}")
+            return
+        except ReportExportError as error:
+            self.set_status(run, "failed", f"download failed: {error}")
+            return
+        await self.ledger.record_download(
+            run.planned.fingerprint, run.job_id, result.path, result.size, result.sha256
+        )
+        run.size = result.size
+        run.sha256 = result.sha256
+        self.set_status(run, "done")
+
+    # -- after the run -----------------------------------------------------------------------------
+
+    def write_manifest(self) -> Path:
+        """`<out>/manifest.json`, atomically (`.part`, fsync, rename)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / "manifest.json"
+        part = path.with_name(path.name + ".part")
+        counts = Counter(run.status for run in self.runs.values())
+        document = {
+            "generated_at": self.client.clock.now().isoformat(),
+            "account_type": self.client.config.account_type.value,
+            "counts": dict(counts),
+            "calls": dict(self.client.usage.calls),
+            "chunks": [run.to_manifest(self.out) for run in self.runs.values()],
+        }
+        with open(part, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(part, path)
+        return path
+
+    async def merge_all(self, exports: Sequence[ExportSpec]) -> tuple[Path, ...]:
+        merged: list[Path] = []
+        by_folder: dict[Path, list[ChunkRun]] = {}
+        for run in self.runs.values():
+            by_folder.setdefault(Path(run.planned.path.parent), []).append(run)
+        for folder, runs in by_folder.items():
+            if not all(run.status == "done" for run in runs):
+                continue
+            runs.sort(key=lambda run: run.planned.chunk.start)
+            fmt = runs[0].planned.request.result_format
+            target = self.out / f"{folder}.{fmt.lower()}"
+            files = [self.out / run.planned.path for run in runs]
+            await anyio.to_thread.run_sync(merge_files, files, target, fmt)
+            merged.append(target)
+        return tuple(merged)
+
+
+def _print(run: ChunkRun) -> Fingerprint:
+    return Fingerprint(run.planned.fingerprint, run.planned.canonical)
+
+
+_XML_OPEN = b"<Records>"
+_XML_CLOSE = b"</Records>"
+
+
+def merge_files(files: Sequence[Path], target: Path, fmt: str) -> None:
+    """Stream chunk files into one (`.part`, fsync, rename): CSV with a single header, JSON as one
+    array, XML as one `<Records>` list; in the order given. Blocking: run it in a thread."""
+    part = target.with_name(target.name + ".part")
+    try:
+        with open(part, "wb") as out:
+            if fmt == "CSV":
+                for index, path in enumerate(files):
+                    with open(path, "rb") as source:
+                        header = source.readline()
+                        if index == 0:
+                            out.write(header)
+                        _copy(source, out)
+            elif fmt == "JSON":
+                out.write(b"[\n")
+                first = True
+                for path in files:
+                    body = path.read_bytes().strip()
+                    inner = body[1:-1].strip() if body.startswith(b"[") else body
+                    if inner:
+                        if not first:
+                            out.write(b",\n")
+                        out.write(inner)
+                        first = False
+                out.write(b"\n]\n")
+            else:
+                head = b""
+                tail = b"\n"
+                for index, path in enumerate(files):
+                    body = path.read_bytes()
+                    start = body.find(_XML_OPEN)
+                    stop = body.rfind(_XML_CLOSE)
+                    if start < 0 or stop < 0:
+                        raise ValueError(f"{path} is not an XML result with <Records>")
+                    if index == 0:
+                        head = body[: start + len(_XML_OPEN)]
+                        tail = body[stop:]
+                        out.write(head)
+                    out.write(body[start + len(_XML_OPEN) : stop])
+                out.write(tail)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(part, target)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+
+
+def _copy(source: Any, out: Any) -> None:
+    while chunk := source.read(1 << 20):
+        out.write(chunk)

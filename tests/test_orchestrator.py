@@ -1,0 +1,269 @@
+"""Backfills against the sandbox: chunked, quota-aware, tracked with one listing call per tick,
+resumable, merged. Time is the sandbox's (`SandboxTime`): the client's sleeps move its clock."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from reportexport_async import (
+    ClientConfig,
+    ConfigurationError,
+    ExportRequest,
+    RateLimiter,
+    RateLimitPolicy,
+    ReportExportClient,
+)
+from reportexport_async.ledger import Ledger
+from reportexport_async.orchestrator import ExportSpec, ProgressEvent, backfill
+from reportexport_async.sandbox import ManualClock, Sandbox
+from reportexport_async.sandbox.testing import SandboxTime
+
+from .conftest import SANDBOX_START
+
+REPORTS = ["mp_action_listing_fast", "mp_performance_by_day", "mp_clicks_by_day"]
+YEAR_START, YEAR_END = date(2025, 1, 1), date(2025, 12, 31)
+
+
+@asynccontextmanager
+async def setup(
+    tmp_path: Path, *, daily_limit: int | None = 100, **sandbox_options: Any
+) -> AsyncIterator[tuple[Sandbox, ReportExportClient, Ledger]]:
+    sandbox_options.setdefault("job_duration", (30, 300))
+    sandbox_options.setdefault("rows_per_day", 4)
+    async with Sandbox(clock=ManualClock(SANDBOX_START), **sandbox_options) as sandbox:
+        clock = SandboxTime(sandbox)
+        async with Ledger(tmp_path / "ledger.sqlite", clock=clock) as ledger:
+            policy = RateLimitPolicy(daily_report_export=daily_limit)
+            limiter = RateLimiter(policy, clock=clock, store=ledger)
+            config = ClientConfig(
+                account_sid=sandbox.account_sid,
+                auth_token=sandbox.auth_token,
+                account_type="Mediapartners",
+                base_url=sandbox.base_url,
+            )
+            async with ReportExportClient(
+                config, limiter=limiter, clock=clock, random_source=lambda: 0.5
+            ) as client:
+                yield sandbox, client, ledger
+
+
+def rows_of(path: Path) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(path.read_text())))
+
+
+async def test_year_in_weekly_chunks_for_three_reports_merges_to_the_whole_range(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    specs = [ExportSpec(report) for report in REPORTS]
+    async with setup(tmp_path, daily_export_limit=0, daily_limit=None) as (sandbox, client, ledger):
+        result = await backfill(
+            client, ledger, specs, YEAR_START, YEAR_END, out_dir=out, chunk="7d", merge=True
+        )
+        first_stats = sandbox.stats()
+        # One export of the whole range per report, to compare row by row.
+        whole = {}
+        for report in REPORTS:
+            ticket = await client.export(
+                ExportRequest(report_id=report, start=YEAR_START, end=YEAR_END)
+            )
+            await client.wait(ticket.job_id)
+            whole[report] = await client.download(ticket.job_id, tmp_path / f"{report}.whole")
+        sandbox.reset()
+        again = await backfill(
+            client, ledger, specs, YEAR_START, YEAR_END, out_dir=out, chunk="7d", merge=True
+        )
+        second_stats = sandbox.stats()
+    chunks_per_report = 53  # 2025-01-01 (a Wednesday) to 2025-12-31 in epoch-aligned weeks
+    assert result.counts == {"done": 3 * chunks_per_report, "failed": 0, "pending": 0, "stuck": 0}
+    assert first_stats["calls"]["ReportExport"] == 3 * chunks_per_report
+    assert first_stats["calls"]["Download"] == 3 * chunks_per_report
+    assert first_stats["rate_limited"] == 0
+    for report in REPORTS:
+        merged = out / f"{report}.csv"
+        assert merged in result.merged
+        assert rows_of(merged) == rows_of(whole[report].path)
+        assert len(rows_of(merged)) == 1 + 365 * 4
+    assert again.complete
+    assert second_stats["total_calls"] == 0  # the second run costs no call at all
+    manifest = json.loads(result.manifest_path.read_text())  # type: ignore[union-attr]
+    assert len(manifest["chunks"]) == 3 * chunks_per_report
+    first_chunk = manifest["chunks"][0]
+    assert first_chunk["status"] == "done"
+    assert Path(first_chunk["path"]).read_bytes()
+    assert {"report", "start", "end", "job_id", "rows", "bytes", "sha256", "path"} <= set(
+        first_chunk
+    )
+
+
+async def test_quota_of_100_with_156_new_chunks_leaves_56_pending_until_the_reset(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    specs = [ExportSpec(REPORTS[0]), ExportSpec(REPORTS[1]), ExportSpec(REPORTS[2])]
+    start, end = date(2025, 1, 6), date(2025, 1, 6) + timedelta(days=51)  # 52 days x 3 reports
+    async with setup(tmp_path) as (sandbox, client, ledger):
+        first = await backfill(client, ledger, specs, start, end, out_dir=out, chunk="1d")
+        stats_first = sandbox.stats()
+        sandbox.advance(24 * 3600)
+        second = await backfill(client, ledger, specs, start, end, out_dir=out, chunk="1d")
+        stats_second = sandbox.stats()
+    assert len(first.chunks) == 156
+    assert first.counts == {"done": 100, "failed": 0, "pending": 56, "stuck": 0}
+    assert first.pending_resets_at == (SANDBOX_START + timedelta(days=1)).replace(hour=0)
+    assert stats_first["calls"]["ReportExport"] == 100
+    assert stats_first["rate_limited"] == 0
+    assert second.complete
+    assert stats_second["calls"]["ReportExport"] == 156  # 56 more, nothing else submitted
+    assert stats_second["jobs_created"] == 156
+    assert stats_second["rate_limited"] == 0
+
+
+async def test_fifty_jobs_in_flight_cost_one_status_call_per_tick(tmp_path: Path) -> None:
+    events: list[ProgressEvent] = []
+    async with setup(tmp_path, job_duration=(600, 600)) as (sandbox, client, ledger):
+        result = await backfill(
+            client,
+            ledger,
+            [ExportSpec(REPORTS[0])],
+            date(2025, 1, 1),
+            date(2025, 2, 19),
+            out_dir=tmp_path / "out",
+            chunk="1d",
+            on_event=events.append,
+        )
+        stats = sandbox.stats()
+    assert result.complete
+    assert len(result.chunks) == 50
+    submitted = [e for e in events if e.status == "submitted"]
+    assert len(submitted) == 50
+    # Jobs take 600 s; ticks of ~10 s: about 60 ticks, each one listing call for all 50 jobs.
+    status_calls = stats["calls"]["ListJobs"] + stats["calls"]["GetJob"]
+    assert status_calls <= 70
+    assert stats["calls"]["GetJob"] <= 2
+    assert stats["rate_limited"] == 0
+
+
+async def test_dry_run_plans_and_costs_without_any_call(tmp_path: Path) -> None:
+    async with setup(tmp_path) as (sandbox, client, ledger):
+        await backfill(
+            client, ledger, [ExportSpec(REPORTS[0])], date(2025, 1, 1), date(2025, 1, 14),
+            out_dir=tmp_path / "out", chunk="7d",
+        )  # fmt: skip
+        sandbox.reset()
+        result = await backfill(
+            client, ledger, [ExportSpec(REPORTS[0])], date(2025, 1, 1), date(2025, 3, 31),
+            out_dir=tmp_path / "out", chunk="7d", dry_run=True,
+        )  # fmt: skip
+        stats = sandbox.stats()
+    assert result.dry_run
+    assert stats["total_calls"] == 0
+    cost = result.plan.cost
+    assert cost.chunks == 14  # epoch-aligned weeks (Monday to Sunday) of Q1 2025
+    # Jan 1-5 and 6-12 are done; the earlier run's Jan 13-14 is not this run's Jan 13-19.
+    assert cost.done == 2
+    assert cost.submits == 12
+    assert cost.quota_days == 1
+    assert cost.quota_left_today == 97
+
+
+async def test_cancelled_halfway_then_resumed_makes_no_duplicate_submit(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    specs = [ExportSpec(REPORTS[0])]
+    start, end = date(2025, 3, 1), date(2025, 4, 29)
+    async with setup(tmp_path, job_duration=(60, 600)) as (sandbox, client, ledger):
+        done = 0
+
+        def count(event: ProgressEvent) -> None:
+            nonlocal done
+            if event.status == "done":
+                done += 1
+                if done == 20:
+                    scope.cancel()
+
+        with anyio.CancelScope() as scope:
+            await backfill(
+                client, ledger, specs, start, end, out_dir=out, chunk="1d", on_event=count
+            )
+        halfway = sandbox.stats()
+        resumed = await backfill(client, ledger, specs, start, end, out_dir=out, chunk="1d")
+        stats = sandbox.stats()
+    assert scope.cancelled_caught
+    assert 20 <= halfway["jobs_created"] <= 60
+    assert resumed.complete
+    assert stats["jobs_created"] == 60  # every chunk submitted exactly once
+    assert stats["calls"]["ReportExport"] == 60
+    assert not list(out.rglob("*.part"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    for chunk in manifest["chunks"]:
+        assert chunk["status"] == "done"
+        assert Path(chunk["path"]).stat().st_size == chunk["bytes"]
+
+
+async def test_failed_jobs_are_replayed_and_one_failure_never_stops_the_others(
+    tmp_path: Path,
+) -> None:
+    async with setup(tmp_path, faults={"job_fail": 0.3}, seed=2) as (sandbox, client, ledger):
+        result = await backfill(
+            client, ledger, [ExportSpec(REPORTS[0])], date(2025, 1, 1), date(2025, 1, 20),
+            out_dir=tmp_path / "out", chunk="1d",
+        )  # fmt: skip
+        stats = sandbox.stats()
+    assert stats["faults_injected"]["job_fail"] >= 3
+    assert stats["replays"] >= 3
+    assert result.counts["done"] >= 17
+    assert result.counts["done"] + result.counts["failed"] == 20
+    assert stats["calls"]["ReportExport"] == 20
+
+
+async def test_stuck_jobs_are_reported_not_resubmitted(tmp_path: Path) -> None:
+    async with setup(tmp_path, faults={"job_stuck": 1.0}) as (sandbox, client, ledger):
+        result = await backfill(
+            client, ledger, [ExportSpec(REPORTS[0])], date(2025, 1, 1), date(2025, 1, 3),
+            out_dir=tmp_path / "out", chunk="1d", stuck_after=timedelta(hours=2),
+        )  # fmt: skip
+        stats = sandbox.stats()
+    assert result.counts == {"done": 0, "failed": 0, "pending": 0, "stuck": 3}
+    assert stats["calls"]["ReportExport"] == 3
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "chunk", "message"),
+    [
+        (date(2025, 2, 1), date(2025, 1, 1), "7d", "after it ends"),
+        (date(2025, 1, 1), date(2031, 1, 1), "7d", "in the future"),
+        (date(2025, 1, 1), date(2025, 2, 1), "fortnight", "unknown chunk rule"),
+    ],
+)
+async def test_bad_input_fails_before_any_call(
+    tmp_path: Path, start: date, end: date, chunk: str, message: str
+) -> None:
+    async with setup(tmp_path) as (sandbox, client, ledger):
+        with pytest.raises((ConfigurationError, ValueError), match=message):
+            await backfill(
+                client, ledger, [ExportSpec(REPORTS[0])], start, end, out_dir=tmp_path / "o",
+                chunk=chunk,
+            )  # fmt: skip
+        assert sandbox.stats()["total_calls"] == 0
+
+
+async def test_unwritable_output_folder_fails_before_any_call(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    async with setup(tmp_path) as (sandbox, client, ledger):
+        with pytest.raises(ConfigurationError, match="out_dir"):
+            await backfill(
+                client, ledger, [ExportSpec(REPORTS[0])], date(2025, 1, 1), date(2025, 1, 2),
+                out_dir=blocker / "out",
+            )  # fmt: skip
+        assert sandbox.stats()["total_calls"] == 0
