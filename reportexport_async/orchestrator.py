@@ -550,16 +550,17 @@ class _Backfill:
             return
         seen: dict[str, Job] = {}
         try:
-            if len(self.in_flight) == 1:
-                job_id = next(iter(self.in_flight))
-                seen[job_id] = await self.client.get_job(job_id)
+            since = min(
+                (run.submitted_at for run in self.in_flight.values() if run.submitted_at),
+                default=now,
+            )
+            tz = self.client.limiter.policy.quota_timezone
+            after = since.astimezone(tz).date()
+            if len(self.in_flight) <= self.listing_pages(after):
+                # Few jobs left among many listed: one GET each is cheaper than the listing.
+                for job_id in list(self.in_flight):
+                    seen[job_id] = await self.client.get_job(job_id)
             else:
-                since = min(
-                    (run.submitted_at for run in self.in_flight.values() if run.submitted_at),
-                    default=now,
-                )
-                tz = self.client.limiter.policy.quota_timezone
-                after = since.astimezone(tz).date()
                 async for job in self.client.iter_jobs(created_after=after):
                     if job.id in self.in_flight:
                         seen[job.id] = job
@@ -573,6 +574,17 @@ class _Backfill:
             tracked = self.in_flight.get(job_id)
             if tracked is not None:
                 await self.update(tracked, job, now)
+
+    def listing_pages(self, after: date) -> int:
+        """Pages a listing from `after` would take, counting the jobs this run knows of (other
+        tools' jobs only add to it)."""
+        tz = self.client.limiter.policy.quota_timezone
+        listed = sum(
+            1
+            for run in self.runs.values()
+            if run.submitted_at is not None and run.submitted_at.astimezone(tz).date() >= after
+        )
+        return max(1, math.ceil(listed / self.tick.page_size))
 
     async def update(self, run: ChunkRun, job: Job, now: datetime) -> None:
         await self.ledger.record_status(run.planned.fingerprint, job)

@@ -1,0 +1,195 @@
+"""Chunking, planning and tick arithmetic: pure functions, tables and Hypothesis properties."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reportexport_async.core.chunking import (
+    EPOCH,
+    Chunk,
+    ChunkRule,
+    auto_span,
+    chunk_range,
+    parse_chunk_rule,
+)
+from reportexport_async.core.models import ExportRequest, JobStatus
+from reportexport_async.core.planning import Known, chunk_path, plan_chunks, safe_name
+from reportexport_async.core.tracking import TickPolicy, calls_per_tick, tick_interval
+
+days = st.dates(min_value=date(2000, 1, 1), max_value=date(2030, 12, 31))
+rules = st.one_of(
+    st.integers(min_value=1, max_value=400).map(lambda n: ChunkRule("days", n)),
+    st.sampled_from([ChunkRule("week"), ChunkRule("month")]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=days, length=st.integers(min_value=0, max_value=900), rule=rules)
+def test_chunks_cover_the_range_in_order_without_gap_or_overlap(
+    start: date, length: int, rule: ChunkRule
+) -> None:
+    end = start + timedelta(days=length)
+    chunks = chunk_range(start, end, rule)
+    assert chunks[0].start == start
+    assert chunks[-1].end == end
+    for before, after in itertools.pairwise(chunks):
+        assert after.start == before.end + timedelta(days=1)  # no gap, no overlap, ordered
+    assert sum(chunk.days for chunk in chunks) == length + 1
+    for chunk in chunks:
+        if rule.kind == "days":
+            assert chunk.days <= rule.days
+        elif rule.kind == "week":
+            assert chunk.start.isocalendar()[:2] == chunk.end.isocalendar()[:2]
+        else:
+            assert (chunk.start.year, chunk.start.month) == (chunk.end.year, chunk.end.month)
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=days, length=st.integers(min_value=0, max_value=900), rule=rules)
+def test_inner_chunks_are_aligned(start: date, length: int, rule: ChunkRule) -> None:
+    chunks = chunk_range(start, start + timedelta(days=length), rule)
+    for chunk in chunks[1:]:
+        if rule.kind == "days":
+            assert (chunk.start - EPOCH).days % rule.days == 0
+        elif rule.kind == "week":
+            assert chunk.start.weekday() == 0
+        else:
+            assert chunk.start.day == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(start=days, extra=st.integers(min_value=0, max_value=300), n=st.integers(1, 60))
+def test_overlapping_backfills_share_their_inner_chunks(start: date, extra: int, n: int) -> None:
+    """Aligned to an epoch, not to the range: a later, longer backfill reuses the chunks (and
+    so the ledger entries) of an earlier one wherever both are whole."""
+    rule = ChunkRule("days", n)
+    first = chunk_range(start, start + timedelta(days=200), rule)
+    second = chunk_range(start - timedelta(days=extra), start + timedelta(days=400), rule)
+    assert set(first[1:-1]) <= set(second)
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("7d", ChunkRule("days", 7)),
+        ("1D", ChunkRule("days", 1)),
+        (" week ", ChunkRule("week")),
+        ("month", ChunkRule("month")),
+        ("auto", ChunkRule("auto")),
+    ],
+)
+def test_parse_chunk_rule(text: str, rule: ChunkRule) -> None:
+    assert parse_chunk_rule(text) == rule
+
+
+@pytest.mark.parametrize("text", ["0d", "7", "d", "fortnight", "-1d", "9999d", ""])
+def test_parse_chunk_rule_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="chunk rule"):
+        parse_chunk_rule(text)
+
+
+def test_chunk_range_refuses_a_reversed_range_and_auto_uses_its_span() -> None:
+    with pytest.raises(ValueError, match="before it starts"):
+        chunk_range(date(2025, 2, 1), date(2025, 1, 1), ChunkRule("week"))
+    auto = chunk_range(date(2025, 1, 6), date(2025, 2, 2), ChunkRule("auto"), auto_days=14)
+    assert [c.days for c in auto] == [14, 14]
+
+
+@pytest.mark.parametrize(
+    ("rows_per_day", "target", "expected"),
+    [
+        (None, 1000, 7),  # nothing known: the default span
+        (10.0, 1000, 91),
+        (100.0, 1000, 7),
+        (100_000.0, 1000, 1),  # even one day is over the target: one day
+        (0.0, 1000, 364),
+    ],
+)
+def test_auto_span(rows_per_day: float | None, target: int, expected: int) -> None:
+    assert auto_span(rows_per_day, row_target=target) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(rate=st.floats(min_value=0.01, max_value=1e6), target=st.integers(1, 10**7))
+def test_auto_span_keeps_rows_under_target_when_possible(rate: float, target: int) -> None:
+    span = auto_span(rate, row_target=target)
+    assert span == 1 or rate * span <= target
+
+
+def test_safe_names_and_paths_never_escape_the_output_folder() -> None:
+    for hostile in ("../x", "a/b", "..", ".hidden", "con\x00trol", "", "a b"):
+        name = safe_name(hostile)
+        assert "/" not in name
+        assert name not in ("", ".", "..")
+        assert not name.startswith(".")
+    request = ExportRequest(report_id="r1", start=date(2025, 1, 1), end=date(2025, 1, 7))
+    path = chunk_path(request, Chunk(date(2025, 1, 1), date(2025, 1, 7)))
+    assert str(path) == "r1/2025-01-01_2025-01-07.csv"
+    filtered = request.model_copy(update={"filters": {"SUBAID": "1"}})
+    other = request.model_copy(update={"filters": {"SUBAID": "2"}})
+    assert chunk_path(filtered, Chunk(date(2025, 1, 1), date(2025, 1, 7))).parent != (
+        chunk_path(other, Chunk(date(2025, 1, 1), date(2025, 1, 7))).parent
+    )
+
+
+def test_plan_states_and_cost() -> None:
+    request = ExportRequest(report_id="r", start=date(2025, 1, 1), end=date(2025, 1, 1))
+    chunk = Chunk(date(2025, 1, 1), date(2025, 1, 1))
+    items = [(request, chunk, f"k{n}", "{}") for n in range(250)]
+    known = {
+        "k0": Known("j0", JobStatus.COMPLETED, True),  # done
+        "k1": Known("j1", JobStatus.COMPLETED, False),  # file missing: re-download
+        "k2": Known("j2", JobStatus.RUNNING, False),  # in flight: re-attach
+        "k3": Known(None, None, False),  # intent without a job id: submit
+    }
+    plan = plan_chunks(items, known, quota_left_today=40, daily_limit=100)
+    assert [p.state for p in plan.chunks[:4]] == ["done", "attach", "attach", "new"]
+    cost = plan.cost
+    assert (cost.done, cost.reattach, cost.submits, cost.downloads) == (1, 2, 247, 249)
+    assert cost.quota_days == 4  # 40 today, then 100, 100, 7
+    assert cost.status_calls_estimate > 0
+    nothing = plan_chunks(items[:1], known, quota_left_today=0, daily_limit=100)
+    assert (nothing.cost.submits, nothing.cost.quota_days, nothing.cost.status_calls_estimate) == (
+        0,
+        0,
+        0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("jobs", "remaining", "seconds", "expected"),
+    [
+        (50, None, None, 10.0),  # nothing known: the base tick
+        (50, 900, 3600, 10.0),  # plenty of budget: the base tick
+        (50, 36, 3600, 100.0),  # 36 calls for an hour: one every 100 s
+        (2500, 900, 3600, 12.0),  # three pages per tick
+        (1, 0, 1800, 300.0),  # nothing left: wait (capped) for the reset
+    ],
+)
+def test_tick_interval_adapts_to_budget_and_jobs(
+    jobs: int, remaining: int | None, seconds: float | None, expected: float
+) -> None:
+    assert tick_interval(jobs, remaining=remaining, seconds_to_reset=seconds) == pytest.approx(
+        expected
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    jobs=st.integers(1, 20000),
+    remaining=st.integers(0, 5000),
+    seconds=st.floats(min_value=0, max_value=3600),
+)
+def test_ticks_never_spend_more_than_the_budget(jobs: int, remaining: int, seconds: float) -> None:
+    policy = TickPolicy()
+    interval = tick_interval(jobs, remaining=remaining, seconds_to_reset=seconds, policy=policy)
+    assert policy.minimum <= interval <= policy.maximum
+    cost = calls_per_tick(jobs, policy.page_size)
+    if cost <= remaining and interval < policy.maximum:
+        # ticks that fit before the reset, times their cost, stay within what remains
+        assert (seconds / interval) * cost <= remaining + cost
