@@ -210,16 +210,18 @@ class ReportExportClient:
                     raise WaitTimeout(job, waited)
             await self.clock.sleep(pause)
 
-    async def download(self, job_id: str, dest: str | Path) -> DownloadResult:
+    async def download(self, job_id: str, dest: str | Path, *, wait: bool = True) -> DownloadResult:
         """Stream the job's result to `dest` (via `dest.part`, fsync, rename) and return its
-        path, size and sha256. Waits while the Download answers 202; downloads again after a
-        truncated body; fetches a fresh signed URL when one has expired."""
+        path, size and sha256. Waits while the Download answers 202 (with `wait=False`, raises
+        `JobNotReady` instead); downloads again after a truncated body; fetches a fresh signed
+        URL when one has expired."""
         return await download_job(
             self.session,
             job_id,
             Path(dest),
             stream_mode=self.stream_downloads,
             random_source=self._random,
+            wait=wait,
         )
 
     async def replay(self, job_id: str) -> Job:

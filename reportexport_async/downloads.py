@@ -45,6 +45,7 @@ from .errors import (
     DownloadIntegrityError,
     HTTPStatusError,
     JobFailed,
+    JobNotReady,
     RateLimited,
     ReportExportError,
     TransportError,
@@ -185,8 +186,10 @@ async def download_job(
     stream_mode: bool = False,
     max_attempts: int | None = None,
     random_source: Callable[[], float] = random.random,
+    wait: bool = True,
 ) -> DownloadResult:
-    """Download a job's result into `dest`, waiting while it is not complete."""
+    """Download a job's result into `dest`, waiting while it is not complete (with
+    `wait=False`, a 202 raises `JobNotReady` at once: one call, nothing changed)."""
     config = session.config
     spec = build_download(config.account_type, config.account_sid, job_id, stream=stream_mode)
     url = session.url(spec.path)
@@ -215,6 +218,8 @@ async def download_job(
             if isinstance(outcome, ReportExportError):
                 raise outcome
             if isinstance(outcome, DownloadPending):
+                if not wait and outcome.job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+                    raise JobNotReady(outcome.job)
                 await _wait_pending(session, outcome.job, polls, random_source)
                 polls += 1
                 continue

@@ -20,6 +20,7 @@ always with ``raise ... from exc``.
     │   └── MalformedResponse          a 2xx body that is not the documented shape
     ├── JobFailed                      a job ended FAILED or CANCELLED; carries the Job (§2)
     ├── WaitTimeout (TimeoutError)     waiting for a job passed the caller's deadline
+    ├── JobNotReady                    Download answered 202 and the caller asked not to wait
     ├── ReplayRefused                  our replay guard said no, or the server answered 403 (§2)
     ├── QuotaExhausted                 a daily/hourly quota is spent; carries resets_at (§5)
     ├── DownloadIntegrityError         truncated body, size or checksum mismatch
@@ -50,6 +51,7 @@ __all__ = [
     "Forbidden",
     "HTTPStatusError",
     "JobFailed",
+    "JobNotReady",
     "LedgerError",
     "MalformedResponse",
     "NotFound",
@@ -241,6 +243,16 @@ class WaitTimeout(ReportExportError, TimeoutError):
         self.waited = waited
         status = getattr(job.status, "value", job.status)
         super().__init__(f"job {job.id} still {status} after waiting {waited:g} s")
+
+
+class JobNotReady(ReportExportError):
+    """The Download answered 202 (the job is not complete) to a caller that asked not to wait,
+    e.g. after a postback that came early; ``job`` is the state the 202 carried."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        status = getattr(job.status, "value", job.status)
+        super().__init__(f"job {job.id} is not complete yet ({status})")
 
 
 class ReplayRefused(ReportExportError):

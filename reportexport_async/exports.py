@@ -30,17 +30,25 @@ from .client import ReportExportClient
 from .core.fingerprint import Fingerprint, fingerprint
 from .core.models import ClickExportRequest, ExportRequest, Job, JobStatus
 from .core.quota import quota_day_bounds
-from .core.replay import ReplayPolicy, ReplayRequest, require_replay
+from .core.replay import (
+    ReplayDecision,
+    ReplayPolicy,
+    ReplayRequest,
+    check_replay,
+    require_replay,
+)
 from .downloads import DownloadResult
 from .errors import HTTPStatusError, JobFailed, NotFound
 from .ledger import Ledger, LedgerEntry
 
 __all__ = [
     "ExportOutcome",
+    "ReplayOutcome",
     "fetch_export",
     "file_is_intact",
     "fingerprint_for",
     "replay_guarded",
+    "replay_job",
     "submit_once",
 ]
 
@@ -311,3 +319,88 @@ async def replay_guarded(
     replayed = await client.replay(job.id)
     await ledger.record_replay(key, job.id, replayed, rule=decision.rule)
     return replayed.id
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    """A replay asked for by hand (`reportexport jobs replay`). `job` is the replayed job (follow
+    its `id` from now on); `decision` is the guard's rule that allowed it; `unforced` is what the
+    guard says without `force` when that refused, i.e. why `force` was needed."""
+
+    job: Job
+    decision: ReplayDecision
+    unforced: ReplayDecision | None
+    fingerprint: str | None
+
+
+async def replay_job(
+    client: ReportExportClient,
+    ledger: Ledger,
+    job_id: str,
+    *,
+    force: bool = False,
+    fresh: bool = False,
+    policy: ReplayPolicy | None = None,
+) -> ReplayOutcome:
+    """Replay one job by id, through the replay guard (DESIGN rule 4).
+
+    A job the ledger knows goes through `replay_guarded` (its submit time, today's replays, the
+    range; the replay is recorded). A job the ledger does not know is judged on what the API says
+    of it (its `CreatedDate`; no replay today is known). `force` passes only the rules the guard
+    lets a caller override (`once_per_day`, `not_justified`), never `in_progress`,
+    `service_retries` or `too_soon`. Raises `ReplayRefused` (or `JobFailed` for a failed job whose
+    replay is refused) naming the rule.
+    """
+    rules = policy or ReplayPolicy()
+    job = await client.get_job(job_id)
+    entry = await ledger.find(job_id)
+    now = client.clock.now()
+    tz = client.limiter.policy.quota_timezone
+    if entry is not None:
+        await ledger.record_status(entry.fingerprint, job)
+        entry = await _entry(ledger, entry.fingerprint)
+        day_start, _ = quota_day_bounds(now, tz)
+        asked = ReplayRequest(
+            job_id=job.id,
+            status=job.status,
+            submitted_at=entry.submitted_at or entry.created_at,
+            now=now,
+            range_end=entry.range_end,
+            last_completed_at=entry.completed_at,
+            replays_today=await ledger.replays_since(entry.fingerprint, day_start),
+            fresh=fresh,
+            force=force,
+            tz=tz,
+        )
+    else:
+        asked = ReplayRequest(
+            job_id=job.id,
+            status=job.status,
+            # Without a creation time the job counts as just submitted: `too_soon` refuses.
+            submitted_at=job.created_date or now,
+            now=now,
+            last_completed_at=job.completed_date,
+            fresh=fresh,
+            force=force,
+            tz=tz,
+        )
+    decision = require_replay(asked, rules)
+    unforced = None
+    if force:
+        without = check_replay(
+            ReplayRequest(**{**_fields(asked), "force": False}), rules
+        )
+        unforced = None if without.allowed else without
+    if entry is not None:
+        new_id = await replay_guarded(
+            client, ledger, entry.fingerprint, entry, job,
+            fresh=fresh, force=force, expired=False, policy=rules,
+        )  # fmt: skip
+        replayed = await client.get_job(new_id) if new_id != job.id else job
+        return ReplayOutcome(replayed, decision, unforced, entry.fingerprint)
+    replayed = await client.replay(job.id)
+    return ReplayOutcome(replayed, decision, unforced, None)
+
+
+def _fields(request: ReplayRequest) -> dict[str, object]:
+    return {name: getattr(request, name) for name in ReplayRequest.__dataclass_fields__}

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ from .errors import (
     ConfigurationError,
     HTTPStatusError,
     JobFailed,
+    JobNotReady,
     NotFound,
     QuotaExhausted,
     ReplayRefused,
@@ -60,6 +62,7 @@ from .errors import (
 )
 from .exports import file_is_intact, replay_guarded, submit_once
 from .ledger import Ledger, LedgerEntry
+from .postbacks import Postback, PostbackReceiver
 
 __all__ = [
     "BackfillResult",
@@ -108,6 +111,7 @@ class ChunkRun:
     replays: int = 0
     error: str | None = None
     resets_at: datetime | None = None
+    probe: Postback | None = None  # set when a postback sent this chunk to the downloaders
 
     @property
     def label(self) -> str:
@@ -146,6 +150,9 @@ class ProgressEvent:
     calls: Mapping[str, int] = field(default_factory=dict)
     quota_left: int | None = None
     message: str | None = None
+    #: The `plan` event carries the whole plan (every chunk and its state), so a display knows
+    #: the totals per report and the chunks that are already done before anything moves.
+    plan: Plan | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,8 @@ class BackfillResult:
     pending_resets_at: datetime | None
     calls: Mapping[str, int]
     merged: tuple[Path, ...] = ()
+    #: Real seconds from a postback's arrival to the start of the download it caused.
+    postback_latency: tuple[float, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -216,6 +225,7 @@ async def backfill(
     replay_policy: ReplayPolicy | None = None,
     tick: TickPolicy | None = None,
     on_event: Callable[[ProgressEvent], None] | None = None,
+    postbacks: PostbackReceiver | None = None,
     today: date | None = None,
 ) -> BackfillResult:
     """Pull `exports` over `[start, end]` into `out_dir`. See the module docstring."""
@@ -291,17 +301,22 @@ async def backfill(
         entry = entries.get(key)
         if run.status == "done" and entry is not None:  # done before: the ledger's record
             run.records, run.size, run.sha256 = entry.records, entry.file_size, entry.file_sha256
-    runner.emit(ProgressEvent("plan", message=f"{plan.cost}"))
+    runner.emit(ProgressEvent("plan", message=f"{plan.cost}", plan=plan))
     if dry_run:
         return BackfillResult(
             plan, tuple(runner.runs.values()), None, True, None, dict(client.usage.calls)
         )
     merged: tuple[Path, ...] = ()
+    if postbacks is not None:
+        runner.postbacks_on = True
+        postbacks.on_postback = runner.on_postback
     try:
         await runner.run()
         if merge:
             merged = await runner.merge_all(exports)
     finally:
+        if postbacks is not None:
+            postbacks.on_postback = None
         with anyio.CancelScope(shield=True):
             manifest = await anyio.to_thread.run_sync(runner.write_manifest)
     resets = [run.resets_at for run in runner.runs.values() if run.status == "pending"]
@@ -313,6 +328,7 @@ async def backfill(
         min((r for r in resets if r is not None), default=None),
         dict(client.usage.calls),
         merged,
+        tuple(runner.postback_latency),
     )
 
 
@@ -353,13 +369,17 @@ class _Backfill:
             self.runs[planned.fingerprint] = run
         self.in_flight: dict[str, ChunkRun] = {}
         self.parked: list[tuple[datetime, ChunkRun, Job]] = []
-        self.wake = anyio.Event()
+        self.changed = anyio.Event()  # a job arrived, a download ended, submitting ended
+        self.nudge = anyio.Event()  # a postback: cut the current pause short
         self.submitting = True
         self.downloads_waiting = 0
         self.quota_left: int | None = plan.cost.quota_left_today
         self.send, self.receive = anyio.create_memory_object_stream[ChunkRun](math.inf)
-        #: Postback wake-ups (issue 6) plug in here: a job id that is worth a look now.
-        self.nudged: set[str] = set()
+        #: Postback wake-ups (issue 6): job id -> the postback, until the tracker looks.
+        self.postbacks_on = False
+        self.nudged: dict[str, Postback] = {}
+        self.early: dict[str, Postback] = {}  # for jobs not tracked yet (bounded)
+        self.postback_latency: list[float] = []  # arrival to download start, real seconds
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -388,7 +408,16 @@ class _Backfill:
         )
 
     def poke(self) -> None:
-        self.wake.set()
+        self.changed.set()
+
+    def on_postback(self, postback: Postback) -> None:
+        """A wake-up, never a fact: the tracker answers it by trying the download."""
+        if postback.job_id in self.in_flight:
+            self.nudged[postback.job_id] = postback
+            self.nudge.set()
+            self.poke()
+        elif len(self.early) < 10_000:
+            self.early[postback.job_id] = postback  # maybe a job whose submit has not returned
 
     # -- the run -----------------------------------------------------------------------------------
 
@@ -477,6 +506,10 @@ class _Backfill:
         assert run.job_id is not None
         self.in_flight[run.job_id] = run
         self.set_status(run, status)
+        early = self.early.pop(run.job_id, None)
+        if early is not None:
+            self.nudged[run.job_id] = early
+            self.nudge.set()
         self.poke()
 
     async def queue_download(self, run: ChunkRun) -> None:
@@ -497,20 +530,31 @@ class _Backfill:
     async def tracker(self) -> None:
         try:
             while not self.finished():
-                if not self.in_flight and not self.parked:
-                    await self.wake.wait()
-                    self.wake = anyio.Event()
+                if not self.in_flight and not self.parked and not self.nudged:
+                    await self.changed.wait()
+                    self.changed = anyio.Event()
                     continue
-                await self.refresh()
-                if self.finished():
-                    break
-                if self.in_flight or self.parked:
-                    await self.pause()
+                nudged = await self.pause()
+                await self.answer_postbacks()
+                if not nudged:
+                    await self.refresh()
         finally:
             self.send.close()
 
-    async def pause(self) -> None:
-        """Sleep one tick on the client's clock, or less when woken (a new job, a postback)."""
+    async def answer_postbacks(self) -> None:
+        """Each job a postback named is tried once by downloading: 202 puts it back."""
+        nudged, self.nudged = self.nudged, {}
+        for job_id, postback in nudged.items():
+            run = self.in_flight.pop(job_id, None)
+            if run is None:
+                continue  # already done or downloading: nothing to do, no call
+            run.probe = postback
+            await self.queue_download(run)
+
+    async def pause(self) -> bool:
+        """Sleep one tick on the client's clock; True when a postback cut it short."""
+        if self.nudged:
+            return True
         window = self.client.limiter.hourly
         now = self.client.clock.now()
         interval = tick_interval(
@@ -521,11 +565,13 @@ class _Backfill:
             else max(0.0, (window.resets_at - now).total_seconds()),
             reserve=self.downloads_waiting + (4 if self.submitting else 0),
             policy=self.tick,
+            postbacks=self.postbacks_on,
         )
         if self.parked:
             soonest = min(due for due, _, _ in self.parked)
             interval = max(0.0, min(interval, (soonest - now).total_seconds()))
-        self.wake = anyio.Event()
+        self.nudge = anyio.Event()
+        cut_short = False
         async with anyio.create_task_group() as group:
 
             async def sleeper() -> None:
@@ -533,11 +579,14 @@ class _Backfill:
                 group.cancel_scope.cancel()
 
             async def waker() -> None:
-                await self.wake.wait()
+                nonlocal cut_short
+                await self.nudge.wait()
+                cut_short = True
                 group.cancel_scope.cancel()
 
             group.start_soon(sleeper)
             group.start_soon(waker)
+        return cut_short
 
     async def refresh(self) -> None:
         """One listing call for every job in flight (a single job: one GET of it)."""
@@ -654,8 +703,16 @@ class _Backfill:
         assert run.job_id is not None
         dest = self.out / run.planned.path
         await anyio.to_thread.run_sync(lambda: dest.parent.mkdir(parents=True, exist_ok=True))
+        probe, run.probe = run.probe, None
+        if probe is not None:
+            self.postback_latency.append(time.monotonic() - probe.arrived)
         try:
-            result = await self.client.download(run.job_id, dest)
+            result = await self.client.download(run.job_id, dest, wait=probe is None)
+        except JobNotReady:
+            # An early or forged postback: one call spent, nothing recorded; keep tracking.
+            self.in_flight[run.job_id] = run
+            self.set_status(run, "running")
+            return
         except JobFailed as failed:
             await self.after_failure(run, failed.job)
             return
