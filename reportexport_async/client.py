@@ -26,7 +26,6 @@ from typing import Any
 from .clock import Clock
 from .config import ClientConfig
 from .core.models import ClickExportRequest, ExportRequest, ExportTicket, Job, Report
-from .core.models import parse_report_catalog as _parse_catalog
 from .core.policies import PollPolicy
 from .core.requests import (
     Endpoint,
@@ -40,14 +39,14 @@ from .core.requests import (
     spec_from_uri,
 )
 from .core.responses import (
-    error_for_response,
+    interpret_catalog,
     interpret_job,
     interpret_job_page,
     interpret_replay,
     interpret_ticket,
 )
 from .downloads import DownloadResult, download_job
-from .errors import MalformedResponse, ReportExportError, WaitTimeout
+from .errors import WaitTimeout
 from .ratelimit import RateLimiter
 from .session import Session, UsageSnapshot
 
@@ -237,17 +236,6 @@ class ReportExportClient:
     async def reports(self) -> tuple[Report, ...]:
         """The account's report catalog (`GET /Reports`), either shape (API-FACTS §1d)."""
         path = f"{account_root(*self._sid())}/Reports"
-        spec = RequestSpec("GET", path, (), Endpoint.REPORTS)
-
-        def interpret(
-            status: int, headers: Any, body: object | None, **where: Any
-        ) -> tuple[Report, ...] | ReportExportError:
-            error = error_for_response(status, headers, body, **where)
-            if error is not None:
-                return error
-            try:
-                return _parse_catalog(body)
-            except ValueError as exc:
-                return MalformedResponse(str(exc), status=status)
-
-        return await self.session.call(spec, interpret)
+        return await self.session.call(
+            RequestSpec("GET", path, (), Endpoint.REPORTS), interpret_catalog
+        )

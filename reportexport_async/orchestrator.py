@@ -380,6 +380,8 @@ class _Backfill:
         self.nudged: dict[str, Postback] = {}
         self.early: dict[str, Postback] = {}  # for jobs not tracked yet (bounded)
         self.postback_latency: list[float] = []  # arrival to download start, real seconds
+        self.quiet = 0  # refreshes in a row in which no job finished
+        self.next_refresh: datetime | None = None  # when the safety net looks next
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -468,7 +470,8 @@ class _Backfill:
                 self.set_status(run, "failed", f"submit failed: {error}")
                 continue
             if self.quota_left is not None:
-                self.quota_left -= 1
+                # Submits in flight when another one found the quota spent: never below 0.
+                self.quota_left = max(0, self.quota_left - 1)
             run.job_id = job_id
             run.submitted_at = self.client.clock.now()
             self.track(run, "submitted")
@@ -534,9 +537,13 @@ class _Backfill:
                     await self.changed.wait()
                     self.changed = anyio.Event()
                     continue
-                nudged = await self.pause()
+                await self.pause()
                 await self.answer_postbacks()
-                if not nudged:
+                due = self.next_refresh is None or self.client.clock.now() >= self.next_refresh
+                if due or self.parked_due():
+                    # The safety net keeps its own pace: postbacks for some jobs never put off
+                    # the refresh that finds the jobs whose postbacks were lost.
+                    self.next_refresh = None
                     await self.refresh()
         finally:
             self.send.close()
@@ -551,42 +558,48 @@ class _Backfill:
             run.probe = postback
             await self.queue_download(run)
 
-    async def pause(self) -> bool:
-        """Sleep one tick on the client's clock; True when a postback cut it short."""
-        if self.nudged:
-            return True
-        window = self.client.limiter.hourly
+    def parked_due(self) -> bool:
         now = self.client.clock.now()
-        interval = tick_interval(
-            len(self.in_flight),
-            remaining=None if window is None else window.remaining,
-            seconds_to_reset=None
-            if window is None
-            else max(0.0, (window.resets_at - now).total_seconds()),
-            reserve=self.downloads_waiting + (4 if self.submitting else 0),
-            policy=self.tick,
-            postbacks=self.postbacks_on,
-        )
+        return any(due <= now for due, _, _ in self.parked)
+
+    async def pause(self) -> None:
+        """Sleep until the next refresh is due (one tick on the client's clock), or less when a
+        postback arrives."""
+        if self.nudged:
+            return
+        now = self.client.clock.now()
+        if self.next_refresh is None:
+            window = self.client.limiter.hourly
+            interval = tick_interval(
+                len(self.in_flight),
+                remaining=None if window is None else window.remaining,
+                seconds_to_reset=None
+                if window is None
+                else max(0.0, (window.resets_at - now).total_seconds()),
+                reserve=self.downloads_waiting + (4 if self.submitting else 0),
+                policy=self.tick,
+                postbacks=self.postbacks_on,
+                quiet=self.quiet,
+            )
+            self.next_refresh = now + timedelta(seconds=interval)
+        wait = (self.next_refresh - now).total_seconds()
         if self.parked:
             soonest = min(due for due, _, _ in self.parked)
-            interval = max(0.0, min(interval, (soonest - now).total_seconds()))
+            wait = min(wait, (soonest - now).total_seconds())
+        wait = max(0.0, wait)
         self.nudge = anyio.Event()
-        cut_short = False
         async with anyio.create_task_group() as group:
 
             async def sleeper() -> None:
-                await self.client.clock.sleep(interval)
+                await self.client.clock.sleep(wait)
                 group.cancel_scope.cancel()
 
             async def waker() -> None:
-                nonlocal cut_short
                 await self.nudge.wait()
-                cut_short = True
                 group.cancel_scope.cancel()
 
             group.start_soon(sleeper)
             group.start_soon(waker)
-        return cut_short
 
     async def refresh(self) -> None:
         """One listing call for every job in flight (a single job: one GET of it)."""
@@ -619,10 +632,12 @@ class _Backfill:
             # A failed refresh is retried next tick; it never stops the run.
             self.emit(ProgressEvent("error", message=f"refresh failed: {error}"))
             return
+        before = len(self.in_flight)
         for job_id, job in seen.items():
             tracked = self.in_flight.get(job_id)
             if tracked is not None:
                 await self.update(tracked, job, now)
+        self.quiet = self.quiet + 1 if len(self.in_flight) == before else 0
 
     def listing_pages(self, after: date) -> int:
         """Pages a listing from `after` would take, counting the jobs this run knows of (other

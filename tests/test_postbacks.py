@@ -164,8 +164,13 @@ async def test_a_hundred_jobs_with_postbacks_cost_at_most_two_point_oh_five_call
     assert sorted(result.postback_latency)[len(result.postback_latency) // 2] < 0.5
 
 
-async def test_lost_postbacks_leave_the_safety_net_to_finish_the_run(tmp_path: Path) -> None:
-    async with scaled_run(tmp_path, faults={"lost_postback": 1.0}) as (
+@pytest.mark.parametrize("lost", [1.0, 0.5])
+async def test_lost_postbacks_leave_the_safety_net_to_finish_the_run(
+    tmp_path: Path, lost: float
+) -> None:
+    """Every postback lost, or half of them: postbacks that keep arriving for some jobs never
+    put off the safety net that finds the others."""
+    async with scaled_run(tmp_path, faults={"lost_postback": lost}, seed=4) as (
         sandbox, client, ledger, postbacks,
     ):  # fmt: skip
         result = await backfill(
@@ -175,9 +180,9 @@ async def test_lost_postbacks_leave_the_safety_net_to_finish_the_run(tmp_path: P
         )  # fmt: skip
         stats = sandbox.stats()
     assert result.complete
-    assert stats["postbacks"]["lost"] == 20
-    assert stats["postbacks"]["delivered"] == 0
-    assert result.postback_latency == ()
+    assert stats["postbacks"]["lost"] + stats["postbacks"]["delivered"] == 20
+    assert stats["postbacks"]["lost"] >= 5
+    assert len(result.postback_latency) <= stats["postbacks"]["delivered"]
     # Polling only every 10 sandbox minutes: a handful of listing calls for all 20 jobs.
     assert stats["calls"]["ListJobs"] + stats["calls"]["GetJob"] <= 4
 

@@ -20,9 +20,10 @@ The rules (API-FACTS §5 "Error body and status codes", §1c):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from pydantic import ValidationError
 
@@ -40,7 +41,7 @@ from ..errors import (
     ServerError,
     Unauthorized,
 )
-from .models import ExportTicket, Job, JobPage, job_id_from_uri
+from .models import ExportTicket, Job, JobPage, job_id_from_uri, parse_report_catalog
 from .personas import RateLimitHeaderNames
 from .ratelimit_headers import DEFAULT_HEADER_NAMES, parse_rate_limit_headers
 
@@ -51,15 +52,19 @@ __all__ = [
     "DownloadRedirect",
     "check_download_integrity",
     "error_for_response",
+    "interpret_catalog",
     "interpret_download",
     "interpret_job",
     "interpret_job_page",
     "interpret_replay",
     "interpret_ticket",
+    "interpreter",
     "is_error_body",
     "is_transient",
     "parse_error_envelope",
 ]
+
+T = TypeVar("T")
 
 _STATUS_ERRORS: Mapping[int, type[HTTPStatusError]] = {
     401: Unauthorized,
@@ -172,61 +177,39 @@ def _malformed(what: str, exc: Exception, status: int, method: str, url: str) ->
     )
 
 
-def interpret_ticket(
-    status: int,
-    headers: Mapping[str, str],
-    body: object | None,
-    *,
-    method: str,
-    url: str,
-    now: datetime,
-) -> ExportTicket | ReportExportError:
-    """ReportExport/ClickExport answer -> :class:`ExportTicket` (job id from ``QueuedUri``)."""
-    err = error_for_response(status, headers, body, method=method, url=url, now=now)
-    if err is not None:
-        return err
-    try:
-        return ExportTicket.model_validate(body)
-    except ValidationError as exc:
-        return _malformed("export ticket", exc, status, method, url)
+def interpreter(parse: Callable[[object], T], what: str) -> Callable[..., T | ReportExportError]:
+    """An interpreter for one kind of answer: the error mapping first, then `parse` of the body
+    (its ValueError, pydantic's included, becomes `MalformedResponse`)."""
+
+    def interpret(
+        status: int,
+        headers: Mapping[str, str],
+        body: object | None,
+        *,
+        method: str,
+        url: str,
+        now: datetime,
+    ) -> T | ReportExportError:
+        err = error_for_response(status, headers, body, method=method, url=url, now=now)
+        if err is not None:
+            return err
+        try:
+            return parse(body)
+        except ValueError as exc:
+            return _malformed(what, exc, status, method, url)
+
+    interpret.__doc__ = f"Interpret a {what} answer."
+    return interpret
 
 
-def interpret_job(
-    status: int,
-    headers: Mapping[str, str],
-    body: object | None,
-    *,
-    method: str,
-    url: str,
-    now: datetime,
-) -> Job | ReportExportError:
-    """``GET /Jobs/{Id}`` answer -> :class:`Job`."""
-    err = error_for_response(status, headers, body, method=method, url=url, now=now)
-    if err is not None:
-        return err
-    try:
-        return Job.model_validate(body)
-    except ValidationError as exc:
-        return _malformed("job", exc, status, method, url)
-
-
-def interpret_job_page(
-    status: int,
-    headers: Mapping[str, str],
-    body: object | None,
-    *,
-    method: str,
-    url: str,
-    now: datetime,
-) -> JobPage | ReportExportError:
-    """``GET /Jobs`` answer, either shape (API-FACTS §2) -> :class:`JobPage`."""
-    err = error_for_response(status, headers, body, method=method, url=url, now=now)
-    if err is not None:
-        return err
-    try:
-        return JobPage.parse(body)
-    except ValueError as exc:
-        return _malformed("job listing", exc, status, method, url)
+#: ReportExport/ClickExport answer -> :class:`ExportTicket` (job id from ``QueuedUri``).
+interpret_ticket = interpreter(ExportTicket.model_validate, "export ticket")
+#: ``GET /Jobs/{Id}`` answer -> :class:`Job`.
+interpret_job = interpreter(Job.model_validate, "job")
+#: ``GET /Jobs`` answer, either shape (API-FACTS §2) -> :class:`JobPage`.
+interpret_job_page = interpreter(JobPage.parse, "job listing")
+#: ``GET /Reports`` answer, either shape (API-FACTS §1d) -> the catalog.
+interpret_catalog = interpreter(parse_report_catalog, "report catalog")
 
 
 def interpret_replay(

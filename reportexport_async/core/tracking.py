@@ -17,9 +17,16 @@ __all__ = ["TickPolicy", "calls_per_tick", "tick_interval"]
 
 @dataclass(frozen=True, slots=True)
 class TickPolicy:
+    """`base` seconds between refreshes, growing by `growth` for each refresh in a row that saw
+    no job finish, up to `cap` (jobs take minutes: a quiet tracker slows down, one that sees jobs
+    finishing keeps its pace), then stretched if the hourly budget needs it (never above
+    `maximum`)."""
+
     base: float = 10.0
     minimum: float = 2.0
     maximum: float = 300.0
+    growth: float = 1.5
+    cap: float = 60.0
     page_size: int = 1000
     #: With postbacks on, polling is only the safety net (deliveries may take 15 minutes).
     with_postbacks: float = 600.0
@@ -27,6 +34,8 @@ class TickPolicy:
     def __post_init__(self) -> None:
         if not (0 < self.minimum <= self.base <= self.maximum) or self.page_size < 1:
             raise ValueError("tick policy: 0 < minimum <= base <= maximum, page_size >= 1")
+        if self.growth < 1 or self.cap < self.base:
+            raise ValueError("tick policy: growth >= 1 and cap >= base")
 
 
 def calls_per_tick(jobs: int, page_size: int) -> int:
@@ -43,10 +52,15 @@ def tick_interval(
     reserve: int = 0,
     policy: TickPolicy | None = None,
     postbacks: bool = False,
+    quiet: int = 0,
 ) -> float:
-    """Seconds until the next refresh of `jobs` jobs in flight."""
+    """Seconds until the next refresh of `jobs` jobs in flight, after `quiet` refreshes in a row
+    in which no job finished."""
     rules = policy or TickPolicy()
-    base = rules.with_postbacks if postbacks else rules.base
+    if postbacks:
+        base = rules.with_postbacks
+    else:
+        base = min(rules.cap, rules.base * rules.growth ** min(quiet, 64))
     cost = calls_per_tick(jobs, rules.page_size)
     if cost == 0 or remaining is None or seconds_to_reset is None:
         return min(max(base, rules.minimum), max(rules.maximum, base))

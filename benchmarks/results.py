@@ -1,0 +1,24 @@
+"""Writing `benchmarks/RESULTS.md`: each benchmark owns one `## ...` section and replaces only it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULTS_FILE = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def update_results(path: Path, title: str, body: str) -> None:
+    """Replace (or append) the section headed `title` with `title` + `body`; keep the others."""
+    section = f"{title}\n\n{body.strip()}\n"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == title), None)
+    if start is None:
+        new = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        rest = "".join(lines[end:])
+        new = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
+    path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
