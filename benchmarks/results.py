@@ -1,4 +1,4 @@
-"""Writing `benchmarks/RESULTS.md`: each benchmark owns one `## ...` section and replaces only it."""
+"""Writing `benchmarks/RESULTS.md`: each benchmark owns one `## ...` section, replaces only it."""
 
 from __future__ import annotations
 

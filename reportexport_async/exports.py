@@ -19,6 +19,7 @@ The orchestrator runs many of these with one shared tracker instead of one `wait
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -323,11 +324,13 @@ async def replay_guarded(
 
 @dataclass(frozen=True)
 class ReplayOutcome:
-    """A replay asked for by hand (`reportexport jobs replay`). `job` is the replayed job (follow
-    its `id` from now on); `decision` is the guard's rule that allowed it; `unforced` is what the
-    guard says without `force` when that refused, i.e. why `force` was needed."""
+    """A replay asked for by hand (`reportexport jobs replay`). `replayed` is the job replayed,
+    `job_id` the one to follow from now on (the agency API makes a new one); `decision` is the
+    guard's rule that allowed it; `unforced` is what the guard says without `force` when that
+    refused, i.e. why `force` was needed."""
 
-    job: Job
+    replayed: str
+    job_id: str
     decision: ReplayDecision
     unforced: ReplayDecision | None
     fingerprint: str | None
@@ -387,20 +390,13 @@ async def replay_job(
     decision = require_replay(asked, rules)
     unforced = None
     if force:
-        without = check_replay(
-            ReplayRequest(**{**_fields(asked), "force": False}), rules
-        )
+        without = check_replay(dataclasses.replace(asked, force=False), rules)
         unforced = None if without.allowed else without
     if entry is not None:
         new_id = await replay_guarded(
             client, ledger, entry.fingerprint, entry, job,
             fresh=fresh, force=force, expired=False, policy=rules,
         )  # fmt: skip
-        replayed = await client.get_job(new_id) if new_id != job.id else job
-        return ReplayOutcome(replayed, decision, unforced, entry.fingerprint)
+        return ReplayOutcome(job.id, new_id, decision, unforced, entry.fingerprint)
     replayed = await client.replay(job.id)
-    return ReplayOutcome(replayed, decision, unforced, None)
-
-
-def _fields(request: ReplayRequest) -> dict[str, object]:
-    return {name: getattr(request, name) for name in ReplayRequest.__dataclass_fields__}
+    return ReplayOutcome(job.id, replayed.id, decision, unforced, None)

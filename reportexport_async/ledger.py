@@ -81,6 +81,19 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (day, name)
     );
     """,
+    # 2: the daily quotas are counted per account (a ledger may serve several accounts).
+    """
+    CREATE TABLE quota_use_v2 (
+        account TEXT NOT NULL,
+        day     TEXT NOT NULL,
+        name    TEXT NOT NULL,
+        used    INTEGER NOT NULL,
+        PRIMARY KEY (account, day, name)
+    );
+    INSERT INTO quota_use_v2 (account, day, name, used) SELECT '', day, name, used FROM quota_use;
+    DROP TABLE quota_use;
+    ALTER TABLE quota_use_v2 RENAME TO quota_use
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -590,45 +603,51 @@ class Ledger:
 
     # -- daily quotas (the `QuotaStore` of `ratelimit.py`) ------------------------------------
 
-    async def used(self, name: QuotaName, day: date) -> int:
+    async def used(self, name: QuotaName, day: date, account: str = "") -> int:
         def work(db: sqlite3.Connection) -> int:
             row = db.execute(
-                "SELECT used FROM quota_use WHERE day = ? AND name = ?", (day.isoformat(), name)
+                "SELECT used FROM quota_use WHERE account = ? AND day = ? AND name = ?",
+                (account, day.isoformat(), name),
             ).fetchone()
             return 0 if row is None else int(row[0])
 
         return await self._run(work)
 
-    async def charge(self, name: QuotaName, day: date, limit: int) -> int | None:
+    async def charge(self, name: QuotaName, day: date, limit: int, account: str = "") -> int | None:
         def work(db: sqlite3.Connection) -> int | None:
             row = db.execute(
-                "SELECT used FROM quota_use WHERE day = ? AND name = ?", (day.isoformat(), name)
+                "SELECT used FROM quota_use WHERE account = ? AND day = ? AND name = ?",
+                (account, day.isoformat(), name),
             ).fetchone()
             used = 0 if row is None else int(row[0])
             if used >= limit:
                 return None
             db.execute(
-                "INSERT INTO quota_use (day, name, used) VALUES (?, ?, 1) "
-                "ON CONFLICT(day, name) DO UPDATE SET used = used + 1",
-                (day.isoformat(), name),
+                "INSERT INTO quota_use (account, day, name, used) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT(account, day, name) DO UPDATE SET used = used + 1",
+                (account, day.isoformat(), name),
             )
             return used + 1
 
         return await self._run(work, write=True)
 
-    async def exhaust(self, name: QuotaName, day: date, limit: int) -> None:
+    async def exhaust(self, name: QuotaName, day: date, limit: int, account: str = "") -> None:
         def work(db: sqlite3.Connection) -> None:
             db.execute(
-                "INSERT INTO quota_use (day, name, used) VALUES (?, ?, ?) "
-                "ON CONFLICT(day, name) DO UPDATE SET used = MAX(used, excluded.used)",
-                (day.isoformat(), name, limit),
+                "INSERT INTO quota_use (account, day, name, used) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(account, day, name) DO UPDATE SET used = MAX(used, excluded.used)",
+                (account, day.isoformat(), name, limit),
             )
 
         await self._run(work, write=True)
 
-    async def quota_history(self) -> Sequence[tuple[date, str, int]]:
-        def work(db: sqlite3.Connection) -> list[tuple[date, str, int]]:
-            rows = db.execute("SELECT day, name, used FROM quota_use ORDER BY day, name")
-            return [(date.fromisoformat(d), n, int(u)) for d, n, u in rows.fetchall()]
+    async def quota_history(self) -> Sequence[tuple[str, date, str, int]]:
+        """(account, day, quota, used) for every day the ledger counted."""
+
+        def work(db: sqlite3.Connection) -> list[tuple[str, date, str, int]]:
+            rows = db.execute(
+                "SELECT account, day, name, used FROM quota_use ORDER BY account, day, name"
+            )
+            return [(a, date.fromisoformat(d), n, int(u)) for a, d, n, u in rows.fetchall()]
 
         return await self._run(work)

@@ -28,22 +28,23 @@ from .core.policies import RateLimitPolicy
 from .core.quota import DailyQuota, HourlyWindow, daily_quota, quota_day_bounds
 from .core.ratelimit_headers import RateLimitInfo
 from .core.requests import Endpoint
-from .errors import QuotaExhausted, QuotaName
+from .errors import ConfigurationError, QuotaExhausted, QuotaName
 
 __all__ = ["MemoryQuotaStore", "QuotaStore", "RateLimiter"]
 
 
 class QuotaStore(Protocol):
-    """Where the daily quotas' use is counted. `charge` checks and counts in one step."""
+    """Where the daily quotas' use is counted, per account (`account` is the limiter's key:
+    origin, account type and SID). `charge` checks and counts in one step."""
 
-    async def used(self, name: QuotaName, day: date) -> int: ...
+    async def used(self, name: QuotaName, day: date, account: str = "") -> int: ...
 
-    async def charge(self, name: QuotaName, day: date, limit: int) -> int | None:
+    async def charge(self, name: QuotaName, day: date, limit: int, account: str = "") -> int | None:
         """Count one call if fewer than `limit` are used on `day`; return the new count, or
         None when the quota is spent (nothing counted)."""
         ...
 
-    async def exhaust(self, name: QuotaName, day: date, limit: int) -> None:
+    async def exhaust(self, name: QuotaName, day: date, limit: int, account: str = "") -> None:
         """Record that the server refused the quota for `day` (count it as full)."""
         ...
 
@@ -52,20 +53,21 @@ class MemoryQuotaStore:
     """Daily use in memory: right for one process that does not restart."""
 
     def __init__(self) -> None:
-        self._used: dict[tuple[QuotaName, date], int] = {}
+        self._used: dict[tuple[str, QuotaName, date], int] = {}
 
-    async def used(self, name: QuotaName, day: date) -> int:
-        return self._used.get((name, day), 0)
+    async def used(self, name: QuotaName, day: date, account: str = "") -> int:
+        return self._used.get((account, name, day), 0)
 
-    async def charge(self, name: QuotaName, day: date, limit: int) -> int | None:
-        current = self._used.get((name, day), 0)
+    async def charge(self, name: QuotaName, day: date, limit: int, account: str = "") -> int | None:
+        current = self._used.get((account, name, day), 0)
         if current >= limit:
             return None
-        self._used[(name, day)] = current + 1
+        self._used[(account, name, day)] = current + 1
         return current + 1
 
-    async def exhaust(self, name: QuotaName, day: date, limit: int) -> None:
-        self._used[(name, day)] = max(limit, self._used.get((name, day), 0))
+    async def exhaust(self, name: QuotaName, day: date, limit: int, account: str = "") -> None:
+        key = (account, name, day)
+        self._used[key] = max(limit, self._used.get(key, 0))
 
 
 class RateLimiter:
@@ -81,6 +83,8 @@ class RateLimiter:
         self.policy = policy or RateLimitPolicy()
         self.clock: Clock = clock or SystemClock()
         self.store: QuotaStore = store or MemoryQuotaStore()
+        #: The account this limiter counts for (set by the first session that uses it).
+        self.account: str | None = None
         self._hourly: HourlyWindow | None = None
         self._lock: anyio.Lock | None = None
         self._in_flight: anyio.CapacityLimiter | None = None
@@ -121,8 +125,17 @@ class RateLimiter:
         if limit is None:
             return None
         now = self.clock.now()
-        used = await self.store.used(name, self._day(now))
+        used = await self.store.used(name, self._day(now), self.account or "")
         return daily_quota(name, limit, min(used, limit), now, self.policy.quota_timezone)
+
+    def bind(self, account: str) -> None:
+        """Tie the limiter to one account; a limiter is never shared between accounts."""
+        if self.account is None:
+            self.account = account
+        elif self.account != account:
+            raise ConfigurationError(
+                "limiter", "this RateLimiter already counts for another account; make one each"
+            )
 
     @property
     def hourly(self) -> HourlyWindow | None:
@@ -136,7 +149,7 @@ class RateLimiter:
         limit = self._daily_limit(name) if name else None
         if name is not None and limit is not None:
             now = self.clock.now()
-            counted = await self.store.charge(name, self._day(now), limit)
+            counted = await self.store.charge(name, self._day(now), limit, self.account or "")
             if counted is None:
                 _, resets_at = quota_day_bounds(now, self.policy.quota_timezone)
                 raise QuotaExhausted(name, limit=limit, resets_at=resets_at, used=limit)
@@ -175,7 +188,7 @@ class RateLimiter:
         sharing the store stop spending too), and return the exception that says so."""
         limit = self._daily_limit(name) or 0
         now = self.clock.now()
-        await self.store.exhaust(name, self._day(now), limit)
+        await self.store.exhaust(name, self._day(now), limit, self.account or "")
         if resets_at is None:
             _, resets_at = quota_day_bounds(now, self.policy.quota_timezone)
         return QuotaExhausted(name, limit=limit, resets_at=resets_at, used=limit)

@@ -29,7 +29,7 @@ from reportexport_async import (
     ReplayRefused,
     ReportExportClient,
 )
-from reportexport_async.errors import LedgerError
+from reportexport_async.errors import ConfigurationError, LedgerError
 from reportexport_async.exports import fetch_export, fingerprint_for
 from reportexport_async.ledger import SCHEMA_VERSION, Ledger
 from reportexport_async.sandbox import ManualClock, Sandbox
@@ -344,8 +344,8 @@ async def test_quota_use_survives_a_restart_and_is_shared_between_processes(
         )
         async with Ledger(ledger_path) as ledger:
             limiter = RateLimiter(RateLimitPolicy(daily_report_export=3), store=ledger)
-            daily = await limiter.daily("ReportExport")
             async with ReportExportClient(config_for(sandbox), limiter=limiter) as client:
+                daily = await limiter.daily("ReportExport")  # bound to the client's account now
                 with pytest.raises(QuotaExhausted):
                     await client.export(JANUARY)
         stats = sandbox.stats()
@@ -406,3 +406,47 @@ async def test_history_tells_the_whole_story(tmp_path: Path) -> None:
     assert len(entries) == 1
     assert entries[0].replays == 1
     assert entries[0].filters == {}
+
+
+async def test_a_version_1_ledger_is_migrated_and_keeps_its_quota_use(tmp_path: Path) -> None:
+    from reportexport_async.ledger import MIGRATIONS
+
+    path = tmp_path / "ledger.sqlite"
+    db = sqlite3.connect(path)
+    for statement in MIGRATIONS[0].split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("INSERT INTO quota_use (day, name, used) VALUES ('2026-06-15', 'ReportExport', 7)")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    async with Ledger(path) as ledger:
+        assert await ledger.used("ReportExport", date(2026, 6, 15)) == 7
+        history = await ledger.quota_history()
+    db = sqlite3.connect(path)
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    db.close()
+    assert version == SCHEMA_VERSION == 2
+    assert history == [("", date(2026, 6, 15), "ReportExport", 7)]
+
+
+async def test_quota_use_is_counted_per_account(tmp_path: Path) -> None:
+    day = date(2026, 6, 15)
+    async with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        assert await ledger.charge("ReportExport", day, 2, "https://a/Advertisers/IR1") == 1
+        assert await ledger.charge("ReportExport", day, 2, "https://a/Advertisers/IR1") == 2
+        assert await ledger.charge("ReportExport", day, 2, "https://a/Advertisers/IR1") is None
+        assert await ledger.charge("ReportExport", day, 2, "https://a/Advertisers/IR2") == 1
+        assert await ledger.used("ReportExport", day, "https://a/Advertisers/IR2") == 1
+
+
+async def test_one_limiter_cannot_serve_two_accounts(tmp_path: Path) -> None:
+    async with setup(tmp_path) as (sandbox, client, _):
+        other = ClientConfig(
+            account_sid="IRsomeoneelse",
+            auth_token="x",
+            account_type="Mediapartners",
+            base_url=sandbox.base_url,
+        )
+        with pytest.raises(ConfigurationError, match="another account"):
+            ReportExportClient(other, limiter=client.limiter)

@@ -1,0 +1,1319 @@
+"""`reportexport`: the command line (click for parsing, rich for progress and tables).
+
+    reportexport demo
+    reportexport backfill mp_action_listing_fast --start 2025-01-01 --end 2025-12-31 --sandbox
+    reportexport export REPORT [--start DATE --end DATE] [--param KEY=VALUE] [--out FILE]
+    reportexport jobs list|show|download|replay ...
+    reportexport ledger show|history ...
+    reportexport sandbox serve [the sandbox's options]
+
+A thin layer (DESIGN "Layers": the cli holds no logic the library lacks): it parses arguments,
+finds credentials, starts the built-in sandbox for `--sandbox`, shows progress, and turns outcomes
+into exit codes. Everything else is a call into the library: `orchestrator.backfill`,
+`exports.fetch_export`, `exports.replay_job`, the `Ledger` and the `ReportExportClient`.
+
+Exit codes: 0 everything done; 1 some chunks failed or are stuck (or a command failed); 2 usage
+errors (bad options, no credentials, an output folder that cannot be written), always one line on
+stderr before any API call; 3 chunks left pending for the daily quota (run the same command again
+after the reset). Errors are one line, never a traceback, never the token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any, NoReturn, TypeVar
+
+import anyio
+import click
+from rich.console import Console, RenderableType
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+from rich.text import Text
+
+from .client import ReportExportClient
+from .clock import ScaledClock
+from .config import ClientConfig
+from .core.chunking import Chunk, parse_chunk_rule
+from .core.models import ExportRequest, Job
+from .core.planning import Plan, chunk_path, export_folder
+from .core.policies import RateLimitPolicy
+from .errors import ConfigurationError, LedgerError, QuotaExhausted, ReportExportError
+from .exports import fetch_export, replay_job
+from .ledger import DEFAULT_LEDGER_PATH, Ledger, LedgerEntry
+from .orchestrator import BackfillResult, ExportSpec, ProgressEvent, backfill
+from .postbacks import PostbackReceiver, parse_listen
+from .ratelimit import MemoryQuotaStore, RateLimiter
+
+__all__ = ["cli", "main"]
+
+PROG = "reportexport"
+DEFAULT_OUT = Path("reportexport-out")
+#: Runs against the built-in sandbox keep their own ledger: a fresh sandbox is a fresh account.
+SANDBOX_LEDGER_PATH = DEFAULT_LEDGER_PATH.with_name("sandbox-ledger.sqlite")
+
+#: `--sandbox`: sandbox seconds per real second. Its jobs take 30 s to 5 min of sandbox time
+#: (0.05 to 0.5 real seconds), and the client's poll ticks of 10 sandbox seconds take 1/60 s.
+SANDBOX_TIME_SCALE = 600.0
+SANDBOX_JOB_DURATION = (30.0, 300.0)
+SANDBOX_ROWS_PER_DAY = 50
+SANDBOX_ACCOUNT_TYPE = "Mediapartners"
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
+
+STATES = ("planned", "submitted", "running", "downloading", "done", "failed", "pending", "stuck")
+FINAL = ("done", "failed", "pending", "stuck")
+STATE_STYLE = {
+    "planned": "dim",
+    "submitted": "cyan",
+    "running": "blue",
+    "downloading": "magenta",
+    "done": "green",
+    "failed": "red",
+    "pending": "yellow",
+    "stuck": "red",
+}
+STATE_LABEL = {"pending": "pending quota"}
+
+T = TypeVar("T")
+
+
+# -- options -----------------------------------------------------------------------------------
+
+
+def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not a date (YYYY-MM-DD): {value!r}") from None
+
+
+DATE: dict[str, Any] = {"callback": _date, "metavar": "DATE"}
+
+
+def _chunk_rule(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        parse_chunk_rule(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def _params(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> dict[str, str]:
+    filters: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}")
+        if key.strip() in filters:
+            raise click.BadParameter(f"{key.strip()} given twice")
+        filters[key.strip()] = value
+    return filters
+
+
+def _listen(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    try:
+        return parse_listen(value)
+    except ConfigurationError as exc:
+        raise click.BadParameter(exc.problem) from None
+
+
+FORMAT = click.Choice(["csv", "json", "xml"], case_sensitive=False)
+
+
+def credential_options(function: Callable[..., T]) -> Callable[..., T]:
+    """Where the account comes from: the environment, or these options (never a token option:
+    a command line is visible to other users of the machine)."""
+    options = [
+        click.option("--account-sid", help="account SID (default: $IMPACT_ACCOUNT_SID)"),
+        click.option(
+            "--auth-token-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="file holding the auth token (default: $IMPACT_AUTH_TOKEN)",
+        ),
+        click.option(
+            "--account-type",
+            help="Advertisers, Mediapartners or Agencies (default: $IMPACT_ACCOUNT_TYPE)",
+        ),
+        click.option("--base-url", help="API origin (default: $IMPACT_BASE_URL or impact.com)"),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def sandbox_options(function: Callable[..., T]) -> Callable[..., T]:
+    options = [
+        click.option(
+            "--sandbox",
+            is_flag=True,
+            help="start the built-in sandbox on loopback for this run and use it (no credentials)",
+        ),
+        # For tests and demonstrations of the quota path: the sandbox's daily ReportExport limit.
+        click.option("--sandbox-daily-export-limit", type=click.IntRange(min=0), hidden=True),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def ledger_option(function: Callable[..., T]) -> Callable[..., T]:
+    return click.option(
+        "--ledger",
+        "ledger_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=f"the ledger file (default {DEFAULT_LEDGER_PATH}; with --sandbox "
+        f"{SANDBOX_LEDGER_PATH})",
+    )(function)
+
+
+def json_option(function: Callable[..., T]) -> Callable[..., T]:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="print JSON (one object per line) instead"
+    )(function)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    account_sid: str | None = None
+    auth_token_file: Path | None = None
+    account_type: str | None = None
+    base_url: str | None = None
+    sandbox: bool = False
+    sandbox_daily_export_limit: int | None = None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Credentials:
+        return cls(
+            account_sid=options.get("account_sid"),
+            auth_token_file=options.get("auth_token_file"),
+            account_type=options.get("account_type"),
+            base_url=options.get("base_url"),
+            sandbox=bool(options.get("sandbox")),
+            sandbox_daily_export_limit=options.get("sandbox_daily_export_limit"),
+        )
+
+    def config(self, *, sandbox_offered: bool) -> ClientConfig:
+        """The account's configuration, or a one-line usage error naming every way to give it."""
+        token: str | None = None
+        if self.auth_token_file is not None:
+            try:
+                token = self.auth_token_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise click.UsageError(
+                    f"--auth-token-file: cannot read {str(self.auth_token_file)!r} "
+                    f"({getattr(exc, 'strerror', None) or exc})"
+                ) from None
+        overrides: dict[str, Any] = {
+            "account_sid": self.account_sid,
+            "auth_token": token,
+            "account_type": self.account_type,
+            "base_url": self.base_url,
+        }
+        given = any(overrides.values()) or any(
+            os.environ.get(name, "").strip()
+            for name in ("IMPACT_ACCOUNT_SID", "IMPACT_AUTH_TOKEN", "IMPACT_ACCOUNT_TYPE")
+        )
+        if not given:
+            ways = (
+                "set IMPACT_ACCOUNT_SID, IMPACT_AUTH_TOKEN and IMPACT_ACCOUNT_TYPE (or pass "
+                "--account-sid, --auth-token-file and --account-type)"
+            )
+            if sandbox_offered:
+                ways += ", or pass --sandbox to run against the built-in sandbox"
+            raise click.UsageError(f"no credentials: {ways}")
+        try:
+            return ClientConfig.from_env(**overrides)
+        except ConfigurationError as exc:
+            hint = "; or pass --sandbox to use the built-in sandbox" if sandbox_offered else ""
+            raise click.UsageError(f"{exc}{hint}") from None
+
+
+# -- running against an account or the built-in sandbox ----------------------------------------
+
+
+@dataclass
+class Run:
+    client: ReportExportClient
+    ledger: Ledger
+    sandbox: Any = None  # a running `Sandbox` with --sandbox
+
+
+@asynccontextmanager
+async def open_run(
+    credentials: Credentials, ledger_path: Path | None, *, sandbox_offered: bool = False
+) -> AsyncIterator[Run]:
+    """A client and the ledger; with `--sandbox`, a sandbox started for this run on loopback."""
+    if credentials.sandbox:
+        given = [
+            name
+            for name, value in (
+                ("--account-sid", credentials.account_sid),
+                ("--auth-token-file", credentials.auth_token_file),
+                ("--base-url", credentials.base_url),
+            )
+            if value
+        ]
+        if given:
+            raise click.UsageError(f"--sandbox makes its own account: drop {', '.join(given)}")
+        from .sandbox import Sandbox
+
+        limit = credentials.sandbox_daily_export_limit
+        sandbox_settings: dict[str, Any] = {
+            "time_scale": SANDBOX_TIME_SCALE,
+            "job_duration": SANDBOX_JOB_DURATION,
+            "rows_per_day": SANDBOX_ROWS_PER_DAY,
+        }
+        if limit is not None:
+            sandbox_settings["daily_export_limit"] = limit
+        async with Sandbox(**sandbox_settings) as sandbox:
+            # The client's clock runs at the sandbox's pace, from the sandbox's now.
+            clock = ScaledClock(start=sandbox.now(), scale=SANDBOX_TIME_SCALE)
+            config = ClientConfig(
+                account_sid=sandbox.account_sid,
+                auth_token=sandbox.auth_token,
+                account_type=credentials.account_type or SANDBOX_ACCOUNT_TYPE,
+                base_url=sandbox.base_url,
+            )
+            daily = sandbox.config.daily_export_limit
+            policy = RateLimitPolicy(daily_report_export=daily or None)
+            # A fresh sandbox is a fresh account with a fresh quota: its use is kept in memory,
+            # not in the ledger, whose quota record belongs to real accounts.
+            limiter = RateLimiter(policy, clock=clock, store=MemoryQuotaStore())
+            async with (
+                Ledger(ledger_path or SANDBOX_LEDGER_PATH, clock=clock) as ledger,
+                ReportExportClient(config, limiter=limiter, clock=clock) as client,
+            ):
+                yield Run(client, ledger, sandbox)
+        return
+    config = credentials.config(sandbox_offered=sandbox_offered)
+    async with Ledger(ledger_path or DEFAULT_LEDGER_PATH) as ledger:
+        # The ledger keeps the daily quota's use, shared by every process on this machine.
+        limiter = RateLimiter(config.rate_limit, store=ledger)
+        async with ReportExportClient(config, limiter=limiter) as client:
+            yield Run(client, ledger)
+
+
+def _run_async(work: Callable[[], Awaitable[T]]) -> T:
+    async def runner() -> T:
+        return await work()
+
+    return anyio.run(runner)
+
+
+def _console() -> Console:
+    # Not a terminal: no width to ask for; wide enough that tables keep report ids whole.
+    width = None if sys.stdout.isatty() else 120
+    return Console(highlight=False, soft_wrap=True, width=width)
+
+
+def _echo_json(payload: Mapping[str, Any]) -> None:
+    click.echo(json.dumps(payload, default=_json_default))
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, (Path, PurePosixPath)):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+def _calls_text(calls: Mapping[str, int]) -> str:
+    used = {name: count for name, count in calls.items() if count}
+    if not used:
+        return "0"
+    parts = ", ".join(f"{name} {count}" for name, count in sorted(used.items()))
+    return f"{sum(used.values())} ({parts})"
+
+
+def _check_writable_folder(path: Path, option: str) -> None:
+    """A folder for results exists (or can be made) and takes a file, before any call."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".reportexport-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise click.UsageError(
+            f"{option}: {str(path)!r} cannot be written ({exc.strerror or exc})"
+        ) from None
+
+
+# -- the backfill display ------------------------------------------------------------------------
+
+
+class _Bars(Progress):
+    """One bar per report, then a line with bytes, API calls and quota left."""
+
+    def __init__(self, *columns: Any, footer: Callable[[], RenderableType], **options: Any) -> None:
+        self.footer = footer  # before Progress.__init__, which may render already
+        super().__init__(*columns, **options)
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        yield self.footer()
+
+
+class BackfillView:
+    """Receives the orchestrator's `ProgressEvent`s: live bars on a terminal, JSON lines with
+    `--json`, a few plain lines otherwise."""
+
+    def __init__(
+        self,
+        console: Console,
+        *,
+        live: bool,
+        as_json: bool,
+        baseline: Mapping[str, int] | None = None,
+    ) -> None:
+        self.console = console
+        self.baseline = Counter(baseline or {})
+        self.live = live and not as_json
+        self.as_json = as_json
+        self.states: dict[tuple[str, str], str] = {}
+        self.bytes: dict[tuple[str, str], int] = {}
+        self.calls: Mapping[str, int] = {}
+        self.quota_left: int | None = None
+        self.plan: Plan | None = None
+        self.bars: _Bars | None = None
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> BackfillView:
+        if self.live:
+            self.bars = _Bars(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[states]}"),
+                console=self.console,
+                footer=self.footer,
+                refresh_per_second=12,
+            )
+            self.bars.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.bars is not None:
+            self.refresh()
+            self.bars.stop()
+
+    def __call__(self, event: ProgressEvent) -> None:
+        calls = {name: n - self.baseline[name] for name, n in event.calls.items()}
+        if calls:
+            self.calls = calls
+        if event.quota_left is not None:
+            self.quota_left = event.quota_left
+        if event.kind == "plan" and event.plan is not None:
+            self.plan = event.plan
+            for planned in event.plan.chunks:
+                key = (planned.report_id, str(planned.chunk))
+                self.states[key] = "done" if planned.state == "done" else "planned"
+            if self.quota_left is None:
+                self.quota_left = event.plan.cost.quota_left_today
+        elif event.kind == "chunk" and event.report_id and event.chunk and event.status:
+            key = (event.report_id, event.chunk)
+            self.states[key] = event.status
+            if event.status == "done" and event.bytes:
+                self.bytes[key] = event.bytes
+        if self.as_json:
+            _echo_json({**_event_json(event), "calls": calls})
+        elif self.live:
+            self.refresh()
+        elif event.kind == "plan" and event.plan is not None:
+            self.console.print(f"plan: {_plan_text(event.plan)}")
+        elif event.kind in ("quota", "error"):
+            self.console.print(f"{event.kind}: {event.message}")
+
+    def by_report(self) -> dict[str, Counter[str]]:
+        counts: dict[str, Counter[str]] = {}
+        for (report, _), state in self.states.items():
+            counts.setdefault(report, Counter())[state] += 1
+        return counts
+
+    def refresh(self) -> None:
+        if self.bars is None:
+            return
+        for report, counts in self.by_report().items():
+            states = "  ".join(
+                f"[{STATE_STYLE[s]}]{STATE_LABEL.get(s, s)} {counts[s]}[/]"
+                for s in STATES
+                if counts[s]
+            )
+            total = sum(counts.values())
+            finished = sum(counts[s] for s in FINAL)
+            if report not in self.tasks:
+                self.tasks[report] = self.bars.add_task(report, total=total, states=states)
+            self.bars.update(self.tasks[report], total=total, completed=finished, states=states)
+
+    def footer(self) -> RenderableType:
+        quota = "unknown" if self.quota_left is None else str(self.quota_left)
+        return Text.from_markup(
+            f"[bold]{_size(sum(self.bytes.values()))}[/] downloaded · API calls "
+            f"[bold]{_calls_text(self.calls)}[/] · ReportExport quota left today "
+            f"[bold]{quota}[/]"
+        )
+
+
+def _plan_text(plan: Plan) -> str:
+    cost = plan.cost
+    quota = "no daily limit" if cost.quota_left_today is None else f"{cost.quota_left_today} left"
+    return (
+        f"{cost.chunks} chunks: {cost.done} done already, {cost.reattach} to re-attach, "
+        f"{cost.submits} to submit (ReportExport quota today: {quota}), "
+        f"{cost.downloads} downloads, ~{cost.status_calls_estimate} status calls"
+    )
+
+
+def _event_json(event: ProgressEvent) -> dict[str, Any]:
+    payload: dict[str, Any] = {"event": event.kind}
+    for name in ("status", "report_id", "chunk", "job_id", "message"):
+        value = getattr(event, name)
+        if value is not None:
+            payload["report" if name == "report_id" else name] = value
+    if event.kind == "chunk":
+        payload["bytes"] = event.bytes
+    payload["calls"] = dict(event.calls)
+    payload["quota_left"] = event.quota_left
+    if event.plan is not None:
+        payload["plan"] = {
+            "cost": dataclasses.asdict(event.plan.cost),
+            "chunks": [
+                {
+                    "report": planned.report_id,
+                    "chunk": str(planned.chunk),
+                    "state": planned.state,
+                    "fingerprint": planned.fingerprint,
+                    "job_id": planned.job_id,
+                }
+                for planned in event.plan.chunks
+            ],
+        }
+    return payload
+
+
+def _exit_code(result: BackfillResult) -> int:
+    counts = result.counts
+    if counts["failed"] or counts["stuck"]:
+        return EXIT_FAILED
+    if counts["pending"]:
+        return EXIT_PENDING
+    return EXIT_OK
+
+
+def _summary_table(result: BackfillResult) -> Table:
+    table = Table(title="dry run: nothing submitted" if result.dry_run else None)
+    table.add_column("report")
+    columns = (
+        ("chunks", "done", "re-attach", "new")
+        if result.dry_run
+        else ("chunks", "done", "failed", "pending", "stuck", "rows", "bytes")
+    )
+    for name in columns:
+        table.add_column(name, justify="right")
+    reports: dict[str, list[Any]] = {}
+    for run in result.chunks:
+        reports.setdefault(run.planned.report_id, []).append(run)
+    for report, runs in reports.items():
+        if result.dry_run:
+            states = Counter(run.planned.state for run in runs)
+            cells: list[object] = [len(runs), states["done"], states["attach"], states["new"]]
+        else:
+            outcomes = Counter(run.status for run in runs)
+            rows = sum(run.records or 0 for run in runs if run.status == "done")
+            size = sum(run.size or 0 for run in runs if run.status == "done")
+            cells = [
+                len(runs),
+                outcomes["done"],
+                outcomes["failed"],
+                outcomes["pending"],
+                outcomes["stuck"],
+                rows,
+                _size(size),
+            ]
+        table.add_row(report, *(str(cell) for cell in cells))
+    return table
+
+
+def report_result(
+    result: BackfillResult, console: Console, *, as_json: bool, calls: Mapping[str, int]
+) -> int:
+    """The end of a backfill: a summary table and the manifest's path (or the JSON summary)."""
+    code = _exit_code(result)
+    if as_json:
+        _echo_json(
+            {
+                "event": "summary",
+                "counts": result.counts,
+                "calls": dict(calls),
+                "manifest": None if result.manifest_path is None else str(result.manifest_path),
+                "dry_run": result.dry_run,
+                "pending_resets_at": result.pending_resets_at,
+                "merged": [str(path) for path in result.merged],
+                "exit_code": code,
+            }
+        )
+        return code
+    console.print(_summary_table(result))
+    if result.dry_run:
+        console.print(f"plan: {_plan_text(result.plan)}")
+        console.print("dry run: no API call was made")
+        return code
+    console.print(f"API calls: {_calls_text(calls)}")
+    for run in result.chunks:
+        if run.status in ("failed", "stuck"):
+            console.print(f"[red]{run.status}[/]: {run.label}: {run.error}")
+    if result.counts["pending"]:
+        console.print(
+            f"[yellow]{result.counts['pending']} chunks wait for the daily ReportExport quota"
+            f"[/] (resets at {result.pending_resets_at}): run the same command again after "
+            "that, or pass --wait-for-quota"
+        )
+    for path in result.merged:
+        console.print(f"merged: {path}")
+    console.print(f"manifest: {result.manifest_path}")
+    return code
+
+
+@dataclass(frozen=True)
+class BackfillArgs:
+    reports: tuple[str, ...]
+    start: date
+    end: date
+    chunk: str
+    filters: Mapping[str, str]
+    result_format: str
+    out: Path
+    concurrency: int
+    merge: bool
+    dry_run: bool
+    wait_for_quota: bool
+    postback_listen: tuple[str, int] | None = None
+
+    def command(self) -> str:
+        """The arguments as a command line (for the demo's display)."""
+        words = [PROG, "backfill", *self.reports, "--start", str(self.start)]
+        words += ["--end", str(self.end), "--chunk", self.chunk, "--out", str(self.out)]
+        return " ".join(words)
+
+
+async def run_backfill(
+    run: Run, args: BackfillArgs, console: Console, *, live: bool, as_json: bool
+) -> tuple[BackfillResult, int]:
+    """One backfill through the orchestrator, displayed; returns the result and the exit code."""
+    specs = [ExportSpec(r, dict(args.filters), args.result_format) for r in args.reports]
+    before = Counter(run.client.usage.calls)
+    async with postback_receiver(run, args.postback_listen, console, as_json=as_json) as receiver:
+        with BackfillView(console, live=live, as_json=as_json, baseline=before) as view:
+            result = await backfill(
+                run.client,
+                run.ledger,
+                specs,
+                args.start,
+                args.end,
+                out_dir=args.out,
+                chunk=args.chunk,
+                download_concurrency=args.concurrency,
+                submit_concurrency=args.concurrency,
+                dry_run=args.dry_run,
+                wait_for_quota=args.wait_for_quota,
+                merge=args.merge,
+                on_event=view,
+                postbacks=receiver,
+            )
+    # The calls of this run only (a client may have made others before, as in the demo).
+    calls = {name: count - before[name] for name, count in result.calls.items()}
+    return result, report_result(result, console, as_json=as_json, calls=calls)
+
+
+@asynccontextmanager
+async def postback_receiver(
+    run: Run, listen: tuple[str, int] | None, console: Console, *, as_json: bool
+) -> AsyncIterator[PostbackReceiver | None]:
+    """`--postback-listen HOST:PORT`: a receiver for job-completion postbacks for the run (the
+    tracker then polls only as a safety net). With `--sandbox`, the sandbox sends its postbacks
+    there; with an account, paste the printed URL into impact.com's Event Notifications."""
+    if listen is None:
+        yield None
+        return
+    async with PostbackReceiver(*listen) as receiver:
+        if run.sandbox is not None:
+            run.sandbox.configure(postback_url=receiver.url)
+        if as_json:
+            _echo_json({"event": "postbacks", "url": receiver.url})
+        else:
+            console.print(f"postbacks: listening at {receiver.url}")
+        yield receiver
+
+
+def _sandbox_banner(run: Run, console: Console, as_json: bool) -> None:
+    if run.sandbox is None:
+        return
+    scale = SANDBOX_TIME_SCALE / 60
+    if as_json:
+        _echo_json(
+            {"event": "sandbox", "base_url": run.sandbox.base_url, "time_scale": SANDBOX_TIME_SCALE}
+        )
+    else:
+        console.print(
+            f"[dim]built-in sandbox at {run.sandbox.base_url} "
+            f"(1 real second = {scale:g} sandbox minutes)[/]"
+        )
+
+
+# -- the commands ------------------------------------------------------------------------------
+
+
+class _Cli(click.Group):
+    """Errors as one line on stderr with an exit code; never a traceback."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        code = _invoke(
+            lambda: super(_Cli, self).main(
+                args, prog_name or PROG, complete_var, standalone_mode=False, **extra
+            )
+        )
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _leaf(error: BaseException) -> BaseException:
+    """The one error inside (nested) exception groups from task groups."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
+def _fail(message: str, code: int) -> int:
+    click.echo(f"{PROG}: error: {message}", err=True)
+    return code
+
+
+def _invoke(call: Callable[[], Any]) -> int:
+    try:
+        result = call()
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.UsageError as error:
+        command = f" {error.ctx.info_name}" if error.ctx and error.ctx.parent else ""
+        click.echo(f"{PROG}{command}: error: {error.format_message()} (see --help)", err=True)
+        return EXIT_USAGE
+    except click.ClickException as error:
+        return _fail(error.format_message(), error.exit_code)
+    except click.Abort:
+        return _fail("aborted", 130)
+    except KeyboardInterrupt:
+        return _fail("interrupted; run the same command again to resume", 130)
+    except BaseException as raised:
+        leaf = _leaf(raised)
+        if isinstance(leaf, SystemExit):
+            return leaf.code if isinstance(leaf.code, int) else EXIT_FAILED
+        if isinstance(leaf, KeyboardInterrupt):
+            return _fail("interrupted; run the same command again to resume", 130)
+        if isinstance(leaf, click.ClickException):
+            return _invoke(lambda: _reraise(leaf))
+        if isinstance(leaf, (ConfigurationError, LedgerError)):
+            return _fail(str(leaf), EXIT_USAGE)
+        if isinstance(leaf, QuotaExhausted):
+            return _fail(str(leaf), EXIT_PENDING)
+        if isinstance(leaf, ReportExportError):
+            return _fail(str(leaf), EXIT_FAILED)
+        if isinstance(leaf, OSError):
+            return _fail(f"{leaf.strerror or leaf}: {leaf.filename or ''}".rstrip(": "), 1)
+        if not isinstance(leaf, Exception):
+            raise
+        return _fail(f"unexpected {type(leaf).__name__}: {leaf}", EXIT_FAILED)
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def _reraise(error: BaseException) -> NoReturn:
+    raise error
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="reportexport_async", prog_name=PROG)
+def cli() -> None:
+    """Pull impact.com ReportExport results into a folder, spending as few API calls and as
+    little daily quota as the guide allows. `reportexport demo` shows it on the built-in
+    sandbox, with no credentials.
+
+    Credentials: IMPACT_ACCOUNT_SID, IMPACT_AUTH_TOKEN, IMPACT_ACCOUNT_TYPE (and
+    IMPACT_BASE_URL), or --account-sid, --auth-token-file, --account-type, --base-url.
+
+    Exit codes: 0 done; 1 chunks failed or stuck; 2 usage error; 3 chunks pending for the daily
+    quota (run the same command again after the reset).
+    """
+
+
+@cli.command("backfill")
+@click.argument("reports", metavar="REPORT...", nargs=-1, required=True)
+@click.option("--start", **DATE, required=True, help="first day (YYYY-MM-DD)")
+@click.option("--end", **DATE, required=True, help="last day (YYYY-MM-DD), inclusive")
+@click.option(
+    "--chunk",
+    default="7d",
+    show_default=True,
+    callback=_chunk_rule,
+    help="one export per chunk: Nd (1d, 7d, 30d...), week, month or auto",
+)
+@click.option(
+    "--param",
+    "filters",
+    multiple=True,
+    callback=_params,
+    metavar="KEY=VALUE",
+    help="a report filter, sent as given (repeatable), e.g. SUBAID=123",
+)
+@click.option("--format", "result_format", type=FORMAT, default="csv", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_OUT,
+    show_default=True,
+    help="folder for the files and manifest.json",
+)
+@ledger_option
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="submits and downloads at a time",
+)
+@click.option("--merge", is_flag=True, help="also write <out>/<report>.<ext> with every chunk")
+@click.option("--dry-run", is_flag=True, help="print the plan and its cost; make no API call")
+@click.option(
+    "--wait-for-quota",
+    is_flag=True,
+    help="when the daily quota runs out, wait for its reset instead of stopping",
+)
+@click.option(
+    "--postback-listen",
+    callback=_listen,
+    metavar="HOST:PORT",
+    help="receive job-completion postbacks here instead of polling",
+)
+@sandbox_options
+@json_option
+@credential_options
+def backfill_command(
+    reports: tuple[str, ...],
+    start: date,
+    end: date,
+    chunk: str,
+    filters: dict[str, str],
+    result_format: str,
+    out: Path,
+    ledger_path: Path | None,
+    concurrency: int,
+    merge: bool,
+    dry_run: bool,
+    wait_for_quota: bool,
+    postback_listen: tuple[str, int] | None,
+    as_json: bool,
+    **options: Any,
+) -> int:
+    """Pull REPORT... over --start..--end into --out, one export per chunk.
+
+    Nothing is submitted twice: the ledger remembers every chunk, so a second run of the same
+    command costs no call for what is done, and an interrupted or quota-limited run continues
+    where it stopped.
+    """
+    if end < start:
+        raise click.UsageError(f"--start {start} is after --end {end}")
+    credentials = Credentials.from_options(options)
+    args = BackfillArgs(
+        reports, start, end, chunk, filters, result_format.upper(), out, concurrency, merge,
+        dry_run, wait_for_quota, postback_listen,
+    )  # fmt: skip
+    if not dry_run:
+        _check_writable_folder(out, "--out")
+    console = _console()
+    live = sys.stdout.isatty()
+
+    async def work() -> int:
+        async with open_run(credentials, ledger_path, sandbox_offered=True) as run:
+            _sandbox_banner(run, console, as_json)
+            _, code = await run_backfill(run, args, console, live=live, as_json=as_json)
+            return code
+
+    return _run_async(work)
+
+
+@cli.command("demo")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reportexport-demo"),
+    show_default=True,
+    help="folder for the files, the manifest and the demo's ledger",
+)
+def demo_command(out: Path) -> int:
+    """Backfill two reports on the built-in sandbox, then run the same backfill again: the second
+    run costs zero API calls. No credentials needed."""
+    _check_writable_folder(out, "--out")
+    console = _console()
+    live = sys.stdout.isatty()
+    credentials = Credentials(sandbox=True)
+
+    async def work() -> int:
+        async with open_run(credentials, out / "ledger.sqlite") as run:
+            today = run.client.clock.now().date()
+            end = today - timedelta(days=today.weekday() + 1)  # last Sunday
+            args = BackfillArgs(
+                ("mp_action_listing_fast", "mp_performance_by_day"),
+                end - timedelta(weeks=8) + timedelta(days=1), end, "7d", {}, "CSV",
+                out / "out", 4, True, False, False,
+            )  # fmt: skip
+            _sandbox_banner(run, console, False)
+            console.print(f"\n[bold]1.[/] {args.command()} --merge --sandbox")
+            first, code = await run_backfill(run, args, console, live=live, as_json=False)
+            if code != EXIT_OK:
+                return code
+            server_before = run.sandbox.stats()["total_calls"]
+            console.print("\n[bold]2.[/] the same command again")
+            second, code = await run_backfill(run, args, console, live=live, as_json=False)
+            server_calls = run.sandbox.stats()["total_calls"] - server_before
+            second_calls = sum(second.calls.values()) - sum(first.calls.values())
+            first_calls = _calls_text(first.calls)
+            console.print(
+                f"\nThe second run cost [bold]{second_calls}[/] API calls (the sandbox counted "
+                f"{server_calls}) and no quota: the ledger ({run.ledger.path}) remembers every "
+                f"chunk, and each file is still there with its checksum. The first run spent "
+                f"{first_calls}."
+            )
+            console.print(
+                f"Files: {args.out}/ (manifest.json; merged: "
+                f"{', '.join(str(p) for p in first.merged)})"
+            )
+            return code
+
+    return _run_async(work)
+
+
+@cli.command("export")
+@click.argument("report")
+@click.option("--start", **DATE, help="first day (YYYY-MM-DD); omit both for the default range")
+@click.option("--end", **DATE, help="last day (YYYY-MM-DD), inclusive")
+@click.option("--param", "filters", multiple=True, callback=_params, metavar="KEY=VALUE")
+@click.option("--format", "result_format", type=FORMAT, default="csv", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"result file (default {DEFAULT_OUT}/<report>/<start>_<end>.<ext>)",
+)
+@ledger_option
+@sandbox_options
+@json_option
+@credential_options
+def export_command(
+    report: str,
+    start: date | None,
+    end: date | None,
+    filters: dict[str, str],
+    result_format: str,
+    out: Path | None,
+    ledger_path: Path | None,
+    as_json: bool,
+    **options: Any,
+) -> int:
+    """One export: submitted (or re-attached to, or taken from a file that is still intact),
+    waited on, downloaded."""
+    if (start is None) != (end is None):
+        raise click.UsageError("give both --start and --end, or neither (the default range)")
+    if start is not None and end is not None and end < start:
+        raise click.UsageError(f"--start {start} is after --end {end}")
+    try:
+        request = ExportRequest(
+            report_id=report,
+            start=start,
+            end=end,
+            filters=filters,
+            result_format=result_format.upper(),
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc).splitlines()[-1]) from None
+    credentials = Credentials.from_options(options)
+    if out is not None:
+        _check_writable_folder(out.parent if str(out.parent) else Path("."), "--out")
+    console = _console()
+
+    async def work() -> int:
+        async with open_run(credentials, ledger_path, sandbox_offered=True) as run:
+            dest = out
+            if dest is None:
+                if start is not None and end is not None:
+                    relative = chunk_path(request, Chunk(start, end))
+                else:
+                    today = run.client.clock.now().date()
+                    name = f"default-range_{today}.{request.result_format.lower()}"
+                    relative = PurePosixPath(export_folder(request), name)
+                dest = DEFAULT_OUT / relative
+                _check_writable_folder(dest.parent, "--out")
+            if not as_json:
+                _sandbox_banner(run, console, as_json)
+            outcome = await fetch_export(run.client, run.ledger, request, dest)
+            calls = dict(run.client.usage.calls)
+            if as_json:
+                _echo_json({"event": "export", **dataclasses.asdict(outcome), "calls": calls})
+            else:
+                how = (
+                    "from the intact file (no call)"
+                    if outcome.action == "cached"
+                    else ("submitted and downloaded" if outcome.submitted else "downloaded")
+                )
+                console.print(
+                    f"{outcome.path}: {_size(outcome.size)}, {outcome.records} rows, job "
+                    f"{outcome.job_id}, {how}{', replayed' if outcome.replayed else ''}"
+                )
+                console.print(f"sha256 {outcome.sha256}\nAPI calls: {_calls_text(calls)}")
+            return EXIT_OK
+
+    return _run_async(work)
+
+
+# -- jobs --------------------------------------------------------------------------------------
+
+
+@cli.group("jobs")
+def jobs_group() -> None:
+    """The account's jobs: list, show, download, replay."""
+
+
+async def _known_entries(ledger_path: Path | None) -> dict[str, LedgerEntry]:
+    """Ledger entries by job id, when the ledger file exists (read-only commands never make
+    one)."""
+    path = ledger_path or DEFAULT_LEDGER_PATH
+    if not path.exists():
+        return {}
+    async with Ledger(path) as ledger:
+        return {e.job_id: e for e in await ledger.entries() if e.job_id is not None}
+
+
+def _job_json(job: Job, entry: LedgerEntry | None) -> dict[str, Any]:
+    payload = job.model_dump(mode="json", by_alias=False, exclude_none=True)
+    if entry is not None:
+        payload["ledger"] = _entry_json(entry)
+    return payload
+
+
+def _entry_range(entry: LedgerEntry) -> str:
+    if entry.range_start is None:
+        return "default range"
+    return f"{entry.range_start}..{entry.range_end}"
+
+
+@jobs_group.command("list")
+@click.option("--since", **DATE, help="jobs created on or after this day")
+@ledger_option
+@json_option
+@credential_options
+def jobs_list(since: date | None, ledger_path: Path | None, as_json: bool, **options: Any) -> int:
+    """Jobs of the account (one listing call per page), with what the ledger knows of them."""
+    credentials = Credentials.from_options(options)
+    config = credentials.config(sandbox_offered=False)
+
+    async def work() -> int:
+        known = await _known_entries(ledger_path)
+        async with ReportExportClient(config) as client:
+            jobs = await client.list_jobs(created_after=since)
+        if as_json:
+            for job in jobs:
+                _echo_json(_job_json(job, known.get(job.id)))
+            return EXIT_OK
+        table = Table("job", "status", "created", "completed", "rows", "report", "range")
+        for job in jobs:
+            entry = known.get(job.id)
+            table.add_row(
+                job.id,
+                job.status.value,
+                _when(job.created_date),
+                _when(job.completed_date),
+                "-" if job.records_processed is None else str(job.records_processed),
+                "-" if entry is None or entry.report_id is None else entry.report_id,
+                "-" if entry is None else _entry_range(entry),
+            )
+        _console().print(table)
+        return EXIT_OK
+
+    return _run_async(work)
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@jobs_group.command("show")
+@click.argument("job_id", metavar="ID")
+@ledger_option
+@json_option
+@credential_options
+def jobs_show(job_id: str, ledger_path: Path | None, as_json: bool, **options: Any) -> int:
+    """One job (one call), with what the ledger knows of it."""
+    config = Credentials.from_options(options).config(sandbox_offered=False)
+
+    async def work() -> int:
+        known = await _known_entries(ledger_path)
+        async with ReportExportClient(config) as client:
+            job = await client.get_job(job_id)
+        entry = known.get(job.id)
+        if as_json:
+            _echo_json(_job_json(job, entry))
+            return EXIT_OK
+        console = _console()
+        for name, value in job.model_dump(by_alias=True, exclude_none=True).items():
+            console.print(f"{name}: {_when(value) if isinstance(value, datetime) else value}")
+        if entry is not None:
+            console.print(
+                f"ledger: {entry.report_id} {_entry_range(entry)} {entry.result_format}, "
+                f"fingerprint {entry.fingerprint[:12]}, file {entry.file_path or '-'}"
+            )
+        return EXIT_OK
+
+    return _run_async(work)
+
+
+@jobs_group.command("download")
+@click.argument("job_id", metavar="ID")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="result file (default ./<ID>.<ext>, the format from the ledger, else csv)",
+)
+@ledger_option
+@json_option
+@credential_options
+def jobs_download(
+    job_id: str, out: Path | None, ledger_path: Path | None, as_json: bool, **options: Any
+) -> int:
+    """Download a job's result by its id (never by submitting again); waits while it runs."""
+    credentials = Credentials.from_options(options)
+    if out is not None:
+        _check_writable_folder(out.parent if str(out.parent) else Path("."), "--out")
+
+    async def work() -> int:
+        async with open_run(credentials, ledger_path) as run:
+            entry = await run.ledger.find(job_id)
+            dest = out or Path(f"{job_id}.{(entry.result_format if entry else 'csv').lower()}")
+            result = await run.client.download(job_id, dest)
+            if entry is not None:
+                await run.ledger.record_download(
+                    entry.fingerprint, job_id, result.path, result.size, result.sha256
+                )
+            if as_json:
+                _echo_json({"event": "download", **dataclasses.asdict(result)})
+            else:
+                _console().print(f"{result.path}: {_size(result.size)}, sha256 {result.sha256}")
+            return EXIT_OK
+
+    return _run_async(work)
+
+
+@jobs_group.command("replay")
+@click.argument("job_id", metavar="ID")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="replay although the guard finds it unjustified or done today (never while running, "
+    "in ERROR, or within an hour of the submit)",
+)
+@ledger_option
+@json_option
+@credential_options
+def jobs_replay(
+    job_id: str, force: bool, ledger_path: Path | None, as_json: bool, **options: Any
+) -> int:
+    """Replay a job (PUT /Jobs/{Id}/Replay), if the guide's rules allow it."""
+    credentials = Credentials.from_options(options)
+
+    async def work() -> int:
+        async with open_run(credentials, ledger_path) as run:
+            outcome = await replay_job(run.client, run.ledger, job_id, force=force)
+        if as_json:
+            _echo_json(
+                {
+                    "event": "replay",
+                    "job_id": outcome.replayed,
+                    "new_job_id": outcome.job_id,
+                    "rule": outcome.decision.rule,
+                    "forced_past": None if outcome.unforced is None else outcome.unforced.rule,
+                    "reason": outcome.decision.reason,
+                }
+            )
+            return EXIT_OK
+        console = _console()
+        console.print(
+            f"replayed job {outcome.replayed} ({outcome.decision.rule}: "
+            f"{outcome.decision.reason}); follow job {outcome.job_id}"
+        )
+        if outcome.unforced is not None:
+            console.print(
+                f"--force was needed: without it the guard refuses ({outcome.unforced.rule}): "
+                f"{outcome.unforced.reason}"
+            )
+        elif force:
+            console.print("--force was not needed: the guard allows this replay anyway")
+        return EXIT_OK
+
+    return _run_async(work)
+
+
+# -- ledger ------------------------------------------------------------------------------------
+
+
+@cli.group("ledger")
+def ledger_group() -> None:
+    """What the ledger remembers: every export, its job, file and history."""
+
+
+@asynccontextmanager
+async def _existing_ledger(path: Path | None) -> AsyncIterator[Ledger]:
+    where = path or DEFAULT_LEDGER_PATH
+    if not where.exists():
+        raise click.UsageError(
+            f"--ledger: no ledger at {str(where)!r} (a backfill or an export makes one)"
+        )
+    async with Ledger(where) as ledger:
+        yield ledger
+
+
+def _entry_json(entry: LedgerEntry) -> dict[str, Any]:
+    payload = dataclasses.asdict(entry)
+    payload["status"] = None if entry.status is None else entry.status.value
+    payload.pop("canonical")
+    payload.pop("claimed_by")
+    payload.pop("claimed_at")
+    payload["filters"] = entry.filters
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in payload.items()}
+
+
+@ledger_group.command("show")
+@click.option("--report", help="only this report's exports")
+@ledger_option
+@json_option
+def ledger_show(report: str | None, ledger_path: Path | None, as_json: bool) -> int:
+    """Every export the ledger knows: report, range, job, status, file."""
+
+    async def work() -> int:
+        async with _existing_ledger(ledger_path) as ledger:
+            entries = await ledger.entries(report_id=report)
+        if as_json:
+            for entry in entries:
+                _echo_json(_entry_json(entry))
+            return EXIT_OK
+        table = Table("fingerprint", "report", "range", "job", "status", "rows", "file", "bytes")
+        for entry in entries:
+            table.add_row(
+                entry.fingerprint[:12],
+                entry.report_id or entry.endpoint,
+                _entry_range(entry),
+                entry.job_id or "-",
+                "-" if entry.status is None else entry.status.value,
+                "-" if entry.records is None else str(entry.records),
+                "-" if entry.file_path is None else str(entry.file_path),
+                _size(entry.file_size),
+            )
+        console = _console()
+        console.print(table)
+        console.print(f"{len(entries)} exports in {ledger.path}")
+        return EXIT_OK
+
+    return _run_async(work)
+
+
+@ledger_group.command("history")
+@click.argument("key")
+@ledger_option
+@json_option
+def ledger_history(key: str, ledger_path: Path | None, as_json: bool) -> int:
+    """The events of one export: KEY is a fingerprint, a unique prefix of one, or a job id."""
+
+    async def work() -> int:
+        async with _existing_ledger(ledger_path) as ledger:
+            entry = await ledger.find(key)
+            if entry is None:
+                raise click.ClickException(f"no export in {str(ledger.path)!r} matches {key!r}")
+            events = await ledger.history(key)
+        if as_json:
+            for event in events:
+                _echo_json({"event": event.kind, **dataclasses.asdict(event)})
+            return EXIT_OK
+        console = _console()
+        console.print(
+            f"{entry.fingerprint} {entry.report_id} {_entry_range(entry)} {entry.result_format}"
+        )
+        table = Table("at", "event", "job", "detail")
+        for event in events:
+            detail = ", ".join(f"{k}={v}" for k, v in event.detail.items())
+            table.add_row(_when(event.at), event.kind, event.job_id or "-", detail)
+        console.print(table)
+        return EXIT_OK
+
+    return _run_async(work)
+
+
+# -- sandbox -----------------------------------------------------------------------------------
+
+
+@cli.group("sandbox")
+def sandbox_group() -> None:
+    """The built-in sandbox: a local server that behaves like the API."""
+
+
+@sandbox_group.command(
+    "serve",
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("sandbox_args", nargs=-1, type=click.UNPROCESSED)
+def sandbox_serve(sandbox_args: tuple[str, ...]) -> int:
+    """Run the sandbox until interrupted (its options: `reportexport sandbox serve --help`).
+    The first line of output is JSON with base_url, account_sid and auth_token."""
+    from .sandbox.__main__ import main as sandbox_main
+
+    return sandbox_main(list(sandbox_args), prog=f"{PROG} sandbox serve")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The console script `reportexport`; returns the exit code."""
+    code: int = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,583 @@
+"""The command line against the sandbox: in process (`main(argv)` and click's CliRunner) and as a
+subprocess (`python -m reportexport_async.cli` and the `reportexport` console script). Exit codes
+0/1/2/3, one-line usage errors before any API call, the `--json` event stream, `--dry-run`, the
+jobs and ledger commands, `sandbox serve`, live progress on a terminal, and the README's first
+command."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from click.testing import CliRunner
+
+from reportexport_async import ClientConfig, ExportRequest, PollPolicy, ReportExportClient
+from reportexport_async.cli import cli, main
+from reportexport_async.sandbox.clock import ScaledClock as SandboxScaledClock
+from reportexport_async.sandbox.pytest_plugin import SandboxThread
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULE = [sys.executable, "-m", "reportexport_async.cli"]
+TODAY = datetime.now(UTC).date()
+# A settled range of 3 weekly chunks (7d chunks are aligned to Mondays).
+END = TODAY - timedelta(days=TODAY.weekday() + 8)  # the Sunday before last
+START = END - timedelta(days=20)
+RANGE = ["--start", str(START), "--end", str(END)]
+ENV_VARS = ("IMPACT_ACCOUNT_SID", "IMPACT_AUTH_TOKEN", "IMPACT_ACCOUNT_TYPE", "IMPACT_BASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No credentials from the machine, and default paths inside the test's folder."""
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+    env.update(extra)
+    return env
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def assert_one_line_error(err: str, *needles: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("reportexport"), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture
+def account(
+    impact_sandbox_factory: Callable[..., SandboxThread], monkeypatch: pytest.MonkeyPatch
+) -> SandboxThread:
+    """An external sandbox whose credentials are in the environment. Its clock runs 3 hours
+    behind the wall clock (its jobs look 3 hours old to the client, so the replay guard's
+    `too_soon` rule does not apply) and 100 times faster (its jobs finish in milliseconds)."""
+    clock = SandboxScaledClock(start=datetime.now(UTC) - timedelta(hours=3), scale=100)
+    sandbox = impact_sandbox_factory(clock=clock, job_duration=(1, 2), rows_per_day=5)
+    monkeypatch.setenv("IMPACT_ACCOUNT_SID", sandbox.account_sid)
+    monkeypatch.setenv("IMPACT_AUTH_TOKEN", sandbox.auth_token)
+    monkeypatch.setenv("IMPACT_ACCOUNT_TYPE", "Mediapartners")
+    monkeypatch.setenv("IMPACT_BASE_URL", sandbox.base_url)
+    return sandbox
+
+
+def completed_job(sandbox: SandboxThread, report: str = "mp_clicks_by_day") -> str:
+    """A completed job in the external sandbox, made with the library (not the command line)."""
+
+    async def make() -> str:
+        config = ClientConfig(
+            account_sid=sandbox.account_sid,
+            auth_token=sandbox.auth_token,
+            account_type="Mediapartners",
+            base_url=sandbox.base_url,
+        )
+        async with ReportExportClient(config) as client:
+            ticket = await client.export(ExportRequest(report_id=report, start=START, end=END))
+            await client.wait(ticket.job_id, poll=PollPolicy(initial=0.02, maximum=0.05))
+            return ticket.job_id
+
+    return anyio.run(make)
+
+
+# -- backfill on the built-in sandbox -----------------------------------------------------------
+
+
+def test_backfill_sandbox_json_event_stream(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(
+        capsys,
+        "backfill", "mp_action_listing_fast", "mp_performance_by_day", *RANGE,
+        "--sandbox", "--json", "--merge", "--out", "out", "--ledger", "l.sqlite",
+    )  # fmt: skip
+    assert code == 0, err
+    events = json_lines(out)  # every line is one JSON object
+    kinds = [event["event"] for event in events]
+    assert kinds[0] == "sandbox"
+    assert kinds[1] == "plan"
+    assert kinds[-1] == "summary"
+    plan = events[1]["plan"]
+    assert plan["cost"]["submits"] == plan["cost"]["chunks"] == len(plan["chunks"]) == 6
+    assert {chunk["report"] for chunk in plan["chunks"]} == {
+        "mp_action_listing_fast",
+        "mp_performance_by_day",
+    }
+    statuses = {e["status"] for e in events if e["event"] == "chunk"}
+    assert {"submitted", "downloading", "done"} <= statuses
+    done = [e for e in events if e["event"] == "chunk" and e["status"] == "done"]
+    assert len(done) == 6
+    assert all(e["bytes"] > 0 and e["job_id"] for e in done)
+    summary = events[-1]
+    assert summary["counts"] == {"done": 6, "failed": 0, "pending": 0, "stuck": 0}
+    assert summary["calls"]["ReportExport"] == 6
+    assert summary["calls"]["Download"] == 6
+    manifest = Path(summary["manifest"])
+    assert manifest == Path("out/manifest.json")
+    assert {c["status"] for c in json.loads(manifest.read_text())["chunks"]} == {"done"}
+    assert sorted(p.name for p in Path("out").glob("*.csv")) == [
+        "mp_action_listing_fast.csv",
+        "mp_performance_by_day.csv",
+    ]
+    assert len(list(Path("out/mp_action_listing_fast").glob("*.csv"))) == 3
+
+
+def test_backfill_plain_output_ends_with_a_summary_table_and_the_manifest(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run_main(capsys, "backfill", "mp_clicks_by_day", *RANGE, "--sandbox")
+    assert code == 0
+    assert "built-in sandbox at http://127.0.0.1:" in out
+    assert re.search(r"mp_clicks_by_day\s*│\s*3\s*│\s*3\s*│\s*0", out), out
+    assert "API calls: " in out
+    assert out.rstrip().endswith("manifest: reportexport-out/manifest.json")
+    # Not a terminal: no live progress (no cursor movement).
+    assert "\x1b[" not in out
+    assert Path(".reportexport/sandbox-ledger.sqlite").exists()
+
+
+def test_backfill_exit_3_when_chunks_wait_for_the_quota(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run_main(
+        capsys,
+        "backfill", "mp_clicks_by_day", *RANGE, "--chunk", "1d",
+        "--sandbox", "--sandbox-daily-export-limit", "4", "--json",
+    )  # fmt: skip
+    assert code == 3
+    summary = json_lines(out)[-1]
+    assert summary["counts"] == {"done": 4, "failed": 0, "pending": 17, "stuck": 0}
+    assert summary["calls"]["ReportExport"] == 4
+    assert summary["pending_resets_at"]
+    quota_events = [e for e in json_lines(out) if e["event"] == "quota"]
+    assert quota_events
+    assert all((e.get("quota_left") or 0) >= 0 for e in json_lines(out))  # never below zero
+
+
+def test_backfill_pending_plain_output_says_how_to_resume(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run_main(
+        capsys,
+        "backfill", "mp_clicks_by_day", *RANGE,
+        "--sandbox", "--sandbox-daily-export-limit", "1",
+    )  # fmt: skip
+    assert code == 3
+    assert "2 chunks wait for the daily ReportExport quota" in out
+    assert "run the same command again" in out
+
+
+def test_backfill_exit_1_when_chunks_fail(capsys: pytest.CaptureFixture[str]) -> None:
+    # mp_legacy_invoice is in the catalog but not available through the API: its submits fail.
+    code, out, _ = run_main(
+        capsys,
+        "backfill", "mp_clicks_by_day", "mp_legacy_invoice", *RANGE, "--sandbox", "--json",
+    )  # fmt: skip
+    assert code == 1
+    summary = json_lines(out)[-1]
+    assert summary["counts"] == {"done": 3, "failed": 3, "pending": 0, "stuck": 0}
+    failed = [e for e in json_lines(out) if e.get("status") == "failed"]
+    assert {e["report"] for e in failed} == {"mp_legacy_invoice"}
+    assert all("404" in e["message"] for e in failed)
+
+
+def test_dry_run_prints_the_plan_and_makes_no_call(
+    account: SandboxThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_main(
+        capsys, "backfill", "mp_clicks_by_day", "mp_performance_by_day", *RANGE, "--dry-run"
+    )
+    assert code == 0, err
+    assert "dry run: no API call was made" in out
+    assert "6 chunks: 0 done already, 0 to re-attach, 6 to submit" in out
+    code, out, _ = run_main(capsys, "backfill", "mp_clicks_by_day", *RANGE, "--dry-run", "--json")
+    assert code == 0
+    events = json_lines(out)
+    assert [e["event"] for e in events] == ["plan", "summary"]
+    assert events[-1]["dry_run"] is True
+    assert events[-1]["manifest"] is None
+    assert account.stats()["total_calls"] == 0
+    assert not Path("reportexport-out").exists()
+
+
+# -- usage errors: one line, exit 2, before any API call ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--start", "2025-13-01", "--end", "2025-12-31"], "not a date"),
+        (["--start", "yesterday", "--end", "2025-12-31"], "--start"),
+        (["--start", "2025-02-01", "--end", "2025-01-01"], "is after --end"),
+        ([*RANGE, "--chunk", "fortnight"], "unknown chunk rule 'fortnight'"),
+        ([*RANGE, "--chunk", "0d"], "unknown chunk rule"),
+        ([*RANGE, "--param", "SUBAID"], "expected KEY=VALUE"),
+        ([*RANGE, "--format", "pdf"], "--format"),
+        ([*RANGE, "--concurrency", "0"], "--concurrency"),
+        ([*RANGE, "--postback-listen", "host:port"], "HOST:PORT"),
+        ([*RANGE, "--out", "blocker/out"], "cannot be written"),
+        (["--start", str(TODAY), "--end", str(TODAY + timedelta(days=30))], "in the future"),
+        ([*RANGE, "--ledger", "blocker/ledger.sqlite"], "ledger"),
+        ([*RANGE, "--bogus"], "No such option"),
+        (["--end", str(END)], "Missing option '--start'"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2_and_cost_no_call(
+    account: SandboxThread,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    needle: str,
+) -> None:
+    Path("blocker").write_text("a file where a folder should be")
+    code, out, err = run_main(capsys, "backfill", "mp_clicks_by_day", *args)
+    assert code == 2, (out, err)
+    assert_one_line_error(err, needle)
+    assert account.stats()["total_calls"] == 0
+
+
+def test_no_credentials_names_both_ways(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(capsys, "backfill", "mp_clicks_by_day", *RANGE)
+    assert code == 2
+    assert out == ""
+    assert_one_line_error(err, "IMPACT_ACCOUNT_SID", "--auth-token-file", "--sandbox")
+    assert not Path(".reportexport").exists()  # not even a ledger file was made
+
+
+def test_incomplete_credentials_name_the_missing_setting(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IMPACT_ACCOUNT_SID", "IRsomething")
+    code, _, err = run_main(capsys, "export", "mp_clicks_by_day", *RANGE)
+    assert code == 2
+    assert_one_line_error(err, "auth_token", "IMPACT_AUTH_TOKEN", "--sandbox")
+    code, _, err = run_main(
+        capsys, "backfill", "r", *RANGE, "--sandbox", "--base-url", "http://x.example"
+    )
+    assert code == 2
+    assert_one_line_error(err, "--sandbox makes its own account")
+
+
+def test_wrong_token_is_one_line_without_the_token(
+    account: SandboxThread, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "not-the-right-token-0123456789"
+    Path("token").write_text(secret + "\n")
+    monkeypatch.delenv("IMPACT_AUTH_TOKEN")
+    code, out, err = run_main(capsys, "jobs", "list", "--auth-token-file", "token")
+    assert code == 1
+    assert_one_line_error(err, "401")
+    assert secret not in out + err
+    assert account.auth_token not in out + err
+    code, _, err = run_main(capsys, "jobs", "list", "--auth-token-file", "missing-file")
+    assert code == 2
+    assert_one_line_error(err, "--auth-token-file")
+
+
+# -- export, jobs, ledger -----------------------------------------------------------------------
+
+
+def test_export_on_the_sandbox_then_from_the_ledger(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(
+        capsys, "export", "mp_clicks_by_day", *RANGE, "--param", "SUBAID=7", "--sandbox", "--json"
+    )
+    assert code == 0, err
+    (outcome,) = [e for e in json_lines(out) if e["event"] == "export"]
+    assert outcome["action"] == "downloaded"
+    assert outcome["submitted"] is True
+    assert outcome["calls"]["ReportExport"] == 1
+    path = Path(outcome["path"])
+    assert path.parent.parent == Path("reportexport-out")
+    assert path.name == f"{START}_{END}.csv"
+    assert path.stat().st_size == outcome["size"]
+    # No dates: the report's default range.
+    code, out, err = run_main(capsys, "export", "mp_clicks_by_day", "--out", "x.csv", "--sandbox")
+    assert code == 0, err
+    assert "submitted and downloaded" in out
+    assert Path("x.csv").stat().st_size > 0
+    code, out, err = run_main(capsys, "export", "mp_clicks_by_day", "--start", str(START))
+    assert code == 2
+    assert_one_line_error(err, "both --start and --end")
+
+
+def test_jobs_commands_against_an_account(
+    account: SandboxThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_id = completed_job(account)
+    code, out, err = run_main(capsys, "jobs", "list", "--json")
+    assert code == 0, err
+    assert job_id in {job["id"] for job in json_lines(out)}
+    code, out, _ = run_main(capsys, "jobs", "list", "--since", str(TODAY - timedelta(days=1)))
+    assert code == 0
+    assert job_id in out
+    code, out, _ = run_main(capsys, "jobs", "show", job_id, "--json")
+    assert code == 0
+    assert json_lines(out)[0]["status"] == "COMPLETED"
+    code, out, _ = run_main(capsys, "jobs", "show", job_id)
+    assert code == 0
+    assert "Status: COMPLETED" in out
+    code, out, _ = run_main(capsys, "jobs", "download", job_id, "--out", "result.csv")
+    assert code == 0
+    assert Path("result.csv").read_text().startswith("Date,")
+    assert "sha256" in out
+    code, _, _ = run_main(capsys, "jobs", "download", job_id)
+    assert code == 0
+    assert Path(f"{job_id}.csv").exists()
+    # A completed job: the guard refuses a replay that no rule justifies...
+    code, out, err = run_main(capsys, "jobs", "replay", job_id)
+    assert code == 1
+    assert_one_line_error(err, "not_justified")
+    replays_before = account.stats()["replays"]
+    assert account.stats()["calls"]["Replay"] == 0
+    # ... and --force says which rule it overrode.
+    code, out, err = run_main(capsys, "jobs", "replay", job_id, "--force")
+    assert code == 0, err
+    assert "--force was needed" in out
+    assert "not_justified" in out
+    assert account.stats()["replays"] == replays_before + 1
+    code, out, err = run_main(capsys, "jobs", "show", "no-such-job")
+    assert code == 1
+    assert_one_line_error(err, "404")
+
+
+def test_ledger_show_and_history(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(capsys, "ledger", "show")
+    assert code == 2  # no ledger yet: nothing is created by looking
+    assert not Path(".reportexport").exists()
+    code, _, _ = run_main(
+        capsys, "backfill", "mp_clicks_by_day", "mp_performance_by_day", *RANGE,
+        "--sandbox", "--ledger", "l.sqlite",
+    )  # fmt: skip
+    assert code == 0
+    code, out, _ = run_main(capsys, "ledger", "show", "--ledger", "l.sqlite", "--json")
+    assert code == 0
+    entries = json_lines(out)
+    assert len(entries) == 6
+    assert {e["status"] for e in entries} == {"COMPLETED"}
+    code, out, _ = run_main(
+        capsys, "ledger", "show", "--ledger", "l.sqlite", "--report", "mp_clicks_by_day"
+    )
+    assert code == 0
+    assert "3 exports in l.sqlite" in out
+    assert "mp_performance_by_day" not in out
+    fingerprint = entries[0]["fingerprint"]
+    code, out, _ = run_main(capsys, "ledger", "history", fingerprint[:10], "--ledger", "l.sqlite")
+    assert code == 0
+    for kind in ("intent", "submitted", "download"):
+        assert kind in out
+    code, out, _ = run_main(
+        capsys, "ledger", "history", entries[0]["job_id"], "--ledger", "l.sqlite", "--json"
+    )
+    assert code == 0
+    assert [e["event"] for e in json_lines(out)][:2] == ["intent", "submitted"]
+    code, _, err = run_main(capsys, "ledger", "history", "zzzz", "--ledger", "l.sqlite")
+    assert code == 1
+    assert_one_line_error(err, "no export")
+
+
+def test_cli_runner_help_and_version() -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for command in ("backfill", "demo", "export", "jobs", "ledger", "sandbox"):
+        assert command in result.output
+    result = runner.invoke(cli, ["backfill", "--help"])
+    assert "--sandbox-daily-export-limit" not in result.output  # hidden: for tests
+    assert "--auth-token-file" in result.output
+    assert "--auth-token " not in result.output  # never a token on the command line
+    result = runner.invoke(cli, ["backfill", "r", *RANGE, "--chunk", "2w"])
+    assert result.exit_code == 2
+    assert_one_line_error(result.output, "unknown chunk rule")
+    result = runner.invoke(cli, ["backfill", "mp_clicks_by_day", *RANGE, "--sandbox"])
+    assert result.exit_code == 0, result.output
+    assert "manifest: reportexport-out/manifest.json" in result.output
+
+
+def test_sandbox_serve_reuses_the_sandbox_options(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(capsys, "sandbox", "serve", "--time-scale", "-1")
+    assert code == 2
+    assert_one_line_error(err, "reportexport sandbox serve: error", "--time-scale")
+    process = subprocess.Popen(
+        [*MODULE, "sandbox", "serve", "--port", "0", "--account-sid", "IRserve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert process.stdout is not None
+        line = json.loads(process.stdout.readline())
+        assert line["account_sid"] == "IRserve"
+        assert line["base_url"].startswith("http://127.0.0.1:")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert process.returncode == 0
+
+
+# -- as a subprocess ----------------------------------------------------------------------------
+
+
+def command() -> list[str]:
+    """The console script when it is installed, else the module."""
+    script = shutil.which("reportexport", path=str(Path(sys.executable).parent))
+    return [script] if script else MODULE
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["backfill", "mp_clicks_by_day", *RANGE, "--sandbox", "--json"], 0),
+        (["backfill", "mp_clicks_by_day", "mp_legacy_invoice", *RANGE, "--sandbox", "--json"], 1),
+        (["backfill", "mp_clicks_by_day", *RANGE, "--json"], 2),
+        (["backfill", "mp_clicks_by_day", *RANGE, "--chunk", "x", "--sandbox"], 2),
+        (
+            [
+                "backfill", "mp_clicks_by_day", *RANGE, "--json",
+                "--sandbox", "--sandbox-daily-export-limit", "2",
+            ],
+            3,
+        ),
+    ],
+)  # fmt: skip
+def test_subprocess_exit_codes(tmp_path: Path, args: list[str], code: int) -> None:
+    done = subprocess.run(
+        [*command(), *args], capture_output=True, text=True, env=clean_env(), timeout=120
+    )
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr
+    if code == 2:
+        assert_one_line_error(done.stderr)
+        assert done.stdout == ""
+    if "--json" in args and code != 2:
+        summary = json_lines(done.stdout)[-1]
+        assert summary["event"] == "summary"
+        assert set(summary["counts"]) >= {"done", "failed", "pending"}
+
+
+def test_subprocess_export_and_ledger(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*MODULE, "export", "mp_clicks_by_day", *RANGE, "--sandbox", "--out", "one.csv"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert Path("one.csv").exists()
+    done = subprocess.run(
+        [*MODULE, "ledger", "show", "--ledger", ".reportexport/sandbox-ledger.sqlite", "--json"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    (entry,) = json_lines(done.stdout)
+    assert entry["file_path"] == "one.csv"
+
+
+def read_pty(argv: list[str], timeout: float = 120) -> tuple[int, str]:
+    """Run `argv` with its stdout on a pseudo-terminal; return its exit code and output."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        argv,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env=clean_env(COLUMNS="120", TERM="xterm-256color"),
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+    deadline = datetime.now() + timedelta(seconds=timeout)
+    while datetime.now() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif process.poll() is not None:
+            break
+    os.close(leader)
+    return process.wait(timeout=30), b"".join(chunks).decode(errors="replace")
+
+
+def test_live_progress_on_a_terminal(tmp_path: Path) -> None:
+    code, out = read_pty([*MODULE, "backfill", "mp_clicks_by_day", *RANGE, "--sandbox"])
+    assert code == 0
+    assert "━" in out  # the bars
+    assert "done 3" in out
+    assert "ReportExport quota left today" in out
+    assert "API calls" in out
+    assert "manifest: reportexport-out/manifest.json" in out
+
+
+# -- the README's first command -----------------------------------------------------------------
+
+
+def readme_main_command() -> str:
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- main-command -->", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    return block.strip()
+
+
+def test_readme_first_command_runs_the_demo(tmp_path: Path) -> None:
+    """The README's first command is `... && .venv/bin/reportexport demo`; this runs that last
+    step with the installed package (the fresh-venv part is the install)."""
+    assert readme_main_command().endswith(".venv/bin/reportexport demo")
+    started = datetime.now()
+    done = subprocess.run(
+        [*command(), "demo"], capture_output=True, text=True, env=clean_env(), timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert (datetime.now() - started).total_seconds() < 60
+    out = done.stdout
+    assert "1. reportexport backfill mp_action_listing_fast mp_performance_by_day" in out
+    assert "2. the same command again" in out
+    assert "The second run cost 0 API calls (the sandbox counted 0)" in out
+    assert out.count("manifest: reportexport-demo/out/manifest.json") == 2
+    assert Path("reportexport-demo/out/mp_action_listing_fast.csv").exists()
+    # Running the demo again works too (a new sandbox, a new account: the ledger keeps both).
+    again = subprocess.run(
+        [*MODULE, "demo"], capture_output=True, text=True, env=clean_env(), timeout=120
+    )
+    assert again.returncode == 0, again.stderr
+
+
+def test_postback_listen_starts_a_receiver_the_sandbox_calls(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run_main(
+        capsys, "backfill", "mp_clicks_by_day", *RANGE,
+        "--sandbox", "--postback-listen", "127.0.0.1:0", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    events = json_lines(out)
+    (postbacks,) = [e for e in events if e["event"] == "postbacks"]
+    assert re.match(r"http://127\.0\.0\.1:\d+/postback/[\w-]{16,}$", postbacks["url"])
+    assert events[-1]["counts"]["done"] == 3
