@@ -54,9 +54,9 @@ from reportexport_async import ReportExportClient
 from reportexport_async.config import ClientConfig
 from reportexport_async.core.models import ExportRequest, Job, JobStatus
 
+from .results import RESULTS_FILE, update_results
 from .sandbox_throughput import Server, start_server
 
-RESULTS_FILE = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION_TITLE = "## Client download (issue 3)"
 MEMORY_TARGET_MB = 64.0
 THROUGHPUT_TARGET = 0.90  # library / baseline
@@ -545,22 +545,6 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
     return "\n".join(lines)
 
 
-def write_results(section: str, path: Path = RESULTS_FILE) -> None:
-    """Replace (or append) this benchmark's section; keep every other section."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION_TITLE), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        rest = "".join(lines[end:])
-        new = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
-    path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
-
-
 # -- command line -------------------------------------------------------------------------------
 
 
@@ -600,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(section)
     print(f"(took {time.perf_counter() - started:.0f} s)")
     if not args.no_write:
-        write_results(section, args.results)
+        update_results(args.results, SECTION_TITLE, section.removeprefix(SECTION_TITLE))
         print(f"updated {args.results}")
     return 0
 

@@ -44,7 +44,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-RESULTS_FILE = Path(__file__).resolve().parent / "RESULTS.md"
+from .results import RESULTS_FILE, update_results
+
 SECTION_TITLE = "## Sandbox throughput (issue 2)"
 DOWNLOAD_TARGET_MBPS = 300.0
 STATUS_TARGET_RPS = 2000.0
@@ -590,22 +591,6 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
     return "\n".join(lines)
 
 
-def write_results(section: str, path: Path = RESULTS_FILE) -> None:
-    """Replace (or append) this benchmark's section; keep every other section."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION_TITLE), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        rest = "".join(lines[end:])
-        new = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
-    path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
-
-
 async def benchmark(args: argparse.Namespace) -> Figures:
     figures = Figures()
     with tempfile.TemporaryDirectory(prefix="sandbox-throughput-") as folder:
@@ -679,7 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(section)
     print(f"(took {time.perf_counter() - started:.0f} s)")
     if not args.no_write:
-        write_results(section, args.results)
+        update_results(args.results, SECTION_TITLE, section.removeprefix(SECTION_TITLE))
         print(f"updated {args.results}")
     return 0
 
