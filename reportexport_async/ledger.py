@@ -450,29 +450,31 @@ class Ledger:
 
     async def record_status(self, fingerprint: str, job: Job) -> None:
         """A job's state as last seen (only changes are written to the history)."""
+        await self.record_statuses([(fingerprint, job)])
+
+    async def record_statuses(self, seen: Sequence[tuple[str, Job]]) -> None:
+        """Several jobs' states in one transaction (a tracker refresh sees many at once)."""
+        if not seen:
+            return
         stamp = self._now()
-        status = job.status.value
 
         def work(db: sqlite3.Connection) -> None:
-            row = db.execute(
-                "SELECT status, job_id FROM exports WHERE fingerprint = ?", (fingerprint,)
-            ).fetchone()
-            completed = _time(job.completed_date) if job.status is JobStatus.COMPLETED else None
-            db.execute(
-                "UPDATE exports SET job_id = ?, status = ?, records = COALESCE(?, records), "
-                "status_at = ?, completed_at = COALESCE(?, completed_at) WHERE fingerprint = ?",
-                (
-                    job.id,
-                    status,
-                    job.records_processed,
-                    stamp,
-                    completed or (stamp if job.status is JobStatus.COMPLETED else None),
-                    fingerprint,
-                ),
-            )
-            if row is None or row["status"] != status or row["job_id"] != job.id:
-                detail = {"status": status, "records": job.records_processed}
-                self._event(db, fingerprint, stamp, "status", job.id, detail)
+            for fingerprint, job in seen:
+                status = job.status.value
+                row = db.execute(
+                    "SELECT status, job_id FROM exports WHERE fingerprint = ?", (fingerprint,)
+                ).fetchone()
+                done = job.status is JobStatus.COMPLETED
+                completed = (_time(job.completed_date) or stamp) if done else None
+                db.execute(
+                    "UPDATE exports SET job_id = ?, status = ?, records = COALESCE(?, records), "
+                    "status_at = ?, completed_at = COALESCE(?, completed_at) "
+                    "WHERE fingerprint = ?",
+                    (job.id, status, job.records_processed, stamp, completed, fingerprint),
+                )
+                if row is None or row["status"] != status or row["job_id"] != job.id:
+                    detail = {"status": status, "records": job.records_processed}
+                    self._event(db, fingerprint, stamp, "status", job.id, detail)
 
         await self._run(work, write=True)
 

@@ -633,10 +633,11 @@ class _Backfill:
             self.emit(ProgressEvent("error", message=f"refresh failed: {error}"))
             return
         before = len(self.in_flight)
-        for job_id, job in seen.items():
-            tracked = self.in_flight.get(job_id)
-            if tracked is not None:
-                await self.update(tracked, job, now)
+        tracked = [(self.in_flight[i], job) for i, job in seen.items() if i in self.in_flight]
+        # One ledger transaction for the whole refresh, then the decisions.
+        await self.ledger.record_statuses([(run.planned.fingerprint, job) for run, job in tracked])
+        for run, job in tracked:
+            await self.update(run, job, now)
         self.quiet = self.quiet + 1 if len(self.in_flight) == before else 0
 
     def listing_pages(self, after: date) -> int:
@@ -651,7 +652,7 @@ class _Backfill:
         return max(1, math.ceil(listed / self.tick.page_size))
 
     async def update(self, run: ChunkRun, job: Job, now: datetime) -> None:
-        await self.ledger.record_status(run.planned.fingerprint, job)
+        """Act on a job's state (the ledger has recorded it already)."""
         run.records = job.records_processed
         status = job.status
         if status is JobStatus.COMPLETED:

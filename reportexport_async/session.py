@@ -306,7 +306,7 @@ class Session:
                     allow_redirects=False,
                     data=b"" if method == "PUT" else None,
                 ) as response:
-                    raw = await response.content.read(_MAX_JSON_BODY)
+                    raw = await self.read_capped(response, _MAX_JSON_BODY)
                     headers = dict(response.headers)
                     status = response.status
                     content_type = response.content_type
@@ -316,6 +316,25 @@ class Session:
         await self._observe(status, headers)
         log.debug("%s %s -> %d", method, redact_url(url), status)
         return Answer(status, headers, _parse_body(raw, content_type))
+
+    @staticmethod
+    async def read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
+        """The whole body, up to `cap` bytes (more is an error, not a truncation). aiohttp's
+        `read(n)` returns only what is buffered, so the body is read to its end here."""
+        if response.content_length is not None and response.content_length > cap:
+            raise TransportError(
+                f"answer of {response.content_length} bytes is larger than {cap}",
+                method=response.method,
+                url=str(response.url),
+            )
+        body = bytearray()
+        async for piece in response.content.iter_chunked(1 << 16):
+            body += piece
+            if len(body) > cap:
+                raise TransportError(
+                    f"answer larger than {cap} bytes", method=response.method, url=str(response.url)
+                )
+        return bytes(body)
 
     async def _observe(self, status: int, headers: Mapping[str, str]) -> None:
         if status == 429:
