@@ -54,6 +54,7 @@ from reportexport_async import ReportExportClient
 from reportexport_async.config import ClientConfig
 from reportexport_async.core.models import ExportRequest, Job, JobStatus
 
+from .procstats import cpu_seconds, proc_status_kib, reset_peak_rss
 from .results import RESULTS_FILE, update_results
 from .sandbox_throughput import Server, start_server
 
@@ -75,34 +76,6 @@ PAIRS = (  # (label, library method, baseline method)
 
 
 # -- the child: one download in a fresh process ---------------------------------------------------
-
-
-def proc_status_kib(name: str) -> int:
-    """A `/proc/self/status` figure in KiB (`VmRSS`, `VmHWM`); 0 where there is no /proc."""
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        return 0
-    for line in text.splitlines():
-        if line.startswith(name + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def reset_peak_rss() -> bool:
-    """Reset `VmHWM` to the current RSS (Linux >= 4.0), so that the peak of the download is not
-    the peak of the imports."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-    except OSError:
-        return False
-    return True
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass
