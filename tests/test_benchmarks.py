@@ -1,0 +1,45 @@
+"""Smoke test of the strategies benchmark (issue 9): a tiny backfill against the real sandbox
+(its own process), the library beside the resubmit baseline, first and second run."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import strategies
+
+
+def test_strategies_library_second_run_is_free_and_resubmit_is_not() -> None:
+    args = strategies.parse_args(
+        [
+            "--days",
+            "14",
+            "--reports",
+            "1",
+            "--rounds",
+            "1",
+            "--scale",
+            "600",
+            "--job-duration",
+            "30-300",
+            "--methods",
+            "library-polling,resubmit,naive",
+            "--no-write",
+        ]
+    )
+    figures = strategies.benchmark(args)
+    table = strategies.medians(figures)
+    calls = table["calls_per_chunk"]
+    second = table["calls_second_run"]
+    assert table["chunks"] == {"library-polling": 2, "resubmit": 2, "naive": 2}
+    # The library: one submit and one download per chunk, listing calls shared by all jobs.
+    assert table["ReportExport_per_chunk"]["library-polling"] == 1
+    assert table["Download_per_chunk"]["library-polling"] == 1
+    # Polling every job every 5 s costs far more than the library's listing ticks.
+    assert calls["naive"] > 2 * calls["library-polling"]
+    # The ledger: a second run costs nothing; without one, every chunk is submitted again.
+    assert second["library-polling"] == 0
+    assert second["resubmit"] > 0
+    assert table["quota_second_run"]["resubmit"] == 2
+    assert table["rate_limited"] == pytest.approx(dict.fromkeys(table["rate_limited"], 0))
+    section = strategies.render_section(args, figures, "python -m benchmarks.strategies")
+    assert "| API calls per chunk |" in section
