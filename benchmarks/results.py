@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import statistics
+from collections.abc import Sequence
 from pathlib import Path
 
 RESULTS_FILE = Path(__file__).resolve().parent / "RESULTS.md"
@@ -22,3 +25,13 @@ def update_results(path: Path, title: str, body: str) -> None:
         rest = "".join(lines[end:])
         new = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
     path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def median(values: Sequence[float]) -> float:
+    """The median, NaN for no values (a figure that was not measured)."""
+    return statistics.median(values) if values else math.nan
+
+
+def fmt(value: float, digits: int = 0) -> str:
+    """A figure with thousands separators; `n/a` for NaN."""
+    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"

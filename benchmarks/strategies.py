@@ -34,8 +34,6 @@ import os
 import platform
 import shlex
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,9 +45,11 @@ from typing import Any
 
 import aiohttp
 
+from .backfill_10k import control
 from .baselines.common import sandbox_clock
+from .child import read_spec, reply, run_json_child
 from .procstats import cpu_seconds, peak_rss_kib, proc_status_kib
-from .results import RESULTS_FILE, update_results
+from .results import RESULTS_FILE, fmt, median, update_results
 from .sandbox_throughput import start_server
 
 SECTION_TITLE = "## Strategies: the library against the alternatives (issue 9)"
@@ -155,11 +155,8 @@ async def run_library(spec: dict[str, Any], postbacks: bool) -> dict[str, Any]:
 
 
 def child_main(method: str) -> int:
-    spec = json.loads(sys.stdin.readline())  # the token comes on stdin, not on the command line
-    figures = asyncio.run(run_library(spec, postbacks=method == "library"))
-    figures["method"] = method
-    print(json.dumps(figures), flush=True)
-    return 0
+    figures = asyncio.run(run_library(read_spec(), postbacks=method == "library"))
+    return reply(figures | {"method": method})
 
 
 # -- the parent: sandbox, rounds, runs --------------------------------------------------------
@@ -197,31 +194,10 @@ def sandbox_argv(storage: Path, scale: float, job_duration: str) -> list[str]:
     ]
 
 
-async def control(base: str, method: str, path: str) -> dict[str, Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.request(method, f"{base}/_sandbox/{path}") as response,
-    ):
-        response.raise_for_status()
-        return dict(await response.json())
-
-
 def run_child(method: str, spec: dict[str, Any]) -> dict[str, Any]:
     if method in LIBRARY:
-        argv = [sys.executable, "-m", "benchmarks.strategies", "--child", method]
-    else:
-        argv = [sys.executable, "-m", "benchmarks.baselines", method]
-    done = subprocess.run(
-        argv,
-        input=json.dumps(spec) + "\n",
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{method} failed ({done.returncode}): {done.stderr.strip()[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+        return run_json_child(["-m", "benchmarks.strategies", "--child", method], spec, method)
+    return run_json_child(["-m", "benchmarks.baselines", method], spec, method)
 
 
 def difference(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
@@ -307,14 +283,6 @@ def benchmark(args: argparse.Namespace) -> Figures:
 # -- the report -------------------------------------------------------------------------------
 
 
-def _median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else math.nan
-
-
-def _fmt(value: float, digits: int = 2) -> str:
-    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
-
-
 def _ratio(value: float, baseline: float) -> float:
     if math.isnan(value) or math.isnan(baseline):
         return math.nan
@@ -393,7 +361,7 @@ def medians(figures: Figures) -> dict[str, dict[str, float]]:
     table: dict[str, dict[str, float]] = {}
     for key, _, _, number, value in FIGURES:
         table[key] = {
-            m: _median([float(value(r)) for r in figures.of(m, number)]) for m in figures.methods
+            m: median([float(value(r)) for r in figures.of(m, number)]) for m in figures.methods
         }
     return table
 
@@ -499,9 +467,9 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
     ]
     for key, label, digits, _, _ in FIGURES:
         values = table[key]
-        cells = [_fmt(values[m], digits) for m in methods]
+        cells = [fmt(values[m], digits) for m in methods]
         if lib:
-            cells += [_fmt(_ratio(values[lib], values[b]), 2) for b in baselines]
+            cells += [fmt(_ratio(values[lib], values[b]), 2) for b in baselines]
         target, met = goals.get(key, ("–", "–"))
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {target} | {met} |")
     lines += ["", *notes(args, figures, table, n_chunks)]
@@ -510,9 +478,9 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
 
 def second_run_reason(figures: Figures, method: str) -> str:
     """Why a library second run made calls, from what its first runs left in the ledger."""
-    stale = _median([r.get("ledger_downloaded_not_completed", 0) for r in figures.of(method, 1)])
+    stale = median([r.get("ledger_downloaded_not_completed", 0) for r in figures.of(method, 1)])
     calls = {
-        k: _median([r["server"]["calls"].get(k, 0) for r in figures.of(method, 2)]) for k in API
+        k: median([r["server"]["calls"].get(k, 0) for r in figures.of(method, 2)]) for k in API
     }
     spent = ", ".join(f"{k} {v:.0f}" for k, v in calls.items() if v)
     if not stale:
@@ -594,7 +562,7 @@ def notes(
                     out[-1] += " " + second_run_reason(figures, method)
     if "per_day" in figures.methods:
         first = figures.of("per_day", 1)
-        refused = _median(
+        refused = median(
             [r["server"]["rate_limited_by"].get("daily_ReportExport", 0) for r in first]
         )
         out.append(

@@ -5,13 +5,13 @@ real and simulated seconds, CPU time, idle and peak RSS, 429s seen."""
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from typing import Any
 
 import aiohttp
 
+from ..child import read_spec, reply
 from ..procstats import cpu_seconds, peak_rss_kib, proc_status_kib
 from . import BASELINES
 from .common import Api, sandbox_clock
@@ -45,9 +45,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in BASELINES:
         print(f"usage: python -m benchmarks.baselines {{{','.join(BASELINES)}}}", file=sys.stderr)
         return 2
-    spec = json.loads(sys.stdin.readline())
-    print(json.dumps(asyncio.run(measured(argv[0], spec))), flush=True)
-    return 0
+    return reply(asyncio.run(measured(argv[0], read_spec())))
 
 
 if __name__ == "__main__":
