@@ -144,15 +144,13 @@ class RateLimiter:
 
     async def acquire(self, endpoint: Endpoint) -> None:
         """Take room for one call: fail at once on a spent daily quota, wait for the hourly
-        bucket otherwise."""
+        bucket otherwise. The daily quota is charged last, once nothing is left to wait for, so
+        the call is counted on the day it is sent (a wait that crosses midnight would otherwise
+        charge yesterday and let today go one over the server's count)."""
         name = endpoint.daily_quota
         limit = self._daily_limit(name) if name else None
         if name is not None and limit is not None:
-            now = self.clock.now()
-            counted = await self.store.charge(name, self._day(now), limit, self.account or "")
-            if counted is None:
-                _, resets_at = quota_day_bounds(now, self.policy.quota_timezone)
-                raise QuotaExhausted(name, limit=limit, resets_at=resets_at, used=limit)
+            await self._refuse_if_spent(name, limit)
         while True:
             async with self._guard:
                 now = self.clock.now()
@@ -160,9 +158,24 @@ class RateLimiter:
                 window, wait = window.acquire(now, reserve=self.policy.safety_margin)
                 self._hourly = window
             if wait <= 0:
-                return
+                break
             # Wait for the window to roll over instead of provoking a 429.
             await self.clock.sleep(wait)
+        if name is not None and limit is not None:
+            now = self.clock.now()
+            counted = await self.store.charge(name, self._day(now), limit, self.account or "")
+            if counted is None:
+                raise self._spent(name, limit, now)
+
+    async def _refuse_if_spent(self, name: QuotaName, limit: int) -> None:
+        """Fail fast, before any wait, when today's quota is already used up."""
+        now = self.clock.now()
+        if await self.store.used(name, self._day(now), self.account or "") >= limit:
+            raise self._spent(name, limit, now)
+
+    def _spent(self, name: QuotaName, limit: int, now: datetime) -> QuotaExhausted:
+        _, resets_at = quota_day_bounds(now, self.policy.quota_timezone)
+        return QuotaExhausted(name, limit=limit, resets_at=resets_at, used=limit)
 
     async def observe(self, info: RateLimitInfo) -> None:
         """Correct the hourly view with what an answer's headers said."""

@@ -294,9 +294,10 @@ class Session:
         self, method: str, url: str, endpoint: Endpoint, params: tuple[tuple[str, str], ...]
     ) -> Answer:
         """One HTTP request through the limiter; the body is read whole (JSON answers only)."""
-        await self.limiter.acquire(endpoint)
-        self.usage.calls[endpoint.value] += 1
+        # The slot first, then the limits: nothing waits between being counted and being sent.
         async with self.limiter.in_flight():
+            await self.limiter.acquire(endpoint)
+            self.usage.calls[endpoint.value] += 1
             try:
                 async with self.http.request(
                     method,
@@ -375,12 +376,12 @@ class Session:
         timeout = aiohttp.ClientTimeout(
             total=timeouts.download_total, sock_connect=timeouts.connect, sock_read=timeouts.read
         )
-        if api:
-            await self.limiter.acquire(endpoint or Endpoint.DOWNLOAD)
-            self.usage.calls[(endpoint or Endpoint.DOWNLOAD).value] += 1
-        else:
-            self.usage.signed_downloads += 1
         async with self.limiter.in_flight() if api else contextlib.nullcontext():
+            if api:  # as in `_send`: counted only once nothing is left to wait for
+                await self.limiter.acquire(endpoint or Endpoint.DOWNLOAD)
+                self.usage.calls[(endpoint or Endpoint.DOWNLOAD).value] += 1
+            else:
+                self.usage.signed_downloads += 1
             try:
                 async with self.http.get(
                     url,

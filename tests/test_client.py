@@ -437,6 +437,32 @@ async def test_client_hourly_limit_waits_instead_of_provoking_429() -> None:
     assert any(pause >= 3000 for pause in clock.slept)
 
 
+async def test_a_wait_for_the_hourly_bucket_across_midnight_charges_the_new_day() -> None:
+    """The daily quota is charged once nothing is left to wait for: a submit that waits for
+    the hourly bucket from 23:30 to past midnight counts on the day it is sent, as the server
+    counts it (found by the 2,000-chunk load test: the old order charged yesterday and let
+    the new day go one over, a 429)."""
+    policy = RateLimitPolicy(hourly_limit=1, safety_margin=0, daily_report_export=2)
+    async with running(limiter_policy=policy, daily_export_limit=2, hourly_limit=1) as (
+        sandbox, client, clock,
+    ):  # fmt: skip
+        sandbox.advance(11.5 * 3600)  # 23:30 sandbox time
+        await client.export(request(start=date(2026, 1, 1)))  # today: 1 of 2
+        await client.export(request(start=date(2026, 1, 2)))  # waits for the hour: tomorrow
+        today = await client.limiter.daily("ReportExport")
+        assert today is not None
+        assert clock.now().date() == date(2026, 6, 16)
+        assert today.used == 1  # the second submit is counted on the new day
+        await client.export(request(start=date(2026, 1, 3)))  # the new day's second
+        with pytest.raises(QuotaExhausted) as exhausted:
+            await client.export(request(start=date(2026, 1, 2), end=date(2026, 1, 5)))
+        resets = exhausted.value.resets_at
+        stats = sandbox.stats()
+    assert stats["rate_limited"] == 0
+    assert stats["calls"]["ReportExport"] == 3
+    assert resets.date() == date(2026, 6, 17)
+
+
 async def test_one_limiter_shared_by_two_clients() -> None:
     async with running() as (sandbox, first, clock):
         policy = RateLimitPolicy(daily_report_export=3)
