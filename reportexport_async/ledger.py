@@ -261,6 +261,9 @@ class Ledger:
         db.row_factory = sqlite3.Row
         try:
             db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            # Read-only checks first: a ledger that is corrupt or from a newer schema is refused
+            # before anything (the switch to WAL included) writes to it.
+            self._check_readable(db)
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA foreign_keys = ON")
@@ -276,16 +279,26 @@ class Ledger:
             raise
         return db
 
+    def _check_readable(self, db: sqlite3.Connection) -> None:
+        """Raise before any write if the file is from a newer schema or damaged."""
+        self._refuse_newer(int(db.execute("PRAGMA user_version").fetchone()[0]))
+        problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError("; ".join(str(p) for p in problems[:3]))
+
+    def _refuse_newer(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"the ledger {str(self.path)!r} has schema version {version}, newer than "
+                f"this version of reportexport_async understands ({SCHEMA_VERSION}); "
+                "upgrade reportexport_async, or use another ledger file"
+            )
+
     def _migrate(self, db: sqlite3.Connection) -> None:
         db.execute("BEGIN IMMEDIATE")
         try:
             version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise LedgerError(
-                    f"the ledger {str(self.path)!r} has schema version {version}, newer than "
-                    f"this version of reportexport_async understands ({SCHEMA_VERSION}); "
-                    "upgrade reportexport_async, or use another ledger file"
-                )
+            self._refuse_newer(version)  # again: another process may have migrated meanwhile
             for number in range(version, SCHEMA_VERSION):
                 for statement in MIGRATIONS[number].split(";"):
                     if statement.strip():
