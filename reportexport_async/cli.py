@@ -449,7 +449,7 @@ class BackfillView:
             self.refresh()
         elif event.kind == "plan" and event.plan is not None:
             self.console.print(f"plan: {_plan_text(event.plan)}")
-        elif event.kind in ("quota", "error"):
+        elif event.kind in ("quota", "error", "retry"):
             self.console.print(f"{event.kind}: {event.message}")
 
     def by_report(self) -> dict[str, Counter[str]]:
@@ -616,6 +616,7 @@ class BackfillArgs:
     dry_run: bool
     wait_for_quota: bool
     postback_listen: tuple[str, int] | None = None
+    check_reports: bool = True
 
     def command(self) -> str:
         """The arguments as a command line (for the demo's display)."""
@@ -647,6 +648,7 @@ async def run_backfill(
                 merge=args.merge,
                 on_event=view,
                 postbacks=receiver,
+                check_reports=args.check_reports,
             )
     # The calls of this run only (a client may have made others before, as in the demo).
     calls = {name: count - before[name] for name, count in result.calls.items()}
@@ -828,6 +830,12 @@ def cli() -> None:
     metavar="HOST:PORT",
     help="receive job-completion postbacks here instead of polling",
 )
+@click.option(
+    "--no-report-check",
+    "no_report_check",
+    is_flag=True,
+    help="do not look new report ids up in GET /Reports first; let the submits find out",
+)
 @sandbox_options
 @json_option
 @credential_options
@@ -845,6 +853,7 @@ def backfill_command(
     dry_run: bool,
     wait_for_quota: bool,
     postback_listen: tuple[str, int] | None,
+    no_report_check: bool,
     as_json: bool,
     **options: Any,
 ) -> int:
@@ -859,7 +868,7 @@ def backfill_command(
     credentials = Credentials.from_options(options)
     args = BackfillArgs(
         reports, start, end, chunk, filters, result_format.upper(), out, concurrency, merge,
-        dry_run, wait_for_quota, postback_listen,
+        dry_run, wait_for_quota, postback_listen, not no_report_check,
     )  # fmt: skip
     if not dry_run:
         _check_writable_folder(out, "--out")

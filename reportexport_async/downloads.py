@@ -46,8 +46,10 @@ from .errors import (
     HTTPStatusError,
     JobFailed,
     JobNotReady,
+    OutputError,
     RateLimited,
     ReportExportError,
+    SignedURLRefused,
     TransportError,
     redact_url,
 )
@@ -140,11 +142,26 @@ class _DiskWriter:
         os.replace(part, dest)
         _fsync_folder(dest.parent)
 
+    def forget(self) -> None:
+        """In the event loop, on failure: the chunks still queued will not be awaited (their
+        errors, such as the ENOSPC that caused the failure, are read here, not logged later)."""
+        for future in self._pending:
+            if future.done() and not future.cancelled():
+                future.exception()
+            else:
+                future.cancel()
+        self._pending.clear()
+
     def abort(self, part: Path) -> None:
-        """Blocking: stop, close and remove the partial file."""
+        """Blocking: stop, close and remove the partial file (also when closing fails, as it
+        does on a full disk when buffered bytes cannot be flushed)."""
         self._shutdown()
-        self.handle.close()
-        part.unlink(missing_ok=True)
+        try:
+            self.handle.close()
+        except OSError:
+            pass
+        finally:
+            part.unlink(missing_ok=True)
 
 
 def _write_whole(body: bytes, part: Path, dest: Path) -> str:
@@ -185,7 +202,17 @@ async def _save_small(
 async def save_response(
     session: Session, response: aiohttp.ClientResponse, dest: Path, job_id: str
 ) -> DownloadResult:
-    """Stream one 200 answer into `dest` (via `dest.part`) and return what was written."""
+    """Stream one 200 answer into `dest` (via `dest.part`) and return what was written. A disk
+    that refuses the bytes raises `OutputError` (the one place OSError is translated)."""
+    try:
+        return await _save_response(session, response, dest, job_id)
+    except OSError as exc:
+        raise OutputError(dest, exc) from exc
+
+
+async def _save_response(
+    session: Session, response: aiohttp.ClientResponse, dest: Path, job_id: str
+) -> DownloadResult:
     part = dest.with_name(dest.name + ".part")
     encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("identity", "")
     # With a Content-Encoding, Content-Length counts the encoded bytes, not what we write.
@@ -215,6 +242,7 @@ async def save_response(
             raise problem
         await anyio.to_thread.run_sync(writer.finish, part, dest)
     except BaseException:
+        writer.forget()
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(writer.abort, part)
         raise
@@ -274,7 +302,7 @@ async def download_job(
                 if signed.status == 200:
                     return await save_response(session, signed, dest, job_id)
                 # 400/401/403 from cloud storage: expired or refused; ask for a fresh URL.
-                raise HTTPStatusError(
+                raise SignedURLRefused(
                     signed.status,
                     method="GET",
                     url=location,

@@ -15,6 +15,7 @@ always with ``raise ... from exc``.
     │   ├── Forbidden                  403: scoped token lacks the endpoint  (API-FACTS §5, §6)
     │   ├── NotFound                   404: no such report/job  (API-FACTS §1b, §2)
     │   ├── RateLimited                429: carries retry_after seconds  (API-FACTS §5)
+    │   ├── SignedURLRefused           cloud storage refused a signed download URL (expired)
     │   └── ServerError                5xx: retried with backoff  (API-FACTS §5)
     ├── APIError                       HTTP 200 with {"Status": "ERROR"}  (API-FACTS §1c)
     │   └── MalformedResponse          a 2xx body that is not the documented shape
@@ -24,6 +25,7 @@ always with ``raise ... from exc``.
     ├── ReplayRefused                  our replay guard said no, or the server answered 403 (§2)
     ├── QuotaExhausted                 a daily/hourly quota is spent; carries resets_at (§5)
     ├── DownloadIntegrityError         truncated body, size or checksum mismatch
+    ├── OutputError                    a result or the manifest could not be written (disk full)
     ├── ConfigurationError (ValueError) a bad setting; the message names the setting
     └── LedgerError                    the ledger file is corrupt, newer, or cannot be written
 
@@ -34,6 +36,7 @@ signed cloud-storage URL carries its signature in the query, API-FACTS §2 "Down
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,6 +58,7 @@ __all__ = [
     "LedgerError",
     "MalformedResponse",
     "NotFound",
+    "OutputError",
     "QuotaExhausted",
     "QuotaName",
     "RateLimited",
@@ -62,6 +66,7 @@ __all__ = [
     "ReportExportError",
     "RequestTimeout",
     "ServerError",
+    "SignedURLRefused",
     "TransportError",
     "Unauthorized",
     "WaitTimeout",
@@ -184,6 +189,11 @@ class RateLimited(HTTPStatusError):
         super().__init__(status, method=method, url=url, message=message, errors=errors)
         if retry_after is not None:
             self.args = (f"{self.args[0]} (retry after {retry_after:g} s)",)
+
+
+class SignedURLRefused(HTTPStatusError):
+    """The signed download URL (another origin, API-FACTS §2 "Download") was refused, usually
+    because it expired: a fresh one is asked for from the Download endpoint."""
 
 
 class ServerError(HTTPStatusError):
@@ -322,6 +332,30 @@ class DownloadIntegrityError(ReportExportError):
             f"download{subject} failed integrity check ({kind}): "
             f"expected {expected!r}, got {actual!r}",
         )
+
+
+#: errno values that mean "no room": the disk or the quota is full, or a file-size limit is hit.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class OutputError(ReportExportError):
+    """Writing a result (or the manifest, or a merged file) to disk failed. Nothing half-written
+    is left (the `.part` is removed) and the ledger records no download, so the next run
+    downloads it again by job id, without a new submit. ``disk_full`` tells a full disk (or a
+    file-size limit) from other causes."""
+
+    def __init__(self, path: object, cause: OSError) -> None:
+        self.path = str(path)
+        self.errno = cause.errno
+        self.disk_full = cause.errno in _NO_SPACE
+        reason = cause.strerror or str(cause)
+        advice = (
+            "no space left on the disk: free some space or choose another output folder, then "
+            "run again (finished jobs are downloaded by job id, never submitted again)"
+            if self.disk_full
+            else "check the folder's permissions and free space, then run again"
+        )
+        super().__init__(f"cannot write {self.path!r} ({reason}): {advice}")
 
 
 class ConfigurationError(ReportExportError, ValueError):

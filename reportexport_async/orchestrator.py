@@ -30,6 +30,7 @@ leaves the ledger consistent (each write is one transaction) and the folder too 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -46,16 +47,20 @@ from .client import ReportExportClient
 from .core.chunking import Chunk, ChunkRule, auto_span, chunk_range, parse_chunk_rule
 from .core.fingerprint import Fingerprint, fingerprint
 from .core.models import ExportRequest, Job, JobStatus
-from .core.planning import Known, Plan, PlannedChunk, chunk_path, plan_chunks
+from .core.planning import Known, Plan, PlannedChunk, chunk_path, plan_chunks, unknown_reports
 from .core.quota import quota_day_bounds
 from .core.replay import ReplayPolicy
+from .core.responses import worth_another_round
 from .core.tracking import TickPolicy, tick_interval
 from .errors import (
+    APIError,
     ConfigurationError,
     HTTPStatusError,
     JobFailed,
     JobNotReady,
+    MalformedResponse,
     NotFound,
+    OutputError,
     QuotaExhausted,
     ReplayRefused,
     ReportExportError,
@@ -73,10 +78,16 @@ __all__ = [
     "merge_files",
 ]
 
+log = logging.getLogger("reportexport_async.orchestrator")
+
 ChunkStatus = Literal[
     "planned", "submitted", "running", "downloading", "done", "failed", "pending", "stuck"
 ]
 FINAL_CHUNK_STATUSES = ("done", "failed", "pending", "stuck")
+#: A chunk whose submit or download still fails after the session's retries (an outage, not a
+#: bad request) gets this many rounds in all, the n-th after a pause of n x `ROUND_PAUSE`.
+ROUNDS = 3
+ROUND_PAUSE = 60.0  # seconds (client clock)
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,8 @@ class ChunkRun:
     size: int | None = None
     sha256: str | None = None
     replays: int = 0
+    submit_rounds: int = 1
+    download_rounds: int = 1
     error: str | None = None
     resets_at: datetime | None = None
     probe: Postback | None = None  # set when a postback sent this chunk to the downloaders
@@ -139,7 +152,8 @@ class ChunkRun:
 @dataclass(frozen=True)
 class ProgressEvent:
     """What changed. `kind` is `plan`, `chunk` (a chunk's status changed), `bytes` (a download
-    finished) or `quota` (the quota stopped submits)."""
+    finished), `quota` (the quota stopped submits), `retry` (a chunk's submit or download gets
+    another round after an outage) or `error` (a tracker refresh failed)."""
 
     kind: str
     status: str | None = None
@@ -175,6 +189,52 @@ class BackfillResult:
     @property
     def complete(self) -> bool:
         return all(run.status == "done" for run in self.chunks)
+
+
+def _check_day(name: str, value: object) -> None:
+    """`start` and `end` are `datetime.date` values (not datetimes, not text), before any use."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return
+    hint = " (parse text with date.fromisoformat)" if isinstance(value, str) else ""
+    raise ConfigurationError(
+        name,
+        f"must be a datetime.date such as date(2025, 1, 31), got {type(value).__name__} "
+        f"{value!r}{hint}",
+    )
+
+
+def _report_refused(error: ReportExportError) -> bool:
+    """The submit's answer says the report itself cannot be exported: 404 (partner, API-FACTS
+    §1b) or HTTP 200 with `Status: ERROR` "Not permitted to run report ..." (agency, §1c)."""
+    if isinstance(error, NotFound):
+        return True
+    return (
+        isinstance(error, APIError)
+        and not isinstance(error, MalformedResponse)
+        and "not permitted" in str(error).lower()
+    )
+
+
+async def _check_catalog(client: ReportExportClient, ledger: Ledger, plan: Plan) -> None:
+    """One `GET /Reports` before the first submit, when a report about to be submitted has
+    never been accepted by the server (no job in the ledger): an unknown or not API-accessible
+    report id is refused before any quota is spent. A catalog that cannot be read leaves the
+    judgement to the server (the submit's answer)."""
+    wanted = dict.fromkeys(p.report_id for p in plan.by_state("new"))
+    unproven = []
+    for report_id in wanted:
+        if not any(entry.job_id for entry in await ledger.entries(report_id=report_id)):
+            unproven.append(report_id)
+    if not unproven:
+        return
+    try:
+        catalog = await client.reports()
+    except ReportExportError as error:
+        log.warning("the report catalog could not be read (%s); the server will judge", error)
+        return
+    problems = unknown_reports(unproven, catalog) if catalog else {}
+    if problems:
+        raise ConfigurationError("report_id", "; ".join(problems.values()))
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -227,11 +287,17 @@ async def backfill(
     on_event: Callable[[ProgressEvent], None] | None = None,
     postbacks: PostbackReceiver | None = None,
     today: date | None = None,
+    check_reports: bool = True,
 ) -> BackfillResult:
-    """Pull `exports` over `[start, end]` into `out_dir`. See the module docstring."""
+    """Pull `exports` over `[start, end]` into `out_dir`. See the module docstring.
+
+    With `check_reports` (the default), report ids never accepted before are looked up in the
+    account's catalog with one `GET /Reports` call before the first submit."""
     out = Path(out_dir)
     if not exports:
         raise ConfigurationError("exports", "give at least one report")
+    _check_day("start", start)
+    _check_day("end", end)
     if end < start:
         raise ConfigurationError("start", f"the range starts ({start}) after it ends ({end})")
     now = client.clock.now()
@@ -242,7 +308,10 @@ async def backfill(
         )
     if download_concurrency < 1 or submit_concurrency < 1 or max_replays < 0:
         raise ConfigurationError("concurrency", "concurrency limits must be at least 1")
-    rule = parse_chunk_rule(chunk) if isinstance(chunk, str) else chunk
+    try:
+        rule = parse_chunk_rule(chunk) if isinstance(chunk, str) else chunk
+    except ValueError as exc:
+        raise ConfigurationError("chunk", str(exc)) from None
     for spec in exports:  # every request is valid before any call (ExportRequest validates)
         try:
             spec.request(Chunk(start, start))
@@ -306,6 +375,8 @@ async def backfill(
         return BackfillResult(
             plan, tuple(runner.runs.values()), None, True, None, dict(client.usage.calls)
         )
+    if check_reports:
+        await _check_catalog(client, ledger, plan)
     merged: tuple[Path, ...] = ()
     if postbacks is not None:
         runner.postbacks_on = True
@@ -382,6 +453,10 @@ class _Backfill:
         self.postback_latency: list[float] = []  # arrival to download start, real seconds
         self.quiet = 0  # refreshes in a row in which no job finished
         self.next_refresh: datetime | None = None  # when the safety net looks next
+        #: report id -> why the server refused it: its other chunks are not submitted.
+        self.refused: dict[str, str] = {}
+        #: set when the disk is full: no more submits or downloads in this run.
+        self.disk_full: OutputError | None = None
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -453,6 +528,15 @@ class _Backfill:
     async def submitter(self, queue: list[ChunkRun]) -> None:
         while queue:
             run = queue.pop(0)
+            refused = self.refused.get(run.planned.report_id)
+            if refused is not None or self.disk_full is not None:
+                why = (
+                    f"the server refused report {run.planned.report_id!r} ({refused})"
+                    if refused is not None
+                    else str(self.disk_full)
+                )
+                self.set_status(run, "failed", f"not submitted: {why}")
+                continue
             spent = self.quota_left is not None and self.quota_left <= 0
             if spent and not await self.quota_gate(run, queue):
                 return
@@ -467,6 +551,15 @@ class _Backfill:
                 queue.insert(0, run)  # the quota has reset: this chunk goes first
                 continue
             except ReportExportError as error:
+                if _report_refused(error):
+                    self.refused.setdefault(run.planned.report_id, str(error))
+                elif worth_another_round(error) and run.submit_rounds < ROUNDS:
+                    # An outage: this chunk goes to the back of the queue, after a pause. A
+                    # submit whose answer was lost is answered with the same job (API-FACTS §1d).
+                    await self.another_round(run, "submit", error, run.submit_rounds)
+                    run.submit_rounds += 1
+                    queue.append(run)
+                    continue
                 self.set_status(run, "failed", f"submit failed: {error}")
                 continue
             if self.quota_left is not None:
@@ -718,29 +811,47 @@ class _Backfill:
     async def download(self, run: ChunkRun) -> None:
         assert run.job_id is not None
         dest = self.out / run.planned.path
-        await anyio.to_thread.run_sync(lambda: dest.parent.mkdir(parents=True, exist_ok=True))
+        if self.disk_full is not None:  # no call spent on a download that cannot be written
+            self.set_status(run, "failed", f"not downloaded: {self.disk_full}")
+            return
         probe, run.probe = run.probe, None
         if probe is not None:
             self.postback_latency.append(time.monotonic() - probe.arrived)
-        try:
-            result = await self.client.download(run.job_id, dest, wait=probe is None)
-        except JobNotReady:
-            # An early or forged postback: one call spent, nothing recorded; keep tracking.
-            self.in_flight[run.job_id] = run
-            self.set_status(run, "running")
-            return
-        except JobFailed as failed:
-            await self.after_failure(run, failed.job)
-            return
-        except HTTPStatusError as error:
-            if isinstance(error, NotFound) or error.status == 410:
-                job = await self.client.get_job(run.job_id)
-                await self.after_failure(run, job, expired=True)
+        while True:
+            failure: ReportExportError
+            try:
+                try:
+                    await anyio.to_thread.run_sync(
+                        lambda: dest.parent.mkdir(parents=True, exist_ok=True)
+                    )
+                except OSError as exc:
+                    raise OutputError(dest.parent, exc) from exc
+                result = await self.client.download(run.job_id, dest, wait=probe is None)
+                break
+            except JobNotReady:
+                # An early or forged postback: one call spent, nothing recorded; keep tracking.
+                self.in_flight[run.job_id] = run
+                self.set_status(run, "running")
                 return
-            self.set_status(run, "failed", f"download failed: {error}")
-            return
-        except ReportExportError as error:
-            self.set_status(run, "failed", f"download failed: {error}")
+            except JobFailed as failed:
+                await self.after_failure(run, failed.job)
+                return
+            except HTTPStatusError as error:
+                if isinstance(error, NotFound) or error.status == 410:
+                    job = await self.client.get_job(run.job_id)
+                    await self.after_failure(run, job, expired=True)
+                    return
+                failure = error
+            except ReportExportError as error:
+                failure = error
+            if isinstance(failure, OutputError) and failure.disk_full:
+                self.disk_full = failure
+            elif worth_another_round(failure) and run.download_rounds < ROUNDS:
+                await self.another_round(run, "download", failure, run.download_rounds)
+                run.download_rounds += 1
+                if self.disk_full is None:
+                    continue
+            self.set_status(run, "failed", f"download failed: {failure}")
             return
         await self.ledger.record_download(
             run.planned.fingerprint, run.job_id, result.path, result.size, result.sha256
@@ -749,13 +860,37 @@ class _Backfill:
         run.sha256 = result.sha256
         self.set_status(run, "done")
 
+    async def another_round(
+        self, run: ChunkRun, what: str, error: ReportExportError, rounds: int
+    ) -> None:
+        """Pause before a chunk's next round of `what` (its retries ran out on an outage)."""
+        pause = ROUND_PAUSE * rounds
+        log.info("%s of %s failed (%s); round %d of %d in %.0fs", what, run.label, error,
+                 rounds + 1, ROUNDS, pause)  # fmt: skip
+        self.emit(
+            ProgressEvent(
+                "retry", report_id=run.planned.report_id, chunk=str(run.planned.chunk),
+                job_id=run.job_id, message=f"{what} failed ({error}); trying again in {pause:.0f}s",
+            )
+        )  # fmt: skip
+        await self.client.clock.sleep(pause)
+
     # -- after the run -----------------------------------------------------------------------------
 
     def write_manifest(self) -> Path:
-        """`<out>/manifest.json`, atomically (`.part`, fsync, rename)."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        """`<out>/manifest.json`, atomically (`.part`, fsync, rename); `OutputError` if the disk
+        refuses it (the previous manifest, if any, stays whole)."""
         path = self.out / "manifest.json"
         part = path.with_name(path.name + ".part")
+        try:
+            self._write_manifest(path, part)
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            raise OutputError(path, exc) from exc
+        return path
+
+    def _write_manifest(self, path: Path, part: Path) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
         counts = Counter(run.status for run in self.runs.values())
         document = {
             "generated_at": self.client.clock.now().isoformat(),
@@ -770,7 +905,6 @@ class _Backfill:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(part, path)
-        return path
 
     async def merge_all(self, exports: Sequence[ExportSpec]) -> tuple[Path, ...]:
         merged: list[Path] = []
@@ -784,7 +918,10 @@ class _Backfill:
             fmt = runs[0].planned.request.result_format
             target = self.out / f"{folder}.{fmt.lower()}"
             files = [self.out / run.planned.path for run in runs]
-            await anyio.to_thread.run_sync(merge_files, files, target, fmt)
+            try:
+                await anyio.to_thread.run_sync(merge_files, files, target, fmt)
+            except OSError as exc:
+                raise OutputError(target, exc) from exc
             merged.append(target)
         return tuple(merged)
 

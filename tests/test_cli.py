@@ -191,17 +191,33 @@ def test_backfill_pending_plain_output_says_how_to_resume(
 
 
 def test_backfill_exit_1_when_chunks_fail(capsys: pytest.CaptureFixture[str]) -> None:
-    # mp_legacy_invoice is in the catalog but not available through the API: its submits fail.
+    # mp_legacy_invoice is in the catalog but not available through the API. Without the
+    # catalog check its first submit answers 404 and its other chunks fail without a call.
     code, out, _ = run_main(
         capsys,
         "backfill", "mp_clicks_by_day", "mp_legacy_invoice", *RANGE, "--sandbox", "--json",
+        "--no-report-check",
     )  # fmt: skip
     assert code == 1
     summary = json_lines(out)[-1]
     assert summary["counts"] == {"done": 3, "failed": 3, "pending": 0, "stuck": 0}
+    assert summary["calls"]["ReportExport"] <= 3 + 1 + 3  # the good report's, then at most
+    assert "Reports" not in summary["calls"]  # one 404 per submitter before the others stop
     failed = [e for e in json_lines(out) if e.get("status") == "failed"]
     assert {e["report"] for e in failed} == {"mp_legacy_invoice"}
     assert all("404" in e["message"] for e in failed)
+
+
+def test_backfill_refuses_a_report_the_catalog_does_not_export(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run_main(
+        capsys, "backfill", "mp_clicks_by_day", "mp_legacy_invoice", *RANGE, "--sandbox"
+    )
+    assert code == 2
+    assert "mp_legacy_invoice" in err
+    assert "not API accessible" in err
+    assert "Traceback" not in err + out
 
 
 def test_dry_run_prints_the_plan_and_makes_no_call(
@@ -450,7 +466,13 @@ def command() -> list[str]:
     ("args", "code"),
     [
         (["backfill", "mp_clicks_by_day", *RANGE, "--sandbox", "--json"], 0),
-        (["backfill", "mp_clicks_by_day", "mp_legacy_invoice", *RANGE, "--sandbox", "--json"], 1),
+        (
+            [
+                "backfill", "mp_clicks_by_day", "mp_legacy_invoice", *RANGE, "--sandbox",
+                "--json", "--no-report-check",
+            ],
+            1,
+        ),
         (["backfill", "mp_clicks_by_day", *RANGE, "--json"], 2),
         (["backfill", "mp_clicks_by_day", *RANGE, "--chunk", "x", "--sandbox"], 2),
         (

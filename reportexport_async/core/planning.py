@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 from typing import Literal
 
 from .chunking import Chunk
-from .models import ExportRequest, JobStatus
+from .models import ExportRequest, JobStatus, Report
 from .requests import encode_value
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "export_folder",
     "plan_chunks",
     "safe_name",
+    "unknown_reports",
 ]
 
 ChunkState = Literal["done", "attach", "new"]
@@ -166,3 +167,42 @@ def plan_chunks(
             quota_left_today=quota_left_today,
         ),
     )
+
+
+def unknown_reports(report_ids: Sequence[str], catalog: Sequence[Report]) -> dict[str, str]:
+    """The report ids the catalog (`GET /Reports`) does not offer for export, each with why.
+
+    A report matches by its `Id` or by the last segment of its ReportExport path
+    (`DeferredApiRunUri`: the brand API takes a numeric id or a handle, API-FACTS §1a); only
+    `ApiAccessible` reports can be exported (§1d), and an unset flag is given the benefit of the
+    doubt (the server is the judge)."""
+    offered: dict[str, Report] = {}
+    for report in catalog:
+        offered.setdefault(report.id, report)
+        if report.deferred_api_run_uri:
+            tail = report.deferred_api_run_uri.rstrip("/").rpartition("/")[2]
+            offered.setdefault(tail.partition("?")[0], report)
+    problems: dict[str, str] = {}
+    for report_id in dict.fromkeys(report_ids):
+        found = offered.get(report_id)
+        if found is None:
+            near = sorted(
+                r.id for r in catalog if r.api_accessible is not False and _near(report_id, r.id)
+            )
+            hint = f"; did you mean {', '.join(near[:3])}?" if near else ""
+            problems[report_id] = (
+                f"the account's report catalog has no report {report_id!r}{hint} "
+                "(check the id against GET /Reports, or pass check_reports=False to let "
+                "the server decide)"
+            )
+        elif found.api_accessible is False:
+            problems[report_id] = (
+                f"report {report_id!r} ({found.name or found.id}) is not API accessible: "
+                "only reports with ApiAccessible true can be exported"
+            )
+    return problems
+
+
+def _near(wanted: str, candidate: str) -> bool:
+    a, b = wanted.lower(), candidate.lower()
+    return a in b or b in a or (len(a) > 3 and a[:4] == b[:4])

@@ -39,6 +39,8 @@ from ..errors import (
     ReplayRefused,
     ReportExportError,
     ServerError,
+    SignedURLRefused,
+    TransportError,
     Unauthorized,
 )
 from .models import ExportTicket, Job, JobPage, job_id_from_uri, parse_report_catalog
@@ -62,6 +64,7 @@ __all__ = [
     "is_error_body",
     "is_transient",
     "parse_error_envelope",
+    "worth_another_round",
 ]
 
 T = TypeVar("T")
@@ -369,3 +372,12 @@ def is_transient(error: ReportExportError) -> bool:
         text = (error.message or "").lower()
         return any(word in text for word in _TRANSIENT_WORDS)
     return False
+
+
+def worth_another_round(error: ReportExportError) -> bool:
+    """Whether a chunk whose submit or download failed after all of its retries may succeed
+    later in the same run, after a pause: what an outage causes (connections, 5xx, 429, garbled
+    or cut bodies, expired signed URLs), not what the request itself caused."""
+    if isinstance(error, TransportError | DownloadIntegrityError | SignedURLRefused):
+        return True
+    return is_transient(error)
