@@ -494,14 +494,24 @@ class Ledger:
     async def record_download(
         self, fingerprint: str, job_id: str, path: Path, size: int, sha256: str
     ) -> None:
+        """A result was downloaded whole. The Download answers 200 only for a COMPLETED job
+        (API-FACTS §2), so this records that status too: a job tracked by postbacks alone is
+        never seen COMPLETED by a status call, and the next run must know it is done."""
         stamp = self._now()
+        done = JobStatus.COMPLETED.value
 
         def work(db: sqlite3.Connection) -> None:
+            row = db.execute(
+                "SELECT status FROM exports WHERE fingerprint = ?", (fingerprint,)
+            ).fetchone()
             db.execute(
-                "UPDATE exports SET file_path = ?, file_size = ?, file_sha256 = ?, "
-                "downloaded_at = ? WHERE fingerprint = ?",
-                (str(path), size, sha256, stamp, fingerprint),
+                "UPDATE exports SET job_id = ?, status = ?, status_at = ?, "
+                "completed_at = COALESCE(completed_at, ?), file_path = ?, file_size = ?, "
+                "file_sha256 = ?, downloaded_at = ? WHERE fingerprint = ?",
+                (job_id, done, stamp, stamp, str(path), size, sha256, stamp, fingerprint),
             )
+            if row is not None and row["status"] != done:
+                self._event(db, fingerprint, stamp, "status", job_id, {"status": done})
             detail = {"path": str(path), "size": size, "sha256": sha256}
             self._event(db, fingerprint, stamp, "download", job_id, detail)
 
