@@ -149,8 +149,6 @@ class RateLimiter:
         charge yesterday and let today go one over the server's count)."""
         name = endpoint.daily_quota
         limit = self._daily_limit(name) if name else None
-        if name is not None and limit is not None:
-            await self._refuse_if_spent(name, limit)
         while True:
             async with self._guard:
                 now = self.clock.now()
@@ -159,6 +157,8 @@ class RateLimiter:
                 self._hourly = window
             if wait <= 0:
                 break
+            if name is not None and limit is not None:
+                await self._refuse_if_spent(name, limit)  # no waiting for a spent quota
             # Wait for the window to roll over instead of provoking a 429.
             await self.clock.sleep(wait)
         if name is not None and limit is not None:
@@ -168,7 +168,7 @@ class RateLimiter:
                 raise self._spent(name, limit, now)
 
     async def _refuse_if_spent(self, name: QuotaName, limit: int) -> None:
-        """Fail fast, before any wait, when today's quota is already used up."""
+        """Fail fast, before a wait for the hourly bucket, when today's quota is used up."""
         now = self.clock.now()
         if await self.store.used(name, self._day(now), self.account or "") >= limit:
             raise self._spent(name, limit, now)
