@@ -34,6 +34,7 @@ from typing import Any, NoReturn, TypeVar
 
 import anyio
 import click
+from pydantic import ValidationError
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
@@ -43,7 +44,7 @@ from .client import ReportExportClient
 from .clock import ScaledClock
 from .config import ClientConfig
 from .core.chunking import Chunk, parse_chunk_rule
-from .core.models import ExportRequest, Job
+from .core.models import ExportRequest, Job, validation_problem
 from .core.planning import Plan, chunk_path, export_folder
 from .core.policies import RateLimitPolicy
 from .errors import ConfigurationError, LedgerError, QuotaExhausted, ReportExportError
@@ -975,8 +976,9 @@ def export_command(
             filters=filters,
             result_format=result_format.upper(),
         )
-    except ValueError as exc:
-        raise click.UsageError(str(exc).splitlines()[-1]) from None
+    except ValidationError as exc:
+        where, _, problem = validation_problem(exc)
+        raise click.UsageError(f"{where}: {problem}" if where else problem) from None
     credentials = Credentials.from_options(options)
     if out is not None:
         _check_writable_folder(out.parent if str(out.parent) else Path("."), "--out")

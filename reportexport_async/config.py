@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
 )
 
+from .core.models import validation_problem
 from .core.personas import AccountType, Persona, persona_for
 from .core.policies import PollPolicy, RateLimitPolicy, RetryPolicy, Timeouts
 from .errors import ConfigurationError
@@ -58,13 +59,11 @@ def _translate(exc: ValidationError) -> ConfigurationError:
     if isinstance(inner, ConfigurationError):
         # Raised by a policy's own checks, or by __init__ when model_validate calls it.
         return inner
-    setting = ".".join(str(p) for p in first["loc"]) or "config"
-    problem = str(first["msg"])
-    for prefix in ("Value error, ", "Assertion failed, "):
-        problem = problem.removeprefix(prefix)
-    if first["type"] == "missing":
+    where, kind, problem = validation_problem(exc)
+    setting = where or "config"
+    if kind == "missing":
         problem = "is required"
-    elif first["type"] == "extra_forbidden":
+    elif kind == "extra_forbidden":
         problem = "is not a known setting"
     return ConfigurationError(setting, problem + _hint(setting))
 

@@ -42,11 +42,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
+from pydantic import ValidationError
 
 from .client import ReportExportClient
 from .core.chunking import Chunk, ChunkRule, auto_span, chunk_range, parse_chunk_rule
 from .core.fingerprint import Fingerprint, fingerprint
-from .core.models import ExportRequest, Job, JobStatus
+from .core.models import ExportRequest, Job, JobStatus, validation_problem
 from .core.planning import Known, Plan, PlannedChunk, chunk_path, plan_chunks, unknown_reports
 from .core.quota import quota_day_bounds
 from .core.replay import ReplayPolicy
@@ -315,8 +316,9 @@ async def backfill(
     for spec in exports:  # every request is valid before any call (ExportRequest validates)
         try:
             spec.request(Chunk(start, start))
-        except ValueError as exc:
-            raise ConfigurationError(f"export {spec.report_id!r}", str(exc)) from None
+        except ValidationError as exc:
+            where, _, problem = validation_problem(exc)
+            raise ConfigurationError(where or f"export {spec.report_id!r}", problem) from None
     if not dry_run:
         _check_out_dir(out)
     items: list[tuple[ExportRequest, Chunk, str, str]] = []

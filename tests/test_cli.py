@@ -12,6 +12,7 @@ import pty
 import re
 import select
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -272,6 +273,47 @@ def test_usage_errors_are_one_line_exit_2_and_cost_no_call(
     assert code == 2, (out, err)
     assert_one_line_error(err, needle)
     assert account.stats()["total_calls"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle", "calls"),
+    [
+        (["backfill", "../x", *RANGE], "report_id", 0),
+        (["backfill", "a/b", *RANGE], "report_id", 0),
+        (["backfill", "mp_clicks_by_day", *RANGE, "--param", "START_DATE=2025-01-01"],
+         "START_DATE", 0),
+        (["backfill", "mp_clicks_by_day", *RANGE, "--ledger", "corrupt.sqlite"], "corrupt", 0),
+        (["backfill", "mp_clicks_by_day", *RANGE, "--ledger", "newer.sqlite"], "newer", 0),
+        (["backfill", "mp_clicks_by_day", *RANGE, "--account-type", "Influencers"],
+         "account_type", 0),
+        # Unknown to the catalog: one GET /Reports, no submit.
+        (["backfill", "no_such_report", *RANGE], "no_such_report", 1),
+        (["export", "../x", "--start", str(START), "--end", str(END)], "report_id", 0),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_exit_2_before_any_submit(
+    account: SandboxThread,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    needle: str,
+    calls: int,
+) -> None:
+    """Issue 8's bad input through the command line: a clear one-line error, exit 2, no
+    submit, and the ledger files left as they were."""
+    Path("corrupt.sqlite").write_bytes(b"not a database\n" * 100)
+    newer = sqlite3.connect("newer.sqlite")
+    newer.execute("PRAGMA user_version = 999")
+    newer.execute("CREATE TABLE t (x)")
+    newer.commit()
+    newer.close()
+    before = {name: Path(name).read_bytes() for name in ("corrupt.sqlite", "newer.sqlite")}
+    code, out, err = run_main(capsys, *args)
+    assert code == 2, (out, err)
+    assert_one_line_error(err, needle)
+    stats = account.stats()
+    assert stats["total_calls"] == calls
+    assert stats["calls"]["ReportExport"] == 0
+    assert {name: Path(name).read_bytes() for name in before} == before
 
 
 def test_no_credentials_names_both_ways(capsys: pytest.CaptureFixture[str]) -> None:

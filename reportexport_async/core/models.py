@@ -48,6 +48,7 @@ __all__ = [
     "ResultFormat",
     "job_id_from_uri",
     "parse_report_catalog",
+    "validation_problem",
 ]
 
 ResultFormat = Literal["CSV", "JSON", "XML"]
@@ -57,6 +58,17 @@ FilterValue = str | int | float | bool | dt.date
 _JOB_ID_RE = re.compile(r"/Jobs/([^/?#]+)")
 # ClickExport: "Only dates after April 9, 2024 are supported" (API-FACTS §3, brand spec).
 CLICK_EXPORT_EARLIEST = dt.date(2024, 4, 10)
+
+
+def validation_problem(exc: ValidationError) -> tuple[str, str, str]:
+    """The first problem of a pydantic ValidationError as (field path, error type, message),
+    one line, without the input values (they may hold a secret) or pydantic's URL."""
+    first = exc.errors(include_input=False, include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    problem = str(first["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        problem = problem.removeprefix(prefix)
+    return where, str(first["type"]), " ".join(problem.split())
 
 
 def job_id_from_uri(uri: str | None) -> str | None:
