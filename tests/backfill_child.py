@@ -2,9 +2,10 @@
 
 JSON holds the sandbox's `base_url`, `account_sid`, `auth_token` and `time_scale` (this process
 reads the sandbox's clock from `/_sandbox/stats` and runs its own at the same pace), the `ledger`
-path, the `out` folder, `start`/`end` (ISO days), `reports` (a list of `[report_id, {filters}]`)
-and `chunk`. It runs one `backfill` with DEBUG logging on stderr and prints one JSON line with the
-chunk counts and the calls this process made.
+path, the `out` folder, `start`/`end` (ISO days), `reports` (a list of `[report_id, {filters}]`),
+`chunk` and `daily_limit` (the ReportExport quota, default 100). It runs one `backfill` with
+DEBUG logging on stderr and prints one JSON line with the chunk counts and the calls this process
+made.
 
 Test-side only, the environment variable `BACKFILL_CHILD_KILL=PHASE:N` makes this process SIGKILL
 itself at a chosen moment (the library is not touched; its objects are wrapped here):
@@ -147,7 +148,8 @@ async def main(args: dict[str, Any]) -> int:
         killer.tick("event")
 
     async with Ledger(args["ledger"], clock=clock) as ledger:
-        limiter = RateLimiter(RateLimitPolicy(), clock=clock, store=ledger)
+        policy = RateLimitPolicy(daily_report_export=int(args.get("daily_limit", 100)))
+        limiter = RateLimiter(policy, clock=clock, store=ledger)
         async with ReportExportClient(config, limiter=limiter, clock=clock) as client:
             install(killer, client)
             result = await backfill(
