@@ -28,9 +28,7 @@ from reportexport_async.orchestrator import ExportSpec, backfill
 from reportexport_async.postbacks import PostbackReceiver
 from reportexport_async.sandbox import Sandbox
 
-from .results import update_results
-
-API = ("ReportExport", "GetJob", "ListJobs", "Download", "Replay")
+from .results import API, update_results
 
 
 async def one_run(jobs: int, scale: float, postbacks: bool, folder: Path) -> dict[str, Any]:

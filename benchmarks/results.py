@@ -8,6 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 RESULTS_FILE = Path(__file__).resolve().parent / "RESULTS.md"
+#: The sandbox's counts that are impact.com API calls (the hourly bucket); the signed-URL fetches
+#: go to cloud storage and spend nothing. `Reports` is the catalog look-up before a first submit.
+API = ("ReportExport", "GetJob", "ListJobs", "Download", "Replay", "Reports")
 
 
 def update_results(path: Path, title: str, body: str) -> None:

@@ -49,7 +49,7 @@ from .backfill_10k import control
 from .baselines.common import sandbox_clock
 from .child import read_spec, reply, run_json_child
 from .procstats import cpu_seconds, peak_rss_kib, proc_status_kib
-from .results import RESULTS_FILE, fmt, median, update_results
+from .results import API, RESULTS_FILE, fmt, median, update_results
 from .sandbox_throughput import start_server
 
 SECTION_TITLE = "## Strategies: the library against the alternatives (issue 9)"
@@ -61,7 +61,6 @@ CHUNK_RULE = "7d"  # the library's default; the naive and resubmit baselines use
 LIBRARY = ("library", "library-polling")
 BASELINES = ("naive", "per_day", "resubmit")
 METHODS = LIBRARY + BASELINES
-API = ("ReportExport", "GetJob", "ListJobs", "Download", "Replay")
 TARGET_POSTBACKS = 2.05
 TARGET_POLLING = 3.0
 MB = 1_000_000
@@ -512,7 +511,8 @@ def notes(
         "postbacks` adds `postbacks=PostbackReceiver(...)`, its URL set as the sandbox's "
         "postback URL (`POST /_sandbox/configure`); polling is then only the 10-minute safety "
         "net. `Library, polling` refreshes every job in flight with one `GET /Jobs` listing per "
-        "tick (10 s, growing by 1.5 while nothing finishes, up to 60 s).",
+        "tick (10 s, growing by 1.5 while nothing finishes and to a sixth of the youngest job's "
+        "age, up to 60 s).",
         "- Baselines (`benchmarks/baselines/`, plain aiohttp, no library import): `naive`: the "
         "same 7-day chunks, all at once, submit, `GET /Jobs/{Id}` every 5 s, the result read "
         "into memory and written; `per_day`: one-day chunks, four submits at a time in date "

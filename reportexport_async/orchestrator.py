@@ -675,6 +675,7 @@ class _Backfill:
                 policy=self.tick,
                 postbacks=self.postbacks_on,
                 quiet=self.quiet,
+                youngest_age=self.youngest_age(now),
             )
             self.next_refresh = now + timedelta(seconds=interval)
         wait = (self.next_refresh - now).total_seconds()
@@ -695,6 +696,11 @@ class _Backfill:
 
             group.start_soon(sleeper)
             group.start_soon(waker)
+
+    def youngest_age(self, now: datetime) -> float | None:
+        """Seconds since the newest submit (or replay) among the jobs in flight."""
+        submitted = [run.submitted_at for run in self.in_flight.values() if run.submitted_at]
+        return (now - max(submitted)).total_seconds() if submitted else None
 
     async def refresh(self) -> None:
         """One listing call for every job in flight (a single job: one GET of it)."""

@@ -26,7 +26,7 @@ from reportexport_async.orchestrator import ExportSpec, ProgressEvent, backfill
 from reportexport_async.postbacks import Postback, PostbackReceiver, parse_listen
 from reportexport_async.sandbox import Sandbox
 
-API_ENDPOINTS = ("ReportExport", "GetJob", "ListJobs", "Download", "Replay")
+API_ENDPOINTS = ("ReportExport", "GetJob", "ListJobs", "Download", "Replay", "Reports")
 TOKEN = "t0ken-for-the-tests-1234"
 
 

@@ -19,14 +19,18 @@ __all__ = ["TickPolicy", "calls_per_tick", "tick_interval"]
 class TickPolicy:
     """`base` seconds between refreshes, growing by `growth` for each refresh in a row that saw
     no job finish, up to `cap` (jobs take minutes: a quiet tracker slows down, one that sees jobs
-    finishing keeps its pace), then stretched if the hourly budget needs it (never above
-    `maximum`)."""
+    finishing keeps its pace), and never shorter than the age of the youngest job in flight
+    divided by `age_divisor` (up to `cap`): a job that has run for 6 minutes is not expected in
+    the next 10 seconds, and looking at it every 10 s would cost a call per chunk or more when
+    jobs take 20 minutes. Then stretched if the hourly budget needs it (never above `maximum`).
+    The delay this adds to a job's download is at most 1/`age_divisor` of its own age."""
 
     base: float = 10.0
     minimum: float = 2.0
     maximum: float = 300.0
     growth: float = 1.5
     cap: float = 60.0
+    age_divisor: float = 6.0
     page_size: int = 1000
     #: With postbacks on, polling is only the safety net (deliveries may take 15 minutes).
     with_postbacks: float = 600.0
@@ -36,6 +40,8 @@ class TickPolicy:
             raise ValueError("tick policy: 0 < minimum <= base <= maximum, page_size >= 1")
         if self.growth < 1 or self.cap < self.base:
             raise ValueError("tick policy: growth >= 1 and cap >= base")
+        if not self.age_divisor > 0:
+            raise ValueError("tick policy: age_divisor > 0")
 
 
 def calls_per_tick(jobs: int, page_size: int) -> int:
@@ -53,14 +59,17 @@ def tick_interval(
     policy: TickPolicy | None = None,
     postbacks: bool = False,
     quiet: int = 0,
+    youngest_age: float | None = None,
 ) -> float:
     """Seconds until the next refresh of `jobs` jobs in flight, after `quiet` refreshes in a row
-    in which no job finished."""
+    in which no job finished, the youngest of them submitted `youngest_age` seconds ago."""
     rules = policy or TickPolicy()
     if postbacks:
         base = rules.with_postbacks
     else:
         base = min(rules.cap, rules.base * rules.growth ** min(quiet, 64))
+        if youngest_age is not None and youngest_age > 0:
+            base = max(base, min(rules.cap, youngest_age / rules.age_divisor))
     cost = calls_per_tick(jobs, rules.page_size)
     if cost == 0 or remaining is None or seconds_to_reset is None:
         return min(max(base, rules.minimum), max(rules.maximum, base))

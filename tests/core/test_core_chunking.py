@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from datetime import date, timedelta
 
 import pytest
@@ -193,3 +194,40 @@ def test_ticks_never_spend_more_than_the_budget(jobs: int, remaining: int, secon
     if cost <= remaining and interval < policy.maximum:
         # ticks that fit before the reset, times their cost, stay within what remains
         assert (seconds / interval) * cost <= remaining + cost
+
+
+@pytest.mark.parametrize(
+    ("age", "quiet", "expected"),
+    [
+        (None, 0, 10.0),  # nothing known: the base
+        (30.0, 0, 10.0),  # young jobs: the base wins
+        (120.0, 0, 20.0),  # 2 minutes old: looked at again after a sixth of that
+        (120.0, 3, 33.75),  # quiet growth can win: 10 x 1.5^3
+        (3600.0, 0, 60.0),  # never beyond the cap
+    ],
+)
+def test_tick_grows_with_the_age_of_the_youngest_job(
+    age: float | None, quiet: int, expected: float
+) -> None:
+    interval = tick_interval(
+        5, remaining=None, seconds_to_reset=None, quiet=quiet, youngest_age=age
+    )
+    assert interval == pytest.approx(expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(duration=st.floats(min_value=60, max_value=24 * 3600))
+def test_ticks_for_one_job_grow_so_its_status_calls_stay_few(duration: float) -> None:
+    """Refreshing a job of any duration up to a day costs about age_divisor x ln(duration) calls
+    before the cap, then one per cap: never one every base seconds, and the last refresh comes
+    at most duration / age_divisor (or the cap) after the job is done."""
+    policy = TickPolicy()
+    now = ticks = 0.0
+    while now < duration:
+        step = tick_interval(1, remaining=None, seconds_to_reset=None, youngest_age=now)
+        assert step <= max(policy.base, min(policy.cap, now / policy.age_divisor)) + 1e-9
+        now += step
+        ticks += 1
+    assert now - duration <= max(policy.base, min(policy.cap, duration / policy.age_divisor))
+    bound = policy.age_divisor * math.log(policy.cap * policy.age_divisor / policy.base) + 10
+    assert ticks <= bound + duration / policy.cap
