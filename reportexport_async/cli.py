@@ -393,10 +393,8 @@ class BackfillView:
         *,
         live: bool,
         as_json: bool,
-        baseline: Mapping[str, int] | None = None,
     ) -> None:
         self.console = console
-        self.baseline = Counter(baseline or {})
         self.live = live and not as_json
         self.as_json = as_json
         self.states: dict[tuple[str, str], str] = {}
@@ -427,9 +425,8 @@ class BackfillView:
             self.bars.stop()
 
     def __call__(self, event: ProgressEvent) -> None:
-        calls = {name: n - self.baseline[name] for name, n in event.calls.items()}
-        if calls:
-            self.calls = calls
+        if event.calls:  # the backfill's own calls so far
+            self.calls = event.calls
         if event.quota_left is not None:
             self.quota_left = event.quota_left
         if event.kind == "plan" and event.plan is not None:
@@ -445,7 +442,7 @@ class BackfillView:
             if event.status == "done" and event.bytes:
                 self.bytes[key] = event.bytes
         if self.as_json:
-            _echo_json({**_event_json(event), "calls": calls})
+            _echo_json(_event_json(event))
         elif self.live:
             self.refresh()
         elif event.kind == "plan" and event.plan is not None:
@@ -618,6 +615,11 @@ class BackfillArgs:
     wait_for_quota: bool
     postback_listen: tuple[str, int] | None = None
     check_reports: bool = True
+    #: The receiver's path token (None: IMPACT_POSTBACK_TOKEN, else random), the postback's
+    #: field names for the job id and the status, and the URL impact.com reaches it at.
+    postback_token: str | None = None
+    postback_fields: tuple[str, str] = ("JobId", "Status")
+    postback_public_url: str | None = None
 
     def command(self) -> str:
         """The arguments as a command line (for the demo's display)."""
@@ -631,9 +633,8 @@ async def run_backfill(
 ) -> tuple[BackfillResult, int]:
     """One backfill through the orchestrator, displayed; returns the result and the exit code."""
     specs = [ExportSpec(r, dict(args.filters), args.result_format) for r in args.reports]
-    before = Counter(run.client.usage.calls)
-    async with postback_receiver(run, args.postback_listen, console, as_json=as_json) as receiver:
-        with BackfillView(console, live=live, as_json=as_json, baseline=before) as view:
+    async with postback_receiver(run, args, console, as_json=as_json) as receiver:
+        with BackfillView(console, live=live, as_json=as_json) as view:
             result = await backfill(
                 run.client,
                 run.ledger,
@@ -651,22 +652,28 @@ async def run_backfill(
                 postbacks=receiver,
                 check_reports=args.check_reports,
             )
-    # The calls of this run only (a client may have made others before, as in the demo).
-    calls = {name: count - before[name] for name, count in result.calls.items()}
-    return result, report_result(result, console, as_json=as_json, calls=calls)
+    # `result.calls` are this backfill's own (the demo's client made others before).
+    return result, report_result(result, console, as_json=as_json, calls=dict(result.calls))
 
 
 @asynccontextmanager
 async def postback_receiver(
-    run: Run, listen: tuple[str, int] | None, console: Console, *, as_json: bool
+    run: Run, args: BackfillArgs, console: Console, *, as_json: bool
 ) -> AsyncIterator[PostbackReceiver | None]:
     """`--postback-listen HOST:PORT`: a receiver for job-completion postbacks for the run (the
     tracker then polls only as a safety net). With `--sandbox`, the sandbox sends its postbacks
     there; with an account, paste the printed URL into impact.com's Event Notifications."""
-    if listen is None:
+    if args.postback_listen is None:
         yield None
         return
-    async with PostbackReceiver(*listen) as receiver:
+    job_field, status_field = args.postback_fields
+    async with PostbackReceiver(
+        *args.postback_listen,
+        token=args.postback_token,
+        job_id_field=job_field,
+        status_field=status_field,
+        public_url=args.postback_public_url,
+    ) as receiver:
         if run.sandbox is not None:
             run.sandbox.configure(postback_url=receiver.url)
         if as_json:
@@ -674,6 +681,13 @@ async def postback_receiver(
         else:
             console.print(f"postbacks: listening at {receiver.url}")
         yield receiver
+
+
+def _field_pair(value: str) -> tuple[str, str]:
+    job_id, _, status = value.partition(",")
+    if not job_id.strip() or not status.strip() or "," in status:
+        raise click.BadParameter(f"expected JOBID,STATUS (two field names), got {value!r}")
+    return job_id.strip(), status.strip()
 
 
 def _sandbox_banner(run: Run, console: Console, as_json: bool) -> None:
@@ -832,6 +846,25 @@ def cli() -> None:
     help="receive job-completion postbacks here instead of polling",
 )
 @click.option(
+    "--postback-token",
+    metavar="TOKEN",
+    help="the secret in the postback URL (default: IMPACT_POSTBACK_TOKEN, else random); keep it "
+    "the same so the URL set at impact.com keeps working",
+)
+@click.option(
+    "--postback-fields",
+    metavar="JOBID,STATUS",
+    default="JobId,Status",
+    show_default=True,
+    callback=lambda ctx, param, value: _field_pair(value),
+    help="the postback's field names for the job id and the status, as in your template",
+)
+@click.option(
+    "--postback-public-url",
+    metavar="URL",
+    help="the receiver's URL as impact.com reaches it (behind a proxy or a tunnel)",
+)
+@click.option(
     "--no-report-check",
     "no_report_check",
     is_flag=True,
@@ -854,6 +887,9 @@ def backfill_command(
     dry_run: bool,
     wait_for_quota: bool,
     postback_listen: tuple[str, int] | None,
+    postback_token: str | None,
+    postback_fields: tuple[str, str],
+    postback_public_url: str | None,
     no_report_check: bool,
     as_json: bool,
     **options: Any,
@@ -869,8 +905,11 @@ def backfill_command(
     credentials = Credentials.from_options(options)
     args = BackfillArgs(
         reports, start, end, chunk, filters, result_format.upper(), out, concurrency, merge,
-        dry_run, wait_for_quota, postback_listen, not no_report_check,
+        dry_run, wait_for_quota, postback_listen, not no_report_check, postback_token,
+        postback_fields, postback_public_url,
     )  # fmt: skip
+    if (postback_token or postback_public_url) and postback_listen is None:
+        raise click.UsageError("--postback-token and --postback-public-url need --postback-listen")
     if not dry_run:
         _check_writable_folder(out, "--out")
     console = _console()
@@ -919,7 +958,7 @@ def demo_command(out: Path) -> int:
             console.print("\n[bold]2.[/] the same command again")
             second, code = await run_backfill(run, args, console, live=live, as_json=False)
             server_calls = run.sandbox.stats()["total_calls"] - server_before
-            second_calls = sum(second.calls.values()) - sum(first.calls.values())
+            second_calls = sum(second.calls.values())  # each result counts its own calls
             first_calls = _calls_text(first.calls)
             console.print(
                 f"\nThe second run cost [bold]{second_calls}[/] API calls (the sandbox counted "

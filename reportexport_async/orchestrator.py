@@ -177,6 +177,7 @@ class BackfillResult:
     manifest_path: Path | None
     dry_run: bool
     pending_resets_at: datetime | None
+    #: The API calls this backfill made, by endpoint (not the client's earlier ones).
     calls: Mapping[str, int]
     merged: tuple[Path, ...] = ()
     #: Real seconds from a postback's arrival to the start of the download it caused.
@@ -374,9 +375,7 @@ async def backfill(
             run.records, run.size, run.sha256 = entry.records, entry.file_size, entry.file_sha256
     runner.emit(ProgressEvent("plan", message=f"{plan.cost}", plan=plan))
     if dry_run:
-        return BackfillResult(
-            plan, tuple(runner.runs.values()), None, True, None, dict(client.usage.calls)
-        )
+        return BackfillResult(plan, tuple(runner.runs.values()), None, True, None, runner.calls())
     if check_reports:
         await _check_catalog(client, ledger, plan)
     merged: tuple[Path, ...] = ()
@@ -399,7 +398,7 @@ async def backfill(
         manifest,
         False,
         min((r for r in resets if r is not None), default=None),
-        dict(client.usage.calls),
+        runner.calls(),
         merged,
         tuple(runner.postback_latency),
     )
@@ -434,6 +433,9 @@ class _Backfill:
         self.replay_policy = replay_policy
         self.tick = tick
         self.on_event = on_event
+        #: The client's counts when this backfill began: its own calls are the difference (a
+        #: client may have made others before, or run several backfills).
+        self.calls_before = Counter(client.usage.calls)
         self.runs: dict[str, ChunkRun] = {}
         for planned in plan.chunks:
             run = ChunkRun(planned, job_id=planned.job_id)
@@ -462,6 +464,15 @@ class _Backfill:
 
     # -- events ------------------------------------------------------------------------------------
 
+    def calls(self) -> dict[str, int]:
+        """The API calls this backfill made, by endpoint."""
+        now = self.client.usage.calls
+        return {
+            name: n - self.calls_before[name]
+            for name, n in now.items()
+            if n > self.calls_before[name]
+        }
+
     def emit(self, event: ProgressEvent) -> None:
         if self.on_event is not None:
             self.on_event(event)
@@ -480,7 +491,7 @@ class _Backfill:
                 chunk=str(run.planned.chunk),
                 job_id=run.job_id,
                 bytes=run.size or 0,
-                calls=dict(self.client.usage.calls),
+                calls=self.calls(),
                 quota_left=self.quota_left,
                 message=message,
             )
@@ -904,7 +915,7 @@ class _Backfill:
             "generated_at": self.client.clock.now().isoformat(),
             "account_type": self.client.config.account_type.value,
             "counts": dict(counts),
-            "calls": dict(self.client.usage.calls),
+            "calls": self.calls(),
             "chunks": [run.to_manifest(self.out) for run in self.runs.values()],
         }
         with open(part, "w", encoding="utf-8") as handle:

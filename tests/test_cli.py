@@ -633,6 +633,24 @@ def test_readme_first_command_runs_the_demo(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
 
 
+def test_readme_python_example_runs_as_written(tmp_path: Path) -> None:
+    """The README's "The same from Python" block, run as it is: two backfills, the second
+    costing no call."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## The same from Python", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    (tmp_path / "example.py").write_text(code)
+    done = subprocess.run(
+        [sys.executable, "example.py"], capture_output=True, text=True, cwd=tmp_path,
+        env=clean_env(), timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.strip().splitlines()
+    assert first.startswith("{'done': 14, 'failed': 0, 'pending': 0, 'stuck': 0}")
+    assert "'ReportExport': 14" in first
+    assert second == "{'done': 14, 'failed': 0, 'pending': 0, 'stuck': 0} {}"
+
+
 def test_postback_listen_starts_a_receiver_the_sandbox_calls(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -645,3 +663,39 @@ def test_postback_listen_starts_a_receiver_the_sandbox_calls(
     (postbacks,) = [e for e in events if e["event"] == "postbacks"]
     assert re.match(r"http://127\.0\.0\.1:\d+/postback/[\w-]{16,}$", postbacks["url"])
     assert events[-1]["counts"]["done"] == 3
+
+
+def test_postback_token_and_field_names_from_the_command_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A token given once keeps the URL stable; the sandbox's postbacks reach the receiver at
+    that URL and wake the downloads (no listing call needed for jobs that finish)."""
+    code, out, err = run_main(
+        capsys, "backfill", "mp_clicks_by_day", *RANGE, "--sandbox", "--json",
+        "--postback-listen", "127.0.0.1:0", "--postback-token", "stable-token-for-tests",
+        "--postback-fields", "JobId,Status",
+    )  # fmt: skip
+    assert code == 0, err
+    events = json_lines(out)
+    (postbacks,) = [e for e in events if e["event"] == "postbacks"]
+    assert postbacks["url"].endswith("/postback/stable-token-for-tests")
+    summary = events[-1]
+    assert summary["counts"]["done"] == 3
+    assert summary["calls"]["Download"] == 3
+    assert summary["calls"].get("ListJobs", 0) + summary["calls"].get("GetJob", 0) <= 1
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--postback-fields", "JobId"], "JOBID,STATUS"),
+        (["--postback-fields", "a,b,c"], "JOBID,STATUS"),
+        (["--postback-token", "t"], "need --postback-listen"),
+    ],
+)
+def test_postback_options_are_checked(
+    capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    code, _, err = run_main(capsys, "backfill", "mp_clicks_by_day", *RANGE, "--sandbox", *args)
+    assert code == 2
+    assert_one_line_error(err, needle)
