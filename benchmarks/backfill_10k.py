@@ -42,7 +42,6 @@ import os
 import platform
 import pstats
 import resource
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -57,7 +56,7 @@ from typing import Any
 
 import aiohttp
 
-from .results import RESULTS_FILE, update_results
+from .results import RESULTS_FILE, command_line, publish
 from .sandbox_throughput import start_server
 
 SECTION_TITLE = "## Backfill of 10,000 chunks (issue 5)"
@@ -515,18 +514,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
         return child_main(args)
-    command = ".venv/bin/python -m benchmarks.backfill_10k" + "".join(
-        f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:])
-    )
+    command = command_line("benchmarks.backfill_10k", argv if argv is not None else sys.argv[1:])
     started = time.perf_counter()
     figures = benchmark(args)
     section = render_section(args, figures, command)
-    print()
-    print(section)
-    print(f"(took {time.perf_counter() - started:.0f} s)")
-    if not args.no_write:
-        update_results(args.results, SECTION_TITLE, section.removeprefix(SECTION_TITLE))
-        print(f"updated {args.results}")
+    publish(section, SECTION_TITLE, args.results, write=not args.no_write, started=started)
     return 0
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import shlex
 import statistics
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,3 +40,19 @@ def median(values: Sequence[float]) -> float:
 def fmt(value: float, digits: int = 0) -> str:
     """A figure with thousands separators; `n/a` for NaN."""
     return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def command_line(module: str, argv: Sequence[str]) -> str:
+    """How a benchmark was run, for its section: `.venv/bin/python -m <module> <args>`."""
+    return f".venv/bin/python -m {module}" + "".join(f" {shlex.quote(a)}" for a in argv)
+
+
+def publish(section: str, title: str, results: Path, *, write: bool, started: float) -> None:
+    """Print a benchmark's section and how long it took; write it into `results` (replacing
+    only the section headed `title`) unless `write` is off."""
+    print()
+    print(section)
+    print(f"(took {time.perf_counter() - started:.0f} s)")
+    if write:
+        update_results(results, title, section.removeprefix(title))
+        print(f"updated {results}")

@@ -28,7 +28,6 @@ import json
 import math
 import os
 import platform
-import shlex
 import signal
 import statistics
 import subprocess
@@ -44,7 +43,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .results import RESULTS_FILE, update_results
+from .results import RESULTS_FILE, command_line, publish
 
 SECTION_TITLE = "## Sandbox throughput (issue 2)"
 DOWNLOAD_TARGET_MBPS = 300.0
@@ -654,18 +653,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     PIN = args.pin
     if _pinning():
         os.sched_setaffinity(0, {CLIENT_CPU})
-    command = ".venv/bin/python -m benchmarks.sandbox_throughput" + "".join(
-        f" {shlex.quote(a)}" for a in (argv if argv is not None else sys.argv[1:])
+    command = command_line(
+        "benchmarks.sandbox_throughput", argv if argv is not None else sys.argv[1:]
     )
     started = time.perf_counter()
     figures = asyncio.run(benchmark(args))
     section = render_section(args, figures, command)
-    print()
-    print(section)
-    print(f"(took {time.perf_counter() - started:.0f} s)")
-    if not args.no_write:
-        update_results(args.results, SECTION_TITLE, section.removeprefix(SECTION_TITLE))
-        print(f"updated {args.results}")
+    publish(section, SECTION_TITLE, args.results, write=not args.no_write, started=started)
     return 0
 
 

@@ -32,7 +32,6 @@ import json
 import math
 import os
 import platform
-import shlex
 import shutil
 import sys
 import tempfile
@@ -49,7 +48,7 @@ from .backfill_10k import control
 from .baselines.common import sandbox_clock
 from .child import read_spec, reply, run_json_child
 from .procstats import cpu_seconds, peak_rss_kib, proc_status_kib
-from .results import API, RESULTS_FILE, fmt, median, update_results
+from .results import API, RESULTS_FILE, command_line, fmt, median, publish
 from .sandbox_throughput import start_server
 
 SECTION_TITLE = "## Strategies: the library against the alternatives (issue 9)"
@@ -626,22 +625,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = list(argv if argv is not None else sys.argv[1:])
     if "--json" in given:  # where the data goes is not part of what was measured
         del given[given.index("--json") : given.index("--json") + 2]
-    command = ".venv/bin/python -m benchmarks.strategies" + "".join(
-        f" {shlex.quote(a)}" for a in given
-    )
+    command = command_line("benchmarks.strategies", given)
     started = time.perf_counter()
     figures = benchmark(args)
     section = render_section(args, figures, command)
-    print()
-    print(section)
-    print(f"(took {time.perf_counter() - started:.0f} s)")
-    if not args.no_write:
-        update_results(args.results, SECTION_TITLE, section)
-        print(f"updated {args.results}")
-        if args.json is not None:
-            data = summary(figures) | {"command": command}
-            args.json.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-            print(f"wrote {args.json}")
+    publish(section, SECTION_TITLE, args.results, write=not args.no_write, started=started)
+    if not args.no_write and args.json is not None:
+        data = summary(figures) | {"command": command}
+        args.json.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
     return 0
 
 
