@@ -314,7 +314,7 @@ class Session:
             except (TimeoutError, aiohttp.ClientError) as exc:
                 self.usage.transport_errors += 1
                 raise _translate(exc, method, url) from exc
-        await self._observe(status, headers)
+        await self._observe(status, headers, endpoint)
         log.debug("%s %s -> %d", method, redact_url(url), status)
         return Answer(status, headers, _parse_body(raw, content_type))
 
@@ -337,12 +337,21 @@ class Session:
                 )
         return bytes(body)
 
-    async def _observe(self, status: int, headers: Mapping[str, str]) -> None:
+    async def _observe(
+        self, status: int, headers: Mapping[str, str], endpoint: Endpoint | None
+    ) -> None:
         if status == 429:
             self.usage.rate_limited += 1
-        info = parse_rate_limit_headers(
-            headers, self.clock.now(), names=self._persona.rate_limit_headers
-        )
+        now = self.clock.now()
+        info = parse_rate_limit_headers(headers, now, names=self._persona.rate_limit_headers)
+        quota = endpoint.daily_quota if endpoint is not None else None
+        if status == 429 and quota is not None:
+            tz = self.limiter.policy.quota_timezone
+            if classify_export_429(quota, info.wait_hint(now), now, tz).quota == quota:
+                # The daily quota refused (its reset is the day's end): its headers say nothing
+                # about the hourly bucket, which would otherwise stay shut for every endpoint
+                # until midnight.
+                return
         await self.limiter.observe(info)
 
     # -- streamed answers (downloads) ---------------------------------------------------------
@@ -391,7 +400,7 @@ class Session:
                     timeout=timeout,
                 ) as response:
                     if api:
-                        await self._observe(response.status, dict(response.headers))
+                        await self._observe(response.status, dict(response.headers), endpoint)
                     yield response
             except (TimeoutError, aiohttp.ClientError) as exc:
                 self.usage.transport_errors += 1

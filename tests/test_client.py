@@ -370,6 +370,46 @@ async def test_server_daily_429_becomes_quota_exhausted_and_is_remembered() -> N
     assert stats["rate_limited"] == 1
 
 
+async def test_a_daily_429_does_not_shut_the_hourly_bucket() -> None:
+    """The daily quota's 429 carries headers that reset at the day's end: they describe that
+    quota, not the hourly bucket, so status calls and downloads go on at once (found by the
+    2,000-chunk load test: every task slept until midnight)."""
+    async with running(daily_export_limit=1) as (sandbox, client, clock):
+        ticket = await client.export(request(start=date(2026, 1, 1)))
+        with pytest.raises(QuotaExhausted):
+            await client.export(request(start=date(2026, 1, 2)))
+        slept = len(clock.slept)
+        job = await client.get_job(ticket.job_id)
+        jobs = await client.list_jobs()
+        stats = sandbox.stats()
+    assert job.id == ticket.job_id
+    assert [j.id for j in jobs] == [ticket.job_id]
+    assert all(pause < 60 for pause in clock.slept[slept:])
+    assert stats["rate_limited"] == 1
+
+
+async def test_a_quota_call_just_before_midnight_counts_on_both_days() -> None:
+    """Within `quota_day_guard` seconds of the reset, a call may be counted on the server's next
+    day (clock skew, time in flight): the limiter counts it there too, so the next day never
+    goes one over."""
+    policy = RateLimitPolicy(daily_report_export=3, quota_day_guard=300)
+    async with running(limiter_policy=policy, daily_export_limit=3) as (sandbox, client, _):
+        sandbox.advance(12 * 3600 - 120)  # 23:58
+        await client.export(request(start=date(2026, 1, 1)))  # today 1; tomorrow 1 as well
+        sandbox.advance(240)  # 00:02 the next day
+        today = await client.limiter.daily("ReportExport")
+        sandbox.advance(3600)
+        await client.export(request(start=date(2026, 1, 2)))
+        await client.export(request(start=date(2026, 1, 3)))
+        with pytest.raises(QuotaExhausted):
+            await client.export(request(start=date(2026, 1, 2), end=date(2026, 1, 6)))
+        stats = sandbox.stats()
+    assert today is not None
+    assert today.used == 1
+    assert stats["calls"]["ReportExport"] == 3
+    assert stats["rate_limited"] == 0
+
+
 async def test_quota_resets_the_next_day() -> None:
     policy = RateLimitPolicy(daily_report_export=1)
     async with running(limiter_policy=policy) as (sandbox, client, _):
