@@ -449,6 +449,7 @@ class _Backfill:
         self.submitting = True
         self.downloads_waiting = 0
         self.quota_left: int | None = plan.cost.quota_left_today
+        self.quota_wait = anyio.Lock()  # held by the submitter waiting for the quota's reset
         self.send, self.receive = anyio.create_memory_object_stream[ChunkRun](math.inf)
         #: Postback wake-ups (issue 6): job id -> the postback, until the tracker looks.
         self.postbacks_on = False
@@ -589,12 +590,20 @@ class _Backfill:
         and the rest as pending. True when submitting may go on."""
         if resets_at is None:
             daily = await self.client.limiter.daily("ReportExport")
-            resets_at = daily.resets_at if daily is not None else self.client.clock.now()
+            if daily is None or daily.remaining > 0:
+                # `quota_left` was stale (another submitter saw the reset): submit on.
+                self.quota_left = None if daily is None else daily.remaining
+                return True
+            resets_at = daily.resets_at
         if self.wait_for_quota:
-            self.emit(ProgressEvent("quota", message=f"waiting for the quota reset at {resets_at}"))
-            await self.client.clock.sleep(
-                max(0.0, (resets_at - self.client.clock.now()).total_seconds())
-            )
+            # One submitter waits for the reset; the others wait for it (a clock that moves
+            # with every sleep, like the sandbox's, must not be moved once per submitter).
+            async with self.quota_wait:
+                left = (resets_at - self.client.clock.now()).total_seconds()
+                if left > 0:
+                    message = f"waiting for the quota reset at {resets_at}"
+                    self.emit(ProgressEvent("quota", message=message))
+                    await self.client.clock.sleep(left)
             daily = await self.client.limiter.daily("ReportExport")
             self.quota_left = None if daily is None else daily.remaining
             return True

@@ -166,6 +166,11 @@ class RateLimiter:
             counted = await self.store.charge(name, self._day(now), limit, self.account or "")
             if counted is None:
                 raise self._spent(name, limit, now)
+            _, resets_at = quota_day_bounds(now, self.policy.quota_timezone)
+            if (resets_at - now).total_seconds() <= self.policy.quota_day_guard:
+                # It may be counted on the server's next day: count it there too (if that day
+                # is somehow full already, the server will say so).
+                await self.store.charge(name, self._day(resets_at), limit, self.account or "")
 
     async def _refuse_if_spent(self, name: QuotaName, limit: int) -> None:
         """Fail fast, before a wait for the hourly bucket, when today's quota is used up."""

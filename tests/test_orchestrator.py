@@ -6,55 +6,22 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
 from reportexport_async import (
-    ClientConfig,
     ConfigurationError,
     ExportRequest,
-    RateLimiter,
-    RateLimitPolicy,
-    ReportExportClient,
 )
-from reportexport_async.ledger import Ledger
 from reportexport_async.orchestrator import ExportSpec, ProgressEvent, backfill
-from reportexport_async.sandbox import ManualClock, Sandbox
-from reportexport_async.sandbox.testing import SandboxTime
 
-from .conftest import SANDBOX_START
+from .conftest import SANDBOX_START, simulated_account
 
 REPORTS = ["mp_action_listing_fast", "mp_performance_by_day", "mp_clicks_by_day"]
 YEAR_START, YEAR_END = date(2025, 1, 1), date(2025, 12, 31)
-
-
-@asynccontextmanager
-async def setup(
-    tmp_path: Path, *, daily_limit: int | None = 100, **sandbox_options: Any
-) -> AsyncIterator[tuple[Sandbox, ReportExportClient, Ledger]]:
-    sandbox_options.setdefault("job_duration", (30, 300))
-    sandbox_options.setdefault("rows_per_day", 4)
-    async with Sandbox(clock=ManualClock(SANDBOX_START), **sandbox_options) as sandbox:
-        clock = SandboxTime(sandbox)
-        async with Ledger(tmp_path / "ledger.sqlite", clock=clock) as ledger:
-            policy = RateLimitPolicy(daily_report_export=daily_limit)
-            limiter = RateLimiter(policy, clock=clock, store=ledger)
-            config = ClientConfig(
-                account_sid=sandbox.account_sid,
-                auth_token=sandbox.auth_token,
-                account_type="Mediapartners",
-                base_url=sandbox.base_url,
-            )
-            async with ReportExportClient(
-                config, limiter=limiter, clock=clock, random_source=lambda: 0.5
-            ) as client:
-                yield sandbox, client, ledger
 
 
 def rows_of(path: Path) -> list[list[str]]:
@@ -66,7 +33,11 @@ async def test_year_in_weekly_chunks_for_three_reports_merges_to_the_whole_range
 ) -> None:
     out = tmp_path / "out"
     specs = [ExportSpec(report) for report in REPORTS]
-    async with setup(tmp_path, daily_export_limit=0, daily_limit=None) as (sandbox, client, ledger):
+    async with simulated_account(tmp_path, daily_export_limit=0, daily_limit=None) as (
+        sandbox,
+        client,
+        ledger,
+    ):
         result = await backfill(
             client, ledger, specs, YEAR_START, YEAR_END, out_dir=out, chunk="7d", merge=True
         )
@@ -112,7 +83,7 @@ async def test_quota_of_100_with_156_new_chunks_leaves_56_pending_until_the_rese
     out = tmp_path / "out"
     specs = [ExportSpec(REPORTS[0]), ExportSpec(REPORTS[1]), ExportSpec(REPORTS[2])]
     start, end = date(2025, 1, 6), date(2025, 1, 6) + timedelta(days=51)  # 52 days x 3 reports
-    async with setup(tmp_path) as (sandbox, client, ledger):
+    async with simulated_account(tmp_path) as (sandbox, client, ledger):
         first = await backfill(client, ledger, specs, start, end, out_dir=out, chunk="1d")
         stats_first = sandbox.stats()
         sandbox.advance(24 * 3600)
@@ -131,7 +102,7 @@ async def test_quota_of_100_with_156_new_chunks_leaves_56_pending_until_the_rese
 
 async def test_fifty_jobs_in_flight_cost_one_status_call_per_tick(tmp_path: Path) -> None:
     events: list[ProgressEvent] = []
-    async with setup(tmp_path, job_duration=(600, 600)) as (sandbox, client, ledger):
+    async with simulated_account(tmp_path, job_duration=(600, 600)) as (sandbox, client, ledger):
         result = await backfill(
             client,
             ledger,
@@ -155,7 +126,7 @@ async def test_fifty_jobs_in_flight_cost_one_status_call_per_tick(tmp_path: Path
 
 
 async def test_dry_run_plans_and_costs_without_any_call(tmp_path: Path) -> None:
-    async with setup(tmp_path) as (sandbox, client, ledger):
+    async with simulated_account(tmp_path) as (sandbox, client, ledger):
         await backfill(
             client, ledger, [ExportSpec(REPORTS[0])], date(2025, 1, 1), date(2025, 1, 14),
             out_dir=tmp_path / "out", chunk="7d",
@@ -181,7 +152,7 @@ async def test_cancelled_halfway_then_resumed_makes_no_duplicate_submit(tmp_path
     out = tmp_path / "out"
     specs = [ExportSpec(REPORTS[0])]
     start, end = date(2025, 3, 1), date(2025, 4, 29)
-    async with setup(tmp_path, job_duration=(60, 600)) as (sandbox, client, ledger):
+    async with simulated_account(tmp_path, job_duration=(60, 600)) as (sandbox, client, ledger):
         done = 0
 
         def count(event: ProgressEvent) -> None:
@@ -216,7 +187,11 @@ async def test_cancelled_halfway_then_resumed_makes_no_duplicate_submit(tmp_path
 async def test_failed_jobs_are_replayed_and_one_failure_never_stops_the_others(
     tmp_path: Path,
 ) -> None:
-    async with setup(tmp_path, faults={"job_fail": 0.3}, seed=2) as (sandbox, client, ledger):
+    async with simulated_account(tmp_path, faults={"job_fail": 0.3}, seed=2) as (
+        sandbox,
+        client,
+        ledger,
+    ):
         result = await backfill(
             client, ledger, [ExportSpec(REPORTS[0])], date(2025, 1, 1), date(2025, 1, 20),
             out_dir=tmp_path / "out", chunk="1d",
@@ -230,7 +205,7 @@ async def test_failed_jobs_are_replayed_and_one_failure_never_stops_the_others(
 
 
 async def test_stuck_jobs_are_reported_not_resubmitted(tmp_path: Path) -> None:
-    async with setup(tmp_path, faults={"job_stuck": 1.0}) as (sandbox, client, ledger):
+    async with simulated_account(tmp_path, faults={"job_stuck": 1.0}) as (sandbox, client, ledger):
         result = await backfill(
             client, ledger, [ExportSpec(REPORTS[0])], date(2025, 1, 1), date(2025, 1, 3),
             out_dir=tmp_path / "out", chunk="1d", stuck_after=timedelta(hours=2),
@@ -251,7 +226,7 @@ async def test_stuck_jobs_are_reported_not_resubmitted(tmp_path: Path) -> None:
 async def test_bad_input_fails_before_any_call(
     tmp_path: Path, start: date, end: date, chunk: str, message: str
 ) -> None:
-    async with setup(tmp_path) as (sandbox, client, ledger):
+    async with simulated_account(tmp_path) as (sandbox, client, ledger):
         with pytest.raises((ConfigurationError, ValueError), match=message):
             await backfill(
                 client, ledger, [ExportSpec(REPORTS[0])], start, end, out_dir=tmp_path / "o",
@@ -263,7 +238,7 @@ async def test_bad_input_fails_before_any_call(
 async def test_unwritable_output_folder_fails_before_any_call(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    async with setup(tmp_path) as (sandbox, client, ledger):
+    async with simulated_account(tmp_path) as (sandbox, client, ledger):
         with pytest.raises(ConfigurationError, match="out_dir"):
             await backfill(
                 client, ledger, [ExportSpec(REPORTS[0])], date(2025, 1, 1), date(2025, 1, 2),

@@ -40,8 +40,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -57,7 +56,6 @@ from reportexport_async import (
     ExportRequest,
     JobStatus,
     RateLimiter,
-    RateLimitPolicy,
     ReportExportClient,
     ReportExportError,
     ScaledClock,
@@ -67,9 +65,8 @@ from reportexport_async.ledger import SCHEMA_VERSION, Ledger
 from reportexport_async.orchestrator import BackfillResult, ExportSpec, ProgressEvent, backfill
 from reportexport_async.postbacks import PostbackReceiver
 from reportexport_async.sandbox import ManualClock, Sandbox
-from reportexport_async.sandbox.testing import SandboxTime
 
-from .conftest import SANDBOX_START
+from .conftest import SANDBOX_START, simulated_account
 
 REPORT = "mp_action_listing_fast"
 REPO = Path(__file__).resolve().parent.parent
@@ -182,35 +179,6 @@ def assert_manifest_matches_disk(manifest: dict[str, Any]) -> int:
             assert sha256_of(path) == chunk["sha256"], f"{path} does not match the manifest"
             done += 1
     return done
-
-
-@asynccontextmanager
-async def in_process(
-    tmp_path: Path,
-    *,
-    daily_limit: int | None = 100,
-    **sandbox_options: Any,
-) -> AsyncIterator[tuple[Sandbox, ReportExportClient, Ledger]]:
-    """A sandbox on a manual clock, a ledger in `tmp_path` and a client on the sandbox's time:
-    simulated hours cost milliseconds."""
-    sandbox_options.setdefault("job_duration", (30, 300))
-    sandbox_options.setdefault("rows_per_day", 4)
-    async with Sandbox(clock=ManualClock(SANDBOX_START), **sandbox_options) as sandbox:
-        clock = SandboxTime(sandbox)
-        async with Ledger(tmp_path / "ledger.sqlite", clock=clock) as ledger:
-            limiter = RateLimiter(
-                RateLimitPolicy(daily_report_export=daily_limit), clock=clock, store=ledger
-            )
-            config = ClientConfig(
-                account_sid=sandbox.account_sid,
-                auth_token=sandbox.auth_token,
-                account_type="Mediapartners",
-                base_url=sandbox.base_url,
-            )
-            async with ReportExportClient(
-                config, limiter=limiter, clock=clock, random_source=lambda: 0.5
-            ) as client:
-                yield sandbox, client, ledger
 
 
 async def whole_range_rows(
@@ -525,7 +493,9 @@ async def test_fault_matrix(tmp_path: Path, caplog: pytest.LogCaptureFixture, na
                 PostbackReceiver(token="reliability-postback-token")
             )
             options["postback_url"] = receiver.url
-        sandbox, client, ledger = await stack.enter_async_context(in_process(tmp_path, **options))
+        sandbox, client, ledger = await stack.enter_async_context(
+            simulated_account(tmp_path, **options)
+        )
 
         async def run() -> BackfillResult | None:
             try:
@@ -618,7 +588,7 @@ async def full_disk_run(
     tmp_path: Path, out: Path
 ) -> tuple[BackfillResult | None, BaseException | None, dict[str, Any]]:
     """Ten chunks of ~21 KB each into a 200 KiB disk: it fills up around the ninth."""
-    async with in_process(tmp_path, rows_per_day=300, seed=1) as (sandbox, client, ledger):
+    async with simulated_account(tmp_path, rows_per_day=300, seed=1) as (sandbox, client, ledger):
         try:
             result = await backfill(
                 client, ledger, [ExportSpec(REPORT)], FAULT_START, FAULT_END, out_dir=out,
@@ -657,7 +627,7 @@ async def test_after_a_full_disk_the_next_run_finishes_without_a_second_submit(
     """The disk fills up: the chunk being written fails saying so, the run spends no more calls
     on submits or downloads; with room again, the same backfill finishes every chunk, each
     submitted once, the finished jobs downloaded by job id."""
-    async with in_process(tmp_path, rows_per_day=300, seed=1) as (sandbox, client, ledger):
+    async with simulated_account(tmp_path, rows_per_day=300, seed=1) as (sandbox, client, ledger):
         run = {
             "client": client, "ledger": ledger, "exports": [ExportSpec(REPORT)],
             "start": FAULT_START, "end": FAULT_END, "out_dir": small_disk, "chunk": "1d",
@@ -753,7 +723,7 @@ async def assert_rejected_before_any_call(
     tmp_path: Path, bad: Bad, *, out: Path | None = None
 ) -> ConfigurationError:
     out = out or tmp_path / "out"
-    async with in_process(tmp_path) as (sandbox, client, ledger):
+    async with simulated_account(tmp_path) as (sandbox, client, ledger):
         with pytest.raises(ConfigurationError) as caught:
             await backfill(
                 client, ledger, list(bad.specs), bad.start, bad.end, out_dir=out,
@@ -820,7 +790,7 @@ async def test_without_the_catalog_an_unknown_report_costs_one_submit_and_fails_
     first submit's 404 fails its chunk with a message naming the report, and the report's
     other chunks fail without a call; nothing is downloaded; the ledger keeps no claim."""
     out = tmp_path / "out"
-    async with in_process(tmp_path) as (sandbox, client, ledger):
+    async with simulated_account(tmp_path) as (sandbox, client, ledger):
         result = await backfill(
             client, ledger, [ExportSpec("no_such_report")], *GOOD, out_dir=out, chunk="1d",
             check_reports=False, submit_concurrency=1,
@@ -840,7 +810,7 @@ async def test_without_the_catalog_an_unknown_report_costs_one_submit_and_fails_
 async def test_an_unknown_report_is_refused_with_at_most_one_call(tmp_path: Path) -> None:
     """One `GET /Reports` before the first submit: an unknown report (and one that is not API
     accessible) is refused with a clear error, no quota spent, no ledger entry written."""
-    async with in_process(tmp_path) as (sandbox, client, ledger):
+    async with simulated_account(tmp_path) as (sandbox, client, ledger):
         with pytest.raises(ConfigurationError, match="no_such_report") as caught:
             await backfill(
                 client, ledger, [ExportSpec(REPORT), ExportSpec("no_such_report")], *GOOD,
@@ -934,7 +904,7 @@ async def test_a_full_run_leaks_no_token_and_sends_no_credentials_elsewhere(
     events: list[ProgressEvent] = []
     errors: list[BaseException] = []
     faults = {"http_5xx": 0.2, "expired_signed_url": 0.3, "truncate_body": 0.2}
-    async with in_process(tmp_path, faults=faults, seed=3) as (sandbox, client, ledger):
+    async with simulated_account(tmp_path, faults=faults, seed=3) as (sandbox, client, ledger):
         result = await backfill(
             client, ledger, [ExportSpec(REPORT), ExportSpec("mp_clicks_by_day")],
             FAULT_START, FAULT_END, out_dir=out, chunk="1d", on_event=events.append,
@@ -1137,7 +1107,7 @@ async def test_two_thousand_chunks_within_the_default_limits(tmp_path: Path) -> 
     start = date(2025, 1, 1)
     end = start + timedelta(days=99)
     started = time.perf_counter()
-    async with in_process(tmp_path, rows_per_day=1, job_duration=(30, 300)) as (
+    async with simulated_account(tmp_path, rows_per_day=1, job_duration=(30, 300)) as (
         sandbox, client, ledger,
     ):  # fmt: skip
         result = await backfill(

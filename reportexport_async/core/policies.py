@@ -158,6 +158,10 @@ class RateLimitPolicy:
     safety_margin: int = 10
     #: The daily quotas' day boundary. Not documented (API-FACTS §5); UTC unless told.
     quota_timezone: tzinfo = field(default=UTC)
+    #: A quota call made this many seconds or less before the day's reset is counted on both
+    #: days: it may reach the server after midnight and be counted there, which would let the
+    #: new day go one over and provoke a 429 (at most a few units of the next day's quota).
+    quota_day_guard: float = 300.0
 
     def __post_init__(self) -> None:
         if self.hourly_limit < 1:
@@ -168,6 +172,8 @@ class RateLimitPolicy:
                 raise ConfigurationError(f"rate_limit.{name}", "must be >= 0 or None")
         if self.max_concurrent_requests < 1:
             raise ConfigurationError("rate_limit.max_concurrent_requests", "must be >= 1")
+        if not (math.isfinite(self.quota_day_guard) and 0 <= self.quota_day_guard <= 3600):
+            raise ConfigurationError("rate_limit.quota_day_guard", "must be 0 to 3600 seconds")
         if not (0 <= self.safety_margin < self.hourly_limit):
             raise ConfigurationError(
                 "rate_limit.safety_margin", "must be >= 0 and below rate_limit.hourly_limit"
