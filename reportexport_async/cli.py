@@ -614,7 +614,7 @@ class BackfillArgs:
     dry_run: bool
     wait_for_quota: bool
     postback_listen: tuple[str, int] | None = None
-    check_reports: bool = True
+    check_reports: bool = False
     #: The receiver's path token (None: IMPACT_POSTBACK_TOKEN, else random), the postback's
     #: field names for the job id and the status, and the URL impact.com reaches it at.
     postback_token: str | None = None
@@ -865,10 +865,10 @@ def cli() -> None:
     help="the receiver's URL as impact.com reaches it (behind a proxy or a tunnel)",
 )
 @click.option(
-    "--no-report-check",
-    "no_report_check",
+    "--check-reports",
     is_flag=True,
-    help="do not look new report ids up in GET /Reports first; let the submits find out",
+    help="look report ids never used before up in GET /Reports first (one call): an unknown "
+    "one is a usage error before any ReportExport call",
 )
 @sandbox_options
 @json_option
@@ -890,7 +890,7 @@ def backfill_command(
     postback_token: str | None,
     postback_fields: tuple[str, str],
     postback_public_url: str | None,
-    no_report_check: bool,
+    check_reports: bool,
     as_json: bool,
     **options: Any,
 ) -> int:
@@ -905,7 +905,7 @@ def backfill_command(
     credentials = Credentials.from_options(options)
     args = BackfillArgs(
         reports, start, end, chunk, filters, result_format.upper(), out, concurrency, merge,
-        dry_run, wait_for_quota, postback_listen, not no_report_check, postback_token,
+        dry_run, wait_for_quota, postback_listen, check_reports, postback_token,
         postback_fields, postback_public_url,
     )  # fmt: skip
     if (postback_token or postback_public_url) and postback_listen is None:

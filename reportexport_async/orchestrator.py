@@ -217,16 +217,20 @@ def _report_refused(error: ReportExportError) -> bool:
     )
 
 
-async def _check_catalog(client: ReportExportClient, ledger: Ledger, plan: Plan) -> None:
-    """One `GET /Reports` before the first submit, when a report about to be submitted has
-    never been accepted by the server (no job in the ledger): an unknown or not API-accessible
-    report id is refused before any quota is spent. A catalog that cannot be read leaves the
-    judgement to the server (the submit's answer)."""
-    wanted = dict.fromkeys(p.report_id for p in plan.by_state("new"))
+async def _unproven_reports(ledger: Ledger, plan: Plan) -> list[str]:
+    """The report ids about to be submitted that the server has never accepted (no job of
+    theirs in the ledger)."""
     unproven = []
-    for report_id in wanted:
+    for report_id in dict.fromkeys(p.report_id for p in plan.by_state("new")):
         if not any(entry.job_id for entry in await ledger.entries(report_id=report_id)):
             unproven.append(report_id)
+    return unproven
+
+
+async def _check_catalog(client: ReportExportClient, unproven: Sequence[str]) -> None:
+    """`check_reports`: one `GET /Reports` before the first submit, so an unknown or not
+    API-accessible report id is refused before any ReportExport call. A catalog that cannot be
+    read leaves the judgement to the server (the probe submit's answer)."""
     if not unproven:
         return
     try:
@@ -289,12 +293,15 @@ async def backfill(
     on_event: Callable[[ProgressEvent], None] | None = None,
     postbacks: PostbackReceiver | None = None,
     today: date | None = None,
-    check_reports: bool = True,
+    check_reports: bool = False,
 ) -> BackfillResult:
     """Pull `exports` over `[start, end]` into `out_dir`. See the module docstring.
 
-    With `check_reports` (the default), report ids never accepted before are looked up in the
-    account's catalog with one `GET /Reports` call before the first submit."""
+    A report the server has never accepted (no job of it in the ledger) is probed first: one
+    chunk is submitted alone, and the report's other chunks follow only once it is accepted, so
+    an unknown report id costs one call, never one per chunk, and a known one costs nothing
+    extra. With `check_reports`, such report ids are also looked up in the account's catalog
+    (one `GET /Reports`) and refused with a `ConfigurationError` before any ReportExport call."""
     out = Path(out_dir)
     if not exports:
         raise ConfigurationError("exports", "give at least one report")
@@ -376,8 +383,10 @@ async def backfill(
     runner.emit(ProgressEvent("plan", message=f"{plan.cost}", plan=plan))
     if dry_run:
         return BackfillResult(plan, tuple(runner.runs.values()), None, True, None, runner.calls())
+    unproven = await _unproven_reports(ledger, plan)
     if check_reports:
-        await _check_catalog(client, ledger, plan)
+        await _check_catalog(client, unproven)
+    runner.unproven = set(unproven)
     merged: tuple[Path, ...] = ()
     if postbacks is not None:
         runner.postbacks_on = True
@@ -460,6 +469,8 @@ class _Backfill:
         self.next_refresh: datetime | None = None  # when the safety net looks next
         #: report id -> why the server refused it: its other chunks are not submitted.
         self.refused: dict[str, str] = {}
+        #: Report ids the server has never accepted: one chunk of each is submitted first.
+        self.unproven: set[str] = set()
         #: set when the disk is full: no more submits or downloads in this run.
         self.disk_full: OutputError | None = None
 
@@ -530,11 +541,20 @@ class _Backfill:
                 group.start_soon(self.downloader)
 
     async def submitting_all(self, queue: list[ChunkRun]) -> None:
-        """`submit_concurrency` submitters share the queue; then submitting is over."""
+        """`submit_concurrency` submitters share the queue; then submitting is over. The first
+        chunk of each unproven report goes first, alone among its report's chunks: if the server
+        refuses the report, its other chunks fail without a call."""
+        probes: list[ChunkRun] = []
+        for run in list(queue):  # in plan order
+            report_id = run.planned.report_id
+            if report_id in self.unproven and all(p.planned.report_id != report_id for p in probes):
+                queue.remove(run)
+                probes.append(run)
         try:
-            async with anyio.create_task_group() as group:
-                for _ in range(min(self.submit_concurrency, len(queue))):
-                    group.start_soon(self.submitter, queue)
+            for phase in (probes, queue):
+                async with anyio.create_task_group() as group:
+                    for _ in range(min(self.submit_concurrency, len(phase))):
+                        group.start_soon(self.submitter, phase)
         finally:
             self.submitting = False
             self.poke()

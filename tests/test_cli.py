@@ -192,18 +192,17 @@ def test_backfill_pending_plain_output_says_how_to_resume(
 
 
 def test_backfill_exit_1_when_chunks_fail(capsys: pytest.CaptureFixture[str]) -> None:
-    # mp_legacy_invoice is in the catalog but not available through the API. Without the
-    # catalog check its first submit answers 404 and its other chunks fail without a call.
+    # mp_legacy_invoice is in the catalog but not available through the API: the first chunk of
+    # a report never used before is submitted alone; its 404 fails the others without a call.
     code, out, _ = run_main(
         capsys,
         "backfill", "mp_clicks_by_day", "mp_legacy_invoice", *RANGE, "--sandbox", "--json",
-        "--no-report-check",
     )  # fmt: skip
     assert code == 1
     summary = json_lines(out)[-1]
     assert summary["counts"] == {"done": 3, "failed": 3, "pending": 0, "stuck": 0}
-    assert summary["calls"]["ReportExport"] <= 3 + 1 + 3  # the good report's, then at most
-    assert "Reports" not in summary["calls"]  # one 404 per submitter before the others stop
+    assert summary["calls"]["ReportExport"] == 3 + 1  # the good report's, and one probe
+    assert "Reports" not in summary["calls"]
     failed = [e for e in json_lines(out) if e.get("status") == "failed"]
     assert {e["report"] for e in failed} == {"mp_legacy_invoice"}
     assert all("404" in e["message"] for e in failed)
@@ -213,8 +212,9 @@ def test_backfill_refuses_a_report_the_catalog_does_not_export(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, out, err = run_main(
-        capsys, "backfill", "mp_clicks_by_day", "mp_legacy_invoice", *RANGE, "--sandbox"
-    )
+        capsys, "backfill", "mp_clicks_by_day", "mp_legacy_invoice", *RANGE, "--sandbox",
+        "--check-reports",
+    )  # fmt: skip
     assert code == 2
     assert "mp_legacy_invoice" in err
     assert "not API accessible" in err
@@ -287,7 +287,7 @@ def test_usage_errors_are_one_line_exit_2_and_cost_no_call(
         (["backfill", "mp_clicks_by_day", *RANGE, "--account-type", "Influencers"],
          "account_type", 0),
         # Unknown to the catalog: one GET /Reports, no submit.
-        (["backfill", "no_such_report", *RANGE], "no_such_report", 1),
+        (["backfill", "no_such_report", *RANGE, "--check-reports"], "no_such_report", 1),
         (["export", "../x", "--start", str(START), "--end", str(END)], "report_id", 0),
     ],
 )  # fmt: skip
@@ -511,7 +511,7 @@ def command() -> list[str]:
         (
             [
                 "backfill", "mp_clicks_by_day", "mp_legacy_invoice", *RANGE, "--sandbox",
-                "--json", "--no-report-check",
+                "--json",
             ],
             1,
         ),

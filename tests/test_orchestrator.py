@@ -121,7 +121,9 @@ async def test_fifty_jobs_in_flight_cost_one_status_call_per_tick(tmp_path: Path
     # Jobs take 600 s; ticks of ~10 s: about 60 ticks, each one listing call for all 50 jobs.
     status_calls = stats["calls"]["ListJobs"] + stats["calls"]["GetJob"]
     assert status_calls <= 70
-    assert stats["calls"]["GetJob"] <= 2
+    # One GET of a single job is cheaper than a listing: only while one job is in flight (the
+    # probe submit of a report never used before, the last one to finish).
+    assert stats["calls"]["GetJob"] <= 5
     assert stats["rate_limited"] == 0
 
 

@@ -783,18 +783,15 @@ async def test_an_unknown_account_type_is_refused_when_configuring(
     assert list(tmp_path.iterdir()) == []
 
 
-async def test_without_the_catalog_an_unknown_report_costs_one_submit_and_fails_clearly(
-    tmp_path: Path,
-) -> None:
-    """With the catalog check off (or a catalog that cannot be read), the server judges: the
-    first submit's 404 fails its chunk with a message naming the report, and the report's
-    other chunks fail without a call; nothing is downloaded; the ledger keeps no claim."""
+async def test_an_unknown_report_costs_one_submit_and_fails_clearly(tmp_path: Path) -> None:
+    """By default the server judges: the first chunk of a report never used before is
+    submitted alone, its 404 fails it with a message naming the report, and the report's other
+    chunks fail without a call; nothing is downloaded; the ledger keeps no claim."""
     out = tmp_path / "out"
     async with simulated_account(tmp_path) as (sandbox, client, ledger):
         result = await backfill(
-            client, ledger, [ExportSpec("no_such_report")], *GOOD, out_dir=out, chunk="1d",
-            check_reports=False, submit_concurrency=1,
-        )  # fmt: skip
+            client, ledger, [ExportSpec("no_such_report")], *GOOD, out_dir=out, chunk="1d"
+        )
         stats = sandbox.stats()
     assert result.counts == {"done": 0, "failed": 3, "pending": 0, "stuck": 0}
     for run in result.chunks:
@@ -808,13 +805,14 @@ async def test_without_the_catalog_an_unknown_report_costs_one_submit_and_fails_
 
 
 async def test_an_unknown_report_is_refused_with_at_most_one_call(tmp_path: Path) -> None:
-    """One `GET /Reports` before the first submit: an unknown report (and one that is not API
-    accessible) is refused with a clear error, no quota spent, no ledger entry written."""
+    """With `check_reports`, one `GET /Reports` before the first submit: an unknown report (and
+    one that is not API accessible) is refused with a clear error, no quota spent, no ledger
+    entry written."""
     async with simulated_account(tmp_path) as (sandbox, client, ledger):
         with pytest.raises(ConfigurationError, match="no_such_report") as caught:
             await backfill(
                 client, ledger, [ExportSpec(REPORT), ExportSpec("no_such_report")], *GOOD,
-                out_dir=tmp_path / "o", chunk="1d",
+                out_dir=tmp_path / "o", chunk="1d", check_reports=True,
             )  # fmt: skip
         stats = sandbox.stats()
         assert stats["total_calls"] == 1
@@ -826,7 +824,7 @@ async def test_an_unknown_report_is_refused_with_at_most_one_call(tmp_path: Path
         with pytest.raises(ConfigurationError, match="not API accessible"):
             await backfill(
                 client, ledger, [ExportSpec(hidden[0])], *GOOD, out_dir=tmp_path / "o",
-                chunk="1d",
+                chunk="1d", check_reports=True,
             )  # fmt: skip
         assert sandbox.stats()["calls"]["ReportExport"] == 0
     assert caught.value.setting == "report_id"
