@@ -329,11 +329,14 @@ async def backfill(
             raise ConfigurationError(where or f"export {spec.report_id!r}", problem) from None
     if not dry_run:
         _check_out_dir(out)
+    daily = await client.limiter.daily("ReportExport")  # the ledger's count: no call
+    share = None if daily is None else daily.remaining // len(exports)  # an export's quota
     items: list[tuple[ExportRequest, Chunk, str, str]] = []
     for spec in exports:
         span = None
         if rule.kind == "auto":
-            span = auto_span(await _rows_per_day(ledger, spec.report_id), row_target=row_target)
+            rows = await _rows_per_day(ledger, spec.report_id)
+            span = auto_span(rows, row_target=row_target, start=start, end=end, submits_left=share)
         for piece in chunk_range(start, end, rule, auto_days=span):
             request = spec.request(piece)
             print_ = fingerprint(
@@ -355,7 +358,6 @@ async def backfill(
             entry, out / chunk_path(request, piece)
         )
         known[key] = Known(entry.job_id, entry.status, intact)
-    daily = await client.limiter.daily("ReportExport")
     plan = plan_chunks(
         items,
         known,

@@ -110,10 +110,24 @@ def auto_span(
     row_target: int = DEFAULT_ROW_TARGET,
     default_days: int = DEFAULT_AUTO_DAYS,
     spans: tuple[int, ...] = AUTO_SPANS,
+    start: date | None = None,
+    end: date | None = None,
+    submits_left: int | None = None,
 ) -> int:
-    """The largest span whose expected rows stay under `row_target` (`default_days` when
-    nothing is known yet; one day when even one day is over the target)."""
+    """The largest span whose expected rows stay under `row_target` (one day when even one day
+    is over the target): the fewest submits the row target allows.
+
+    Before anything is known, `default_days`; but when `[start, end]` in such chunks would need
+    more submits than `submits_left` (the export's share of today's quota), the smallest larger
+    span that fits (or the largest span) instead, so the range is not spread over more quota days
+    than needed only because no rows were seen yet."""
     if rows_per_day is None or rows_per_day < 0:
-        return default_days
+        if start is None or end is None or submits_left is None:
+            return default_days
+        larger = sorted({default_days, *(span for span in spans if span > default_days)})
+        for span in larger:
+            if len(chunk_range(start, end, ChunkRule("days", span))) <= max(1, submits_left):
+                return span
+        return larger[-1]
     fitting = [span for span in spans if rows_per_day * span <= row_target]
     return max(fitting) if fitting else min(spans)

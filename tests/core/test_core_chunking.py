@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reportexport_async.core.chunking import (
+    AUTO_SPANS,
     EPOCH,
     Chunk,
     ChunkRule,
@@ -120,6 +121,38 @@ def test_auto_span(rows_per_day: float | None, target: int, expected: int) -> No
 def test_auto_span_keeps_rows_under_target_when_possible(rate: float, target: int) -> None:
     span = auto_span(rate, row_target=target)
     assert span == 1 or rate * span <= target
+
+
+@pytest.mark.parametrize(
+    ("days", "left", "expected"),
+    [
+        (56, 100, 7),  # 8 weekly chunks fit: the default span
+        (730, 100, 14),  # two years: 105 weekly chunks would not fit, 53 fortnightly ones do
+        (730, 20, 91),
+        (3650, 5, 364),  # nothing fits: the largest span
+        (730, None, 7),  # no daily quota: the default
+    ],
+)
+def test_auto_span_before_any_rows_are_known_fits_the_quota(
+    days: int, left: int | None, expected: int
+) -> None:
+    start = date(2024, 1, 1)
+    end = start + timedelta(days=days - 1)
+    assert auto_span(None, start=start, end=end, submits_left=left) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(start=days, length=st.integers(0, 4000), left=st.integers(0, 200))
+def test_auto_span_unknown_rows_never_needs_more_submits_than_the_default(
+    start: date, length: int, left: int
+) -> None:
+    end = start + timedelta(days=length)
+    span = auto_span(None, start=start, end=end, submits_left=left)
+    chunks = len(chunk_range(start, end, ChunkRule("days", span)))
+    default = len(chunk_range(start, end, ChunkRule("days", 7)))
+    assert span >= 7
+    assert chunks <= default
+    assert chunks <= max(1, left) or span == max(AUTO_SPANS)
 
 
 def test_safe_names_and_paths_never_escape_the_output_folder() -> None:
