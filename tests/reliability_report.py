@@ -131,7 +131,8 @@ def report(code: int, seconds: float, results: dict[str, str], lines: list[str])
         "|---|---:|",
         f"| SIGKILLs survived (every run then completed, files intact) | {kills} |",
         f"| Fault scenarios passed | {faults_passed} of {len(faults)} |",
-        f"| Bad inputs tried (each refused before any call, nothing written) | "
+        f"| Bad inputs tried through the Python API (each a clear error, nothing half-written; "
+        f"all before any call but an unknown report id, which costs its one probe submit) | "
         f"{bad_passed} of {len(bad)} passed |",
         "| Duplicate submits found (jobs beyond one per chunk) | "
         + ("missing" if dupes is None else str(dupes))
