@@ -37,13 +37,11 @@ import asyncio
 import cProfile
 import io
 import json
-import math
 import os
 import platform
 import pstats
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,7 +54,7 @@ from typing import Any
 
 import aiohttp
 
-from .results import RESULTS_FILE, command_line, publish
+from .results import RESULTS_FILE, command_line, fmt, median, publish, ratio
 from .sandbox_throughput import start_server
 
 SECTION_TITLE = "## Backfill of 10,000 chunks (issue 5)"
@@ -373,28 +371,16 @@ def benchmark(args: argparse.Namespace) -> Figures:
 # -- the report ---------------------------------------------------------------------------------
 
 
-def _median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else math.nan
-
-
-def _fmt(value: float, digits: int = 0) -> str:
-    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
-
-
-def _ratio(value: float, baseline: float) -> float:
-    return value / baseline if baseline and not math.isnan(baseline) else math.nan
-
-
 def _per_chunk_calls(figures: Figures, method: str, key: str) -> float:
     runs = [run for run in figures.runs if run["method"] == method]
-    return _median([run["server"]["calls"].get(key, 0) / figures.chunks for run in runs])
+    return median([run["server"]["calls"].get(key, 0) / figures.chunks for run in runs])
 
 
 def render_section(args: argparse.Namespace, figures: Figures, command: str) -> str:
-    wall = {m: _median(figures.values(m, "seconds")) for m in METHODS}
-    cpu = {m: _median(figures.values(m, "cpu_seconds")) for m in METHODS}
-    ratio = _ratio(wall["library"], wall["baseline"])
-    met = "yes" if ratio <= RATIO_TARGET else "**no**"
+    wall = {m: median(figures.values(m, "seconds")) for m in METHODS}
+    cpu = {m: median(figures.values(m, "cpu_seconds")) for m in METHODS}
+    wall_x = ratio(wall["library"], wall["baseline"])
+    met = "yes" if wall_x <= RATIO_TARGET else "**no**"
     n = figures.chunks
     lines = [
         SECTION_TITLE,
@@ -415,20 +401,20 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
         "",
         "| Figure | Library | Baseline | Ratio | Target | Met? |",
         "|---|---:|---:|---:|---:|---|",
-        f"| Wall time, {n:,} chunks (s) | {_fmt(wall['library'], 1)} | "
-        f"{_fmt(wall['baseline'], 1)} | {_fmt(ratio, 2)} | ≤ {RATIO_TARGET} × baseline | {met} |",
-        f"| Chunks per second | {_fmt(n / wall['library'], 0)} | {_fmt(n / wall['baseline'], 0)} "
-        f"| {_fmt(_ratio(wall['baseline'], wall['library']), 2)} | – | – |",
-        f"| Client CPU time (s) | {_fmt(cpu['library'], 1)} | {_fmt(cpu['baseline'], 1)} | "
-        f"{_fmt(_ratio(cpu['library'], cpu['baseline']), 2)} | – | – |",
-        f"| Client CPU time per chunk (ms) | {_fmt(cpu['library'] / n * 1000, 2)} | "
-        f"{_fmt(cpu['baseline'] / n * 1000, 2)} | "
-        f"{_fmt(_ratio(cpu['library'], cpu['baseline']), 2)} | – | – |",
+        f"| Wall time, {n:,} chunks (s) | {fmt(wall['library'], 1)} | "
+        f"{fmt(wall['baseline'], 1)} | {fmt(wall_x, 2)} | ≤ {RATIO_TARGET} × baseline | {met} |",
+        f"| Chunks per second | {fmt(n / wall['library'], 0)} | {fmt(n / wall['baseline'], 0)} "
+        f"| {fmt(ratio(wall['baseline'], wall['library']), 2)} | – | – |",
+        f"| Client CPU time (s) | {fmt(cpu['library'], 1)} | {fmt(cpu['baseline'], 1)} | "
+        f"{fmt(ratio(cpu['library'], cpu['baseline']), 2)} | – | – |",
+        f"| Client CPU time per chunk (ms) | {fmt(cpu['library'] / n * 1000, 2)} | "
+        f"{fmt(cpu['baseline'] / n * 1000, 2)} | "
+        f"{fmt(ratio(cpu['library'], cpu['baseline']), 2)} | – | – |",
     ]
     for key in ENDPOINT_KEYS:
         library, baseline = (_per_chunk_calls(figures, m, key) for m in METHODS)
         lines.append(
-            f"| Server-side `{key}` calls per chunk | {_fmt(library, 3)} | {_fmt(baseline, 3)} "
+            f"| Server-side `{key}` calls per chunk | {fmt(library, 3)} | {fmt(baseline, 3)} "
             "| – | – | – |"
         )
     too_many = {

@@ -40,7 +40,6 @@ import platform
 import resource
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,7 +57,7 @@ from reportexport_async.config import ClientConfig
 from reportexport_async.core.models import ExportRequest, Job, JobStatus
 
 from .procstats import cpu_seconds, proc_status_kib, reset_peak_rss
-from .results import RESULTS_FILE, update_results
+from .results import RESULTS_FILE, fmt, median, ratio, update_results
 from .sandbox_throughput import Server, start_server
 
 SECTION_TITLE = "## Client download (issue 3)"
@@ -458,18 +457,6 @@ def benchmark(args: argparse.Namespace) -> Figures:
 # -- the report ---------------------------------------------------------------------------------
 
 
-def _median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else math.nan
-
-
-def _fmt(value: float, digits: int = 0) -> str:
-    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
-
-
-def _ratio(value: float, baseline: float) -> float:
-    return value / baseline if baseline and not math.isnan(baseline) else math.nan
-
-
 def render_section(args: argparse.Namespace, figures: Figures, command: str) -> str:
     size = f"{figures.size_bytes / MB:,.0f} MB"
     lines = [
@@ -485,7 +472,7 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
         "```",
         "",
         f"One sandbox, one {size} `{PERSONA}` CSV job ({figures.rows:,} rows, written in "
-        f"{_fmt(figures.generate_seconds, 1)} s). Medians of {args.repeats} rounds, methods "
+        f"{fmt(figures.generate_seconds, 1)} s). Medians of {args.repeats} rounds, methods "
         "rotated from round to round, each download in a fresh process; MB = 10^6 bytes; "
         "ratio = library / baseline.",
         "",
@@ -493,33 +480,33 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
         "|---|---:|---:|---:|---:|---|",
     ]
     for label, library, baseline in PAIRS:
-        value, base = _median(figures.mbps(library)), _median(figures.mbps(baseline))
-        ratio = _ratio(value, base)
-        met = "yes" if ratio >= THROUGHPUT_TARGET else "**no**"
+        value, base = median(figures.mbps(library)), median(figures.mbps(baseline))
+        speed = ratio(value, base)
+        met = "yes" if speed >= THROUGHPUT_TARGET else "**no**"
         lines.append(
-            f"| Download {size}, {label} (MB/s) | {_fmt(value)} | {_fmt(base)} | "
-            f"{_fmt(ratio, 2)} | ≥ {THROUGHPUT_TARGET:.2f} × baseline | {met} |"
+            f"| Download {size}, {label} (MB/s) | {fmt(value)} | {fmt(base)} | "
+            f"{fmt(speed, 2)} | ≥ {THROUGHPUT_TARGET:.2f} × baseline | {met} |"
         )
     for label, library, baseline in PAIRS:
-        value = _median(figures.values(library, "growth_bytes")) / MB
-        base = _median(figures.values(baseline, "growth_bytes")) / MB
+        value = median(figures.values(library, "growth_bytes")) / MB
+        base = median(figures.values(baseline, "growth_bytes")) / MB
         met = "yes" if value < MEMORY_TARGET_MB else "**no**"
         lines.append(
-            f"| Peak RSS growth, {label} (MB) | {_fmt(value, 1)} | {_fmt(base, 1)} | "
-            f"{_fmt(_ratio(value, base), 2)} | < {MEMORY_TARGET_MB:.0f} | {met} |"
+            f"| Peak RSS growth, {label} (MB) | {fmt(value, 1)} | {fmt(base, 1)} | "
+            f"{fmt(ratio(value, base), 2)} | < {MEMORY_TARGET_MB:.0f} | {met} |"
         )
     for label, library, baseline in PAIRS:
-        value = _median(figures.values(library, "cpu_seconds"))
-        base = _median(figures.values(baseline, "cpu_seconds"))
+        value = median(figures.values(library, "cpu_seconds"))
+        base = median(figures.values(baseline, "cpu_seconds"))
         lines.append(
-            f"| Client CPU time, {label} (s) | {_fmt(value, 2)} | {_fmt(base, 2)} | "
-            f"{_fmt(_ratio(value, base), 2)} | – | – |"
+            f"| Client CPU time, {label} (s) | {fmt(value, 2)} | {fmt(base, 2)} | "
+            f"{fmt(ratio(value, base), 2)} | – | – |"
         )
     for label, library, baseline in PAIRS:
         # The library's time includes its fsync; the baseline's does not. This row adds the
         # fsync of the baseline's file, timed in its process after the loop.
-        value = _median(figures.mbps(library))
-        base = _median(
+        value = median(figures.mbps(library))
+        base = median(
             [
                 run["bytes"] / MB / (run["seconds"] + run["fsync_seconds"])
                 for run in figures.runs
@@ -527,28 +514,28 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
             ]
         )
         lines.append(
-            f"| Download {size}, {label}, baseline + its fsync (MB/s) | {_fmt(value)} | "
-            f"{_fmt(base)} | {_fmt(_ratio(value, base), 2)} | – | – |"
+            f"| Download {size}, {label}, baseline + its fsync (MB/s) | {fmt(value)} | "
+            f"{fmt(base)} | {fmt(ratio(value, base), 2)} | – | – |"
         )
     # Same work on both sides: the bare loop hashing too (not a target, an explanation).
     hashed = "baseline-stream-sha256"
-    value, base = _median(figures.mbps("library-stream")), _median(figures.mbps(hashed))
+    value, base = median(figures.mbps("library-stream")), median(figures.mbps(hashed))
     lines.append(
         f"| Download {size}, `Mode=Stream`, baseline hashing sha256 in its loop (MB/s) | "
-        f"{_fmt(value)} | {_fmt(base)} | {_fmt(_ratio(value, base), 2)} | – | – |"
+        f"{fmt(value)} | {fmt(base)} | {fmt(ratio(value, base), 2)} | – | – |"
     )
-    value = _median(figures.values("library-stream", "cpu_seconds"))
-    base = _median(figures.values(hashed, "cpu_seconds"))
+    value = median(figures.values("library-stream", "cpu_seconds"))
+    base = median(figures.values(hashed, "cpu_seconds"))
     lines.append(
         f"| Client CPU time, `Mode=Stream`, baseline hashing sha256 in its loop (s) | "
-        f"{_fmt(value, 2)} | {_fmt(base, 2)} | {_fmt(_ratio(value, base), 2)} | – | – |"
+        f"{fmt(value, 2)} | {fmt(base, 2)} | {fmt(ratio(value, base), 2)} | – | – |"
     )
     gb = figures.size_bytes / 1e9
     sha_cpu = figures.sha256_seconds_per_gb * gb
-    lib_cpu = _median(figures.values("library-stream", "cpu_seconds"))
-    bare_cpu = _median(figures.values("baseline-stream", "cpu_seconds"))
-    bare_seconds = _median(figures.values("baseline-stream", "seconds"))
-    server_cpu = _median(
+    lib_cpu = median(figures.values("library-stream", "cpu_seconds"))
+    bare_cpu = median(figures.values("baseline-stream", "cpu_seconds"))
+    bare_seconds = median(figures.values("baseline-stream", "seconds"))
+    server_cpu = median(
         [
             run.get("server_cpu_seconds", math.nan)
             for run in figures.runs
@@ -557,7 +544,7 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
     )
     cpus = os.cpu_count() or 1
     floor = (bare_cpu + server_cpu + sha_cpu) / cpus
-    idle = {m: _median(figures.values(m, "idle_rss_bytes")) / MB for m in METHODS}
+    idle = {m: median(figures.values(m, "idle_rss_bytes")) / MB for m in METHODS}
     calls = figures.server.get("calls", {})
     counted = {k: v for k, v in calls.items() if v}
     runs = "; ".join(
@@ -583,18 +570,18 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
         "`baseline-stream-sha256`: the `Mode=Stream` loop also calling `sha256.update(chunk)` "
         "before each write.",
         f"- The CPU budget, which bounds the ratio on a small machine: sha256 alone costs "
-        f"{_fmt(figures.sha256_seconds_per_gb, 2)} CPU-s per GB on this CPU "
-        f"({_fmt(sha_cpu, 2)} s for this file, one core; SHA-256 of one stream cannot be "
-        f"split across cores). The bare `Mode=Stream` loop takes {_fmt(bare_cpu, 2)} CPU-s in "
-        f"{_fmt(bare_seconds, 2)} s and the sandbox serving it {_fmt(server_cpu, 2)} CPU-s, so "
-        f"the library's work (bare loop + hashing + sandbox) needs at least {_fmt(floor, 2)} s "
+        f"{fmt(figures.sha256_seconds_per_gb, 2)} CPU-s per GB on this CPU "
+        f"({fmt(sha_cpu, 2)} s for this file, one core; SHA-256 of one stream cannot be "
+        f"split across cores). The bare `Mode=Stream` loop takes {fmt(bare_cpu, 2)} CPU-s in "
+        f"{fmt(bare_seconds, 2)} s and the sandbox serving it {fmt(server_cpu, 2)} CPU-s, so "
+        f"the library's work (bare loop + hashing + sandbox) needs at least {fmt(floor, 2)} s "
         f"on {cpus} CPUs even with perfect overlap: at most "
-        f"{_fmt(_ratio(bare_seconds, floor), 2)} x the bare loop. The library measured "
-        f"{_fmt(lib_cpu, 2)} CPU-s (bare loop + {_fmt(lib_cpu - bare_cpu, 2)} s; the hashing "
-        f"is {_fmt(sha_cpu, 2)} s of it).",
+        f"{fmt(ratio(bare_seconds, floor), 2)} x the bare loop. The library measured "
+        f"{fmt(lib_cpu, 2)} CPU-s (bare loop + {fmt(lib_cpu - bare_cpu, 2)} s; the hashing "
+        f"is {fmt(sha_cpu, 2)} s of it).",
         "- Memory: idle RSS read after imports and after opening the client (or session), peak "
         "reset through `/proc/self/clear_refs`, then `VmHWM` after the download; growth = peak "
-        "- idle. Idle RSS (MB): " + ", ".join(f"{m} {_fmt(v, 1)}" for m, v in idle.items()) + ".",
+        "- idle. Idle RSS (MB): " + ", ".join(f"{m} {fmt(v, 1)}" for m, v in idle.items()) + ".",
         f"- Every file was checked: {figures.size_bytes:,} bytes, sha256 equal to the sandbox's "
         f"result file (`{figures.source_sha256[:16]}…`) and, for the library, to the sha256 "
         "`download()` returned; each was deleted before the next run.",

@@ -42,6 +42,11 @@ def fmt(value: float, digits: int = 0) -> str:
     return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
 
 
+def ratio(value: float, baseline: float) -> float:
+    """value / baseline; NaN when the baseline is missing, zero or NaN."""
+    return value / baseline if baseline and not math.isnan(baseline) else math.nan
+
+
 def command_line(module: str, argv: Sequence[str]) -> str:
     """How a benchmark was run, for its section: `.venv/bin/python -m <module> <args>`."""
     return f".venv/bin/python -m {module}" + "".join(f" {shlex.quote(a)}" for a in argv)

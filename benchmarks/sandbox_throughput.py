@@ -29,7 +29,6 @@ import math
 import os
 import platform
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .results import RESULTS_FILE, command_line, publish
+from .results import RESULTS_FILE, command_line, fmt, median, publish
 
 SECTION_TITLE = "## Sandbox throughput (issue 2)"
 DOWNLOAD_TARGET_MBPS = 300.0
@@ -304,10 +303,6 @@ class Figures:
     load_average: float = field(default_factory=lambda: os.getloadavg()[0])
 
 
-def _median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else math.nan
-
-
 class SandboxApi:
     def __init__(self, info: dict[str, Any], session: aiohttp.ClientSession) -> None:
         self.base = str(info["base_url"])
@@ -488,14 +483,10 @@ async def measure_status(
 # -- the report ---------------------------------------------------------------------------------
 
 
-def _fmt(value: float, digits: int = 0) -> str:
-    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
-
-
 def _capacity(rates: Sequence[float], shares: Sequence[float]) -> float:
     """Requests per second of server CPU: what one fully busy core would answer."""
     per_core = [rate / share for rate, share in zip(rates, shares, strict=True) if share > 0]
-    return _median(per_core)
+    return median(per_core)
 
 
 def _runs(values: Sequence[float]) -> str:
@@ -507,20 +498,20 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
     rows: list[tuple[str, float, float, float | None]] = [
         (
             f"Download {size}, `Mode=Stream` (MB/s)",
-            _median(figures.stream),
-            _median(figures.static),
+            median(figures.stream),
+            median(figures.static),
             DOWNLOAD_TARGET_MBPS,
         ),
         (
             f"Download {size}, 302 to the signed URL (MB/s)",
-            _median(figures.signed),
-            _median(figures.static),
+            median(figures.signed),
+            median(figures.static),
             DOWNLOAD_TARGET_MBPS,
         ),
         (
             f"`GET /Jobs/{{Id}}`, {args.concurrency} connections (requests/s)",
-            _median(figures.status),
-            _median(figures.status_baseline),
+            median(figures.status),
+            median(figures.status_baseline),
             STATUS_TARGET_RPS,
         ),
         (
@@ -531,8 +522,8 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
         ),
         (
             "Server CPU share during the status runs",
-            _median(figures.status_cpu) * 100,
-            _median(figures.baseline_cpu) * 100,
+            median(figures.status_cpu) * 100,
+            median(figures.baseline_cpu) * 100,
             None,
         ),
     ]
@@ -556,16 +547,16 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
     for name, value, baseline, target in rows:
         ratio = value / baseline if baseline and not math.isnan(baseline) else math.nan
         if target is None:
-            lines.append(f"| {name} | {_fmt(value)} % | {_fmt(baseline)} % | – | – | – |")
+            lines.append(f"| {name} | {fmt(value)} % | {fmt(baseline)} % | – | – | – |")
             continue
         met = "yes" if value >= target else "**no**"
         lines.append(
-            f"| {name} | {_fmt(value)} | {_fmt(baseline)} | {_fmt(ratio, 2)} | "
+            f"| {name} | {fmt(value)} | {fmt(baseline)} | {fmt(ratio, 2)} | "
             f"≥ {target:,.0f} | {met} |"
         )
     lines += [
         f"| Write the {size} result ({figures.rows:,} CSV rows; ReportExport to COMPLETED) (s) "
-        f"| {_fmt(figures.generate_seconds, 1)} | – | – | – | – |",
+        f"| {fmt(figures.generate_seconds, 1)} | – | – | – | – |",
         "",
         "- Every server runs in its own process: the sandbox as "
         "`python -m reportexport_async.sandbox --port 0 ...`, the download baseline as a bare "
