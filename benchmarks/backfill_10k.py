@@ -38,7 +38,6 @@ import cProfile
 import io
 import json
 import os
-import platform
 import pstats
 import resource
 import shutil
@@ -54,8 +53,8 @@ from typing import Any
 
 import aiohttp
 
-from .results import RESULTS_FILE, command_line, fmt, median, publish, ratio
-from .sandbox_throughput import start_server
+from .results import RESULTS_FILE, command_line, fmt, median, publish, ratio, section_head
+from .sandbox_throughput import instant_sandbox_argv, start_server
 
 SECTION_TITLE = "## Backfill of 10,000 chunks (issue 5)"
 RATIO_TARGET = 1.25  # library wall time / baseline wall time
@@ -247,22 +246,7 @@ class Figures:
 
 
 def sandbox_argv(storage: Path) -> list[str]:
-    return [
-        "-m",
-        "reportexport_async.sandbox",
-        "--port",
-        "0",
-        "--hourly-limit",
-        "0",
-        "--daily-export-limit",
-        "0",
-        "--job-duration",
-        "0",
-        "--rows-per-day",
-        str(ROWS_PER_DAY),
-        "--storage",
-        str(storage),
-    ]
+    return instant_sandbox_argv(storage, "--rows-per-day", str(ROWS_PER_DAY))
 
 
 async def control(base: str, method: str, path: str) -> dict[str, Any]:
@@ -383,17 +367,7 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
     met = "yes" if wall_x <= RATIO_TARGET else "**no**"
     n = figures.chunks
     lines = [
-        SECTION_TITLE,
-        "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} CPUs "
-        f"(`uname -m` {platform.machine()}), Python {platform.python_version()}, "
-        f"aiohttp {aiohttp.__version__}; load average {figures.load_average:.2f} at the start "
-        "(other work on the machine lowers the figures).",
-        "",
-        "```sh",
-        command,
-        "```",
-        "",
+        *section_head(SECTION_TITLE, command, figures.load_average),
         f"One sandbox (instant jobs, no limits, {ROWS_PER_DAY} rows a day), {n:,} one-day chunks "
         f"of `{REPORT}` ({figures.start} to {figures.end}), concurrency {args.concurrency} on "
         f"both sides. Medians of {args.repeats} rounds, the order of the methods alternating, "

@@ -36,7 +36,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import resource
 import shlex
 import shutil
@@ -46,7 +45,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +55,9 @@ from reportexport_async import ReportExportClient
 from reportexport_async.config import ClientConfig
 from reportexport_async.core.models import ExportRequest, Job, JobStatus
 
-from .procstats import cpu_seconds, proc_status_kib, reset_peak_rss
-from .results import RESULTS_FILE, fmt, median, ratio, update_results
-from .sandbox_throughput import Server, start_server
+from .procstats import cpu_seconds, proc_status_kib, process_cpu_seconds, reset_peak_rss
+from .results import RESULTS_FILE, fmt, median, ratio, section_head, update_results
+from .sandbox_throughput import Server, instant_sandbox_argv, start_server
 
 SECTION_TITLE = "## Client download (issue 3)"
 MEMORY_TARGET_MB = 64.0
@@ -238,22 +237,7 @@ class Figures:
 
 
 def sandbox_argv(storage: Path) -> list[str]:
-    return [
-        "-m",
-        "reportexport_async.sandbox",
-        "--port",
-        "0",
-        "--hourly-limit",
-        "0",
-        "--daily-export-limit",
-        "0",
-        "--job-duration",
-        "0",
-        "--storage",
-        str(storage),
-        "--start-time",
-        SANDBOX_START,
-    ]
+    return instant_sandbox_argv(storage, "--start-time", SANDBOX_START)
 
 
 def client_config(info: dict[str, Any]) -> ClientConfig:
@@ -324,15 +308,6 @@ def sha256_of(path: Path) -> str:
         while block := handle.read(CHUNK * 4):
             digest.update(block)
     return digest.hexdigest()
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of another process (the sandbox), from /proc; nan elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sha256_cpu_seconds_per_gb() -> float:
@@ -460,17 +435,7 @@ def benchmark(args: argparse.Namespace) -> Figures:
 def render_section(args: argparse.Namespace, figures: Figures, command: str) -> str:
     size = f"{figures.size_bytes / MB:,.0f} MB"
     lines = [
-        SECTION_TITLE,
-        "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} CPUs "
-        f"(`uname -m` {platform.machine()}), Python {platform.python_version()}, "
-        f"aiohttp {aiohttp.__version__}; load average {figures.load_average:.2f} at the start "
-        "(other work on the machine lowers the figures).",
-        "",
-        "```sh",
-        command,
-        "```",
-        "",
+        *section_head(SECTION_TITLE, command, figures.load_average),
         f"One sandbox, one {size} `{PERSONA}` CSV job ({figures.rows:,} rows, written in "
         f"{fmt(figures.generate_seconds, 1)} s). Medians of {args.repeats} rounds, methods "
         "rotated from round to round, each download in a fresh process; MB = 10^6 bytes; "

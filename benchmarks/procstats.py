@@ -4,10 +4,18 @@ than what it imports itself."""
 
 from __future__ import annotations
 
+import math
+import os
 import resource
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "peak_rss_kib", "proc_status_kib", "reset_peak_rss"]
+__all__ = [
+    "cpu_seconds",
+    "peak_rss_kib",
+    "proc_status_kib",
+    "process_cpu_seconds",
+    "reset_peak_rss",
+]
 
 
 def proc_status_kib(name: str) -> int:
@@ -42,3 +50,12 @@ def cpu_seconds() -> float:
     """User + system CPU time of this process, all its threads."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of another process (all its threads), from /proc; NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

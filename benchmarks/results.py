@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
+import os
+import platform
 import shlex
 import statistics
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS_FILE = Path(__file__).resolve().parent / "RESULTS.md"
 #: The sandbox's counts that are impact.com API calls (the hourly bucket); the signed-URL fetches
-#: go to cloud storage and spend nothing. `Reports` is the catalog look-up before a first submit.
+#: go to cloud storage and spend nothing. `Reports` is the catalog look-up of `check_reports`.
 API = ("ReportExport", "GetJob", "ListJobs", "Download", "Replay", "Reports")
 
 
@@ -61,3 +64,22 @@ def publish(section: str, title: str, results: Path, *, write: bool, started: fl
     if write:
         update_results(results, title, section.removeprefix(title))
         print(f"updated {results}")
+
+
+def section_head(title: str, command: str, load_average: float) -> list[str]:
+    """The first lines of a section: when, on what, under what load, and the command."""
+    import aiohttp  # only the benchmarks that measure aiohttp-based code call this
+
+    return [
+        title,
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} CPUs "
+        f"(`uname -m` {platform.machine()}), Python {platform.python_version()}, "
+        f"aiohttp {aiohttp.__version__}; load average {load_average:.2f} at the start "
+        "(other work on the machine lowers the figures).",
+        "",
+        "```sh",
+        command,
+        "```",
+        "",
+    ]

@@ -27,7 +27,6 @@ import contextlib
 import json
 import math
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -35,14 +34,15 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from .results import RESULTS_FILE, command_line, fmt, median, publish
+from .procstats import process_cpu_seconds
+from .results import RESULTS_FILE, command_line, fmt, median, publish, section_head
 
 SECTION_TITLE = "## Sandbox throughput (issue 2)"
 DOWNLOAD_TARGET_MBPS = 300.0
@@ -205,15 +205,6 @@ async def timed_download(
     return received, time.perf_counter() - started
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc; NaN elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def load_run(
     url: str, headers: dict[str, str], seconds: float, concurrency: int, server_pid: int = 0
 ) -> dict[str, Any]:
@@ -350,25 +341,17 @@ class SandboxApi:
             return dict(await response.json())
 
 
-def sandbox_argv(storage: Path) -> list[str]:
+def instant_sandbox_argv(storage: Path, *extra: str) -> list[str]:
+    """`python -m reportexport_async.sandbox` on a free port, its results in `storage`, with
+    instant jobs and no hourly or daily limits (the benchmarks measure speed, not the quota)."""
     return [
-        "-m",
-        "reportexport_async.sandbox",
-        "--port",
-        "0",
-        "--hourly-limit",
-        "0",
-        "--daily-export-limit",
-        "0",
-        "--job-duration",
-        "0",
-        "--rows-per-day",
-        "2000",
-        "--storage",
-        str(storage),
-        "--start-time",
-        SANDBOX_START,
-    ]
+        "-m", "reportexport_async.sandbox", "--port", "0", "--hourly-limit", "0",
+        "--daily-export-limit", "0", "--job-duration", "0", "--storage", str(storage), *extra,
+    ]  # fmt: skip
+
+
+def sandbox_argv(storage: Path) -> list[str]:
+    return instant_sandbox_argv(storage, "--rows-per-day", "2000", "--start-time", SANDBOX_START)
 
 
 async def prepare_big_job(api: SandboxApi, size_mb: float, figures: Figures) -> dict[str, Any]:
@@ -528,17 +511,7 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
         ),
     ]
     lines = [
-        SECTION_TITLE,
-        "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} CPUs "
-        f"(`uname -m` {platform.machine()}), Python {platform.python_version()}, "
-        f"aiohttp {aiohttp.__version__}; load average {figures.load_average:.2f} at the start "
-        "(other work on the machine lowers the figures).",
-        "",
-        "```sh",
-        command,
-        "```",
-        "",
+        *section_head(SECTION_TITLE, command, figures.load_average),
         f"Medians of {args.repeats} repetitions; MB = 10^6 bytes; ratio = sandbox / baseline.",
         "",
         "| Figure | Sandbox | Baseline | Ratio | Target | Met? |",
