@@ -51,15 +51,13 @@ from .core.models import ExportRequest, Job, JobStatus, validation_problem
 from .core.planning import Known, Plan, PlannedChunk, chunk_path, plan_chunks, unknown_reports
 from .core.quota import quota_day_bounds
 from .core.replay import ReplayPolicy
-from .core.responses import worth_another_round
+from .core.responses import report_refused, worth_another_round
 from .core.tracking import TickPolicy, tick_interval
 from .errors import (
-    APIError,
     ConfigurationError,
     HTTPStatusError,
     JobFailed,
     JobNotReady,
-    MalformedResponse,
     NotFound,
     OutputError,
     QuotaExhausted,
@@ -202,18 +200,6 @@ def _check_day(name: str, value: object) -> None:
         name,
         f"must be a datetime.date such as date(2025, 1, 31), got {type(value).__name__} "
         f"{value!r}{hint}",
-    )
-
-
-def _report_refused(error: ReportExportError) -> bool:
-    """The submit's answer says the report itself cannot be exported: 404 (partner, API-FACTS
-    §1b) or HTTP 200 with `Status: ERROR` "Not permitted to run report ..." (agency, §1c)."""
-    if isinstance(error, NotFound):
-        return True
-    return (
-        isinstance(error, APIError)
-        and not isinstance(error, MalformedResponse)
-        and "not permitted" in str(error).lower()
     )
 
 
@@ -587,7 +573,7 @@ class _Backfill:
                 queue.insert(0, run)  # the quota has reset: this chunk goes first
                 continue
             except ReportExportError as error:
-                if _report_refused(error):
+                if report_refused(error):
                     self.refused.setdefault(run.planned.report_id, str(error))
                 elif worth_another_round(error) and run.submit_rounds < ROUNDS:
                     # An outage: this chunk goes to the back of the queue, after a pause. A

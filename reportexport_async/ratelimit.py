@@ -25,7 +25,7 @@ import anyio
 
 from .clock import Clock, SystemClock
 from .core.policies import RateLimitPolicy
-from .core.quota import DailyQuota, HourlyWindow, daily_quota, quota_day_bounds
+from .core.quota import DailyQuota, HourlyWindow, charged_days, daily_quota, quota_day_bounds
 from .core.ratelimit_headers import RateLimitInfo
 from .core.requests import Endpoint
 from .errors import ConfigurationError, QuotaExhausted, QuotaName
@@ -163,14 +163,15 @@ class RateLimiter:
             await self.clock.sleep(wait)
         if name is not None and limit is not None:
             now = self.clock.now()
-            counted = await self.store.charge(name, self._day(now), limit, self.account or "")
+            today, *also = charged_days(
+                now, self.policy.quota_timezone, self.policy.quota_day_guard
+            )
+            counted = await self.store.charge(name, today, limit, self.account or "")
             if counted is None:
                 raise self._spent(name, limit, now)
-            _, resets_at = quota_day_bounds(now, self.policy.quota_timezone)
-            if (resets_at - now).total_seconds() <= self.policy.quota_day_guard:
-                # It may be counted on the server's next day: count it there too (if that day
-                # is somehow full already, the server will say so).
-                await self.store.charge(name, self._day(resets_at), limit, self.account or "")
+            for day in also:  # near midnight: the server may count it on the next day too (if
+                # that day is somehow full already, the server will say so)
+                await self.store.charge(name, day, limit, self.account or "")
 
     async def _refuse_if_spent(self, name: QuotaName, limit: int) -> None:
         """Fail fast, before a wait for the hourly bucket, when today's quota is used up."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from ..errors import QuotaExhausted, QuotaName
 from .ratelimit_headers import RateLimitInfo
@@ -22,6 +22,7 @@ __all__ = [
     "DailyQuota",
     "Export429",
     "HourlyWindow",
+    "charged_days",
     "classify_export_429",
     "count_in_quota_day",
     "daily_quota",
@@ -45,6 +46,16 @@ def quota_day_bounds(now: datetime, tz: tzinfo = UTC) -> tuple[datetime, datetim
     start = datetime.combine(local.date(), time(0), tzinfo=tz)
     end = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=tz)
     return start, end
+
+
+def charged_days(now: datetime, tz: tzinfo = UTC, guard: float = 0.0) -> tuple[date, ...]:
+    """The quota days a call made at ``now`` is counted on: its own, and also the next one when
+    the reset is at most ``guard`` seconds away (clock skew or time in flight may let the server
+    count it after midnight)."""
+    start, end = quota_day_bounds(now, tz)
+    if (end - now).total_seconds() <= guard:
+        return (start.date(), end.date())
+    return (start.date(),)
 
 
 def count_in_quota_day(stamps: Iterable[datetime], now: datetime, tz: tzinfo = UTC) -> int:

@@ -64,6 +64,7 @@ __all__ = [
     "is_error_body",
     "is_transient",
     "parse_error_envelope",
+    "report_refused",
     "worth_another_round",
 ]
 
@@ -381,3 +382,15 @@ def worth_another_round(error: ReportExportError) -> bool:
     if isinstance(error, TransportError | DownloadIntegrityError | SignedURLRefused):
         return True
     return is_transient(error)
+
+
+def report_refused(error: ReportExportError) -> bool:
+    """The submit's answer says the report itself cannot be exported: 404 (partner, API-FACTS
+    §1b) or HTTP 200 with `Status: ERROR` "Not permitted to run report ..." (agency, §1c)."""
+    if isinstance(error, NotFound):
+        return True
+    return (
+        isinstance(error, APIError)
+        and not isinstance(error, MalformedResponse)
+        and "not permitted" in str(error).lower()
+    )

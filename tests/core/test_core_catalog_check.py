@@ -8,7 +8,7 @@ import pytest
 
 from reportexport_async.core.models import Report
 from reportexport_async.core.planning import unknown_reports
-from reportexport_async.core.responses import worth_another_round
+from reportexport_async.core.responses import report_refused, worth_another_round
 from reportexport_async.errors import (
     APIError,
     DownloadIntegrityError,
@@ -96,3 +96,18 @@ def test_output_error_says_the_disk_is_full_and_what_to_do() -> None:
     other = OutputError("/data", OSError(errno.EACCES, "Permission denied"))
     assert not other.disk_full
     assert "permissions" in str(other)
+
+
+@pytest.mark.parametrize(
+    ("error", "refused"),
+    [
+        (NotFound(404, method="GET", url=URL), True),
+        (APIError("Not permitted to run report nonexistent_report", method="GET", url=URL), True),
+        (APIError("Invalid result format. Must be one of CSV, JSON or XML", method="GET", url=URL),
+         False),
+        (MalformedResponse("not permitted (garbled)", method="GET", url=URL), False),
+        (ServerError(503, method="GET", url=URL), False),
+    ],
+)  # fmt: skip
+def test_report_refused(error: ReportExportError, refused: bool) -> None:
+    assert report_refused(error) is refused

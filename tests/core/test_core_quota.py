@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from reportexport_async.core.quota import (
     HourlyWindow,
+    charged_days,
     count_in_quota_day,
     daily_quota,
     quota_day_bounds,
@@ -147,3 +148,22 @@ def test_window_never_goes_negative(steps: list[tuple[int, int]]) -> None:
         w, wait = w.acquire(START + timedelta(seconds=elapsed), count=count)
         assert 0 <= w.remaining <= w.limit
         assert wait >= 0
+
+
+@pytest.mark.parametrize(
+    ("now", "guard", "days"),
+    [
+        (datetime(2026, 6, 15, 12, 0, tzinfo=UTC), 300, (date(2026, 6, 15),)),
+        (datetime(2026, 6, 15, 23, 54, 59, tzinfo=UTC), 300, (date(2026, 6, 15),)),
+        (datetime(2026, 6, 15, 23, 55, tzinfo=UTC), 300, (date(2026, 6, 15), date(2026, 6, 16))),
+        (datetime(2026, 6, 15, 23, 59, 59, tzinfo=UTC), 0, (date(2026, 6, 15),)),
+    ],
+)
+def test_charged_days_near_the_reset(now: datetime, guard: float, days: tuple[date, ...]) -> None:
+    assert charged_days(now, UTC, guard) == days
+
+
+def test_charged_days_follow_the_quota_timezone() -> None:
+    tz = timezone(timedelta(hours=-8))
+    now = datetime(2026, 6, 16, 7, 57, tzinfo=UTC)  # 23:57 on the 15th in UTC-8
+    assert charged_days(now, tz, 300) == (date(2026, 6, 15), date(2026, 6, 16))
