@@ -21,8 +21,10 @@ from .core.personas import AccountType
 from .core.policies import PollPolicy, RateLimitPolicy, RetryPolicy, Timeouts
 from .downloads import DownloadResult
 from .errors import (
+    AccountUnavailable,
     APIError,
     ConfigurationError,
+    ConnectError,
     DownloadIntegrityError,
     Forbidden,
     HTTPStatusError,
@@ -47,10 +49,12 @@ from .session import UsageSnapshot
 __all__ = [
     "APIError",
     "AccountType",
+    "AccountUnavailable",
     "ClickExportRequest",
     "ClientConfig",
     "Clock",
     "ConfigurationError",
+    "ConnectError",
     "DownloadIntegrityError",
     "DownloadResult",
     "ExportRequest",

@@ -12,10 +12,14 @@ finds credentials, starts the built-in sandbox for `--sandbox`, shows progress, 
 into exit codes. Everything else is a call into the library: `orchestrator.backfill`,
 `exports.fetch_export`, `exports.replay_job`, the `Ledger` and the `ReportExportClient`.
 
-Exit codes: 0 everything done; 1 some chunks failed or are stuck (or a command failed); 2 usage
-errors (bad options, no credentials, an output folder that cannot be written), always one line on
-stderr before any API call; 3 chunks left pending for the daily quota (run the same command again
-after the reset). Errors are one line, never a traceback, never the token.
+Exit codes: 0 everything done; 1 some chunks failed or are stuck, a command failed, or the run
+stopped because the API host cannot be reached (or every call failed for too long); 2 usage errors
+(bad options, no credentials, an output folder that cannot be written), always one line on stderr
+before any API call, and credentials the server refused (401/403), which stop a run at its first
+call; 3 chunks left pending for the daily quota (run the same command again after the reset); 4
+chunks deferred to a later time the guide sets, such as a replay allowed only an hour after the
+submit (run the same command again after the time printed). Errors are one line, never a
+traceback, never the token.
 """
 
 from __future__ import annotations
@@ -47,7 +51,13 @@ from .core.chunking import Chunk, parse_chunk_rule
 from .core.models import ExportRequest, Job, validation_problem
 from .core.planning import Plan, chunk_path, export_folder
 from .core.policies import RateLimitPolicy
-from .errors import ConfigurationError, LedgerError, QuotaExhausted, ReportExportError
+from .errors import (
+    AccountUnavailable,
+    ConfigurationError,
+    LedgerError,
+    QuotaExhausted,
+    ReportExportError,
+)
 from .exports import fetch_export, replay_job
 from .ledger import DEFAULT_LEDGER_PATH, Ledger, LedgerEntry
 from .orchestrator import BackfillResult, ExportSpec, ProgressEvent, backfill
@@ -68,10 +78,20 @@ SANDBOX_JOB_DURATION = (30.0, 300.0)
 SANDBOX_ROWS_PER_DAY = 50
 SANDBOX_ACCOUNT_TYPE = "Mediapartners"
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_DEFERRED = 0, 1, 2, 3, 4
 
-STATES = ("planned", "submitted", "running", "downloading", "done", "failed", "pending", "stuck")
-FINAL = ("done", "failed", "pending", "stuck")
+STATES = (
+    "planned",
+    "submitted",
+    "running",
+    "downloading",
+    "done",
+    "failed",
+    "pending",
+    "deferred",
+    "stuck",
+)
+FINAL = ("done", "failed", "pending", "deferred", "stuck")
 STATE_STYLE = {
     "planned": "dim",
     "submitted": "cyan",
@@ -80,6 +100,7 @@ STATE_STYLE = {
     "done": "green",
     "failed": "red",
     "pending": "yellow",
+    "deferred": "yellow",
     "stuck": "red",
 }
 STATE_LABEL = {"pending": "pending quota"}
@@ -449,6 +470,9 @@ class BackfillView:
             self.console.print(f"plan: {_plan_text(event.plan)}")
         elif event.kind in ("quota", "error", "retry"):
             self.console.print(f"{event.kind}: {event.message}")
+        if not self.as_json and event.kind in ("wait", "stopped"):
+            # On a terminal too: a wait always says what it waits for and until when.
+            self.console.print(f"{event.kind}: {event.message}", markup=False, highlight=False)
 
     def by_report(self) -> dict[str, Counter[str]]:
         counts: dict[str, Counter[str]] = {}
@@ -523,6 +547,8 @@ def _exit_code(result: BackfillResult) -> int:
         return EXIT_FAILED
     if counts["pending"]:
         return EXIT_PENDING
+    if counts["deferred"]:
+        return EXIT_DEFERRED
     return EXIT_OK
 
 
@@ -532,7 +558,7 @@ def _summary_table(result: BackfillResult) -> Table:
     columns = (
         ("chunks", "done", "re-attach", "new")
         if result.dry_run
-        else ("chunks", "done", "failed", "pending", "stuck", "rows", "bytes")
+        else ("chunks", "done", "failed", "pending", "deferred", "stuck", "rows", "bytes")
     )
     for name in columns:
         table.add_column(name, justify="right")
@@ -552,6 +578,7 @@ def _summary_table(result: BackfillResult) -> Table:
                 outcomes["done"],
                 outcomes["failed"],
                 outcomes["pending"],
+                outcomes["deferred"],
                 outcomes["stuck"],
                 rows,
                 _size(size),
@@ -574,6 +601,7 @@ def report_result(
                 "manifest": None if result.manifest_path is None else str(result.manifest_path),
                 "dry_run": result.dry_run,
                 "pending_resets_at": result.pending_resets_at,
+                "deferred_until": result.deferred_until,
                 "merged": [str(path) for path in result.merged],
                 "exit_code": code,
             }
@@ -593,6 +621,12 @@ def report_result(
             f"[yellow]{result.counts['pending']} chunks wait for the daily ReportExport quota"
             f"[/] (resets at {result.pending_resets_at}): run the same command again after "
             "that, or pass --wait-for-quota"
+        )
+    if result.counts["deferred"]:
+        console.print(
+            f"[yellow]{result.counts['deferred']} chunks are deferred[/] until "
+            f"{result.deferred_until}: run the same command again after that, or pass "
+            "--wait-for-replays"
         )
     for path in result.merged:
         console.print(f"merged: {path}")
@@ -620,6 +654,7 @@ class BackfillArgs:
     postback_token: str | None = None
     postback_fields: tuple[str, str] = ("JobId", "Status")
     postback_public_url: str | None = None
+    wait_for_replays: bool = False
 
     def command(self) -> str:
         """The arguments as a command line (for the demo's display)."""
@@ -651,6 +686,7 @@ async def run_backfill(
                 on_event=view,
                 postbacks=receiver,
                 check_reports=args.check_reports,
+                wait_for_replays=args.wait_for_replays,
             )
     # `result.calls` are this backfill's own (the demo's client made others before).
     return result, report_result(result, console, as_json=as_json, calls=dict(result.calls))
@@ -764,6 +800,8 @@ def _invoke(call: Callable[[], Any]) -> int:
             return _fail("interrupted; run the same command again to resume", 130)
         if isinstance(leaf, click.ClickException):
             return _invoke(lambda: _reraise(leaf))
+        if isinstance(leaf, AccountUnavailable):
+            return _fail(_stopped_text(leaf), _stopped_code(leaf))
         if isinstance(leaf, (ConfigurationError, LedgerError)):
             return _fail(str(leaf), EXIT_USAGE)
         if isinstance(leaf, QuotaExhausted):
@@ -776,6 +814,25 @@ def _invoke(call: Callable[[], Any]) -> int:
             raise
         return _fail(f"unexpected {type(leaf).__name__}: {leaf}", EXIT_FAILED)
     return result if isinstance(result, int) else EXIT_OK
+
+
+def _stopped_code(error: AccountUnavailable) -> int:
+    """Credentials the server refused are configuration (2); an unreachable host or an outage
+    is a failure (1)."""
+    return EXIT_USAGE if error.problem == "credentials" else EXIT_FAILED
+
+
+def _stopped_text(error: AccountUnavailable) -> str:
+    """One line: what stopped the run, that nothing more was tried, and where things stand."""
+    text = f"stopped: {error}; no further chunk was tried"
+    result = error.result
+    if isinstance(result, BackfillResult):
+        done = result.counts["done"]
+        text += f" ({done} of {len(result.chunks)} chunks done"
+        if result.manifest_path is not None:
+            text += f", manifest {result.manifest_path}"
+        text += "); run the same command again to continue"
+    return text
 
 
 def _reraise(error: BaseException) -> NoReturn:
@@ -840,6 +897,12 @@ def cli() -> None:
     help="when the daily quota runs out, wait for its reset instead of stopping",
 )
 @click.option(
+    "--wait-for-replays",
+    is_flag=True,
+    help="when a failed job may be replayed only later (an hour after its submit), wait for "
+    "that instead of stopping with the chunk deferred",
+)
+@click.option(
     "--postback-listen",
     callback=_listen,
     metavar="HOST:PORT",
@@ -886,6 +949,7 @@ def backfill_command(
     merge: bool,
     dry_run: bool,
     wait_for_quota: bool,
+    wait_for_replays: bool,
     postback_listen: tuple[str, int] | None,
     postback_token: str | None,
     postback_fields: tuple[str, str],
@@ -906,7 +970,7 @@ def backfill_command(
     args = BackfillArgs(
         reports, start, end, chunk, filters, result_format.upper(), out, concurrency, merge,
         dry_run, wait_for_quota, postback_listen, check_reports, postback_token,
-        postback_fields, postback_public_url,
+        postback_fields, postback_public_url, wait_for_replays,
     )  # fmt: skip
     if (postback_token or postback_public_url) and postback_listen is None:
         raise click.UsageError("--postback-token and --postback-public-url need --postback-listen")

@@ -8,7 +8,8 @@ always with ``raise ... from exc``.
 ::
 
     ReportExportError
-    ├── TransportError                 connection refused/reset, DNS, TLS, ...
+    ├── TransportError                 connection reset, cut body, ...
+    │   ├── ConnectError               never connected (refused, DNS, TLS): nothing was sent
     │   └── RequestTimeout             connect/read/total timeout (Timeouts policy)
     ├── HTTPStatusError                any non-2xx answer (status, method, path, Message, Errors)
     │   ├── Unauthorized               401: wrong SID/token, or plain HTTP  (API-FACTS §5, §6)
@@ -27,7 +28,9 @@ always with ``raise ... from exc``.
     ├── DownloadIntegrityError         truncated body, size or checksum mismatch
     ├── OutputError                    a result or the manifest could not be written (disk full)
     ├── ConfigurationError (ValueError) a bad setting; the message names the setting
-    └── LedgerError                    the ledger file is corrupt, newer, or cannot be written
+    ├── LedgerError                    the ledger file is corrupt, newer, or cannot be written
+    └── AccountUnavailable             an account-wide failure stopped a run: credentials refused,
+                                       host unreachable, TLS, every call failing for too long
 
 Secrets: no exception here is ever given the auth token, and every URL that reaches a message
 goes through :func:`redact_url`, which drops userinfo, the query string and the fragment (a
@@ -48,7 +51,10 @@ if TYPE_CHECKING:  # pragma: no cover - import only for annotations (avoids an i
 
 __all__ = [
     "APIError",
+    "AccountProblem",
+    "AccountUnavailable",
     "ConfigurationError",
+    "ConnectError",
     "DownloadIntegrityError",
     "ErrorDetail",
     "Forbidden",
@@ -124,6 +130,18 @@ class TransportError(ReportExportError):
         self.url = redact_url(url) if url is not None else None
         where = f" ({method} {self.url})" if method and self.url else ""
         super().__init__(message + where)
+
+
+class ConnectError(TransportError):
+    """No connection could be made (refused, no such host, TLS handshake or certificate): the
+    request was never sent, so the server counted nothing. ``tls`` tells a TLS failure, which no
+    retry can cure."""
+
+    def __init__(
+        self, message: str, *, method: str | None = None, url: str | None = None, tls: bool = False
+    ) -> None:
+        self.tls = tls
+        super().__init__(message, method=method, url=url)
 
 
 class RequestTimeout(TransportError):
@@ -370,3 +388,39 @@ class ConfigurationError(ReportExportError, ValueError):
 class LedgerError(ReportExportError):
     """The ledger cannot be used: a corrupt file, a newer schema, a folder that cannot be
     written. The message names the file and what to do."""
+
+
+#: What an :class:`AccountUnavailable` is about.
+AccountProblem = Literal["credentials", "unreachable", "tls", "outage"]
+
+_ACCOUNT_ADVICE: dict[str, str] = {
+    "credentials": "the server refused the credentials; check the account SID, the auth token "
+    "and its permissions",
+    "unreachable": "the API host cannot be reached; check the base URL and the network",
+    "tls": "the TLS connection to the API host failed; check the base URL and the machine's "
+    "certificates",
+    "outage": "every call has failed",
+}
+
+
+class AccountUnavailable(ReportExportError):
+    """An account-wide failure: no call of this account can succeed now, so a run stops at once
+    instead of trying (and charging) every chunk. ``problem`` says which kind, ``cause`` is the
+    error that showed it; ``result`` is the partial outcome of the run it stopped (its manifest is
+    written, its ledger consistent: the next run continues where this one stopped)."""
+
+    def __init__(
+        self,
+        problem: AccountProblem,
+        cause: ReportExportError,
+        *,
+        failing_for: float | None = None,
+    ) -> None:
+        self.problem: AccountProblem = problem
+        self.cause = cause
+        self.failing_for = failing_for
+        self.result: object | None = None
+        advice = _ACCOUNT_ADVICE[problem]
+        if problem == "outage" and failing_for is not None:
+            advice += f" for {failing_for:.0f} s"
+        super().__init__(f"{advice} ({cause})")

@@ -78,7 +78,7 @@ def fingerprint_for(
 ) -> Fingerprint:
     """The request's fingerprint for the client's account, on today's quota day."""
     now = client.clock.now()
-    start, _ = quota_day_bounds(now, client.limiter.policy.quota_timezone)
+    start, _ = quota_day_bounds(now, client.limiter.timezone)
     return fingerprint(
         request,
         base_url=client.config.base_url,
@@ -293,7 +293,7 @@ async def replay_guarded(
 ) -> str:
     """Replay through the guard; returns the job id to follow from now on."""
     now = client.clock.now()
-    tz = client.limiter.policy.quota_timezone
+    tz = client.limiter.timezone
     day_start, _ = quota_day_bounds(now, tz)
     decision_input = ReplayRequest(
         job_id=job.id,
@@ -358,7 +358,7 @@ async def replay_job(
     job = await client.get_job(job_id)
     entry = await ledger.find(job_id)
     now = client.clock.now()
-    tz = client.limiter.policy.quota_timezone
+    tz = client.limiter.timezone
     if entry is not None:
         await ledger.record_status(entry.fingerprint, job)
         entry = await _entry(ledger, entry.fingerprint)

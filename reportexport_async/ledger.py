@@ -94,6 +94,15 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE quota_use;
     ALTER TABLE quota_use_v2 RENAME TO quota_use
     """,
+    # A daily quota the server refused is marked spent (its count stays the server's), and the
+    # account's quota day (a UTC offset) is learned from the reset of a daily-quota 429.
+    """
+    ALTER TABLE quota_use ADD COLUMN spent INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE quota_zone (
+        account            TEXT PRIMARY KEY,
+        utc_offset_minutes INTEGER NOT NULL
+    )
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -449,6 +458,26 @@ class Ledger:
 
         await self._run(work, write=True)
 
+    async def forget_job(self, fingerprint: str, job_id: str) -> bool:
+        """The server no longer knows `job_id` (404): the export needs a new submit. Its job,
+        status and file are cleared (the history keeps them, as a `job_unknown` event), unless
+        another process already recorded a newer job. True when the entry was cleared."""
+        stamp = self._now()
+
+        def work(db: sqlite3.Connection) -> bool:
+            cleared = db.execute(
+                "UPDATE exports SET job_id = NULL, status = NULL, records = NULL, "
+                "claimed_by = NULL, claimed_at = NULL, submitted_at = NULL, completed_at = NULL, "
+                "status_at = NULL, file_path = NULL, file_size = NULL, file_sha256 = NULL, "
+                "downloaded_at = NULL WHERE fingerprint = ? AND job_id = ?",
+                (fingerprint, job_id),
+            ).rowcount
+            if cleared:
+                self._event(db, fingerprint, stamp, "job_unknown", job_id)
+            return bool(cleared)
+
+        return await self._run(work, write=True)
+
     async def release_claim(self, fingerprint: str) -> None:
         """The submit failed before any job existed: let the next attempt claim at once."""
 
@@ -638,14 +667,24 @@ class Ledger:
 
         return await self._run(work)
 
+    async def spent(self, name: QuotaName, day: date, account: str = "") -> bool:
+        def work(db: sqlite3.Connection) -> bool:
+            row = db.execute(
+                "SELECT spent FROM quota_use WHERE account = ? AND day = ? AND name = ?",
+                (account, day.isoformat(), name),
+            ).fetchone()
+            return row is not None and bool(row[0])
+
+        return await self._run(work)
+
     async def charge(self, name: QuotaName, day: date, limit: int, account: str = "") -> int | None:
         def work(db: sqlite3.Connection) -> int | None:
             row = db.execute(
-                "SELECT used FROM quota_use WHERE account = ? AND day = ? AND name = ?",
+                "SELECT used, spent FROM quota_use WHERE account = ? AND day = ? AND name = ?",
                 (account, day.isoformat(), name),
             ).fetchone()
             used = 0 if row is None else int(row[0])
-            if used >= limit:
+            if used >= limit or (row is not None and row[1]):
                 return None
             db.execute(
                 "INSERT INTO quota_use (account, day, name, used) VALUES (?, ?, ?, 1) "
@@ -659,9 +698,39 @@ class Ledger:
     async def exhaust(self, name: QuotaName, day: date, limit: int, account: str = "") -> None:
         def work(db: sqlite3.Connection) -> None:
             db.execute(
-                "INSERT INTO quota_use (account, day, name, used) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(account, day, name) DO UPDATE SET used = MAX(used, excluded.used)",
-                (account, day.isoformat(), name, limit),
+                "INSERT INTO quota_use (account, day, name, used, spent) VALUES (?, ?, ?, 0, 1) "
+                "ON CONFLICT(account, day, name) DO UPDATE SET spent = 1",
+                (account, day.isoformat(), name),
+            )
+
+        await self._run(work, write=True)
+
+    async def refund(self, name: QuotaName, day: date, account: str = "") -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE quota_use SET used = used - 1 "
+                "WHERE account = ? AND day = ? AND name = ? AND used > 0",
+                (account, day.isoformat(), name),
+            )
+
+        await self._run(work, write=True)
+
+    async def quota_zone(self, account: str = "") -> int | None:
+        def work(db: sqlite3.Connection) -> int | None:
+            row = db.execute(
+                "SELECT utc_offset_minutes FROM quota_zone WHERE account = ?", (account,)
+            ).fetchone()
+            return None if row is None else int(row[0])
+
+        return await self._run(work)
+
+    async def learn_quota_zone(self, minutes: int, account: str = "") -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO quota_zone (account, utc_offset_minutes) VALUES (?, ?) "
+                "ON CONFLICT(account) DO UPDATE "
+                "SET utc_offset_minutes = excluded.utc_offset_minutes",
+                (account, minutes),
             )
 
         await self._run(work, write=True)

@@ -16,15 +16,24 @@ Step by step (DESIGN "A backfill, step by step"):
 4. One tracker refreshes every job in flight with one `GET /Jobs` listing call per tick (a page per
    1,000 jobs), the tick stretched to what the hourly bucket affords. COMPLETED jobs go to the
    downloaders; FAILED/CANCELLED ones are replayed through the guard (at most `max_replays`);
-   ERROR ones are waited on; a job past `stuck_after` is reported stuck, never resubmitted.
+   a replay the guard does not allow yet (too soon after the submit) leaves its chunk `deferred`
+   until that time (or, with `wait_for_replays`, waits for it); ERROR ones are waited on; a job
+   past `stuck_after` is reported stuck, never resubmitted; a job the server no longer knows
+   (404) is forgotten and its chunk submitted again.
 5. Downloads run concurrently, streamed to `<out>/<report>/<start>_<end>.<ext>` (names from the
    plan, never from the server); the ledger records path, size and sha256.
 6. A manifest lists every chunk's outcome; with `merge`, each fully done export is streamed into
    `<out>/<report>.<ext>` in date order.
 
-Every task lives in one task group; one chunk's failure never stops the others. Cancellation
-leaves the ledger consistent (each write is one transaction) and the folder too (downloads go to
-`.part` first; the manifest is written on the way out), and the next run resumes.
+Every task lives in one task group; one chunk's failure never stops the others. A failure of the
+whole account does: credentials refused (401/403), the host unreachable, TLS, or every call
+failing for longer than `RetryPolicy.outage_limit` stop the run at once with `AccountUnavailable`
+(no further chunk is tried or charged; the manifest is written). Cancellation leaves the ledger
+consistent (each write is one transaction) and the folder too (downloads go to `.part` first; the
+manifest is written on the way out), and the next run resumes.
+
+Nothing waits in silence: a wait for the hourly limit, the quota's reset or a replay's time, and
+jobs that stay in flight for long, are announced as `wait` events saying what and until when.
 """
 
 from __future__ import annotations
@@ -51,9 +60,10 @@ from .core.models import ExportRequest, Job, JobStatus, validation_problem
 from .core.planning import Known, Plan, PlannedChunk, chunk_path, plan_chunks, unknown_reports
 from .core.quota import quota_day_bounds
 from .core.replay import ReplayPolicy
-from .core.responses import report_refused, worth_another_round
+from .core.responses import account_problem, report_refused, worth_another_round
 from .core.tracking import TickPolicy, tick_interval
 from .errors import (
+    AccountUnavailable,
     ConfigurationError,
     HTTPStatusError,
     JobFailed,
@@ -67,6 +77,7 @@ from .errors import (
 from .exports import file_is_intact, replay_guarded, submit_once
 from .ledger import Ledger, LedgerEntry
 from .postbacks import Postback, PostbackReceiver
+from .ratelimit import LimiterWait
 
 __all__ = [
     "BackfillResult",
@@ -80,13 +91,26 @@ __all__ = [
 log = logging.getLogger("reportexport_async.orchestrator")
 
 ChunkStatus = Literal[
-    "planned", "submitted", "running", "downloading", "done", "failed", "pending", "stuck"
+    "planned",
+    "submitted",
+    "running",
+    "downloading",
+    "done",
+    "failed",
+    "pending",
+    "deferred",
+    "stuck",
 ]
-FINAL_CHUNK_STATUSES = ("done", "failed", "pending", "stuck")
+#: `pending`: waits for the daily quota's reset; `deferred`: waits for a moment the guide sets
+#: (a replay is allowed only an hour after the submit); both carry `resets_at`, the time to run
+#: again.
+FINAL_CHUNK_STATUSES = ("done", "failed", "pending", "deferred", "stuck")
 #: A chunk whose submit or download still fails after the session's retries (an outage, not a
 #: bad request) gets this many rounds in all, the n-th after a pause of n x `ROUND_PAUSE`.
 ROUNDS = 3
 ROUND_PAUSE = 60.0  # seconds (client clock)
+#: While jobs stay in flight with nothing finishing, say so this often (seconds, client clock).
+NOTICE_EVERY = 300.0
 
 
 @dataclass(frozen=True)
@@ -152,7 +176,9 @@ class ChunkRun:
 class ProgressEvent:
     """What changed. `kind` is `plan`, `chunk` (a chunk's status changed), `bytes` (a download
     finished), `quota` (the quota stopped submits), `retry` (a chunk's submit or download gets
-    another round after an outage) or `error` (a tracker refresh failed)."""
+    another round after an outage), `wait` (the run waits: `message` says for what, `until` until
+    when), `error` (a tracker refresh failed) or `stopped` (an account-wide failure stopped the
+    run)."""
 
     kind: str
     status: str | None = None
@@ -166,6 +192,8 @@ class ProgressEvent:
     #: The `plan` event carries the whole plan (every chunk and its state), so a display knows
     #: the totals per report and the chunks that are already done before anything moves.
     plan: Plan | None = None
+    #: `wait` events: when the wait ends (or the next look, for jobs in flight).
+    until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -180,11 +208,16 @@ class BackfillResult:
     merged: tuple[Path, ...] = ()
     #: Real seconds from a postback's arrival to the start of the download it caused.
     postback_latency: tuple[float, ...] = ()
+    #: The earliest time a `deferred` chunk may go on (run the same backfill again then).
+    deferred_until: datetime | None = None
+    #: The account-wide failure that stopped the run (it is also raised, carrying this result).
+    stopped: AccountUnavailable | None = None
 
     @property
     def counts(self) -> dict[str, int]:
-        counter = Counter(run.status for run in self.chunks)
-        return {name: counter.get(name, 0) for name in ("done", "failed", "pending", "stuck")}
+        counter: Counter[str] = Counter(run.status for run in self.chunks)
+        names = ("done", "failed", "pending", "deferred", "stuck")
+        return {name: counter[name] for name in names}
 
     @property
     def complete(self) -> bool:
@@ -280,6 +313,7 @@ async def backfill(
     postbacks: PostbackReceiver | None = None,
     today: date | None = None,
     check_reports: bool = False,
+    wait_for_replays: bool = False,
 ) -> BackfillResult:
     """Pull `exports` over `[start, end]` into `out_dir`. See the module docstring.
 
@@ -287,7 +321,12 @@ async def backfill(
     chunk is submitted alone, and the report's other chunks follow only once it is accepted, so
     an unknown report id costs one call, never one per chunk, and a known one costs nothing
     extra. With `check_reports`, such report ids are also looked up in the account's catalog
-    (one `GET /Reports`) and refused with a `ConfigurationError` before any ReportExport call."""
+    (one `GET /Reports`) and refused with a `ConfigurationError` before any ReportExport call.
+
+    Chunks the quota cannot serve today end `pending` (with `wait_for_quota`, the run waits for
+    the reset); chunks whose replay the guide does not allow yet end `deferred` (with
+    `wait_for_replays`, the run waits). An account-wide failure raises `AccountUnavailable`
+    once the manifest is written; its `result` is this run's outcome."""
     out = Path(out_dir)
     if not exports:
         raise ConfigurationError("exports", "give at least one report")
@@ -296,7 +335,8 @@ async def backfill(
     if end < start:
         raise ConfigurationError("start", f"the range starts ({start}) after it ends ({end})")
     now = client.clock.now()
-    current_day = today or quota_day_bounds(now, client.limiter.policy.quota_timezone)[0].date()
+    zone = await client.limiter.account_timezone()  # the account's day, as learned
+    current_day = today or quota_day_bounds(now, zone)[0].date()
     if end > current_day:
         raise ConfigurationError(
             "end", f"{end} is in the future (today is {current_day}); there is no data yet"
@@ -363,6 +403,7 @@ async def backfill(
         replay_policy=replay_policy or ReplayPolicy(),
         tick=tick or TickPolicy(),
         on_event=on_event,
+        wait_for_replays=wait_for_replays,
     )
     for key, run in runner.runs.items():
         entry = entries.get(key)
@@ -389,7 +430,8 @@ async def backfill(
         with anyio.CancelScope(shield=True):
             manifest = await anyio.to_thread.run_sync(runner.write_manifest)
     resets = [run.resets_at for run in runner.runs.values() if run.status == "pending"]
-    return BackfillResult(
+    later = [run.resets_at for run in runner.runs.values() if run.status == "deferred"]
+    result = BackfillResult(
         plan,
         tuple(runner.runs.values()),
         manifest,
@@ -398,7 +440,13 @@ async def backfill(
         runner.calls(),
         merged,
         tuple(runner.postback_latency),
+        deferred_until=min((r for r in later if r is not None), default=None),
+        stopped=runner.stopped,
     )
+    if runner.stopped is not None:
+        runner.stopped.result = result
+        raise runner.stopped
+    return result
 
 
 class _Backfill:
@@ -417,8 +465,10 @@ class _Backfill:
         replay_policy: ReplayPolicy,
         tick: TickPolicy,
         on_event: Callable[[ProgressEvent], None] | None,
+        wait_for_replays: bool = False,
     ) -> None:
         self.client = client
+        self.wait_for_replays = wait_for_replays
         self.ledger = ledger
         self.plan = plan
         self.out = out
@@ -461,6 +511,12 @@ class _Backfill:
         self.unproven: set[str] = set()
         #: set when the disk is full: no more submits or downloads in this run.
         self.disk_full: OutputError | None = None
+        #: set when an account-wide failure stops the run.
+        self.stopped: AccountUnavailable | None = None
+        self.scope: anyio.CancelScope | None = None
+        #: When a chunk last changed, and when a wait was last announced (client clock).
+        self.last_change = client.clock.now()
+        self.last_notice: dict[str, datetime] = {}
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -477,12 +533,60 @@ class _Backfill:
         if self.on_event is not None:
             self.on_event(event)
 
+    def notice(self, what: str, message: str, until: datetime | None, *, every: float) -> None:
+        """A `wait` event, at most once every `every` seconds (client clock) for the same `what`,
+        unless the time waited for moved."""
+        now = self.client.clock.now()
+        last = self.last_notice.get(what)
+        if last is not None and (now - last).total_seconds() < every:
+            return
+        self.last_notice[what] = now
+        log.info("%s", message)
+        self.emit(ProgressEvent("wait", message=message, until=until))
+
+    def on_limiter_wait(self, wait: LimiterWait) -> None:
+        """The limiter is about to wait for the hourly bucket: say so."""
+        self.notice(
+            f"limiter {wait.until.isoformat()}",
+            f"waiting for {wait.what} until {_when(wait.until)}",
+            wait.until,
+            every=NOTICE_EVERY,
+        )
+
+    def account_wide(self, error: ReportExportError, pause: float = 0.0) -> bool:
+        """Stop the run when `error` concerns the whole account, or when every call has failed
+        for longer than the outage limit (counting `pause` more seconds). True when the run is
+        stopping: the caller returns at once."""
+        if self.stopped is not None:
+            return True
+        problem = account_problem(error)
+        stop: AccountUnavailable | None = None
+        if isinstance(error, AccountUnavailable):
+            stop = error
+        elif problem is not None:
+            stop = AccountUnavailable(problem, error)
+        else:
+            try:
+                self.client.session.check_outage(error, pause)
+            except AccountUnavailable as outage:
+                stop = outage
+        if stop is None:
+            return False
+        self.stopped = stop
+        log.error("run stopped: %s", stop)
+        self.emit(ProgressEvent("stopped", message=str(stop), calls=self.calls()))
+        if self.scope is not None:
+            self.scope.cancel()
+        return True
+
     def set_status(self, run: ChunkRun, status: ChunkStatus, message: str | None = None) -> None:
         if run.status == status and message is None:
             return
         run.status = status
+        self.last_change = self.client.clock.now()
         if message is not None:
-            run.error = message if status in ("failed", "stuck", "pending") else run.error
+            final = ("failed", "stuck", "pending", "deferred")
+            run.error = message if status in final else run.error
         self.emit(
             ProgressEvent(
                 "chunk",
@@ -522,11 +626,16 @@ class _Backfill:
             else:
                 self.track(run, "running")
         queue = list(new)
-        async with anyio.create_task_group() as group:
-            group.start_soon(self.submitting_all, queue)
-            group.start_soon(self.tracker)
-            for _ in range(self.download_concurrency):
-                group.start_soon(self.downloader)
+        self.client.limiter.add_listener(self.on_limiter_wait)
+        try:
+            async with anyio.create_task_group() as group:
+                self.scope = group.cancel_scope
+                group.start_soon(self.submitting_all, queue)
+                group.start_soon(self.tracker)
+                for _ in range(self.download_concurrency):
+                    group.start_soon(self.downloader)
+        finally:
+            self.client.limiter.remove_listener(self.on_limiter_wait)
 
     async def submitting_all(self, queue: list[ChunkRun]) -> None:
         """`submit_concurrency` submitters share the queue; then submitting is over. The first
@@ -573,12 +682,17 @@ class _Backfill:
                 queue.insert(0, run)  # the quota has reset: this chunk goes first
                 continue
             except ReportExportError as error:
+                if self.account_wide(error):
+                    queue.insert(0, run)
+                    return
                 if report_refused(error):
                     self.refused.setdefault(run.planned.report_id, str(error))
                 elif worth_another_round(error) and run.submit_rounds < ROUNDS:
                     # An outage: this chunk goes to the back of the queue, after a pause. A
                     # submit whose answer was lost is answered with the same job (API-FACTS §1d).
-                    await self.another_round(run, "submit", error, run.submit_rounds)
+                    if not await self.another_round(run, "submit", error, run.submit_rounds):
+                        queue.insert(0, run)
+                        return
                     run.submit_rounds += 1
                     queue.append(run)
                     continue
@@ -609,8 +723,10 @@ class _Backfill:
             async with self.quota_wait:
                 left = (resets_at - self.client.clock.now()).total_seconds()
                 if left > 0:
-                    message = f"waiting for the quota reset at {resets_at}"
-                    self.emit(ProgressEvent("quota", message=message))
+                    message = (
+                        f"waiting for the daily ReportExport quota's reset at {_when(resets_at)}"
+                    )
+                    self.notice("quota", message, resets_at, every=0.0)
                     await self.client.clock.sleep(left)
             daily = await self.client.limiter.daily("ReportExport")
             self.quota_left = None if daily is None else daily.remaining
@@ -624,9 +740,45 @@ class _Backfill:
                     item, "pending", f"daily ReportExport quota spent; resets {resets_at}"
                 )
         self.emit(
-            ProgressEvent("quota", message=f"{len(pending)} chunks pending until {resets_at}")
+            ProgressEvent(
+                "quota", message=f"{len(pending)} chunks pending until {_when(resets_at)}"
+            )
         )
         return False
+
+    async def resubmit(self, run: ChunkRun) -> None:
+        """Submit a chunk again whose job the server no longer knows (the guide: a result that
+        is gone may be requested again), within today's quota."""
+        run.job_id = None
+        run.submitted_at = None
+        try:
+            job_id = await submit_once(self.client, self.ledger, run.planned.request, _print(run))
+        except QuotaExhausted as exhausted:
+            self.quota_left = 0
+            run.resets_at = exhausted.resets_at
+            self.set_status(
+                run,
+                "pending",
+                f"daily ReportExport quota spent; resets {_when(exhausted.resets_at)}",
+            )
+            return
+        except ReportExportError as error:
+            if not self.account_wide(error):
+                self.set_status(run, "failed", f"submit failed: {error}")
+            return
+        if self.quota_left is not None:
+            self.quota_left = max(0, self.quota_left - 1)
+        run.job_id = job_id
+        run.submitted_at = self.client.clock.now()
+        self.track(run, "submitted")
+
+    async def job_unknown(self, run: ChunkRun, job_id: str) -> None:
+        """The server answered 404 for a job the ledger knew: forget it, and submit again."""
+        log.warning("job %s of %s is unknown to the server; submitting it again", job_id, run.label)
+        self.in_flight.pop(job_id, None)
+        await self.ledger.forget_job(run.planned.fingerprint, job_id)
+        self.set_status(run, "planned", f"job {job_id} is unknown to the server")
+        await self.resubmit(run)
 
     def track(self, run: ChunkRun, status: ChunkStatus) -> None:
         assert run.job_id is not None
@@ -711,6 +863,7 @@ class _Backfill:
             soonest = min(due for due, _, _ in self.parked)
             wait = min(wait, (soonest - now).total_seconds())
         wait = max(0.0, wait)
+        self.announce_flight(now, now + timedelta(seconds=wait))
         self.nudge = anyio.Event()
         async with anyio.create_task_group() as group:
 
@@ -724,6 +877,25 @@ class _Backfill:
 
             group.start_soon(sleeper)
             group.start_soon(waker)
+
+    def announce_flight(self, now: datetime, next_look: datetime) -> None:
+        """Jobs in flight and nothing finished for a while: say what the run waits for."""
+        if not self.in_flight and not self.parked:
+            return
+        if (now - self.last_change).total_seconds() < NOTICE_EVERY:
+            return
+        states = Counter(run.status for run in self.in_flight.values())
+        what = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        parts = [f"{len(self.in_flight)} jobs in flight ({what})"] if self.in_flight else []
+        if self.parked:
+            soonest = min(due for due, _, _ in self.parked)
+            parts.append(f"{len(self.parked)} replays allowed from {_when(soonest)}")
+        self.notice(
+            "flight",
+            f"waiting for {'; '.join(parts)}; next look at {_when(next_look)}",
+            next_look,
+            every=NOTICE_EVERY,
+        )
 
     def youngest_age(self, now: datetime) -> float | None:
         """Seconds since the newest submit (or replay) among the jobs in flight."""
@@ -740,27 +912,34 @@ class _Backfill:
         if not self.in_flight:
             return
         seen: dict[str, Job] = {}
+        unknown: list[str] = []
         try:
             since = min(
                 (run.submitted_at for run in self.in_flight.values() if run.submitted_at),
                 default=now,
             )
-            tz = self.client.limiter.policy.quota_timezone
+            tz = self.client.limiter.timezone
             after = since.astimezone(tz).date()
-            if len(self.in_flight) <= self.listing_pages(after):
-                # Few jobs left among many listed: one GET each is cheaper than the listing.
-                for job_id in list(self.in_flight):
-                    seen[job_id] = await self.client.get_job(job_id)
-            else:
+            if len(self.in_flight) > self.listing_pages(after):
                 async for job in self.client.iter_jobs(created_after=after):
                     if job.id in self.in_flight:
                         seen[job.id] = job
-                for job_id in [j for j in self.in_flight if j not in seen]:
+            # Few jobs left among many listed: one GET each is cheaper than the listing; and a
+            # job the listing missed is asked for by id.
+            for job_id in [j for j in self.in_flight if j not in seen]:
+                try:
                     seen[job_id] = await self.client.get_job(job_id)
+                except NotFound:
+                    unknown.append(job_id)
         except ReportExportError as error:
-            # A failed refresh is retried next tick; it never stops the run.
-            self.emit(ProgressEvent("error", message=f"refresh failed: {error}"))
+            # A failed refresh is retried next tick; only an account-wide failure stops the run.
+            if not self.account_wide(error):
+                self.emit(ProgressEvent("error", message=f"refresh failed: {error}"))
             return
+        for job_id in unknown:
+            lost = self.in_flight.get(job_id)
+            if lost is not None:
+                await self.job_unknown(lost, job_id)
         before = len(self.in_flight)
         tracked = [(self.in_flight[i], job) for i, job in seen.items() if i in self.in_flight]
         # One ledger transaction for the whole refresh, then the decisions.
@@ -772,7 +951,7 @@ class _Backfill:
     def listing_pages(self, after: date) -> int:
         """Pages a listing from `after` would take, counting the jobs this run knows of (other
         tools' jobs only add to it)."""
-        tz = self.client.limiter.policy.quota_timezone
+        tz = self.client.limiter.timezone
         listed = sum(
             1
             for run in self.runs.values()
@@ -820,18 +999,45 @@ class _Backfill:
             cause = refused.__cause__ if isinstance(refused, JobFailed) else refused
             if isinstance(cause, ReplayRefused) and cause.rule == "too_soon":
                 base = entry.submitted_at or entry.created_at
-                self.parked.append((base + self.replay_policy.min_age, run, job))
-                self.set_status(run, "running", "waiting before a replay is allowed")
+                allowed = base + self.replay_policy.min_age
+                why = f"job {job.id} ended {job.status.value}; a replay is allowed from"
+                if self.expired_or_failed_wait(run, job, allowed):
+                    self.set_status(run, "running", f"{why} {_when(allowed)}: waiting")
+                    return
+                run.resets_at = allowed
+                self.set_status(
+                    run,
+                    "deferred",
+                    f"{why} {_when(allowed)} (never right after a submit): run again then",
+                )
                 return
             self.set_status(run, "failed", str(refused))
             return
+        except NotFound:
+            await self.job_unknown(run, job.id)
+            return
         except ReportExportError as error:
-            self.set_status(run, "failed", f"replay failed: {error}")
+            if not self.account_wide(error):
+                self.set_status(run, "failed", f"replay failed: {error}")
             return
         run.replays += 1
         run.job_id = new_id
         run.submitted_at = self.client.clock.now()
         self.track(run, "submitted")
+
+    def expired_or_failed_wait(self, run: ChunkRun, job: Job, allowed: datetime) -> bool:
+        """With `wait_for_replays`, park the chunk until its replay is allowed (and say so);
+        False when the run does not wait."""
+        if not self.wait_for_replays:
+            return False
+        self.parked.append((allowed, run, job))
+        self.notice(
+            f"replay {job.id}",
+            f"waiting until {_when(allowed)} to replay job {job.id} of {run.label}",
+            allowed,
+            every=0.0,
+        )
+        return True
 
     # -- downloads ---------------------------------------------------------------------------------
 
@@ -874,16 +1080,18 @@ class _Backfill:
                 return
             except HTTPStatusError as error:
                 if isinstance(error, NotFound) or error.status == 410:
-                    job = await self.client.get_job(run.job_id)
-                    await self.after_failure(run, job, expired=True)
+                    await self.result_gone(run, run.job_id)
                     return
                 failure = error
             except ReportExportError as error:
                 failure = error
+            if self.account_wide(failure):
+                return
             if isinstance(failure, OutputError) and failure.disk_full:
                 self.disk_full = failure
             elif worth_another_round(failure) and run.download_rounds < ROUNDS:
-                await self.another_round(run, "download", failure, run.download_rounds)
+                if not await self.another_round(run, "download", failure, run.download_rounds):
+                    return
                 run.download_rounds += 1
                 if self.disk_full is None:
                     continue
@@ -896,11 +1104,28 @@ class _Backfill:
         run.sha256 = result.sha256
         self.set_status(run, "done")
 
+    async def result_gone(self, run: ChunkRun, job_id: str) -> None:
+        """The Download answered 404/410: an expired result is replayed through the guard; a
+        job the server does not know at all is submitted again."""
+        try:
+            job = await self.client.get_job(job_id)
+        except NotFound:
+            await self.job_unknown(run, job_id)
+            return
+        except ReportExportError as error:
+            if not self.account_wide(error):
+                self.set_status(run, "failed", f"download failed: {error}")
+            return
+        await self.after_failure(run, job, expired=True)
+
     async def another_round(
         self, run: ChunkRun, what: str, error: ReportExportError, rounds: int
-    ) -> None:
-        """Pause before a chunk's next round of `what` (its retries ran out on an outage)."""
+    ) -> bool:
+        """Pause before a chunk's next round of `what` (its retries ran out on an outage).
+        False when the outage has lasted too long: the run is stopping."""
         pause = ROUND_PAUSE * rounds
+        if self.account_wide(error, pause):
+            return False
         log.info("%s of %s failed (%s); round %d of %d in %.0fs", what, run.label, error,
                  rounds + 1, ROUNDS, pause)  # fmt: skip
         self.emit(
@@ -910,6 +1135,7 @@ class _Backfill:
             )
         )  # fmt: skip
         await self.client.clock.sleep(pause)
+        return True
 
     # -- after the run -----------------------------------------------------------------------------
 
@@ -931,6 +1157,7 @@ class _Backfill:
         document = {
             "generated_at": self.client.clock.now().isoformat(),
             "account_type": self.client.config.account_type.value,
+            "stopped": None if self.stopped is None else str(self.stopped),
             "counts": dict(counts),
             "calls": self.calls(),
             "chunks": [run.to_manifest(self.out) for run in self.runs.values()],
@@ -960,6 +1187,11 @@ class _Backfill:
                 raise OutputError(target, exc) from exc
             merged.append(target)
         return tuple(merged)
+
+
+def _when(moment: datetime) -> str:
+    """A moment for messages: to the second, with its UTC offset."""
+    return moment.replace(microsecond=0).isoformat()
 
 
 def _print(run: ChunkRun) -> Fingerprint:

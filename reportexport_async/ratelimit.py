@@ -11,26 +11,59 @@ It holds three limits (API-FACTS §5):
 The arithmetic lives in the pure core (`core.quota`); this module owns the clock, the lock and the
 waiting. Today's daily use is kept by a `QuotaStore`: in memory by default, in the ledger once it
 exists, so it survives restarts and is shared by processes.
+
+A daily quota is charged when its call is sent, and refunded when the answer shows the server did
+not count it (`core.quota.counted_by_server`: never connected, 401/403, 429, a gateway's 5xx), so
+the local count follows the server's. The quota day is the account's: UTC until a daily-quota 429
+tells when the server's day ends; that time zone is then remembered by the store.
+
+Nothing waits in silence: every wait for the hourly bucket is announced to the listeners
+(`add_listener`) with what it waits for and until when.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import replace
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Protocol
 
 import anyio
 
 from .clock import Clock, SystemClock
 from .core.policies import RateLimitPolicy
-from .core.quota import DailyQuota, HourlyWindow, charged_days, daily_quota, quota_day_bounds
+from .core.quota import (
+    DailyQuota,
+    HourlyWindow,
+    charged_days,
+    daily_quota,
+    quota_day_bounds,
+    zone_of_reset,
+)
 from .core.ratelimit_headers import RateLimitInfo
 from .core.requests import Endpoint
 from .errors import ConfigurationError, QuotaExhausted, QuotaName
 
-__all__ = ["MemoryQuotaStore", "QuotaStore", "RateLimiter"]
+__all__ = ["Charge", "LimiterWait", "MemoryQuotaStore", "QuotaStore", "RateLimiter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """The daily-quota units one call took: `refund` gives them back when the server did not
+    count the call."""
+
+    name: QuotaName
+    days: tuple[date, ...]
+    account: str
+
+
+@dataclass(frozen=True, slots=True)
+class LimiterWait:
+    """A wait the limiter is about to make: `what` it waits for, `until` when."""
+
+    what: str
+    until: datetime
 
 
 class QuotaStore(Protocol):
@@ -45,7 +78,24 @@ class QuotaStore(Protocol):
         ...
 
     async def exhaust(self, name: QuotaName, day: date, limit: int, account: str = "") -> None:
-        """Record that the server refused the quota for `day` (count it as full)."""
+        """Record that the server refused the quota for `day`: it is spent, whatever the count
+        (which stays what the server counted)."""
+        ...
+
+    async def spent(self, name: QuotaName, day: date, account: str = "") -> bool:
+        """Whether the server refused the quota for `day`."""
+        ...
+
+    async def refund(self, name: QuotaName, day: date, account: str = "") -> None:
+        """Give back one unit charged on `day` (never below zero): the server did not count it."""
+        ...
+
+    async def quota_zone(self, account: str = "") -> int | None:
+        """The account's quota day as a UTC offset in minutes, once learned (else None)."""
+        ...
+
+    async def learn_quota_zone(self, minutes: int, account: str = "") -> None:
+        """Remember the account's quota day offset, learned from the server's reset time."""
         ...
 
 
@@ -54,20 +104,34 @@ class MemoryQuotaStore:
 
     def __init__(self) -> None:
         self._used: dict[tuple[str, QuotaName, date], int] = {}
+        self._spent: set[tuple[str, QuotaName, date]] = set()
+        self._zones: dict[str, int] = {}
 
     async def used(self, name: QuotaName, day: date, account: str = "") -> int:
         return self._used.get((account, name, day), 0)
 
     async def charge(self, name: QuotaName, day: date, limit: int, account: str = "") -> int | None:
         current = self._used.get((account, name, day), 0)
-        if current >= limit:
+        if current >= limit or (account, name, day) in self._spent:
             return None
         self._used[(account, name, day)] = current + 1
         return current + 1
 
     async def exhaust(self, name: QuotaName, day: date, limit: int, account: str = "") -> None:
+        self._spent.add((account, name, day))
+
+    async def spent(self, name: QuotaName, day: date, account: str = "") -> bool:
+        return (account, name, day) in self._spent
+
+    async def refund(self, name: QuotaName, day: date, account: str = "") -> None:
         key = (account, name, day)
-        self._used[key] = max(limit, self._used.get(key, 0))
+        self._used[key] = max(0, self._used.get(key, 0) - 1)
+
+    async def quota_zone(self, account: str = "") -> int | None:
+        return self._zones.get(account)
+
+    async def learn_quota_zone(self, minutes: int, account: str = "") -> None:
+        self._zones[account] = minutes
 
 
 class RateLimiter:
@@ -88,6 +152,10 @@ class RateLimiter:
         self._hourly: HourlyWindow | None = None
         self._lock: anyio.Lock | None = None
         self._in_flight: anyio.CapacityLimiter | None = None
+        #: The account's quota day, once the server told it (None: the policy's zone).
+        self._zone: tzinfo | None = None
+        self._zone_loaded = False
+        self._listeners: list[Callable[[LimiterWait], None]] = []
 
     def __repr__(self) -> str:
         window = self._hourly
@@ -116,17 +184,52 @@ class RateLimiter:
             return self.policy.daily_click_export
         return None
 
+    @property
+    def timezone(self) -> tzinfo:
+        """The time zone of the account's quota day: learned from the server's daily-quota reset,
+        else the policy's `quota_timezone` (UTC by default)."""
+        return self._zone or self.policy.quota_timezone
+
+    async def _load_zone(self) -> None:
+        if self._zone_loaded:
+            return
+        self._zone_loaded = True
+        minutes = await self.store.quota_zone(self.account or "")
+        if minutes is not None:
+            self._zone = _offset_zone(minutes)
+
+    async def account_timezone(self) -> tzinfo:
+        """`timezone`, after reading what the store learned in earlier runs."""
+        await self._load_zone()
+        return self.timezone
+
     def _day(self, now: datetime) -> date:
-        return now.astimezone(self.policy.quota_timezone).date()
+        return now.astimezone(self.timezone).date()
+
+    def add_listener(self, listener: Callable[[LimiterWait], None]) -> None:
+        """Call `listener` before every wait for the hourly bucket."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[LimiterWait], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _announce(self, what: str, until: datetime) -> None:
+        for listener in list(self._listeners):
+            listener(LimiterWait(what, until))
 
     async def daily(self, name: QuotaName) -> DailyQuota | None:
         """Today's state of a daily quota (None when that quota is switched off)."""
         limit = self._daily_limit(name)
         if limit is None:
             return None
+        await self._load_zone()
         now = self.clock.now()
-        used = await self.store.used(name, self._day(now), self.account or "")
-        return daily_quota(name, limit, min(used, limit), now, self.policy.quota_timezone)
+        day, account = self._day(now), self.account or ""
+        used = await self.store.used(name, day, account)
+        if await self.store.spent(name, day, account):
+            used = limit  # the server said so, whatever the count
+        return daily_quota(name, limit, min(used, limit), now, self.timezone)
 
     def bind(self, account: str) -> None:
         """Tie the limiter to one account; a limiter is never shared between accounts."""
@@ -142,13 +245,16 @@ class RateLimiter:
         """The current view of the hourly bucket (None before the first call)."""
         return self._hourly
 
-    async def acquire(self, endpoint: Endpoint) -> None:
+    async def acquire(self, endpoint: Endpoint) -> Charge | None:
         """Take room for one call: fail at once on a spent daily quota, wait for the hourly
         bucket otherwise. The daily quota is charged last, once nothing is left to wait for, so
         the call is counted on the day it is sent (a wait that crosses midnight would otherwise
-        charge yesterday and let today go one over the server's count)."""
+        charge yesterday and let today go one over the server's count). Returns what was
+        charged, for `refund`."""
         name = endpoint.daily_quota
         limit = self._daily_limit(name) if name else None
+        if limit is not None:
+            await self._load_zone()
         while True:
             async with self._guard:
                 now = self.clock.now()
@@ -160,27 +266,41 @@ class RateLimiter:
             if name is not None and limit is not None:
                 await self._refuse_if_spent(name, limit)  # no waiting for a spent quota
             # Wait for the window to roll over instead of provoking a 429.
+            self._announce("the hourly API limit", window.resets_at)
             await self.clock.sleep(wait)
-        if name is not None and limit is not None:
-            now = self.clock.now()
-            today, *also = charged_days(
-                now, self.policy.quota_timezone, self.policy.quota_day_guard
-            )
-            counted = await self.store.charge(name, today, limit, self.account or "")
-            if counted is None:
-                raise self._spent(name, limit, now)
-            for day in also:  # near midnight: the server may count it on the next day too (if
-                # that day is somehow full already, the server will say so)
-                await self.store.charge(name, day, limit, self.account or "")
+        if name is None or limit is None:
+            return None
+        now = self.clock.now()
+        account = self.account or ""
+        today, *also = charged_days(now, self.timezone, self.policy.quota_day_guard)
+        counted = await self.store.charge(name, today, limit, account)
+        if counted is None:
+            raise self._spent(name, limit, now)
+        days = [today]
+        for day in also:  # near midnight: the server may count it on the next day too (if
+            # that day is somehow full already, the server will say so)
+            if await self.store.charge(name, day, limit, account) is not None:
+                days.append(day)
+        return Charge(name, tuple(days), account)
+
+    async def refund(self, charge: Charge | None) -> None:
+        """The server did not count the call `charge` was for: give its units back."""
+        if charge is None:
+            return
+        for day in charge.days:
+            await self.store.refund(charge.name, day, charge.account)
 
     async def _refuse_if_spent(self, name: QuotaName, limit: int) -> None:
         """Fail fast, before a wait for the hourly bucket, when today's quota is used up."""
         now = self.clock.now()
-        if await self.store.used(name, self._day(now), self.account or "") >= limit:
+        day, account = self._day(now), self.account or ""
+        if await self.store.used(name, day, account) >= limit or await self.store.spent(
+            name, day, account
+        ):
             raise self._spent(name, limit, now)
 
     def _spent(self, name: QuotaName, limit: int, now: datetime) -> QuotaExhausted:
-        _, resets_at = quota_day_bounds(now, self.policy.quota_timezone)
+        _, resets_at = quota_day_bounds(now, self.timezone)
         return QuotaExhausted(name, limit=limit, resets_at=resets_at, used=limit)
 
     async def observe(self, info: RateLimitInfo) -> None:
@@ -199,15 +319,31 @@ class RateLimiter:
             window = self._hourly or HourlyWindow.fresh(self.policy.hourly_limit, now)
             until = now + timedelta(seconds=max(0.0, seconds))
             self._hourly = replace(window, remaining=0, resets_at=until)
+        self._announce("the hourly API limit (the server answered 429)", until)
 
     async def exhausted(
         self, name: QuotaName, *, resets_at: datetime | None = None
     ) -> QuotaExhausted:
         """The server refused a daily quota: remember it until the day ends (other processes
-        sharing the store stop spending too), and return the exception that says so."""
+        sharing the store stop spending too), and return the exception that says so. The reset
+        the server sent is the end of the account's day: its time zone is learned from it."""
         limit = self._daily_limit(name) or 0
         now = self.clock.now()
+        await self._load_zone()
+        if resets_at is not None and resets_at > now:
+            _, day_end = quota_day_bounds(now, self.timezone)
+            if abs(resets_at - day_end) > timedelta(minutes=5):
+                zone = zone_of_reset(resets_at)
+                self._zone = zone
+                offset = zone.utcoffset(None)
+                assert offset is not None
+                minutes = int(offset.total_seconds() // 60)
+                await self.store.learn_quota_zone(minutes, self.account or "")
         await self.store.exhaust(name, self._day(now), limit, self.account or "")
         if resets_at is None:
-            _, resets_at = quota_day_bounds(now, self.policy.quota_timezone)
+            _, resets_at = quota_day_bounds(now, self.timezone)
         return QuotaExhausted(name, limit=limit, resets_at=resets_at, used=limit)
+
+
+def _offset_zone(minutes: int) -> tzinfo:
+    return timezone(timedelta(minutes=minutes))

@@ -9,6 +9,11 @@ shared rate limiter, usage counters and the redirect policy. It knows nothing ab
   (`core.policies.RetryPolicy`). A 429 on ReportExport/ClickExport is not blindly retried: a long
   one is a spent quota and raises `QuotaExhausted` at once (`core.quota.classify_export_429`).
 - Every JSON body is checked for `Status: ERROR` (`core.responses`), also with HTTP 200.
+- A daily quota is charged when its call is sent and refunded when the server did not count it
+  (never connected, 401/403, 429, a gateway's 502/503/504; `core.quota.counted_by_server`).
+- The session keeps the account's health: since when every call has failed (`failing_since`),
+  which the orchestrator uses to stop a run once an outage lasts longer than
+  `RetryPolicy.outage_limit`. A TLS failure is never retried.
 - aiohttp's exceptions are translated here and nowhere else, always `raise ... from exc`.
 - The token never reaches a log record, a repr or an exception message.
 """
@@ -36,11 +41,13 @@ from .clock import Clock, SystemClock
 from .config import ClientConfig
 from .core.fingerprint import canonical_origin
 from .core.personas import persona_for
-from .core.quota import classify_export_429
+from .core.quota import classify_export_429, counted_by_server
 from .core.ratelimit_headers import parse_rate_limit_headers
 from .core.requests import Endpoint, RequestSpec, is_api_origin, join_url
 from .core.responses import is_transient
 from .errors import (
+    AccountUnavailable,
+    ConnectError,
     RateLimited,
     ReportExportError,
     RequestTimeout,
@@ -113,6 +120,11 @@ class Answer:
 
 def _translate(exc: BaseException, method: str, url: str) -> TransportError:
     """aiohttp's exceptions, in the one place they are translated."""
+    if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):
+        return ConnectError(f"TLS failure: {exc}", method=method, url=url, tls=True)
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        # No connection was made: the request was never sent.
+        return ConnectError(f"cannot connect: {exc}", method=method, url=url)
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return RequestTimeout(f"timed out ({type(exc).__name__})", method=method, url=url)
     return TransportError(f"{type(exc).__name__}: {exc}", method=method, url=url)
@@ -156,6 +168,8 @@ class Session:
         # Kept encoded and only ever put into a request header (API-FACTS §6).
         self._authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
         self._http: aiohttp.ClientSession | None = None
+        #: Since when every call has failed (no answer, or 5xx); None after any other answer.
+        self.failing_since: datetime | None = None
 
     def __repr__(self) -> str:
         return (
@@ -239,6 +253,8 @@ class Session:
                 answer = await self._send(method, url, endpoint, params)
             except TransportError as exc:
                 error = exc
+                if isinstance(exc, ConnectError) and exc.tls:
+                    raise  # a certificate or handshake problem: no retry can cure it
             else:
                 now = self.clock.now()
                 result = interpret(
@@ -263,6 +279,7 @@ class Session:
                 if not is_transient(error):
                     raise error
             delay = policy.delay_with_hint(attempt, hint, self._random())
+            self.check_outage(error, delay)
             elapsed = (self.clock.now() - started).total_seconds()
             if not policy.may_retry(attempt, elapsed, delay):
                 raise error
@@ -283,9 +300,7 @@ class Session:
         name = endpoint.daily_quota
         if name is None:
             return
-        verdict = classify_export_429(
-            name, error.retry_after, now, self.limiter.policy.quota_timezone
-        )
+        verdict = classify_export_429(name, error.retry_after, now, self.limiter.timezone)
         if verdict.quota in (None, "hourly") or verdict.resets_at is None:
             return  # a burst or the hourly bucket: waited for like any other 429
         raise await self.limiter.exhausted(name, resets_at=verdict.resets_at) from error
@@ -296,7 +311,7 @@ class Session:
         """One HTTP request through the limiter; the body is read whole (JSON answers only)."""
         # The slot first, then the limits: nothing waits between being counted and being sent.
         async with self.limiter.in_flight():
-            await self.limiter.acquire(endpoint)
+            charge = await self.limiter.acquire(endpoint)
             self.usage.calls[endpoint.value] += 1
             try:
                 async with self.http.request(
@@ -313,10 +328,38 @@ class Session:
                     content_type = response.content_type
             except (TimeoutError, aiohttp.ClientError) as exc:
                 self.usage.transport_errors += 1
-                raise _translate(exc, method, url) from exc
+                error = _translate(exc, method, url)
+                self._health(None)
+                if isinstance(error, ConnectError):
+                    await self.limiter.refund(charge)  # never sent: nothing counted
+                raise error from exc
+        self._health(status)
+        if not counted_by_server(status):
+            await self.limiter.refund(charge)
         await self._observe(status, headers, endpoint)
         log.debug("%s %s -> %d", method, redact_url(url), status)
         return Answer(status, headers, _parse_body(raw, content_type))
+
+    def _health(self, status: int | None) -> None:
+        """Track since when every call has failed: no answer at all, or a 5xx."""
+        if status is None or status >= 500:
+            if self.failing_since is None:
+                self.failing_since = self.clock.now()
+        else:
+            self.failing_since = None
+
+    def failing_for(self) -> float:
+        """Seconds (client clock) since every call began to fail; 0 while calls succeed."""
+        if self.failing_since is None:
+            return 0.0
+        return max(0.0, (self.clock.now() - self.failing_since).total_seconds())
+
+    def check_outage(self, error: ReportExportError, pause: float = 0.0) -> None:
+        """Raise `AccountUnavailable` when every call has failed for longer than the retry
+        policy's `outage_limit` (or will have, after `pause` more seconds)."""
+        failing = self.failing_for()
+        if self.failing_since is not None and failing + pause > self.config.retry.outage_limit:
+            raise AccountUnavailable("outage", error, failing_for=failing) from error
 
     @staticmethod
     async def read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
@@ -346,7 +389,7 @@ class Session:
         info = parse_rate_limit_headers(headers, now, names=self._persona.rate_limit_headers)
         quota = endpoint.daily_quota if endpoint is not None else None
         if status == 429 and quota is not None:
-            tz = self.limiter.policy.quota_timezone
+            tz = self.limiter.timezone
             if classify_export_429(quota, info.wait_hint(now), now, tz).quota == quota:
                 # The daily quota refused (its reset is the day's end): its headers say nothing
                 # about the hourly bucket, which would otherwise stay shut for every endpoint
@@ -400,8 +443,11 @@ class Session:
                     timeout=timeout,
                 ) as response:
                     if api:
+                        self._health(response.status)
                         await self._observe(response.status, dict(response.headers), endpoint)
                     yield response
             except (TimeoutError, aiohttp.ClientError) as exc:
                 self.usage.transport_errors += 1
+                if api:
+                    self._health(None)
                 raise _translate(exc, "GET", url) from exc

@@ -133,7 +133,7 @@ def test_backfill_sandbox_json_event_stream(capsys: pytest.CaptureFixture[str]) 
     assert len(done) == 6
     assert all(e["bytes"] > 0 and e["job_id"] for e in done)
     summary = events[-1]
-    assert summary["counts"] == {"done": 6, "failed": 0, "pending": 0, "stuck": 0}
+    assert summary["counts"] == {"done": 6, "failed": 0, "pending": 0, "deferred": 0, "stuck": 0}
     assert summary["calls"]["ReportExport"] == 6
     assert summary["calls"]["Download"] == 6
     manifest = Path(summary["manifest"])
@@ -170,7 +170,7 @@ def test_backfill_exit_3_when_chunks_wait_for_the_quota(
     )  # fmt: skip
     assert code == 3
     summary = json_lines(out)[-1]
-    assert summary["counts"] == {"done": 4, "failed": 0, "pending": 17, "stuck": 0}
+    assert summary["counts"] == {"done": 4, "failed": 0, "pending": 17, "deferred": 0, "stuck": 0}
     assert summary["calls"]["ReportExport"] == 4
     assert summary["pending_resets_at"]
     quota_events = [e for e in json_lines(out) if e["event"] == "quota"]
@@ -200,7 +200,7 @@ def test_backfill_exit_1_when_chunks_fail(capsys: pytest.CaptureFixture[str]) ->
     )  # fmt: skip
     assert code == 1
     summary = json_lines(out)[-1]
-    assert summary["counts"] == {"done": 3, "failed": 3, "pending": 0, "stuck": 0}
+    assert summary["counts"] == {"done": 3, "failed": 3, "pending": 0, "deferred": 0, "stuck": 0}
     assert summary["calls"]["ReportExport"] == 3 + 1  # the good report's, and one probe
     assert "Reports" not in summary["calls"]
     failed = [e for e in json_lines(out) if e.get("status") == "failed"]
@@ -646,9 +646,9 @@ def test_readme_python_example_runs_as_written(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     first, second = done.stdout.strip().splitlines()
-    assert first.startswith("{'done': 14, 'failed': 0, 'pending': 0, 'stuck': 0}")
+    assert first.startswith("{'done': 14, 'failed': 0, 'pending': 0, 'deferred': 0, 'stuck': 0}")
     assert "'ReportExport': 14" in first
-    assert second == "{'done': 14, 'failed': 0, 'pending': 0, 'stuck': 0} {}"
+    assert second == "{'done': 14, 'failed': 0, 'pending': 0, 'deferred': 0, 'stuck': 0} {}"
 
 
 def test_postback_listen_starts_a_receiver_the_sandbox_calls(

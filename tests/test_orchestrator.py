@@ -56,7 +56,13 @@ async def test_year_in_weekly_chunks_for_three_reports_merges_to_the_whole_range
         )
         second_stats = sandbox.stats()
     chunks_per_report = 53  # 2025-01-01 (a Wednesday) to 2025-12-31 in epoch-aligned weeks
-    assert result.counts == {"done": 3 * chunks_per_report, "failed": 0, "pending": 0, "stuck": 0}
+    assert result.counts == {
+        "done": 3 * chunks_per_report,
+        "failed": 0,
+        "pending": 0,
+        "deferred": 0,
+        "stuck": 0,
+    }
     assert first_stats["calls"]["ReportExport"] == 3 * chunks_per_report
     assert first_stats["calls"]["Download"] == 3 * chunks_per_report
     assert first_stats["rate_limited"] == 0
@@ -90,7 +96,7 @@ async def test_quota_of_100_with_156_new_chunks_leaves_56_pending_until_the_rese
         second = await backfill(client, ledger, specs, start, end, out_dir=out, chunk="1d")
         stats_second = sandbox.stats()
     assert len(first.chunks) == 156
-    assert first.counts == {"done": 100, "failed": 0, "pending": 56, "stuck": 0}
+    assert first.counts == {"done": 100, "failed": 0, "pending": 56, "deferred": 0, "stuck": 0}
     assert first.pending_resets_at == (SANDBOX_START + timedelta(days=1)).replace(hour=0)
     assert stats_first["calls"]["ReportExport"] == 100
     assert stats_first["rate_limited"] == 0
@@ -194,13 +200,18 @@ async def test_failed_jobs_are_replayed_and_one_failure_never_stops_the_others(
         client,
         ledger,
     ):
+        events: list[ProgressEvent] = []
         result = await backfill(
             client, ledger, [ExportSpec(REPORTS[0])], date(2025, 1, 1), date(2025, 1, 20),
-            out_dir=tmp_path / "out", chunk="1d",
+            out_dir=tmp_path / "out", chunk="1d", wait_for_replays=True, on_event=events.append,
         )  # fmt: skip
         stats = sandbox.stats()
     assert stats["faults_injected"]["job_fail"] >= 3
     assert stats["replays"] >= 3
+    # The hour before a replay is allowed is announced, with its end, never waited in silence.
+    waits = [e for e in events if e.kind == "wait" and "to replay job" in (e.message or "")]
+    assert len(waits) >= 3
+    assert all(e.until is not None and e.until.isoformat()[:16] in (e.message or "") for e in waits)
     assert result.counts["done"] >= 17
     assert result.counts["done"] + result.counts["failed"] == 20
     assert stats["calls"]["ReportExport"] == 20
@@ -213,7 +224,7 @@ async def test_stuck_jobs_are_reported_not_resubmitted(tmp_path: Path) -> None:
             out_dir=tmp_path / "out", chunk="1d", stuck_after=timedelta(hours=2),
         )  # fmt: skip
         stats = sandbox.stats()
-    assert result.counts == {"done": 0, "failed": 0, "pending": 0, "stuck": 3}
+    assert result.counts == {"done": 0, "failed": 0, "pending": 0, "deferred": 0, "stuck": 3}
     assert stats["calls"]["ReportExport"] == 3
 
 

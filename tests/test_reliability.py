@@ -365,7 +365,13 @@ def crash_loop(tmp_path: Path, kills: int, seed: int, days: int = CRASH_DAYS) ->
         f"jobs created {stats['jobs_created']} for {chunks} chunks"
     )
     # The run completed, and every one of its files is the one the manifest records.
-    assert log.final["counts"] == {"done": chunks, "failed": 0, "pending": 0, "stuck": 0}
+    assert log.final["counts"] == {
+        "done": chunks,
+        "failed": 0,
+        "pending": 0,
+        "deferred": 0,
+        "stuck": 0,
+    }
     assert assert_manifest_matches_disk(manifest) == chunks
     assert not list(out.rglob("*.part"))
     # The kills really happened, over the phases planned.
@@ -502,6 +508,7 @@ async def test_fault_matrix(tmp_path: Path, caplog: pytest.LogCaptureFixture, na
                 return await backfill(
                     client, ledger, [ExportSpec(REPORT)], FAULT_START, FAULT_END, out_dir=out,
                     chunk="1d", stuck_after=timedelta(hours=2), postbacks=receiver,
+                    wait_for_replays=True,  # the replay machinery under faults, in one run
                 )  # fmt: skip
             except ReportExportError as error:
                 raised.append(error)
@@ -793,7 +800,7 @@ async def test_an_unknown_report_costs_one_submit_and_fails_clearly(tmp_path: Pa
             client, ledger, [ExportSpec("no_such_report")], *GOOD, out_dir=out, chunk="1d"
         )
         stats = sandbox.stats()
-    assert result.counts == {"done": 0, "failed": 3, "pending": 0, "stuck": 0}
+    assert result.counts == {"done": 0, "failed": 3, "pending": 0, "deferred": 0, "stuck": 0}
     for run in result.chunks:
         assert "no_such_report" in (run.error or "")
         assert "404" in (run.error or "")

@@ -61,6 +61,9 @@ class RetryPolicy:
     retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
     #: A server hint longer than this is not waited for; the error goes to the caller.
     max_server_hint: float = 3600.0
+    #: A run stops (``AccountUnavailable``) once every call has failed for this many seconds:
+    #: an outage is waited out that long, never for ever.
+    outage_limit: float = 300.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -69,6 +72,7 @@ class RetryPolicy:
         _positive("retry.max_backoff", self.max_backoff)
         _positive("retry.total_budget", self.total_budget, allow_zero=True)
         _positive("retry.max_server_hint", self.max_server_hint, allow_zero=True)
+        _positive("retry.outage_limit", self.outage_limit)
         if not math.isfinite(self.multiplier) or self.multiplier < 1:
             raise ConfigurationError("retry.multiplier", f"must be >= 1, got {self.multiplier}")
         if self.max_backoff < self.initial_backoff:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 
 from ..errors import QuotaExhausted, QuotaName
 from .ratelimit_headers import RateLimitInfo
@@ -25,8 +25,10 @@ __all__ = [
     "charged_days",
     "classify_export_429",
     "count_in_quota_day",
+    "counted_by_server",
     "daily_quota",
     "quota_day_bounds",
+    "zone_of_reset",
 ]
 
 HOUR = timedelta(hours=1)
@@ -179,6 +181,9 @@ class HourlyWindow:
 SHORT_429_SECONDS = 60.0
 #: A 429 whose reset falls this close to the end of the quota day is the daily quota.
 _DAY_END_TOLERANCE = timedelta(minutes=5)
+#: The hourly bucket never asks for a longer wait than its window (and a little skew): a reset
+#: further away than this is the daily quota's, whatever the account's time zone.
+_LONGEST_HOURLY = HOUR + _DAY_END_TOLERANCE
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +201,11 @@ def classify_export_429(
 ) -> Export429:
     """Tell a burst from an hourly from a daily 429 on an export call.
 
-    The API does not say which limit refused (API-FACTS §5): a short hint is a burst; a reset at
-    the end of the quota day, or no hint at all, is the daily quota; anything between is the
-    hourly bucket. Blindly retrying an export after a 429 would spend quota for nothing.
+    The API does not say which limit refused: a short hint is a burst; a reset more than an hour
+    away (the hourly bucket's longest wait), a reset at the end of the quota day in ``tz``, or no
+    hint at all, is the daily quota, and then the reset the server sent decides when it ends (an
+    account whose day does not start at UTC midnight); anything between is the hourly bucket.
+    Blindly retrying an export after a 429 would spend quota for nothing.
     """
     _aware(now)
     if hint is not None and hint <= SHORT_429_SECONDS:
@@ -207,6 +214,38 @@ def classify_export_429(
     if hint is None:
         return Export429(retry=False, quota=name, resets_at=day_end)
     resets_at = now + timedelta(seconds=hint)
-    if resets_at >= day_end - _DAY_END_TOLERANCE:
+    if hint > _LONGEST_HOURLY.total_seconds() or resets_at >= day_end - _DAY_END_TOLERANCE:
         return Export429(retry=False, quota=name, resets_at=resets_at)
     return Export429(retry=False, quota="hourly", resets_at=resets_at)
+
+
+#: Statuses of an answer that the server did not count as an export: credentials refused (401),
+#: a permission missing (403), a limit that refused it (429), and gateway answers (502, 503, 504:
+#: the API behind the gateway did not take the call). A 500 may come after the work was done, so
+#: it counts, like a timeout after the request was sent.
+_NOT_COUNTED = frozenset({401, 403, 429, 502, 503, 504})
+
+
+def counted_by_server(status: int | None) -> bool:
+    """Whether the server counted an export call against its daily quota. ``status`` is the
+    answer's HTTP status, or None when the request was never sent (no connection could be made).
+    A request that was sent but got no answer (a timeout, a cut connection) may have been counted:
+    its charge stays, erring on the side of the quota.
+    """
+    if status is None:
+        return False
+    return status not in _NOT_COUNTED
+
+
+def zone_of_reset(resets_at: datetime) -> tzinfo:
+    """The account's quota time zone, as a fixed UTC offset, learned from when the server said
+    its daily quota resets (the account's midnight): rounded to a quarter of an hour, between
+    UTC-12:00 and UTC+14:00."""
+    _aware(resets_at)
+    utc = resets_at.astimezone(UTC)
+    minutes = utc.hour * 60 + utc.minute + utc.second / 60
+    quarter = round(minutes / 15) * 15 % 1440
+    offset = -quarter  # local midnight at `quarter` minutes past UTC midnight
+    if offset < -720:
+        offset += 1440
+    return timezone(timedelta(minutes=offset))

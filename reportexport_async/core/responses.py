@@ -28,7 +28,10 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from ..errors import (
+    AccountProblem,
+    AccountUnavailable,
     APIError,
+    ConnectError,
     DownloadIntegrityError,
     ErrorDetail,
     Forbidden,
@@ -52,6 +55,7 @@ __all__ = [
     "DownloadPending",
     "DownloadReady",
     "DownloadRedirect",
+    "account_problem",
     "check_download_integrity",
     "error_for_response",
     "interpret_catalog",
@@ -394,3 +398,17 @@ def report_refused(error: ReportExportError) -> bool:
         and not isinstance(error, MalformedResponse)
         and "not permitted" in str(error).lower()
     )
+
+
+def account_problem(error: BaseException) -> AccountProblem | None:
+    """Whether `error` concerns the whole account rather than one call: the credentials refused
+    (401, or 403 for a scoped token that lacks the endpoint, API-FACTS §5), or no connection to
+    the host at all (refused, no such host, TLS). Every further call would fail the same way, so
+    a run stops at once instead of trying (and charging) chunk after chunk."""
+    if isinstance(error, AccountUnavailable):
+        return error.problem
+    if isinstance(error, Unauthorized | Forbidden):
+        return "credentials"
+    if isinstance(error, ConnectError):
+        return "tls" if error.tls else "unreachable"
+    return None
