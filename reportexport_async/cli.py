@@ -806,7 +806,8 @@ def cli() -> None:
     default="7d",
     show_default=True,
     callback=_chunk_rule,
-    help="one export per chunk: Nd (1d, 7d, 30d...), week, month or auto",
+    help="one export per chunk: Nd (1d, 7d, 30d...), week, month or auto (spans learned from "
+    "the rows seen; the chunks chosen are recorded, and later runs keep them)",
 )
 @click.option(
     "--param",
