@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn, TypeVar
 
@@ -587,10 +587,38 @@ def _summary_table(result: BackfillResult) -> Table:
     return table
 
 
+def _moment(moment: datetime | None, zone: tzinfo | None) -> str:
+    """A time for people: to the second in the account's time zone, and on this machine's
+    clock when that differs."""
+    if moment is None:
+        return "an unknown time"
+    account = moment.astimezone(zone or UTC).replace(microsecond=0)
+    text = f"{account:%Y-%m-%d %H:%M:%S} {_zone_name(account)} (account)"
+    local = moment.astimezone().replace(microsecond=0)
+    if local.utcoffset() != account.utcoffset():
+        text += f", {local:%Y-%m-%d %H:%M:%S} {_zone_name(local)} here"
+    return text
+
+
+def _zone_name(moment: datetime) -> str:
+    offset = moment.utcoffset() or timedelta(0)
+    if not offset:
+        return "UTC"
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes > 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
 def report_result(
-    result: BackfillResult, console: Console, *, as_json: bool, calls: Mapping[str, int]
+    result: BackfillResult,
+    console: Console,
+    *,
+    as_json: bool,
+    calls: Mapping[str, int],
+    zone: tzinfo | None = None,
 ) -> int:
-    """The end of a backfill: a summary table and the manifest's path (or the JSON summary)."""
+    """The end of a backfill: a summary table and the manifest's path (or the JSON summary).
+    `zone` is the account's time zone, for the times printed."""
     code = _exit_code(result)
     if as_json:
         _echo_json(
@@ -619,14 +647,15 @@ def report_result(
     if result.counts["pending"]:
         console.print(
             f"[yellow]{result.counts['pending']} chunks wait for the daily ReportExport quota"
-            f"[/] (resets at {result.pending_resets_at}): run the same command again after "
+            f"[/] (resets at {_moment(result.pending_resets_at, zone)}): run the same command "
+            "again after "
             "that, or pass --wait-for-quota"
         )
     if result.counts["deferred"]:
         console.print(
             f"[yellow]{result.counts['deferred']} chunks are deferred[/] until "
-            f"{result.deferred_until}: run the same command again after that, or pass "
-            "--wait-for-replays"
+            f"{_moment(result.deferred_until, zone)}: run the same command again after that, "
+            "or pass --wait-for-replays"
         )
     for path in result.merged:
         console.print(f"merged: {path}")
@@ -689,7 +718,10 @@ async def run_backfill(
                 wait_for_replays=args.wait_for_replays,
             )
     # `result.calls` are this backfill's own (the demo's client made others before).
-    return result, report_result(result, console, as_json=as_json, calls=dict(result.calls))
+    zone = run.client.limiter.timezone
+    return result, report_result(
+        result, console, as_json=as_json, calls=dict(result.calls), zone=zone
+    )
 
 
 @asynccontextmanager
@@ -863,7 +895,8 @@ def cli() -> None:
     default="7d",
     show_default=True,
     callback=_chunk_rule,
-    help="one export per chunk: Nd (1d, 7d, 30d...), week, month or auto",
+    help="one export per chunk: Nd (1d, 7d, 30d...), week, month or auto (spans learned from "
+    "the rows seen; the chunks chosen are recorded, and later runs keep them)",
 )
 @click.option(
     "--param",

@@ -1,6 +1,7 @@
 """The job ledger: durable memory of every export, so nothing is submitted twice (DESIGN rule 1),
 an interrupted run re-attaches to its jobs, completed results cost no call, and the daily quota's
-use survives restarts and is shared by processes.
+use survives restarts and is shared by processes. It also keeps the chunks `--chunk auto` chose
+for each export, so a rerun plans the same chunks.
 
 One SQLite file (default `.reportexport/ledger.sqlite` in the working folder), stdlib `sqlite3`
 behind anyio worker threads: WAL journal, a busy timeout, a schema version (`PRAGMA user_version`)
@@ -27,6 +28,7 @@ from typing import Any, TypeVar
 import anyio
 
 from .clock import Clock, SystemClock
+from .core.chunking import Chunk
 from .core.models import Job, JobStatus
 from .errors import LedgerError, QuotaName
 
@@ -94,7 +96,18 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE quota_use;
     ALTER TABLE quota_use_v2 RENAME TO quota_use
     """,
-    # A daily quota the server refused is marked spent (its count stays the server's), and the
+    # 3: the chunks `--chunk auto` chose, per account and export (report, filters, format), so
+    # a later run over the same days reuses them instead of exporting the days again.
+    """
+    CREATE TABLE auto_chunks (
+        account     TEXT NOT NULL,
+        export      TEXT NOT NULL,
+        chunks      TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        PRIMARY KEY (account, export)
+    )
+    """,
+    # 4: a daily quota the server refused is marked spent (its count stays the server's), and the
     # account's quota day (a UTC offset) is learned from the reset of a daily-quota 429.
     """
     ALTER TABLE quota_use ADD COLUMN spent INTEGER NOT NULL DEFAULT 0;
@@ -190,6 +203,18 @@ def _entry(row: sqlite3.Row) -> LedgerEntry:
         replays=row["replays"],
         last_replay_at=_parse_time(row["last_replay_at"]),
     )
+
+
+def _stored_chunks(db: sqlite3.Connection, account: str, export: str) -> list[Chunk]:
+    row = db.execute(
+        "SELECT chunks FROM auto_chunks WHERE account = ? AND export = ?", (account, export)
+    ).fetchone()
+    if row is None:
+        return []
+    try:
+        return [Chunk(date.fromisoformat(a), date.fromisoformat(b)) for a, b in json.loads(row[0])]
+    except (TypeError, ValueError) as exc:  # a damaged record: reported as the ledger's error
+        raise sqlite3.DatabaseError(f"the auto chunks of {export} are damaged: {exc}") from exc
 
 
 def _owner_alive(owner: str | None) -> bool:
@@ -654,6 +679,38 @@ class Ledger:
             ]
 
         return await self._run(work)
+
+    # -- the chunks `--chunk auto` chose --------------------------------------------------------
+
+    async def auto_chunks(self, account: str, export: str) -> list[Chunk]:
+        """The chunks recorded for `export` (`core.fingerprint.export_key`) of `account`
+        (`core.fingerprint.account_key`), in order; empty when none are."""
+
+        def work(db: sqlite3.Connection) -> list[Chunk]:
+            return _stored_chunks(db, account, export)
+
+        return await self._run(work)
+
+    async def record_auto_chunks(
+        self, account: str, export: str, chunks: Sequence[Chunk], *, expected: Sequence[Chunk]
+    ) -> bool:
+        """Replace the record with `chunks` if it still holds `expected` (what the caller planned
+        from); False, and nothing written, if another run changed it meanwhile."""
+        stamp = self._now()
+        text = json.dumps([[c.start.isoformat(), c.end.isoformat()] for c in chunks])
+
+        def work(db: sqlite3.Connection) -> bool:
+            if _stored_chunks(db, account, export) != list(expected):
+                return False
+            db.execute(
+                "INSERT INTO auto_chunks (account, export, chunks, recorded_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT(account, export) DO UPDATE SET "
+                "chunks = excluded.chunks, recorded_at = excluded.recorded_at",
+                (account, export, text, stamp),
+            )
+            return True
+
+        return await self._run(work, write=True)
 
     # -- daily quotas (the `QuotaStore` of `ratelimit.py`) ------------------------------------
 

@@ -54,8 +54,16 @@ import anyio
 from pydantic import ValidationError
 
 from .client import ReportExportClient
-from .core.chunking import Chunk, ChunkRule, auto_span, chunk_range, parse_chunk_rule
-from .core.fingerprint import Fingerprint, fingerprint
+from .core.chunking import (
+    Chunk,
+    ChunkRule,
+    auto_span,
+    chunk_range,
+    chunks_with_record,
+    parse_chunk_rule,
+    record_after,
+)
+from .core.fingerprint import Fingerprint, account_key, export_key, fingerprint
 from .core.models import ExportRequest, Job, JobStatus, validation_problem
 from .core.planning import Known, Plan, PlannedChunk, chunk_path, plan_chunks, unknown_reports
 from .core.quota import quota_day_bounds
@@ -68,6 +76,7 @@ from .errors import (
     HTTPStatusError,
     JobFailed,
     JobNotReady,
+    LedgerError,
     NotFound,
     OutputError,
     QuotaExhausted,
@@ -111,6 +120,8 @@ ROUNDS = 3
 ROUND_PAUSE = 60.0  # seconds (client clock)
 #: While jobs stay in flight with nothing finishing, say so this often (seconds, client clock).
 NOTICE_EVERY = 300.0
+#: Plans of `auto` chunks made again when other runs recorded theirs meanwhile, before giving up.
+RECORD_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -290,6 +301,43 @@ async def _rows_per_day(ledger: Ledger, report_id: str) -> float | None:
     return rows / days if days else None
 
 
+async def _auto_chunks(
+    ledger: Ledger,
+    account: str,
+    spec: ExportSpec,
+    start: date,
+    end: date,
+    *,
+    row_target: int,
+    submits_left: int | None,
+    record: bool,
+) -> list[Chunk]:
+    """The `auto` chunks of one export over `[start, end]`: the chunks recorded for it that lie
+    wholly inside the range, and the other days in the span its rows per day suggest
+    (`core.chunking.chunks_with_record`). With `record` (a real run, not a dry run), the chunks
+    are recorded before any submit, so a rerun or a run after a crash plans the same chunks."""
+    export = export_key(spec.request(Chunk(start, start)))
+    for _ in range(RECORD_ATTEMPTS):
+        recorded = await ledger.auto_chunks(account, export)
+        rows = await _rows_per_day(ledger, spec.report_id)
+        span = auto_span(
+            rows, row_target=row_target, start=start, end=end, submits_left=submits_left
+        )
+        pieces = chunks_with_record(recorded, start, end, auto_days=span)
+        if not record:
+            return pieces
+        after = record_after(recorded, pieces)
+        if after == recorded:
+            return pieces
+        if await ledger.record_auto_chunks(account, export, after, expected=recorded):
+            return pieces
+        # Another run recorded chunks for this export meanwhile: plan again from its record.
+    raise LedgerError(
+        f"the auto chunks of {spec.report_id!r} in {ledger.path} kept changing while this run "
+        "planned them (other runs of the same export?); run it again"
+    )
+
+
 async def backfill(
     client: ReportExportClient,
     ledger: Ledger,
@@ -322,6 +370,14 @@ async def backfill(
     an unknown report id costs one call, never one per chunk, and a known one costs nothing
     extra. With `check_reports`, such report ids are also looked up in the account's catalog
     (one `GET /Reports`) and refused with a `ConfigurationError` before any ReportExport call.
+
+    `chunk="auto"` picks each export's span from the rows per day its completed jobs showed,
+    and records the chunks it chose in the ledger (per account and export) before the first
+    submit; a dry run shows the same plan and records nothing. A later run keeps every recorded
+    chunk that lies wholly inside its range and chunks only the days left uncovered afresh, so
+    the same range again costs no call and a longer one submits only its new days. A recorded
+    chunk only partly inside the range is not used: its days inside it are chunked afresh, and
+    the record then holds the new chunks for those days.
 
     Chunks the quota cannot serve today end `pending` (with `wait_for_quota`, the run waits for
     the reset); chunks whose replay the guide does not allow yet end `deferred` (with
@@ -357,13 +413,19 @@ async def backfill(
         _check_out_dir(out)
     daily = await client.limiter.daily("ReportExport")  # the ledger's count: no call
     share = None if daily is None else daily.remaining // len(exports)  # an export's quota
+    account = account_key(
+        client.config.base_url, client.config.account_type, client.config.account_sid
+    )
     items: list[tuple[ExportRequest, Chunk, str, str]] = []
     for spec in exports:
-        span = None
         if rule.kind == "auto":
-            rows = await _rows_per_day(ledger, spec.report_id)
-            span = auto_span(rows, row_target=row_target, start=start, end=end, submits_left=share)
-        for piece in chunk_range(start, end, rule, auto_days=span):
+            pieces = await _auto_chunks(
+                ledger, account, spec, start, end,
+                row_target=row_target, submits_left=share, record=not dry_run,
+            )  # fmt: skip
+        else:
+            pieces = chunk_range(start, end, rule)
+        for piece in pieces:
             request = spec.request(piece)
             print_ = fingerprint(
                 request,
@@ -640,13 +702,18 @@ class _Backfill:
     async def submitting_all(self, queue: list[ChunkRun]) -> None:
         """`submit_concurrency` submitters share the queue; then submitting is over. The first
         chunk of each unproven report goes first, alone among its report's chunks: if the server
-        refuses the report, its other chunks fail without a call."""
+        refuses the report, its other chunks fail without a call. With every report proven, the
+        first chunk still goes first, alone."""
         probes: list[ChunkRun] = []
         for run in list(queue):  # in plan order
             report_id = run.planned.report_id
             if report_id in self.unproven and all(p.planned.report_id != report_id for p in probes):
                 queue.remove(run)
                 probes.append(run)
+        if not probes and queue:
+            # The run's first submit goes alone too: wrong credentials or a dead host then cost
+            # one call, not one per submitter, before the run stops.
+            probes.append(queue.pop(0))
         try:
             for phase in (probes, queue):
                 async with anyio.create_task_group() as group:
@@ -717,6 +784,7 @@ class _Backfill:
                 self.quota_left = None if daily is None else daily.remaining
                 return True
             resets_at = daily.resets_at
+        resets_at = resets_at.astimezone(self.client.limiter.timezone)  # the account's clock
         if self.wait_for_quota:
             # One submitter waits for the reset; the others wait for it (a clock that moves
             # with every sleep, like the sandbox's, must not be moved once per submitter).

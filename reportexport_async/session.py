@@ -39,7 +39,7 @@ import aiohttp
 from . import __version__
 from .clock import Clock, SystemClock
 from .config import ClientConfig
-from .core.fingerprint import canonical_origin
+from .core.fingerprint import account_key
 from .core.personas import persona_for
 from .core.quota import classify_export_429, counted_by_server
 from .core.ratelimit_headers import parse_rate_limit_headers
@@ -158,9 +158,7 @@ class Session:
         self.config = config
         self.clock: Clock = clock or (limiter.clock if limiter else SystemClock())
         self.limiter = limiter or RateLimiter(config.rate_limit, clock=self.clock)
-        self.limiter.bind(
-            f"{canonical_origin(config.base_url)}/{config.account_type.value}/{config.account_sid}"
-        )
+        self.limiter.bind(account_key(config.base_url, config.account_type, config.account_sid))
         self.usage = Usage()
         self._random = random_source or random.random
         self._persona = persona_for(config.account_type)

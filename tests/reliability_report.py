@@ -1,11 +1,12 @@
-"""Run the reliability suite (issue 8) and write its figures to `RELIABILITY.md`.
+"""Run the reliability suite and write its figures to `RELIABILITY.md`.
 
     .venv/bin/python -m tests.reliability_report
 
-It runs `pytest tests/test_reliability.py` (as CI does, both crash loops included) in a child
-process, reads the outcome of every test from a JUnit XML report and the figure lines the tests
-print (`crash loop:`, `fault matrix:`, `full disk:`, `flood:`, `load:`), and writes the table:
-kills survived, fault scenarios passed, bad inputs tried, duplicate submits found. Nothing is
+It runs `pytest tests/test_reliability.py tests/test_trust.py` (as CI does, both crash loops
+included) in a child process, reads the outcome of every test from a JUnit XML report and the
+figure lines the tests print (`crash loop:`, `fault matrix:`, `full disk:`, `flood:`, `load:`,
+`trust:`), and writes the table: kills survived, fault scenarios passed, bad inputs tried,
+duplicate submits found, and the trust scenarios' figures. Nothing is
 hard-coded: a figure that no test printed is reported as missing.
 """
 
@@ -25,8 +26,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = REPO / "RELIABILITY.md"
-SUITE = "tests/test_reliability.py"
-FIGURE_PREFIXES = ("crash loop:", "fault matrix:", "full disk:", "flood:", "load:")
+SUITE = "tests/test_reliability.py tests/test_trust.py"
+FIGURE_PREFIXES = ("crash loop:", "fault matrix:", "full disk:", "flood:", "load:", "trust:")
 #: Test names (before any `[param]`) that feed bad input through the Python API.
 BAD_INPUT_TESTS = (
     "test_bad_input_is_refused_before_any_call",
@@ -49,6 +50,20 @@ GROUPS = {
         "test_a_flood_of_forged",
     ),
     "load": ("test_two_thousand_chunks",),
+    "trust under mistakes": (
+        "test_wrong_token",
+        "test_a_port_nobody",
+        "test_a_server_stopped",
+        "test_a_daily_429",
+        "test_a_non_utc",
+        "test_failed_jobs_end",
+        "test_deferred_chunks",
+        "test_a_job_the_server",
+        "test_a_job_in_flight",
+        "test_an_outage",
+        "test_jobs_in_flight",
+        "test_a_wait_for",
+    ),
 }
 
 
@@ -56,8 +71,8 @@ def run_suite(junit: Path) -> tuple[int, str, float]:
     env = dict(os.environ)
     started = datetime.now(UTC)
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", SUITE, "-q", "-s", "-rA", "-p", "no:cacheprovider",
-         f"--junitxml={junit}"],
+        [sys.executable, "-m", "pytest", *SUITE.split(), "-q", "-s", "-rA",
+         "-p", "no:cacheprovider", f"--junitxml={junit}"],
         cwd=REPO, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     return done.returncode, done.stdout + done.stderr, (datetime.now(UTC) - started).total_seconds()
@@ -114,7 +129,7 @@ def report(code: int, seconds: float, results: dict[str, str], lines: list[str])
     command = ".venv/bin/python -m tests.reliability_report"
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
-        "# Reliability figures (issue 8)",
+        "# Reliability figures",
         "",
         f"Measured {when} on {os.cpu_count()} CPUs (`uname -m` {platform.machine()}), Python "
         f"{platform.python_version()}; the suite took {seconds:.0f} s and exited {code}.",

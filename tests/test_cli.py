@@ -12,6 +12,7 @@ import pty
 import re
 import select
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -238,6 +239,61 @@ def test_dry_run_prints_the_plan_and_makes_no_call(
     assert events[-1]["manifest"] is None
     assert account.stats()["total_calls"] == 0
     assert not Path("reportexport-out").exists()
+
+
+def test_backfill_chunk_auto_twice_costs_nothing_the_second_time(
+    account: SandboxThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first run knows no rows per day (weekly chunks); the second knows 5 a day, for which
+    the auto rule alone would pick 364-day chunks: it reuses the recorded ones instead. (The
+    rows are learned from the job listing's RecordsProcessed, so the first run uses no
+    postbacks; the last one does, to spare the tracker's first tick of 10 real seconds.)"""
+    args = ["--chunk", "auto", "--json", "--out", "out", "--ledger", "l.sqlite"]
+    with socket.socket() as probe:  # a free port for the postback receiver
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    account.configure(postback_url=f"http://127.0.0.1:{port}/postback/auto-chunk-test-token")
+    postbacks = ["--postback-listen", f"127.0.0.1:{port}"]
+    postbacks += ["--postback-token", "auto-chunk-test-token"]
+
+    def backfill(start: Any, end: Any, *extra: str) -> tuple[list[str], dict[str, Any], int]:
+        before = account.stats()["total_calls"]
+        code, out, err = run_main(
+            capsys, "backfill", "mp_clicks_by_day", "--start", str(start), "--end", str(end),
+            *args, *extra,
+        )  # fmt: skip
+        assert code == 0, err
+        events = json_lines(out)
+        plan = next(e["plan"] for e in events if e["event"] == "plan")
+        chunks = [c["chunk"] for c in plan["chunks"]]
+        return chunks, events[-1], account.stats()["total_calls"] - before
+
+    def files() -> set[str]:
+        return {str(p) for p in Path("out").rglob("*") if p.is_file()}
+
+    first, summary, _ = backfill(START, END)
+    assert len(first) == 3
+    assert summary["calls"]["ReportExport"] == 3
+    dry, _, server_calls = backfill(START, END, "--dry-run")
+    assert (dry, server_calls) == (first, 0)
+    second, summary, server_calls = backfill(START, END)
+    assert second == first
+    assert summary["calls"] == {}
+    assert server_calls == 0
+    expected = {f"out/mp_clicks_by_day/{c.replace('..', '_')}.csv" for c in first}
+    assert files() == expected | {"out/manifest.json"}
+    # Five days before and a week after: only those days are submitted, in new chunks.
+    wider, summary, _ = backfill(START - timedelta(days=5), END + timedelta(days=7), *postbacks)
+    new = [c for c in wider if c not in first]
+    assert set(first) <= set(wider)
+    assert new
+    assert summary["calls"]["ReportExport"] == len(new)
+    for chunk in new:  # ISO dates compare as text
+        first_day, last_day = chunk.split("..")
+        assert last_day < str(START) or first_day > str(END)
+    assert files() == {f"out/mp_clicks_by_day/{c.replace('..', '_')}.csv" for c in wider} | {
+        "out/manifest.json"
+    }
 
 
 # -- usage errors: one line, exit 2, before any API call ---------------------------------------

@@ -29,6 +29,7 @@ from reportexport_async import (
     ReplayRefused,
     ReportExportClient,
 )
+from reportexport_async.core.chunking import Chunk
 from reportexport_async.errors import ConfigurationError, LedgerError
 from reportexport_async.exports import fetch_export, fingerprint_for
 from reportexport_async.ledger import SCHEMA_VERSION, Ledger
@@ -426,8 +427,50 @@ async def test_a_version_1_ledger_is_migrated_and_keeps_its_quota_use(tmp_path: 
     db = sqlite3.connect(path)
     version = db.execute("PRAGMA user_version").fetchone()[0]
     db.close()
-    assert version == SCHEMA_VERSION == 3
+    assert version == SCHEMA_VERSION == 4
     assert history == [("", date(2026, 6, 15), "ReportExport", 7)]
+
+
+async def test_a_version_2_ledger_gains_an_empty_auto_chunks_record(tmp_path: Path) -> None:
+    from reportexport_async.ledger import MIGRATIONS
+
+    path = tmp_path / "ledger.sqlite"
+    db = sqlite3.connect(path)
+    for migration in MIGRATIONS[:2]:
+        for statement in migration.split(";"):
+            if statement.strip():
+                db.execute(statement)
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    async with Ledger(path) as ledger:
+        assert await ledger.auto_chunks("https://a/Mediapartners/IR1", "{}") == []
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.close()
+
+
+async def test_auto_chunks_are_kept_per_account_and_export_and_replaced_only_if_unchanged(
+    tmp_path: Path,
+) -> None:
+    first, second = "https://a/Mediapartners/IR1", "https://a/Mediapartners/IR2"
+    export = '{"report_id":"r"}'
+    weeks = [
+        Chunk(date(2025, 1, 6), date(2025, 1, 12)),
+        Chunk(date(2025, 1, 13), date(2025, 1, 19)),
+    ]
+    year = [Chunk(date(2025, 1, 1), date(2025, 12, 31))]
+    async with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        assert await ledger.record_auto_chunks(first, export, weeks, expected=[])
+        assert await ledger.auto_chunks(first, export) == weeks
+        assert await ledger.auto_chunks(second, export) == []  # another account
+        assert await ledger.auto_chunks(first, '{"report_id":"s"}') == []  # another export
+        # Planned from a record another run has changed since: refused, nothing written.
+        assert not await ledger.record_auto_chunks(first, export, year, expected=[])
+        assert await ledger.auto_chunks(first, export) == weeks
+        assert await ledger.record_auto_chunks(first, export, year, expected=weeks)
+    async with Ledger(tmp_path / "ledger.sqlite") as ledger:  # durable
+        assert await ledger.auto_chunks(first, export) == year
 
 
 async def test_quota_use_is_counted_per_account(tmp_path: Path) -> None:

@@ -258,3 +258,91 @@ async def test_unwritable_output_folder_fails_before_any_call(tmp_path: Path) ->
                 out_dir=blocker / "out",
             )  # fmt: skip
         assert sandbox.stats()["total_calls"] == 0
+
+
+def files_in(out: Path) -> set[Path]:
+    return {path.relative_to(out) for path in out.rglob("*") if path.is_file()}
+
+
+async def test_auto_chunks_are_recorded_so_a_rerun_costs_nothing_and_an_extension_only_new_days(
+    tmp_path: Path,
+) -> None:
+    """The first run knows no rows per day (7-day chunks); later runs know 4 rows a day, for
+    which the auto rule alone would pick 364-day chunks and export the quarter again."""
+    out = tmp_path / "out"
+    specs = [ExportSpec(REPORTS[0])]
+    start, end = date(2025, 1, 1), date(2025, 3, 31)
+    async with simulated_account(tmp_path) as (sandbox, client, ledger):
+        first = await backfill(client, ledger, specs, start, end, out_dir=out, chunk="auto")
+        first_stats = sandbox.stats()
+        sandbox.reset()
+        dry = await backfill(
+            client, ledger, specs, start, end, out_dir=out, chunk="auto", dry_run=True
+        )
+        second = await backfill(client, ledger, specs, start, end, out_dir=out, chunk="auto")
+        second_stats = sandbox.stats()
+        second_files = files_in(out)
+        sandbox.reset()
+        wider_start, wider_end = date(2024, 12, 16), date(2025, 4, 20)
+        third = await backfill(
+            client, ledger, specs, wider_start, wider_end, out_dir=out, chunk="auto"
+        )
+        third_stats = sandbox.stats()
+    planned = [p.chunk for p in first.plan.chunks]
+    assert first.complete
+    assert len(planned) == 14  # nothing known yet: epoch-aligned weeks
+    assert first_stats["calls"]["ReportExport"] == 14
+    # The dry run shows the plan the real run uses, and the real run costs nothing.
+    assert [p.chunk for p in dry.plan.chunks] == planned
+    assert dry.plan.cost.submits == 0
+    assert [p.chunk for p in second.plan.chunks] == planned
+    assert second.complete
+    assert sum(second.calls.values()) == 0
+    assert second_stats["total_calls"] == 0
+    assert second_files == {Path("manifest.json")} | {p.path for p in second.plan.chunks}
+    # The extended range keeps every recorded chunk and submits only the new days.
+    wider = [p.chunk for p in third.plan.chunks]
+    new = [c for c in wider if c not in planned]
+    assert set(planned) <= set(wider)
+    assert sorted(wider) == wider
+    assert wider[0].start == wider_start
+    assert wider[-1].end == wider_end
+    assert sum(c.days for c in wider) == (wider_end - wider_start).days + 1
+    assert sum(c.days for c in new) == 16 + 20  # Dec 16-31 and Apr 1-20
+    assert all(c.end < start or c.start > end for c in new)
+    assert third.complete
+    assert third_stats["calls"]["ReportExport"] == len(new) == third.plan.cost.submits
+    assert files_in(out) == {Path("manifest.json")} | {p.path for p in third.plan.chunks}
+
+
+async def test_auto_chunks_are_recorded_before_the_first_submit_so_a_crash_resumes_them(
+    tmp_path: Path,
+) -> None:
+    """Cancelled once a chunk is done (its rows per day now known, for which the auto rule alone
+    would pick one 364-day chunk): the resumed run plans the recorded chunks, no job twice."""
+    out = tmp_path / "out"
+    specs = [ExportSpec(REPORTS[0])]
+    start, end = date(2025, 1, 1), date(2025, 3, 31)
+    plans = []
+    async with simulated_account(tmp_path, job_duration=(60, 600)) as (sandbox, client, ledger):
+
+        def watch(event: ProgressEvent) -> None:
+            if event.plan is not None:
+                plans.append([p.chunk for p in event.plan.chunks])
+            if event.status == "done":
+                scope.cancel()
+
+        with anyio.CancelScope() as scope:
+            await backfill(
+                client, ledger, specs, start, end, out_dir=out, chunk="auto", on_event=watch
+            )
+        halfway = sandbox.stats()
+        resumed = await backfill(client, ledger, specs, start, end, out_dir=out, chunk="auto")
+        stats = sandbox.stats()
+    assert scope.cancelled_caught
+    assert halfway["jobs_created"] >= 1
+    assert len(plans[0]) == 14
+    assert [p.chunk for p in resumed.plan.chunks] == plans[0]
+    assert resumed.complete
+    assert stats["jobs_created"] == 14  # each recorded chunk has exactly one job
+    assert files_in(out) == {Path("manifest.json")} | {p.path for p in resumed.plan.chunks}

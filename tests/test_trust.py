@@ -115,6 +115,7 @@ def test_wrong_token_costs_one_call_charges_nothing_and_leaves_the_day_whole(
     assert ledger_charged() == 0  # the server counted nothing, nor does the ledger
     manifest = json.loads(Path("reportexport-out/manifest.json").read_text())
     assert "credentials" in manifest["stopped"]
+    first = (code, took, stats["total_calls"], ledger_charged(), stats["quota"]["ReportExport"])
     # The right token: the whole day's quota is there, and the run finishes.
     monkeypatch.setenv("IMPACT_AUTH_TOKEN", sandbox.auth_token)
     code, out, err, _ = run_cli(capsys, "backfill", REPORT, *days(13), "--json")
@@ -123,6 +124,18 @@ def test_wrong_token_costs_one_call_charges_nothing_and_leaves_the_day_whole(
     assert plan["plan"]["cost"]["quota_left_today"] == 100
     stats = sandbox.stats()
     assert stats["quota"]["ReportExport"] == 13 == ledger_charged()
+    # A wrong token again, on a report the ledger knows (no probe needed): still one call.
+    monkeypatch.setenv("IMPACT_AUTH_TOKEN", "wrong-token-0123456789")
+    later = ["--start", str(START + timedelta(days=20)), "--end", str(START + timedelta(days=32))]
+    code, _, err, _ = run_cli(capsys, "backfill", REPORT, *later, "--chunk", "1d")
+    assert code == 2, err
+    assert sandbox.stats()["total_calls"] == stats["total_calls"] + 1
+    assert ledger_charged() == 13
+    print(
+        f"\ntrust: wrong token over 13 chunks: exit {first[0]} in {first[1]:.1f} s, API calls "
+        f"{first[2]}, ledger charged {first[3]}, server counted {first[4]}; then the right "
+        f"token: quota left 100, 13 submitted; a wrong token again: 1 call, 0 charged"
+    )
 
 
 # -- a dead server, then the server back ---------------------------------------------------------
@@ -218,6 +231,10 @@ def test_a_port_nobody_listens_on_stops_at_once_and_charges_nothing(
     assert "no further chunk was tried" in line
     assert took < 30
     assert ledger_charged() == 0
+    print(
+        f"\ntrust: a port nobody listens on, 5 chunks: exit {code} in {took:.1f} s, "
+        f"ledger charged {ledger_charged()}"
+    )
     assert json.loads(Path("reportexport-out/manifest.json").read_text())["stopped"]
 
 
@@ -250,6 +267,7 @@ def test_a_server_stopped_mid_run_ends_the_run_and_the_next_run_finishes_without
     stats = sandbox.stats()
     assert stats["calls"]["ReportExport"] < 40
     assert ledger_charged() >= stats["quota"]["ReportExport"]  # a call cut mid-flight may count
+    first = (code, took, stats["calls"]["ReportExport"], ledger_charged())
     # The server back: the next run finishes, and no chunk was ever submitted twice.
     forwarder.start()
     code, _, err, _ = run_cli(capsys, "backfill", REPORT, *days(40))
@@ -259,6 +277,12 @@ def test_a_server_stopped_mid_run_ends_the_run_and_the_next_run_finishes_without
     manifest = json.loads(Path("reportexport-out/manifest.json").read_text())
     assert manifest["stopped"] is None
     assert manifest["counts"] == {"done": 40}
+    print(
+        f"\ntrust: server stopped mid-run, 40 chunks: exit {first[0]} in {first[1]:.1f} s after "
+        f"{first[2]} submits (ledger charged {first[3]}); with the server back: exit {code}, "
+        f"jobs created {stats['jobs_created']} for 40 chunks, server counted "
+        f"{stats['quota']['ReportExport']}, ledger charged {ledger_charged()}"
+    )
 
 
 # -- a daily quota whose day does not start at UTC midnight ---------------------------------------
@@ -342,6 +366,11 @@ def test_a_non_utc_account_exits_3_at_once_on_both_runs(
     with sqlite3.connect(".reportexport/ledger.sqlite") as db:
         (learned,) = db.execute("SELECT utc_offset_minutes FROM quota_zone").fetchone()
     assert learned == offset
+    print(
+        f"\ntrust: a UTC{offset / 60:+g} account, daily limit 3, 6 chunks: exit 3 twice, the "
+        f"second run in {took:.1f} s; ReportExport calls {stats['calls']['ReportExport']}, "
+        f"server counted {stats['quota']['ReportExport']}, zone learned {learned} min"
+    )
 
 
 # -- failed jobs: deferred, never a silent hour ---------------------------------------------------
@@ -365,6 +394,7 @@ def test_failed_jobs_end_the_run_deferred_with_the_time_exit_4(
         assert chunk["resets_at"] is not None
         assert "a replay is allowed from" in chunk["error"]
     assert sandbox.stats()["quota"]["ReportExport"] == 3 == ledger_charged()
+    print(f"\ntrust: every job failing, 3 chunks: exit {code} (deferred) in {took:.1f} s")
 
 
 async def test_deferred_chunks_are_replayed_by_the_next_run_after_their_time(
@@ -407,6 +437,10 @@ async def test_a_job_the_server_forgot_is_submitted_again_and_the_others_go_on(
     assert stats["calls"]["ReportExport"] == 1  # only the chunk whose file was lost
     assert stats["jobs_created"] == 1
     assert any(event.kind == "job_unknown" for event in history)
+    print(
+        f"\ntrust: jobs the server forgot, 4 chunks, one file lost: rerun {second.counts}, "
+        f"ReportExport calls {stats['calls']['ReportExport']}"
+    )
 
 
 async def test_a_job_in_flight_the_server_forgot_is_submitted_again(tmp_path: Path) -> None:
@@ -451,6 +485,10 @@ async def test_an_outage_stops_the_run_after_the_bound_with_the_manifest_written
     assert "every call has failed" in manifest["stopped"]
     assert error.result is not None
     assert [e.kind for e in events].count("stopped") == 1
+    print(
+        f"\ntrust: every call answered 5xx, 10 chunks: stopped after {waited:.0f} s of client "
+        f"time (outage limit {limit:.0f} s), jobs created {stats['jobs_created']}"
+    )
 
 
 # -- waits are announced ---------------------------------------------------------------------------

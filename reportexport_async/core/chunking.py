@@ -10,7 +10,10 @@ Rules:
 - `month`: calendar months;
 - `auto`: the largest span that keeps the expected rows of one file under a target, learned from
   earlier jobs of the same report (a default span before anything is known). The largest such span
-  also needs the fewest submits, which is what the daily quota asks for.
+  also needs the fewest submits, which is what the daily quota asks for. Its choice changes as
+  rows are learned, so the chunks it chose are recorded (`chunks_with_record`,
+  `record_after`) and a later run over the same days reuses them instead of exporting the days
+  again in other chunks.
 
 The first and last chunks are clipped to the range. Chunks are ordered, with no gap and no overlap.
 """
@@ -18,6 +21,8 @@ The first and last chunks are clipped to the range. Chunks are ordered, with no 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -27,7 +32,9 @@ __all__ = [
     "ChunkRule",
     "auto_span",
     "chunk_range",
+    "chunks_with_record",
     "parse_chunk_rule",
+    "record_after",
 ]
 
 EPOCH = date(1970, 1, 5)  # a Monday: N-day spans that divide 7 line up with weeks
@@ -131,3 +138,45 @@ def auto_span(
         return larger[-1]
     fitting = [span for span in spans if rows_per_day * span <= row_target]
     return max(fitting) if fitting else min(spans)
+
+
+def chunks_with_record(
+    recorded: Sequence[Chunk], start: date, end: date, *, auto_days: int
+) -> list[Chunk]:
+    """The `auto` chunks of `[start, end]` when earlier runs recorded `recorded`: each recorded
+    chunk that lies wholly inside the range, verbatim; the days they leave uncovered (before,
+    between, after), chunked afresh in `auto_days` spans (epoch-aligned, clipped to the gap).
+
+    A recorded chunk only partly inside the range is not used: its days inside the range are
+    chunked afresh (its file covers days the range does not ask for). Recorded chunks are
+    expected not to overlap; one that overlaps a chunk already kept is ignored."""
+    if end < start:
+        raise ValueError(f"the range ends ({end}) before it starts ({start})")
+    rule = ChunkRule("days", auto_days)
+    chunks: list[Chunk] = []
+    day = start  # the first day not covered yet
+    for piece in sorted(set(recorded)):
+        if piece.start < day or piece.end > end:
+            continue  # before the range, overlapping a kept chunk, or past the range's end
+        if piece.start > day:
+            chunks.extend(chunk_range(day, piece.start - timedelta(days=1), rule))
+        chunks.append(piece)
+        day = piece.end + timedelta(days=1)
+    if day <= end:
+        chunks.extend(chunk_range(day, end, rule))
+    return chunks
+
+
+def record_after(recorded: Sequence[Chunk], planned: Sequence[Chunk]) -> list[Chunk]:
+    """What to record once `planned` (the chunks of a range, without overlap, as
+    `chunks_with_record` makes them) is chosen: `planned`, and every recorded chunk that
+    overlaps none of it (the days outside the range keep their chunks). Sorted."""
+    mine = sorted(set(planned))
+    ends = [piece.end for piece in mine]
+
+    def overlaps(piece: Chunk) -> bool:
+        # The first planned chunk that ends on or after `piece` starts is the only candidate.
+        index = bisect_left(ends, piece.start)
+        return index < len(mine) and mine[index].start <= piece.end
+
+    return sorted([*mine, *(piece for piece in set(recorded) if not overlaps(piece))])

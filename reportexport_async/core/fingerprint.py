@@ -9,6 +9,9 @@ sorted keys and values encoded exactly as they go on the wire (so `3629` and `"3
 dates in one format, and the result format. A request on the default date range also carries the
 calendar day it was made on: the service makes a new job for it only when the day changes
 (DESIGN rule 5).
+
+The same pieces without the dates name an export over any range (`account_key`, `export_key`):
+the ledger keys the daily quotas and the chunks `--chunk auto` chose on them.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from .models import ClickExportRequest, ExportRequest
 from .personas import AccountType
 from .requests import encode_value
 
-__all__ = ["Fingerprint", "canonical_origin", "fingerprint"]
+__all__ = ["Fingerprint", "account_key", "canonical_origin", "export_key", "fingerprint"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 VERSION = 1  # bump when the canonical form changes; old ledger keys then stop matching
@@ -55,6 +58,31 @@ def canonical_origin(base_url: str) -> str:
     return f"{scheme}://{host}:{port}"
 
 
+def account_key(base_url: str, account_type: AccountType | str, account_sid: str) -> str:
+    """`<origin>/<account type>/<SID>`: one account, whatever spelling of the URL it is given."""
+    kind = AccountType.parse(account_type).value
+    return f"{canonical_origin(base_url)}/{kind}/{account_sid}"
+
+
+def _filters(request: ExportRequest) -> list[tuple[str, str]]:
+    # Encoded as they go on the wire, so `3629` and `"3629"` agree.
+    return sorted((k, encode_value(v)) for k, v in request.filters.items())
+
+
+def export_key(request: ExportRequest) -> str:
+    """What one export is over any date range: its report, filters and result format, as sorted
+    JSON (the request's dates are left out). With `account_key`, it names an export of one
+    account."""
+    body = {
+        "v": VERSION,
+        "endpoint": "ReportExport",
+        "report_id": request.report_id,
+        "filters": _filters(request),
+        "format": request.result_format,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
 def fingerprint(
     request: ExportRequest | ClickExportRequest,
     *,
@@ -76,7 +104,7 @@ def fingerprint(
     if isinstance(request, ExportRequest):
         body["endpoint"] = "ReportExport"
         body["report_id"] = request.report_id
-        body["filters"] = sorted((k, encode_value(v)) for k, v in request.filters.items())
+        body["filters"] = _filters(request)
         if request.start is None or request.end is None:
             body["default_range_day"] = today.isoformat()
         else:

@@ -240,12 +240,13 @@ def counted_by_server(status: int | None) -> bool:
 def zone_of_reset(resets_at: datetime) -> tzinfo:
     """The account's quota time zone, as a fixed UTC offset, learned from when the server said
     its daily quota resets (the account's midnight): rounded to a quarter of an hour, between
-    UTC-12:00 and UTC+14:00."""
+    UTC-11:45 and UTC+12:00. (The rare zones beyond +12:00 share their midnight with one 24 hours
+    behind and are taken for it: the quota's hours are right, the day's date one behind.)"""
     _aware(resets_at)
     utc = resets_at.astimezone(UTC)
     minutes = utc.hour * 60 + utc.minute + utc.second / 60
     quarter = round(minutes / 15) * 15 % 1440
     offset = -quarter  # local midnight at `quarter` minutes past UTC midnight
-    if offset < -720:
+    if offset <= -720:
         offset += 1440
     return timezone(timedelta(minutes=offset))

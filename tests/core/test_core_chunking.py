@@ -17,7 +17,9 @@ from reportexport_async.core.chunking import (
     ChunkRule,
     auto_span,
     chunk_range,
+    chunks_with_record,
     parse_chunk_rule,
+    record_after,
 )
 from reportexport_async.core.models import ExportRequest, JobStatus
 from reportexport_async.core.planning import Known, chunk_path, plan_chunks, safe_name
@@ -153,6 +155,148 @@ def test_auto_span_unknown_rows_never_needs_more_submits_than_the_default(
     assert span >= 7
     assert chunks <= default
     assert chunks <= max(1, left) or span == max(AUTO_SPANS)
+
+
+@st.composite
+def records(draw: st.DrawFn) -> list[Chunk]:
+    """Chunks without overlap, as the ledger records them: runs of chunks with gaps between."""
+    day = draw(st.dates(min_value=date(2020, 1, 1), max_value=date(2024, 12, 31)))
+    chunks = []
+    for _ in range(draw(st.integers(0, 25))):
+        day += timedelta(days=draw(st.integers(0, 40)))
+        length = draw(st.integers(1, 120))
+        chunks.append(Chunk(day, day + timedelta(days=length - 1)))
+        day += timedelta(days=length)
+    return chunks
+
+
+@st.composite
+def ranges(draw: st.DrawFn) -> tuple[date, date]:
+    start = draw(st.dates(min_value=date(2019, 6, 1), max_value=date(2026, 6, 1)))
+    return start, start + timedelta(days=draw(st.integers(0, 800)))
+
+
+def tiles(chunks: list[Chunk], start: date, end: date) -> bool:
+    """In order, from `start` to `end`, no gap and no overlap."""
+    return (
+        chunks[0].start == start
+        and chunks[-1].end == end
+        and all(b.start == a.end + timedelta(days=1) for a, b in itertools.pairwise(chunks))
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(recorded=records(), span_of_days=ranges(), span=st.sampled_from(AUTO_SPANS))
+def test_a_record_is_reused_verbatim_and_the_rest_is_chunked_afresh(
+    recorded: list[Chunk], span_of_days: tuple[date, date], span: int
+) -> None:
+    start, end = span_of_days
+    chunks = chunks_with_record(recorded, start, end, auto_days=span)
+    assert tiles(chunks, start, end)
+    inside = [c for c in recorded if start <= c.start and c.end <= end]
+    assert set(inside) <= set(chunks)  # recorded pieces inside the range, kept verbatim
+    for fresh in set(chunks) - set(inside):
+        assert fresh.days <= span
+        # a fresh chunk only covers days no kept recorded chunk covers
+        assert not any(c.start <= fresh.end and fresh.start <= c.end for c in inside)
+    if not inside:
+        assert chunks == chunk_range(start, end, ChunkRule("days", span))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    recorded=records(),
+    span_of_days=ranges(),
+    span=st.sampled_from(AUTO_SPANS),
+    later=st.sampled_from(AUTO_SPANS),
+    before=st.integers(0, 100),
+    after=st.integers(0, 100),
+)
+def test_after_recording_a_rerun_plans_the_same_and_an_extension_keeps_it(
+    recorded: list[Chunk],
+    span_of_days: tuple[date, date],
+    span: int,
+    later: int,
+    before: int,
+    after: int,
+) -> None:
+    start, end = span_of_days
+    chunks = chunks_with_record(recorded, start, end, auto_days=span)
+    record = record_after(recorded, chunks)
+    assert record == sorted(record)
+    assert all(b.start > a.end for a, b in itertools.pairwise(record))  # no overlap
+    assert set(chunks) <= set(record)
+    outside = [c for c in recorded if c.end < start or c.start > end]
+    assert set(outside) <= set(record)  # other days keep their chunks
+    assert set(record) <= set(chunks) | set(recorded)
+    # The same range again, whatever span the rows now suggest: the same chunks.
+    assert chunks_with_record(record, start, end, auto_days=later) == chunks
+    # A wider range: the recorded chunks stay, only the new days are chunked afresh.
+    wider_start, wider_end = start - timedelta(days=before), end + timedelta(days=after)
+    wider = chunks_with_record(record, wider_start, wider_end, auto_days=later)
+    assert tiles(wider, wider_start, wider_end)
+    assert set(chunks) <= set(wider)
+    for fresh in set(wider) - set(record):
+        assert fresh.end < start or fresh.start > end
+
+
+@pytest.mark.parametrize(
+    ("recorded", "start", "end", "expected"),
+    [
+        # nothing recorded: chunked afresh (14-day spans from the epoch: Jan 6, Jan 20, ...)
+        ([], "2025-01-01", "2025-01-20", ["01-01..01-05", "01-06..01-19", "01-20..01-20"]),
+        # the same range: the recorded chunks, whatever the span
+        (
+            ["01-01..01-05", "01-06..01-12", "01-13..01-19"],
+            "2025-01-01",
+            "2025-01-19",
+            ["01-01..01-05", "01-06..01-12", "01-13..01-19"],
+        ),
+        # extended on both sides: the recorded chunks stay, the new days are chunked afresh
+        (
+            ["01-06..01-12", "01-13..01-19"],
+            "2025-01-01",
+            "2025-01-29",
+            ["01-01..01-05", "01-06..01-12", "01-13..01-19", "01-20..01-26", "01-27..01-29"],
+        ),
+        # a subset: whole recorded chunks inside it are kept; one only partly inside is not,
+        # its days inside the range are chunked afresh
+        (
+            ["01-01..01-05", "01-06..01-12", "01-13..01-19"],
+            "2025-01-03",
+            "2025-01-12",
+            ["01-03..01-05", "01-06..01-12"],
+        ),
+        (
+            ["01-01..01-19"],
+            "2025-01-06",
+            "2025-01-26",
+            ["01-06..01-12", "01-13..01-19", "01-20..01-26"],
+        ),
+    ],
+)
+def test_chunks_with_record_table(
+    recorded: list[str], start: str, end: str, expected: list[str]
+) -> None:
+    def chunk(text: str) -> Chunk:
+        first, last = text.split("..")
+        return Chunk(date.fromisoformat(f"2025-{first}"), date.fromisoformat(f"2025-{last}"))
+
+    span = 14 if not recorded else 7
+    chunks = chunks_with_record(
+        [chunk(c) for c in recorded],
+        date.fromisoformat(start),
+        date.fromisoformat(end),
+        auto_days=span,
+    )
+    assert chunks == [chunk(c) for c in expected]
+
+
+def test_record_after_replaces_a_partly_covered_chunk_and_keeps_the_others() -> None:
+    jan = Chunk(date(2025, 1, 1), date(2025, 1, 19))
+    feb = Chunk(date(2025, 2, 1), date(2025, 2, 28))
+    planned = chunks_with_record([jan, feb], date(2025, 1, 6), date(2025, 1, 26), auto_days=7)
+    assert record_after([jan, feb], planned) == [*planned, feb]
 
 
 def test_safe_names_and_paths_never_escape_the_output_folder() -> None:

@@ -14,7 +14,13 @@ import pytest
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
-from reportexport_async.core.fingerprint import Fingerprint, canonical_origin, fingerprint
+from reportexport_async.core.fingerprint import (
+    Fingerprint,
+    account_key,
+    canonical_origin,
+    export_key,
+    fingerprint,
+)
 from reportexport_async.core.models import ClickExportRequest, ExportRequest
 from reportexport_async.core.personas import AccountType
 
@@ -479,3 +485,28 @@ def test_canonical_origin_keeps_ipv6_brackets_and_refuses_a_url_without_host() -
     for bad in ("api.impact.com", "", "https://"):
         with pytest.raises(ValueError, match="scheme and a host"):
             canonical_origin(bad)
+
+
+# --- an export over any range, for one account (the record of `--chunk auto`) ----------------
+
+
+def test_account_key_names_one_account_however_it_is_spelled() -> None:
+    assert account_key("HTTPS://API.impact.com:443/", "mediapartners", SID) == (
+        f"{ORIGIN}/Mediapartners/{SID}"
+    )
+    assert account_key(ORIGIN, "Mediapartners", SID) != account_key(ORIGIN, "Advertisers", SID)
+    assert account_key(ORIGIN, "Mediapartners", SID) != account_key(ORIGIN, "Mediapartners", "IRx")
+
+
+def test_export_key_leaves_the_dates_out_and_keeps_what_reaches_the_wire() -> None:
+    february = JAN.model_copy(update={"start": date(2026, 2, 1), "end": date(2026, 2, 28)})
+    wire_equal = JAN.model_copy(update={"filters": {**JAN.filters, "SUBAID": "3629"}})
+    assert export_key(february) == export_key(JAN) == export_key(wire_equal)
+    for change in (
+        {"report_id": "mp_performance_by_day"},
+        {"filters": {**JAN.filters, "SUBAID": 3630}},
+        {"filters": {}},
+        {"result_format": "CSV"},
+    ):
+        assert export_key(JAN.model_copy(update=change)) != export_key(JAN), change
+    assert json.loads(export_key(JAN))["filters"][0] == ["AS_OF", "2026-02-01"]

@@ -11,9 +11,12 @@ from hypothesis import strategies as st
 from reportexport_async.core.quota import (
     HourlyWindow,
     charged_days,
+    classify_export_429,
     count_in_quota_day,
+    counted_by_server,
     daily_quota,
     quota_day_bounds,
+    zone_of_reset,
 )
 from reportexport_async.core.ratelimit_headers import RateLimitInfo
 from reportexport_async.errors import QuotaExhausted
@@ -167,3 +170,55 @@ def test_charged_days_follow_the_quota_timezone() -> None:
     tz = timezone(timedelta(hours=-8))
     now = datetime(2026, 6, 16, 7, 57, tzinfo=UTC)  # 23:57 on the 15th in UTC-8
     assert charged_days(now, tz, 300) == (date(2026, 6, 15), date(2026, 6, 16))
+
+
+# -- what the server counted, and the account's day learned from a reset -------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "counted"),
+    [
+        (None, False),  # never sent
+        (200, True),
+        (400, True),  # bad input reached the API
+        (404, True),  # an unknown report is counted by the API
+        (401, False),
+        (403, False),
+        (429, False),
+        (500, True),  # may come after the work: counted, erring on the side of the quota
+        (502, False),
+        (503, False),
+        (504, False),
+    ],
+)
+def test_counted_by_server(status: int | None, counted: bool) -> None:
+    assert counted_by_server(status) is counted
+
+
+@pytest.mark.parametrize("offset", [-480, -300, -705, 0, 60, 330, 345, 540, 600, 720])
+def test_zone_of_reset_is_the_zone_whose_midnight_it_is(offset: int) -> None:
+    zone = timezone(timedelta(minutes=offset))
+    midnight = datetime(2026, 6, 16, tzinfo=zone)
+    learned = zone_of_reset(midnight + timedelta(seconds=37))  # header rounding
+    assert learned.utcoffset(None) == timedelta(minutes=offset)
+
+
+@given(
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)),
+    st.integers(min_value=-47, max_value=48).map(lambda q: q * 15),
+)
+def test_zone_of_reset_round_trips(day: datetime, offset: int) -> None:
+    zone = timezone(timedelta(minutes=offset))
+    midnight = datetime.combine(day.date(), datetime.min.time(), tzinfo=zone)
+    assert zone_of_reset(midnight).utcoffset(None) == timedelta(minutes=offset)
+
+
+def test_a_daily_429_far_from_utc_midnight_is_the_daily_quota() -> None:
+    # 04:00 at UTC-8 (12:00 UTC): the quota resets at 08:00 UTC tomorrow, 20 hours away.
+    now = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+    verdict = classify_export_429("ReportExport", 20 * 3600, now, UTC)
+    assert verdict.quota == "ReportExport"
+    assert verdict.resets_at == datetime(2026, 6, 16, 8, 0, tzinfo=UTC)
+    # An hour or less is the hourly bucket; a minute or less a burst.
+    assert classify_export_429("ReportExport", 3000, now, UTC).quota == "hourly"
+    assert classify_export_429("ReportExport", 30, now, UTC).retry
