@@ -338,6 +338,32 @@ def test_incomplete_credentials_name_the_missing_setting(
     assert_one_line_error(err, "--sandbox makes its own account")
 
 
+@pytest.mark.parametrize("given_by", ["--base-url", "IMPACT_BASE_URL"])
+@pytest.mark.parametrize("command", [["backfill", "mp_clicks_by_day", *RANGE], ["jobs", "list"]])
+def test_plain_http_to_another_host_is_refused_before_any_call(
+    account: SandboxThread,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    given_by: str,
+    command: list[str],
+) -> None:
+    """The token would cross the network in clear text: exit 2, one line, nothing sent."""
+    far = "http://192.0.2.2:18765"
+    if given_by == "--base-url":
+        args = [*command, "--base-url", far]
+    else:
+        monkeypatch.setenv("IMPACT_BASE_URL", far)
+        args = command
+    code, out, err = run_main(capsys, *args)
+    assert code == 2, (out, err)
+    assert out == ""
+    assert_one_line_error(err, "base_url: plain http:// is allowed only for a loopback host")
+    assert "use https:// for 192.0.2.2" in err
+    assert account.auth_token not in err
+    assert account.stats()["total_calls"] == 0
+    assert not Path(".reportexport").exists()
+
+
 def test_wrong_token_is_one_line_without_the_token(
     account: SandboxThread, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
