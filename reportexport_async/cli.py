@@ -47,7 +47,13 @@ from .core.chunking import Chunk, parse_chunk_rule
 from .core.models import ExportRequest, Job, validation_problem
 from .core.planning import Plan, chunk_path, export_folder
 from .core.policies import RateLimitPolicy
-from .errors import ConfigurationError, LedgerError, QuotaExhausted, ReportExportError
+from .errors import (
+    ConfigurationError,
+    LedgerError,
+    LedgerProblem,
+    QuotaExhausted,
+    ReportExportError,
+)
 from .exports import fetch_export, replay_job
 from .ledger import DEFAULT_LEDGER_PATH, Ledger, LedgerEntry
 from .orchestrator import BackfillResult, ExportSpec, ProgressEvent, backfill
@@ -741,6 +747,16 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+#: What the command line adds to the library's LedgerError advice: its own flags and commands.
+_LEDGER_ADVICE: Mapping[LedgerProblem, str] = {
+    "corrupt": " (--ledger PATH)",
+    "newer": " (--ledger PATH)",
+    "folder": " (--ledger PATH)",
+    "older": " (a backfill or an export does)",
+    "read-only": " (ledger show, ledger history, jobs list and jobs show)",
+}
+
+
 def _invoke(call: Callable[[], Any]) -> int:
     try:
         result = call()
@@ -764,7 +780,9 @@ def _invoke(call: Callable[[], Any]) -> int:
             return _fail("interrupted; run the same command again to resume", 130)
         if isinstance(leaf, click.ClickException):
             return _invoke(lambda: _reraise(leaf))
-        if isinstance(leaf, (ConfigurationError, LedgerError)):
+        if isinstance(leaf, LedgerError):
+            return _fail(str(leaf) + _LEDGER_ADVICE.get(leaf.problem, ""), EXIT_USAGE)
+        if isinstance(leaf, ConfigurationError):
             return _fail(str(leaf), EXIT_USAGE)
         if isinstance(leaf, QuotaExhausted):
             return _fail(str(leaf), EXIT_PENDING)
@@ -1067,11 +1085,11 @@ def jobs_group() -> None:
 
 async def _known_entries(ledger_path: Path | None) -> dict[str, LedgerEntry]:
     """Ledger entries by job id, when the ledger file exists (read-only commands never make
-    one)."""
+    one, nor write to one)."""
     path = ledger_path or DEFAULT_LEDGER_PATH
     if not path.exists():
         return {}
-    async with Ledger(path) as ledger:
+    async with Ledger(path, read_only=True) as ledger:
         return {e.job_id: e for e in await ledger.entries() if e.job_id is not None}
 
 
@@ -1258,7 +1276,7 @@ async def _existing_ledger(path: Path | None) -> AsyncIterator[Ledger]:
         raise click.UsageError(
             f"--ledger: no ledger at {str(where)!r} (a backfill or an export makes one)"
         )
-    async with Ledger(where) as ledger:
+    async with Ledger(where, read_only=True) as ledger:  # also a read-only or locked file
         yield ledger
 
 
