@@ -449,6 +449,8 @@ class BackfillView:
                 self.bytes[key] = event.bytes
         if self.as_json:
             _echo_json(_event_json(event))
+        elif event.kind == "duplicate":
+            self.console.print(f"note: {event.message}")
         elif self.live:
             self.refresh()
         elif event.kind == "plan" and event.plan is not None:

@@ -48,7 +48,18 @@ from .client import ReportExportClient
 from .core.chunking import Chunk, ChunkRule, auto_span, chunk_range, parse_chunk_rule
 from .core.fingerprint import Fingerprint, fingerprint
 from .core.models import ExportRequest, Job, JobStatus, validation_problem
-from .core.planning import Known, Plan, PlannedChunk, chunk_path, plan_chunks, unknown_reports
+from .core.planning import (
+    ExportKey,
+    Known,
+    Plan,
+    PlannedChunk,
+    chunk_path,
+    export_folder,
+    export_key,
+    output_key,
+    plan_chunks,
+    unknown_reports,
+)
 from .core.quota import quota_day_bounds
 from .core.replay import ReplayPolicy
 from .core.responses import report_refused, worth_another_round
@@ -150,9 +161,10 @@ class ChunkRun:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """What changed. `kind` is `plan`, `chunk` (a chunk's status changed), `bytes` (a download
-    finished), `quota` (the quota stopped submits), `retry` (a chunk's submit or download gets
-    another round after an outage) or `error` (a tracker refresh failed)."""
+    """What changed. `kind` is `duplicate` (an export given more than once, pulled once; before
+    the plan), `plan`, `chunk` (a chunk's status changed), `bytes` (a download finished),
+    `quota` (the quota stopped submits), `retry` (a chunk's submit or download gets another
+    round after an outage) or `error` (a tracker refresh failed)."""
 
     kind: str
     status: str | None = None
@@ -257,6 +269,38 @@ async def _rows_per_day(ledger: Ledger, report_id: str) -> float | None:
     return rows / days if days else None
 
 
+def _describe(spec: ExportSpec) -> str:
+    filters = ", ".join(f"{k}={v}" for k, v in sorted(spec.filters.items()))
+    return f"export {spec.report_id!r}" + (f" ({filters})" if filters else "")
+
+
+def _distinct(
+    exports: Sequence[ExportSpec], requests: Sequence[ExportRequest]
+) -> tuple[list[ExportSpec], list[ExportSpec]]:
+    """The exports without repeats, in their first order, and the repeats. A repeat would plan,
+    count and download every chunk twice (the ledger only keeps its submits single); two
+    different exports that would write the same files are refused before any call."""
+    kept: dict[ExportKey, ExportSpec] = {}
+    files: dict[str, ExportSpec] = {}
+    duplicates: list[ExportSpec] = []
+    for spec, request in zip(exports, requests, strict=True):
+        key = export_key(request)
+        if key in kept:
+            duplicates.append(spec)
+            continue
+        other = files.get(output_key(request))
+        if other is not None:
+            raise ConfigurationError(
+                "exports",
+                f"{_describe(other)} and {_describe(spec)} would write to the same files "
+                f"({export_folder(request)}/*.{request.result_format.lower()}); "
+                "pull them in separate backfills with different output folders",
+            )
+        kept[key] = spec
+        files[output_key(request)] = spec
+    return list(kept.values()), duplicates
+
+
 async def backfill(
     client: ReportExportClient,
     ledger: Ledger,
@@ -307,12 +351,14 @@ async def backfill(
         rule = parse_chunk_rule(chunk) if isinstance(chunk, str) else chunk
     except ValueError as exc:
         raise ConfigurationError("chunk", str(exc)) from None
+    requests: list[ExportRequest] = []
     for spec in exports:  # every request is valid before any call (ExportRequest validates)
         try:
-            spec.request(Chunk(start, start))
+            requests.append(spec.request(Chunk(start, start)))
         except ValidationError as exc:
             where, _, problem = validation_problem(exc)
             raise ConfigurationError(where or f"export {spec.report_id!r}", problem) from None
+    exports, duplicates = _distinct(exports, requests)
     if not dry_run:
         _check_out_dir(out)
     daily = await client.limiter.daily("ReportExport")  # the ledger's count: no call
@@ -368,6 +414,10 @@ async def backfill(
         entry = entries.get(key)
         if run.status == "done" and entry is not None:  # done before: the ledger's record
             run.records, run.size, run.sha256 = entry.records, entry.file_size, entry.file_sha256
+    for spec in duplicates:
+        message = f"{_describe(spec)} is given more than once: pulled once"
+        log.info("%s", message)
+        runner.emit(ProgressEvent("duplicate", report_id=spec.report_id, message=message))
     runner.emit(ProgressEvent("plan", message=f"{plan.cost}", plan=plan))
     if dry_run:
         return BackfillResult(plan, tuple(runner.runs.values()), None, True, None, runner.calls())

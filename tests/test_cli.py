@@ -12,6 +12,7 @@ import pty
 import re
 import select
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -851,3 +852,36 @@ def test_postback_options_are_checked(
     code, _, err = run_main(capsys, "backfill", "mp_clicks_by_day", *RANGE, "--sandbox", *args)
     assert code == 2
     assert_one_line_error(err, needle)
+
+
+def test_a_report_given_twice_costs_one_submit_per_chunk(
+    account: SandboxThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The account's postbacks wake the downloads at once (no 10-second tracker tick).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    account.configure(postback_url=f"http://127.0.0.1:{port}/postback/duplicates-test-token")
+    code, out, err = run_main(
+        capsys, "backfill", "mp_clicks_by_day", "mp_performance_by_day", "mp_clicks_by_day",
+        *RANGE, "--json", "--postback-listen", f"127.0.0.1:{port}",
+        "--postback-token", "duplicates-test-token",
+    )  # fmt: skip
+    assert code == 0, err
+    events = json_lines(out)
+    stats = account.stats()
+    assert stats["calls"]["ReportExport"] == 2 * 3  # 3 weekly chunks of each report, once each
+    assert stats["calls"]["Download"] == 2 * 3
+    (note,) = [e for e in events if e["event"] == "duplicate"]
+    assert note["report"] == "mp_clicks_by_day"
+    assert "given more than once: pulled once" in note["message"]
+    (plan,) = [e["plan"] for e in events if e["event"] == "plan"]
+    assert plan["cost"]["chunks"] == plan["cost"]["submits"] == 2 * 3
+    assert [c["report"] for c in plan["chunks"]] == ["mp_clicks_by_day"] * 3 + [
+        "mp_performance_by_day"
+    ] * 3
+    assert events[-1]["counts"] == {"done": 6, "failed": 0, "pending": 0, "stuck": 0}
+    code, out, err = run_main(capsys, "backfill", "mp_clicks_by_day", "mp_clicks_by_day", *RANGE)
+    assert code == 0, err
+    assert "note: export 'mp_clicks_by_day' is given more than once: pulled once" in out
+    assert account.stats()["calls"]["ReportExport"] == 2 * 3  # done already: nothing more

@@ -247,3 +247,56 @@ async def test_unwritable_output_folder_fails_before_any_call(tmp_path: Path) ->
                 out_dir=blocker / "out",
             )  # fmt: skip
         assert sandbox.stats()["total_calls"] == 0
+
+
+async def test_an_export_given_twice_is_planned_and_pulled_once(tmp_path: Path) -> None:
+    """The same report with the same filters and format (`csv` is `CSV`, 3629 is "3629"), given
+    again, is merged into the first before planning: one submit and one download per chunk."""
+    specs = [
+        ExportSpec(REPORTS[2]),
+        ExportSpec(REPORTS[1], {"SUBAID": 3629}),
+        ExportSpec(REPORTS[2], {}, "csv"),
+        ExportSpec(REPORTS[1], {"SUBAID": "3629"}),
+    ]
+    events: list[ProgressEvent] = []
+    async with simulated_account(tmp_path) as (sandbox, client, ledger):
+        result = await backfill(
+            client, ledger, specs, date(2025, 1, 1), date(2025, 1, 31),
+            out_dir=tmp_path / "out", chunk="7d", on_event=events.append,
+        )  # fmt: skip
+        stats = sandbox.stats()
+    weeks = 5  # Jan 1-5, 6-12, 13-19, 20-26, 27-31
+    assert stats["calls"]["ReportExport"] == 2 * weeks
+    assert stats["calls"]["Download"] == 2 * weeks
+    assert result.plan.cost.chunks == result.plan.cost.submits == 2 * weeks
+    assert [p.report_id for p in result.plan.chunks] == [REPORTS[2]] * weeks + [REPORTS[1]] * weeks
+    assert result.counts["done"] == 2 * weeks
+    duplicates = [e for e in events if e.kind == "duplicate"]
+    assert [e.report_id for e in duplicates] == [REPORTS[2], REPORTS[1]]
+    assert events.index(duplicates[-1]) < [e.kind for e in events].index("plan")
+    manifest = json.loads(result.manifest_path.read_text())  # type: ignore[union-attr]
+    assert len(manifest["chunks"]) == 2 * weeks
+
+
+async def test_exports_that_differ_are_kept_and_ones_sharing_files_are_refused(
+    tmp_path: Path,
+) -> None:
+    async with simulated_account(tmp_path) as (sandbox, client, ledger):
+        # Other filters or another format: other exports, in other files.
+        result = await backfill(
+            client, ledger,
+            [ExportSpec(REPORTS[0]), ExportSpec(REPORTS[0], {"SUBAID": "1"}),
+             ExportSpec(REPORTS[0], {"SUBAID": "2"}), ExportSpec(REPORTS[0], {}, "JSON")],
+            date(2025, 1, 6), date(2025, 1, 12), out_dir=tmp_path / "out", dry_run=True,
+        )  # fmt: skip
+        paths = [str(p.path) for p in result.plan.chunks]
+        assert len(set(paths)) == len(paths) == 4
+        # Different report ids whose folders are one (`:` becomes `_`; `R` and `r` are one
+        # folder on a case-insensitive file system): refused before any call.
+        for pair in (["mp:x", "mp_x"], ["Mp_Clicks", "mp_clicks"]):
+            with pytest.raises(ConfigurationError, match="would write to the same files"):
+                await backfill(
+                    client, ledger, [ExportSpec(r) for r in pair], date(2025, 1, 6),
+                    date(2025, 1, 12), out_dir=tmp_path / "out",
+                )  # fmt: skip
+        assert sandbox.stats()["total_calls"] == 0

@@ -18,12 +18,15 @@ from .requests import encode_value
 
 __all__ = [
     "ChunkState",
+    "ExportKey",
     "Known",
     "Plan",
     "PlanCost",
     "PlannedChunk",
     "chunk_path",
     "export_folder",
+    "export_key",
+    "output_key",
     "plan_chunks",
     "safe_name",
     "unknown_reports",
@@ -54,6 +57,24 @@ def chunk_path(request: ExportRequest, chunk: Chunk) -> PurePosixPath:
     """`<report>/<start>_<end>.<ext>`, relative to the output folder."""
     extension = request.result_format.lower()
     return PurePosixPath(export_folder(request), f"{chunk.start}_{chunk.end}.{extension}")
+
+
+ExportKey = tuple[str, tuple[tuple[str, str], ...], str]
+
+
+def export_key(request: ExportRequest) -> ExportKey:
+    """What makes two exports of one backfill the same, dates aside: the report, the filters as
+    they go on the wire (so `3629` and `"3629"` agree, as in a fingerprint) and the format. Two
+    exports with one key would submit the same chunks: a backfill pulls them once."""
+    filters = tuple(sorted((k, encode_value(v)) for k, v in request.filters.items()))
+    return request.report_id, filters, request.result_format
+
+
+def output_key(request: ExportRequest) -> str:
+    """The files an export writes (its folder of chunks, and its merged file), as a key compared
+    without case: on a case-insensitive file system (macOS, Windows) `R/` and `r/` are one
+    folder. Two different exports with one key would overwrite each other's files."""
+    return f"{export_folder(request)}.{request.result_format.lower()}".casefold()
 
 
 @dataclass(frozen=True, slots=True)
