@@ -994,14 +994,15 @@ class _Backfill:
 
     async def merge_all(self, exports: Sequence[ExportSpec]) -> tuple[Path, ...]:
         merged: list[Path] = []
-        by_folder: dict[Path, list[ChunkRun]] = {}
+        # One report in two formats shares a folder: each format merges into its own file.
+        by_target: dict[tuple[Path, str], list[ChunkRun]] = {}
         for run in self.runs.values():
-            by_folder.setdefault(Path(run.planned.path.parent), []).append(run)
-        for folder, runs in by_folder.items():
+            key = (Path(run.planned.path.parent), run.planned.request.result_format)
+            by_target.setdefault(key, []).append(run)
+        for (folder, fmt), runs in by_target.items():
             if not all(run.status == "done" for run in runs):
                 continue
             runs.sort(key=lambda run: run.planned.chunk.start)
-            fmt = runs[0].planned.request.result_format
             target = self.out / f"{folder}.{fmt.lower()}"
             files = [self.out / run.planned.path for run in runs]
             try:

@@ -300,3 +300,19 @@ async def test_exports_that_differ_are_kept_and_ones_sharing_files_are_refused(
                     date(2025, 1, 12), out_dir=tmp_path / "out",
                 )  # fmt: skip
         assert sandbox.stats()["total_calls"] == 0
+
+
+async def test_one_report_in_two_formats_merges_into_one_file_per_format(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    specs = [ExportSpec(REPORTS[2]), ExportSpec(REPORTS[2], {}, "JSON")]
+    async with simulated_account(tmp_path) as (_, client, ledger):
+        result = await backfill(
+            client, ledger, specs, date(2025, 1, 1), date(2025, 1, 14), out_dir=out,
+            chunk="7d", merge=True,
+        )  # fmt: skip
+    assert sorted(result.merged) == [out / f"{REPORTS[2]}.csv", out / f"{REPORTS[2]}.json"]
+    rows = rows_of(out / f"{REPORTS[2]}.csv")
+    assert rows[0][0] == "Date"
+    assert len(rows) == 1 + 14 * 4
+    records = json.loads((out / f"{REPORTS[2]}.json").read_text())
+    assert len(records) == 14 * 4
