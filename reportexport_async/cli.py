@@ -50,11 +50,12 @@ from .config import ClientConfig
 from .core.chunking import Chunk, parse_chunk_rule
 from .core.models import ExportRequest, Job, validation_problem
 from .core.planning import Plan, chunk_path, export_folder
-from .core.policies import RateLimitPolicy
+from .core.policies import RateLimitPolicy, RetryPolicy
 from .errors import (
     AccountUnavailable,
     ConfigurationError,
     LedgerError,
+    LedgerProblem,
     QuotaExhausted,
     ReportExportError,
 )
@@ -217,6 +218,8 @@ class Credentials:
     base_url: str | None = None
     sandbox: bool = False
     sandbox_daily_export_limit: int | None = None
+    #: `--outage-limit`: seconds of every call failing before a run stops (None: the default).
+    outage_limit: float | None = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Credentials:
@@ -227,7 +230,13 @@ class Credentials:
             base_url=options.get("base_url"),
             sandbox=bool(options.get("sandbox")),
             sandbox_daily_export_limit=options.get("sandbox_daily_export_limit"),
+            outage_limit=options.get("outage_limit"),
         )
+
+    def retry(self) -> RetryPolicy | None:
+        if self.outage_limit is None:
+            return None
+        return RetryPolicy(outage_limit=self.outage_limit)
 
     def config(self, *, sandbox_offered: bool) -> ClientConfig:
         """The account's configuration, or a one-line usage error naming every way to give it."""
@@ -259,7 +268,7 @@ class Credentials:
                 ways += ", or pass --sandbox to run against the built-in sandbox"
             raise click.UsageError(f"no credentials: {ways}")
         try:
-            return ClientConfig.from_env(**overrides)
+            return ClientConfig.from_env(**overrides, retry=self.retry())
         except ConfigurationError as exc:
             hint = "; or pass --sandbox to use the built-in sandbox" if sandbox_offered else ""
             raise click.UsageError(f"{exc}{hint}") from None
@@ -310,6 +319,7 @@ async def open_run(
                 auth_token=sandbox.auth_token,
                 account_type=credentials.account_type or SANDBOX_ACCOUNT_TYPE,
                 base_url=sandbox.base_url,
+                retry=credentials.retry(),
             )
             daily = sandbox.config.daily_export_limit
             policy = RateLimitPolicy(daily_report_export=daily or None)
@@ -464,6 +474,8 @@ class BackfillView:
                 self.bytes[key] = event.bytes
         if self.as_json:
             _echo_json(_event_json(event))
+        elif event.kind == "duplicate":
+            self.console.print(f"note: {event.message}")
         elif self.live:
             self.refresh()
         elif event.kind == "plan" and event.plan is not None:
@@ -809,6 +821,16 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+#: What the command line adds to the library's LedgerError advice: its own flags and commands.
+_LEDGER_ADVICE: Mapping[LedgerProblem, str] = {
+    "corrupt": " (--ledger PATH)",
+    "newer": " (--ledger PATH)",
+    "folder": " (--ledger PATH)",
+    "older": " (a backfill or an export does)",
+    "read-only": " (ledger show, ledger history, jobs list and jobs show)",
+}
+
+
 def _invoke(call: Callable[[], Any]) -> int:
     try:
         result = call()
@@ -834,7 +856,9 @@ def _invoke(call: Callable[[], Any]) -> int:
             return _invoke(lambda: _reraise(leaf))
         if isinstance(leaf, AccountUnavailable):
             return _fail(_stopped_text(leaf), _stopped_code(leaf))
-        if isinstance(leaf, (ConfigurationError, LedgerError)):
+        if isinstance(leaf, LedgerError):
+            return _fail(str(leaf) + _LEDGER_ADVICE.get(leaf.problem, ""), EXIT_USAGE)
+        if isinstance(leaf, ConfigurationError):
             return _fail(str(leaf), EXIT_USAGE)
         if isinstance(leaf, QuotaExhausted):
             return _fail(str(leaf), EXIT_PENDING)
@@ -928,6 +952,12 @@ def cli() -> None:
     "--wait-for-quota",
     is_flag=True,
     help="when the daily quota runs out, wait for its reset instead of stopping",
+)
+@click.option(
+    "--outage-limit",
+    type=click.FloatRange(min=1),
+    metavar="SECONDS",
+    help="stop the run once every call has failed for this long (default 300)",
 )
 @click.option(
     "--wait-for-replays",
@@ -1164,11 +1194,11 @@ def jobs_group() -> None:
 
 async def _known_entries(ledger_path: Path | None) -> dict[str, LedgerEntry]:
     """Ledger entries by job id, when the ledger file exists (read-only commands never make
-    one)."""
+    one, nor write to one)."""
     path = ledger_path or DEFAULT_LEDGER_PATH
     if not path.exists():
         return {}
-    async with Ledger(path) as ledger:
+    async with Ledger(path, read_only=True) as ledger:
         return {e.job_id: e for e in await ledger.entries() if e.job_id is not None}
 
 
@@ -1355,7 +1385,7 @@ async def _existing_ledger(path: Path | None) -> AsyncIterator[Ledger]:
         raise click.UsageError(
             f"--ledger: no ledger at {str(where)!r} (a backfill or an export makes one)"
         )
-    async with Ledger(where) as ledger:
+    async with Ledger(where, read_only=True) as ledger:  # also a read-only or locked file
         yield ledger
 
 

@@ -31,6 +31,7 @@ from pydantic import (
 from .core.models import validation_problem
 from .core.personas import AccountType, Persona, persona_for
 from .core.policies import PollPolicy, RateLimitPolicy, RetryPolicy, Timeouts
+from .core.requests import is_loopback_host
 from .errors import ConfigurationError
 
 __all__ = ["DEFAULT_BASE_URL", "ENV_VARS", "ClientConfig"]
@@ -45,6 +46,15 @@ ENV_VARS: Mapping[str, str] = {
     "account_type": "IMPACT_ACCOUNT_TYPE",
     "base_url": "IMPACT_BASE_URL",
 }
+
+
+def plain_http_refusal(host: str) -> str:
+    """Why a plain-http base URL to `host` is refused (the config and the session say it alike)."""
+    shown = f"[{host}]" if ":" in host else host
+    return (
+        "plain http:// is allowed only for a loopback host (127.0.0.1, ::1, localhost); "
+        f"use https:// for {shown}"
+    )
 
 
 def _hint(setting: str) -> str:
@@ -204,10 +214,15 @@ class ClientConfig(BaseModel):
             parts.port  # noqa: B018 - raises ValueError for a bad port
         except ValueError:
             raise ValueError("is not a valid URL") from None
-        if parts.scheme.lower() not in ("http", "https"):
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https"):
             raise ValueError("must start with https:// (or http:// for a local sandbox)")
         if not parts.hostname:
             raise ValueError("must include a host, e.g. https://api.impact.com")
+        if scheme == "http" and not is_loopback_host(parts.hostname):
+            # Basic authentication sends the token in clear text: over plain http it may only
+            # go to this machine (the local sandbox). The session checks this again per request.
+            raise ValueError(plain_http_refusal(parts.hostname))
         if parts.username is not None or parts.password is not None or "@" in parts.netloc:
             # Credentials go in account_sid/auth_token, never in a URL that may be logged.
             raise ValueError("must not contain user info (user:password@)")
@@ -216,7 +231,7 @@ class ClientConfig(BaseModel):
         if parts.path not in ("", "/"):
             # The API returns root-relative URIs (API-FACTS §0); a path prefix would be lost.
             raise ValueError("must be an origin without a path, e.g. https://api.impact.com")
-        return f"{parts.scheme.lower()}://{parts.netloc}"
+        return f"{scheme}://{parts.netloc}"
 
     @field_serializer("rate_limit", when_used="json")
     def _dump_rate_limit(self, value: RateLimitPolicy) -> dict[str, Any]:

@@ -28,7 +28,7 @@ always with ``raise ... from exc``.
     ├── DownloadIntegrityError         truncated body, size or checksum mismatch
     ├── OutputError                    a result or the manifest could not be written (disk full)
     ├── ConfigurationError (ValueError) a bad setting; the message names the setting
-    ├── LedgerError                    the ledger file is corrupt, newer, or cannot be written
+    ├── LedgerError                    the ledger is corrupt, newer, read-only or locked
     └── AccountUnavailable             an account-wide failure stopped a run: credentials refused,
                                        host unreachable, TLS, every call failing for too long
 
@@ -62,6 +62,7 @@ __all__ = [
     "JobFailed",
     "JobNotReady",
     "LedgerError",
+    "LedgerProblem",
     "MalformedResponse",
     "NotFound",
     "OutputError",
@@ -385,9 +386,19 @@ class ConfigurationError(ReportExportError, ValueError):
         super().__init__(f"{setting}: {problem}")
 
 
+LedgerProblem = Literal[
+    "corrupt", "newer", "older", "read-only", "locked", "unreadable", "folder", "missing", "other"
+]
+
+
 class LedgerError(ReportExportError):
-    """The ledger cannot be used: a corrupt file, a newer schema, a folder that cannot be
-    written. The message names the file and what to do."""
+    """The ledger cannot be used: a corrupt file, a newer schema, a read-only or locked file, a
+    folder that cannot be written. The message names the file and what to do; ``problem`` says
+    which it is, so a caller can add its own advice (the command line names its flag)."""
+
+    def __init__(self, message: str, *, problem: LedgerProblem = "other") -> None:
+        self.problem: LedgerProblem = problem
+        super().__init__(message)
 
 
 #: What an :class:`AccountUnavailable` is about.

@@ -13,6 +13,8 @@ calls as the guide allows, with the ledger's memory.
 - A job that ended FAILED or CANCELLED, a result that has expired (Download 404/410), or a caller
   asking for fresh data leads to a replay, through the replay guard (`core.replay`); a refused
   replay raises `ReplayRefused` naming the rule.
+- A recorded job the server no longer knows (404 on `GET /Jobs/{Id}`) is forgotten and the export
+  submitted again.
 
 The orchestrator runs many of these with one shared tracker instead of one `wait` per job.
 """
@@ -200,7 +202,17 @@ async def _fetch(
         replayed = True
     replays = 0
     while True:
-        job = await client.wait(job_id, deadline=deadline)
+        try:
+            job = await client.wait(job_id, deadline=deadline)
+        except NotFound:
+            if submitted:
+                raise  # the job this call just made: not a forgotten one
+            # The server no longer knows the recorded job: a result that is gone may be asked
+            # for again (the ledger keeps the old job in its history).
+            await ledger.forget_job(key, job_id)
+            job_id = await submit_once(client, ledger, request, print_)
+            submitted = True
+            continue
         await ledger.record_status(key, job)
         if job.status is not JobStatus.COMPLETED:
             if replays >= max_replays:

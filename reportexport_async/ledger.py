@@ -217,6 +217,11 @@ def _stored_chunks(db: sqlite3.Connection, account: str, export: str) -> list[Ch
         raise sqlite3.DatabaseError(f"the auto chunks of {export} are damaged: {exc}") from exc
 
 
+def _code(exc: sqlite3.Error) -> str:
+    """SQLite's result code name, e.g. `SQLITE_READONLY_DBMOVED` ("" when it has none)."""
+    return str(getattr(exc, "sqlite_errorname", "") or "")
+
+
 def _owner_alive(owner: str | None) -> bool:
     """False when the claim's owner is a process of this machine that no longer exists (it was
     killed between its intent and its job id); True when it lives or cannot be checked."""
@@ -236,7 +241,12 @@ def _owner_alive(owner: str | None) -> bool:
 
 
 class Ledger:
-    """The ledger file. Use as an async context manager (or `open()`/`close()`)."""
+    """The ledger file. Use as an async context manager (or `open()`/`close()`).
+
+    With `read_only=True` nothing is ever written: the file is opened in SQLite's read-only mode,
+    with no switch to WAL and no migration, so a ledger on a read-only file or folder can still be
+    shown. A ledger of an older schema is read as it is; a query that needs a newer column says
+    that a writable run must upgrade it first."""
 
     def __init__(
         self,
@@ -244,17 +254,21 @@ class Ledger:
         *,
         clock: Clock | None = None,
         busy_timeout: float = 30.0,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
         self.clock: Clock = clock or SystemClock()
         self.busy_timeout = busy_timeout
+        self.read_only = read_only
         #: Who holds a claim on a submit: host, process and a nonce, unique per ledger object.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._db: sqlite3.Connection | None = None
+        self._schema = SCHEMA_VERSION  # the file's, once open
         self._limiter = anyio.CapacityLimiter(1)  # one statement at a time on the connection
 
     def __repr__(self) -> str:
-        return f"Ledger({str(self.path)!r})"
+        mode = ", read_only=True" if self.read_only else ""
+        return f"Ledger({str(self.path)!r}{mode})"
 
     async def __aenter__(self) -> Ledger:
         await self.open()
@@ -267,7 +281,8 @@ class Ledger:
 
     async def open(self) -> None:
         if self._db is None:
-            self._db = await anyio.to_thread.run_sync(self._connect)
+            connect = self._connect_read_only if self.read_only else self._connect
+            self._db = await anyio.to_thread.run_sync(connect)
 
     async def close(self) -> None:
         if self._db is not None:
@@ -281,7 +296,8 @@ class Ledger:
         except OSError as exc:
             raise LedgerError(
                 f"cannot create the folder of the ledger {where!r} ({exc.strerror}); "
-                "choose another path with --ledger"
+                "choose another path for the ledger",
+                problem="folder",
             ) from exc
         try:
             db = sqlite3.connect(
@@ -291,7 +307,7 @@ class Ledger:
                 check_same_thread=False,  # used from worker threads, one at a time
             )
         except sqlite3.Error as exc:
-            raise LedgerError(f"cannot open the ledger {where!r}: {exc}") from exc
+            raise self._error(exc) from exc
         db.row_factory = sqlite3.Row
         try:
             db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
@@ -302,31 +318,127 @@ class Ledger:
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA foreign_keys = ON")
             self._migrate(db)
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             db.close()
-            raise LedgerError(
-                f"{where!r} is not a usable ledger (corrupt, or not a SQLite file: {exc}); "
-                "move it away to start a new ledger, or pass another path with --ledger"
-            ) from exc
+            raise self._error(exc) from exc
         except BaseException:
             db.close()
             raise
         return db
 
+    def _connect_read_only(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise LedgerError(f"no ledger at {str(self.path)!r}", problem="missing")
+        uri = self.path.resolve().as_uri()
+        # A WAL file whose folder is read-only cannot get the -shm file SQLite reads through;
+        # `immutable` reads it without one (no writer can work there without one either).
+        attempts = (f"{uri}?mode=ro", f"{uri}?mode=ro&immutable=1")
+        for number, target in enumerate(attempts):
+            try:
+                db = sqlite3.connect(
+                    target,
+                    uri=True,
+                    timeout=self.busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+            db.row_factory = sqlite3.Row
+            try:
+                db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                self._check_readable(db)
+            except sqlite3.Error as exc:
+                db.close()
+                retry = _code(exc).startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY"))
+                if (
+                    retry
+                    and number + 1 < len(attempts)
+                    and not os.access(self.path.parent, os.W_OK)
+                ):
+                    continue
+                raise self._error(exc) from exc
+            except BaseException:
+                db.close()
+                raise
+            return db
+        raise AssertionError("unreachable")  # pragma: no cover - the last attempt raises
+
     def _check_readable(self, db: sqlite3.Connection) -> None:
         """Raise before any write if the file is from a newer schema or damaged."""
-        self._refuse_newer(int(db.execute("PRAGMA user_version").fetchone()[0]))
+        self._schema = int(db.execute("PRAGMA user_version").fetchone()[0])
+        self._refuse_newer(self._schema)
         problems = [row[0] for row in db.execute("PRAGMA quick_check")]
         if problems != ["ok"]:
-            raise sqlite3.DatabaseError("; ".join(str(p) for p in problems[:3]))
+            raise self._corrupt("; ".join(str(p) for p in problems[:3]))
 
     def _refuse_newer(self, version: int) -> None:
         if version > SCHEMA_VERSION:
             raise LedgerError(
                 f"the ledger {str(self.path)!r} has schema version {version}, newer than "
                 f"this version of reportexport_async understands ({SCHEMA_VERSION}); "
-                "upgrade reportexport_async, or use another ledger file"
+                "upgrade reportexport_async, or use another ledger file",
+                problem="newer",
             )
+
+    def _corrupt(self, detail: str) -> LedgerError:
+        """Only for a file that fails SQLite's own checks: it may still hold most of the record
+        of every job, so the advice is to keep it, never to move it out of the way."""
+        return LedgerError(
+            f"the ledger {str(self.path)!r} is corrupt or not a SQLite file ({detail}); keep "
+            "it: it holds the record of every job. Restore a backup, or start a new ledger at "
+            "another path beside it",
+            problem="corrupt",
+        )
+
+    def _error(self, exc: sqlite3.Error) -> LedgerError:
+        """A SQLite error as what it means for the ledger file, named by its result code: a
+        read-only or locked file is never called corrupt."""
+        where = str(self.path)
+        code = _code(exc)
+        if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return LedgerError(
+                f"the ledger {where!r} is locked by another process (still busy after "
+                f"{self.busy_timeout:g} s); let it finish, then try again",
+                problem="locked",
+            )
+        if code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+            return self._corrupt(str(exc))
+        if code.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_CANTOPEN")):
+            return self._unwritable(exc)
+        if code.startswith("SQLITE_FULL"):
+            return LedgerError(
+                f"cannot write to {where!r}: the disk is full; free some space, then try again"
+            )
+        return LedgerError(f"ledger {where!r}: {exc}")
+
+    def _unwritable(self, exc: sqlite3.Error) -> LedgerError:
+        """Which of the file and its folder SQLite could not open or write (it also creates
+        `<name>-wal` and `<name>-shm` beside the file)."""
+        where, folder, name = str(self.path), self.path.parent, self.path.name
+        exists = self.path.exists()
+        if exists and not os.access(self.path, os.R_OK):
+            return LedgerError(
+                f"cannot read {where!r}: permission denied (check its permissions)",
+                problem="unreadable",
+            )
+        if self.read_only:
+            return LedgerError(f"cannot open the ledger {where!r} ({exc})")
+        if exists and not os.access(self.path, os.W_OK):
+            what = "read-only file (check its permissions"
+        elif not os.access(folder, os.W_OK):
+            what = (
+                f"read-only folder {str(folder)!r} (SQLite creates {name}-wal and {name}-shm "
+                "beside the ledger; check the folder's permissions"
+            )
+        elif _code(exc).startswith("SQLITE_CANTOPEN"):
+            return LedgerError(f"cannot open the ledger {where!r} ({exc})")
+        else:
+            what = "read-only (check the permissions of the file, its folder and its disk"
+        return LedgerError(
+            f"cannot write to {where!r}: {what}); reading it without writing still works",
+            problem="read-only",
+        )
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         db.execute("BEGIN IMMEDIATE")
@@ -339,16 +451,25 @@ class Ledger:
                         db.execute(statement)
             if version != SCHEMA_VERSION:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # A write that changes nothing: SQLite grants BEGIN IMMEDIATE on a read-only file,
+            # and a ledger that cannot record must say so now, not at its first job.
+            db.execute("DELETE FROM exports WHERE 0")
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self._schema = SCHEMA_VERSION
 
     async def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
         """Run `work` on the connection in a worker thread; writes in one IMMEDIATE transaction."""
         db = self._db
         if db is None:
             raise LedgerError("the ledger is not open: use `async with Ledger(...)`")
+        if write and self.read_only:
+            raise LedgerError(
+                f"the ledger {str(self.path)!r} is open read-only: nothing can be recorded",
+                problem="read-only",
+            )
 
         def run() -> T:
             if not write:
@@ -364,8 +485,18 @@ class Ledger:
 
         try:
             return await anyio.to_thread.run_sync(run, limiter=self._limiter)
+        except sqlite3.OperationalError as exc:
+            if self._schema < SCHEMA_VERSION and str(exc).startswith("no such"):
+                # Only a read-only ledger stays on an older schema (a writable one migrates).
+                raise LedgerError(
+                    f"the ledger {str(self.path)!r} has schema version {self._schema}, older "
+                    f"than this version of reportexport_async needs here ({SCHEMA_VERSION}); "
+                    "open it once for writing to upgrade it",
+                    problem="older",
+                ) from exc
+            raise self._error(exc) from exc
         except sqlite3.Error as exc:
-            raise LedgerError(f"ledger {str(self.path)!r}: {exc}") from exc
+            raise self._error(exc) from exc
 
     def _now(self) -> str:
         return _time(self.clock.now()) or ""

@@ -65,7 +65,16 @@ from .core.chunking import (
 )
 from .core.fingerprint import Fingerprint, account_key, export_key, fingerprint
 from .core.models import ExportRequest, Job, JobStatus, validation_problem
-from .core.planning import Known, Plan, PlannedChunk, chunk_path, plan_chunks, unknown_reports
+from .core.planning import (
+    Known,
+    Plan,
+    PlannedChunk,
+    chunk_path,
+    export_folder,
+    output_key,
+    plan_chunks,
+    unknown_reports,
+)
 from .core.quota import quota_day_bounds
 from .core.replay import ReplayPolicy
 from .core.responses import account_problem, report_refused, worth_another_round
@@ -185,11 +194,11 @@ class ChunkRun:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """What changed. `kind` is `plan`, `chunk` (a chunk's status changed), `bytes` (a download
-    finished), `quota` (the quota stopped submits), `retry` (a chunk's submit or download gets
-    another round after an outage), `wait` (the run waits: `message` says for what, `until` until
-    when), `error` (a tracker refresh failed) or `stopped` (an account-wide failure stopped the
-    run)."""
+    """What changed. `kind` is `duplicate` (an export given more than once, pulled once; before
+    the plan), `plan`, `chunk` (a chunk's status changed), `bytes` (a download finished),
+    `quota` (the quota stopped submits), `retry` (a chunk's submit or download gets another
+    round after an outage), `wait` (the run waits: `message` says for what, `until` until when),
+    `error` (a tracker refresh failed) or `stopped` (an account-wide failure stopped the run)."""
 
     kind: str
     status: str | None = None
@@ -338,6 +347,38 @@ async def _auto_chunks(
     )
 
 
+def _describe(spec: ExportSpec) -> str:
+    filters = ", ".join(f"{k}={v}" for k, v in sorted(spec.filters.items()))
+    return f"export {spec.report_id!r}" + (f" ({filters})" if filters else "")
+
+
+def _distinct(
+    exports: Sequence[ExportSpec], requests: Sequence[ExportRequest]
+) -> tuple[list[ExportSpec], list[ExportSpec]]:
+    """The exports without repeats, in their first order, and the repeats. A repeat would plan,
+    count and download every chunk twice (the ledger only keeps its submits single); two
+    different exports that would write the same files are refused before any call."""
+    kept: dict[str, ExportSpec] = {}
+    files: dict[str, ExportSpec] = {}
+    duplicates: list[ExportSpec] = []
+    for spec, request in zip(exports, requests, strict=True):
+        key = export_key(request)
+        if key in kept:
+            duplicates.append(spec)
+            continue
+        other = files.get(output_key(request))
+        if other is not None:
+            raise ConfigurationError(
+                "exports",
+                f"{_describe(other)} and {_describe(spec)} would write to the same files "
+                f"({export_folder(request)}/*.{request.result_format.lower()}); "
+                "pull them in separate backfills with different output folders",
+            )
+        kept[key] = spec
+        files[output_key(request)] = spec
+    return list(kept.values()), duplicates
+
+
 async def backfill(
     client: ReportExportClient,
     ledger: Ledger,
@@ -403,12 +444,14 @@ async def backfill(
         rule = parse_chunk_rule(chunk) if isinstance(chunk, str) else chunk
     except ValueError as exc:
         raise ConfigurationError("chunk", str(exc)) from None
+    requests: list[ExportRequest] = []
     for spec in exports:  # every request is valid before any call (ExportRequest validates)
         try:
-            spec.request(Chunk(start, start))
+            requests.append(spec.request(Chunk(start, start)))
         except ValidationError as exc:
             where, _, problem = validation_problem(exc)
             raise ConfigurationError(where or f"export {spec.report_id!r}", problem) from None
+    exports, duplicates = _distinct(exports, requests)
     if not dry_run:
         _check_out_dir(out)
     daily = await client.limiter.daily("ReportExport")  # the ledger's count: no call
@@ -471,6 +514,10 @@ async def backfill(
         entry = entries.get(key)
         if run.status == "done" and entry is not None:  # done before: the ledger's record
             run.records, run.size, run.sha256 = entry.records, entry.file_size, entry.file_sha256
+    for spec in duplicates:
+        message = f"{_describe(spec)} is given more than once: pulled once"
+        log.info("%s", message)
+        runner.emit(ProgressEvent("duplicate", report_id=spec.report_id, message=message))
     runner.emit(ProgressEvent("plan", message=f"{plan.cost}", plan=plan))
     if dry_run:
         return BackfillResult(plan, tuple(runner.runs.values()), None, True, None, runner.calls())
@@ -1239,14 +1286,15 @@ class _Backfill:
 
     async def merge_all(self, exports: Sequence[ExportSpec]) -> tuple[Path, ...]:
         merged: list[Path] = []
-        by_folder: dict[Path, list[ChunkRun]] = {}
+        # One report in two formats shares a folder: each format merges into its own file.
+        by_target: dict[tuple[Path, str], list[ChunkRun]] = {}
         for run in self.runs.values():
-            by_folder.setdefault(Path(run.planned.path.parent), []).append(run)
-        for folder, runs in by_folder.items():
+            key = (Path(run.planned.path.parent), run.planned.request.result_format)
+            by_target.setdefault(key, []).append(run)
+        for (folder, fmt), runs in by_target.items():
             if not all(run.status == "done" for run in runs):
                 continue
             runs.sort(key=lambda run: run.planned.chunk.start)
-            fmt = runs[0].planned.request.result_format
             target = self.out / f"{folder}.{fmt.lower()}"
             files = [self.out / run.planned.path for run in runs]
             try:

@@ -3,7 +3,9 @@ shared rate limiter, usage counters and the redirect policy. It knows nothing ab
 
 - `Authorization` (HTTP Basic, SID and token, API-FACTS §6) is attached per request, and only when
   the URL is on the API origin: the Download's 302 to a signed URL on another origin is followed
-  without it (API-FACTS §2 "Download"). Redirects are never followed automatically.
+  without it (API-FACTS §2 "Download"). Redirects are never followed automatically. It never goes
+  over plain http to a host other than loopback: the config refuses such a base URL, and a
+  session refuses one that reached it anyway (a config built without validation).
 - Connection errors, timeouts, 5xx and 429 are retried with capped exponential backoff and full
   jitter, bounded by attempts and by total time; a sane `Retry-After` or reset header wins
   (`core.policies.RetryPolicy`). A 429 on ReportExport/ClickExport is not blindly retried: a long
@@ -33,20 +35,28 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from . import __version__
 from .clock import Clock, SystemClock
-from .config import ClientConfig
+from .config import ClientConfig, plain_http_refusal
 from .core.fingerprint import account_key
 from .core.personas import persona_for
 from .core.quota import classify_export_429, counted_by_server
 from .core.ratelimit_headers import parse_rate_limit_headers
-from .core.requests import Endpoint, RequestSpec, is_api_origin, join_url
+from .core.requests import (
+    Endpoint,
+    RequestSpec,
+    is_api_origin,
+    join_url,
+    may_carry_credentials,
+)
 from .core.responses import is_transient
 from .errors import (
     AccountUnavailable,
+    ConfigurationError,
     ConnectError,
     RateLimited,
     ReportExportError,
@@ -155,6 +165,13 @@ class Session:
         clock: Clock | None = None,
         random_source: Callable[[], float] | None = None,
     ) -> None:
+        if not may_carry_credentials(config.base_url):
+            # ClientConfig refuses this already; a config made by `model_construct` skips it.
+            try:
+                host = urlsplit(config.base_url).hostname or "its host"
+            except ValueError:
+                host = "its host"
+            raise ConfigurationError("base_url", plain_http_refusal(host))
         self.config = config
         self.clock: Clock = clock or (limiter.clock if limiter else SystemClock())
         self.limiter = limiter or RateLimiter(config.rate_limit, clock=self.clock)
@@ -218,7 +235,8 @@ class Session:
         return join_url(self.config.base_url, path_or_uri)
 
     def _headers(self, url: str) -> dict[str, str]:
-        if is_api_origin(url, self.config.base_url):
+        absolute = self.url(url)  # a relative reference counts where it will be sent
+        if is_api_origin(absolute, self.config.base_url) and may_carry_credentials(absolute):
             return {"Authorization": self._authorization}
         return {"Accept": "*/*"}
 

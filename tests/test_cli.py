@@ -27,8 +27,12 @@ from click.testing import CliRunner
 
 from reportexport_async import ClientConfig, ExportRequest, PollPolicy, ReportExportClient
 from reportexport_async.cli import cli, main
+from reportexport_async.exports import fetch_export
+from reportexport_async.ledger import Ledger
 from reportexport_async.sandbox.clock import ScaledClock as SandboxScaledClock
 from reportexport_async.sandbox.pytest_plugin import SandboxThread
+
+from .read_only import locked_by_another_process, read_only, unprivileged
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = [sys.executable, "-m", "reportexport_async.cli"]
@@ -394,6 +398,32 @@ def test_incomplete_credentials_name_the_missing_setting(
     assert_one_line_error(err, "--sandbox makes its own account")
 
 
+@pytest.mark.parametrize("given_by", ["--base-url", "IMPACT_BASE_URL"])
+@pytest.mark.parametrize("command", [["backfill", "mp_clicks_by_day", *RANGE], ["jobs", "list"]])
+def test_plain_http_to_another_host_is_refused_before_any_call(
+    account: SandboxThread,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    given_by: str,
+    command: list[str],
+) -> None:
+    """The token would cross the network in clear text: exit 2, one line, nothing sent."""
+    far = "http://192.0.2.2:18765"
+    if given_by == "--base-url":
+        args = [*command, "--base-url", far]
+    else:
+        monkeypatch.setenv("IMPACT_BASE_URL", far)
+        args = command
+    code, out, err = run_main(capsys, *args)
+    assert code == 2, (out, err)
+    assert out == ""
+    assert_one_line_error(err, "base_url: plain http:// is allowed only for a loopback host")
+    assert "use https:// for 192.0.2.2" in err
+    assert account.auth_token not in err
+    assert account.stats()["total_calls"] == 0
+    assert not Path(".reportexport").exists()
+
+
 def test_wrong_token_is_one_line_without_the_token(
     account: SandboxThread, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -509,6 +539,128 @@ def test_ledger_show_and_history(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_main(capsys, "ledger", "history", "zzzz", "--ledger", "l.sqlite")
     assert code == 1
     assert_one_line_error(err, "no export")
+
+
+# -- read-only, locked and corrupt ledgers -------------------------------------------------------
+
+
+def ledger_of(account: SandboxThread, capsys: pytest.CaptureFixture[str], ledger: str) -> list[Any]:
+    """Two completed exports of the account recorded in `ledger` by the library (polling fast);
+    returns the ledger's entries as `ledger show --json` gives them."""
+
+    async def make() -> None:
+        config = ClientConfig(
+            account_sid=account.account_sid,
+            auth_token=account.auth_token,
+            account_type="Mediapartners",
+            base_url=account.base_url,
+            poll=PollPolicy(initial=0.02, maximum=0.05),
+        )
+        async with Ledger(ledger) as book, ReportExportClient(config) as client:
+            for first in (START, START + timedelta(days=7)):
+                request = ExportRequest(
+                    report_id="mp_clicks_by_day", start=first, end=first + timedelta(days=6)
+                )
+                await fetch_export(client, book, request, Path(f"{first}.csv"))
+
+    anyio.run(make)
+    code, out, err = run_main(capsys, "ledger", "show", "--ledger", ledger, "--json")
+    assert code == 0, err
+    return json_lines(out)
+
+
+async def open_and_close(path: Path) -> None:
+    async with Ledger(path):
+        pass
+
+
+@pytest.mark.parametrize("target", ["file", "folder"])
+def test_a_read_only_ledger_is_still_shown_and_never_called_corrupt(
+    account: SandboxThread, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    ledger = "ledgers/l.sqlite"
+    entries = ledger_of(account, capsys, ledger)
+    assert len(entries) == 2
+    job_id = entries[0]["job_id"]
+    # SQLite's read-only readers (`ledger show`) leave empty -wal and -shm files, through which
+    # the ledger stays writable in a read-only folder; a writable open and close removes them.
+    anyio.run(open_and_close, Path(ledger))
+    assert sorted(p.name for p in Path("ledgers").iterdir()) == ["l.sqlite"]
+    before = Path(ledger).read_bytes()
+    exports_before = account.stats()["calls"]["ReportExport"]
+    with read_only(Path(ledger) if target == "file" else Path("ledgers")):
+        code, out, err = run_main(capsys, "ledger", "show", "--ledger", ledger, "--json")
+        assert code == 0, err
+        assert json_lines(out) == entries
+        code, out, err = run_main(capsys, "ledger", "history", job_id, "--ledger", ledger)
+        assert code == 0, err
+        assert "submitted" in out
+        code, out, err = run_main(capsys, "jobs", "list", "--ledger", ledger, "--json")
+        assert code == 0, err
+        listed = {job["id"]: job for job in json_lines(out)}
+        assert listed[job_id]["ledger"]["fingerprint"] == entries[0]["fingerprint"]
+        code, out, err = run_main(capsys, "jobs", "show", job_id, "--ledger", ledger, "--json")
+        assert code == 0, err
+        assert json_lines(out)[0]["ledger"]["job_id"] == job_id
+        # A command that records jobs is refused at once, and told why.
+        code, out, err = run_main(
+            capsys, "backfill", "mp_clicks_by_day", *RANGE, "--ledger", ledger
+        )
+        assert code == 2, (out, err)
+        assert_one_line_error(err, f"cannot write to {ledger!r}: read-only {target}", "ledger show")
+        assert "corrupt" not in err
+        assert "move" not in err
+    assert account.stats()["calls"]["ReportExport"] == exports_before
+    assert Path(ledger).read_bytes() == before
+
+
+def test_a_ledger_another_process_writes_to_is_still_shown(
+    account: SandboxThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entries = ledger_of(account, capsys, "l.sqlite")
+    with locked_by_another_process(Path("l.sqlite")):
+        code, out, err = run_main(capsys, "ledger", "show", "--ledger", "l.sqlite", "--json")
+        assert code == 0, err
+        assert json_lines(out) == entries
+
+
+@pytest.mark.parametrize("command", [["ledger", "show"], ["backfill", "mp_clicks_by_day", *RANGE]])
+def test_a_corrupt_ledger_is_kept_and_the_flag_is_named(
+    account: SandboxThread, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    Path("l.sqlite").write_bytes(b"not a database\n" * 100)
+    code, out, err = run_main(capsys, *command, "--ledger", "l.sqlite")
+    assert code == 2, (out, err)
+    assert_one_line_error(err, "'l.sqlite' is corrupt", "keep it", "(--ledger PATH)")
+    assert "move" not in err
+    assert account.stats()["total_calls"] == 0
+    assert Path("l.sqlite").read_bytes() == b"not a database\n" * 100
+
+
+def test_chmod_444_ledger_in_another_process(
+    account: SandboxThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plain case, `chmod 444` on the ledger, in a process that file modes bind (as root:
+    without the capabilities that pass them by)."""
+    entries = ledger_of(account, capsys, "l.sqlite")
+    Path("l.sqlite").chmod(0o444)
+    show = subprocess.run(
+        unprivileged([*MODULE, "ledger", "show", "--ledger", "l.sqlite", "--json"]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert show.returncode == 0, show.stderr
+    assert json_lines(show.stdout) == entries
+    again = subprocess.run(
+        unprivileged([*MODULE, "backfill", "mp_clicks_by_day", *RANGE, "--ledger", "l.sqlite"]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 2, again.stderr
+    assert_one_line_error(again.stderr, "cannot write to 'l.sqlite': read-only file")
+    assert "corrupt" not in again.stderr
 
 
 def test_cli_runner_help_and_version() -> None:
@@ -755,3 +907,36 @@ def test_postback_options_are_checked(
     code, _, err = run_main(capsys, "backfill", "mp_clicks_by_day", *RANGE, "--sandbox", *args)
     assert code == 2
     assert_one_line_error(err, needle)
+
+
+def test_a_report_given_twice_costs_one_submit_per_chunk(
+    account: SandboxThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The account's postbacks wake the downloads at once (no 10-second tracker tick).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    account.configure(postback_url=f"http://127.0.0.1:{port}/postback/duplicates-test-token")
+    code, out, err = run_main(
+        capsys, "backfill", "mp_clicks_by_day", "mp_performance_by_day", "mp_clicks_by_day",
+        *RANGE, "--json", "--postback-listen", f"127.0.0.1:{port}",
+        "--postback-token", "duplicates-test-token",
+    )  # fmt: skip
+    assert code == 0, err
+    events = json_lines(out)
+    stats = account.stats()
+    assert stats["calls"]["ReportExport"] == 2 * 3  # 3 weekly chunks of each report, once each
+    assert stats["calls"]["Download"] == 2 * 3
+    (note,) = [e for e in events if e["event"] == "duplicate"]
+    assert note["report"] == "mp_clicks_by_day"
+    assert "given more than once: pulled once" in note["message"]
+    (plan,) = [e["plan"] for e in events if e["event"] == "plan"]
+    assert plan["cost"]["chunks"] == plan["cost"]["submits"] == 2 * 3
+    assert [c["report"] for c in plan["chunks"]] == ["mp_clicks_by_day"] * 3 + [
+        "mp_performance_by_day"
+    ] * 3
+    assert events[-1]["counts"] == {"done": 6, "failed": 0, "pending": 0, "deferred": 0, "stuck": 0}
+    code, out, err = run_main(capsys, "backfill", "mp_clicks_by_day", "mp_clicks_by_day", *RANGE)
+    assert code == 0, err
+    assert "note: export 'mp_clicks_by_day' is given more than once: pulled once" in out
+    assert account.stats()["calls"]["ReportExport"] == 2 * 3  # done already: nothing more

@@ -96,6 +96,52 @@ def test_bad_values_name_the_setting(changes: dict[str, Any], setting: str, frag
     assert TOKEN not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("http://127.5.6.7", "http://127.5.6.7"),
+        ("http://[::1]:9", "http://[::1]:9"),
+        ("http://localhost:1", "http://localhost:1"),
+        ("http://LOCALHOST.:1", "http://localhost.:1"),
+        ("https://anything", "https://anything"),
+        ("https://192.0.2.2:18765", "https://192.0.2.2:18765"),
+    ],
+)
+def test_plain_http_is_accepted_for_loopback_and_https_anywhere(raw: str, expected: str) -> None:
+    assert make(base_url=raw).base_url.lower() == expected.lower()
+
+
+@pytest.mark.parametrize(
+    ("raw", "host"),
+    [
+        ("http://192.0.2.2:18765", "192.0.2.2"),
+        ("http://example.com", "example.com"),
+        ("http://10.0.0.1", "10.0.0.1"),
+        ("http://127.0.0.1.example.com", "127.0.0.1.example.com"),
+        ("http://localhost.example.com:80", "localhost.example.com"),
+        ("http://[2001:db8::1]:80", "[2001:db8::1]"),
+        ("http://0.0.0.0:8080", "0.0.0.0"),
+    ],
+)
+def test_plain_http_to_another_host_is_refused_without_the_token(raw: str, host: str) -> None:
+    """The Basic-auth token would cross the network in clear text."""
+    with pytest.raises(ConfigurationError) as info:
+        make(base_url=raw)
+    message = str(info.value)
+    assert info.value.setting == "base_url"
+    assert message.startswith(
+        "base_url: plain http:// is allowed only for a loopback host (127.0.0.1, ::1, localhost); "
+        f"use https:// for {host}"
+    )
+    assert TOKEN not in message
+    assert TOKEN not in "".join(traceback.format_exception(info.value))
+    with pytest.raises(ConfigurationError, match="plain http://"):
+        ClientConfig.from_env({"IMPACT_BASE_URL": raw}, **GOOD)
+    with pytest.raises(ConfigurationError, match="plain http://"):
+        ClientConfig.model_validate({**GOOD, "base_url": raw})
+
+
 def test_policy_errors_pass_through() -> None:
     with pytest.raises(ConfigurationError) as info:
         ClientConfig.model_validate({**GOOD, "retry": {"max_attempts": 0}})

@@ -37,6 +37,7 @@ from reportexport_async.sandbox import ManualClock, Sandbox
 from reportexport_async.sandbox.testing import SandboxTime
 
 from .conftest import SANDBOX_START
+from .read_only import locked_by_another_process, read_only
 
 REPORT = "mp_action_listing_fast"
 JANUARY = ExportRequest(report_id=REPORT, start=date(2026, 1, 1), end=date(2026, 1, 3))
@@ -364,10 +365,18 @@ async def test_quota_use_survives_a_restart_and_is_shared_between_processes(
 async def test_corrupt_ledger_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     path.write_bytes(b"this is not a database, it is a shopping list" * 100)
-    with pytest.raises(LedgerError, match="not a usable ledger") as caught:
-        async with Ledger(path):
-            pass
-    assert str(path) in str(caught.value)
+    for reading_only in (False, True):
+        with pytest.raises(LedgerError, match="is corrupt or not a SQLite file") as caught:
+            async with Ledger(path, read_only=reading_only):
+                pass
+        message = str(caught.value)
+        assert caught.value.problem == "corrupt"
+        assert str(path) in message
+        # The file may hold the record of every job: keep it, never move it out of the way.
+        assert "keep it" in message
+        assert "restore a backup" in message.lower()
+        assert "move" not in message
+        assert "--ledger" not in message  # library terms; the command line adds its flag
     assert path.read_bytes().startswith(b"this is not a database")  # left as it was
 
 
@@ -384,9 +393,185 @@ async def test_ledger_from_a_newer_version_is_refused(tmp_path: Path) -> None:
 async def test_unwritable_ledger_folder_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(LedgerError, match="--ledger"):
+    with pytest.raises(LedgerError, match="cannot create the folder") as caught:
         async with Ledger(blocker / "sub" / "ledger.sqlite"):
             pass
+    assert caught.value.problem == "folder"
+
+
+# -- read-only and locked ledgers: named as such, never as corrupt --------------------------------
+
+
+async def make_ledger(path: Path) -> str:
+    """A ledger with one submitted export; returns its fingerprint."""
+    async with Ledger(path) as ledger:
+        key = "f" * 64
+        await ledger.claim(
+            key,
+            '{"report_id": "r"}',
+            endpoint="ReportExport",
+            report_id="r",
+            range_start=date(2026, 1, 1),
+            range_end=date(2026, 1, 7),
+            result_format="CSV",
+        )
+        await ledger.record_submitted(key, "job-1")
+    return key
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+async def assert_readable_without_writing(path: Path, key: str) -> None:
+    async with Ledger(path, read_only=True) as ledger:
+        assert [e.job_id for e in await ledger.entries()] == ["job-1"]
+        found = await ledger.find("job-1")
+        assert found is not None
+        assert found.fingerprint == key
+        assert [e.kind for e in await ledger.history(key[:8])] == ["intent", "submitted"]
+        with pytest.raises(LedgerError, match="open read-only") as caught:
+            await ledger.record_event(key, "note")
+        assert caught.value.problem == "read-only"
+
+
+async def test_a_read_only_ledger_file_is_named_read_only_and_still_readable(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.sqlite"
+    key = await make_ledger(path)
+    before = path.read_bytes()
+    with read_only(path):
+        with pytest.raises(LedgerError) as caught:
+            async with Ledger(path):
+                pass
+        message = str(caught.value)
+        assert caught.value.problem == "read-only"
+        assert message.startswith(f"cannot write to {str(path)!r}: read-only file (check its")
+        assert "corrupt" not in message
+        assert "move" not in message
+        await assert_readable_without_writing(path, key)
+    assert path.read_bytes() == before
+
+
+async def test_a_read_only_ledger_folder_is_named_read_only_and_still_readable(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "ledgers"
+    folder.mkdir()
+    path = folder / "ledger.sqlite"
+    key = await make_ledger(path)
+    before = files_of(folder)
+    assert list(before) == ["ledger.sqlite"]  # WAL files are gone once the ledger is closed
+    with read_only(folder):
+        for where in (path, folder / "new.sqlite"):
+            with pytest.raises(LedgerError) as caught:
+                async with Ledger(where):
+                    pass
+            message = str(caught.value)
+            assert caught.value.problem == "read-only"
+            assert message.startswith(
+                f"cannot write to {str(where)!r}: read-only folder {str(folder)!r}"
+            )
+            assert "corrupt" not in message
+        # No -shm file can be made beside it: it is read as an immutable file.
+        await assert_readable_without_writing(path, key)
+    assert files_of(folder) == before
+
+
+async def test_a_locked_ledger_is_named_locked_and_readers_are_not_stopped(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.sqlite"
+    key = await make_ledger(path)
+    with locked_by_another_process(path):
+        with pytest.raises(LedgerError) as caught:
+            async with Ledger(path, busy_timeout=0.2):
+                pass
+        message = str(caught.value)
+        assert caught.value.problem == "locked"
+        assert message.startswith(f"the ledger {str(path)!r} is locked by another process")
+        assert "corrupt" not in message
+        await assert_readable_without_writing(path, key)  # WAL: readers do not wait for writers
+    async with Ledger(path, busy_timeout=0.2) as ledger:  # the lock is gone: usable again
+        with (
+            locked_by_another_process(path),
+            pytest.raises(LedgerError, match="is locked by another process"),
+        ):
+            await ledger.record_event(key, "note")
+        await ledger.record_event(key, "note")
+
+
+async def test_an_exclusively_locked_rollback_journal_ledger_is_locked_not_corrupt(
+    tmp_path: Path,
+) -> None:
+    """A file another tool left in rollback-journal mode, locked EXCLUSIVE: even reading it
+    waits, and the quick check fails with "database is locked" (this was called corrupt)."""
+    path = tmp_path / "ledger.sqlite"
+    await make_ledger(path)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
+    db.close()
+    with locked_by_another_process(path, "EXCLUSIVE"):
+        for read_only_mode in (False, True):
+            with pytest.raises(LedgerError) as caught:
+                async with Ledger(path, busy_timeout=0.2, read_only=read_only_mode):
+                    pass
+            assert caught.value.problem == "locked", str(caught.value)
+            assert "corrupt" not in str(caught.value)
+
+
+async def test_a_read_only_ledger_changes_nothing(tmp_path: Path) -> None:
+    """No switch to WAL (the header's format bytes stay), no migration, no new rows."""
+    path = tmp_path / "ledger.sqlite"
+    key = await make_ledger(path)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode = DELETE")
+    db.close()
+    before = path.read_bytes()
+    await assert_readable_without_writing(path, key)
+    assert path.read_bytes() == before
+    assert before[18:20] == b"\x01\x01"  # rollback journal, not WAL (which is 2, 2)
+    assert files_of(tmp_path) == {"ledger.sqlite": before}
+
+
+async def test_an_older_ledger_is_read_as_it_is_or_says_it_needs_an_upgrade(
+    tmp_path: Path,
+) -> None:
+    from reportexport_async.ledger import MIGRATIONS
+
+    path = tmp_path / "ledger.sqlite"
+    db = sqlite3.connect(path)
+    for statement in MIGRATIONS[0].split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute(
+        "INSERT INTO exports (fingerprint, canonical, endpoint, report_id, result_format, "
+        "job_id, created_at) VALUES ('abc', '{}', 'ReportExport', 'r', 'CSV', 'job-9', "
+        "'2026-01-01T00:00:00+00:00')"
+    )
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    async with Ledger(path, read_only=True) as ledger:
+        assert [e.job_id for e in await ledger.entries()] == ["job-9"]  # its columns exist
+        with pytest.raises(LedgerError) as caught:
+            await ledger.quota_history()  # counted per account only since version 2
+    assert caught.value.problem == "older"
+    assert "schema version 1" in str(caught.value)
+    assert "open it once for writing to upgrade it" in str(caught.value)
+    assert path.read_bytes() == before
+    async with Ledger(path) as ledger:  # a writable open upgrades it
+        assert await ledger.quota_history() == []
+
+
+async def test_a_read_only_open_of_a_missing_ledger_makes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError, match="no ledger at") as caught:
+        async with Ledger(tmp_path / "sub" / "ledger.sqlite", read_only=True):
+            pass
+    assert caught.value.problem == "missing"
+    assert list(tmp_path.iterdir()) == []
 
 
 async def test_history_tells_the_whole_story(tmp_path: Path) -> None:

@@ -346,3 +346,72 @@ async def test_auto_chunks_are_recorded_before_the_first_submit_so_a_crash_resum
     assert resumed.complete
     assert stats["jobs_created"] == 14  # each recorded chunk has exactly one job
     assert files_in(out) == {Path("manifest.json")} | {p.path for p in resumed.plan.chunks}
+
+
+async def test_an_export_given_twice_is_planned_and_pulled_once(tmp_path: Path) -> None:
+    """The same report with the same filters and format (`csv` is `CSV`, 3629 is "3629"), given
+    again, is merged into the first before planning: one submit and one download per chunk."""
+    specs = [
+        ExportSpec(REPORTS[2]),
+        ExportSpec(REPORTS[1], {"SUBAID": 3629}),
+        ExportSpec(REPORTS[2], {}, "csv"),
+        ExportSpec(REPORTS[1], {"SUBAID": "3629"}),
+    ]
+    events: list[ProgressEvent] = []
+    async with simulated_account(tmp_path) as (sandbox, client, ledger):
+        result = await backfill(
+            client, ledger, specs, date(2025, 1, 1), date(2025, 1, 31),
+            out_dir=tmp_path / "out", chunk="7d", on_event=events.append,
+        )  # fmt: skip
+        stats = sandbox.stats()
+    weeks = 5  # Jan 1-5, 6-12, 13-19, 20-26, 27-31
+    assert stats["calls"]["ReportExport"] == 2 * weeks
+    assert stats["calls"]["Download"] == 2 * weeks
+    assert result.plan.cost.chunks == result.plan.cost.submits == 2 * weeks
+    assert [p.report_id for p in result.plan.chunks] == [REPORTS[2]] * weeks + [REPORTS[1]] * weeks
+    assert result.counts["done"] == 2 * weeks
+    duplicates = [e for e in events if e.kind == "duplicate"]
+    assert [e.report_id for e in duplicates] == [REPORTS[2], REPORTS[1]]
+    assert events.index(duplicates[-1]) < [e.kind for e in events].index("plan")
+    manifest = json.loads(result.manifest_path.read_text())  # type: ignore[union-attr]
+    assert len(manifest["chunks"]) == 2 * weeks
+
+
+async def test_exports_that_differ_are_kept_and_ones_sharing_files_are_refused(
+    tmp_path: Path,
+) -> None:
+    async with simulated_account(tmp_path) as (sandbox, client, ledger):
+        # Other filters or another format: other exports, in other files.
+        result = await backfill(
+            client, ledger,
+            [ExportSpec(REPORTS[0]), ExportSpec(REPORTS[0], {"SUBAID": "1"}),
+             ExportSpec(REPORTS[0], {"SUBAID": "2"}), ExportSpec(REPORTS[0], {}, "JSON")],
+            date(2025, 1, 6), date(2025, 1, 12), out_dir=tmp_path / "out", dry_run=True,
+        )  # fmt: skip
+        paths = [str(p.path) for p in result.plan.chunks]
+        assert len(set(paths)) == len(paths) == 4
+        # Different report ids whose folders are one (`:` becomes `_`; `R` and `r` are one
+        # folder on a case-insensitive file system): refused before any call.
+        for pair in (["mp:x", "mp_x"], ["Mp_Clicks", "mp_clicks"]):
+            with pytest.raises(ConfigurationError, match="would write to the same files"):
+                await backfill(
+                    client, ledger, [ExportSpec(r) for r in pair], date(2025, 1, 6),
+                    date(2025, 1, 12), out_dir=tmp_path / "out",
+                )  # fmt: skip
+        assert sandbox.stats()["total_calls"] == 0
+
+
+async def test_one_report_in_two_formats_merges_into_one_file_per_format(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    specs = [ExportSpec(REPORTS[2]), ExportSpec(REPORTS[2], {}, "JSON")]
+    async with simulated_account(tmp_path) as (_, client, ledger):
+        result = await backfill(
+            client, ledger, specs, date(2025, 1, 1), date(2025, 1, 14), out_dir=out,
+            chunk="7d", merge=True,
+        )  # fmt: skip
+    assert sorted(result.merged) == [out / f"{REPORTS[2]}.csv", out / f"{REPORTS[2]}.json"]
+    rows = rows_of(out / f"{REPORTS[2]}.csv")
+    assert rows[0][0] == "Date"
+    assert len(rows) == 1 + 14 * 4
+    records = json.loads((out / f"{REPORTS[2]}.json").read_text())
+    assert len(records) == 14 * 4

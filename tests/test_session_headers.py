@@ -20,6 +20,8 @@ import pytest
 from aiohttp import web
 
 from reportexport_async import ClientConfig, RateLimiter, ReportExportClient, RetryPolicy
+from reportexport_async.errors import ConfigurationError
+from reportexport_async.session import Session
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 JOB = {"Id": "j1", "Status": "RUNNING", "RecordsProcessed": "250", "Replayable": "true"}
@@ -162,3 +164,37 @@ async def test_authorization_goes_to_the_api_origin_only(api: Scripted, tmp_path
     assert api.seen[0][1]["Authorization"].startswith("Basic ")
     assert storage.seen[0][0] == "/bucket/j1.csv"
     assert "Authorization" not in storage.seen[0][1]
+
+
+def forged_config(base_url: str) -> ClientConfig:
+    """A config that skipped validation (`model_construct`), as a careless caller could make."""
+    good = ClientConfig(account_sid="IRtest", auth_token="s3cret-forged", account_type="partner")
+    return ClientConfig.model_construct(**{**dict(good), "base_url": base_url})
+
+
+@pytest.mark.parametrize("base_url", ["http://192.0.2.2:18765", "http://example.com"])
+def test_a_session_refuses_plain_http_to_another_host_even_from_a_forged_config(
+    base_url: str,
+) -> None:
+    forged = forged_config(base_url)
+    assert forged.base_url == base_url  # the config's own check was skipped
+    for make in (Session, ReportExportClient):
+        with pytest.raises(ConfigurationError) as info:
+            make(forged)
+        assert info.value.setting == "base_url"
+        assert "plain http://" in str(info.value)
+        assert "s3cret-forged" not in str(info.value)
+
+
+async def test_authorization_is_never_attached_to_plain_http_off_loopback(api: Scripted) -> None:
+    """Defense in depth behind the check at construction: were the base URL swapped afterwards,
+    the header is still left off any plain-http URL that is not loopback."""
+    clock = FakeClock()
+    session = client_for(api, "Mediapartners", clock).session
+    assert "Authorization" in session._headers(f"{api.url}/Mediapartners/IRtest/Jobs")
+    session.config = forged_config("http://192.0.2.2:18765")
+    headers = session._headers("http://192.0.2.2:18765/Mediapartners/IRtest/Jobs")
+    assert "Authorization" not in headers
+    assert "Authorization" not in session._headers("/Mediapartners/IRtest/Jobs")
+    session.config = forged_config("https://192.0.2.2:18765")
+    assert "Authorization" in session._headers("https://192.0.2.2:18765/Mediapartners/IRtest/Jobs")

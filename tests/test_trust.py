@@ -524,3 +524,63 @@ async def test_a_wait_for_the_hourly_limit_is_announced_with_its_end(tmp_path: P
     assert waits
     assert all(e.until is not None for e in waits)
     assert stats["rate_limited"] == 0 or all(e.until for e in waits)
+
+
+async def test_one_export_whose_job_the_server_forgot_is_submitted_again(tmp_path: Path) -> None:
+    from reportexport_async import ExportRequest
+    from reportexport_async.exports import fetch_export
+
+    request = ExportRequest(report_id=REPORT, start=date(2026, 5, 1), end=date(2026, 5, 3))
+    dest = tmp_path / "actions.csv"
+    async with simulated_account(tmp_path) as (sandbox, client, ledger):
+        first = await fetch_export(client, ledger, request, dest)
+        sandbox.reset()
+        dest.unlink()  # the file must come from the server again
+        second = await fetch_export(client, ledger, request, dest)
+        stats = sandbox.stats()
+        history = [event.kind for event in await ledger.history(first.fingerprint)]
+    assert second.submitted
+    assert stats["jobs_created"] == 1
+    assert dest.stat().st_size == second.size
+    assert "job_unknown" in history
+
+
+def test_an_outage_on_the_command_line_stops_after_outage_limit(
+    impact_sandbox_factory: Callable[..., SandboxThread],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sandbox = real_time_sandbox(impact_sandbox_factory, faults={"http_5xx": 1.0})
+    use_account(monkeypatch, sandbox)
+    code, _, err, took = run_cli(capsys, "backfill", REPORT, *days(5), "--outage-limit", "3")
+    line = one_line(err)
+    assert code == 1, err
+    assert "every call has failed" in line
+    assert took < 20
+    assert sandbox.stats()["jobs_created"] == 0
+
+
+@pytest.mark.parametrize("kind", ["ledger", "memory"])
+async def test_quota_stores_refund_mark_spent_and_learn_the_zone(tmp_path: Path, kind: str) -> None:
+    from reportexport_async.ledger import Ledger
+    from reportexport_async.ratelimit import MemoryQuotaStore, QuotaStore
+
+    day = date(2026, 6, 15)
+    async with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        store: QuotaStore = ledger if kind == "ledger" else MemoryQuotaStore()
+        assert await store.charge("ReportExport", day, 3, "acct") == 1
+        assert await store.charge("ReportExport", day, 3, "acct") == 2
+        await store.refund("ReportExport", day, "acct")
+        assert await store.used("ReportExport", day, "acct") == 1
+        await store.refund("ReportExport", day, "acct")
+        await store.refund("ReportExport", day, "acct")  # never below zero
+        assert await store.used("ReportExport", day, "acct") == 0
+        await store.exhaust("ReportExport", day, 3, "acct")
+        assert await store.spent("ReportExport", day, "acct")
+        assert await store.used("ReportExport", day, "acct") == 0  # the server's count stays
+        assert await store.charge("ReportExport", day, 3, "acct") is None
+        assert not await store.spent("ReportExport", day, "other")
+        assert await store.quota_zone("acct") is None
+        await store.learn_quota_zone(-480, "acct")
+        assert await store.quota_zone("acct") == -480
+        assert await store.quota_zone("other") is None

@@ -24,6 +24,7 @@ __all__ = [
     "PlannedChunk",
     "chunk_path",
     "export_folder",
+    "output_key",
     "plan_chunks",
     "safe_name",
     "unknown_reports",
@@ -54,6 +55,13 @@ def chunk_path(request: ExportRequest, chunk: Chunk) -> PurePosixPath:
     """`<report>/<start>_<end>.<ext>`, relative to the output folder."""
     extension = request.result_format.lower()
     return PurePosixPath(export_folder(request), f"{chunk.start}_{chunk.end}.{extension}")
+
+
+def output_key(request: ExportRequest) -> str:
+    """The files an export writes (its folder of chunks, and its merged file), as a key compared
+    without case: on a case-insensitive file system (macOS, Windows) `R/` and `r/` are one
+    folder. Two different exports with one key would overwrite each other's files."""
+    return f"{export_folder(request)}.{request.result_format.lower()}".casefold()
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,14 @@ fingerprints, rule 1) both work.
 
 Also here: joining the API's relative URIs to the base URL (API-FACTS §0, §7) and deciding
 whether a URL is on the API origin, so the session sends ``Authorization`` only there and never
-to the signed cloud-storage URL a Download redirects to (API-FACTS §2 "Download").
+to the signed cloud-storage URL a Download redirects to (API-FACTS §2 "Download"), and only over
+https or to a loopback host (HTTP Basic credentials are readable by anyone on the path).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -36,7 +38,9 @@ __all__ = [
     "encode_value",
     "format_date",
     "is_api_origin",
+    "is_loopback_host",
     "join_url",
+    "may_carry_credentials",
 ]
 
 Method = Literal["GET", "PUT"]
@@ -336,6 +340,37 @@ def is_api_origin(url: str, base_url: str) -> bool:
         return True
     mine, theirs = _origin(url), _origin(base_url)
     return mine is not None and mine == theirs
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and the loopback addresses (127.0.0.0/8, ``::1``), bracketed or
+    not: the only hosts plain http may carry credentials to, since nothing leaves the machine.
+    Names other than ``localhost`` are not resolved here, so they are never loopback."""
+    name = host.strip().lower().rstrip(".")
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def may_carry_credentials(url: str) -> bool:
+    """True for an https URL, or a plain http URL to a loopback host (the local sandbox).
+    HTTP Basic sends the token in clear (API-FACTS §6), so nothing else may carry it."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    scheme = parts.scheme.lower()
+    if scheme == "https":
+        return True
+    return scheme == "http" and is_loopback_host(parts.hostname or "")
 
 
 def spec_from_uri(uri: str, endpoint: Endpoint, method: Method = "GET") -> RequestSpec:

@@ -21,7 +21,9 @@ from reportexport_async.core.requests import (
     build_report_export,
     encode_value,
     is_api_origin,
+    is_loopback_host,
     join_url,
+    may_carry_credentials,
 )
 from reportexport_async.errors import ConfigurationError
 
@@ -308,6 +310,53 @@ def test_is_api_origin(url: str, same: bool) -> None:
 def test_is_api_origin_with_sandbox_port() -> None:
     assert is_api_origin("http://127.0.0.1:8080/x", "http://127.0.0.1:8080")
     assert not is_api_origin("http://127.0.0.1:8081/x", "http://127.0.0.1:8080")
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.5.6.7", True),
+        ("127.255.255.254", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("::ffff:127.0.0.1", True),
+        ("localhost", True),
+        ("LocalHost.", True),
+        ("128.0.0.1", False),
+        ("192.0.2.2", False),
+        ("10.0.0.1", False),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("2001:db8::1", False),
+        ("127.1", False),  # a short form some resolvers expand: not trusted
+        ("localhost.example.com", False),
+        ("127.0.0.1.example.com", False),
+        ("example.com", False),
+        ("", False),
+    ],
+)
+def test_is_loopback_host(host: str, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://api.impact.com/Jobs", True),
+        ("HTTPS://192.0.2.2:18765/x", True),
+        ("http://127.0.0.1:8080/x", True),
+        ("http://[::1]:9/x", True),
+        ("http://localhost:1/x", True),
+        ("http://192.0.2.2:18765/x", False),
+        ("http://api.impact.com/Jobs", False),
+        ("ftp://127.0.0.1/x", False),
+        ("/Mediapartners/S/Jobs", False),  # no scheme: join it to the base URL first
+        ("http://[::1/x", False),
+    ],
+)
+def test_may_carry_credentials(url: str, allowed: bool) -> None:
+    assert may_carry_credentials(url) is allowed
 
 
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30))
