@@ -34,7 +34,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path, PurePosixPath
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, get_args
 
 import anyio
 import click
@@ -61,7 +61,14 @@ from .errors import (
 )
 from .exports import fetch_export, replay_job
 from .ledger import DEFAULT_LEDGER_PATH, Ledger, LedgerEntry
-from .orchestrator import BackfillResult, ExportSpec, ProgressEvent, backfill
+from .orchestrator import (
+    FINAL_CHUNK_STATUSES,
+    BackfillResult,
+    ChunkStatus,
+    ExportSpec,
+    ProgressEvent,
+    backfill,
+)
 from .postbacks import PostbackReceiver, parse_listen
 from .ratelimit import MemoryQuotaStore, RateLimiter
 
@@ -81,18 +88,8 @@ SANDBOX_ACCOUNT_TYPE = "Mediapartners"
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_DEFERRED = 0, 1, 2, 3, 4
 
-STATES = (
-    "planned",
-    "submitted",
-    "running",
-    "downloading",
-    "done",
-    "failed",
-    "pending",
-    "deferred",
-    "stuck",
-)
-FINAL = ("done", "failed", "pending", "deferred", "stuck")
+STATES: tuple[str, ...] = get_args(ChunkStatus)
+FINAL = FINAL_CHUNK_STATUSES
 STATE_STYLE = {
     "planned": "dim",
     "submitted": "cyan",

@@ -45,7 +45,7 @@ from .core.responses import (
     interpret_replay,
     interpret_ticket,
 )
-from .downloads import DownloadResult, download_job
+from .downloads import DownloadResult, OnSaved, download_job
 from .errors import WaitTimeout
 from .ratelimit import RateLimiter
 from .session import Session, UsageSnapshot
@@ -209,11 +209,19 @@ class ReportExportClient:
                     raise WaitTimeout(job, waited)
             await self.clock.sleep(pause)
 
-    async def download(self, job_id: str, dest: str | Path, *, wait: bool = True) -> DownloadResult:
+    async def download(
+        self,
+        job_id: str,
+        dest: str | Path,
+        *,
+        wait: bool = True,
+        on_saved: OnSaved | None = None,
+    ) -> DownloadResult:
         """Stream the job's result to `dest` (via `dest.part`, fsync, rename) and return its
         path, size and sha256. Waits while the Download answers 202 (with `wait=False`, raises
         `JobNotReady` instead); downloads again after a truncated body; fetches a fresh signed
-        URL when one has expired."""
+        URL when one has expired. `on_saved` is awaited with the result once the file is in
+        place, in the same cancellation shield as the rename (to record it: never one alone)."""
         return await download_job(
             self.session,
             job_id,
@@ -221,6 +229,7 @@ class ReportExportClient:
             stream_mode=self.stream_downloads,
             random_source=self._random,
             wait=wait,
+            on_saved=on_saved,
         )
 
     async def replay(self, job_id: str) -> Job:

@@ -24,7 +24,7 @@ import logging
 import os
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,6 +196,17 @@ def _write_whole(body: bytes, part: Path, dest: Path) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+#: Called with the result once its file is in place, under the same shield as the rename, so a
+#: cancellation never falls between the two (the orchestrator records it in the ledger there).
+OnSaved = Callable[[DownloadResult], Awaitable[None]]
+
+
+async def _saved(result: DownloadResult, on_saved: OnSaved | None) -> DownloadResult:
+    if on_saved is not None:
+        await on_saved(result)
+    return result
+
+
 async def _save_small(
     session: Session,
     response: aiohttp.ClientResponse,
@@ -203,6 +214,7 @@ async def _save_small(
     dest: Path,
     job_id: str,
     expected: int,
+    on_saved: OnSaved | None = None,
 ) -> DownloadResult:
     """A result of at most `_SMALL` bytes: read whole (memory stays bounded by `_SMALL`), then
     one thread hop for the disk instead of a writer and a hasher thread of its own."""
@@ -211,31 +223,42 @@ async def _save_small(
     problem = check_download_integrity(received=len(body), expected_length=expected, job_id=job_id)
     if problem is not None:
         raise problem
-    with anyio.CancelScope(shield=True):  # a rename half done is not an option
+    with anyio.CancelScope(shield=True):  # a rename half done, or not recorded, is not an option
         sha256 = await anyio.to_thread.run_sync(_write_whole, body, part, dest)
-    return DownloadResult(job_id=job_id, path=dest, size=len(body), sha256=sha256)
+        result = await _saved(
+            DownloadResult(job_id=job_id, path=dest, size=len(body), sha256=sha256), on_saved
+        )
+    return result
 
 
 async def save_response(
-    session: Session, response: aiohttp.ClientResponse, dest: Path, job_id: str
+    session: Session,
+    response: aiohttp.ClientResponse,
+    dest: Path,
+    job_id: str,
+    on_saved: OnSaved | None = None,
 ) -> DownloadResult:
     """Stream one 200 answer into `dest` (via `dest.part`) and return what was written. A disk
     that refuses the bytes raises `OutputError` (the one place OSError is translated)."""
     try:
-        return await _save_response(session, response, dest, job_id)
+        return await _save_response(session, response, dest, job_id, on_saved)
     except OSError as exc:
         raise OutputError(dest, exc) from exc
 
 
 async def _save_response(
-    session: Session, response: aiohttp.ClientResponse, dest: Path, job_id: str
+    session: Session,
+    response: aiohttp.ClientResponse,
+    dest: Path,
+    job_id: str,
+    on_saved: OnSaved | None,
 ) -> DownloadResult:
     part = dest.with_name(dest.name + ".part")
     encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("identity", "")
     # With a Content-Encoding, Content-Length counts the encoded bytes, not what we write.
     expected = None if encoded else response.content_length
     if expected is not None and expected <= _SMALL:
-        return await _save_small(session, response, part, dest, job_id, expected)
+        return await _save_small(session, response, part, dest, job_id, expected, on_saved)
     received = 0
     writer = await anyio.to_thread.run_sync(_DiskWriter, part)
     try:
@@ -258,13 +281,20 @@ async def _save_response(
         )
         if problem is not None:
             raise problem
-        await anyio.to_thread.run_sync(writer.finish, part, dest)
+        with anyio.CancelScope(shield=True):  # the rename and its record, never one alone
+            await anyio.to_thread.run_sync(writer.finish, part, dest)
+            result = await _saved(
+                DownloadResult(
+                    job_id=job_id, path=dest, size=received, sha256=writer.digest.hexdigest()
+                ),
+                on_saved,
+            )
     except BaseException:
         writer.forget()
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(writer.abort, part)
         raise
-    return DownloadResult(job_id=job_id, path=dest, size=received, sha256=writer.digest.hexdigest())
+    return result
 
 
 async def download_job(
@@ -276,9 +306,11 @@ async def download_job(
     max_attempts: int | None = None,
     random_source: Callable[[], float] = random.random,
     wait: bool = True,
+    on_saved: OnSaved | None = None,
 ) -> DownloadResult:
     """Download a job's result into `dest`, waiting while it is not complete (with
-    `wait=False`, a 202 raises `JobNotReady` at once: one call, nothing changed)."""
+    `wait=False`, a 202 raises `JobNotReady` at once: one call, nothing changed). `on_saved`
+    runs once the file is in place, shielded together with its rename."""
     config = session.config
     spec = build_download(config.account_type, config.account_sid, job_id, stream=stream_mode)
     url = session.url(spec.path)
@@ -291,7 +323,7 @@ async def download_job(
             location: str | None = None
             async with session.stream(url, Endpoint.DOWNLOAD, params=spec.params) as response:
                 if response.status == 200:
-                    return await save_response(session, response, dest, job_id)
+                    return await save_response(session, response, dest, job_id, on_saved)
                 body = None
                 if response.status not in (301, 302, 303, 307, 308):
                     raw = await session.read_capped(response, _MAX_ERROR_BODY)
@@ -318,7 +350,7 @@ async def download_job(
                 raise ReportExportError(f"no download for job {job_id}")
             async with session.stream(location, None) as signed:
                 if signed.status == 200:
-                    return await save_response(session, signed, dest, job_id)
+                    return await save_response(session, signed, dest, job_id, on_saved)
                 # 400/401/403 from cloud storage: expired or refused; ask for a fresh URL.
                 raise SignedURLRefused(
                     signed.status,

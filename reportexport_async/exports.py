@@ -40,13 +40,14 @@ from .core.replay import (
     check_replay,
     require_replay,
 )
-from .downloads import DownloadResult
+from .downloads import DownloadResult, OnSaved
 from .errors import HTTPStatusError, JobFailed, NotFound
 from .ledger import Ledger, LedgerEntry
 
 __all__ = [
     "ExportOutcome",
     "ReplayOutcome",
+    "download_recorder",
     "fetch_export",
     "file_is_intact",
     "fingerprint_for",
@@ -227,7 +228,7 @@ async def _fetch(
             replayed = True
             continue
         try:
-            result = await client.download(job_id, dest)
+            result = await client.download(job_id, dest, on_saved=download_recorder(ledger, key))
         except HTTPStatusError as exc:
             if not (isinstance(exc, NotFound) or exc.status == 410) or replays >= max_replays:
                 raise
@@ -239,8 +240,18 @@ async def _fetch(
             replays += 1
             replayed = True
             continue
-        await ledger.record_download(key, job_id, result.path, result.size, result.sha256)
         return _outcome(key, job, result, submitted=submitted, replayed=replayed)
+
+
+def download_recorder(ledger: Ledger, key: str) -> OnSaved:
+    """Records a download in the ledger the moment its file is in place, shielded with its
+    rename: a cancellation (Ctrl-C, a run that stops) never leaves a file the ledger does not
+    know."""
+
+    async def record(result: DownloadResult) -> None:
+        await ledger.record_download(key, result.job_id, result.path, result.size, result.sha256)
+
+    return record
 
 
 def _outcome(

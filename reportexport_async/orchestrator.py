@@ -92,7 +92,7 @@ from .errors import (
     ReplayRefused,
     ReportExportError,
 )
-from .exports import file_is_intact, replay_guarded, submit_once
+from .exports import download_recorder, file_is_intact, replay_guarded, submit_once
 from .ledger import Ledger, LedgerEntry
 from .postbacks import Postback, PostbackReceiver
 from .ratelimit import LimiterWait
@@ -812,12 +812,16 @@ class _Backfill:
                     continue
                 self.set_status(run, "failed", f"submit failed: {error}")
                 continue
-            if self.quota_left is not None:
-                # Submits in flight when another one found the quota spent: never below 0.
-                self.quota_left = max(0, self.quota_left - 1)
-            run.job_id = job_id
-            run.submitted_at = self.client.clock.now()
-            self.track(run, "submitted")
+            self.submitted(run, job_id)
+
+    def submitted(self, run: ChunkRun, job_id: str) -> None:
+        """A submit answered with `job_id`: one unit less of today's quota, and track it."""
+        if self.quota_left is not None:
+            # Submits in flight when another one found the quota spent: never below 0.
+            self.quota_left = max(0, self.quota_left - 1)
+        run.job_id = job_id
+        run.submitted_at = self.client.clock.now()
+        self.track(run, "submitted")
 
     async def quota_gate(
         self, run: ChunkRun, queue: list[ChunkRun], resets_at: datetime | None = None
@@ -881,11 +885,7 @@ class _Backfill:
             if not self.account_wide(error):
                 self.set_status(run, "failed", f"submit failed: {error}")
             return
-        if self.quota_left is not None:
-            self.quota_left = max(0, self.quota_left - 1)
-        run.job_id = job_id
-        run.submitted_at = self.client.clock.now()
-        self.track(run, "submitted")
+        self.submitted(run, job_id)
 
     async def job_unknown(self, run: ChunkRun, job_id: str) -> None:
         """The server answered 404 for a job the ledger knew: forget it, and submit again."""
@@ -1183,7 +1183,12 @@ class _Backfill:
                     )
                 except OSError as exc:
                     raise OutputError(dest.parent, exc) from exc
-                result = await self.client.download(run.job_id, dest, wait=probe is None)
+                result = await self.client.download(
+                    run.job_id,
+                    dest,
+                    wait=probe is None,
+                    on_saved=download_recorder(self.ledger, run.planned.fingerprint),
+                )
                 break
             except JobNotReady:
                 # An early or forged postback: one call spent, nothing recorded; keep tracking.
@@ -1212,9 +1217,6 @@ class _Backfill:
                     continue
             self.set_status(run, "failed", f"download failed: {failure}")
             return
-        await self.ledger.record_download(
-            run.planned.fingerprint, run.job_id, result.path, result.size, result.sha256
-        )
         run.size = result.size
         run.sha256 = result.sha256
         self.set_status(run, "done")

@@ -72,6 +72,8 @@ log = logging.getLogger("reportexport_async.session")
 
 T = TypeVar("T")
 _MAX_JSON_BODY = 64 * 1024 * 1024  # a job listing of many pages is still far below this
+#: An outage needs this many failed calls in a row, besides lasting `RetryPolicy.outage_limit`.
+OUTAGE_MIN_FAILURES = 5
 
 
 #: A `core.responses.interpret_*` function: (status, headers, body, *, method, url, now).
@@ -183,8 +185,10 @@ class Session:
         # Kept encoded and only ever put into a request header (API-FACTS §6).
         self._authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
         self._http: aiohttp.ClientSession | None = None
-        #: Since when every call has failed (no answer, or 5xx); None after any other answer.
+        #: Since when every call has failed (no answer, or 5xx), and how many in a row; reset by
+        #: any other answer.
         self.failing_since: datetime | None = None
+        self.failures_in_a_row = 0
 
     def __repr__(self) -> str:
         return (
@@ -359,10 +363,12 @@ class Session:
     def _health(self, status: int | None) -> None:
         """Track since when every call has failed: no answer at all, or a 5xx."""
         if status is None or status >= 500:
+            self.failures_in_a_row += 1
             if self.failing_since is None:
                 self.failing_since = self.clock.now()
         else:
             self.failing_since = None
+            self.failures_in_a_row = 0
 
     def failing_for(self) -> float:
         """Seconds (client clock) since every call began to fail; 0 while calls succeed."""
@@ -372,9 +378,15 @@ class Session:
 
     def check_outage(self, error: ReportExportError, pause: float = 0.0) -> None:
         """Raise `AccountUnavailable` when every call has failed for longer than the retry
-        policy's `outage_limit` (or will have, after `pause` more seconds)."""
+        policy's `outage_limit` (or will have, after `pause` more seconds), and at least
+        `OUTAGE_MIN_FAILURES` calls in a row have: two failures far apart (a slow poll between
+        them) are bad luck, not an outage."""
         failing = self.failing_for()
-        if self.failing_since is not None and failing + pause > self.config.retry.outage_limit:
+        if (
+            self.failing_since is not None
+            and self.failures_in_a_row >= OUTAGE_MIN_FAILURES
+            and failing + pause > self.config.retry.outage_limit
+        ):
             raise AccountUnavailable("outage", error, failing_for=failing) from error
 
     @staticmethod
