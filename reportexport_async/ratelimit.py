@@ -340,8 +340,9 @@ class RateLimiter:
                 minutes = int(offset.total_seconds() // 60)
                 await self.store.learn_quota_zone(minutes, self.account or "")
         await self.store.exhaust(name, self._day(now), limit, self.account or "")
-        if resets_at is None:
-            _, resets_at = quota_day_bounds(now, self.timezone)
+        _, day_end = quota_day_bounds(now, self.timezone)
+        if resets_at is None or abs(resets_at - day_end) <= timedelta(minutes=5):
+            resets_at = day_end  # the account's midnight, not the hint's rounding or delay
         return QuotaExhausted(name, limit=limit, resets_at=resets_at, used=limit)
 
 
