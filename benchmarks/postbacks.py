@@ -1,4 +1,4 @@
-"""Postbacks against polling (issue 6): the same 100-job backfill, once with the sandbox
+"""Postbacks against polling: the same 100-job backfill, once with the sandbox
 delivering job-completion postbacks to a `PostbackReceiver` (polling only as a 10-minute safety
 net), once with polling only; both in scaled time (sandbox and client clocks run together).
 
@@ -22,9 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reportexport_async import ClientConfig, RateLimiter, ReportExportClient, ScaledClock
-from reportexport_async.ledger import Ledger
-from reportexport_async.orchestrator import ExportSpec, backfill
+from reportexport_async import Client
 from reportexport_async.postbacks import PostbackReceiver
 from reportexport_async.sandbox import Sandbox
 
@@ -41,33 +39,18 @@ async def one_run(jobs: int, scale: float, postbacks: bool, folder: Path) -> dic
             rows_per_day=20,
             postback_url=receiver.url if postbacks else None,
         ) as sandbox,
+        Client.for_sandbox(sandbox, ledger=folder / "ledger.sqlite") as client,
     ):
-        clock = ScaledClock(start=sandbox.now(), scale=scale)
-        async with Ledger(folder / "ledger.sqlite", clock=clock) as ledger:
-            config = ClientConfig(
-                account_sid=sandbox.account_sid,
-                auth_token=sandbox.auth_token,
-                account_type="Mediapartners",
-                base_url=sandbox.base_url,
-            )
-            limiter = RateLimiter(config.rate_limit, clock=clock, store=ledger)
-            async with ReportExportClient(config, limiter=limiter, clock=clock) as client:
-                start = date(2025, 1, 1)
-                started_real = time.perf_counter()
-                started_sandbox = sandbox.now()
-                result = await backfill(
-                    client,
-                    ledger,
-                    [ExportSpec("mp_action_listing_fast")],
-                    start,
-                    start + timedelta(days=jobs - 1),
-                    out_dir=folder / "out",
-                    chunk="1d",
-                    postbacks=receiver if postbacks else None,
-                )
-                real = time.perf_counter() - started_real
-                simulated = (sandbox.now() - started_sandbox).total_seconds()
-                stats = sandbox.stats()
+        start = date(2025, 1, 1)
+        started_real = time.perf_counter()
+        started_sandbox = sandbox.now()
+        result = await client.backfill(
+            "mp_action_listing_fast", start, start + timedelta(days=jobs - 1),
+            out=folder / "out", chunk="1d", postbacks=receiver if postbacks else None,
+        )  # fmt: skip
+        real = time.perf_counter() - started_real
+        simulated = (sandbox.now() - started_sandbox).total_seconds()
+        stats = sandbox.stats()
     assert result.complete, result.counts
     latency = sorted(result.postback_latency)
     return {

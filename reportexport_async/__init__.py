@@ -6,7 +6,8 @@ APIs, with a built-in sandbox (`reportexport_async.sandbox`).
 
 __version__ = "0.1.0.dev0"
 
-from .client import ReportExportClient
+from .api import ReportExportClient
+from .client import BackfillEvents, Client
 from .clock import Clock, ScaledClock, SystemClock
 from .config import ClientConfig
 from .core.models import (
@@ -43,6 +44,7 @@ from .errors import (
     Unauthorized,
     WaitTimeout,
 )
+from .orchestrator import BackfillOptions, BackfillResult, ExportSpec, ProgressEvent
 from .ratelimit import MemoryQuotaStore, QuotaStore, RateLimiter
 from .session import UsageSnapshot
 
@@ -50,7 +52,11 @@ __all__ = [
     "APIError",
     "AccountType",
     "AccountUnavailable",
+    "BackfillEvents",
+    "BackfillOptions",
+    "BackfillResult",
     "ClickExportRequest",
+    "Client",
     "ClientConfig",
     "Clock",
     "ConfigurationError",
@@ -58,6 +64,7 @@ __all__ = [
     "DownloadIntegrityError",
     "DownloadResult",
     "ExportRequest",
+    "ExportSpec",
     "ExportTicket",
     "Forbidden",
     "HTTPStatusError",
@@ -69,6 +76,7 @@ __all__ = [
     "NotFound",
     "OutputError",
     "PollPolicy",
+    "ProgressEvent",
     "QuotaExhausted",
     "QuotaStore",
     "RateLimitPolicy",

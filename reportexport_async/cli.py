@@ -7,10 +7,11 @@
     reportexport ledger show|history ...
     reportexport sandbox serve [the sandbox's options]
 
-A thin layer (DESIGN "Layers": the cli holds no logic the library lacks): it parses arguments,
-finds credentials, starts the built-in sandbox for `--sandbox`, shows progress, and turns outcomes
-into exit codes. Everything else is a call into the library: `orchestrator.backfill`,
-`exports.fetch_export`, `exports.replay_job`, the `Ledger` and the `ReportExportClient`.
+A thin layer that holds no logic the library lacks: it parses arguments, finds credentials,
+starts the built-in sandbox for `--sandbox`, shows progress, and turns outcomes into exit codes.
+Everything else is a call into the library's `Client` (`backfill`, `export`, `download`,
+`replay`); the read-only commands (`jobs list|show`, `ledger show|history`) read the ledger
+read-only beside the single calls of `ReportExportClient`.
 
 Exit codes: 0 everything done; 1 some chunks failed or are stuck, a command failed, or the run
 stopped because the API host cannot be reached (or every call failed for too long); 2 usage errors
@@ -44,8 +45,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
-from .client import ReportExportClient
-from .clock import ScaledClock
+from .api import ReportExportClient
+from .client import Client
 from .config import ClientConfig
 from .core.chunking import Chunk, parse_chunk_rule
 from .core.models import ExportRequest, Job, validation_problem
@@ -59,18 +60,16 @@ from .errors import (
     QuotaExhausted,
     ReportExportError,
 )
-from .exports import fetch_export, replay_job
 from .ledger import DEFAULT_LEDGER_PATH, Ledger, LedgerEntry
 from .orchestrator import (
     FINAL_CHUNK_STATUSES,
+    BackfillOptions,
     BackfillResult,
     ChunkStatus,
     ExportSpec,
     ProgressEvent,
-    backfill,
 )
 from .postbacks import PostbackReceiver, parse_listen
-from .ratelimit import MemoryQuotaStore, RateLimiter
 
 __all__ = ["cli", "main"]
 
@@ -276,8 +275,7 @@ class Credentials:
 
 @dataclass
 class Run:
-    client: ReportExportClient
-    ledger: Ledger
+    client: Client
     sandbox: Any = None  # a running `Sandbox` with --sandbox
 
 
@@ -285,7 +283,8 @@ class Run:
 async def open_run(
     credentials: Credentials, ledger_path: Path | None, *, sandbox_offered: bool = False
 ) -> AsyncIterator[Run]:
-    """A client and the ledger; with `--sandbox`, a sandbox started for this run on loopback."""
+    """The account's `Client` (its ledger at `ledger_path`); with `--sandbox`, a sandbox started
+    for this run on loopback and a client of it."""
     if credentials.sandbox:
         given = [
             name
@@ -309,32 +308,25 @@ async def open_run(
         if limit is not None:
             sandbox_settings["daily_export_limit"] = limit
         async with Sandbox(**sandbox_settings) as sandbox:
-            # The client's clock runs at the sandbox's pace, from the sandbox's now.
-            clock = ScaledClock(start=sandbox.now(), scale=SANDBOX_TIME_SCALE)
-            config = ClientConfig(
-                account_sid=sandbox.account_sid,
-                auth_token=sandbox.auth_token,
-                account_type=credentials.account_type or SANDBOX_ACCOUNT_TYPE,
-                base_url=sandbox.base_url,
-                retry=credentials.retry(),
-            )
+            # The client's clock runs at the sandbox's pace, from the sandbox's now; each
+            # sandbox is a new account (a new SID), so its quota count starts afresh.
             daily = sandbox.config.daily_export_limit
-            policy = RateLimitPolicy(daily_report_export=daily or None)
-            # A fresh sandbox is a fresh account with a fresh quota: its use is kept in memory,
-            # not in the ledger, whose quota record belongs to real accounts.
-            limiter = RateLimiter(policy, clock=clock, store=MemoryQuotaStore())
-            async with (
-                Ledger(ledger_path or SANDBOX_LEDGER_PATH, clock=clock) as ledger,
-                ReportExportClient(config, limiter=limiter, clock=clock) as client,
-            ):
-                yield Run(client, ledger, sandbox)
+            settings: dict[str, Any] = {
+                "rate_limit": RateLimitPolicy(daily_report_export=daily or None),
+                "account_type": credentials.account_type or SANDBOX_ACCOUNT_TYPE,
+            }
+            if credentials.retry() is not None:
+                settings["retry"] = credentials.retry()
+            client = Client.for_sandbox(
+                sandbox, ledger=ledger_path or SANDBOX_LEDGER_PATH, **settings
+            )
+            async with client:
+                yield Run(client, sandbox)
         return
     config = credentials.config(sandbox_offered=sandbox_offered)
-    async with Ledger(ledger_path or DEFAULT_LEDGER_PATH) as ledger:
-        # The ledger keeps the daily quota's use, shared by every process on this machine.
-        limiter = RateLimiter(config.rate_limit, store=ledger)
-        async with ReportExportClient(config, limiter=limiter) as client:
-            yield Run(client, ledger)
+    # The ledger keeps the daily quota's use, shared by every process on this machine.
+    async with Client(config, ledger=ledger_path or DEFAULT_LEDGER_PATH) as client:
+        yield Run(client)
 
 
 def _run_async(work: Callable[[], Awaitable[T]]) -> T:
@@ -706,26 +698,22 @@ async def run_backfill(
 ) -> tuple[BackfillResult, int]:
     """One backfill through the orchestrator, displayed; returns the result and the exit code."""
     specs = [ExportSpec(r, dict(args.filters), args.result_format) for r in args.reports]
+    options = BackfillOptions(
+        chunk=args.chunk,
+        download_concurrency=args.concurrency,
+        submit_concurrency=args.concurrency,
+        dry_run=args.dry_run,
+        wait_for_quota=args.wait_for_quota,
+        wait_for_replays=args.wait_for_replays,
+        merge=args.merge,
+        check_reports=args.check_reports,
+    )
     async with postback_receiver(run, args, console, as_json=as_json) as receiver:
         with BackfillView(console, live=live, as_json=as_json) as view:
-            result = await backfill(
-                run.client,
-                run.ledger,
-                specs,
-                args.start,
-                args.end,
-                out_dir=args.out,
-                chunk=args.chunk,
-                download_concurrency=args.concurrency,
-                submit_concurrency=args.concurrency,
-                dry_run=args.dry_run,
-                wait_for_quota=args.wait_for_quota,
-                merge=args.merge,
-                on_event=view,
+            result = await run.client.backfill(
+                specs, args.start, args.end, out=args.out, options=options, on_event=view,
                 postbacks=receiver,
-                check_reports=args.check_reports,
-                wait_for_replays=args.wait_for_replays,
-            )
+            )  # fmt: skip
     # `result.calls` are this backfill's own (the demo's client made others before).
     zone = run.client.limiter.timezone
     return result, report_result(
@@ -1086,8 +1074,8 @@ def demo_command(out: Path) -> int:
             first_calls = _calls_text(first.calls)
             console.print(
                 f"\nThe second run cost [bold]{second_calls}[/] API calls (the sandbox counted "
-                f"{server_calls}) and no quota: the ledger ({run.ledger.path}) remembers every "
-                f"chunk, and each file is still there with its checksum. The first run spent "
+                f"{server_calls}) and no quota: the ledger ({run.client.ledger.path}) remembers "
+                f"every chunk, and each file is still there with its checksum. The first run spent "
                 f"{first_calls}."
             )
             console.print(
@@ -1161,7 +1149,7 @@ def export_command(
                 _check_writable_folder(dest.parent, "--out")
             if not as_json:
                 _sandbox_banner(run, console, as_json)
-            outcome = await fetch_export(run.client, run.ledger, request, dest)
+            outcome = await run.client.export(request, out=dest)
             calls = dict(run.client.usage.calls)
             if as_json:
                 _echo_json({"event": "export", **dataclasses.asdict(outcome), "calls": calls})
@@ -1302,13 +1290,7 @@ def jobs_download(
 
     async def work() -> int:
         async with open_run(credentials, ledger_path) as run:
-            entry = await run.ledger.find(job_id)
-            dest = out or Path(f"{job_id}.{(entry.result_format if entry else 'csv').lower()}")
-            result = await run.client.download(job_id, dest)
-            if entry is not None:
-                await run.ledger.record_download(
-                    entry.fingerprint, job_id, result.path, result.size, result.sha256
-                )
+            result = await run.client.download(job_id, out)
             if as_json:
                 _echo_json({"event": "download", **dataclasses.asdict(result)})
             else:
@@ -1337,7 +1319,7 @@ def jobs_replay(
 
     async def work() -> int:
         async with open_run(credentials, ledger_path) as run:
-            outcome = await replay_job(run.client, run.ledger, job_id, force=force)
+            outcome = await run.client.replay(job_id, force=force)
         if as_json:
             _echo_json(
                 {

@@ -1,97 +1,184 @@
-"""`ReportExportClient`: one job at a time. Export, get, list, wait, download, replay.
+"""`Client`: the account, its memory and its limits in one object. The product.
 
-    async with ReportExportClient(ClientConfig.from_env()) as client:
-        ticket = await client.export(ExportRequest(report_id="mp_action_listing_fast",
-                                                   start=date(2026, 1, 1), end=date(2026, 1, 31)))
-        job = await client.wait(ticket.job_id)
-        if job.status is JobStatus.COMPLETED:
-            result = await client.download(ticket.job_id, Path("actions.csv"))
+    async with Client.from_env(ledger="ledger.sqlite") as client:
+        result = await client.backfill("mp_action_listing_fast", date(2025, 1, 1),
+                                       date(2025, 12, 31), out="data")
 
-The client spends calls the way the guide says (DESIGN "The rules we follow"): `wait` polls on its
-own schedule (a few seconds growing to a minute, with jitter) and treats `ERROR` as not final,
-because the service re-runs such jobs; `download` streams to disk; `replay` takes the job id from
-the answer, since the sources disagree whether a replay keeps it. Planning many jobs, the ledger
-and the replay guard live in the layers above.
+A client owns one configuration, one ledger (the durable memory of every export: nothing is ever
+submitted twice, an interrupted run resumes), one rate limiter built from the configuration (the
+hourly bucket, the daily quotas kept in the ledger, the calls in flight) and one clock. Its
+methods are safe by default:
+
+- `export`: one export into one file, submitted at most once across runs and processes,
+  re-attached after a crash, taken from its intact file with no call, downloaded again by job id
+  when the file is damaged;
+- `backfill`: many reports over a long range, in chunks, within the quotas (options as one
+  `BackfillOptions` value, or as keywords); progress as a callback, or as an async iterator with
+  `backfill_events`;
+- `jobs`, `job`, `download(job_id)`, `replay(job_id)` (through the replay guard);
+- `api`: the single calls (`ReportExportClient`) for those who want them.
+
+No `ExceptionGroup` leaves a method: a single error is raised as itself, also an exception raised
+in a progress callback.
+
+`Client.for_sandbox(sandbox)` is a client of a running built-in sandbox, on the sandbox's clock,
+for tests and examples.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import AsyncIterator, Callable
+import math
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, Unpack
 
-from .clock import Clock
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from .api import ReportExportClient
+from .clock import Clock, ScaledClock, SystemClock
 from .config import ClientConfig
-from .core.models import ClickExportRequest, ExportRequest, ExportTicket, Job, Report
-from .core.policies import PollPolicy
-from .core.requests import (
-    Endpoint,
-    RequestSpec,
-    account_root,
-    build_click_export,
-    build_get_job,
-    build_list_jobs,
-    build_replay,
-    build_report_export,
-    spec_from_uri,
+from .core.models import ExportRequest, Job
+from .downloads import DownloadResult
+from .exports import ExportOutcome, ReplayOutcome, download_recorder, fetch_export, replay_job
+from .ledger import DEFAULT_LEDGER_PATH, Ledger
+from .orchestrator import (
+    BackfillChanges,
+    BackfillOptions,
+    BackfillResult,
+    ExportSpec,
+    ProgressEvent,
+    backfill,
 )
-from .core.responses import (
-    interpret_catalog,
-    interpret_job,
-    interpret_job_page,
-    interpret_replay,
-    interpret_ticket,
-)
-from .downloads import DownloadResult, OnSaved, download_job
-from .errors import WaitTimeout
+from .postbacks import PostbackReceiver
 from .ratelimit import RateLimiter
-from .session import Session, UsageSnapshot
+from .session import UsageSnapshot
 
-__all__ = ["ReportExportClient"]
+if TYPE_CHECKING:  # pragma: no cover - the sandbox is imported only when asked for
+    from .sandbox import Sandbox
 
-#: Page size asked of `GET /Jobs`. The agency answers a bare array, so a page shorter than this is
-#: how the client knows it has reached the end (API-FACTS §2 "Pagination").
-DEFAULT_PAGE_SIZE = 1000
+__all__ = ["BackfillEvents", "Client"]
+
+Exports: TypeAlias = str | ExportSpec | Sequence[str | ExportSpec]
 
 
-class ReportExportClient:
-    """An async client for one impact.com account.
+class Client:
+    """One impact.com account: configuration, ledger, limits and clock, owned together.
 
-    `config` defaults to `ClientConfig.from_env()` (IMPACT_ACCOUNT_SID, IMPACT_AUTH_TOKEN,
-    IMPACT_ACCOUNT_TYPE, IMPACT_BASE_URL). Give the same `limiter` to every client of one account
-    so they share its hourly bucket, daily quotas and concurrency limit. `clock` and
-    `random_source` are injectable (simulated time, deterministic tests). `stream_downloads` asks
-    for the bytes directly (`Mode=Stream`) instead of following the 302 to a signed URL.
+    `config` defaults to `ClientConfig.from_env()`. `ledger` is a path (opened and closed with
+    the client; default `.reportexport/ledger.sqlite`), an open `Ledger` (used, not closed), or
+    None for a temporary ledger that is removed on close (it remembers nothing afterwards).
+    `clock` and `random_source` are injectable for simulated time and deterministic tests;
+    `stream_downloads` asks for result bytes directly instead of following a signed URL.
     """
 
     def __init__(
         self,
         config: ClientConfig | None = None,
         *,
-        limiter: RateLimiter | None = None,
+        ledger: str | Path | Ledger | None = DEFAULT_LEDGER_PATH,
         clock: Clock | None = None,
         random_source: Callable[[], float] | None = None,
         stream_downloads: bool = False,
     ) -> None:
         self.config = config if config is not None else ClientConfig.from_env()
-        self._random = random_source or random.random
-        self.session = Session(
-            self.config, limiter=limiter, clock=clock, random_source=self._random
+        self.clock: Clock = clock or SystemClock()
+        self._ledger_spec = ledger
+        self._random = random_source
+        self._stream_downloads = stream_downloads
+        self._stack: AsyncExitStack | None = None
+        self._ledger: Ledger | None = ledger if isinstance(ledger, Ledger) else None
+        self._api: ReportExportClient | None = None
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        ledger: str | Path | Ledger | None = DEFAULT_LEDGER_PATH,
+        environ: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+        **settings: Any,
+    ) -> Client:
+        """A client of the account named by `IMPACT_ACCOUNT_SID`, `IMPACT_AUTH_TOKEN`,
+        `IMPACT_ACCOUNT_TYPE` (and `IMPACT_BASE_URL`); `settings` override them."""
+        return cls(ClientConfig.from_env(environ, **settings), ledger=ledger, clock=clock)
+
+    @classmethod
+    def for_sandbox(
+        cls,
+        sandbox: Sandbox,
+        *,
+        ledger: str | Path | Ledger | None = None,
+        account_type: str = "Mediapartners",
+        **settings: Any,
+    ) -> Client:
+        """A client of a running sandbox's account, on the sandbox's clock: a sandbox on a
+        manual clock moves forward when the client sleeps (simulated hours in milliseconds), a
+        scaled one runs at its own pace. The ledger is temporary unless given."""
+        from .sandbox.testing import SandboxTime
+
+        clock: Clock
+        jitter: Callable[[], float] | None = None
+        if sandbox.clock.scale > 0:  # time that flows: the client follows at the same pace
+            clock = ScaledClock(start=sandbox.now(), scale=sandbox.clock.scale)
+        else:  # a manual clock: the client's sleeps move it, the same way every time
+            clock = SandboxTime(sandbox)
+            jitter = _no_jitter
+        config = ClientConfig(
+            account_sid=sandbox.account_sid,
+            auth_token=sandbox.auth_token,
+            account_type=account_type,
+            base_url=sandbox.base_url,
+            **settings,
         )
-        self.stream_downloads = stream_downloads
+        return cls(config, ledger=ledger, clock=clock, random_source=jitter)
 
     def __repr__(self) -> str:
         return (
-            f"ReportExportClient(account_sid={self.config.account_sid!r}, "
+            f"Client(account_sid={self.config.account_sid!r}, "
             f"account_type={self.config.account_type.value!r}, base_url={self.config.base_url!r})"
         )
 
-    async def __aenter__(self) -> ReportExportClient:
-        await self.session.__aenter__()
+    # -- life ----------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Client:
+        stack = AsyncExitStack()
+        try:
+            if self._ledger is None:
+                spec = self._ledger_spec
+                if spec is None:
+                    folder = Path(tempfile.mkdtemp(prefix="reportexport-ledger-"))
+                    stack.callback(shutil.rmtree, folder, True)
+                    spec = folder / "ledger.sqlite"
+                assert not isinstance(spec, Ledger)
+                ledger = Ledger(spec, clock=self.clock)
+                await stack.enter_async_context(ledger)
+                self._ledger = ledger
+                stack.callback(self._forget_ledger)
+            # One limiter from the configuration, its daily counts kept in the ledger.
+            limiter = RateLimiter(self.config.rate_limit, clock=self.clock, store=self._ledger)
+            api = ReportExportClient(
+                self.config,
+                limiter=limiter,
+                clock=self.clock,
+                random_source=self._random,
+                stream_downloads=self._stream_downloads,
+            )
+            await stack.enter_async_context(api)
+            self._api = api
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
         return self
+
+    def _forget_ledger(self) -> None:
+        self._ledger = None
 
     async def __aexit__(
         self,
@@ -99,152 +186,214 @@ class ReportExportClient:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await self.session.aclose()
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        stack, self._stack = self._stack, None
+        self._api = None
+        if stack is not None:
+            await stack.aclose()
+
+    # -- what it owns --------------------------------------------------------------------------
+
+    @property
+    def api(self) -> ReportExportClient:
+        """The single calls (export, get, list, wait, download, replay), with no ledger."""
+        if self._api is None:
+            raise RuntimeError("the client is not open: use `async with Client(...)` first")
+        return self._api
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None or self._api is None:
+            raise RuntimeError("the client is not open: use `async with Client(...)` first")
+        return self._ledger
 
     @property
     def limiter(self) -> RateLimiter:
-        return self.session.limiter
-
-    @property
-    def clock(self) -> Clock:
-        return self.session.clock
+        return self.api.limiter
 
     @property
     def usage(self) -> UsageSnapshot:
         """Calls per endpoint, retries, 429s received and bytes downloaded so far."""
-        return self.session.usage.snapshot()
+        return self.api.usage
 
-    def _sid(self) -> tuple[Any, str]:
-        return self.config.account_type, self.config.account_sid
+    # -- the product ---------------------------------------------------------------------------
 
-    # -- exports --------------------------------------------------------------------------------
-
-    async def export(self, request: ExportRequest | ClickExportRequest) -> ExportTicket:
-        """Queue a ReportExport (or ClickExport) job: one call, one unit of the daily quota.
-
-        Identical parameters return the existing job id and still spend the quota (DESIGN
-        rule 1): the ledger above this layer is what avoids repeating them.
-        """
-        if isinstance(request, ClickExportRequest):
-            spec = build_click_export(*self._sid(), request)
+    async def export(
+        self,
+        report: str | ExportRequest,
+        *,
+        out: str | Path,
+        start: date | None = None,
+        end: date | None = None,
+        filters: Mapping[str, Any] | None = None,
+        result_format: str = "CSV",
+        fresh: bool = False,
+    ) -> ExportOutcome:
+        """One export into the file `out`, spending as few calls as the guide allows: none when
+        the file is intact, no submit when the job is known. Without `start`/`end`, the report's
+        default range. `fresh` asks for a replay when new data is plausible (recent days)."""
+        if isinstance(report, ExportRequest):
+            request = report
         else:
-            spec = build_report_export(*self._sid(), request)
-        return await self.session.call(spec, interpret_ticket)
+            request = ExportRequest(
+                report_id=report,
+                start=start,
+                end=end,
+                filters=dict(filters or {}),
+                result_format=result_format,
+            )
+        with unwrapped():
+            return await fetch_export(self.api, self.ledger, request, out, fresh=fresh)
 
-    # -- jobs -----------------------------------------------------------------------------------
-
-    async def get_job(self, job_id: str) -> Job:
-        return await self.session.call(build_get_job(*self._sid(), job_id), interpret_job)
-
-    async def iter_jobs(
+    async def backfill(
         self,
-        created_after: date | datetime | None = None,
-        created_before: date | datetime | None = None,
+        exports: Exports,
+        start: date,
+        end: date,
         *,
-        page_size: int = DEFAULT_PAGE_SIZE,
-    ) -> AsyncIterator[Job]:
-        """Every job created in the range, following every page (one call per page)."""
-        spec = build_list_jobs(
-            *self._sid(),
-            created_after=created_after,
-            created_before=created_before,
-            page_size=page_size,
-        )
-        page_number = 1
-        seen: set[str] = set()
-        while True:
-            page = await self.session.call(spec, interpret_job_page)
-            for job in page.jobs:
-                if job.id not in seen:  # pages may shift while jobs are created
-                    seen.add(job.id)
-                    yield job
-            if page.next_page_uri:
-                spec = spec_from_uri(page.next_page_uri, Endpoint.LIST_JOBS)
-            elif page.meta or len(page.jobs) + page.skipped < page_size:
-                return  # a wrapped page without a next URI, or a short bare-array page
-            else:
-                page_number += 1
-                spec = build_list_jobs(
-                    *self._sid(),
-                    created_after=created_after,
-                    created_before=created_before,
-                    page=page_number,
-                    page_size=page_size,
-                )
+        out: str | Path,
+        options: BackfillOptions | None = None,
+        on_event: Callable[[ProgressEvent], None] | None = None,
+        postbacks: PostbackReceiver | None = None,
+        **changes: Unpack[BackfillChanges],
+    ) -> BackfillResult:
+        """Pull `exports` (report ids or `ExportSpec`s) over `[start, end]` into the folder
+        `out`, in chunks, within the quotas, as `options` (or keyword `changes`, e.g.
+        `chunk="1d"`) say; see `BackfillOptions`. `on_event` gets every `ProgressEvent`;
+        `postbacks` wakes jobs as impact.com reports them done. Run the same call again to
+        resume: what is done costs nothing."""
+        with unwrapped():
+            return await backfill(
+                self.api, self.ledger, exports, start, end, out_dir=out, options=options,
+                on_event=on_event, postbacks=postbacks, **changes,
+            )  # fmt: skip
 
-    async def list_jobs(
+    @asynccontextmanager
+    async def backfill_events(
         self,
-        created_after: date | datetime | None = None,
-        created_before: date | datetime | None = None,
+        exports: Exports,
+        start: date,
+        end: date,
         *,
-        page_size: int = DEFAULT_PAGE_SIZE,
-    ) -> list[Job]:
-        return [
-            job async for job in self.iter_jobs(created_after, created_before, page_size=page_size)
-        ]
+        out: str | Path,
+        options: BackfillOptions | None = None,
+        postbacks: PostbackReceiver | None = None,
+        **changes: Unpack[BackfillChanges],
+    ) -> AsyncIterator[BackfillEvents]:
+        """`backfill`, with its progress as an async iterator; the result is `events.result`
+        once the iteration ends. Leaving the block early stops the run (its manifest is written;
+        the next run resumes).
 
-    async def wait(
-        self,
-        job_id: str,
-        *,
-        deadline: float | None = None,
-        poll: PollPolicy | None = None,
-    ) -> Job:
-        """Poll until the job is COMPLETED, FAILED or CANCELLED and return it (also a failed one:
-        the caller decides). `ERROR` is not final: the service re-runs it every 15 minutes, up
-        to 5 tries (API-FACTS §2). `deadline` is in seconds of the client's clock; past it,
-        `WaitTimeout` carries the last state and the job goes on."""
-        schedule = poll or self.config.poll
-        started = self.clock.now()
-        polls = 0
-        while True:
-            job = await self.get_job(job_id)
-            if job.is_final:
-                return job
-            pause = schedule.interval(polls, self._random())
-            polls += 1
-            if deadline is not None:
-                waited = (self.clock.now() - started).total_seconds()
-                if waited + pause > deadline:
-                    raise WaitTimeout(job, waited)
-            await self.clock.sleep(pause)
-
-    async def download(
-        self,
-        job_id: str,
-        dest: str | Path,
-        *,
-        wait: bool = True,
-        on_saved: OnSaved | None = None,
-    ) -> DownloadResult:
-        """Stream the job's result to `dest` (via `dest.part`, fsync, rename) and return its
-        path, size and sha256. Waits while the Download answers 202 (with `wait=False`, raises
-        `JobNotReady` instead); downloads again after a truncated body; fetches a fresh signed
-        URL when one has expired. `on_saved` is awaited with the result once the file is in
-        place, in the same cancellation shield as the rename (to record it: never one alone)."""
-        return await download_job(
-            self.session,
-            job_id,
-            Path(dest),
-            stream_mode=self.stream_downloads,
-            random_source=self._random,
-            wait=wait,
-            on_saved=on_saved,
-        )
-
-    async def replay(self, job_id: str) -> Job:
-        """`PUT /Jobs/{Id}/Replay`. Returns the replayed job; use its `id` from now on (agency:
-        a new job; brand and partner: the same one). A 403 raises `ReplayRefused`.
-
-        This is the raw call: the ledger's replay guard decides whether a replay is justified.
+            async with client.backfill_events("R", start, end, out="data") as events:
+                async for event in events:
+                    print(event.kind, event.message)
+            print(events.result.counts)
         """
-        return await self.session.call(build_replay(*self._sid(), job_id), interpret_replay)
+        send, receive = anyio.create_memory_object_stream[ProgressEvent](math.inf)
+        events = BackfillEvents(receive)
 
-    # -- catalog --------------------------------------------------------------------------------
+        async def run() -> None:
+            with send:
+                events.result = await backfill(
+                    self.api, self.ledger, exports, start, end, out_dir=out, options=options,
+                    on_event=send.send_nowait, postbacks=postbacks, **changes,
+                )  # fmt: skip
 
-    async def reports(self) -> tuple[Report, ...]:
-        """The account's report catalog (`GET /Reports`), either shape (API-FACTS §1d)."""
-        path = f"{account_root(*self._sid())}/Reports"
-        return await self.session.call(
-            RequestSpec("GET", path, (), Endpoint.REPORTS), interpret_catalog
-        )
+        with unwrapped():
+            async with anyio.create_task_group() as group:
+                group.start_soon(run)
+                try:
+                    yield events
+                finally:
+                    if events.result is None:
+                        group.cancel_scope.cancel()
+
+    async def jobs(
+        self, since: date | datetime | None = None, until: date | datetime | None = None
+    ) -> list[Job]:
+        """The account's jobs created in the range (one listing call per page)."""
+        with unwrapped():
+            return await self.api.list_jobs(since, until)
+
+    async def job(self, job_id: str) -> Job:
+        """One job's state (one call); the ledger records it when it knows the job."""
+        with unwrapped():
+            job = await self.api.get_job(job_id)
+            entry = await self.ledger.find(job_id)
+            if entry is not None:
+                await self.ledger.record_status(entry.fingerprint, job)
+            return job
+
+    async def download(self, job_id: str, out: str | Path | None = None) -> DownloadResult:
+        """A job's result by its id (never by submitting again), waiting while it runs; into
+        `out`, or `<job id>.<format>` in the working folder. The ledger records it when it knows
+        the job."""
+        with unwrapped():
+            entry = await self.ledger.find(job_id)
+            extension = (entry.result_format if entry else "csv").lower()
+            dest = Path(out) if out is not None else Path(f"{job_id}.{extension}")
+            record = None if entry is None else download_recorder(self.ledger, entry.fingerprint)
+            return await self.api.download(job_id, dest, on_saved=record)
+
+    async def replay(
+        self, job_id: str, *, force: bool = False, fresh: bool = False
+    ) -> ReplayOutcome:
+        """Replay a job through the replay guard (raises `ReplayRefused` naming the rule);
+        `force` overrides only what the guide lets a caller override."""
+        with unwrapped():
+            return await replay_job(self.api, self.ledger, job_id, force=force, fresh=fresh)
+
+
+def _no_jitter() -> float:
+    """The middle of every jittered wait: simulated runs repeat exactly."""
+    return 0.5
+
+
+class BackfillEvents:
+    """The progress of a running backfill, as an async iterator of `ProgressEvent`s; `result`
+    once the run has ended."""
+
+    def __init__(self, receive: MemoryObjectReceiveStream[ProgressEvent]) -> None:
+        self._receive = receive
+        self.result: BackfillResult | None = None
+
+    def __aiter__(self) -> BackfillEvents:
+        return self
+
+    async def __anext__(self) -> ProgressEvent:
+        try:
+            return await self._receive.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+
+@contextmanager
+def unwrapped() -> Iterator[None]:
+    """At the public boundary: an `ExceptionGroup` of task groups holding one error (nested or
+    not) is raised as that error, with its own traceback and cause."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaf = _single(group)
+        if leaf is None:
+            raise
+        context, cause, suppress = leaf.__context__, leaf.__cause__, leaf.__suppress_context__
+        try:
+            raise leaf
+        finally:
+            leaf.__context__, leaf.__cause__ = context, cause
+            leaf.__suppress_context__ = suppress
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, BaseExceptionGroup):
+            pending.extend(item.exceptions)
+        else:
+            leaves.append(item)
+    return leaves[0] if len(leaves) == 1 else None

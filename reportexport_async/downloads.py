@@ -54,6 +54,7 @@ from .errors import (
     TransportError,
     redact_url,
 )
+from .files import atomic_write, part_of, publish
 from .session import Session, _parse_body
 
 __all__ = ["DownloadResult", "download_job"]
@@ -85,18 +86,6 @@ class DownloadResult:
     path: Path
     size: int
     sha256: str
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in `folder` durable (DESIGN way 9)."""
-    try:
-        directory = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - some filesystems cannot open folders
-        return
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 class _DiskWriter:
@@ -156,8 +145,7 @@ class _DiskWriter:
         self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()
-        os.replace(part, dest)
-        _fsync_folder(dest.parent)
+        publish(part, dest)
 
     def forget(self) -> None:
         """In the event loop, on failure: the chunks still queued will not be awaited (their
@@ -181,18 +169,9 @@ class _DiskWriter:
             part.unlink(missing_ok=True)
 
 
-def _write_whole(body: bytes, part: Path, dest: Path) -> str:
-    """Blocking: a small result written, fsynced and renamed in one go; returns its sha256."""
-    try:
-        with open(part, "wb") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(part, dest)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    _fsync_folder(dest.parent)
+def _write_whole(body: bytes, dest: Path) -> str:
+    """Blocking: a small result written, fsynced and published in one go; returns its sha256."""
+    atomic_write(dest, lambda handle: handle.write(body))
     return hashlib.sha256(body).hexdigest()
 
 
@@ -210,7 +189,6 @@ async def _saved(result: DownloadResult, on_saved: OnSaved | None) -> DownloadRe
 async def _save_small(
     session: Session,
     response: aiohttp.ClientResponse,
-    part: Path,
     dest: Path,
     job_id: str,
     expected: int,
@@ -224,7 +202,7 @@ async def _save_small(
     if problem is not None:
         raise problem
     with anyio.CancelScope(shield=True):  # a rename half done, or not recorded, is not an option
-        sha256 = await anyio.to_thread.run_sync(_write_whole, body, part, dest)
+        sha256 = await anyio.to_thread.run_sync(_write_whole, body, dest)
         result = await _saved(
             DownloadResult(job_id=job_id, path=dest, size=len(body), sha256=sha256), on_saved
         )
@@ -253,12 +231,12 @@ async def _save_response(
     job_id: str,
     on_saved: OnSaved | None,
 ) -> DownloadResult:
-    part = dest.with_name(dest.name + ".part")
+    part = part_of(dest)
     encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("identity", "")
     # With a Content-Encoding, Content-Length counts the encoded bytes, not what we write.
     expected = None if encoded else response.content_length
     if expected is not None and expected <= _SMALL:
-        return await _save_small(session, response, part, dest, job_id, expected, on_saved)
+        return await _save_small(session, response, dest, job_id, expected, on_saved)
     received = 0
     writer = await anyio.to_thread.run_sync(_DiskWriter, part)
     try:

@@ -29,7 +29,7 @@ from typing import Literal
 
 import anyio
 
-from .client import ReportExportClient
+from .api import ReportExportClient
 from .core.fingerprint import Fingerprint, fingerprint
 from .core.models import ClickExportRequest, ExportRequest, Job, JobStatus
 from .core.quota import quota_day_bounds

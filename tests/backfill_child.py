@@ -42,6 +42,7 @@ from reportexport_async import (
 )
 from reportexport_async import downloads as downloads_module
 from reportexport_async import orchestrator as orchestrator_module
+from reportexport_async.files import part_of
 from reportexport_async.ledger import Ledger
 from reportexport_async.orchestrator import ExportSpec, ProgressEvent, backfill
 
@@ -103,29 +104,29 @@ def install(killer: Killer, client: ReportExportClient) -> None:
 
     write_whole = downloads_module._write_whole  # small results skip the writer threads
 
-    def write_whole_or_die(body: bytes, part: Path, dest: Path) -> str:
+    def write_whole_or_die(body: bytes, dest: Path) -> str:
         if killer.phase == "download":
-            with open(part, "wb") as handle:  # the .part holds the bytes; no rename
+            with open(part_of(dest), "wb") as handle:  # the .part holds the bytes; no rename
                 handle.write(body)
             killer.tick("download")
-        return write_whole(body, part, dest)
+        return write_whole(body, dest)
 
     downloads_module._write_whole = write_whole_or_die
 
-    write_manifest = orchestrator_module._Backfill.write_manifest
+    write_manifest = orchestrator_module.write_manifest
 
-    def write_manifest_or_die(self: Any) -> Path:
+    def write_manifest_or_die(state: Any) -> Path:
         if killer.phase == "manifest":
-            part = self.out / "manifest.json.part"
-            self.out.mkdir(parents=True, exist_ok=True)
+            part = state.out / "manifest.json.part"
+            state.out.mkdir(parents=True, exist_ok=True)
             with open(part, "w", encoding="utf-8") as handle:
                 handle.write('{"generated_at": "half-written", "chunks": [')
                 handle.flush()
                 os.fsync(handle.fileno())
                 killer.tick("manifest")
-        return write_manifest(self)
+        return write_manifest(state)
 
-    orchestrator_module._Backfill.write_manifest = write_manifest_or_die  # type: ignore[method-assign]
+    orchestrator_module.write_manifest = write_manifest_or_die
 
 
 async def main(args: dict[str, Any]) -> int:

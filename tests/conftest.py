@@ -15,10 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from reportexport_async import ClientConfig, RateLimiter, RateLimitPolicy, ReportExportClient
+from reportexport_async import Client, RateLimitPolicy, ReportExportClient
 from reportexport_async.ledger import Ledger
 from reportexport_async.sandbox import ManualClock, Sandbox
-from reportexport_async.sandbox.testing import SandboxTime
 
 # A fixed sandbox start: Monday 2026-06-15, noon UTC.
 SANDBOX_START = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
@@ -28,26 +27,18 @@ SANDBOX_START = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 async def simulated_account(
     tmp_path: Path, *, daily_limit: int | None = 100, **sandbox_options: Any
 ) -> AsyncIterator[tuple[Sandbox, ReportExportClient, Ledger]]:
-    """A sandbox on a manual clock (a `Mediapartners` account), a ledger in `tmp_path` and a
-    client on the sandbox's time (`SandboxTime`): simulated hours cost milliseconds, the same
-    way every time (no jitter)."""
+    """A sandbox on a manual clock (a `Mediapartners` account) and a `Client` of it with its
+    ledger in `tmp_path`, on the sandbox's time: simulated hours cost milliseconds, the same way
+    every time (no jitter). Yields the sandbox, the client's single calls (`client.api`) and
+    its ledger, for the orchestrator's engine (`orchestrator.backfill`)."""
     sandbox_options.setdefault("job_duration", (30, 300))
     sandbox_options.setdefault("rows_per_day", 4)
     async with Sandbox(clock=ManualClock(SANDBOX_START), **sandbox_options) as sandbox:
-        clock = SandboxTime(sandbox)
-        async with Ledger(tmp_path / "ledger.sqlite", clock=clock) as ledger:
-            policy = RateLimitPolicy(daily_report_export=daily_limit)
-            limiter = RateLimiter(policy, clock=clock, store=ledger)
-            config = ClientConfig(
-                account_sid=sandbox.account_sid,
-                auth_token=sandbox.auth_token,
-                account_type="Mediapartners",
-                base_url=sandbox.base_url,
-            )
-            async with ReportExportClient(
-                config, limiter=limiter, clock=clock, random_source=lambda: 0.5
-            ) as client:
-                yield sandbox, client, ledger
+        policy = RateLimitPolicy(daily_report_export=daily_limit)
+        async with Client.for_sandbox(
+            sandbox, ledger=tmp_path / "ledger.sqlite", rate_limit=policy
+        ) as client:
+            yield sandbox, client.api, client.ledger
 
 
 @dataclass

@@ -847,6 +847,7 @@ def test_readme_python_example_runs_as_written(tmp_path: Path) -> None:
     text = (ROOT / "README.md").read_text()
     section = text.split("## The same from Python", 1)[1]
     code = section.split("```python", 1)[1].split("```", 1)[0]
+    assert len([line for line in code.splitlines() if line.strip()]) <= 12  # one object, short
     (tmp_path / "example.py").write_text(code)
     done = subprocess.run(
         [sys.executable, "example.py"], capture_output=True, text=True, cwd=tmp_path,

@@ -1,0 +1,54 @@
+"""Durable writes, in one place: a file appears whole under its name or not at all.
+
+Every file the library writes (a download, the manifest, a merged file) goes to `<name>.part`
+first, is flushed and fsynced, renamed over `<name>`, and the folder is fsynced so the rename
+itself survives a power cut. A failure removes the `.part` and leaves the previous file, if any,
+whole. All of it is blocking: run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["atomic_write", "fsync_folder", "part_of", "publish"]
+
+
+def part_of(dest: Path) -> Path:
+    """Where `dest` is written before it is published."""
+    return dest.with_name(dest.name + ".part")
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable."""
+    try:
+        directory = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - some filesystems cannot open folders
+        return
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def publish(part: Path, dest: Path) -> None:
+    """Rename a written and fsynced `part` over `dest`, and make the rename durable."""
+    os.replace(part, dest)
+    fsync_folder(dest.parent)
+
+
+def atomic_write(dest: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write `dest` through `write(handle)`: `.part`, flush, fsync, publish. On any failure the
+    `.part` is removed and the exception goes on."""
+    part = part_of(dest)
+    try:
+        with open(part, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        publish(part, dest)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,197 @@
+"""The orchestrator: quota-aware date-range backfills and concurrent multi-report pulls. Most
+applications use it through `Client.backfill`; `backfill` here is the engine it runs.
+
+Step by step, each in the module named after it:
+
+1. `plan`: everything is checked before any call (dates, report ids, the chunk rule, the output
+   folder); every export x chunk gets its fingerprint, and the ledger says whether it is done
+   (file intact: no call), known (re-attach to its job: no submit) or new (one submit).
+2. `submit`: new chunks are submitted while today's ReportExport quota lasts; the rest is
+   reported pending with the time the quota resets (or, with `wait_for_quota`, waited for).
+3. `track`: one tracker refreshes every job in flight with one `GET /Jobs` listing call per
+   tick, the tick stretched to what the hourly bucket affords; postbacks wake it early.
+4. `recover`: FAILED/CANCELLED jobs are replayed through the replay guard; a replay not allowed
+   yet leaves the chunk `deferred`; a job the server forgot is submitted again.
+5. `download`: results stream to `<out>/<report>/<start>_<end>.<ext>`, recorded in the ledger.
+6. `results`: a manifest of every chunk's outcome; with `merge`, one file per export.
+
+`state` holds what these parts share. Every task lives in one task group; one chunk's failure
+never stops the others. A failure of the whole account does: credentials refused (401/403), the
+host unreachable, TLS, or every call failing for longer than `RetryPolicy.outage_limit` stop the
+run at once with `AccountUnavailable` (no further chunk is tried or charged; the manifest is
+written). Cancellation leaves the ledger consistent (each write is one transaction) and the
+folder too (files are published whole; the manifest is written on the way out), and the next run
+resumes. Nothing waits in silence: every wait is announced as a `wait` event saying what and
+until when.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Unpack
+
+import anyio
+
+from ..api import ReportExportClient
+from ..core.models import JobStatus
+from ..ledger import Ledger
+from ..postbacks import PostbackReceiver
+from .download import Downloading
+from .model import (
+    FINAL_CHUNK_STATUSES,
+    BackfillChanges,
+    BackfillOptions,
+    BackfillResult,
+    ChunkRun,
+    ChunkStatus,
+    ExportSpec,
+    ProgressEvent,
+)
+from .plan import check_catalog, describe, log, make_plan, unproven_reports
+from .recover import Recovery
+from .results import merge_done, write_manifest
+from .state import RunState
+from .submit import Submitting
+from .track import Tracking
+
+__all__ = [
+    "FINAL_CHUNK_STATUSES",
+    "BackfillChanges",
+    "BackfillOptions",
+    "BackfillResult",
+    "ChunkRun",
+    "ChunkStatus",
+    "ExportSpec",
+    "ProgressEvent",
+    "backfill",
+]
+
+
+def as_specs(exports: str | ExportSpec | Sequence[str | ExportSpec]) -> list[ExportSpec]:
+    """A report id, a spec, or a list of either, as specs."""
+    if isinstance(exports, str | ExportSpec):
+        exports = [exports]
+    return [ExportSpec(e) if isinstance(e, str) else e for e in exports]
+
+
+async def backfill(
+    client: ReportExportClient,
+    ledger: Ledger,
+    exports: str | ExportSpec | Sequence[str | ExportSpec],
+    start: date,
+    end: date,
+    *,
+    out_dir: str | Path,
+    options: BackfillOptions | None = None,
+    on_event: Callable[[ProgressEvent], None] | None = None,
+    postbacks: PostbackReceiver | None = None,
+    **changes: Unpack[BackfillChanges],
+) -> BackfillResult:
+    """Pull `exports` over `[start, end]` into `out_dir`, as `options` (and keyword `changes`
+    to them) say. See the module docstring; `Client.backfill` is the same with the client's own
+    ledger.
+
+    A report the server has never accepted (no job of it in the ledger) is probed first: one
+    chunk is submitted alone, and the report's other chunks follow only once it is accepted, so
+    an unknown report id costs one call, never one per chunk. With `check_reports`, such report
+    ids are also looked up in the account's catalog (one `GET /Reports`) and refused with a
+    `ConfigurationError` before any ReportExport call.
+
+    `chunk="auto"` picks each export's span from the rows per day its completed jobs showed,
+    and records the chunks it chose in the ledger (per account and export) before the first
+    submit; a dry run shows the same plan and records nothing. A later run keeps every recorded
+    chunk that lies wholly inside its range and chunks only the days left uncovered afresh. A
+    recorded chunk only partly inside the range is not used: its days inside it are chunked
+    afresh.
+
+    Chunks the quota cannot serve today end `pending`; chunks whose replay the guide does not
+    allow yet end `deferred`. An account-wide failure raises `AccountUnavailable` once the
+    manifest is written; its `result` is this run's outcome."""
+    api = client  # the raw calls: the product `Client` passes its `api` here
+    options = (options or BackfillOptions()).but(**changes)
+    out = Path(out_dir)
+    planned = await make_plan(api, ledger, as_specs(exports), start, end, out, options)
+    plan = planned.plan
+    state = RunState(api, ledger, plan, out, options, on_event)
+    for key, run in state.runs.items():
+        entry = planned.entries.get(key)
+        if run.status == "done" and entry is not None:  # done before: the ledger's record
+            run.records, run.size, run.sha256 = entry.records, entry.file_size, entry.file_sha256
+    for spec in planned.duplicates:
+        message = f"{describe(spec)} is given more than once: pulled once"
+        log.info("%s", message)
+        state.emit(ProgressEvent("duplicate", report_id=spec.report_id, message=message))
+    state.emit(ProgressEvent("plan", message=f"{plan.cost}", plan=plan))
+    if state.callback_error is not None:
+        raise state.callback_error
+    if options.dry_run:
+        return BackfillResult(plan, tuple(state.runs.values()), None, True, None, state.calls())
+    unproven = await unproven_reports(ledger, plan)
+    if options.check_reports:
+        await check_catalog(api, unproven)
+    submitting = Submitting(state, set(unproven))
+    recovery = Recovery(state, submitting)
+    tracking = Tracking(state, recovery)
+    downloading = Downloading(state, recovery)
+    merged: tuple[Path, ...] = ()
+    if postbacks is not None:
+        state.postbacks_on = True
+        postbacks.on_postback = tracking.on_postback
+    try:
+        await _run(state, submitting, tracking, downloading)
+        if options.merge:
+            merged = await merge_done(state)
+    finally:
+        if postbacks is not None:
+            postbacks.on_postback = None
+        with anyio.CancelScope(shield=True):
+            manifest = await anyio.to_thread.run_sync(write_manifest, state)
+    runs = state.runs.values()
+    resets = [run.resets_at for run in runs if run.status == "pending" and run.resets_at]
+    later = [run.resets_at for run in runs if run.status == "deferred" and run.resets_at]
+    result = BackfillResult(
+        plan,
+        tuple(runs),
+        manifest,
+        False,
+        min(resets, default=None),
+        state.calls(),
+        merged,
+        tuple(state.postback_latency),
+        deferred_until=min(later, default=None),
+        stopped=state.stopped,
+    )
+    if state.callback_error is not None:
+        raise state.callback_error
+    if state.stopped is not None:
+        state.stopped.result = result
+        raise state.stopped
+    return result
+
+
+async def _run(
+    state: RunState, submitting: Submitting, tracking: Tracking, downloading: Downloading
+) -> None:
+    """Re-attach to the known jobs, then submit, track and download in one task group."""
+    new = [state.runs[p.fingerprint] for p in state.plan.by_state("new")]
+    for planned in state.plan.by_state("attach"):
+        run = state.runs[planned.fingerprint]
+        entry = await state.ledger.get(planned.fingerprint)
+        run.submitted_at = None if entry is None else (entry.submitted_at or entry.created_at)
+        if entry is not None and entry.status is JobStatus.COMPLETED:
+            await state.queue_download(run)  # known complete: the file is what is missing
+        else:
+            state.track(run, "running")
+    limiter = state.api.limiter
+    limiter.add_listener(state.on_limiter_wait)
+    try:
+        async with anyio.create_task_group() as group:
+            state.scope = group.cancel_scope
+            group.start_soon(submitting.all, new)
+            group.start_soon(tracking.run)
+            for _ in range(state.options.download_concurrency):
+                group.start_soon(downloading.run)
+    finally:
+        limiter.remove_listener(state.on_limiter_wait)

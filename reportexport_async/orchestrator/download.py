@@ -1,0 +1,98 @@
+"""Downloading: a few downloaders take completed chunks from the tracker's queue and stream each
+result to `<out>/<report>/<start>_<end>.<ext>` (names from the plan, never from the server); the
+ledger records path, size and sha256 in the same cancellation shield as the file's rename."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+
+from ..core.responses import worth_another_round
+from ..errors import (
+    HTTPStatusError,
+    JobFailed,
+    JobNotReady,
+    NotFound,
+    OutputError,
+    ReportExportError,
+)
+from ..exports import download_recorder
+from .model import ROUNDS, ChunkRun
+from .recover import Recovery
+from .state import RunState
+
+__all__ = ["Downloading"]
+
+
+class Downloading:
+    def __init__(self, state: RunState, recovery: Recovery) -> None:
+        self.state = state
+        self.recovery = recovery
+
+    async def run(self) -> None:
+        state = self.state
+        async with state.receive.clone() as receive:
+            async for run in receive:
+                try:
+                    await self.download(run)
+                finally:
+                    state.downloads_waiting -= 1
+                    state.poke()
+
+    async def download(self, run: ChunkRun) -> None:
+        state = self.state
+        assert run.job_id is not None
+        dest = state.out / run.planned.path
+        if state.disk_full is not None:  # no call spent on a download that cannot be written
+            state.set_status(run, "failed", f"not downloaded: {state.disk_full}")
+            return
+        probe, run.probe = run.probe, None
+        if probe is not None:
+            state.postback_latency.append(time.monotonic() - probe.arrived)
+        while True:
+            failure: ReportExportError
+            try:
+                try:
+                    await anyio.to_thread.run_sync(
+                        lambda: dest.parent.mkdir(parents=True, exist_ok=True)
+                    )
+                except OSError as exc:
+                    raise OutputError(dest.parent, exc) from exc
+                result = await state.api.download(
+                    run.job_id,
+                    dest,
+                    wait=probe is None,
+                    on_saved=download_recorder(state.ledger, run.planned.fingerprint),
+                )
+                break
+            except JobNotReady:
+                # An early or forged postback: one call spent, nothing recorded; keep tracking.
+                state.in_flight[run.job_id] = run
+                state.set_status(run, "running")
+                return
+            except JobFailed as failed:
+                await self.recovery.after_failure(run, failed.job)
+                return
+            except HTTPStatusError as error:
+                if isinstance(error, NotFound) or error.status == 410:
+                    await self.recovery.result_gone(run, run.job_id)
+                    return
+                failure = error
+            except ReportExportError as error:
+                failure = error
+            if state.account_wide(failure):
+                return
+            if isinstance(failure, OutputError) and failure.disk_full:
+                state.disk_full = failure
+            elif worth_another_round(failure) and run.download_rounds < ROUNDS:
+                if not await state.another_round(run, "download", failure, run.download_rounds):
+                    return
+                run.download_rounds += 1
+                if state.disk_full is None:
+                    continue
+            state.set_status(run, "failed", f"download failed: {failure}")
+            return
+        run.size = result.size
+        run.sha256 = result.sha256
+        state.set_status(run, "done")

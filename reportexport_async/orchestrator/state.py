@@ -1,0 +1,238 @@
+"""What the parts of a running backfill share: every chunk's run, the jobs in flight, the queue to
+the downloaders, the events to the caller, and the one decision that ends the run early (an
+account-wide failure)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import anyio
+
+from ..api import ReportExportClient
+from ..core.fingerprint import Fingerprint
+from ..core.models import Job
+from ..core.planning import Plan
+from ..core.responses import account_problem
+from ..errors import AccountUnavailable, OutputError, ReportExportError
+from ..ledger import Ledger
+from ..postbacks import Postback
+from ..ratelimit import LimiterWait
+from .model import (
+    NOTICE_EVERY,
+    ROUND_PAUSE,
+    ROUNDS,
+    BackfillOptions,
+    ChunkRun,
+    ChunkStatus,
+    ProgressEvent,
+    when,
+)
+
+__all__ = ["RunState"]
+
+log = logging.getLogger("reportexport_async.orchestrator")
+
+
+class RunState:
+    """The shared state of one backfill run and the small actions on it."""
+
+    def __init__(
+        self,
+        api: ReportExportClient,
+        ledger: Ledger,
+        plan: Plan,
+        out: Path,
+        options: BackfillOptions,
+        on_event: Callable[[ProgressEvent], None] | None,
+    ) -> None:
+        self.api = api
+        self.ledger = ledger
+        self.plan = plan
+        self.out = out
+        self.options = options
+        self.on_event = on_event
+        #: The client's counts when this backfill began: its own calls are the difference (a
+        #: client may have made others before, or run several backfills).
+        self.calls_before = Counter(api.usage.calls)
+        self.runs: dict[str, ChunkRun] = {}
+        for planned in plan.chunks:
+            run = ChunkRun(planned, job_id=planned.job_id)
+            if planned.state == "done":
+                run.status = "done"
+            self.runs[planned.fingerprint] = run
+        self.in_flight: dict[str, ChunkRun] = {}
+        #: Chunks waiting for the time their replay is allowed (`wait_for_replays`).
+        self.parked: list[tuple[datetime, ChunkRun, Job]] = []
+        self.changed = anyio.Event()  # a job arrived, a download ended, submitting ended
+        self.nudge = anyio.Event()  # a postback: cut the tracker's current pause short
+        self.submitting = True
+        self.downloads_waiting = 0
+        self.quota_left: int | None = plan.cost.quota_left_today
+        self.send, self.receive = anyio.create_memory_object_stream[ChunkRun](math.inf)
+        #: Postback wake-ups: job id -> the postback, until the tracker looks.
+        self.postbacks_on = False
+        self.nudged: dict[str, Postback] = {}
+        self.early: dict[str, Postback] = {}  # for jobs not tracked yet (bounded)
+        self.postback_latency: list[float] = []  # arrival to download start, real seconds
+        #: set when the disk is full: no more submits or downloads in this run.
+        self.disk_full: OutputError | None = None
+        #: set when an account-wide failure stops the run.
+        self.stopped: AccountUnavailable | None = None
+        #: set when the caller's progress callback raised: the run stops, the error goes back.
+        self.callback_error: Exception | None = None
+        self.scope: anyio.CancelScope | None = None
+        #: When a chunk last changed, and when a wait was last announced (client clock).
+        self.last_change = api.clock.now()
+        self.last_notice: dict[str, datetime] = {}
+
+    # -- events --------------------------------------------------------------------------------
+
+    def calls(self) -> dict[str, int]:
+        """The API calls this backfill made, by endpoint."""
+        now = self.api.usage.calls
+        return {
+            name: n - self.calls_before[name]
+            for name, n in now.items()
+            if n > self.calls_before[name]
+        }
+
+    def emit(self, event: ProgressEvent) -> None:
+        """Give `event` to the caller's callback. A callback that raises stops the run once
+        (cleanly: the manifest is written), and its exception reaches the caller as itself."""
+        if self.on_event is None or self.callback_error is not None:
+            return
+        try:
+            self.on_event(event)
+        except Exception as error:  # the caller's code: stop, and hand it back unchanged
+            self.callback_error = error
+            log.error("the progress callback raised %r: the run stops", error)
+            if self.scope is not None:
+                self.scope.cancel()
+
+    def notice(self, what: str, message: str, until: datetime | None, *, every: float) -> None:
+        """A `wait` event, at most once every `every` seconds (client clock) for the same
+        `what`."""
+        now = self.api.clock.now()
+        last = self.last_notice.get(what)
+        if last is not None and (now - last).total_seconds() < every:
+            return
+        self.last_notice[what] = now
+        log.info("%s", message)
+        self.emit(ProgressEvent("wait", message=message, until=until))
+
+    def on_limiter_wait(self, wait: LimiterWait) -> None:
+        """The limiter is about to wait for the hourly bucket: say so."""
+        self.notice(
+            f"limiter {wait.until.isoformat()}",
+            f"waiting for {wait.what} until {when(wait.until)}",
+            wait.until,
+            every=NOTICE_EVERY,
+        )
+
+    def set_status(self, run: ChunkRun, status: ChunkStatus, message: str | None = None) -> None:
+        if run.status == status and message is None:
+            return
+        run.status = status
+        self.last_change = self.api.clock.now()
+        if message is not None:
+            final = ("failed", "stuck", "pending", "deferred")
+            run.error = message if status in final else run.error
+        self.emit(
+            ProgressEvent(
+                "chunk",
+                status=status,
+                report_id=run.planned.report_id,
+                chunk=str(run.planned.chunk),
+                job_id=run.job_id,
+                bytes=run.size or 0,
+                calls=self.calls(),
+                quota_left=self.quota_left,
+                message=message,
+            )
+        )
+
+    # -- moving chunks along -------------------------------------------------------------------
+
+    def poke(self) -> None:
+        self.changed.set()
+
+    def track(self, run: ChunkRun, status: ChunkStatus) -> None:
+        """The chunk has a job in flight: the tracker follows it from now on."""
+        assert run.job_id is not None
+        self.in_flight[run.job_id] = run
+        self.set_status(run, status)
+        early = self.early.pop(run.job_id, None)
+        if early is not None:
+            self.nudged[run.job_id] = early
+            self.nudge.set()
+        self.poke()
+
+    async def queue_download(self, run: ChunkRun) -> None:
+        self.downloads_waiting += 1
+        self.set_status(run, "downloading")
+        await self.send.send(run)
+
+    def finished(self) -> bool:
+        return (
+            not self.submitting
+            and not self.in_flight
+            and not self.parked
+            and self.downloads_waiting == 0
+        )
+
+    # -- failures ------------------------------------------------------------------------------
+
+    def account_wide(self, error: ReportExportError, pause: float = 0.0) -> bool:
+        """Stop the run when `error` concerns the whole account, or when every call has failed
+        for longer than the outage limit (counting `pause` more seconds). True when the run is
+        stopping: the caller returns at once."""
+        if self.stopped is not None:
+            return True
+        problem = account_problem(error)
+        stop: AccountUnavailable | None = None
+        if isinstance(error, AccountUnavailable):
+            stop = error
+        elif problem is not None:
+            stop = AccountUnavailable(problem, error)
+        else:
+            try:
+                self.api.session.check_outage(error, pause)
+            except AccountUnavailable as outage:
+                stop = outage
+        if stop is None:
+            return False
+        self.stopped = stop
+        log.error("run stopped: %s", stop)
+        self.emit(ProgressEvent("stopped", message=str(stop), calls=self.calls()))
+        if self.scope is not None:
+            self.scope.cancel()
+        return True
+
+    async def another_round(
+        self, run: ChunkRun, what: str, error: ReportExportError, rounds: int
+    ) -> bool:
+        """Pause before a chunk's next round of `what` (its retries ran out on an outage).
+        False when the outage has lasted too long: the run is stopping."""
+        pause = ROUND_PAUSE * rounds
+        if self.account_wide(error, pause):
+            return False
+        log.info("%s of %s failed (%s); round %d of %d in %.0fs", what, run.label, error,
+                 rounds + 1, ROUNDS, pause)  # fmt: skip
+        self.emit(
+            ProgressEvent(
+                "retry", report_id=run.planned.report_id, chunk=str(run.planned.chunk),
+                job_id=run.job_id, message=f"{what} failed ({error}); trying again in {pause:.0f}s",
+            )
+        )  # fmt: skip
+        await self.api.clock.sleep(pause)
+        return True
+
+
+def print_of(run: ChunkRun) -> Fingerprint:
+    """The chunk's fingerprint, as the ledger knows it."""
+    return Fingerprint(run.planned.fingerprint, run.planned.canonical)
