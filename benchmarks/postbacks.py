@@ -1,4 +1,4 @@
-"""Postbacks against polling (issue 6): the same 100-job backfill, once with the sandbox
+"""Postbacks against polling: the same 100-job backfill, once with the sandbox
 delivering job-completion postbacks to a `PostbackReceiver` (polling only as a 10-minute safety
 net), once with polling only; both in scaled time (sandbox and client clocks run together).
 
@@ -37,7 +37,7 @@ async def one_run(jobs: int, scale: float, postbacks: bool, folder: Path) -> dic
         receiver,
         Sandbox(
             time_scale=scale,
-            job_duration=(30, 1200),  # 30 s to 20 min, as issue 9's scenario
+            job_duration=(30, 1200),  # 30 s to 20 min, as in the strategies benchmark
             rows_per_day=20,
             postback_url=receiver.url if postbacks else None,
         ) as sandbox,
@@ -150,7 +150,7 @@ async def main_async(args: argparse.Namespace) -> None:
         "every 10 sandbox seconds (one listing call for all jobs in flight), so its extra calls "
         "grow with the time jobs take, not with their number."
     )
-    update_results(Path(args.results), "## Postbacks against polling (issue 6)", "\n".join(lines))
+    update_results(Path(args.results), "## Postbacks against polling", "\n".join(lines))
     print(f"updated {args.results}")
 
 
