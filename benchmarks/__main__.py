@@ -1,4 +1,4 @@
-"""`python -m benchmarks`: every benchmark in one command (issue 9), each beside its baseline in
+"""`python -m benchmarks`: every benchmark in one command, each beside its baseline in
 the same run, then a summary of the machine, the commands and every target.
 
     .venv/bin/python -m benchmarks                      # the full set (takes a long while)
@@ -7,7 +7,7 @@ the same run, then a summary of the machine, the commands and every target.
 
 Each benchmark runs as its own process (`python -m benchmarks.<module>`), so that its memory and
 CPU figures are not disturbed by the others; each rewrites its own `## ...` section of
-`RESULTS.md`. This command then adds `## One command: python -m benchmarks (issue 9)` at the top
+`RESULTS.md`. This command then adds `## One command: python -m benchmarks` at the top
 and writes `RESULTS.json` beside it: per benchmark its command, time, exit status and table (each
 figure with the library's value, the baselines', the ratio, the target and whether it was met).
 `--quick` writes to a temporary folder unless `--results` says where, so a smoke run never
@@ -35,7 +35,7 @@ import aiohttp
 
 from .results import RESULTS_FILE, update_results
 
-SECTION_TITLE = "## One command: python -m benchmarks (issue 9)"
+SECTION_TITLE = "## One command: python -m benchmarks"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -52,35 +52,35 @@ BENCHMARKS = (
     Benchmark(
         "throughput",
         "benchmarks.sandbox_throughput",
-        "## Sandbox throughput (issue 2)",
+        "## Sandbox throughput",
         "the sandbox serving 1 GB and answering status polls, beside bare aiohttp servers",
         ("--size-mb", "50", "--seconds", "1", "--repeats", "1"),
     ),
     Benchmark(
         "download",
         "benchmarks.client_download",
-        "## Client download (issue 3)",
+        "## Client download",
         "the client downloading 1 GB beside a bare aiohttp loop (speed, peak memory, CPU)",
         ("--size-mb", "50", "--repeats", "1"),
     ),
     Benchmark(
         "postbacks",
         "benchmarks.postbacks",
-        "## Postbacks against polling (issue 6)",
+        "## Postbacks against polling",
         "the 100-job backfill with postbacks and with polling only",
         ("--jobs", "20", "--repeats", "1"),
     ),
     Benchmark(
         "backfill_10k",
         "benchmarks.backfill_10k",
-        "## Backfill of 10,000 chunks (issue 5)",
+        "## Backfill of 10,000 chunks",
         "10,000 instant chunks, limits off, beside a minimal aiohttp script",
         ("--chunks", "300", "--repeats", "1"),
     ),
     Benchmark(
         "strategies",
         "benchmarks.strategies",
-        "## Strategies: the library against the alternatives (issue 9)",
+        "## Strategies: the library against the alternatives",
         "the 90-day, 3-report backfill and its second run, beside the naive, per_day and "
         "resubmit baselines",
         ("--days", "14", "--rounds", "1", "--scale", "600"),

@@ -1,4 +1,4 @@
-"""Backfill of 10,000 chunks (issue 5): `backfill()` beside a minimal hand-written aiohttp script
+"""Backfill of 10,000 chunks: `backfill()` beside a minimal hand-written aiohttp script
 doing the same submit, status and download calls, in one run against one sandbox.
 
     .venv/bin/python -m benchmarks.backfill_10k                         # 10,000 chunks, 2 rounds
@@ -23,8 +23,8 @@ imports excluded) is its own:
 
 The sandbox is reset (`POST /_sandbox/reset`) before each run; its counts (`GET /_sandbox/stats`)
 after each run are that method's calls. The order of the methods alternates from round to round;
-figures are medians. Target (issue 5): library wall time at most 1.25 x the baseline's. The
-figures go into `## Backfill of 10,000 chunks (issue 5)` of `benchmarks/RESULTS.md`.
+figures are medians. Target: library wall time at most 1.25 x the baseline's. The
+figures go into `## Backfill of 10,000 chunks` of `benchmarks/RESULTS.md`.
 
 `--profile FILE` runs one extra, unmeasured library child under cProfile (event-loop thread only)
 and prints the top functions by cumulative and by own time.
@@ -56,7 +56,7 @@ import aiohttp
 from .results import RESULTS_FILE, command_line, fmt, median, publish, ratio, section_head
 from .sandbox_throughput import instant_sandbox_argv, start_server
 
-SECTION_TITLE = "## Backfill of 10,000 chunks (issue 5)"
+SECTION_TITLE = "## Backfill of 10,000 chunks"
 RATIO_TARGET = 1.25  # library wall time / baseline wall time
 PERSONA = "Mediapartners"
 REPORT = "mp_action_listing_fast"

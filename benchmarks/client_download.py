@@ -1,4 +1,4 @@
-"""Client download (issue 3): `ReportExportClient.download()` of a ~1 GB result beside a bare
+"""Client download: `ReportExportClient.download()` of a ~1 GB result beside a bare
 aiohttp loop that reads the same URL to disk, in one run against one sandbox and one job.
 
     .venv/bin/python -m benchmarks.client_download                  # ~1 GB, 3 rounds
@@ -18,14 +18,14 @@ fresh process of its own (`--child METHOD`) so that its peak memory is its own:
   target: it shows how much of the gap the hashing alone accounts for.
 
 The library hashes (sha256), checks the length, fsyncs and renames; the baselines only write
-(and the last one hashes). The targets compare with the bare loops, as the issue says.
+(and the last one hashes). The targets compare with the bare loops.
 Each child reads its idle RSS (`VmRSS`) after imports and after opening its client or session,
 resets the peak (`/proc/self/clear_refs`), downloads, and reports the peak (`VmHWM`); growth =
 peak - idle. Every file is checked against the sha256 of the sandbox's own result file and
 deleted before the next run. After one unmeasured warm-up download, methods are rotated from
 round to round; figures are medians.
-Targets (issue 3): growth below 64 MB, throughput at least 90 % of the bare loop. MB means 10**6
-bytes. The figures go into `## Client download (issue 3)` of `benchmarks/RESULTS.md`.
+Targets: growth below 64 MB, throughput at least 90 % of the bare loop. MB means 10**6
+bytes. The figures go into `## Client download` of `benchmarks/RESULTS.md`.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from .procstats import cpu_seconds, proc_status_kib, process_cpu_seconds, reset_
 from .results import RESULTS_FILE, fmt, median, ratio, section_head, update_results
 from .sandbox_throughput import Server, instant_sandbox_argv, start_server
 
-SECTION_TITLE = "## Client download (issue 3)"
+SECTION_TITLE = "## Client download"
 MEMORY_TARGET_MB = 64.0
 THROUGHPUT_TARGET = 0.90  # library / baseline
 CHUNK = 1 << 20

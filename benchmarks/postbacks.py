@@ -35,7 +35,7 @@ async def one_run(jobs: int, scale: float, postbacks: bool, folder: Path) -> dic
         receiver,
         Sandbox(
             time_scale=scale,
-            job_duration=(30, 1200),  # 30 s to 20 min, as issue 9's scenario
+            job_duration=(30, 1200),  # 30 s to 20 min, as in the strategies benchmark
             rows_per_day=20,
             postback_url=receiver.url if postbacks else None,
         ) as sandbox,
@@ -133,7 +133,7 @@ async def main_async(args: argparse.Namespace) -> None:
         "every 10 sandbox seconds (one listing call for all jobs in flight), so its extra calls "
         "grow with the time jobs take, not with their number."
     )
-    update_results(Path(args.results), "## Postbacks against polling (issue 6)", "\n".join(lines))
+    update_results(Path(args.results), "## Postbacks against polling", "\n".join(lines))
     print(f"updated {args.results}")
 
 

@@ -1,4 +1,4 @@
-"""Sandbox throughput (issue 2): how fast the sandbox serves a big result and answers job-status
+"""Sandbox throughput: how fast the sandbox serves a big result and answers job-status
 polls, each beside a bare aiohttp baseline measured in the same run.
 
     .venv/bin/python -m benchmarks.sandbox_throughput                  # ~1 GB, 5 s load runs
@@ -15,7 +15,7 @@ polls, each beside a bare aiohttp baseline measured in the same run.
 
 With two or more CPUs every server process is pinned to CPU 0 and the clients to CPU 1, so "one
 core" means what it says; the servers' CPU use during the load runs is reported from /proc.
-MB means 10**6 bytes. The figures go into the section `## Sandbox throughput (issue 2)` of
+MB means 10**6 bytes. The figures go into the section `## Sandbox throughput` of
 `benchmarks/RESULTS.md` (other sections are kept).
 """
 
@@ -44,7 +44,7 @@ from aiohttp import web
 from .procstats import process_cpu_seconds
 from .results import RESULTS_FILE, command_line, fmt, median, publish, section_head
 
-SECTION_TITLE = "## Sandbox throughput (issue 2)"
+SECTION_TITLE = "## Sandbox throughput"
 DOWNLOAD_TARGET_MBPS = 300.0
 STATUS_TARGET_RPS = 2000.0
 CHUNK = 1 << 20

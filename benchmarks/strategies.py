@@ -1,4 +1,4 @@
-"""The library against the strategies users would otherwise pick (issue 9), in one run against
+"""The library against the strategies users would otherwise pick, in one run against
 one sandbox: a 90-day backfill of 3 reports with jobs of 30 s to 20 min, then the same run again.
 
     .venv/bin/python -m benchmarks.strategies                        # 90 days x 3 reports, 3 rounds
@@ -19,7 +19,7 @@ the same ledger and folder; no reset, so the sandbox still knows the jobs). Serv
 (`GET /_sandbox/stats`) before and after each run are its calls. The order of the methods rotates
 from round to round; figures are medians; ratios are library (polling) / baseline. Targets: at
 most 2.05 calls a chunk with postbacks, 3 without, 0 calls on the second run, no 429. The figures
-go into `## Strategies: the library against the alternatives (issue 9)` of RESULTS.md, and, with
+go into `## Strategies: the library against the alternatives` of RESULTS.md, and, with
 `--json FILE`, every run into FILE.
 """
 
@@ -51,7 +51,7 @@ from .procstats import cpu_seconds, peak_rss_kib, proc_status_kib
 from .results import API, RESULTS_FILE, command_line, fmt, median, publish
 from .sandbox_throughput import start_server
 
-SECTION_TITLE = "## Strategies: the library against the alternatives (issue 9)"
+SECTION_TITLE = "## Strategies: the library against the alternatives"
 PERSONA = "Mediapartners"
 REPORTS = ("mp_action_listing_fast", "mp_performance_by_day", "mp_clicks_by_day")
 SANDBOX_START = "2026-06-15T12:00:00Z"

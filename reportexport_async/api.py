@@ -7,7 +7,7 @@
         if job.status is JobStatus.COMPLETED:
             result = await client.download(ticket.job_id, Path("actions.csv"))
 
-The client spends calls the way the guide says (DESIGN "The rules we follow"): `wait` polls on its
+The client spends calls the way the guide says (docs/guide.md, rules 2-4): `wait` polls on its
 own schedule (a few seconds growing to a minute, with jitter) and treats `ERROR` as not final,
 because the service re-runs such jobs; `download` streams to disk; `replay` takes the job id from
 the answer, since the sources disagree whether a replay keeps it. Planning many jobs, the ledger
@@ -53,7 +53,7 @@ from .session import Session, UsageSnapshot
 __all__ = ["ReportExportClient"]
 
 #: Page size asked of `GET /Jobs`. The agency answers a bare array, so a page shorter than this is
-#: how the client knows it has reached the end (API-FACTS §2 "Pagination").
+#: how the client knows it has reached the end (docs/api-facts.md §2 "Pagination").
 DEFAULT_PAGE_SIZE = 1000
 
 
@@ -122,8 +122,8 @@ class ReportExportClient:
     async def export(self, request: ExportRequest | ClickExportRequest) -> ExportTicket:
         """Queue a ReportExport (or ClickExport) job: one call, one unit of the daily quota.
 
-        Identical parameters return the existing job id and still spend the quota (DESIGN
-        rule 1): the ledger above this layer is what avoids repeating them.
+        Identical parameters return the existing job id and still spend the quota (the guide's
+        rule 1, docs/guide.md): the ledger above this layer is what avoids repeating them.
         """
         if isinstance(request, ClickExportRequest):
             spec = build_click_export(*self._sid(), request)
@@ -192,7 +192,7 @@ class ReportExportClient:
     ) -> Job:
         """Poll until the job is COMPLETED, FAILED or CANCELLED and return it (also a failed one:
         the caller decides). `ERROR` is not final: the service re-runs it every 15 minutes, up
-        to 5 tries (API-FACTS §2). `deadline` is in seconds of the client's clock; past it,
+        to 5 tries (docs/api-facts.md §2). `deadline` is in seconds of the client's clock; past it,
         `WaitTimeout` carries the last state and the job goes on."""
         schedule = poll or self.config.poll
         started = self.clock.now()
@@ -243,7 +243,7 @@ class ReportExportClient:
     # -- catalog --------------------------------------------------------------------------------
 
     async def reports(self) -> tuple[Report, ...]:
-        """The account's report catalog (`GET /Reports`), either shape (API-FACTS §1d)."""
+        """The account's report catalog (`GET /Reports`), either shape (docs/api-facts.md §1d)."""
         path = f"{account_root(*self._sid())}/Reports"
         return await self.session.call(
             RequestSpec("GET", path, (), Endpoint.REPORTS), interpret_catalog

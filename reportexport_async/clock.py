@@ -1,4 +1,4 @@
-"""Time for the client side, injected everywhere it is needed (DESIGN way 6).
+"""Time for the client side, injected everywhere it is needed (way 6 of docs/guide.md).
 
 - `SystemClock`: the wall clock and real sleeps.
 - `ScaledClock`: time that runs `scale` times faster than real time, for runs against a sandbox in

@@ -1,8 +1,8 @@
 """Client configuration: credentials, account type, base URL and the policies.
 
-Strict input (DESIGN.md, way of writing 8): a frozen pydantic model that rejects unknown
-settings and fails at construction with a :class:`ConfigurationError` that names the setting
-(issue 3: "empty SID, unknown account type, a base URL without a scheme").
+Strict input (way 8 of docs/guide.md): a frozen pydantic model that rejects unknown settings
+and fails at construction with a :class:`ConfigurationError` that names the setting (an empty
+SID, an unknown account type, a base URL without a scheme, ...).
 
 The auth token is a ``SecretStr``: it never appears in a repr, a str, or an error message.
 Pydantic's own ``ValidationError`` text quotes the input values, so it is never shown or
@@ -36,7 +36,7 @@ from .errors import ConfigurationError
 
 __all__ = ["DEFAULT_BASE_URL", "ENV_VARS", "ClientConfig"]
 
-#: API-FACTS §0: every path hangs off this host.
+#: docs/api-facts.md §0: every path hangs off this host.
 DEFAULT_BASE_URL = "https://api.impact.com"
 
 #: Setting -> environment variable read by :meth:`ClientConfig.from_env`.
@@ -180,7 +180,7 @@ class ClientConfig(BaseModel):
         if not isinstance(value, str) or not value.strip():
             raise ValueError("must not be empty")
         text = value.strip()
-        # The SID is a path segment (API-FACTS §0) and the Basic-auth user name (§6).
+        # The SID is a path segment (docs/api-facts.md §0) and the Basic-auth user name (§6).
         if any(ch.isspace() or ord(ch) < 32 for ch in text) or "/" in text or ":" in text:
             raise ValueError("must not contain whitespace, '/' or ':'")
         return text
@@ -229,7 +229,8 @@ class ClientConfig(BaseModel):
         if parts.query or parts.fragment:
             raise ValueError("must not contain a query string or fragment")
         if parts.path not in ("", "/"):
-            # The API returns root-relative URIs (API-FACTS §0); a path prefix would be lost.
+            # The API returns root-relative URIs (docs/api-facts.md §0): a path prefix would be
+            # lost.
             raise ValueError("must be an origin without a path, e.g. https://api.impact.com")
         return f"{scheme}://{parts.netloc}"
 
@@ -248,7 +249,7 @@ class ClientConfig(BaseModel):
 
     @property
     def account_root(self) -> str:
-        """``/{AccountType}/{AccountSID}`` (API-FACTS §0), unquoted."""
+        """``/{AccountType}/{AccountSID}`` (docs/api-facts.md §0), unquoted."""
         return self.persona.root(self.account_sid)
 
     @classmethod

@@ -1,8 +1,8 @@
 """Streaming a job's result to disk, durably, without holding it in memory.
 
 `GET /Jobs/{Id}/Download` answers 202 with the Job while it is not complete, 302 to a short-lived
-signed URL on another origin, or 200 with the bytes under `Mode=Stream` (API-FACTS §2). This
-module:
+signed URL on another origin, or 200 with the bytes under `Mode=Stream` (docs/api-facts.md
+§2). This module:
 
 - waits on 202 with the poll schedule, and stops with `JobFailed` when the Job says FAILED or
   CANCELLED;
@@ -12,8 +12,8 @@ module:
   the pieces as the network gave them (network reads, disk writes and hashing overlap; at most
   about `(_IN_FLIGHT + 1) x _BATCH` bytes in memory);
 - checks the byte count against `Content-Length` (a truncated body is downloaded again), then
-  fsyncs, renames over `dest` and fsyncs the folder (DESIGN way 9): `dest` is either absent, the
-  previous file, or the whole new one, never half-written.
+  fsyncs, renames over `dest` and fsyncs the folder (way 9 of docs/guide.md): `dest` is either
+  absent, the previous file, or the whole new one, never half-written.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ log = logging.getLogger("reportexport_async.downloads")
 _CHUNK = 1 << 20  # the most bytes asked of the network at a time (it gives up to 256 KiB)
 # Pieces are handed to the threads in batches of at least this many bytes: one thread hop per
 # 4 MiB, not per piece. 1 MiB batches cost more CPU (more hops, more page faults as freed
-# batches are given back to the OS and taken again): benchmarks/RESULTS.md, issue 3.
+# batches are given back to the OS and taken again), as the repository's client-download
+# benchmark measured.
 _BATCH = 4 << 20
 _IN_FLIGHT = 4  # batches waiting for each thread, at most (memory: ~(_IN_FLIGHT + 1) x _BATCH)
 _SMALL = 1 << 20  # results up to this size are read whole and written in one thread hop

@@ -1,7 +1,7 @@
 """The exception tree of reportexport_async: one root, one branch per kind of failure.
 
 Everything the library raises on purpose derives from :class:`ReportExportError`, so an
-application can catch the whole library with one ``except`` (DESIGN.md, "One exception root").
+application can catch the whole library with one ``except`` (way 3 of docs/guide.md).
 aiohttp errors are translated in exactly one place (the session) into :class:`TransportError`,
 always with ``raise ... from exc``.
 
@@ -12,13 +12,13 @@ always with ``raise ... from exc``.
     │   ├── ConnectError               never connected (refused, DNS, TLS): nothing was sent
     │   └── RequestTimeout             connect/read/total timeout (Timeouts policy)
     ├── HTTPStatusError                any non-2xx answer (status, method, path, Message, Errors)
-    │   ├── Unauthorized               401: wrong SID/token, or plain HTTP  (API-FACTS §5, §6)
-    │   ├── Forbidden                  403: scoped token lacks the endpoint  (API-FACTS §5, §6)
-    │   ├── NotFound                   404: no such report/job  (API-FACTS §1b, §2)
-    │   ├── RateLimited                429: carries retry_after seconds  (API-FACTS §5)
+    │   ├── Unauthorized               401: wrong SID/token, or plain HTTP  (§5, §6)
+    │   ├── Forbidden                  403: scoped token lacks the endpoint  (§5, §6)
+    │   ├── NotFound                   404: no such report/job  (§1b, §2)
+    │   ├── RateLimited                429: carries retry_after seconds  (§5)
     │   ├── SignedURLRefused           cloud storage refused a signed download URL (expired)
-    │   └── ServerError                5xx: retried with backoff  (API-FACTS §5)
-    ├── APIError                       HTTP 200 with {"Status": "ERROR"}  (API-FACTS §1c)
+    │   └── ServerError                5xx: retried with backoff  (§5)
+    ├── APIError                       HTTP 200 with {"Status": "ERROR"}  (§1c)
     │   └── MalformedResponse          a 2xx body that is not the documented shape
     ├── JobFailed                      a job ended FAILED or CANCELLED; carries the Job (§2)
     ├── WaitTimeout (TimeoutError)     waiting for a job passed the caller's deadline
@@ -32,9 +32,11 @@ always with ``raise ... from exc``.
     └── AccountUnavailable             an account-wide failure stopped a run: credentials refused,
                                        host unreachable, TLS, every call failing for too long
 
+(§N: a section of docs/api-facts.md, the API facts shipped in the package.)
+
 Secrets: no exception here is ever given the auth token, and every URL that reaches a message
 goes through :func:`redact_url`, which drops userinfo, the query string and the fragment (a
-signed cloud-storage URL carries its signature in the query, API-FACTS §2 "Download").
+signed cloud-storage URL carries its signature in the query, docs/api-facts.md §2 "Download").
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ QuotaName = Literal["ReportExport", "ClickExport", "hourly"]
 def redact_url(url: str) -> str:
     """Return ``url`` without userinfo, query string and fragment, for use in messages.
 
-    Relative references (the API returns relative URIs, API-FACTS §0) keep only their path.
+    Relative references (the API returns relative URIs, docs/api-facts.md §0) keep only their path.
     Anything unparsable collapses to ``"<unparsable URL>"`` rather than leaking.
     """
     try:
@@ -103,7 +105,7 @@ def redact_url(url: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ErrorDetail:
-    """One entry of the API error envelope's ``Errors`` list (API-FACTS §5 "Error body")."""
+    """One entry of the API error envelope's ``Errors`` list (docs/api-facts.md §5 "Error body")."""
 
     field: str | None
     message: str
@@ -211,19 +213,19 @@ class RateLimited(HTTPStatusError):
 
 
 class SignedURLRefused(HTTPStatusError):
-    """The signed download URL (another origin, API-FACTS §2 "Download") was refused, usually
+    """The signed download URL (another origin, docs/api-facts.md §2 Download) was refused, usually
     because it expired: a fresh one is asked for from the Download endpoint."""
 
 
 class ServerError(HTTPStatusError):
-    """5xx: the service failed; the session retries these with backoff (API-FACTS §5)."""
+    """5xx: the service failed; the session retries these with backoff (docs/api-facts.md §5)."""
 
 
 # --- errors reported in a 2xx body ---------------------------------------------------------
 
 
 class APIError(ReportExportError):
-    """A 2xx answer whose JSON body says ``"Status": "ERROR"`` (API-FACTS §1c, §5)."""
+    """A 2xx answer whose JSON body says ``"Status": "ERROR"`` (docs/api-facts.md §1c, §5)."""
 
     def __init__(
         self,
@@ -252,7 +254,7 @@ class MalformedResponse(APIError):
 
 
 class JobFailed(ReportExportError):
-    """A job ended ``FAILED`` or ``CANCELLED`` (API-FACTS §2); ``job`` is its last state."""
+    """A job ended ``FAILED`` or ``CANCELLED`` (docs/api-facts.md §2); ``job`` is its last state."""
 
     def __init__(self, job: Job, message: str | None = None) -> None:
         self.job = job
@@ -265,7 +267,8 @@ class JobFailed(ReportExportError):
 
 class WaitTimeout(ReportExportError, TimeoutError):
     """Waiting for a job passed the caller's deadline; ``job`` is its last known state. The job
-    itself goes on: wait again or re-attach later, never submit it again (DESIGN rule 1)."""
+    itself goes on: wait again or re-attach later, never submit it again (the guide's rule 1,
+    docs/guide.md)."""
 
     def __init__(self, job: Job, waited: float) -> None:
         self.job = job
@@ -285,7 +288,8 @@ class JobNotReady(ReportExportError):
 
 
 class ReplayRefused(ReportExportError):
-    """A replay was refused, by our guard (DESIGN rule 4) or by the server (403, API-FACTS §2).
+    """A replay was refused, by our guard (the guide's rule 4, docs/guide.md) or by the server
+    (403, docs/api-facts.md §2).
 
     ``rule`` names the guard rule that refused (``"server"`` when the API answered 403),
     ``reason`` says why in words.
@@ -308,7 +312,8 @@ class ReplayRefused(ReportExportError):
 
 
 class QuotaExhausted(ReportExportError):
-    """A quota is spent; fail at once instead of sleeping for hours (issue 3, API-FACTS §5)."""
+    """A quota is spent; fail at once instead of sleeping for hours: a daily quota does not come
+    back within minutes (docs/api-facts.md §5)."""
 
     def __init__(
         self,

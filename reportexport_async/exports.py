@@ -5,11 +5,11 @@ calls as the guide allows, with the ledger's memory.
         outcome = await fetch_export(client, ledger, request, Path("out/actions.csv"))
 
 - A completed export whose file is present with the recorded size and sha256 costs no call.
-- A known job is re-attached to, never submitted again (DESIGN rule 1); a missing or damaged file
-  is downloaded again by job id.
+- A known job is re-attached to, never submitted again (the guide's rule 1, docs/guide.md); a
+  missing or damaged file is downloaded again by job id.
 - The intent is recorded before the submit and the job id right after it (write-ahead). A crash
   between the two is covered by the service's own de-duplication: the next run submits the same
-  parameters and gets the same job id back (API-FACTS §1d).
+  parameters and gets the same job id back (docs/api-facts.md §1d).
 - A job that ended FAILED or CANCELLED, a result that has expired (Download 404/410), or a caller
   asking for fresh data leads to a replay, through the replay guard (`core.replay`); a refused
   replay raises `ReplayRefused` naming the rule.
@@ -232,7 +232,7 @@ async def _fetch(
         except HTTPStatusError as exc:
             if not (isinstance(exc, NotFound) or exc.status == 410) or replays >= max_replays:
                 raise
-            # Results may be kept only 90 days (API-FACTS §2): replay that job, never resubmit.
+            # Results may be kept only 90 days (docs/api-facts.md §2): replay, never resubmit.
             job_id = await replay_guarded(
                 client, ledger, key, await _entry(ledger, key), job,
                 fresh=False, force=False, expired=True, policy=policy,
@@ -368,7 +368,7 @@ async def replay_job(
     fresh: bool = False,
     policy: ReplayPolicy | None = None,
 ) -> ReplayOutcome:
-    """Replay one job by id, through the replay guard (DESIGN rule 4).
+    """Replay one job by id, through the replay guard (the guide's rule 4, docs/guide.md).
 
     A job the ledger knows goes through `replay_guarded` (its submit time, today's replays, the
     range; the replay is recorded). A job the ledger does not know is judged on what the API says

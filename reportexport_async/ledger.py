@@ -1,7 +1,7 @@
-"""The job ledger: durable memory of every export, so nothing is submitted twice (DESIGN rule 1),
-an interrupted run re-attaches to its jobs, completed results cost no call, and the daily quota's
-use survives restarts and is shared by processes. It also keeps the chunks `--chunk auto` chose
-for each export, so a rerun plans the same chunks.
+"""The job ledger: durable memory of every export, so nothing is submitted twice (the guide's
+rule 1, docs/guide.md), an interrupted run re-attaches to its jobs, completed results cost no call,
+and the daily quota's use survives restarts and is shared by processes. It also keeps the chunks
+`chunk="auto"` chose for each export, so a rerun plans the same chunks.
 
 One SQLite file (default `.reportexport/ledger.sqlite` in the working folder), stdlib `sqlite3`
 behind anyio worker threads: WAL journal, a busy timeout, a schema version (`PRAGMA user_version`)
@@ -96,7 +96,7 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE quota_use;
     ALTER TABLE quota_use_v2 RENAME TO quota_use
     """,
-    # 3: the chunks `--chunk auto` chose, per account and export (report, filters, format), so
+    # 3: the chunks `chunk="auto"` chose, per account and export (report, filters, format), so
     # a later run over the same days reuses them instead of exporting the days again.
     """
     CREATE TABLE auto_chunks (
@@ -120,7 +120,7 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 #: A claim on a submit older than this is a crashed process's: another may take it over (the
-#: service's own de-duplication then returns the same job, API-FACTS §1d).
+#: service's own de-duplication then returns the same job, docs/api-facts.md §1d).
 CLAIM_TIMEOUT = timedelta(seconds=120)
 
 
@@ -680,7 +680,7 @@ class Ledger:
         self, fingerprint: str, job_id: str, path: Path, size: int, sha256: str
     ) -> None:
         """A result was downloaded whole. The Download answers 200 only for a COMPLETED job
-        (API-FACTS §2), so this records that status too: a job tracked by postbacks alone is
+        (docs/api-facts.md §2), so this records that status too: a job tracked by postbacks alone is
         never seen COMPLETED by a status call, and the next run must know it is done."""
         stamp = self._now()
         done = JobStatus.COMPLETED.value
@@ -705,7 +705,7 @@ class Ledger:
     async def record_replay(
         self, fingerprint: str, old_job_id: str, job: Job, *, rule: str
     ) -> None:
-        """A replay was made; `job` is the answer (its id may be new, API-FACTS §2)."""
+        """A replay was made; `job` is the answer (its id may be new, docs/api-facts.md §2)."""
         stamp = self._now()
 
         def work(db: sqlite3.Connection) -> None:
@@ -811,7 +811,7 @@ class Ledger:
 
         return await self._run(work)
 
-    # -- the chunks `--chunk auto` chose --------------------------------------------------------
+    # -- the chunks `chunk="auto"` chose --------------------------------------------------------
 
     async def auto_chunks(self, account: str, export: str) -> list[Chunk]:
         """The chunks recorded for `export` (`core.fingerprint.export_key`) of `account`

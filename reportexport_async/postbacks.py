@@ -2,7 +2,7 @@
 nothing else in them.
 
 impact.com configures postbacks in its web interface, signs nothing, may deliver them up to 15
-minutes late and retries on non-2xx (API-FACTS §4). So:
+minutes late and retries on non-2xx (docs/api-facts.md §4). So:
 
 - the path carries a secret token, `/postback/<token>`; every other path answers 404. The token is
   random unless given (`token=`, `--postback-token` or `IMPACT_POSTBACK_TOKEN`), so a URL set up

@@ -1,6 +1,6 @@
 """One rate limiter per account, shared by every task and every client object given it.
 
-It holds three limits (API-FACTS §5):
+It holds three limits (docs/api-facts.md §5):
 
 - the hourly bucket (1,000 calls by default), a fixed window corrected by the `X-RateLimit-*`
   headers of every answer; a call waits for room rather than provoking a 429;

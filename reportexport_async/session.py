@@ -1,11 +1,11 @@
 """The session: one aiohttp `ClientSession` per client, authentication, the retry driver, the
 shared rate limiter, usage counters and the redirect policy. It knows nothing about jobs or files.
 
-- `Authorization` (HTTP Basic, SID and token, API-FACTS §6) is attached per request, and only when
-  the URL is on the API origin: the Download's 302 to a signed URL on another origin is followed
-  without it (API-FACTS §2 "Download"). Redirects are never followed automatically. It never goes
-  over plain http to a host other than loopback: the config refuses such a base URL, and a
-  session refuses one that reached it anyway (a config built without validation).
+- `Authorization` (HTTP Basic, SID and token, docs/api-facts.md §6) is attached per request, and
+  only when the URL is on the API origin: the Download's 302 to a signed URL on another origin is
+  followed without it (docs/api-facts.md §2 "Download"). Redirects are never followed automatically.
+  It never goes over plain http to a host other than loopback: the config refuses such a base URL,
+  and a session refuses one that reached it anyway (a config built without validation).
 - Connection errors, timeouts, 5xx and 429 are retried with capped exponential backoff and full
   jitter, bounded by attempts and by total time; a sane `Retry-After` or reset header wins
   (`core.policies.RetryPolicy`). A 429 on ReportExport/ClickExport is not blindly retried: a long
@@ -182,7 +182,7 @@ class Session:
         self._random = random_source or random.random
         self._persona = persona_for(config.account_type)
         credentials = f"{config.account_sid}:{config.auth_token.get_secret_value()}"
-        # Kept encoded and only ever put into a request header (API-FACTS §6).
+        # Kept encoded and only ever put into a request header (docs/api-facts.md §6).
         self._authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
         self._http: aiohttp.ClientSession | None = None
         #: Since when every call has failed (no answer, or 5xx), and how many in a row; reset by
@@ -316,7 +316,7 @@ class Session:
 
     async def _export_429(self, endpoint: Endpoint, error: RateLimited, now: datetime) -> None:
         """A 429 on ReportExport/ClickExport: retry a short burst, never sleep through a spent
-        quota (API-FACTS §5: the daily quota will not recover within minutes)."""
+        quota (docs/api-facts.md §5: the daily quota will not recover within minutes)."""
         name = endpoint.daily_quota
         if name is None:
             return

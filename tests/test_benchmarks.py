@@ -1,4 +1,4 @@
-"""Smoke test of the strategies benchmark (issue 9): a tiny backfill against the real sandbox
+"""Smoke test of the strategies benchmark: a tiny backfill against the real sandbox
 (its own process), the library beside the resubmit baseline, first and second run."""
 
 from __future__ import annotations

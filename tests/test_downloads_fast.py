@@ -1,4 +1,4 @@
-"""The fast download path (issue 3): `_DiskWriter` gets batches of pieces as lists, writes them
+"""The fast download path: `_DiskWriter` gets batches of pieces as lists, writes them
 unbuffered with `os.write` and hashes them in another thread. Every byte is written once, in
 order, and hashed; a short write is completed; a failure removes the partial file."""
 

@@ -1,4 +1,4 @@
-"""The exception tree (DESIGN.md way 3) and secret-free messages."""
+"""The exception tree (way 3 of docs/guide.md) and secret-free messages."""
 
 from __future__ import annotations
 

@@ -185,7 +185,7 @@ async def test_crash_between_submit_and_record_is_covered_by_the_services_dedup(
 ) -> None:
     """A process recorded its intent, submitted, and died before recording the job id. The next
     run cannot know the job id: it submits the same parameters and the service returns the same
-    job (API-FACTS §1d)."""
+    job (docs/api-facts.md §1d)."""
     async with setup(tmp_path) as (sandbox, client, ledger):
         print_ = fingerprint_for(client, JANUARY)
         process = subprocess.Popen([sys.executable, "-c", "pass"])

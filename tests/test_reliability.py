@@ -1,4 +1,4 @@
-"""Reliability and security under faults, crashes and bad input (issue 8).
+"""Reliability and security under faults, crashes and bad input.
 
 Five groups, each test saying what must happen:
 
@@ -7,7 +7,7 @@ Five groups, each test saying what must happen:
   its own process (scaled time); run again after each kill until it completes. Then every file has
   the sha256 the manifest records, the rows equal one export of the whole range, and the sandbox
   created exactly one job per chunk. Two loops: `REPORTEXPORT_CRASH_KILLS` kills (default 5)
-  on 60 chunks, and the issue's 20 kills on 730 chunks;
+  on 60 chunks, and 20 kills on 730 chunks;
 - a fault matrix (in process, simulated time): each sandbox fault alone, all at once, and a disk
   that fills up: the run finishes with the right data, or stops with a clear error and a
   consistent ledger and folder, and never submits a chunk twice;
@@ -145,10 +145,10 @@ def assert_consistent(
     recorded_ids = [row["job_id"] for row in rows if row["job_id"] is not None]
     job_ids = set(recorded_ids)
     assert len(job_ids) == len(recorded_ids), "two ledger entries share a job"
-    # The sandbox makes a job only for parameters it has not seen (API-FACTS §1d), so more jobs
-    # than chunks would mean two submits of one chunk under different parameters. A submit whose
-    # answer was lost (a 5xx or a malformed body after the job was made) leaves a job the ledger
-    # cannot know; the next run's submit is answered with that same job.
+    # The sandbox makes a job only for parameters it has not seen (docs/api-facts.md §1d), so more
+    # jobs than chunks would mean two submits of one chunk under different parameters. A submit
+    # whose answer was lost (a 5xx or a malformed body after the job was made) leaves a job the
+    # ledger cannot know; the next run's submit is answered with that same job.
     assert len(job_ids) <= stats["jobs_created"] <= chunks, "a chunk was submitted twice"
     if all_submitted:
         assert stats["jobs_created"] == len(job_ids)
@@ -383,7 +383,7 @@ def crash_loop(tmp_path: Path, kills: int, seed: int, days: int = CRASH_DAYS) ->
         assert len(rows[report]) == 1 + days * ROWS_PER_DAY
     # No submit beyond one per chunk: the sandbox created one job per chunk. ReportExport calls
     # beyond that are re-submits after a kill between the answer and the ledger's record,
-    # answered by the service's de-duplication with the same job (API-FACTS §1d).
+    # answered by the service's de-duplication with the same job (docs/api-facts.md §1d).
     assert stats["jobs_created"] == chunks
     resubmits = stats["calls"]["ReportExport"] - chunks
     in_window = sum(1 for k in log.kills if not k.startswith(("manifest", "download")))
@@ -406,7 +406,7 @@ def test_crash_loop_survives_sigkill_at_random_moments(tmp_path: Path) -> None:
 
 
 def test_crash_loop_survives_twenty_kills(tmp_path: Path) -> None:
-    """The issue's 20 kills, spread round-robin over every phase, on 730 chunks: enough work
+    """20 kills, spread round-robin over every phase, on 730 chunks: enough work
     that no run finishes before its kill on a fast machine, and about 20 s, so CI runs it."""
     crash_loop(tmp_path, 20, seed=20, days=365)
 

@@ -60,7 +60,7 @@ async def test_identical_parameters_in_another_order_return_the_same_job(
     assert job_id_of(other) != job_id_of(first)
     stats = sandbox.stats()
     assert stats["jobs_created"] == 2
-    # The repeat still counts against the quota (DESIGN rule 1).
+    # The repeat still counts against the quota (the guide's rule 1, docs/guide.md).
     assert stats["quota"]["ReportExport"] == 3
     assert stats["calls"]["ReportExport"] == 3
 
@@ -112,7 +112,7 @@ async def test_each_persona_queues_with_its_own_date_parameters(
     assert body["Status"] == "QUEUED"
     assert body["QueuedUri"].startswith(root)
     assert body["ResultUri"] == body["QueuedUri"] + "/Download"
-    # The brand ReportExport spec lists no ReplayUri (API-FACTS §1a).
+    # The brand ReportExport spec lists no ReplayUri (docs/api-facts.md §1a).
     assert ("ReplayUri" in body) == (persona != "Advertisers")
     await finish(sandbox)
     job = await api.job(job_id_of(answer))
@@ -307,7 +307,7 @@ async def test_job_object_has_every_field_and_the_persona_null_style(
     assert set(brand_job) == fields == set(agency_job)
     assert brand_job["Type"] == "ApiReport"
     assert brand_job["Status"] == "QUEUED"
-    # Brand spec: nullable dates; agency examples: "" (API-FACTS §2).
+    # Brand spec: nullable dates; agency examples: "" (docs/api-facts.md §2).
     assert brand_job["CompletedDate"] is None
     assert agency_job["CompletedDate"] == ""
     assert brand_job["CreatedDate"].startswith("2026-06-15T12:00:00")
@@ -371,7 +371,7 @@ async def test_listing_pages_follow_nextpageuri_with_each_personas_spelling(
         pages += 1
         assert body["@pagesize"] == "2"
         assert body["@total"] == "5"
-        assert "@firstpageruri" in body  # the partner doc's spelling (API-FACTS §2)
+        assert "@firstpageruri" in body  # the partner doc's spelling (docs/api-facts.md §2)
         seen += [job["Id"] for job in body["Jobs"]]
         if not body["@nextpageuri"]:
             break
@@ -566,7 +566,7 @@ async def test_101st_report_export_of_a_day_gets_429_until_the_day_changes(
     assert refused.status == 429
     assert refused.json["Status"] == "ERROR"
     midnight = 12 * 3600
-    # Partner: Retry-After on a rate-limited answer (API-FACTS §5).
+    # Partner: Retry-After on a rate-limited answer (docs/api-facts.md §5).
     assert int(refused.headers["Retry-After"]) == midnight
     brand_refused = await brand.export(BRAND_REPORT)
     assert brand_refused.status == 429
@@ -676,7 +676,7 @@ async def test_jobs_go_error_then_recover_or_fail_after_five_tries(
         errored = [job_id for job_id, status in first.items() if status == "ERROR"]
         for job_id in errored:
             assert (await api.job(job_id))["FailedDate"] is not None
-        # The service re-runs an ERROR job every 15 minutes (API-FACTS §2).
+        # The service re-runs an ERROR job every 15 minutes (docs/api-facts.md §2).
         await finish(sandbox, 15 * 60 + 11)
         second = {job_id: (await api.job(job_id))["Status"] for job_id in errored}
         assert "COMPLETED" in second.values()

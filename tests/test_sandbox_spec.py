@@ -1,5 +1,6 @@
 """The sandbox's JSON answers, for each account type, validated against the response schemas of
-the published OpenAPI documents in `shared/api-spec/` (issue 2, "What must be shown").
+the published OpenAPI documents in `shared/api-spec/` (impact.com's documents as harvested in the
+public repository api-evangelist/impact; the sources are named in docs/api-facts.md).
 
 The documents sit beside the checkout in CI (`../shared/api-spec/`, or wherever
 `REPORTEXPORT_API_SPEC_DIR` points); on a user's machine they are missing and the tests skip.
@@ -15,9 +16,10 @@ How the documents are read:
 - `format` is asserted (`date-time` as RFC 3339, `uuid`, `uri-reference`), not just annotated;
 - stricter than the documents: an object schema with `properties` admits no other keys, so the
   sandbox cannot invent fields. The one allowance is the pagination convention's string-valued
-  `@`-keys (`@page`, `@nextpageuri`, ...; API-FACTS §2, Pagination), which no Jobs schema lists.
+  `@`-keys (`@page`, `@nextpageuri`, ...; docs/api-facts.md §2, Pagination), which no Jobs schema
+  lists.
 
-Where the documents and the guide (DESIGN.md, "The rules we follow") or API-FACTS disagree, the
+Where the documents and the guide's rules (docs/guide.md) or docs/api-facts.md disagree, the
 sandbox follows the guide; each such place is marked "Spec vs guide" below.
 
 The answers come over real loopback HTTP from a plain aiohttp client, never the project's client.
@@ -71,7 +73,7 @@ PERSONA_DOCUMENTS: dict[str, tuple[str, ...]] = {
     ),
 }
 PERSONAS = tuple(PERSONA_DOCUMENTS)
-# Query parameters that carry an export's dates (API-FACTS §1a-§1c).
+# Query parameters that carry an export's dates (docs/api-facts.md §1a-§1c).
 DATE_PARAMS = {
     "Advertisers": {"StartDate": "2026-06-01T00:00:00Z", "EndDate": "2026-06-03T00:00:00Z"},
     "Mediapartners": {"START_DATE": "2026-06-01", "END_DATE": "2026-06-03"},
@@ -112,7 +114,7 @@ def _nullable_to_type_list(node: Any) -> Any:
 
 def _closed_objects(node: Any) -> Any:
     """Stricter than the documents: objects with `properties` admit no undocumented key, except
-    the pagination convention's string-valued `@`-keys (API-FACTS §2, Pagination)."""
+    the pagination convention's string-valued `@`-keys (docs/api-facts.md §2, Pagination)."""
     if isinstance(node, list):
         return [_closed_objects(item) for item in node]
     if not isinstance(node, dict):
@@ -219,7 +221,8 @@ def _is_date_time(value: object) -> bool:
         return True
     if value == "":
         # Agency: the spec's own examples (AbandonedDate, CancelledDate, FailedDate: `""`) show
-        # the empty string for an unset date (API-FACTS §2, Job schema), so "" is accepted here.
+        # the empty string for an unset date (docs/api-facts.md §2, Job schema), so "" is accepted
+        # here.
         # The brand document types unset dates as null instead, checked by `type`.
         return True
     if not _RFC3339.fullmatch(value):
@@ -283,7 +286,7 @@ class Client:
     async def call(
         self, path: str, params: dict[str, str] | None = None, *, method: str = "GET"
     ) -> Answer:
-        """`path` relative to the server, as the API's URIs are (API-FACTS §0)."""
+        """`path` relative to the server, as the API's URIs are (docs/api-facts.md §0)."""
         async with self.session.request(
             method,
             self.sandbox.base_url + path,
@@ -393,13 +396,14 @@ async def test_report_export_ticket(client: Client, persona: str) -> None:
     answer = await client.export(persona)
     assert answer.status == 200
     assert answer.body["Status"] == "QUEUED"
-    # Brand: the spec lists no ReplayUri (API-FACTS §1a); with closed objects, one would fail.
+    # Brand: the spec lists no ReplayUri (docs/api-facts.md §1a); with closed objects, one would
+    # fail.
     assert ("ReplayUri" in answer.body) == (persona != "Advertisers")
     assert_valid(persona, answer)
 
 
 async def test_agency_invalid_export_is_http_200_error(client: Client) -> None:
-    """Agency: invalid input answers HTTP 200 with Status ERROR (API-FACTS §1c); the
+    """Agency: invalid input answers HTTP 200 with Status ERROR (docs/api-facts.md §1c); the
     ReportExportResponse schema of status 200 covers that envelope too."""
     answer = await client.export("Agencies", ResultFormat="PDF")
     assert answer.status == 200
@@ -438,7 +442,7 @@ async def test_click_export_ticket(client: Client, persona: str, path: str) -> N
     answer = await client.call(f"{client.root(persona)}/{path}", {"Date": "2026-06-10"})
     assert answer.status == 200
     assert answer.body["Status"] == "QUEUED"
-    assert "ReplayUri" in answer.body  # both ClickExport specs return one (API-FACTS §3)
+    assert "ReplayUri" in answer.body  # both ClickExport specs return one (docs/api-facts.md §3)
     assert_valid(persona, answer)
 
 
@@ -448,13 +452,13 @@ async def test_jobs_list(client: Client, persona: str) -> None:
     await client.job_path(persona, ResultFormat="JSON")
     answer = await client.call(f"{client.root(persona)}/Jobs", {"PageSize": "1"})
     assert answer.status == 200
-    # Brand and partner wrap the list, the agency answers a top-level array (API-FACTS §2).
+    # Brand and partner wrap the list, the agency answers a top-level array (docs/api-facts.md §2).
     jobs = answer.body if persona == "Agencies" else answer.body["Jobs"]
     assert len(jobs) == 1
     if persona != "Agencies":
         # Spec vs guide: no Jobs document lists Page/PageSize or the `@`-keys; the sandbox follows
-        # the pagination convention of the docs (API-FACTS §2, Pagination), and the closed-object
-        # check admits those keys as strings only.
+        # the pagination convention of the docs (docs/api-facts.md §2, Pagination), and the
+        # closed-object check admits those keys as strings only.
         assert answer.body["@nextpageuri"]
     assert_valid(persona, answer)
 
@@ -487,8 +491,8 @@ async def test_get_job_error_then_failed(
     path = await client.job_path(persona)
     sandbox.advance(JOB_SECONDS + 1)
     error = await client.job(path)
-    # Spec vs guide: the agency document calls ERROR terminal; the docs (API-FACTS §2, status
-    # meanings) say it re-runs every 15 minutes, at most 5 tries, then FAILED. The sandbox follows
+    # Spec vs guide: the agency document calls ERROR terminal; the docs (docs/api-facts.md §2, Job
+    # statuses) say it re-runs every 15 minutes, at most 5 tries, then FAILED. The sandbox follows
     # the docs; the schema accepts both states.
     assert error.body["Status"] == "ERROR"
     assert_valid(persona, error)
@@ -533,8 +537,8 @@ async def test_replay_200_is_the_job(client: Client, sandbox: SandboxThread, per
     await client.job_when(path, "COMPLETED")
     answer = await client.call(f"{path}/Replay", method="PUT")
     assert answer.status == 200
-    # The specs disagree: brand/partner re-queue the job, the agency makes a new one (API-FACTS
-    # §2, Replay); the sandbox follows each persona's document.
+    # The specs disagree: brand/partner re-queue the job, the agency makes a new one
+    # (docs/api-facts.md §2, Replay); the sandbox follows each persona's document.
     assert answer.body["Status"] == "QUEUED"
     assert (answer.body["Id"] == path.rsplit("/", 1)[1]) == (persona != "Agencies")
     assert_valid(persona, answer)
@@ -592,7 +596,8 @@ async def test_brand_null_dates_need_the_nullable_conversion(client: Client) -> 
 
 async def test_string_values_dialect_is_the_docs_not_the_spec(client: Client) -> None:
     """`string_values=True` sends numbers and booleans as strings, as the doc examples do
-    (API-FACTS §2 ⚠); the specs type them, so this dialect is deliberately off-spec."""
+    (docs/api-facts.md §2 Job schema); the specs type them, so this dialect is deliberately
+    off-spec."""
     client.sandbox.configure(string_values=True)
     answer = await client.job(await client.job_path("Mediapartners"))
     assert answer.body["Replayable"] in ("true", "false")

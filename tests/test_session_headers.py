@@ -1,6 +1,6 @@
 """Narrow header cases through the real session: `Retry-After` as seconds and as an HTTP date,
 reset headers as seconds and as an epoch, for the brand/agency and partner header dialects
-(API-FACTS §5).
+(docs/api-facts.md §5).
 
 A scripted loopback server answers instead of the sandbox, so each header can be set exactly.
 (aioresponses, the usual tool for such cases, cannot mock aiohttp 3.14: its fake responses miss

@@ -1,5 +1,5 @@
-"""Baselines for issue 9: the strategies users would otherwise pick, each written plainly with
-aiohttp (never the library) and run against the same sandbox as the library.
+"""Baselines for the strategies benchmark: the strategies users would otherwise pick, each written
+plainly with aiohttp (never the library) and run against the same sandbox as the library.
 
 - `naive`: the guide's steps written naively. Every chunk at once: submit, poll `GET /Jobs/{Id}`
   every 5 seconds (the fixed interval of the most used generic async-job framework), read the

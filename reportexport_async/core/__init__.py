@@ -1,14 +1,16 @@
 """The pure core: everything that interprets the impact.com API, with no I/O.
 
-DESIGN.md "Layers": the core builds requests and interprets responses (including HTTP 200 with
-``Status: ERROR``, rate-limit headers and relative URIs), and holds the retry and poll
-schedules and the quota arithmetic. It must not import aiohttp, anyio, sqlite3, socket, time
-or asyncio, nor read the clock, the network or the disk: ``now`` and random numbers are always
-parameters (DESIGN.md, ways of writing 1 and 6). ``tests/core/test_purity.py`` enforces it.
+The lowest layer of the package, which the session, the job calls and the orchestrator build
+on: the core builds requests and interprets responses (including HTTP 200 with ``Status:
+ERROR``, rate-limit headers and relative URIs), and holds the retry and poll schedules and the
+quota arithmetic. It must not import aiohttp, anyio, sqlite3, socket, time or asyncio, nor read
+the clock, the network or the disk: ``now`` and random numbers are always parameters (ways 1
+and 6 of docs/guide.md). The repository's ``tests/core/test_core_purity.py`` enforces it.
 
 Modules:
 
-- :mod:`.personas`: the three account types and what differs between them (API-FACTS §0-§5).
+- :mod:`.personas`: the three account types and what differs between them
+  (docs/api-facts.md §0-§5).
 - :mod:`.models`: Job, JobStatus, ExportRequest, ClickExportRequest, ExportTicket, JobPage.
 - :mod:`.requests`: (method, path, params) for every call; URL joining and origin checks.
 - :mod:`.responses`: (status, headers, body) -> value or exception.

@@ -1,5 +1,5 @@
-"""Splitting a date range into chunks: one export each (DESIGN rule 6: smaller ranges download
-faster; and each chunk is one unit of the daily ReportExport quota).
+"""Splitting a date range into chunks: one export each (the guide's rule 6 in docs/guide.md:
+smaller ranges download faster; and each chunk is one unit of the daily ReportExport quota).
 
 Rules:
 

@@ -1,17 +1,18 @@
-"""The canonical fingerprint of an export: what makes two requests "the same" (DESIGN rule 1).
+"""The canonical fingerprint of an export: what makes two requests "the same" (the guide's rule
+1, docs/guide.md).
 
 Two requests with the same fingerprint would get the same job from the service (it de-duplicates
-identical parameters, API-FACTS §1d), so the ledger keys everything on it: never submit a
+identical parameters, docs/api-facts.md §1d), so the ledger keys everything on it: never submit a
 fingerprint twice, re-attach to its job instead.
 
 It covers the API origin, the account type and SID, the report (or ClickExport), the filters with
 sorted keys and values encoded exactly as they go on the wire (so `3629` and `"3629"` agree), the
 dates in one format, and the result format. A request on the default date range also carries the
 calendar day it was made on: the service makes a new job for it only when the day changes
-(DESIGN rule 5).
+(the guide's rule 5).
 
 The same pieces without the dates name an export over any range (`account_key`, `export_key`):
-the ledger keys the daily quotas and the chunks `--chunk auto` chose on them.
+the ledger keys the daily quotas and the chunks `chunk="auto"` chose on them.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def fingerprint(
     else:
         body["endpoint"] = "ClickExport"
         body["program_id"] = request.program_id
-        # ClickExport without a date means today (API-FACTS §3).
+        # ClickExport without a date means today (docs/api-facts.md §3).
         body["date"] = (request.date or today).isoformat()
         for name in ("ad_ids", "media_ids", "sub_ids", "program_ids"):
             body[name] = sorted(getattr(request, name))

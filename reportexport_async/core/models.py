@@ -1,13 +1,13 @@
-"""Pydantic v2 models: strict requests, tolerant responses (DESIGN.md, way of writing 8).
+"""Pydantic v2 models: strict requests, tolerant responses (way 8 of docs/guide.md).
 
 Requests (:class:`ExportRequest`, :class:`ClickExportRequest`) are frozen and reject unknown
 fields, so a typo fails at construction instead of becoming a different report (and a
-different quota charge, API-FACTS §1d "Duplicate requests").
+different quota charge, docs/api-facts.md §1d "Duplicate requests").
 
 Responses (:class:`Job`, :class:`ExportTicket`, :class:`JobPage`, :class:`Report`) accept what
-the real API sends: numbers and booleans as strings (``"250"``, ``"true"``, API-FACTS §2 ⚠),
-``""`` for unset dates, unknown statuses and unknown fields. A value that cannot be read
-becomes ``None`` rather than failing a whole status poll.
+the real API sends: numbers and booleans as strings (``"250"``, ``"true"``, docs/api-facts.md
+§2 Job schema), ``""`` for unset dates, unknown statuses and unknown fields. A value that
+cannot be read becomes ``None`` rather than failing a whole status poll.
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ __all__ = [
 ResultFormat = Literal["CSV", "JSON", "XML"]
 FilterValue = str | int | float | bool | dt.date
 
-# API-FACTS §7 [INFERRED]: the job id is the path segment after /Jobs/ in QueuedUri.
+# docs/api-facts.md §7 [INFERRED]: the job id is the path segment after /Jobs/ in QueuedUri.
 _JOB_ID_RE = re.compile(r"/Jobs/([^/?#]+)")
-# ClickExport: "Only dates after April 9, 2024 are supported" (API-FACTS §3, brand spec).
+# ClickExport: "Only dates after April 9, 2024 are supported" (docs/api-facts.md §3, brand spec).
 CLICK_EXPORT_EARLIEST = dt.date(2024, 4, 10)
 
 
@@ -83,7 +83,7 @@ def job_id_from_uri(uri: str | None) -> str | None:
 
 
 class JobStatus(StrEnum):
-    """Job status (API-FACTS §2 "Job schema"); anything else parses as ``UNKNOWN``."""
+    """Job status (docs/api-facts.md §2 "Job schema"); anything else parses as ``UNKNOWN``."""
 
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
@@ -117,7 +117,7 @@ class JobStatus(StrEnum):
     @property
     def is_final(self) -> bool:
         """COMPLETED, FAILED or CANCELLED. ERROR is *not* final: the service re-runs an ERROR
-        job every 15 minutes, up to 5 tries, before it becomes FAILED (API-FACTS §2)."""
+        job every 15 minutes, up to 5 tries, before it becomes FAILED (docs/api-facts.md §2)."""
         return self in _FINAL
 
     @property
@@ -128,7 +128,7 @@ class JobStatus(StrEnum):
 _FINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
-# --- tolerant scalar readers (API-FACTS §2 ⚠: "250", "true", "") ----------------------------
+# --- tolerant scalar readers (docs/api-facts.md §2 Job schema: "250", "true", "") -----------
 
 
 def _blank(value: object) -> bool:
@@ -174,7 +174,7 @@ def _lenient_bool(value: object) -> bool | None:
 
 
 def _lenient_datetime(value: object) -> dt.datetime | None:
-    """ISO 8601 with offset (``2022-06-07T04:33:50-05:00``, API-FACTS §7 "Dates").
+    """ISO 8601 with offset (``2022-06-07T04:33:50-05:00``, docs/api-facts.md §7 "Dates").
 
     A timestamp without an offset is taken as UTC, so every Job datetime is aware and
     comparable (mixing naive and aware datetimes raises TypeError).
@@ -216,12 +216,12 @@ _RESPONSE_CONFIG = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
 
 
 class Job(BaseModel):
-    """A job of the Jobs API (API-FACTS §2 "Job schema"). Unknown fields are kept
+    """A job of the Jobs API (docs/api-facts.md §2 "Job schema"). Unknown fields are kept
     (``model_extra``); attributes are snake_case, the wire names are the aliases."""
 
     model_config = _RESPONSE_CONFIG
 
-    # The old brand doc page calls the id "JobId" (API-FACTS §2).
+    # The old brand doc page calls the id "JobId" (docs/api-facts.md §2).
     id: str = Field(validation_alias=AliasChoices("Id", "JobId", "id"), serialization_alias="Id")
     type: LenientStr = Field(None, alias="Type")
     status: LenientStatus = Field(JobStatus.UNKNOWN, alias="Status")
@@ -278,7 +278,7 @@ def _has_control(text: str) -> bool:
 
 class FrozenFilters(Mapping[str, FilterValue]):
     """A read-only, hashable mapping of report filters, iterated in sorted key order so equal
-    filters always encode to the same query string (rule 1: never submit twice)."""
+    filters always encode to the same query string (the guide's rule 1: never submit twice)."""
 
     __slots__ = ("_data", "_items")
 
@@ -314,7 +314,7 @@ def _check_filter(key: object, value: object) -> tuple[str, FilterValue]:
     if _has_control(key) or any(ch.isspace() for ch in key):
         raise ValueError(
             f"filter name {key!r} must not contain whitespace; use the query-parameter name "
-            "(upper case, spaces as underscores, API-FACTS §1d)"
+            "(upper case, spaces as underscores, docs/api-facts.md §1d)"
         )
     if key.upper() in RESERVED_EXPORT_PARAMS:
         raise ValueError(
@@ -330,9 +330,9 @@ def _check_filter(key: object, value: object) -> tuple[str, FilterValue]:
 
 
 class ExportRequest(BaseModel):
-    """One ReportExport call (API-FACTS §1). ``start``/``end`` are inclusive calendar days;
-    both None means the report's default range (rule 5). Filters are extra query parameters
-    named as the report's MetaData says (e.g. ``SUBAID``)."""
+    """One ReportExport call (docs/api-facts.md §1). ``start``/``end`` are inclusive calendar days;
+    both None means the report's default range (the guide's rule 5). Filters are extra query
+    parameters named as the report's MetaData says (e.g. ``SUBAID``)."""
 
     model_config = _REQUEST_CONFIG
 
@@ -402,8 +402,8 @@ IdTuple = Annotated[tuple[str, ...], BeforeValidator(_id_tuple)]
 
 
 class ClickExportRequest(BaseModel):
-    """One ClickExport call (API-FACTS §3). Which fields a persona accepts is checked when the
-    request is built (brand: program_id, ad_ids, media_ids; partner: program_ids, ad_ids,
+    """One ClickExport call (docs/api-facts.md §3). Which fields a persona accepts is checked when
+    the request is built (brand: program_id, ad_ids, media_ids; partner: program_ids, ad_ids,
     sub_ids); agencies have no ClickExport."""
 
     model_config = _REQUEST_CONFIG
@@ -432,7 +432,7 @@ class ClickExportRequest(BaseModel):
 
 class ExportTicket(BaseModel):
     """The answer to ReportExport/ClickExport: ``Status``, ``QueuedUri``, ``ResultUri`` and
-    (partner, agency, brand ClickExport) ``ReplayUri`` (API-FACTS §1, §3). All relative."""
+    (partner, agency, brand ClickExport) ``ReplayUri`` (docs/api-facts.md §1, §3). All relative."""
 
     model_config = _RESPONSE_CONFIG
 
@@ -457,19 +457,20 @@ class ExportTicket(BaseModel):
 
     @property
     def job_id(self) -> str:
-        """From ``QueuedUri`` (API-FACTS §7), falling back to ResultUri/ReplayUri."""
+        """From ``QueuedUri`` (docs/api-facts.md §7), falling back to ResultUri/ReplayUri."""
         found = self._find_job_id()
         assert found is not None  # guaranteed by the model validator
         return found
 
 
-_NEXT_PAGE_KEYS = ("@nextpageuri", "@nextpageruri")  # brand / partner spelling (API-FACTS §2)
+#: The brand and the partner spelling (docs/api-facts.md §2 Pagination).
+_NEXT_PAGE_KEYS = ("@nextpageuri", "@nextpageruri")
 
 
 @dataclass(frozen=True, slots=True)
 class JobPage:
     """One page of ``GET {root}/Jobs``: brand/partner ``{"Jobs": [...]}`` with ``@``-meta keys,
-    agency a top-level array (API-FACTS §2 "List jobs", "Pagination")."""
+    agency a top-level array (docs/api-facts.md §2 "List jobs", "Pagination")."""
 
     jobs: tuple[Job, ...]
     next_page_uri: str | None = None
@@ -516,7 +517,7 @@ class JobPage:
 
 
 class Report(BaseModel):
-    """One entry of the Reports catalog (API-FACTS §1d)."""
+    """One entry of the Reports catalog (docs/api-facts.md §1d)."""
 
     model_config = _RESPONSE_CONFIG
 

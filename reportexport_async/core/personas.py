@@ -1,9 +1,9 @@
 """The three account types ("personas") and everything that differs between them.
 
 The same operations exist for brands, partners and agencies, but parameter names, date formats,
-list shapes, ClickExport paths and rate-limit headers differ (API-FACTS §0-§5). Keeping every
-difference in one frozen table means request building and response parsing never branch on a
-string somewhere else.
+list shapes, ClickExport paths and rate-limit headers differ (docs/api-facts.md §0-§5). Keeping
+every difference in one frozen table means request building and response parsing never branch on
+a string somewhere else.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ __all__ = [
 
 
 class AccountType(StrEnum):
-    """The account-type root of every path (API-FACTS §0), spelt exactly as the specs do."""
+    """The account-type root of every path (docs/api-facts.md §0), spelt exactly as the specs do."""
 
     ADVERTISERS = "Advertisers"
-    MEDIAPARTNERS = "Mediapartners"  # not "MediaPartners": API-FACTS §0 [INFERRED]
+    MEDIAPARTNERS = "Mediapartners"  # not "MediaPartners": docs/api-facts.md §0 [INFERRED]
     AGENCIES = "Agencies"
 
     @classmethod
@@ -77,7 +77,7 @@ class DateStyle(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RateLimitHeaderNames:
-    """Header names to read, in order of preference (API-FACTS §5 "Headers and 429")."""
+    """Header names to read, in order of preference (docs/api-facts.md §5 "Headers and 429")."""
 
     limit: tuple[str, ...]
     remaining: tuple[str, ...]
@@ -104,20 +104,21 @@ class Persona:
     """Per-account-type facts. Obtain one with :func:`persona_for`."""
 
     account_type: AccountType
-    #: ReportExport date parameters (API-FACTS §1a brand, §1b partner, §1c agency).
+    #: ReportExport date parameters (docs/api-facts.md §1a brand, §1b partner, §1c agency).
     start_param: str
     end_param: str
     export_date_style: DateStyle
-    #: Jobs listing ``CreatedAfter``/``CreatedBefore`` format (API-FACTS §2 "List jobs").
+    #: Jobs listing ``CreatedAfter``/``CreatedBefore`` format (docs/api-facts.md §2 "List jobs").
     jobs_filter_style: DateStyle
-    #: Key wrapping the Jobs listing, or None for a top-level array (agency, API-FACTS §2).
+    #: Key wrapping the Jobs listing, or None for a top-level array (agency, docs/api-facts.md §2).
     jobs_list_key: str | None
-    #: Key wrapping the Reports catalog, or None for a top-level array (agency, API-FACTS §1d).
+    #: Key wrapping the Reports catalog, or None for a top-level array (agency,
+    #: docs/api-facts.md §1d).
     reports_list_key: str | None
     #: ClickExport path below the account root, or None when the persona has none (§3).
     click_export_path: str | None
     rate_limit_headers: RateLimitHeaderNames
-    #: Whether the daily ReportExport/ClickExport quotas are documented (API-FACTS §5).
+    #: Whether the daily ReportExport/ClickExport quotas are documented (docs/api-facts.md §5).
     daily_quotas_documented: bool
 
     @property
@@ -133,7 +134,8 @@ PERSONAS: Mapping[AccountType, Persona] = MappingProxyType(
     {
         AccountType.ADVERTISERS: Persona(
             account_type=AccountType.ADVERTISERS,
-            # Brand spec: StartDate/EndDate as date-times (API-FACTS §1a ⚠, open question 2).
+            # Brand spec: StartDate/EndDate as date-times (docs/api-facts.md §1a); other sources
+            # say START_DATE/END_DATE, an unsettled point (§8).
             start_param="StartDate",
             end_param="EndDate",
             export_date_style=DateStyle.DATETIME,

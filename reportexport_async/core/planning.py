@@ -1,6 +1,6 @@
 """Backfill planning, pure: which chunks are done, which jobs to re-attach to, what is new, what
-it will cost, and where each file goes. Decided before any call (issue 5: "a plan before any
-call"), from the ledger's facts that the orchestrator gathered."""
+it will cost, and where each file goes. Decided before any call, from the ledger's facts that
+the orchestrator gathered."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 def safe_name(text: str) -> str:
     """A file-name part from `text`: letters, digits, `.`, `_`, `-`; never empty, `.` or `..`,
-    never hidden. Names come from the plan, never from the server (issue 8)."""
+    never hidden. Names come from the plan, never from the server (a name the server chose could
+    escape the output folder)."""
     cleaned = _UNSAFE.sub("_", text).strip("._") or "_"
     return cleaned[:120]
 
@@ -181,7 +182,7 @@ def unknown_reports(report_ids: Sequence[str], catalog: Sequence[Report]) -> dic
     """The report ids the catalog (`GET /Reports`) does not offer for export, each with why.
 
     A report matches by its `Id` or by the last segment of its ReportExport path
-    (`DeferredApiRunUri`: the brand API takes a numeric id or a handle, API-FACTS §1a); only
+    (`DeferredApiRunUri`: the brand API takes a numeric id or a handle, docs/api-facts.md §1a); only
     `ApiAccessible` reports can be exported (§1d), and an unset flag is given the benefit of the
     doubt (the server is the judge)."""
     offered: dict[str, Report] = {}

@@ -1,14 +1,14 @@
 """Retry, poll, rate-limit and timeout policies: small frozen values, every default here.
 
-DESIGN.md ways of writing 4 and 5: policies are immutable objects (like httpx ``Timeout`` or
+Ways 4 and 5 of docs/guide.md: policies are immutable objects (like httpx ``Timeout`` or
 google-api-core ``Retry``), and polling a job is *not* retrying a request, so each has its own
 schedule. Randomness is a parameter (``random_value`` in ``[0, 1)``), so schedules are pure
 functions and tests need no seeding.
 
 Why write the backoff by hand instead of using a retry library: the schedule has to combine
-full jitter, a server hint (``Retry-After``/reset, API-FACTS §5), a total time budget and an
-injected clock, and the session's retry driver needs the delay as a plain number to sleep on
-its own (injected) clock; a few lines of arithmetic do that with no extra dependency.
+full jitter, a server hint (``Retry-After``/reset, docs/api-facts.md §5), a total time budget
+and an injected clock, and the session's retry driver needs the delay as a plain number to sleep
+on its own (injected) clock; a few lines of arithmetic do that with no extra dependency.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ __all__ = [
     "Timeouts",
 ]
 
-#: 429 and the 5xx codes the API documents as "retry with exponential backoff" (API-FACTS §5).
+#: 429 and the 5xx codes the API documents as "retry with exponential backoff"
+#: (docs/api-facts.md §5).
 DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 
 
@@ -102,7 +103,8 @@ class RetryPolicy:
     def delay_with_hint(
         self, attempt: int, server_hint_seconds: float | None, random_value: float
     ) -> float:
-        """A sane server hint (``Retry-After``/reset, API-FACTS §5) wins over the backoff."""
+        """A sane server hint (``Retry-After``/reset, docs/api-facts.md §5) wins over the
+        backoff."""
         if server_hint_seconds is not None and self.sane_hint(server_hint_seconds):
             return server_hint_seconds
         return self.delay(attempt, random_value)
@@ -118,8 +120,8 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class PollPolicy:
-    """Waiting for a job (API-FACTS §7 "Polling" [INFERRED]: 5 s growing to 60 s, to save the
-    hourly quota). ``n`` counts polls already made, from 0."""
+    """Waiting for a job (docs/api-facts.md §7 "Polling" [INFERRED]: 5 s growing to 60 s, to save
+    the hourly quota). ``n`` counts polls already made, from 0."""
 
     initial: float = 5.0
     growth: float = 1.5
@@ -152,7 +154,7 @@ class PollPolicy:
 
 @dataclass(frozen=True, slots=True)
 class RateLimitPolicy:
-    """Account-wide limits (API-FACTS §5 "Numbers"). ``None`` disables a daily quota."""
+    """Account-wide limits (docs/api-facts.md §5 "Numbers"). ``None`` disables a daily quota."""
 
     hourly_limit: int = 1000
     daily_report_export: int | None = 100
@@ -160,7 +162,7 @@ class RateLimitPolicy:
     max_concurrent_requests: int = 8
     #: Calls per hour kept back for other tools sharing the account's bucket.
     safety_margin: int = 10
-    #: The daily quotas' day boundary. Not documented (API-FACTS §5); UTC unless told.
+    #: The daily quotas' day boundary. Not documented (docs/api-facts.md §5); UTC unless told.
     quota_timezone: tzinfo = field(default=UTC)
     #: A quota call made this many seconds or less before the day's reset is counted on both
     #: days: it may reach the server after midnight and be counted there, which would let the

@@ -1,10 +1,10 @@
 """Quota arithmetic: the daily ReportExport/ClickExport quotas and the hourly bucket.
 
-API-FACTS §5: 1,000 requests an hour (general bucket, which polling also spends [INFERRED]),
-ReportExport 100 a day, ClickExport 10 a day. A call that would exceed a daily quota must fail
-at once with ``QuotaExhausted`` carrying when it resets (issue 3), so this module only answers
-"how many fit" and "when does it reset". State is immutable and every function takes ``now``;
-``ratelimit.py`` owns the clock and the lock.
+docs/api-facts.md §5: 1,000 requests an hour (general bucket, which polling also spends [INFERRED]),
+ReportExport 100 a day, ClickExport 10 a day. A call that would exceed a daily quota must fail at
+once with ``QuotaExhausted`` carrying when it resets (waiting would take hours), so this module only
+answers "how many fit" and "when does it reset". State is immutable and every function takes
+``now``; ``ratelimit.py`` owns the clock and the lock.
 
 The day boundary of the daily quotas is not documented; it is a parameter (default UTC).
 """
@@ -151,7 +151,7 @@ class HourlyWindow:
         return QuotaExhausted("hourly", limit=self.limit, resets_at=self.resets_at, used=None)
 
     def observe(self, info: RateLimitInfo, now: datetime) -> HourlyWindow:
-        """Correct the local view with what an answer's headers said (API-FACTS §5).
+        """Correct the local view with what an answer's headers said (docs/api-facts.md §5).
 
         - A new limit replaces ours (limits are "subject to change").
         - A reset time in another window means the server's window is the true one: adopt its
@@ -177,7 +177,7 @@ class HourlyWindow:
 
 
 #: A 429 on ReportExport/ClickExport whose hint is at most this many seconds is a burst: wait and
-#: retry. Anything longer is a spent quota, and is never slept through (API-FACTS §5).
+#: retry. Anything longer is a spent quota, and is never slept through (docs/api-facts.md §5).
 SHORT_429_SECONDS = 60.0
 #: A 429 whose reset falls this close to the end of the quota day is the daily quota.
 _DAY_END_TOLERANCE = timedelta(minutes=5)

@@ -1,14 +1,14 @@
 """Read rate-limit headers into one small value, at an explicit ``now``.
 
-API-FACTS §5 "Headers and 429":
+docs/api-facts.md §5 "Headers and 429":
 
 - brand/agency send ``X-RateLimit-Limit``/``-Remaining``/``-Reset``; the reset is documented as
-  seconds but the docs' example (``1487332519``) is an epoch (open question 4);
+  seconds but the docs' example (``1487332519``) is an epoch (unsettled, §8);
 - partner sends ``X-RateLimit-Limit-hour``/``X-RateLimit-Remaining-hour``/``RateLimit-Reset``
   (seconds) and ``Retry-After`` on 429s.
 
 So a reset value above ~10^9 is read as a Unix epoch, anything smaller as delta-seconds
-([INFERRED] in API-FACTS §5). ``Retry-After`` may be delta-seconds or an HTTP-date (RFC 9110
+([INFERRED] in docs/api-facts.md §5). ``Retry-After`` may be delta-seconds or an HTTP-date (RFC 9110
 §10.2.3). Values that are negative, unparsable, non-finite or absurdly far away are ignored,
 because one bad header must not park the whole client for a year.
 """
@@ -33,7 +33,8 @@ __all__ = [
     "parse_retry_after",
 ]
 
-#: A reset value above this is a Unix epoch, below it delta-seconds (API-FACTS §5 [INFERRED]).
+#: A reset value above this is a Unix epoch, below it delta-seconds (docs/api-facts.md §5,
+#: [INFERRED]).
 EPOCH_THRESHOLD = 1_000_000_000
 #: The farthest reset we believe: a daily quota resets within a day, plus slack for zones.
 MAX_HORIZON = timedelta(hours=26)

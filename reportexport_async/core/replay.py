@@ -1,11 +1,12 @@
-"""The replay guard: when `PUT /Jobs/{Id}/Replay` is justified (DESIGN rule 4), as pure rules.
+"""The replay guard: when `PUT /Jobs/{Id}/Replay` is justified, as pure rules.
 
-The guide: refresh data only with Replay, and only when the original job ended FAILED or
-CANCELLED, or when new data is expected; never right after submitting; never replay or re-run the
-same report many times a day. In rules, checked in this order:
+The guide's rule 4 (docs/guide.md): refresh data only with Replay, and only when the original
+job ended FAILED or CANCELLED, or when new data is expected; never right after submitting; never
+replay or re-run the same report many times a day. In rules, checked in this order:
 
 1. `in_progress`: never while the job is QUEUED or RUNNING (the service answers 403 anyway).
-2. `service_retries`: never for ERROR: the service re-runs it every 15 minutes (API-FACTS §2).
+2. `service_retries`: never for ERROR: the service re-runs it every 15 minutes
+   (docs/api-facts.md §2).
 3. `unknown_status`: never for a status we cannot read.
 4. `too_soon`: never within `min_age` (default one hour) of the submit.
 5. `once_per_day`: at most `max_per_day` replays of one job per calendar day, unless forced.
@@ -13,7 +14,7 @@ same report many times a day. In rules, checked in this order:
    the Download answered 404/410, results may be kept only 90 days); the caller forces it
    (`forced`); or the caller asks for fresh data and fresh data is plausible (`fresh_data`): the
    range touches the settle window, the most recent `settle_days` days at the time of the last
-   completion (DESIGN rule 6: recent days are still being completed).
+   completion (the guide's rule 6: recent days are still being completed).
 7. Otherwise refused: `not_justified`.
 """
 

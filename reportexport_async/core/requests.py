@@ -1,15 +1,15 @@
 """Build every API call as plain data: (method, relative path, query parameters).
 
 The session turns a :class:`RequestSpec` into an HTTP request; nothing here does I/O. Paths
-are ``/{AccountType}/{AccountSID}/…`` (API-FACTS §0), every path segment that comes from a
+are ``/{AccountType}/{AccountSID}/…`` (docs/api-facts.md §0), every path segment that comes from a
 caller or a response is percent-quoted, and query parameters are an ordered tuple of pairs so
-repeatable parameters (``AdId[]``, ``SubId[]``, API-FACTS §3) and a stable order (for request
-fingerprints, rule 1) both work.
+repeatable parameters (``AdId[]``, ``SubId[]``, docs/api-facts.md §3) and a stable order (for
+request fingerprints, the guide's rule 1 in docs/guide.md) both work.
 
-Also here: joining the API's relative URIs to the base URL (API-FACTS §0, §7) and deciding
+Also here: joining the API's relative URIs to the base URL (docs/api-facts.md §0, §7) and deciding
 whether a URL is on the API origin, so the session sends ``Authorization`` only there and never
-to the signed cloud-storage URL a Download redirects to (API-FACTS §2 "Download"), and only over
-https or to a loopback host (HTTP Basic credentials are readable by anyone on the path).
+to the signed cloud-storage URL a Download redirects to (docs/api-facts.md §2 "Download"), and
+only over https or to a loopback host (HTTP Basic credentials are readable by anyone on the path).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ QueryParams = tuple[tuple[str, str], ...]
 
 
 class Endpoint(StrEnum):
-    """What a call is, for usage counters and for the quota it spends (API-FACTS §5)."""
+    """What a call is, for usage counters and for the quota it spends (docs/api-facts.md §5)."""
 
     REPORT_EXPORT = "ReportExport"
     CLICK_EXPORT = "ClickExport"
@@ -83,7 +83,7 @@ def _seg(value: str) -> str:
 
 
 def account_root(account_type: AccountType | str, account_sid: str) -> str:
-    """``/Advertisers/{SID}`` etc. (API-FACTS §0), with the SID quoted."""
+    """``/Advertisers/{SID}`` etc. (docs/api-facts.md §0), with the SID quoted."""
     persona = persona_for(account_type)
     return f"/{persona.account_type.value}/{_seg(account_sid)}"
 
@@ -93,12 +93,12 @@ def _utc_midnight(day: dt.date) -> str:
 
 
 def format_date(day: dt.date, style: DateStyle) -> str:
-    """``YYYY-MM-DD`` or the brand's ``YYYY-MM-DDT00:00:00Z`` (API-FACTS §1a, §1b)."""
+    """``YYYY-MM-DD`` or the brand's ``YYYY-MM-DDT00:00:00Z`` (docs/api-facts.md §1a, §1b)."""
     return _utc_midnight(day) if style is DateStyle.DATETIME else day.isoformat()
 
 
 def encode_value(value: FilterValue, *, bool_style: Literal["lower", "upper"] = "lower") -> str:
-    """A query value as text: dates as ``YYYY-MM-DD`` (report filter format, API-FACTS §1d),
+    """A query value as text: dates as ``YYYY-MM-DD`` (report filter format, docs/api-facts.md §1d),
     booleans ``true``/``false`` (or ``TRUE``/``FALSE`` where the spec enumerates those)."""
     if isinstance(value, bool):
         text = "true" if value else "false"
@@ -115,11 +115,11 @@ def encode_value(value: FilterValue, *, bool_style: Literal["lower", "upper"] = 
 def build_report_export(
     account_type: AccountType | str, account_sid: str, request: ExportRequest
 ) -> RequestSpec:
-    """``GET {root}/ReportExport/{ReportId}`` (API-FACTS §1; a GET that queues a job).
+    """``GET {root}/ReportExport/{ReportId}`` (docs/api-facts.md §1; a GET that queues a job).
 
     Dates use the persona's names and format: brand ``StartDate``/``EndDate`` as
     ``YYYY-MM-DDT00:00:00Z``, partner/agency ``START_DATE``/``END_DATE`` as ``YYYY-MM-DD``.
-    No dates at all means the report's default range (rule 5).
+    No dates at all means the report's default range (the guide's rule 5).
     """
     persona = persona_for(account_type)
     params: list[tuple[str, str]] = []
@@ -138,20 +138,21 @@ def _refuse(persona: Persona, field: str, request: ClickExportRequest) -> None:
     if getattr(request, field):
         raise ConfigurationError(
             f"ClickExportRequest.{field}",
-            f"not accepted by {persona.account_type.value} ClickExport (API-FACTS §3)",
+            f"not accepted by {persona.account_type.value} ClickExport (docs/api-facts.md §3)",
         )
 
 
 def build_click_export(
     account_type: AccountType | str, account_sid: str, request: ClickExportRequest
 ) -> RequestSpec:
-    """ClickExport (API-FACTS §3): brand ``/Programs/{ProgramId}/ClickExport`` with ``AdId``,
-    ``MediaId``, boolean ``UniqueClick``; partner ``/ClickExport`` with ``ProgramId``, ``AdId``,
-    ``SubId`` and ``UniqueClick`` as ``TRUE``/``FALSE``; agencies have none.
+    """ClickExport (docs/api-facts.md §3): brand ``/Programs/{ProgramId}/ClickExport`` with
+    ``AdId``, ``MediaId``, boolean ``UniqueClick``; partner ``/ClickExport`` with ``ProgramId``,
+    ``AdId``, ``SubId`` and ``UniqueClick`` as ``TRUE``/``FALSE``; agencies have none.
 
-    Repeatable parameters are named as API-FACTS §3 writes them, with brackets and repeated
+    Repeatable parameters are named as docs/api-facts.md §3 writes them, with brackets and repeated
     (``AdId[]=1&AdId[]=2``). The harvested OpenAPI files name them without brackets; the
-    project follows API-FACTS (and the sandbox does too) until a real answer says otherwise.
+    project keeps the bracketed form (and the sandbox does too) until a real answer says otherwise
+    (docs/api-facts.md §8).
     """
     persona = persona_for(account_type)
     if persona.click_export_path is None:
@@ -167,19 +168,19 @@ def build_click_export(
             )
         _refuse(persona, "sub_ids", request)
         _refuse(persona, "program_ids", request)
-        # The brand spec types ProgramId, AdId and MediaId as integers (API-FACTS §3).
+        # The brand spec types ProgramId, AdId and MediaId as integers (docs/api-facts.md §3).
         for field in ("program_id", "ad_ids", "media_ids"):
             value = getattr(request, field)
             values = (value,) if isinstance(value, str) else value
             if not all(v.isascii() and v.isdigit() for v in values):
                 raise ConfigurationError(
                     f"ClickExportRequest.{field}",
-                    "Advertisers ClickExport takes integer ids (API-FACTS §3)",
+                    "Advertisers ClickExport takes integer ids (docs/api-facts.md §3)",
                 )
         if request.date is not None and request.date < CLICK_EXPORT_EARLIEST:
             raise ConfigurationError(
                 "ClickExportRequest.date",
-                f"only dates from {CLICK_EXPORT_EARLIEST} on are supported (API-FACTS §3)",
+                f"only dates from {CLICK_EXPORT_EARLIEST} on are supported (docs/api-facts.md §3)",
             )
         path = root + persona.click_export_path.replace("{ProgramId}", _seg(request.program_id))
         params.extend(("AdId[]", v) for v in request.ad_ids)
@@ -189,7 +190,8 @@ def build_click_export(
         if request.program_id is not None:
             raise ConfigurationError(
                 "ClickExportRequest.program_id",
-                "Mediapartners ClickExport filters programs with program_ids (API-FACTS §3)",
+                "Mediapartners ClickExport filters programs with program_ids "
+                "(docs/api-facts.md §3)",
             )
         _refuse(persona, "media_ids", request)
         path = root + persona.click_export_path
@@ -212,12 +214,12 @@ def _job_path(account_type: AccountType | str, account_sid: str, job_id: str) ->
 
 
 def build_get_job(account_type: AccountType | str, account_sid: str, job_id: str) -> RequestSpec:
-    """``GET {root}/Jobs/{JobId}`` (API-FACTS §2)."""
+    """``GET {root}/Jobs/{JobId}`` (docs/api-facts.md §2)."""
     return RequestSpec("GET", _job_path(account_type, account_sid, job_id), (), Endpoint.GET_JOB)
 
 
 def _filter_bound(value: dt.date | dt.datetime, style: DateStyle, *, upper: bool) -> str:
-    """A ``CreatedAfter``/``CreatedBefore`` value (API-FACTS §2 "List jobs").
+    """A ``CreatedAfter``/``CreatedBefore`` value (docs/api-facts.md §2 "List jobs").
 
     Our meaning is inclusive calendar days, as the agency spec states. The brand takes
     date-times, so an upper bound day ``d`` becomes ``(d+1)T00:00:00Z`` to keep all of ``d``.
@@ -247,8 +249,8 @@ def build_list_jobs(
 ) -> RequestSpec:
     """``GET {root}/Jobs`` with optional creation-date bounds and paging.
 
-    No spec lists ``Page``/``PageSize`` for Jobs (open question 3); they are sent only when
-    given, using the general list convention (API-FACTS §2 "Pagination").
+    No spec lists ``Page``/``PageSize`` for Jobs (unsettled, docs/api-facts.md §8); they are sent
+    only when given, using the general list convention (docs/api-facts.md §2 "Pagination").
     """
     persona = persona_for(account_type)
     params: list[tuple[str, str]] = []
@@ -276,14 +278,14 @@ def build_download(
     account_type: AccountType | str, account_sid: str, job_id: str, *, stream: bool = False
 ) -> RequestSpec:
     """``GET {root}/Jobs/{JobId}/Download``; ``Mode=Stream`` returns the bytes directly
-    instead of a 302 to a signed URL (API-FACTS §2 "Download")."""
+    instead of a 302 to a signed URL (docs/api-facts.md §2 "Download")."""
     params: QueryParams = (("Mode", "Stream"),) if stream else ()
     path = _job_path(account_type, account_sid, job_id) + "/Download"
     return RequestSpec("GET", path, params, Endpoint.DOWNLOAD)
 
 
 def build_replay(account_type: AccountType | str, account_sid: str, job_id: str) -> RequestSpec:
-    """``PUT {root}/Jobs/{JobId}/Replay`` with an empty body (API-FACTS §2 "Replay")."""
+    """``PUT {root}/Jobs/{JobId}/Replay`` with an empty body (docs/api-facts.md §2 "Replay")."""
     path = _job_path(account_type, account_sid, job_id) + "/Replay"
     return RequestSpec("PUT", path, (), Endpoint.REPLAY)
 
@@ -292,7 +294,7 @@ def build_replay(account_type: AccountType | str, account_sid: str, job_id: str)
 
 
 def join_url(base_url: str, uri: str) -> str:
-    """Join a URI from a response (relative, API-FACTS §0) to ``base_url``.
+    """Join a URI from a response (relative, docs/api-facts.md §0) to ``base_url``.
 
     ``/path`` is appended to the base origin; an absolute or scheme-relative URI is returned
     as an absolute URL unchanged, and :func:`is_api_origin` then decides whether it may carry
@@ -327,7 +329,7 @@ def _origin(url: str) -> tuple[str, str, int | None] | None:
 def is_api_origin(url: str, base_url: str) -> bool:
     """True when ``url`` has the same scheme, host and (effective) port as ``base_url``.
 
-    Only then may the session attach ``Authorization`` (API-FACTS §2 "Download" [INFERRED]:
+    Only then may the session attach ``Authorization`` (docs/api-facts.md §2 "Download" [INFERRED]:
     signed URLs on another host must not receive the impact.com credentials). A relative
     reference counts as on-origin because :func:`join_url` puts it on the base URL; an
     unparsable URL is never on-origin.
@@ -362,7 +364,7 @@ def is_loopback_host(host: str) -> bool:
 
 def may_carry_credentials(url: str) -> bool:
     """True for an https URL, or a plain http URL to a loopback host (the local sandbox).
-    HTTP Basic sends the token in clear (API-FACTS §6), so nothing else may carry it."""
+    HTTP Basic sends the token in clear (docs/api-facts.md §6), so nothing else may carry it."""
     try:
         parts = urlsplit(url)
     except ValueError:

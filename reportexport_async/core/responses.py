@@ -1,11 +1,11 @@
 """Interpret answers: (status, headers, parsed body or None) -> a value or an exception.
 
-Pure functions in the style of gidgethub/h11 (DESIGN.md, way of writing 1): the session reads
+Pure functions in the style of gidgethub/h11 (way 1 of docs/guide.md): the session reads
 the body, parses JSON if it can (``None`` otherwise), and asks this module what it means. The
 functions *return* exception instances; the session raises them (``raise err``), so the
 mapping is testable as a table.
 
-The rules (API-FACTS §5 "Error body and status codes", §1c):
+The rules (docs/api-facts.md §5 "Error body and status codes", §1c):
 
 - every JSON object body is checked for ``"Status": "ERROR"``, also with HTTP 200
   (Reports/ReportExport "do not use 4xx status codes"), giving :class:`APIError` -- except a
@@ -99,7 +99,7 @@ def is_error_body(body: object) -> bool:
     and that is not a Job.
 
     A *Job* in state ``ERROR`` also says ``"Status": "ERROR"``, but it has an ``Id`` and it is
-    not an error of the call: the service re-runs it (API-FACTS §2), so it must reach the
+    not an error of the call: the service re-runs it (docs/api-facts.md §2), so it must reach the
     poller as a Job, never as an :class:`APIError`.
     """
     if not isinstance(body, Mapping):
@@ -214,9 +214,9 @@ def interpreter(parse: Callable[[object], T], what: str) -> Callable[..., T | Re
 interpret_ticket = interpreter(ExportTicket.model_validate, "export ticket")
 #: ``GET /Jobs/{Id}`` answer -> :class:`Job`.
 interpret_job = interpreter(Job.model_validate, "job")
-#: ``GET /Jobs`` answer, either shape (API-FACTS §2) -> :class:`JobPage`.
+#: ``GET /Jobs`` answer, either shape (docs/api-facts.md §2) -> :class:`JobPage`.
 interpret_job_page = interpreter(JobPage.parse, "job listing")
-#: ``GET /Reports`` answer, either shape (API-FACTS §1d) -> the catalog.
+#: ``GET /Reports`` answer, either shape (docs/api-facts.md §1d) -> the catalog.
 interpret_catalog = interpreter(parse_report_catalog, "report catalog")
 
 
@@ -230,7 +230,7 @@ def interpret_replay(
     now: datetime,
 ) -> Job | ReportExportError:
     """``PUT /Jobs/{Id}/Replay`` answer -> the replayed :class:`Job` (take its ``Id``: the
-    sources disagree whether replay keeps it, API-FACTS §2 ⚠).
+    sources disagree whether replay keeps it, docs/api-facts.md §2 Replay, §8).
 
     403 means "not in a replayable state" (brand, partner) -> :class:`ReplayRefused` with
     ``rule="server"``; the agency 403 can also mean missing permission, which its ``Message``
@@ -256,7 +256,7 @@ def interpret_replay(
 
 @dataclass(frozen=True, slots=True)
 class DownloadReady:
-    """200: the body is the file; stream it (API-FACTS §2 "Download")."""
+    """200: the body is the file; stream it (docs/api-facts.md §2 "Download")."""
 
     content_length: int | None
 
@@ -367,9 +367,9 @@ def is_transient(error: ReportExportError) -> bool:
     """Whether retrying the same call may succeed.
 
     5xx, 429 and garbled 2xx bodies are transient. An HTTP 200 with ``Status: ERROR`` usually
-    reports bad input (API-FACTS §1c: "Not permitted to run report", "Invalid result format"),
-    which a retry would only repeat, spending quota on ReportExport: it is transient only when its
-    message says so.
+    reports bad input (docs/api-facts.md §1c: "Not permitted to run report", "Invalid result
+    format"), which a retry would only repeat, spending quota on ReportExport: it is transient only
+    when its message says so.
     """
     if isinstance(error, ServerError | RateLimited | MalformedResponse):
         return True
@@ -389,8 +389,9 @@ def worth_another_round(error: ReportExportError) -> bool:
 
 
 def report_refused(error: ReportExportError) -> bool:
-    """The submit's answer says the report itself cannot be exported: 404 (partner, API-FACTS
-    §1b) or HTTP 200 with `Status: ERROR` "Not permitted to run report ..." (agency, §1c)."""
+    """The submit's answer says the report itself cannot be exported: 404 (partner,
+    docs/api-facts.md §1b) or HTTP 200 with `Status: ERROR` "Not permitted to run report ..."
+    (agency, §1c)."""
     if isinstance(error, NotFound):
         return True
     return (
@@ -402,8 +403,8 @@ def report_refused(error: ReportExportError) -> bool:
 
 def account_problem(error: BaseException) -> AccountProblem | None:
     """Whether `error` concerns the whole account rather than one call: the credentials refused
-    (401, or 403 for a scoped token that lacks the endpoint, API-FACTS §5), or no connection to
-    the host at all (refused, no such host, TLS). Every further call would fail the same way, so
+    (401, or 403 for a scoped token that lacks the endpoint, docs/api-facts.md §5), or no connection
+    to the host at all (refused, no such host, TLS). Every further call would fail the same way, so
     a run stops at once instead of trying (and charging) chunk after chunk."""
     if isinstance(error, AccountUnavailable):
         return error.problem

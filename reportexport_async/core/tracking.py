@@ -3,8 +3,7 @@
 One `GET /Jobs?CreatedAfter=...` listing call refreshes every job in flight (a page per
 `page_size` jobs), so a tick costs the same for 1 job or 50. The tick is `base` seconds, stretched
 when the hourly bucket could not afford that pace until it resets, keeping `reserve` calls for
-downloads and submits (issue 5: "the tick adapts to the remaining hourly budget and the number of
-jobs").
+downloads and submits: the tick adapts to the remaining hourly budget and to the number of jobs.
 """
 
 from __future__ import annotations

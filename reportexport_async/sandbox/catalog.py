@@ -1,6 +1,7 @@
 """What the sandbox knows about each account type (persona) and its report catalog.
 
-Written from `shared/api-spec/` and `shared/API-FACTS.md`, independently of the client side.
+Written from impact.com's published OpenAPI documents and the facts in docs/api-facts.md (the
+sources are named there), independently of the client side.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ class PersonaSpec:
     root: Persona
     start_param: str
     end_param: str
-    # Brand export dates are ISO date-times (API-FACTS §1a); partner and agency use yyyy-MM-dd.
+    # Brand export dates are ISO date-times (docs/api-facts.md §1a); partner and agency use
+    # yyyy-MM-dd.
     dates_are_datetimes: bool
-    # API-FACTS §1a: the brand spec names StartDate/EndDate, but MetaData and the other personas
-    # say START_DATE/END_DATE; which one the brand API accepts is an open question, so the brand
-    # sandbox accepts both.
+    # docs/api-facts.md §1a: the brand spec names StartDate/EndDate, but MetaData and the other
+    # personas say START_DATE/END_DATE; which one the brand API accepts is unsettled (§8), so the
+    # brand sandbox accepts both.
     alternate_date_params: tuple[str, str] | None
     export_has_replay_uri: bool  # the brand ReportExport answer has no ReplayUri (§1a)
     unknown_report_status: int  # partner answers 404 (§1b); brand and agency 200 + ERROR (§1c)
@@ -84,7 +86,7 @@ PERSONA_SPECS: dict[Persona, PersonaSpec] = {
         partner_headers=False,
         partner_page_spelling=False,
         replay_new_id=True,
-        # The agency spec adds ERROR to the replayable states (API-FACTS §2, Replay).
+        # The agency spec adds ERROR to the replayable states (docs/api-facts.md §2, Replay).
         replayable_states=_REPLAYABLE | {"ERROR"},
         has_click_export=False,
     ),
@@ -102,7 +104,7 @@ class Column:
 @dataclass(frozen=True)
 class ReportFilter:
     name: str
-    data_type: str  # Boolean, Date (...), Decimal, Integer, String (API-FACTS §1d)
+    data_type: str  # Boolean, Date (...), Decimal, Integer, String (docs/api-facts.md §1d)
     format: str = ""
 
 
@@ -117,7 +119,7 @@ class Report:
     extra_filters: tuple[ReportFilter, ...] = ()
 
 
-# MetaData DataType values, as the agency spec enumerates them (API-FACTS §1d).
+# MetaData DataType values, as the agency spec enumerates them (docs/api-facts.md §1d).
 _DATE = "Date (yyyy-MM-dd'T'HH:mm:ssZZ)"
 
 _ACTION_COLUMNS = (

@@ -1,5 +1,5 @@
 """The sandbox's settings: one frozen value, shared by the in-process server, the command line and
-the pytest plugin. Every default lives here."""
+the pytest plugin. Every default lives here. The guide's rules are those of docs/guide.md."""
 
 from __future__ import annotations
 
@@ -58,15 +58,15 @@ class SandboxConfig:
     time_scale: float = 1.0  # sandbox seconds per real second
     job_duration: tuple[float, float] = (2.0, 10.0)  # min, max of one attempt, sandbox seconds
     rows_per_day: int = 100
-    settle_days: int = 3  # the most recent days keep gaining rows (DESIGN rule 6)
-    hourly_limit: int = 1000  # API-FACTS §5; 0 switches the hourly bucket off
+    settle_days: int = 3  # recent days keep gaining rows (the guide's rule 6)
+    hourly_limit: int = 1000  # docs/api-facts.md §5; 0 switches the hourly bucket off
     daily_export_limit: int = 100  # ReportExport per day; 0 switches it off
     daily_click_limit: int = 10  # ClickExport per day; 0 switches it off
-    limit_status_polling: bool = False  # GET /Jobs/{Id} is not limited (DESIGN rule 2)
+    limit_status_polling: bool = False  # GET /Jobs/{Id} is not limited (the guide's rule 2)
     reset_style: ResetStyle = (
-        "seconds"  # X-RateLimit-Reset as seconds, or as epoch (API-FACTS §5 ⚠)
+        "seconds"  # X-RateLimit-Reset as seconds, or as epoch (docs/api-facts.md §5, §8)
     )
-    jobs_page_size: int = 1000  # default PageSize of GET /Jobs (API-FACTS §2, pagination)
+    jobs_page_size: int = 1000  # default PageSize of GET /Jobs (docs/api-facts.md §2 Pagination)
     max_page_size: int = 20000
     string_values: bool = False  # numbers and booleans as strings, as the doc examples show
     utc_offset_minutes: int = 0  # the account's timezone: timestamps and the calendar day

@@ -3,8 +3,9 @@
 The rows of one day depend only on (account, report, non-date filters, day), so the rows of a date
 range are exactly the rows of its sub-ranges together: a chunked backfill can be checked row by row
 against one big export. A day's rows are a prefix of a fixed sequence whose length grows while the
-day is inside the settle window (DESIGN rule 6: data for recent days is still being completed);
-older days never change, so a replay of a recent range can return more rows and nothing else.
+day is inside the settle window (the guide's rule 6 in docs/guide.md: data for recent days is still
+being completed); older days never change, so a replay of a recent range can return more rows and
+nothing else.
 """
 
 from __future__ import annotations

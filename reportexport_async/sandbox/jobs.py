@@ -5,8 +5,9 @@ the sandbox seed and the job: how long each attempt takes and how it ends. Its s
 is then a pure function of that timeline and the sandbox clock, so `advance`, time scaling and
 concurrent readers all see one consistent story, and no background task has to move jobs along.
 
-The real service's ERROR handling (API-FACTS §2, status meanings): an attempt that ends in ERROR is
-re-run 15 minutes later, at most 5 tries in all; after the fifth unsuccessful try the job is FAILED.
+The real service's ERROR handling (docs/api-facts.md §2, Job statuses): an attempt that ends in
+ERROR is re-run 15 minutes later, at most 5 tries in all; after the fifth unsuccessful try the job
+is FAILED.
 """
 
 from __future__ import annotations
@@ -246,13 +247,15 @@ class SandboxJob:
     def to_json(
         self, now: datetime, spec: PersonaSpec, *, string_values: bool, utc_offset: timedelta
     ) -> dict[str, object]:
-        """The Job object of the specs (API-FACTS §2, Job schema), in the persona's dialect."""
+        """The Job object of the specs (docs/api-facts.md §2, Job schema), in the persona's
+        dialect."""
         view = self.view(now)
         tz = timezone(utc_offset)
 
         def when(moment: datetime | None) -> str | None:
             if moment is None:
-                # Brand and partner specs: nullable; agency examples: "" (API-FACTS §2).
+                # Only the brand spec allows null; the partner spec does not and the agency
+                # examples show "" (docs/api-facts.md §2 Job schema).
                 return None if spec.null_dates else ""
             return moment.astimezone(tz).isoformat(timespec="seconds")
 
@@ -275,8 +278,8 @@ class SandboxJob:
             "LastProgressUpdateDate": when(view.progress_at),
             "Status": view.status,
             "StatusMessage": view.message,
-            # The doc examples send numbers and booleans as strings (API-FACTS §2 ⚠); the specs
-            # type them. `string_values` switches to the doc examples' dialect.
+            # The doc examples send numbers and booleans as strings (docs/api-facts.md §2, Job
+            # schema); the specs type them. `string_values` switches to the doc examples' dialect.
             "RecordsProcessed": str(records) if string_values else records,
             "PercentageComplete": str(view.percent) if string_values else view.percent,
             "Replayable": ("true" if replayable else "false") if string_values else replayable,

@@ -1,4 +1,5 @@
-"""Request fingerprints (DESIGN rules 1 and 5, issue 4): what makes two exports "the same".
+"""Request fingerprints (the guide's rules 1 and 5, docs/guide.md): what makes two exports "the
+same".
 
 Equal on the wire means equal key; any change that reaches the wire (or the account, or the
 origin) means a different key; a default-range request carries its calendar day."""

@@ -1,4 +1,4 @@
-"""Models: strict requests, tolerant responses (DESIGN.md way 8; API-FACTS §2 ⚠)."""
+"""Models: strict requests, tolerant responses (way 8 of docs/guide.md; docs/api-facts.md §2)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_job_status_enum_call_is_tolerant() -> None:
     [
         (JobStatus.QUEUED, False),
         (JobStatus.RUNNING, False),
-        (JobStatus.ERROR, False),  # the service re-runs ERROR jobs (API-FACTS §2)
+        (JobStatus.ERROR, False),  # the service re-runs ERROR jobs (docs/api-facts.md §2)
         (JobStatus.UNKNOWN, False),
         (JobStatus.COMPLETED, True),
         (JobStatus.FAILED, True),

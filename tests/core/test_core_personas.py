@@ -1,4 +1,4 @@
-"""Per-account-type facts (API-FACTS §0-§5)."""
+"""Per-account-type facts (docs/api-facts.md §0-§5)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_parse_rejects(raw: str) -> None:
 
 
 def test_path_spelling_is_exactly_the_specs() -> None:
-    # API-FACTS §0: "Mediapartners", not "MediaPartners".
+    # docs/api-facts.md §0: "Mediapartners", not "MediaPartners".
     assert [t.value for t in AccountType] == ["Advertisers", "Mediapartners", "Agencies"]
     assert persona_for("partner").root("IR1") == "/Mediapartners/IR1"
 

@@ -1,4 +1,4 @@
-"""Retry and poll schedules (DESIGN.md ways 4 and 5; API-FACTS §5, §7 "Polling")."""
+"""Retry and poll schedules (ways 4 and 5 of docs/guide.md; docs/api-facts.md §5, §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pure core imports no I/O library and reads no clock (DESIGN.md "Layers")."""
+"""The pure core imports no I/O library and reads no clock (way 1 of docs/guide.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Quota arithmetic (API-FACTS §5: 1,000/hour, ReportExport 100/day, ClickExport 10/day)."""
+"""Quota arithmetic (docs/api-facts.md §5: 1,000/hour, ReportExport 100/day, ClickExport 10/day)."""
 
 from __future__ import annotations
 

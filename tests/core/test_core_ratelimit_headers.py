@@ -1,4 +1,4 @@
-"""Rate-limit headers at an explicit ``now`` (API-FACTS §5 "Headers and 429")."""
+"""Rate-limit headers at an explicit ``now`` (docs/api-facts.md §5 "Headers and 429")."""
 
 from __future__ import annotations
 

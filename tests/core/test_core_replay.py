@@ -1,5 +1,5 @@
-"""The replay guard (DESIGN rule 4, issue 4): every rule of `core/replay.py`'s docstring is
-checked as an invariant over statuses, ages, dates, counts and flags, plus one named example per
+"""The replay guard (the guide's rule 4, docs/guide.md): every rule of `core/replay.py`'s docstring
+is checked as an invariant over statuses, ages, dates, counts and flags, plus one named example per
 rule, the policy's validation and the time zone of the completion day."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Request building per persona (API-FACTS §1-§3) and URL handling (§0, §2 Download)."""
+"""Request building per persona (docs/api-facts.md §1-§3) and URL handling (§0, §2 Download)."""
 
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def test_partner_click_export() -> None:
         ("ProgramId[]", "2"),
         ("AdId[]", "9"),
         ("SubId[]", "s1"),
-        ("UniqueClick", "FALSE"),  # partner spec enum 'TRUE'/'FALSE' (API-FACTS §3)
+        ("UniqueClick", "FALSE"),  # partner spec enum 'TRUE'/'FALSE' (docs/api-facts.md §3)
         ("ResultFormat", "CSV"),
     )
 

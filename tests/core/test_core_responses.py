@@ -1,4 +1,4 @@
-"""Response interpretation as a table (API-FACTS §1c, §2, §5)."""
+"""Response interpretation as a table (docs/api-facts.md §1c, §2, §5)."""
 
 from __future__ import annotations
 
