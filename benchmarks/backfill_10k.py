@@ -81,13 +81,9 @@ def chunk_days(spec: dict[str, Any]) -> tuple[date, date]:
 
 
 async def run_library(spec: dict[str, Any], out: Path, ledger_path: Path) -> dict[str, Any]:
-    from reportexport_async import ReportExportClient
-    from reportexport_async.config import ClientConfig
+    from reportexport_async import Client, ClientConfig
     from reportexport_async.core.policies import RateLimitPolicy
     from reportexport_async.core.tracking import TickPolicy
-    from reportexport_async.ledger import Ledger
-    from reportexport_async.orchestrator import ExportSpec, backfill
-    from reportexport_async.ratelimit import RateLimiter
 
     concurrency = int(spec["concurrency"])
     policy = RateLimitPolicy(
@@ -107,22 +103,12 @@ async def run_library(spec: dict[str, Any], out: Path, ledger_path: Path) -> dic
     start, end = chunk_days(spec)
     cpu_started = cpu_seconds()
     started = time.perf_counter()
-    async with Ledger(ledger_path) as ledger:
-        limiter = RateLimiter(policy, store=ledger)
-        async with ReportExportClient(config, limiter=limiter) as client:
-            result = await backfill(
-                client,
-                ledger,
-                [ExportSpec(REPORT)],
-                start,
-                end,
-                out_dir=out,
-                chunk="1d",
-                download_concurrency=concurrency,
-                submit_concurrency=concurrency,
-                tick=TickPolicy(base=TICK_BASE, minimum=TICK_MINIMUM),
-            )
-            usage = client.usage
+    async with Client(config, ledger=ledger_path) as client:
+        result = await client.backfill(
+            REPORT, start, end, out=out, chunk="1d", download_concurrency=concurrency,
+            submit_concurrency=concurrency, tick=TickPolicy(base=TICK_BASE, minimum=TICK_MINIMUM),
+        )  # fmt: skip
+        usage = client.usage
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
@@ -408,8 +394,8 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
     )
     lines += [
         "",
-        "- Library: `backfill(client, Ledger(<fresh file>), [ExportSpec(report)], start, end, "
-        'out_dir=<fresh folder>, chunk="1d", submit_concurrency=C, download_concurrency=C, '
+        "- Library: `Client(config, ledger=<fresh file>).backfill(report, start, end, "
+        'out=<fresh folder>, chunk="1d", submit_concurrency=C, download_concurrency=C, '
         f"tick=TickPolicy(base={TICK_BASE}, minimum={TICK_MINIMUM}))` with "
         "`RateLimitPolicy(hourly_limit=10**9, daily_report_export=None, daily_click_export=None, "
         "max_concurrent_requests=C, safety_margin=0)`, default downloads (302 to the signed URL). "

@@ -9,7 +9,7 @@ limits on: 1,000 calls an hour, 100 ReportExport a day), in simulated time so ho
 seconds. Five methods, each run in a fresh child process (CPU time and peak RSS its own), with
 its clock on sandbox time:
 
-- `library`: `backfill(client, Ledger(file), [ExportSpec(r) for r in reports], start, end,
+- `library`: `Client(config, ledger=file).backfill([ExportSpec(r) for r in reports], start, end,
   out_dir=..., chunk="7d", postbacks=PostbackReceiver(...))`, the sandbox delivering postbacks;
 - `library-polling`: the same without postbacks (one listing call per tick for every job);
 - `naive`, `per_day`, `resubmit`: the baselines of `benchmarks/baselines/` (plain aiohttp).
@@ -84,10 +84,9 @@ async def configure(base_url: str, changes: dict[str, Any]) -> None:
 
 
 async def run_library(spec: dict[str, Any], postbacks: bool) -> dict[str, Any]:
-    from reportexport_async import ClientConfig, RateLimiter, ReportExportClient, ScaledClock
+    from reportexport_async import Client, ClientConfig, ScaledClock
     from reportexport_async.core.models import JobStatus
-    from reportexport_async.ledger import Ledger
-    from reportexport_async.orchestrator import ExportSpec, backfill
+    from reportexport_async.orchestrator import ExportSpec
     from reportexport_async.postbacks import PostbackReceiver
 
     base = str(spec["base_url"])
@@ -107,21 +106,17 @@ async def run_library(spec: dict[str, Any], postbacks: bool) -> dict[str, Any]:
             await stack.enter_async_context(receiver)
             await configure(base, {"postback_url": receiver.url})
             stack.push_async_callback(configure, base, {"postback_url": None})
-        ledger = await stack.enter_async_context(Ledger(Path(spec["ledger"]), clock=clock))
-        limiter = RateLimiter(config.rate_limit, clock=clock, store=ledger)
         client = await stack.enter_async_context(
-            ReportExportClient(config, limiter=limiter, clock=clock)
+            Client(config, ledger=Path(spec["ledger"]), clock=clock)
         )
         idle_kib = proc_status_kib("VmRSS")
         cpu_started = cpu_seconds()
         started = time.perf_counter()
-        result = await backfill(
-            client,
-            ledger,
+        result = await client.backfill(
             [ExportSpec(report) for report in spec["reports"]],
             date.fromisoformat(spec["start"]),
             date.fromisoformat(spec["end"]),
-            out_dir=Path(spec["out"]),
+            out=Path(spec["out"]),
             chunk=CHUNK_RULE,
             postbacks=receiver,
         )
@@ -130,7 +125,7 @@ async def run_library(spec: dict[str, Any], postbacks: bool) -> dict[str, Any]:
         client_429 = client.usage.rate_limited
         # Chunks whose file the ledger records but whose job it does not know to be COMPLETED:
         # the next run cannot count them as done.
-        entries = await ledger.entries()
+        entries = await client.ledger.entries()
         not_completed = sum(
             1 for e in entries if e.file_sha256 is not None and e.status is not JobStatus.COMPLETED
         )
@@ -502,10 +497,10 @@ def notes(
     chunks: dict[str, float],
 ) -> list[str]:
     out = [
-        f"- Library: `backfill(client, Ledger(<file>), [ExportSpec(r) for r in reports], start, "
-        f'end, out_dir=<folder>, chunk="{CHUNK_RULE}")` (the default chunk rule; '
+        "- Library: `Client(config, ledger=<file>).backfill([ExportSpec(r) for r in reports], "
+        f'start, end, out=<folder>, chunk="{CHUNK_RULE}")` (the default chunk rule; '
         f"{chunks.get('library', chunks.get('library-polling', math.nan)):.0f} chunks), "
-        "default client settings (`RateLimiter` with the ledger as its store, so the quota is "
+        "default client settings (the client's limiter keeps the quota in its ledger, so it is "
         "remembered), client clock `ScaledClock(start=<sandbox now>, scale)`. `Library, "
         "postbacks` adds `postbacks=PostbackReceiver(...)`, its URL set as the sandbox's "
         "postback URL (`POST /_sandbox/configure`); polling is then only the 10-minute safety "
