@@ -4,8 +4,7 @@ APIs, with a built-in sandbox (`reportexport_async.sandbox`).
     from reportexport_async import ClientConfig, ExportRequest, ReportExportClient
 """
 
-__version__ = "0.1.0.dev0"
-
+from ._version import __version__
 from .client import ReportExportClient
 from .clock import Clock, ScaledClock, SystemClock
 from .config import ClientConfig
