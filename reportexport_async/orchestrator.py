@@ -528,14 +528,14 @@ async def backfill(
     merged: tuple[Path, ...] = ()
     if postbacks is not None:
         runner.postbacks_on = True
-        postbacks.on_postback = runner.on_postback
+        unsubscribe = postbacks.subscribe(runner.on_postback)
     try:
         await runner.run()
         if merge:
             merged = await runner.merge_all(exports)
     finally:
         if postbacks is not None:
-            postbacks.on_postback = None
+            unsubscribe()
         with anyio.CancelScope(shield=True):
             manifest = await anyio.to_thread.run_sync(runner.write_manifest)
     resets = [run.resets_at for run in runner.runs.values() if run.status == "pending"]

@@ -33,7 +33,8 @@ TOKEN = "t0ken-for-the-tests-1234"
 @asynccontextmanager
 async def receiver(**options: Any) -> AsyncIterator[tuple[PostbackReceiver, list[Postback]]]:
     seen: list[Postback] = []
-    async with PostbackReceiver(token=TOKEN, on_postback=seen.append, **options) as running:
+    async with PostbackReceiver(token=TOKEN, **options) as running:
+        running.subscribe(seen.append)
         yield running, seen
 
 
@@ -96,6 +97,56 @@ async def test_token_from_the_environment_and_kept_out_of_reprs(
         assert running.url.startswith("http://127.0.0.1:")
     with pytest.raises(ConfigurationError, match="postback_token"):
         PostbackReceiver(token="short")
+
+
+async def test_every_listener_gets_every_postback_until_it_unsubscribes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first: list[str] = []
+    second: list[str] = []
+
+    def broken(postback: Postback) -> None:
+        raise RuntimeError(f"listener bug on {postback.job_id}")
+
+    async with receiver() as (running, seen), aiohttp.ClientSession() as http:
+        stop_first = running.subscribe(lambda p: first.append(p.job_id))
+        running.subscribe(broken)  # between two others: it stops neither, nor the answer
+        stop_second = running.subscribe(lambda p: second.append(p.job_id))
+        async with http.get(running.url, params={"JobId": "a"}) as answer:
+            assert answer.status == 200
+        stop_first()
+        stop_first()  # a second call does nothing
+        async with http.get(running.url, params={"JobId": "b"}) as answer:
+            assert answer.status == 200
+        stop_second()
+        async with http.get(running.url, params={"JobId": "c"}) as answer:
+            assert answer.status == 200
+    assert [p.job_id for p in seen] == ["a", "b", "c"]
+    assert first == ["a"]
+    assert second == ["a", "b"]
+    assert running.counts["listener_failed"] == 3
+    assert running.counts["accepted"] == 3
+    assert "listener bug on a" in caplog.text
+
+
+async def test_on_postback_is_a_deprecated_single_slot_beside_the_listeners() -> None:
+    slot: list[str] = []
+    replaced: list[str] = []
+    with pytest.deprecated_call():
+        running = PostbackReceiver(token=TOKEN, on_postback=lambda p: replaced.append(p.job_id))
+    async with running, aiohttp.ClientSession() as http:
+        others: list[str] = []
+        running.subscribe(lambda p: others.append(p.job_id))
+        with pytest.deprecated_call():
+            running.on_postback = lambda p: slot.append(p.job_id)  # replaces only the slot
+        async with http.get(running.url, params={"JobId": "a"}) as answer:
+            assert answer.status == 200
+        with pytest.deprecated_call():
+            running.on_postback = None
+        async with http.get(running.url, params={"JobId": "b"}) as answer:
+            assert answer.status == 200
+    assert (replaced, slot, others) == ([], ["a"], ["a", "b"])
+    assert running.on_postback is None
 
 
 @pytest.mark.parametrize(
