@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from reportexport_async import (
 )
 from reportexport_async.errors import ConfigurationError
 from reportexport_async.ledger import Ledger
-from reportexport_async.orchestrator import ExportSpec, ProgressEvent, backfill
+from reportexport_async.orchestrator import BackfillResult, ExportSpec, ProgressEvent, backfill
 from reportexport_async.postbacks import Postback, PostbackReceiver, parse_listen
 from reportexport_async.sandbox import Sandbox
 
@@ -228,6 +228,40 @@ async def test_a_hundred_jobs_with_postbacks_cost_at_most_two_point_oh_five_call
     # Most downloads were started by a postback, within moments of its arrival.
     assert len(result.postback_latency) >= 90
     assert sorted(result.postback_latency)[len(result.postback_latency) // 2] < 0.5
+
+
+async def test_two_backfills_sharing_one_receiver_both_get_their_wake_ups(tmp_path: Path) -> None:
+    """Two backfills at once on one account (a client each, one ledger) and one receiver: each
+    is woken by its own jobs' postbacks. A backfill that missed them would find its jobs with the
+    safety net's first listing call, 600 sandbox seconds in: 21 calls for 10 chunks, over 2.05."""
+    async with scaled_run(tmp_path) as (sandbox, client, ledger, postbacks):
+        limiter = RateLimiter(client.config.rate_limit, clock=client.clock, store=ledger)
+        async with ReportExportClient(client.config, limiter=limiter, clock=client.clock) as other:
+            runs = {
+                "actions": (client, "mp_action_listing_fast", date(2025, 1, 1)),
+                "performance": (other, "mp_performance_by_day", date(2025, 3, 1)),
+            }
+            results: dict[str, BackfillResult] = {}
+
+            async def run(name: str) -> None:
+                each, report, start = runs[name]
+                results[name] = await backfill(
+                    each, ledger, [ExportSpec(report)], start, start + timedelta(days=9),
+                    out_dir=tmp_path / name, chunk="1d", postbacks=postbacks,
+                )  # fmt: skip
+
+            async with anyio.create_task_group() as group:
+                for name in runs:
+                    group.start_soon(run, name)
+            stats = sandbox.stats()
+    assert stats["postbacks"]["delivered"] == 20
+    for name, result in results.items():
+        assert result.complete, name
+        assert len(result.chunks) == 10
+        calls_per_chunk = sum(result.calls.values()) / len(result.chunks)
+        assert calls_per_chunk <= 2.05, (name, dict(result.calls))
+        assert len(result.postback_latency) == 10, name  # every download woken by a postback
+    assert stats["calls"]["ListJobs"] + stats["calls"]["GetJob"] == 0
 
 
 @pytest.mark.parametrize("lost", [1.0, 0.5])
