@@ -1,55 +1,91 @@
 """reportexport_async: an asyncio client and command line for impact.com's ReportExport and Jobs
 APIs, with a built-in sandbox (`reportexport_async.sandbox`).
 
-    from reportexport_async import ClientConfig, ExportRequest, ReportExportClient
+    from reportexport_async import Client
+
+    async with Client.from_env(ledger="ledger.sqlite") as client:
+        result = await client.backfill("mp_action_listing_fast", start, end, out="data")
+
+Public names (`__all__`), by group:
+
+- the client: Client (the product: ledger, limits and clock in one object), ClientConfig,
+  UsageSnapshot, and ReportExportClient (the single calls, also `client.api`)
+- backfills: BackfillOptions, ExportSpec, BackfillResult, ProgressEvent, BackfillEvents
+- requests and results: ExportRequest, ClickExportRequest, ExportTicket, DownloadResult
+- jobs and reports: Job, JobStatus, Report
+- settings: AccountType, PollPolicy, RateLimitPolicy, RetryPolicy, Timeouts
+- errors: ReportExportError (the root of all), ConfigurationError, JobFailed, WaitTimeout
+- quota and outages: QuotaExhausted, AccountUnavailable
+
+Also importable from here, for code written before, but better imported from their modules: the
+clocks (Clock, SystemClock, ScaledClock) from `reportexport_async.clock`; RateLimiter,
+QuotaStore and MemoryQuotaStore from `reportexport_async.ratelimit`; every other exception
+(APIError, TransportError, HTTPStatusError and their subclasses, ReplayRefused, ...) from
+`reportexport_async.errors`. `__version__` is the package's version.
+
+Names are loaded lazily (on first use), so `import reportexport_async.core`, the pure rules,
+loads neither aiohttp nor anyio. To add a public name, add one line to `_LAZY` (and its
+import under `TYPE_CHECKING`, for type checkers); `tests/test_package.py` checks they agree.
 """
 
-__version__ = "0.1.0.dev0"
+from __future__ import annotations
 
-from .api import ReportExportClient
-from .client import BackfillEvents, Client
-from .clock import Clock, ScaledClock, SystemClock
-from .config import ClientConfig
-from .core.models import (
-    ClickExportRequest,
-    ExportRequest,
-    ExportTicket,
-    Job,
-    JobStatus,
-    Report,
-)
-from .core.personas import AccountType
-from .core.policies import PollPolicy, RateLimitPolicy, RetryPolicy, Timeouts
-from .downloads import DownloadResult
-from .errors import (
-    AccountUnavailable,
-    APIError,
-    ConfigurationError,
-    ConnectError,
-    DownloadIntegrityError,
-    Forbidden,
-    HTTPStatusError,
-    JobFailed,
-    MalformedResponse,
-    NotFound,
-    OutputError,
-    QuotaExhausted,
-    RateLimited,
-    ReplayRefused,
-    ReportExportError,
-    RequestTimeout,
-    ServerError,
-    SignedURLRefused,
-    TransportError,
-    Unauthorized,
-    WaitTimeout,
-)
-from .orchestrator import BackfillOptions, BackfillResult, ExportSpec, ProgressEvent
-from .ratelimit import MemoryQuotaStore, QuotaStore, RateLimiter
-from .session import UsageSnapshot
+import importlib
+from typing import TYPE_CHECKING
+
+from ._version import __version__ as __version__
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` imports them
+    from .api import ReportExportClient as ReportExportClient
+    from .client import BackfillEvents as BackfillEvents
+    from .client import Client as Client
+    from .clock import Clock as Clock
+    from .clock import ScaledClock as ScaledClock
+    from .clock import SystemClock as SystemClock
+    from .config import ClientConfig as ClientConfig
+    from .core.models import ClickExportRequest as ClickExportRequest
+    from .core.models import ExportRequest as ExportRequest
+    from .core.models import ExportTicket as ExportTicket
+    from .core.models import Job as Job
+    from .core.models import JobStatus as JobStatus
+    from .core.models import Report as Report
+    from .core.personas import AccountType as AccountType
+    from .core.policies import PollPolicy as PollPolicy
+    from .core.policies import RateLimitPolicy as RateLimitPolicy
+    from .core.policies import RetryPolicy as RetryPolicy
+    from .core.policies import Timeouts as Timeouts
+    from .downloads import DownloadResult as DownloadResult
+    from .errors import AccountUnavailable as AccountUnavailable
+    from .errors import APIError as APIError
+    from .errors import ConfigurationError as ConfigurationError
+    from .errors import ConnectError as ConnectError
+    from .errors import DownloadIntegrityError as DownloadIntegrityError
+    from .errors import Forbidden as Forbidden
+    from .errors import HTTPStatusError as HTTPStatusError
+    from .errors import JobFailed as JobFailed
+    from .errors import MalformedResponse as MalformedResponse
+    from .errors import NotFound as NotFound
+    from .errors import OutputError as OutputError
+    from .errors import QuotaExhausted as QuotaExhausted
+    from .errors import RateLimited as RateLimited
+    from .errors import ReplayRefused as ReplayRefused
+    from .errors import ReportExportError as ReportExportError
+    from .errors import RequestTimeout as RequestTimeout
+    from .errors import ServerError as ServerError
+    from .errors import SignedURLRefused as SignedURLRefused
+    from .errors import TransportError as TransportError
+    from .errors import Unauthorized as Unauthorized
+    from .errors import WaitTimeout as WaitTimeout
+    from .orchestrator import BackfillOptions as BackfillOptions
+    from .orchestrator import BackfillResult as BackfillResult
+    from .orchestrator import ExportSpec as ExportSpec
+    from .orchestrator import ProgressEvent as ProgressEvent
+    from .ratelimit import MemoryQuotaStore as MemoryQuotaStore
+    from .ratelimit import QuotaStore as QuotaStore
+    from .ratelimit import RateLimiter as RateLimiter
+    from .session import UsageSnapshot as UsageSnapshot
 
 __all__ = [
-    "APIError",
     "AccountType",
     "AccountUnavailable",
     "BackfillEvents",
@@ -58,44 +94,91 @@ __all__ = [
     "ClickExportRequest",
     "Client",
     "ClientConfig",
-    "Clock",
     "ConfigurationError",
-    "ConnectError",
-    "DownloadIntegrityError",
     "DownloadResult",
     "ExportRequest",
     "ExportSpec",
     "ExportTicket",
-    "Forbidden",
-    "HTTPStatusError",
     "Job",
     "JobFailed",
     "JobStatus",
-    "MalformedResponse",
-    "MemoryQuotaStore",
-    "NotFound",
-    "OutputError",
     "PollPolicy",
     "ProgressEvent",
     "QuotaExhausted",
-    "QuotaStore",
     "RateLimitPolicy",
-    "RateLimited",
-    "RateLimiter",
-    "ReplayRefused",
     "Report",
     "ReportExportClient",
     "ReportExportError",
-    "RequestTimeout",
     "RetryPolicy",
-    "ScaledClock",
-    "ServerError",
-    "SignedURLRefused",
-    "SystemClock",
     "Timeouts",
-    "TransportError",
-    "Unauthorized",
     "UsageSnapshot",
     "WaitTimeout",
-    "__version__",
 ]
+
+#: Every name importable from the package -> the module (relative to it) that defines it.
+_LAZY: dict[str, str] = {
+    # public (__all__)
+    "AccountType": ".core.personas",
+    "AccountUnavailable": ".errors",
+    "BackfillEvents": ".client",
+    "BackfillOptions": ".orchestrator",
+    "BackfillResult": ".orchestrator",
+    "ClickExportRequest": ".core.models",
+    "Client": ".client",
+    "ClientConfig": ".config",
+    "ConfigurationError": ".errors",
+    "DownloadResult": ".downloads",
+    "ExportRequest": ".core.models",
+    "ExportSpec": ".orchestrator",
+    "ExportTicket": ".core.models",
+    "Job": ".core.models",
+    "JobFailed": ".errors",
+    "JobStatus": ".core.models",
+    "PollPolicy": ".core.policies",
+    "ProgressEvent": ".orchestrator",
+    "QuotaExhausted": ".errors",
+    "RateLimitPolicy": ".core.policies",
+    "Report": ".core.models",
+    "ReportExportClient": ".api",
+    "ReportExportError": ".errors",
+    "RetryPolicy": ".core.policies",
+    "Timeouts": ".core.policies",
+    "UsageSnapshot": ".session",
+    "WaitTimeout": ".errors",
+    # kept importable from here; better imported from their modules
+    "APIError": ".errors",
+    "Clock": ".clock",
+    "ConnectError": ".errors",
+    "DownloadIntegrityError": ".errors",
+    "Forbidden": ".errors",
+    "HTTPStatusError": ".errors",
+    "MalformedResponse": ".errors",
+    "MemoryQuotaStore": ".ratelimit",
+    "NotFound": ".errors",
+    "OutputError": ".errors",
+    "QuotaStore": ".ratelimit",
+    "RateLimited": ".errors",
+    "RateLimiter": ".ratelimit",
+    "ReplayRefused": ".errors",
+    "RequestTimeout": ".errors",
+    "ScaledClock": ".clock",
+    "ServerError": ".errors",
+    "SignedURLRefused": ".errors",
+    "SystemClock": ".clock",
+    "TransportError": ".errors",
+    "Unauthorized": ".errors",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import a re-exported name on first use (PEP 562), then keep it as a plain attribute."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -13,7 +13,9 @@ minutes late and retries on non-2xx (docs/api-facts.md §4). So:
   bodies are capped;
 - a postback is a wake-up, never a fact: the tracker answers it by trying the download, which
   answers 202 if the job is not complete. A forged or early postback costs one call and changes
-  nothing.
+  nothing;
+- any number of listeners (`subscribe`) get every postback: several backfills can share one
+  receiver, each listening while it runs, and a listener that raises is logged and stops nothing.
 
     async with PostbackReceiver(port=8765) as receiver:
         print("paste this URL at impact.com:", receiver.url)
@@ -28,6 +30,7 @@ import logging
 import os
 import secrets
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +42,7 @@ from aiohttp import web
 
 from .errors import ConfigurationError
 
-__all__ = ["Postback", "PostbackReceiver", "parse_listen"]
+__all__ = ["Listener", "Postback", "PostbackReceiver", "parse_listen"]
 
 log = logging.getLogger("reportexport_async.postbacks")
 
@@ -56,6 +59,10 @@ class Postback:
     arrived: float
 
 
+#: A function called with each accepted postback; it must not block (it runs in the request).
+Listener = Callable[[Postback], None]
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """`HOST:PORT`, `:PORT` or `PORT` (host 127.0.0.1) -> (host, port)."""
     host, sep, port_text = text.rpartition(":")
@@ -70,9 +77,12 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 class PostbackReceiver:
-    """An aiohttp.web server for postbacks. `on_postback` is called for each accepted one (the
-    orchestrator sets it while a backfill runs); `public_url` is what impact.com should call, when
-    the receiver sits behind a proxy or a tunnel."""
+    """An aiohttp.web server for postbacks. Every listener given to `subscribe` is called with
+    each accepted one (a backfill subscribes while it runs); `public_url` is what impact.com
+    should call, when the receiver sits behind a proxy or a tunnel.
+
+    `on_postback` (the argument and the attribute) is deprecated: a single slot, kept as one
+    more listener; use `subscribe`."""
 
     def __init__(
         self,
@@ -84,7 +94,7 @@ class PostbackReceiver:
         status_field: str = "Status",
         max_body: int = DEFAULT_MAX_BODY,
         public_url: str | None = None,
-        on_postback: Callable[[Postback], None] | None = None,
+        on_postback: Listener | None = None,
     ) -> None:
         token = token or os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
         if len(token) < 16 or not all(c.isalnum() or c in "-_" for c in token):
@@ -98,13 +108,45 @@ class PostbackReceiver:
         self.status_field = status_field
         self.max_body = max_body
         self.public_url = public_url
-        self.on_postback = on_postback
+        self._listeners: dict[object, Listener] = {}  # in the order they subscribed
+        self._slot: tuple[Listener, Callable[[], None]] | None = None  # the deprecated one
+        if on_postback is not None:
+            _deprecated_slot(stacklevel=3)
+            self._set_slot(on_postback)
         self.counts: Counter[str] = Counter()
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
 
     def __repr__(self) -> str:  # the token stays out of reprs
         return f"PostbackReceiver(host={self.host!r}, port={self.bound_port or self.port})"
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` with every accepted postback from now on; returns the function that
+        stops it (calling it again does nothing). Any number of listeners: each postback goes to
+        every one, in the order they subscribed; one that raises is logged and counted
+        (`counts["listener_failed"]`), and the others and the answer to the sender go on."""
+        key = object()  # a subscription, not the function: the same one may subscribe twice
+        self._listeners[key] = listener
+
+        def unsubscribe() -> None:
+            self._listeners.pop(key, None)
+
+        return unsubscribe
+
+    @property
+    def on_postback(self) -> Listener | None:
+        """Deprecated: use `subscribe`. Setting it replaces only the listener it set before."""
+        return None if self._slot is None else self._slot[0]
+
+    @on_postback.setter
+    def on_postback(self, listener: Listener | None) -> None:
+        _deprecated_slot(stacklevel=3)
+        self._set_slot(listener)
+
+    def _set_slot(self, listener: Listener | None) -> None:
+        if self._slot is not None:
+            self._slot[1]()
+        self._slot = None if listener is None else (listener, self.subscribe(listener))
 
     @property
     def url(self) -> str:
@@ -166,9 +208,27 @@ class PostbackReceiver:
             return web.Response(text="ok")  # 2xx: nothing to retry
         self.counts["accepted"] += 1
         postback = Postback(job_id, _field(fields, self.status_field), time.monotonic())
-        if self.on_postback is not None:
-            self.on_postback(postback)
+        self._deliver(postback)
         return web.Response(text="ok")
+
+    def _deliver(self, postback: Postback) -> None:
+        for listener in tuple(self._listeners.values()):  # a listener may (un)subscribe others
+            try:
+                listener(postback)
+            except Exception:
+                self.counts["listener_failed"] += 1
+                log.exception(
+                    "a postback listener failed (job %r); the others go on", postback.job_id
+                )
+
+
+def _deprecated_slot(*, stacklevel: int) -> None:
+    warnings.warn(
+        "PostbackReceiver.on_postback is deprecated: use receiver.subscribe(listener), which "
+        "returns the function that unsubscribes it",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def _field(fields: dict[str, str], name: str) -> str | None:

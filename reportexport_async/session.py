@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from . import __version__
+from ._version import __version__
 from .clock import Clock, SystemClock
 from .config import ClientConfig, plain_http_refusal
 from .core.fingerprint import account_key

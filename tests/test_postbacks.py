@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from reportexport_async import (
 )
 from reportexport_async.errors import ConfigurationError
 from reportexport_async.ledger import Ledger
-from reportexport_async.orchestrator import ExportSpec, ProgressEvent, backfill
+from reportexport_async.orchestrator import BackfillResult, ExportSpec, ProgressEvent, backfill
 from reportexport_async.postbacks import Postback, PostbackReceiver, parse_listen
 from reportexport_async.sandbox import Sandbox
 
@@ -33,7 +33,8 @@ TOKEN = "t0ken-for-the-tests-1234"
 @asynccontextmanager
 async def receiver(**options: Any) -> AsyncIterator[tuple[PostbackReceiver, list[Postback]]]:
     seen: list[Postback] = []
-    async with PostbackReceiver(token=TOKEN, on_postback=seen.append, **options) as running:
+    async with PostbackReceiver(token=TOKEN, **options) as running:
+        running.subscribe(seen.append)
         yield running, seen
 
 
@@ -96,6 +97,56 @@ async def test_token_from_the_environment_and_kept_out_of_reprs(
         assert running.url.startswith("http://127.0.0.1:")
     with pytest.raises(ConfigurationError, match="postback_token"):
         PostbackReceiver(token="short")
+
+
+async def test_every_listener_gets_every_postback_until_it_unsubscribes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first: list[str] = []
+    second: list[str] = []
+
+    def broken(postback: Postback) -> None:
+        raise RuntimeError(f"listener bug on {postback.job_id}")
+
+    async with receiver() as (running, seen), aiohttp.ClientSession() as http:
+        stop_first = running.subscribe(lambda p: first.append(p.job_id))
+        running.subscribe(broken)  # between two others: it stops neither, nor the answer
+        stop_second = running.subscribe(lambda p: second.append(p.job_id))
+        async with http.get(running.url, params={"JobId": "a"}) as answer:
+            assert answer.status == 200
+        stop_first()
+        stop_first()  # a second call does nothing
+        async with http.get(running.url, params={"JobId": "b"}) as answer:
+            assert answer.status == 200
+        stop_second()
+        async with http.get(running.url, params={"JobId": "c"}) as answer:
+            assert answer.status == 200
+    assert [p.job_id for p in seen] == ["a", "b", "c"]
+    assert first == ["a"]
+    assert second == ["a", "b"]
+    assert running.counts["listener_failed"] == 3
+    assert running.counts["accepted"] == 3
+    assert "listener bug on a" in caplog.text
+
+
+async def test_on_postback_is_a_deprecated_single_slot_beside_the_listeners() -> None:
+    slot: list[str] = []
+    replaced: list[str] = []
+    with pytest.deprecated_call():
+        running = PostbackReceiver(token=TOKEN, on_postback=lambda p: replaced.append(p.job_id))
+    async with running, aiohttp.ClientSession() as http:
+        others: list[str] = []
+        running.subscribe(lambda p: others.append(p.job_id))
+        with pytest.deprecated_call():
+            running.on_postback = lambda p: slot.append(p.job_id)  # replaces only the slot
+        async with http.get(running.url, params={"JobId": "a"}) as answer:
+            assert answer.status == 200
+        with pytest.deprecated_call():
+            running.on_postback = None
+        async with http.get(running.url, params={"JobId": "b"}) as answer:
+            assert answer.status == 200
+    assert (replaced, slot, others) == ([], ["a"], ["a", "b"])
+    assert running.on_postback is None
 
 
 @pytest.mark.parametrize(
@@ -177,6 +228,40 @@ async def test_a_hundred_jobs_with_postbacks_cost_at_most_two_point_oh_five_call
     # Most downloads were started by a postback, within moments of its arrival.
     assert len(result.postback_latency) >= 90
     assert sorted(result.postback_latency)[len(result.postback_latency) // 2] < 0.5
+
+
+async def test_two_backfills_sharing_one_receiver_both_get_their_wake_ups(tmp_path: Path) -> None:
+    """Two backfills at once on one account (a client each, one ledger) and one receiver: each
+    is woken by its own jobs' postbacks. A backfill that missed them would find its jobs with the
+    safety net's first listing call, 600 sandbox seconds in: 21 calls for 10 chunks, over 2.05."""
+    async with scaled_run(tmp_path) as (sandbox, client, ledger, postbacks):
+        limiter = RateLimiter(client.config.rate_limit, clock=client.clock, store=ledger)
+        async with ReportExportClient(client.config, limiter=limiter, clock=client.clock) as other:
+            runs = {
+                "actions": (client, "mp_action_listing_fast", date(2025, 1, 1)),
+                "performance": (other, "mp_performance_by_day", date(2025, 3, 1)),
+            }
+            results: dict[str, BackfillResult] = {}
+
+            async def run(name: str) -> None:
+                each, report, start = runs[name]
+                results[name] = await backfill(
+                    each, ledger, [ExportSpec(report)], start, start + timedelta(days=9),
+                    out_dir=tmp_path / name, chunk="1d", postbacks=postbacks,
+                )  # fmt: skip
+
+            async with anyio.create_task_group() as group:
+                for name in runs:
+                    group.start_soon(run, name)
+            stats = sandbox.stats()
+    assert stats["postbacks"]["delivered"] == 20
+    for name, result in results.items():
+        assert result.complete, name
+        assert len(result.chunks) == 10
+        calls_per_chunk = sum(result.calls.values()) / len(result.chunks)
+        assert calls_per_chunk <= 2.05, (name, dict(result.calls))
+        assert len(result.postback_latency) == 10, name  # every download woken by a postback
+    assert stats["calls"]["ListJobs"] + stats["calls"]["GetJob"] == 0
 
 
 @pytest.mark.parametrize("lost", [1.0, 0.5])

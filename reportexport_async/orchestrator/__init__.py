@@ -136,16 +136,17 @@ async def backfill(
     tracking = Tracking(state, recovery)
     downloading = Downloading(state, recovery)
     merged: tuple[Path, ...] = ()
-    if postbacks is not None:
+    unsubscribe: Callable[[], None] | None = None
+    if postbacks is not None:  # one receiver may serve any number of runs at once
         state.postbacks_on = True
-        postbacks.on_postback = tracking.on_postback
+        unsubscribe = postbacks.subscribe(tracking.on_postback)
     try:
         await _run(state, submitting, tracking, downloading)
         if options.merge:
             merged = await merge_done(state)
     finally:
-        if postbacks is not None:
-            postbacks.on_postback = None
+        if unsubscribe is not None:
+            unsubscribe()
         with anyio.CancelScope(shield=True):
             manifest = await anyio.to_thread.run_sync(write_manifest, state)
     runs = state.runs.values()
