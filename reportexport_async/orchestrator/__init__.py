@@ -114,7 +114,7 @@ async def backfill(
     out = Path(out_dir)
     planned = await make_plan(api, ledger, as_specs(exports), start, end, out, options)
     plan = planned.plan
-    state = RunState(api, ledger, plan, out, options, on_event)
+    state = RunState(api, ledger, plan, out, options, on_event, postbacks_on=postbacks is not None)
     for key, run in state.runs.items():
         entry = planned.entries.get(key)
         if run.status == "done" and entry is not None:  # done before: the ledger's record
@@ -138,7 +138,6 @@ async def backfill(
     merged: tuple[Path, ...] = ()
     unsubscribe: Callable[[], None] | None = None
     if postbacks is not None:  # one receiver may serve any number of runs at once
-        state.postbacks_on = True
         unsubscribe = postbacks.subscribe(tracking.on_postback)
     try:
         await _run(state, submitting, tracking, downloading)

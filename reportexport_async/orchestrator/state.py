@@ -49,6 +49,8 @@ class RunState:
         out: Path,
         options: BackfillOptions,
         on_event: Callable[[ProgressEvent], None] | None,
+        *,
+        postbacks_on: bool = False,
     ) -> None:
         self.api = api
         self.ledger = ledger
@@ -75,7 +77,7 @@ class RunState:
         self.quota_left: int | None = plan.cost.quota_left_today
         self.send, self.receive = anyio.create_memory_object_stream[ChunkRun](math.inf)
         #: Postback wake-ups: job id -> the postback, until the tracker looks.
-        self.postbacks_on = False
+        self.postbacks_on = postbacks_on
         self.nudged: dict[str, Postback] = {}
         self.early: dict[str, Postback] = {}  # for jobs not tracked yet (bounded)
         self.postback_latency: list[float] = []  # arrival to download start, real seconds
