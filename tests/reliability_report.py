@@ -63,6 +63,8 @@ GROUPS = {
         "test_an_outage",
         "test_jobs_in_flight",
         "test_a_wait_for",
+        "test_one_export_whose_job",
+        "test_quota_stores",
     ),
 }
 
