@@ -321,13 +321,12 @@ class Client:
         return answer
 
     async def job_when(self, path: str, status: str) -> Answer:
-        """GET the job until it shows `status` (the result file is written in a thread)."""
-        for _ in range(200):
-            answer = await self.job(path)
-            if answer.body["Status"] == status:
-                return answer
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"{path} never reached {status}: {answer.body}")
+        """GET the job once every result file being written is on disk (a job whose time has
+        come is COMPLETED only then), and check that it shows `status`."""
+        await asyncio.to_thread(self.sandbox.wait_idle)
+        answer = await self.job(path)
+        assert answer.body["Status"] == status, answer.body
+        return answer
 
 
 def unexpected_errors(persona: str, schema: ResponseSchema, body: Any) -> list[str]:
