@@ -66,6 +66,8 @@ class Control:
             "jobs_created": state.jobs_created,
             "replays": state.replays,
             "unauthorized": state.unauthorized,
+            "refused": dict(state.refused),
+            "dialect": config.dialect,
             "status_codes": dict(state.status_codes),
             "faults_injected": dict(state.faults),
             "jobs_by_status": dict(statuses),

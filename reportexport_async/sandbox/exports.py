@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from .catalog import CATALOGS, CLICK_EXPORT_COLUMNS, PersonaSpec, Report
 from .data import DataKey
@@ -61,6 +62,12 @@ def _check_filter_types(report: Report, filters: Mapping[str, str]) -> None:
             raise InvalidInput(
                 f"Invalid value '{value}' for {item.name}: expected {item.data_type}", item.name
             ) from None
+
+
+def _repeated(query: MultiMapping[str], name: str) -> list[str]:
+    """A repeatable ClickExport parameter: `AdId=1&AdId=2` as the documents write it, or
+    `AdId[]=1` as API-FACTS §3 does (the strict dialect refuses the second)."""
+    return [*query.getall(name, []), *query.getall(f"{name}[]", [])]
 
 
 def _invalid(spec: PersonaSpec, problem: InvalidInput) -> web.Response:
@@ -172,19 +179,20 @@ class Exports:
             if persona == "Advertisers":
                 program_id = request.match_info["program_id"]
                 filters.append(("ProgramId", program_id))
-                list_params: tuple[str, ...] = ("AdId[]", "MediaId[]")
+                list_params: tuple[str, ...] = ("AdId", "MediaId")
                 unique_values = ("true", "false")
                 for name in list_params:
-                    for value in query.getall(name, []):
+                    for value in _repeated(query, name):
                         if not value.isdigit():
                             raise InvalidInput(f"Invalid value '{value}' for {name}", name)
             else:
-                ids = query.getall("ProgramId[]", [])
+                ids = _repeated(query, "ProgramId")
                 program_id = ids[0] if ids else ""
-                list_params = ("ProgramId[]", "AdId[]", "SubId[]")
+                list_params = ("ProgramId", "AdId", "SubId")
                 unique_values = ("TRUE", "FALSE")
             for name in list_params:
-                filters.extend((name, value) for value in sorted(query.getall(name, [])))
+                # Keyed as `AdId[]` whichever spelling came: the same job, the same rows.
+                filters.extend((f"{name}[]", value) for value in sorted(_repeated(query, name)))
             unique = query.get("UniqueClick")
             if unique is not None:
                 if unique not in unique_values:

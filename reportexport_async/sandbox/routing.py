@@ -1,5 +1,6 @@
 """Routing and authentication: the API application, its routes, and the pipeline every API call
-goes through (authentication, faults, the hourly bucket, the handler, the rate-limit headers).
+goes through (authentication, the strict dialect's contract, faults, the hourly bucket, the
+handler, the rate-limit headers).
 
 Also the pieces every room answers with: the API's error envelope (§5: `Status`, `Message`,
 optional `Errors`) and `InvalidInput`, which a handler raises for a bad parameter.
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, cast
 from aiohttp import web
 
 from .catalog import PERSONA_SPECS, PERSONAS, Persona, PersonaSpec
+from .dialect import NO_4XX, Refusal, accepts, check_accept, check_query
 
 if TYPE_CHECKING:
     from .faults import Faults
@@ -140,6 +142,12 @@ class Router:
                 "Unauthorized: check the Account SID and Auth Token",
                 headers={"WWW-Authenticate": 'Basic realm="impact.com API"'},
             )
+        strict = shared.config.dialect == "strict"
+        if strict:
+            try:
+                await self._check_contract(request, spec.root, endpoint)
+            except Refusal as refusal:
+                return self._refuse(spec.root, endpoint, refusal)
         await self._faults.maybe_slow()
         now = shared.clock.now()
         refused = self._limits.admit(spec, endpoint, now)
@@ -153,6 +161,33 @@ class Router:
             except web.HTTPException as exc:
                 response = error(exc.status, exc.reason)
             response = self._faults.spoil(response)
+            body_type = (
+                response.content_type
+                if response.status < 300 and "Content-Type" in response.headers
+                else None
+            )
+            if strict and body_type and not accepts(request.headers.get("Accept"), body_type):
+                # Download: a file for a client that accepts only the 202's JSON.
+                late = Refusal(406, f"Not Acceptable: the answer is {body_type}")
+                response = self._refuse(spec.root, endpoint, late)
         for key, value in rate_headers.items():
             response.headers.setdefault(key, value)
         return response
+
+    @staticmethod
+    async def _check_contract(request: web.Request, persona: Persona, endpoint: str) -> None:
+        """The strict dialect: only what the persona's documents describe (see `dialect`)."""
+        check_accept(persona, endpoint, request.headers.get("Accept"))
+        check_query(persona, endpoint, request.query, request.match_info)
+        if request.can_read_body and await request.read():
+            raise Refusal(400, "this operation takes no request body")
+
+    def _refuse(self, persona: Persona, endpoint: str, refusal: Refusal) -> web.Response:
+        state = self._shared.state
+        state.refused[str(refusal.status)] += 1
+        if refusal.status == 406:
+            return error(406, refusal.message)
+        if endpoint in NO_4XX[persona]:
+            # Agency Reports and ReportExport never answer 4xx: HTTP 200, Status ERROR (§1c).
+            return error(200, refusal.message)
+        return validation_failed(InvalidInput(refusal.message, refusal.field))

@@ -52,6 +52,7 @@ class State:
     jobs_created: int = 0
     replays: int = 0
     unauthorized: int = 0
+    refused: Counter[str] = field(default_factory=Counter)  # strict dialect: by 400 or 406
     signed_with_authorization: int = 0
     signed_expired: int = 0
     postbacks: Counter[str] = field(default_factory=Counter)
