@@ -47,6 +47,7 @@ from .core.personas import persona_for
 from .core.quota import classify_export_429, counted_by_server
 from .core.ratelimit_headers import parse_rate_limit_headers
 from .core.requests import (
+    JSON_ACCEPT,
     Endpoint,
     RequestSpec,
     is_api_origin,
@@ -238,10 +239,13 @@ class Session:
         """Join a path or a URI from an answer to the base URL."""
         return join_url(self.config.base_url, path_or_uri)
 
-    def _headers(self, url: str) -> dict[str, str]:
+    def _headers(self, url: str, endpoint: Endpoint | None = None) -> dict[str, str]:
+        """`Authorization` and the operation's `Accept` on the API origin; elsewhere (a signed
+        URL) no credentials and any type."""
         absolute = self.url(url)  # a relative reference counts where it will be sent
         if is_api_origin(absolute, self.config.base_url) and may_carry_credentials(absolute):
-            return {"Authorization": self._authorization}
+            accept = endpoint.accept if endpoint is not None else JSON_ACCEPT
+            return {"Authorization": self._authorization, "Accept": accept}
         return {"Accept": "*/*"}
 
     # -- JSON calls -----------------------------------------------------------------------------
@@ -338,7 +342,7 @@ class Session:
                     method,
                     url,
                     params=params,
-                    headers=self._headers(url),
+                    headers=self._headers(url, endpoint),
                     allow_redirects=False,
                     data=b"" if method == "PUT" else None,
                 ) as response:
@@ -466,7 +470,7 @@ class Session:
                 async with self.http.get(
                     url,
                     params=params,
-                    headers=self._headers(url),
+                    headers=self._headers(url, endpoint or Endpoint.DOWNLOAD),
                     allow_redirects=False,
                     timeout=timeout,
                 ) as response:
