@@ -46,14 +46,17 @@ from .core.responses import (
     interpret_ticket,
 )
 from .downloads import DownloadResult, OnSaved, download_job
-from .errors import WaitTimeout
+from .errors import HTTPStatusError, WaitTimeout
 from .ratelimit import RateLimiter
 from .session import Session, UsageSnapshot
 
 __all__ = ["ReportExportClient"]
 
-#: Page size asked of `GET /Jobs`. The agency answers a bare array, so a page shorter than this is
-#: how the client knows it has reached the end (docs/api-facts.md §2 "Pagination").
+#: The list convention's default page size (docs/api-facts.md §2 "Pagination"). No Jobs document
+#: lists
+#: `Page` or `PageSize`, so they are not sent unless the caller asks for a `page_size`; a bare
+#: array (agency) this long may have been cut at the server's default page, and the next page is
+#: asked for.
 DEFAULT_PAGE_SIZE = 1000
 
 
@@ -141,26 +144,37 @@ class ReportExportClient:
         created_after: date | datetime | None = None,
         created_before: date | datetime | None = None,
         *,
-        page_size: int = DEFAULT_PAGE_SIZE,
+        page_size: int | None = None,
     ) -> AsyncIterator[Job]:
-        """Every job created in the range, following every page (one call per page)."""
+        """Every job created in the range, following every page (one call per page).
+
+        Only the documented `CreatedAfter`/`CreatedBefore` are sent, and `PageSize` when
+        `page_size` is given. A page's `@nextpageuri` is followed; a bare array (agency) of
+        `page_size` (default: the convention's 1000) jobs is followed by `Page=2`, ...; a
+        server that refuses paging (400 on a later page) has answered the whole list."""
         spec = build_list_jobs(
             *self._sid(),
             created_after=created_after,
             created_before=created_before,
             page_size=page_size,
         )
+        full = page_size or DEFAULT_PAGE_SIZE
         page_number = 1
         seen: set[str] = set()
         while True:
-            page = await self.session.call(spec, interpret_job_page)
+            try:
+                page = await self.session.call(spec, interpret_job_page)
+            except HTTPStatusError as refused:
+                if page_number > 1 and refused.status == 400:
+                    return
+                raise
             for job in page.jobs:
                 if job.id not in seen:  # pages may shift while jobs are created
                     seen.add(job.id)
                     yield job
             if page.next_page_uri:
                 spec = spec_from_uri(page.next_page_uri, Endpoint.LIST_JOBS)
-            elif page.meta or len(page.jobs) + page.skipped < page_size:
+            elif page.meta or len(page.jobs) + page.skipped < full:
                 return  # a wrapped page without a next URI, or a short bare-array page
             else:
                 page_number += 1
@@ -177,7 +191,7 @@ class ReportExportClient:
         created_after: date | datetime | None = None,
         created_before: date | datetime | None = None,
         *,
-        page_size: int = DEFAULT_PAGE_SIZE,
+        page_size: int | None = None,
     ) -> list[Job]:
         return [
             job async for job in self.iter_jobs(created_after, created_before, page_size=page_size)

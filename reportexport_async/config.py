@@ -31,6 +31,7 @@ from pydantic import (
 from .core.models import validation_problem
 from .core.personas import AccountType, Persona, persona_for
 from .core.policies import PollPolicy, RateLimitPolicy, RetryPolicy, Timeouts
+from .core.proxies import DIRECT, parse_proxy
 from .core.requests import is_loopback_host
 from .errors import ConfigurationError
 
@@ -106,6 +107,10 @@ class ClientConfig(BaseModel):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     poll: PollPolicy = Field(default_factory=PollPolicy)
     rate_limit: RateLimitPolicy = Field(default_factory=RateLimitPolicy)
+    #: None: the standard variables (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`); a URL
+    #: (`http://[user:pass@]host:port`): that proxy, minus `NO_PROXY`; `direct`: no proxy at all.
+    #: A secret (it may hold the proxy's password): never in a repr or a dump.
+    proxy: SecretStr | None = None
 
     def __init__(
         self,
@@ -118,6 +123,7 @@ class ClientConfig(BaseModel):
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
         rate_limit: RateLimitPolicy | None = None,
+        proxy: str | SecretStr | None = None,
     ) -> None:
         data: dict[str, Any] = {
             "account_sid": account_sid,
@@ -130,6 +136,7 @@ class ClientConfig(BaseModel):
             ("retry", retry),
             ("poll", poll),
             ("rate_limit", rate_limit),
+            ("proxy", proxy),
         ):
             if value is not None:
                 data[name] = value
@@ -233,6 +240,20 @@ class ClientConfig(BaseModel):
             # lost.
             raise ValueError("must be an origin without a path, e.g. https://api.impact.com")
         return f"{scheme}://{parts.netloc}"
+
+    @field_validator("proxy", mode="before")
+    @classmethod
+    def _check_proxy(cls, value: object) -> object:
+        if value is None:
+            return None
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(raw, str) or not raw.strip():
+            raise ValueError(f"must be a proxy URL (http://host:port) or {DIRECT!r}")
+        text = raw.strip()
+        if text.lower() == DIRECT:
+            return SecretStr(DIRECT)
+        parse_proxy(text)  # its messages never quote the URL (it may hold a password)
+        return SecretStr(text)
 
     @field_serializer("rate_limit", when_used="json")
     def _dump_rate_limit(self, value: RateLimitPolicy) -> dict[str, Any]:

@@ -16,6 +16,12 @@ shared rate limiter, usage counters and the redirect policy. It knows nothing ab
 - The session keeps the account's health: since when every call has failed (`failing_since`),
   which the orchestrator uses to stop a run once an outage lasts longer than
   `RetryPolicy.outage_limit`. A TLS failure is never retried.
+- Proxies: the standard variables (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`) or the config's
+  `proxy` (`core.proxies`), read here, not by aiohttp: aiohttp's `trust_env` would also read
+  `~/.netrc`. An https request goes through the proxy's CONNECT tunnel, so `Authorization`
+  never reaches it; a plain-http request that carries credentials (loopback only) never goes
+  through a proxy. `SSL_CERT_FILE`/`SSL_CERT_DIR`, when set, are the certificates trusted (a
+  company proxy that inspects TLS has its own authority).
 - aiohttp's exceptions are translated here and nowhere else, always `raise ... from exc`.
 - The token never reaches a log record, a repr or an exception message.
 """
@@ -27,26 +33,31 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import random
+import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
+import anyio
 
 from ._version import __version__
 from .clock import Clock, SystemClock
 from .config import ClientConfig, plain_http_refusal
 from .core.fingerprint import account_key
 from .core.personas import persona_for
+from .core.proxies import proxy_settings, route_for
 from .core.quota import classify_export_429, counted_by_server
 from .core.ratelimit_headers import parse_rate_limit_headers
 from .core.requests import (
+    JSON_ACCEPT,
     Endpoint,
     RequestSpec,
     is_api_origin,
@@ -134,12 +145,27 @@ def _translate(exc: BaseException, method: str, url: str) -> TransportError:
     """aiohttp's exceptions, in the one place they are translated."""
     if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):
         return ConnectError(f"TLS failure: {exc}", method=method, url=url, tls=True)
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        # The proxy refused the tunnel (407 without its credentials, 403, 502): nothing reached
+        # the API.
+        return ConnectError(
+            f"the proxy refused the connection (HTTP {exc.status} {exc.message})",
+            method=method,
+            url=url,
+        )
     if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
         # No connection was made: the request was never sent.
         return ConnectError(f"cannot connect: {exc}", method=method, url=url)
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return RequestTimeout(f"timed out ({type(exc).__name__})", method=method, url=url)
     return TransportError(f"{type(exc).__name__}: {exc}", method=method, url=url)
+
+
+def _tls_context() -> ssl.SSLContext:
+    """As aiohttp's default, made now: `SSL_CERT_FILE`/`SSL_CERT_DIR` are read when it is."""
+    context = ssl.create_default_context()
+    context.set_alpn_protocols(("http/1.1",))
+    return context
 
 
 def _parse_body(raw: bytes, content_type: str) -> object | None:
@@ -184,6 +210,8 @@ class Session:
         credentials = f"{config.account_sid}:{config.auth_token.get_secret_value()}"
         # Kept encoded and only ever put into a request header (docs/api-facts.md §6).
         self._authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
+        configured = None if config.proxy is None else config.proxy.get_secret_value()
+        self._proxies = proxy_settings(configured, os.environ)
         self._http: aiohttp.ClientSession | None = None
         #: Since when every call has failed (no answer, or 5xx), and how many in a row; reset by
         #: any other answer.
@@ -198,8 +226,13 @@ class Session:
 
     async def __aenter__(self) -> Session:
         timeouts = self.config.timeouts
+        tls: ssl.SSLContext | bool = True  # aiohttp's default context
+        if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
+            # Read when the session opens (aiohttp's default was made at its import); loading
+            # certificates is blocking file I/O.
+            tls = await anyio.to_thread.run_sync(_tls_context)
         connector = aiohttp.TCPConnector(
-            limit=self.limiter.policy.max_concurrent_requests * 2, ttl_dns_cache=300
+            limit=self.limiter.policy.max_concurrent_requests * 2, ttl_dns_cache=300, ssl=tls
         )
         self._http = aiohttp.ClientSession(
             connector=connector,
@@ -210,7 +243,8 @@ class Session:
             timeout=aiohttp.ClientTimeout(
                 total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.read
             ),
-            # Proxies and .netrc are not consulted: credentials go only where we put them.
+            # aiohttp reads neither the proxy variables (this session does) nor .netrc:
+            # credentials go only where we put them.
             trust_env=False,
         )
         return self
@@ -238,10 +272,31 @@ class Session:
         """Join a path or a URI from an answer to the base URL."""
         return join_url(self.config.base_url, path_or_uri)
 
-    def _headers(self, url: str) -> dict[str, str]:
+    def _via_proxy(
+        self, url: str, headers: dict[str, str]
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        """The request's headers and aiohttp's proxy arguments (none: go direct). The proxy's
+        credentials go on the CONNECT of an https request, or on a plain-http request itself,
+        which the proxy reads whole (it never carries `Authorization`)."""
+        absolute = self.url(url)
+        route = route_for(absolute, self._proxies, carries_credentials="Authorization" in headers)
+        if route is None:
+            return headers, {}
+        extra: dict[str, Any] = {"proxy": route.url}
+        if route.authorization is not None:
+            if urlsplit(absolute).scheme.lower() == "https":
+                extra["proxy_headers"] = {"Proxy-Authorization": route.authorization}
+            else:
+                headers = {**headers, "Proxy-Authorization": route.authorization}
+        return headers, extra
+
+    def _headers(self, url: str, endpoint: Endpoint | None = None) -> dict[str, str]:
+        """`Authorization` and the operation's `Accept` on the API origin; elsewhere (a signed
+        URL) no credentials and any type."""
         absolute = self.url(url)  # a relative reference counts where it will be sent
         if is_api_origin(absolute, self.config.base_url) and may_carry_credentials(absolute):
-            return {"Authorization": self._authorization}
+            accept = endpoint.accept if endpoint is not None else JSON_ACCEPT
+            return {"Authorization": self._authorization, "Accept": accept}
         return {"Accept": "*/*"}
 
     # -- JSON calls -----------------------------------------------------------------------------
@@ -333,14 +388,16 @@ class Session:
         async with self.limiter.in_flight():
             charge = await self.limiter.acquire(endpoint)
             self.usage.calls[endpoint.value] += 1
+            headers, proxy = self._via_proxy(url, self._headers(url, endpoint))
             try:
                 async with self.http.request(
                     method,
                     url,
                     params=params,
-                    headers=self._headers(url),
+                    headers=headers,
                     allow_redirects=False,
                     data=b"" if method == "PUT" else None,
+                    **proxy,
                 ) as response:
                     raw = await self.read_capped(response, _MAX_JSON_BODY)
                     headers = dict(response.headers)
@@ -462,13 +519,15 @@ class Session:
                 self.usage.calls[(endpoint or Endpoint.DOWNLOAD).value] += 1
             else:
                 self.usage.signed_downloads += 1
+            headers, proxy = self._via_proxy(url, self._headers(url, endpoint or Endpoint.DOWNLOAD))
             try:
                 async with self.http.get(
                     url,
                     params=params,
-                    headers=self._headers(url),
+                    headers=headers,
                     allow_redirects=False,
                     timeout=timeout,
+                    **proxy,
                 ) as response:
                     if api:
                         self._health(response.status)

@@ -130,6 +130,46 @@ async def test_export_wait_download_for_each_persona(
     assert usage.bytes_downloaded == result.size
 
 
+@pytest.mark.parametrize("persona", PERSONAS)
+async def test_every_call_of_the_client_is_one_the_documents_describe(
+    tmp_path: Path, persona: str
+) -> None:
+    """Against the strict dialect (400 for an undocumented parameter, 406 for an `Accept` that
+    admits no documented type), every call the client makes is accepted, and the `Accept` the
+    client used to send to Download gets 406."""
+    async with running(persona, dialect="strict") as (sandbox, client, _):
+        ticket = await client.export(request(persona, filters={"SUBAID": "3629"}))
+        clicks = None
+        if persona != "Agencies":
+            program = {"program_id": "3629"} if persona == "Advertisers" else {}
+            ids = {"media_ids": ("9",)} if persona == "Advertisers" else {"sub_ids": ("s",)}
+            clicks = await client.export(
+                ClickExportRequest(
+                    **program, ad_ids=("1", "2"), **ids, unique_click=True, date=date(2026, 6, 1)
+                )
+            )
+        await client.reports()
+        await client.wait(ticket.job_id)
+        await client.list_jobs(created_after=date(2026, 6, 1), created_before=date(2026, 6, 30))
+        await client.download(ticket.job_id, tmp_path / "redirect.csv")
+        client.stream_downloads = True
+        await client.download(ticket.job_id, tmp_path / "stream.csv")
+        replayed = await client.replay(ticket.job_id)
+        await client.download(replayed.id, tmp_path / "pending.csv")  # 202s, then the file
+        if clicks is not None:
+            await client.download(clicks.job_id, tmp_path / "clicks.csv")
+        stats = sandbox.stats()
+        assert stats["refused"] == {}
+        assert not {"400", "406"} & stats["status_codes"].keys()
+        assert stats["calls"]["Download"] >= 4
+        # The Accept the client sent before, through its own session: refused for the file.
+        url = f"{client.session.url(client.config.account_root)}/Jobs/{ticket.job_id}/Download"
+        headers = {"Authorization": client.session._authorization, "Accept": "application/json"}
+        async with client.session.http.get(url, params={"Mode": "Stream"}, headers=headers) as bad:
+            assert bad.status == 406
+        assert sandbox.stats()["refused"] == {"406": 1}
+
+
 async def test_wait_polls_on_a_growing_schedule() -> None:
     async with running(job_duration=(300, 300)) as (sandbox, client, clock):
         ticket = await client.export(request())
@@ -175,11 +215,26 @@ async def test_list_jobs_follows_every_page(persona: str) -> None:
             ).job_id
             for day in range(1, 8)
         ]
-        listed = await client.list_jobs(page_size=3)
+        if sandbox.config.dialect == "strict":
+            # No document pages GET /Jobs: asked for nothing, the server answers every job.
+            listed, pages = await client.list_jobs(), 1
+        else:
+            # 7 jobs in pages of 3: three pages (the agency's bare arrays end on a short one).
+            listed, pages = await client.list_jobs(page_size=3), 3
         calls = sandbox.stats()["calls"]["ListJobs"]
     assert [job.id for job in listed] == ids
-    # 7 jobs in pages of 3: three pages (the agency's bare arrays end on a short page).
-    assert calls == 3
+    assert calls == pages
+
+
+@pytest.mark.parametrize("persona", ["Advertisers", "Mediapartners"])
+async def test_list_jobs_sends_no_page_size_and_follows_the_servers_pages(persona: str) -> None:
+    async with running(persona, jobs_page_size=2, dialect="examples") as (sandbox, client, _):
+        for day in range(1, 6):
+            await client.export(request(persona, start=date(2026, 1, day), end=date(2026, 1, 9)))
+        listed = await client.list_jobs()
+        calls = sandbox.stats()["calls"]["ListJobs"]
+    assert len(listed) == 5
+    assert calls == 3  # the server's pages of 2, through its @nextpageuri
 
 
 async def test_list_jobs_by_creation_date() -> None:
@@ -268,11 +323,11 @@ async def test_wrong_token_is_unauthorized_and_not_retried() -> None:
 async def test_unknown_report_partner_404_agency_200_error_not_retried() -> None:
     async with running("Mediapartners") as (sandbox, client, _):
         with pytest.raises(NotFound):
-            await client.export(ExportRequest(report_id="no_such_report"))
+            await client.export(request(report_id="no_such_report"))
         assert sandbox.stats()["calls"]["ReportExport"] == 1
     async with running("Agencies") as (sandbox, client, _):
         with pytest.raises(APIError, match="Not permitted to run report no_such_report"):
-            await client.export(ExportRequest(report_id="no_such_report"))
+            await client.export(request("Agencies", report_id="no_such_report"))
         assert sandbox.stats()["calls"]["ReportExport"] == 1
 
 

@@ -259,3 +259,33 @@ def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMPACT_ACCOUNT_TYPE", "Agencies")
     monkeypatch.delenv("IMPACT_BASE_URL", raising=False)
     assert ClientConfig.from_env().account_sid == "IRos"
+
+
+PROXY_SECRET = "pr0xy-pa55word"
+
+
+def test_proxy_setting_hides_its_password() -> None:
+    cfg = make(proxy=f"http://alice:{PROXY_SECRET}@proxy.corp:3128")
+    assert cfg.proxy is not None
+    assert cfg.proxy.get_secret_value().endswith("@proxy.corp:3128")
+    for text in (repr(cfg), str(cfg), cfg.model_dump_json(), str(cfg.model_dump())):
+        assert PROXY_SECRET not in text
+    assert make(proxy=" DIRECT ").proxy == make(proxy="direct").proxy
+    assert make().proxy is None  # the standard variables decide
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (f"socks5://alice:{PROXY_SECRET}@proxy:1080", "only http:// proxies"),
+        (f"https://alice:{PROXY_SECRET}@proxy:443", "only http:// proxies"),
+        (f"http://alice:{PROXY_SECRET}@proxy:3128/x", "without a path"),
+        ("  ", "proxy URL"),
+    ],
+)
+def test_a_bad_proxy_names_the_setting_and_hides_the_value(value: str, fragment: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        make(proxy=value)
+    assert info.value.setting == "proxy"
+    assert fragment in str(info.value)
+    assert PROXY_SECRET not in "".join(traceback.format_exception(info.value))

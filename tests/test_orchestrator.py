@@ -182,7 +182,7 @@ async def test_cancelled_halfway_then_resumed_makes_no_duplicate_submit(tmp_path
     assert resumed.complete
     assert stats["jobs_created"] == 60  # every chunk has exactly one job
     # A submit cancelled after the server made its job but before the answer was recorded is
-    # sent again on resume and answered with the same job (API-FACTS §1d): at most one per
+    # sent again on resume and answered with the same job (docs/api-facts.md §1d): at most one per
     # submitter (4) that was mid-call when the cancel came.
     assert 60 <= stats["calls"]["ReportExport"] <= 64
     assert not list(out.rglob("*.part"))

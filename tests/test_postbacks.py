@@ -293,12 +293,22 @@ async def test_forged_postbacks_change_nothing_and_cost_at_most_one_call(tmp_pat
     ):  # fmt: skip
         forged: dict[str, Any] = {}
         submitted = anyio.Event()
+        # The early postback's whole effect: its job goes to the downloaders, whose one
+        # Download answers 202, and back to `running`. Waiting for that event (not for a while)
+        # means the checks below run once the postbacks have done all they will do.
+        probed: dict[str, list[str]] = {}
+        answered = anyio.Event()
 
         def on_event(event: ProgressEvent) -> None:
             if event.status == "submitted" and len(forged.setdefault("jobs", [])) < 3:
                 forged["jobs"].append(event.job_id)
                 if len(forged["jobs"]) == 3:
                     submitted.set()
+            if event.kind == "chunk" and event.job_id in probed and event.status is not None:
+                seen = probed[event.job_id]
+                seen.append(event.status)
+                if seen[-2:] == ["downloading", "running"]:
+                    answered.set()
 
         async def forge() -> None:
             # Once the jobs exist, forge postbacks while they are RUNNING (20 sandbox minutes).
@@ -310,6 +320,7 @@ async def test_forged_postbacks_change_nothing_and_cost_at_most_one_call(tmp_pat
             before = [e.kind for e in await ledger.history(job_id)]
             calls_before = dict(sandbox.stats()["calls"])
             base = postbacks.url.rsplit("/postback/", 1)[0]
+            probed[job_id] = []
             async with aiohttp.ClientSession() as http:
                 async with http.get(
                     base + "/postback/not-the-token-0000", params={"JobId": job_id}
@@ -321,7 +332,8 @@ async def test_forged_postbacks_change_nothing_and_cost_at_most_one_call(tmp_pat
                     postbacks.url, params={"JobId": job_id, "Status": "COMPLETED"}
                 ) as a:
                     forged["early"] = a.status
-            await anyio.sleep(0.5)
+            with anyio.fail_after(20):
+                await answered.wait()
             calls_after = dict(sandbox.stats()["calls"])
             forged["calls"] = {k: calls_after[k] - calls_before[k] for k in calls_after}
             forged["history_before"] = before

@@ -1,4 +1,9 @@
-"""The sandbox's behaviour, driven over loopback HTTP with a plain aiohttp client."""
+"""The sandbox's behaviour, driven over loopback HTTP with a plain aiohttp client.
+
+These tests are about the `examples` dialect (the default), except the section on the `strict`
+one, whose sandboxes say so: the dialect chosen by the environment for the client's tests
+(`REPORTEXPORT_SANDBOX_DIALECT`) does not apply here.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import pytest
 from aiohttp import web
 
 from reportexport_async.sandbox import ManualClock, Sandbox
+from reportexport_async.sandbox.dialect import DIALECT_ENV, accepts
 
 from .conftest import SANDBOX_START, Answer, Api, basic, job_id_of
 
@@ -31,6 +37,11 @@ async def finish(sandbox: Sandbox, seconds: float = 11) -> None:
     """Let jobs of 10 sandbox seconds end, and their result files be written."""
     sandbox.advance(seconds)
     await sandbox.wait_idle()
+
+
+@pytest.fixture(autouse=True)
+def _examples_dialect_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DIALECT_ENV, raising=False)
 
 
 def csv_rows(text: str) -> list[list[str]]:
@@ -924,3 +935,181 @@ async def test_control_endpoints_stats_advance_configure_reset(
     stats = sandbox.stats()
     assert stats["jobs_created"] == 0
     assert stats["calls"]["ReportExport"] == 0
+
+
+# -- the strict dialect: requests as the documents describe them, or 400/406 -----------------------
+
+
+@pytest.fixture
+async def strict(http: aiohttp.ClientSession) -> AsyncIterator[Sandbox]:
+    async with Sandbox(
+        clock=ManualClock(SANDBOX_START), job_duration=(10, 10), rows_per_day=5, dialect="strict"
+    ) as sb:
+        yield sb
+
+
+def api(sandbox: Sandbox, http: aiohttp.ClientSession, persona: str) -> Api:
+    return Api(sandbox, http, persona)
+
+
+PARTNER_DATES = [("START_DATE", "2026-06-01"), ("END_DATE", "2026-06-03")]
+BRAND_DATES = [("StartDate", "2026-06-01T00:00:00Z"), ("EndDate", "2026-06-03T00:00:00Z")]
+
+
+@pytest.mark.parametrize(
+    ("persona", "path", "params", "field"),
+    [
+        # Not a parameter of the operation (IrVersion is an AE convention, not in a document).
+        ("Mediapartners", f"ReportExport/{PARTNER_REPORT}", [*PARTNER_DATES, ("IrVersion", "16")],
+         "IrVersion"),
+        ("Mediapartners", "Jobs", [("PageSize", "5")], "PageSize"),
+        ("Mediapartners", "Jobs", [("Page", "2")], "Page"),
+        ("Advertisers", f"ReportExport/{BRAND_REPORT}", PARTNER_DATES, "START_DATE"),
+        ("Mediapartners", "ClickExport", [("AdId[]", "1")], "AdId[]"),
+        # Required: the partner document marks both export dates so.
+        ("Mediapartners", f"ReportExport/{PARTNER_REPORT}", PARTNER_DATES[:1], "END_DATE"),
+        # Formats and types: date against date-time, both ways; integers; booleans.
+        ("Advertisers", f"ReportExport/{BRAND_REPORT}",
+         [("StartDate", "2026-06-01"), ("EndDate", "2026-06-03")], "StartDate"),
+        ("Advertisers", "Jobs", [("CreatedAfter", "2026-06-01")], "CreatedAfter"),
+        ("Mediapartners", "Jobs", [("CreatedBefore", "2026-06-01T00:00:00Z")], "CreatedBefore"),
+        ("Mediapartners", "Jobs", [("CreatedAfter", "2026-02-30")], "CreatedAfter"),
+        ("Advertisers", f"ReportExport/{BRAND_REPORT}", [*BRAND_DATES, ("SUBAID", "x1")], "SUBAID"),
+        ("Advertisers", "Programs/3629/ClickExport", [("UniqueClick", "TRUE")], "UniqueClick"),
+        ("Advertisers", "Programs/abc/ClickExport", [], "ProgramId"),
+        # Enums are case-sensitive; a parameter that is no array is given once.
+        ("Mediapartners", f"ReportExport/{PARTNER_REPORT}",
+         [*PARTNER_DATES, ("ResultFormat", "csv")], "ResultFormat"),
+        ("Mediapartners", f"ReportExport/{PARTNER_REPORT}",
+         [*PARTNER_DATES, ("ResultFormat", "CSV"), ("ResultFormat", "JSON")], "ResultFormat"),
+        ("Mediapartners", "ClickExport", [("UniqueClick", "true")], "UniqueClick"),
+        ("Mediapartners", "Jobs/ef134f2a-180b-405d-a91a-b32d2976f51d/Download",
+         [("Mode", "stream")], "Mode"),
+    ],
+)  # fmt: skip
+async def test_strict_refuses_what_no_document_describes_with_400(
+    strict: Sandbox, http: aiohttp.ClientSession, persona: str, path: str, params: Any, field: str
+) -> None:
+    answer = await api(strict, http, persona).call(path, params)
+    assert answer.status == 400, answer.text
+    assert answer.json["Message"] == "Validation Failed"
+    assert [error["Field"] for error in answer.json["Errors"]] == [field]
+    stats = strict.stats()
+    # Refused before anything happened: no job, no quota, no hourly use.
+    assert stats["jobs_created"] == 0
+    assert stats["quota"]["ReportExport"] == stats["quota"]["ClickExport"] == 0
+    assert stats["hourly"]["used"] == 0
+    assert stats["refused"] == {"400": 1}
+
+
+async def test_strict_agency_reportexport_refuses_with_http_200_error(
+    strict: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    """The agency's ReportExport never answers 4xx (docs/api-facts.md §1c): its refusal is the
+    documented HTTP 200 with Status ERROR."""
+    agency = api(strict, http, "Agencies")
+    answer = await agency.export(AGENCY_REPORT, START_DATE="2026-06-01", SortBy="Date")
+    assert answer.status == 200
+    assert answer.json["Status"] == "ERROR"
+    assert "SortBy" in answer.json["Message"]
+    assert strict.stats()["jobs_created"] == 0
+
+
+async def test_strict_accepts_every_documented_request(
+    strict: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    brand, partner, agency = (
+        api(strict, http, p) for p in ("Advertisers", "Mediapartners", "Agencies")
+    )
+    answers = [
+        # Report filters from MetaData are parameters too (brand MIN_AMOUNT, agency Advertiser).
+        await brand.call(
+            f"ReportExport/{BRAND_REPORT}",
+            [*BRAND_DATES, ("SUBAID", "3629"), ("MIN_AMOUNT", "2.5"), ("ResultFormat", "JSON")],
+        ),
+        await partner.call(f"ReportExport/{PARTNER_REPORT}", [*PARTNER_DATES, ("SUBAID", "7")]),
+        await agency.call(f"ReportExport/{AGENCY_REPORT}", [("Advertiser", "Acme")]),
+        await brand.call(
+            "Programs/3629/ClickExport",
+            [("AdId", "1"), ("AdId", "2"), ("MediaId", "9"), ("UniqueClick", "true")],
+        ),
+        await partner.call(
+            "ClickExport", [("ProgramId", "3629"), ("SubId", "a"), ("UniqueClick", "FALSE")]
+        ),
+        await brand.call("Jobs", [("CreatedAfter", "2026-06-01T00:00:00Z")]),
+        await partner.call("Jobs", [("CreatedBefore", "2026-06-30")]),
+        await agency.call("Reports"),
+        await agency.call(f"Reports/{AGENCY_REPORT}/MetaData"),
+    ]
+    assert [a.status for a in answers] == [200] * len(answers)
+    assert all("Errors" not in a.json and a.json != {"Status": "ERROR"} for a in answers[:5])
+    assert strict.stats()["jobs_created"] == 5
+    assert strict.stats()["refused"] == {}
+
+
+async def test_strict_answers_406_when_accept_admits_no_documented_type(
+    strict: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    partner = api(strict, http, "Mediapartners")
+    job_id = job_id_of(await partner.call(f"ReportExport/{PARTNER_REPORT}", PARTNER_DATES))
+    path = f"Jobs/{job_id}"
+
+    async def status(path: str, accept: str, **params: str) -> int:
+        headers = {**partner.auth, "Accept": accept}
+        return (await partner.call(path, params, auth=headers)).status
+
+    assert await status(path, "application/xml") == 406
+    assert await status(path, "application/json;q=0, */*") == 406
+    assert await status(path, "*/*") == 200
+    assert await status(path, "application/*") == 200
+    # Download: application/octet-stream (200) or application/json (202) are documented.
+    assert await status(f"{path}/Download", "text/csv") == 406
+    assert await status(f"{path}/Download", "application/octet-stream") == 406  # a 202 now
+    assert await status(f"{path}/Download", "application/json") == 202
+    await finish(strict)
+    assert await status(f"{path}/Download", "application/json", Mode="Stream") == 406
+    assert await status(f"{path}/Download", "application/octet-stream", Mode="Stream") == 200
+    assert await status(f"{path}/Download", "application/json") == 302  # no body: no 406
+    assert strict.stats()["refused"] == {"406": 5}
+
+
+async def test_strict_replay_takes_no_body(strict: Sandbox, http: aiohttp.ClientSession) -> None:
+    partner = api(strict, http, "Mediapartners")
+    job_id = job_id_of(await partner.call(f"ReportExport/{PARTNER_REPORT}", PARTNER_DATES))
+    await finish(strict)
+    async with http.put(
+        f"{partner.root}/Jobs/{job_id}/Replay", data=b"{}", headers=partner.auth
+    ) as answer:
+        assert answer.status == 400
+    assert (await partner.call(f"Jobs/{job_id}/Replay", method="PUT")).status == 200
+
+
+async def test_examples_dialect_takes_both_spellings_of_repeatable_ids(partner: Api) -> None:
+    documented = await partner.call("ClickExport", [("AdId", "1"), ("AdId", "2")])
+    bracketed = await partner.call("ClickExport", [("AdId[]", "2"), ("AdId[]", "1")])
+    assert job_id_of(documented) == job_id_of(bracketed)
+
+
+@pytest.mark.parametrize(
+    ("accept", "media_type", "admitted"),
+    [
+        (None, "application/json", True),
+        ("", "application/octet-stream", True),
+        ("application/json", "application/json", True),
+        ("application/json", "application/octet-stream", False),
+        ("APPLICATION/JSON; charset=utf-8", "application/json", True),
+        ("text/*, application/json;q=0.5", "application/json", True),
+        ("*/*;q=0", "application/json", False),
+        ("application/json;q=0, */*", "application/json", False),
+        ("application/json;q=0, */*", "text/csv", True),
+        ("application/*;q=0.1, application/json;q=0", "application/octet-stream", True),
+        ("application/json;q=oops", "application/json", False),
+    ],
+)
+def test_accept_header_matching(accept: str | None, media_type: str, admitted: bool) -> None:
+    assert accepts(accept, media_type) is admitted
+
+
+async def test_strict_refuses_string_values() -> None:
+    with pytest.raises(ValueError, match="string_values"):
+        Sandbox(dialect="strict", string_values=True)

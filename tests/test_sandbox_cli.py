@@ -16,6 +16,7 @@ import pytest
 
 from reportexport_async.sandbox import SandboxConfig
 from reportexport_async.sandbox.config import parse_fault, parse_range
+from reportexport_async.sandbox.dialect import DIALECT_ENV
 from reportexport_async.sandbox.pytest_plugin import SandboxThread
 
 COMMAND = [sys.executable, "-m", "reportexport_async.sandbox"]
@@ -51,6 +52,8 @@ def test_command_prints_one_json_line_then_serves(tmp_path: Path) -> None:
             str(tmp_path / "storage"),
             "--fault",
             "http_5xx=0",
+            "--dialect",
+            "strict",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -63,13 +66,17 @@ def test_command_prints_one_json_line_then_serves(tmp_path: Path) -> None:
         assert first["account_sid"] == "IRcommandline"
         assert first["auth_token"] == "s3cret-token"
         assert first["base_url"].startswith("http://127.0.0.1:")
+        assert first["dialect"] == "strict"
+        export = (
+            f"{first['base_url']}/Mediapartners/IRcommandline/ReportExport/mp_action_listing_fast"
+        )
         status, body = fetch(
-            f"{first['base_url']}/Mediapartners/IRcommandline/ReportExport/mp_action_listing_fast",
-            "IRcommandline",
-            "s3cret-token",
+            export + "?START_DATE=2026-01-01&END_DATE=2026-01-02", "IRcommandline", "s3cret-token"
         )
         assert status == 200
         assert body["Status"] == "QUEUED"
+        # Strict: the partner document requires both dates.
+        assert fetch(export, "IRcommandline", "s3cret-token")[0] == 400
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=20)
@@ -87,6 +94,8 @@ def test_command_prints_one_json_line_then_serves(tmp_path: Path) -> None:
         (["--fault", "meteor=0.1"], "unknown fault 'meteor'"),
         (["--job-duration", "9-3"], "--job-duration"),
         (["--time-scale", "0"], "must be positive"),
+        (["--dialect", "loose"], "invalid choice: 'loose'"),
+        (["--dialect", "strict", "--string-values"], "strict dialect types numbers"),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(arguments: list[str], message: str) -> None:
@@ -152,6 +161,17 @@ def test_config_rejects_bad_values_naming_them() -> None:
         SandboxConfig(job_duration=(5.0, 1.0))
     with pytest.raises(ValueError, match="account_sid"):
         SandboxConfig(account_sid="bad sid/")
+
+
+def test_the_environment_chooses_the_default_dialect(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DIALECT_ENV, raising=False)
+    assert SandboxConfig().dialect == "examples"
+    monkeypatch.setenv(DIALECT_ENV, "strict")
+    assert SandboxConfig().dialect == "strict"
+    assert SandboxConfig(dialect="examples").dialect == "examples"
+    monkeypatch.setenv(DIALECT_ENV, "lenient")
+    with pytest.raises(ValueError, match=DIALECT_ENV):
+        SandboxConfig()
 
 
 def test_config_repr_hides_the_token() -> None:

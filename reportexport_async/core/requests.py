@@ -3,8 +3,13 @@
 The session turns a :class:`RequestSpec` into an HTTP request; nothing here does I/O. Paths
 are ``/{AccountType}/{AccountSID}/…`` (docs/api-facts.md §0), every path segment that comes from a
 caller or a response is percent-quoted, and query parameters are an ordered tuple of pairs so
-repeatable parameters (``AdId[]``, ``SubId[]``, docs/api-facts.md §3) and a stable order (for
-request fingerprints, the guide's rule 1 in docs/guide.md) both work.
+repeatable parameters (``AdId=1&AdId=2``, docs/api-facts.md §3) and a stable order (for request
+fingerprints, the guide's rule 1 in docs/guide.md) both work.
+
+Every call asks only for what its operation documents: its documented query parameters (nothing
+else unless the caller gives it: ``Page``/``PageSize`` for ``GET /Jobs``, a report's filters) and
+an ``Accept`` header that admits the media types the operation answers with
+(:attr:`Endpoint.accept`), so a server that refuses anything undocumented (400, 406) accepts it.
 
 Also here: joining the API's relative URIs to the base URL (docs/api-facts.md §0, §7) and deciding
 whether a URL is on the API origin, so the session sends ``Authorization`` only there and never
@@ -26,6 +31,8 @@ from .models import CLICK_EXPORT_EARLIEST, ClickExportRequest, ExportRequest, Fi
 from .personas import AccountType, DateStyle, Persona, persona_for
 
 __all__ = [
+    "DOWNLOAD_ACCEPT",
+    "JSON_ACCEPT",
     "Endpoint",
     "RequestSpec",
     "account_root",
@@ -46,6 +53,9 @@ __all__ = [
 Method = Literal["GET", "PUT"]
 QueryParams = tuple[tuple[str, str], ...]
 
+JSON_ACCEPT = "application/json"
+DOWNLOAD_ACCEPT = "application/octet-stream, application/json;q=0.9, */*;q=0.1"
+
 
 class Endpoint(StrEnum):
     """What a call is, for usage counters and for the quota it spends (docs/api-facts.md §5)."""
@@ -57,6 +67,16 @@ class Endpoint(StrEnum):
     DOWNLOAD = "Download"
     REPLAY = "Replay"
     REPORTS = "Reports"
+
+    @property
+    def accept(self) -> str:
+        """The ``Accept`` header of the call. Download answers the file as
+        ``application/octet-stream`` (200) or the Job as ``application/json`` (202), so both are
+        asked for, and anything else last, since a result's own type (``text/csv``) is not
+        excluded by the documents; every other call answers JSON (docs/api-facts.md §2, §7)."""
+        if self is Endpoint.DOWNLOAD:
+            return DOWNLOAD_ACCEPT
+        return JSON_ACCEPT
 
     @property
     def daily_quota(self) -> Literal["ReportExport", "ClickExport"] | None:
@@ -149,10 +169,11 @@ def build_click_export(
     ``AdId``, ``MediaId``, boolean ``UniqueClick``; partner ``/ClickExport`` with ``ProgramId``,
     ``AdId``, ``SubId`` and ``UniqueClick`` as ``TRUE``/``FALSE``; agencies have none.
 
-    Repeatable parameters are named as docs/api-facts.md §3 writes them, with brackets and repeated
-    (``AdId[]=1&AdId[]=2``). The harvested OpenAPI files name them without brackets; the
-    project keeps the bracketed form (and the sandbox does too) until a real answer says otherwise
-    (docs/api-facts.md §8).
+    Repeatable parameters are named as the published OpenAPI documents name them, arrays in
+    OpenAPI's default form style, repeated without brackets (``AdId=1&AdId=2``).
+    docs/api-facts.md §3 notes the bracketed spelling ``AdId[]``, which no document names: a
+    server built from the documents would refuse it (the sandbox's examples dialect takes both
+    spellings).
     """
     persona = persona_for(account_type)
     if persona.click_export_path is None:
@@ -183,8 +204,8 @@ def build_click_export(
                 f"only dates from {CLICK_EXPORT_EARLIEST} on are supported (docs/api-facts.md §3)",
             )
         path = root + persona.click_export_path.replace("{ProgramId}", _seg(request.program_id))
-        params.extend(("AdId[]", v) for v in request.ad_ids)
-        params.extend(("MediaId[]", v) for v in request.media_ids)
+        params.extend(("AdId", v) for v in request.ad_ids)
+        params.extend(("MediaId", v) for v in request.media_ids)
         bool_style: Literal["lower", "upper"] = "lower"
     else:
         if request.program_id is not None:
@@ -195,9 +216,9 @@ def build_click_export(
             )
         _refuse(persona, "media_ids", request)
         path = root + persona.click_export_path
-        params.extend(("ProgramId[]", v) for v in request.program_ids)
-        params.extend(("AdId[]", v) for v in request.ad_ids)
-        params.extend(("SubId[]", v) for v in request.sub_ids)
+        params.extend(("ProgramId", v) for v in request.program_ids)
+        params.extend(("AdId", v) for v in request.ad_ids)
+        params.extend(("SubId", v) for v in request.sub_ids)
         bool_style = "upper"  # partner spec enumerates 'TRUE'/'FALSE'
     if request.date is not None:
         params.append(("Date", request.date.isoformat()))

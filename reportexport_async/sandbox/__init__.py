@@ -3,7 +3,8 @@
 It serves the three account types (`/Advertisers`, `/Mediapartners`, `/Agencies`), makes
 deterministic synthetic data, runs jobs on a scalable clock, enforces the hourly and daily limits,
 delivers job-completion postbacks, and injects faults on request. It imports nothing from the
-client side of this package.
+client side of this package. It speaks the documentation examples' dialect, or a strict one built
+from the published documents alone (`dialect="strict"`; see `reportexport_async.sandbox.dialect`).
 
     python -m reportexport_async.sandbox --port 0       # prints one JSON line, then serves
 

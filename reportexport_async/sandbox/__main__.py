@@ -18,6 +18,7 @@ from typing import NoReturn
 import anyio
 
 from .config import FAULT_NAMES, SandboxConfig, parse_fault, parse_range
+from .dialect import DIALECT_ENV, DIALECTS
 from .server import Sandbox, SandboxError
 
 
@@ -140,6 +141,14 @@ def build_parser(prog: str = "python -m reportexport_async.sandbox") -> argparse
     )
     add("--reset-style", choices=("seconds", "epoch"), default=defaults.reset_style)
     add("--string-values", action="store_true", help="numbers and booleans as JSON strings")
+    add(
+        "--dialect",
+        choices=DIALECTS,
+        default=None,
+        help="examples (the documentation examples' answers, the default) or strict (answers "
+        "valid against the published documents, 400/406 for undocumented requests); default: "
+        f"${DIALECT_ENV} or examples",
+    )
     add("--utc-offset-minutes", type=int, default=0, help="the account's timezone")
     add("--signed-url-ttl", type=_positive_float, default=defaults.signed_url_ttl)
     add("--page-size", type=_non_negative_int, default=defaults.jobs_page_size)
@@ -167,6 +176,8 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     extra: dict[str, object] = {}
     if args.account_sid:
         extra["account_sid"] = args.account_sid
+    if args.dialect:
+        extra["dialect"] = args.dialect
     if args.auth_token_file:
         try:
             extra["auth_token"] = args.auth_token_file.read_text().strip()
@@ -211,6 +222,7 @@ async def serve(config: SandboxConfig, start_time: datetime | None = None) -> No
             "storage": str(sandbox.storage),
             "now": sandbox.now().isoformat(),
             "time_scale": config.time_scale,
+            "dialect": config.dialect,
         }
         # SIGTERM (what process managers and `Popen.terminate` send) ends the sandbox as
         # cleanly as Ctrl-C does, so its temporary storage folder is removed. The line goes out
@@ -231,7 +243,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     try:
         anyio.run(serve, config, args.start_time)
     except SandboxError as exc:
-        parser.error(str(exc))
+        text = str(exc)
+        if "storage folder" in text:
+            text += " (--storage PATH)"  # the library's message, in the command line's terms
+        parser.error(text)
     except KeyboardInterrupt:
         return 130
     return 0

@@ -13,6 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
+from .dialect import DIALECTS, Dialect, default_dialect
+
 # Fault names, each a probability from 0 to 1 (all 0 by default).
 FAULT_NAMES: tuple[str, ...] = (
     "job_error",  # an attempt ends in ERROR; the job re-runs 15 minutes later, at most 5 tries
@@ -69,6 +71,9 @@ class SandboxConfig:
     jobs_page_size: int = 1000  # default PageSize of GET /Jobs (docs/api-facts.md §2 Pagination)
     max_page_size: int = 20000
     string_values: bool = False  # numbers and booleans as strings, as the doc examples show
+    # `examples` (the documentation examples' answers, lenient with requests) or `strict` (answers
+    # valid against the persona's documents; 400/406 for undocumented requests): see `dialect`.
+    dialect: Dialect = field(default_factory=default_dialect)
     utc_offset_minutes: int = 0  # the account's timezone: timestamps and the calendar day
     signed_url_ttl: float = 300.0  # "temporary, short-lived signed URL"
     default_range_days: int = 30  # a request without dates covers the last N days
@@ -114,6 +119,10 @@ class SandboxConfig:
             problems.append("default_range_days: must be at least 1")
         if self.postback_method not in ("GET", "POST"):
             problems.append(f"postback_method: must be GET or POST, got {self.postback_method!r}")
+        if self.dialect not in DIALECTS:
+            problems.append(f"dialect: must be examples or strict, got {self.dialect!r}")
+        elif self.dialect == "strict" and self.string_values:
+            problems.append("string_values: the strict dialect types numbers and booleans")
         if self.reset_style not in ("seconds", "epoch"):
             problems.append(f"reset_style: must be seconds or epoch, got {self.reset_style!r}")
         for name, rate in self.faults.items():

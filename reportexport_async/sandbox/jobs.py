@@ -1,4 +1,5 @@
-"""Sandbox jobs: a timeline drawn when the job is queued, read at any sandbox time.
+"""Sandbox jobs: a timeline drawn when the job is queued, read at any sandbox time; and the jobs
+room, which makes jobs and answers the Jobs endpoints (get, list, download, replay).
 
 A job's whole life is decided when it is queued (or replayed), from a random generator seeded by
 the sandbox seed and the job: how long each attempt takes and how it ends. Its status at any moment
@@ -12,12 +13,27 @@ is FAILED.
 
 from __future__ import annotations
 
+import hashlib
+import math
 import random
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from yarl import URL
 
 from .catalog import Column, Persona, PersonaSpec
 from .data import DataKey, ResultFile
+from .routing import InvalidInput, error, persona_spec, validation_failed
+
+if TYPE_CHECKING:
+    from .faults import Faults
+    from .files import Files
+    from .postbacks import Postbacks
+    from .shared import Shared
 
 ERROR_RETRY_DELAY = timedelta(minutes=15)
 MAX_TRIES = 5
@@ -245,17 +261,23 @@ class SandboxJob:
         return f"{self.root}/Jobs/{self.id}/Replay"
 
     def to_json(
-        self, now: datetime, spec: PersonaSpec, *, string_values: bool, utc_offset: timedelta
+        self,
+        now: datetime,
+        spec: PersonaSpec,
+        *,
+        string_values: bool,
+        utc_offset: timedelta,
+        strict: bool = False,
     ) -> dict[str, object]:
-        """The Job object of the specs (docs/api-facts.md §2, Job schema), in the persona's
-        dialect."""
+        """The Job object of the specs (docs/api-facts.md §2, Job schema), in the persona's dialect;
+        `strict`: valid against the persona's document (an unset date is left out)."""
         view = self.view(now)
         tz = timezone(utc_offset)
 
         def when(moment: datetime | None) -> str | None:
             if moment is None:
-                # Only the brand spec allows null; the partner spec does not and the agency
-                # examples show "" (docs/api-facts.md §2 Job schema).
+                # Brand spec: nullable; partner and agency: "" as the agency examples show
+                # (docs/api-facts.md §2).
                 return None if spec.null_dates else ""
             return moment.astimezone(tz).isoformat(timespec="seconds")
 
@@ -285,4 +307,267 @@ class SandboxJob:
             "Replayable": ("true" if replayable else "false") if string_values else replayable,
             "ResultUri": self.result_uri,
         }
+        if strict:
+            # No document admits "" as a date-time, and only the brand's (a 3.0 keyword, which
+            # 3.1 ignores) admits null: a date that is not set is not sent.
+            unset = [key for key, value in body.items() if key.endswith("Date") and not value]
+            for key in unset:
+                del body[key]
         return body
+
+
+class Jobs:
+    """The jobs room: creating and launching jobs, and the Jobs endpoints (get, list, download,
+    replay) for every persona."""
+
+    def __init__(self, shared: Shared, faults: Faults, files: Files, postbacks: Postbacks) -> None:
+        self._shared = shared
+        self._faults = faults
+        self._files = files
+        self._postbacks = postbacks
+
+    # -- making jobs ------------------------------------------------------------------------------
+
+    def find_or_create(
+        self,
+        dedup: tuple[object, ...],
+        *,
+        persona: Persona,
+        job_type: str,
+        program_id: str,
+        key: DataKey,
+        columns: tuple[Column, ...],
+        start: date,
+        end: date,
+        fmt: str,
+        now: datetime,
+    ) -> SandboxJob:
+        # the guide's rule 1 (docs/guide.md) / §1d: identical parameters return the existing job
+        # (and still count).
+        state = self._shared.state
+        existing = state.dedup.get(dedup)
+        if existing is not None:
+            return state.jobs[existing]
+        job = self.new_job(persona, job_type, program_id, key, columns, start, end, fmt, now)
+        state.dedup[dedup] = job.id
+        return job
+
+    def new_job(
+        self,
+        persona: Persona,
+        job_type: str,
+        program_id: str,
+        key: DataKey,
+        columns: tuple[Column, ...],
+        start: date,
+        end: date,
+        fmt: str,
+        now: datetime,
+    ) -> SandboxJob:
+        shared = self._shared
+        state = shared.state
+        state.sequence += 1
+        digest = hashlib.sha256(f"{shared.config.seed}:{state.sequence}".encode()).digest()
+        job_id = str(uuid.UUID(bytes=digest[:16], version=4))
+        job = SandboxJob(
+            id=job_id,
+            columns=columns,
+            persona=persona,
+            account_sid=shared.config.account_sid,
+            job_type=job_type,
+            source=key.source,
+            program_id=program_id,
+            key=key,
+            start=start,
+            end=end,
+            result_format=fmt,
+            created=now,
+            timeline=self._draw_timeline(job_id, 0, now),
+            expected_records=0,
+            sequence=state.sequence,
+        )
+        state.jobs[job.id] = job
+        state.by_account.setdefault((persona, shared.config.account_sid), []).append(job)
+        state.jobs_created += 1
+        self._launch(job, now)
+        return job
+
+    def _draw_timeline(self, job_id: str, generation: int, now: datetime) -> Timeline:
+        """The job's whole life from `now`, drawn from a generator seeded by the job."""
+        config = self._shared.config
+        return plan_timeline(
+            random.Random(f"{config.seed}:{job_id}:{generation}"),
+            now,
+            config.job_duration,
+            fail_rate=config.fault("job_fail"),
+            error_rate=config.fault("job_error"),
+            stuck_rate=config.fault("job_stuck"),
+        )
+
+    def _launch(self, job: SandboxJob, now: datetime) -> None:
+        """Write the job's result in the background and schedule its postback."""
+        self._faults.count_timeline(job)
+        as_of = job.timeline.final_at or now
+        job.expected_records = sum(count for _, count in self._files.day_counts(job, as_of))
+        final_at = job.final_event_at()
+        if final_at is None:
+            return
+        if job.timeline.final_status == "COMPLETED":
+            self._files.write_later(job, final_at)
+        self._postbacks.schedule(job, final_at)
+
+    # -- the endpoints ----------------------------------------------------------------------------
+
+    def _job_for(self, request: web.Request) -> SandboxJob | None:
+        job = self._shared.state.jobs.get(request.match_info["job_id"])
+        if job is None or job.persona != request.match_info["persona"]:
+            return None
+        return job
+
+    def job_json(self, spec: PersonaSpec, job: SandboxJob, now: datetime) -> dict[str, object]:
+        config = self._shared.config
+        return job.to_json(
+            now,
+            spec,
+            string_values=config.string_values,
+            utc_offset=config.utc_offset,
+            strict=config.dialect == "strict",
+        )
+
+    async def get_job(self, request: web.Request) -> web.Response:
+        job = self._job_for(request)
+        if job is None:
+            return error(404, "Job not found")
+        return web.json_response(
+            self.job_json(persona_spec(request), job, self._shared.clock.now())
+        )
+
+    def _list_bound(self, text: str, name: str, upper: bool) -> datetime:
+        """`CreatedAfter`/`CreatedBefore`: a date (inclusive, in the account's timezone, as the
+        agency spec says) or an ISO date-time (brand)."""
+        tz = timezone(self._shared.config.utc_offset)
+        try:
+            if "T" in text:
+                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput(f"Invalid date '{text}' for {name}", name) from None
+        if upper:
+            return datetime.combine(day + timedelta(days=1), time(0), tz) - timedelta(
+                microseconds=1
+            )
+        return datetime.combine(day, time(0), tz)
+
+    @staticmethod
+    def _positive_int(query: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+        text = query.get(name)
+        if text is None:
+            return default
+        if not text.isdigit() or not 1 <= int(text) <= maximum:
+            raise InvalidInput(f"{name} must be a whole number from 1 to {maximum}", name)
+        return int(text)
+
+    async def list_jobs(self, request: web.Request) -> web.Response:
+        shared = self._shared
+        spec = persona_spec(request)
+        query = request.query
+        now = shared.clock.now()
+        try:
+            after, before = (
+                self._list_bound(query[name], name, upper=upper) if name in query else None
+                for name, upper in (("CreatedAfter", False), ("CreatedBefore", True))
+            )
+            page = self._positive_int(query, "Page", 1, 10**9)
+            size = self._positive_int(
+                query, "PageSize", shared.config.jobs_page_size, shared.config.max_page_size
+            )
+        except InvalidInput as problem:
+            return validation_failed(problem)
+        jobs = [
+            job
+            for job in shared.state.by_account.get((spec.root, shared.config.account_sid), [])
+            if (after is None or job.created >= after) and (before is None or job.created <= before)
+        ]
+        if shared.config.dialect == "strict":
+            # No Jobs document pages (the strict dialect refused Page and PageSize): all jobs.
+            everything = [self.job_json(spec, job, now) for job in jobs]
+            return web.json_response({"Jobs": everything} if spec.list_wrapped else everything)
+        total = len(jobs)
+        pages = max(1, math.ceil(total / size))
+        chosen = jobs[(page - 1) * size : page * size]
+        items = [self.job_json(spec, job, now) for job in chosen]
+        if not spec.list_wrapped:
+            # The agency answers a top-level array (§2): no room for page meta. A client keeps
+            # asking for pages until one comes back shorter than PageSize.
+            return web.json_response(items)
+
+        def page_uri(number: int) -> str:
+            params = {k: v for k, v in query.items() if k not in ("Page", "PageSize")}
+            params.update({"Page": str(number), "PageSize": str(size)})
+            return str(URL(request.path).with_query(params))
+
+        spelling = "ruri" if spec.partner_page_spelling else "uri"
+        start_index = (page - 1) * size
+        body: dict[str, object] = {
+            "@page": str(page),
+            "@numpages": str(pages),
+            "@pagesize": str(size),
+            "@total": str(total),
+            "@start": str(start_index),
+            "@end": str(start_index + len(chosen) - 1 if chosen else start_index),
+            "@uri": page_uri(page),
+            f"@firstpage{spelling}": page_uri(1),
+            f"@previouspage{spelling}": page_uri(page - 1) if page > 1 else "",
+            "@nextpageuri": page_uri(page + 1) if page < pages else "",
+            f"@lastpage{spelling}": page_uri(pages),
+            "Jobs": items,
+        }
+        return web.json_response(body)
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        job = self._job_for(request)
+        if job is None:
+            return error(404, "Job not found")
+        now = self._shared.clock.now()
+        if job.expired:
+            return error(404, "The job's result has expired")
+        if job.view(now).status != "COMPLETED" or job.file is None:
+            # §2: 202 with the current Job while there is no result to download.
+            return web.json_response(self.job_json(persona_spec(request), job, now), status=202)
+        return await self._files.answer_download(request, job)
+
+    async def replay(self, request: web.Request) -> web.Response:
+        spec = persona_spec(request)
+        job = self._job_for(request)
+        if job is None:
+            return error(404, "Job not found")
+        now = self._shared.clock.now()
+        status = job.view(now).status
+        if not job.replayable or status not in spec.replayable_states:
+            # §2: 403 while the job is not in a replayable state (e.g. still running).
+            return error(403, f"The job is not in a replayable state (Status {status})")
+        self._shared.state.replays += 1
+        if spec.replay_new_id:
+            # Agency: "Replaying creates a new job with a new Id; the original is not modified."
+            new = self.new_job(
+                job.persona,
+                job.job_type,
+                job.program_id,
+                job.key,
+                job.columns,
+                job.start,
+                job.end,
+                job.result_format,
+                now,
+            )
+            return web.json_response(self.job_json(spec, new, now))
+        # Brand and partner: the same job is re-queued.
+        job.generation += 1
+        job.storage_error = None
+        job.expired = False
+        self._files.discard(job)
+        job.cancelled_at = None
+        job.timeline = self._draw_timeline(job.id, job.generation, now)
+        self._launch(job, now)
+        return web.json_response(self.job_json(spec, job, now))

@@ -144,6 +144,95 @@ def test_job_field_tolerance(field: str, raw: object, attr: str, expected: objec
     assert getattr(job, attr) == expected
 
 
+JOB_OPTIONAL = {
+    "Type": "type",
+    "StatusMessage": "status_message",
+    "ProgramId": "program_id",
+    "CreatedBy": "created_by",
+    "CreatedDate": "created_date",
+    "StartedDate": "started_date",
+    "CompletedDate": "completed_date",
+    "AbandonedDate": "abandoned_date",
+    "CancelledDate": "cancelled_date",
+    "FailedDate": "failed_date",
+    "LastProgressUpdateDate": "last_progress_update_date",
+    "RecordsProcessed": "records_processed",
+    "PercentageComplete": "percentage_complete",
+    "Replayable": "replayable",
+    "ResultUri": "result_uri",
+}
+UNSET = [
+    pytest.param(lambda body, key: body.update({key: None}), id="null"),
+    pytest.param(lambda body, key: body.update({key: ""}), id="empty"),
+    pytest.param(lambda body, key: body.pop(key), id="missing"),
+]
+
+
+@pytest.mark.parametrize("unset", UNSET)
+@pytest.mark.parametrize("field", list(JOB_OPTIONAL))
+def test_every_optional_job_value_may_be_null_empty_or_missing(field: str, unset: Any) -> None:
+    """The three ways the sources leave a value out (brand `null`, the agency examples' `""`,
+    the strict dialect's absent key) read alike, and leave every other field as it was."""
+    moment = "2022-06-07T04:40:00-05:00"
+    dates = {key: moment for key in JOB_OPTIONAL if key.endswith("Date")}
+    full = {**JOB_DOC_EXAMPLE, **dates}
+    body = dict(full)
+    unset(body, field)
+    job, whole = Job.model_validate(body), Job.model_validate(full)
+    attr = JOB_OPTIONAL[field]
+    assert getattr(whole, attr) is not None
+    assert getattr(job, attr) is None
+    others = {a for a in JOB_OPTIONAL.values() if a != attr}
+    assert {a: getattr(job, a) for a in others} == {a: getattr(whole, a) for a in others}
+
+
+@pytest.mark.parametrize("unset", UNSET)
+@pytest.mark.parametrize("field", ["ResultUri", "ReplayUri", "Message"])
+def test_ticket_optional_values_may_be_null_empty_or_missing(field: str, unset: Any) -> None:
+    body: dict[str, Any] = {
+        "Status": "QUEUED",
+        "QueuedUri": "/x/Jobs/j1",
+        "ResultUri": "/x/Jobs/j1/Download",
+        "ReplayUri": "/x/Jobs/j1/Replay",
+        "Message": "m",
+    }
+    unset(body, field)
+    ticket = ExportTicket.model_validate(body)
+    assert ticket.job_id == "j1"
+    attr = {"ResultUri": "result_uri", "ReplayUri": "replay_uri", "Message": "message"}[field]
+    assert getattr(ticket, attr) is None
+
+
+REPORT_OPTIONAL = {
+    "Name": "name",
+    "Category": "category",
+    "Description": "description",
+    "ApiAccessible": "api_accessible",
+    "DeferredApiRunUri": "deferred_api_run_uri",
+    "MetaDataUri": "metadata_uri",
+}
+
+
+@pytest.mark.parametrize("unset", UNSET)
+@pytest.mark.parametrize("field", list(REPORT_OPTIONAL))
+def test_report_optional_values_may_be_null_empty_or_missing(field: str, unset: Any) -> None:
+    body: dict[str, Any] = {
+        "Id": "r1",
+        "Name": "R",
+        "Category": "C",
+        "Description": "D",
+        "ApiAccessible": True,
+        "DeferredApiRunUri": "/a/ReportExport/r1",
+        "MetaDataUri": "/a/Reports/r1/MetaData",
+    }
+    unset(body, field)
+    (report,) = parse_report_catalog({"Reports": [body]})
+    assert report.id == "r1"
+    assert [a for a in REPORT_OPTIONAL.values() if getattr(report, a) is None] == [
+        REPORT_OPTIONAL[field]
+    ]
+
+
 def test_job_accepts_snake_case_and_old_jobid_alias() -> None:
     assert Job(id="a", status=JobStatus.COMPLETED).status is JobStatus.COMPLETED
     assert Job.model_validate({"JobId": "old"}).id == "old"

@@ -124,9 +124,9 @@ def test_brand_click_export() -> None:
     spec = build_click_export("Advertisers", SID, req)
     assert spec.path == "/Advertisers/IRabc123/Programs/9001/ClickExport"
     assert spec.params == (
-        ("AdId[]", "1"),
-        ("AdId[]", "2"),
-        ("MediaId[]", "77"),
+        ("AdId", "1"),
+        ("AdId", "2"),
+        ("MediaId", "77"),
         ("Date", "2026-01-05"),
         ("UniqueClick", "true"),
         ("ResultFormat", "CSV"),
@@ -141,10 +141,10 @@ def test_partner_click_export() -> None:
     spec = build_click_export("Mediapartners", SID, req)
     assert spec.path == "/Mediapartners/IRabc123/ClickExport"
     assert spec.params == (
-        ("ProgramId[]", "1"),
-        ("ProgramId[]", "2"),
-        ("AdId[]", "9"),
-        ("SubId[]", "s1"),
+        ("ProgramId", "1"),
+        ("ProgramId", "2"),
+        ("AdId", "9"),
+        ("SubId", "s1"),
         ("UniqueClick", "FALSE"),  # partner spec enum 'TRUE'/'FALSE' (docs/api-facts.md §3)
         ("ResultFormat", "CSV"),
     )
@@ -369,3 +369,13 @@ def test_quoted_job_id_stays_one_segment(job_id: str) -> None:
     assert "/" not in path[len(prefix) :]
     assert "?" not in path
     assert "#" not in path
+
+
+def test_each_call_accepts_the_media_types_its_operation_answers() -> None:
+    """Download answers the file (application/octet-stream) or the Job (application/json, 202);
+    every other operation answers JSON (docs/api-facts.md §2, §7)."""
+    download = [part.strip() for part in Endpoint.DOWNLOAD.accept.split(",")]
+    assert download[:2] == ["application/octet-stream", "application/json;q=0.9"]
+    assert {endpoint.accept for endpoint in Endpoint if endpoint is not Endpoint.DOWNLOAD} == {
+        "application/json"
+    }
