@@ -162,15 +162,12 @@ class Router:
             except web.HTTPException as exc:
                 response = error(exc.status, exc.reason)
             response = self._faults.spoil(response)
-            body_type = (
-                response.content_type
-                if response.status < 300 and "Content-Type" in response.headers
-                else None
-            )
-            if strict and body_type and not accepts(request.headers.get("Accept"), body_type):
-                # Download: a file for a client that accepts only the 202's JSON.
-                late = Refusal(406, f"Not Acceptable: the answer is {body_type}")
-                response = self._refuse(spec.root, endpoint, late)
+            if strict and response.status < 300 and "Content-Type" in response.headers:
+                body_type = response.content_type
+                if not accepts(request.headers.get("Accept"), body_type):
+                    # Download: a file for a client that accepts only the 202's JSON.
+                    late = Refusal(406, f"Not Acceptable: the answer is {body_type}")
+                    response = self._refuse(spec.root, endpoint, late)
         for key, value in rate_headers.items():
             response.headers.setdefault(key, value)
         return response
