@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Protocol
 
 import anyio
@@ -36,10 +36,13 @@ from .core.policies import RateLimitPolicy
 from .core.quota import (
     DailyQuota,
     HourlyWindow,
+    account_reset,
     charged_days,
     daily_quota,
+    learned_zone,
     quota_day_bounds,
-    zone_of_reset,
+    zone_minutes,
+    zone_of_minutes,
 )
 from .core.ratelimit_headers import RateLimitInfo
 from .core.requests import Endpoint
@@ -196,7 +199,7 @@ class RateLimiter:
         self._zone_loaded = True
         minutes = await self.store.quota_zone(self.account or "")
         if minutes is not None:
-            self._zone = _offset_zone(minutes)
+            self._zone = zone_of_minutes(minutes)
 
     async def account_timezone(self) -> tzinfo:
         """`timezone`, after reading what the store learned in earlier runs."""
@@ -330,21 +333,10 @@ class RateLimiter:
         limit = self._daily_limit(name) or 0
         now = self.clock.now()
         await self._load_zone()
-        if resets_at is not None and resets_at > now:
-            _, day_end = quota_day_bounds(now, self.timezone)
-            if abs(resets_at - day_end) > timedelta(minutes=5):
-                zone = zone_of_reset(resets_at)
-                self._zone = zone
-                offset = zone.utcoffset(None)
-                assert offset is not None
-                minutes = int(offset.total_seconds() // 60)
-                await self.store.learn_quota_zone(minutes, self.account or "")
+        zone = learned_zone(resets_at, now, self.timezone)
+        if zone is not None:
+            self._zone = zone
+            await self.store.learn_quota_zone(zone_minutes(zone), self.account or "")
         await self.store.exhaust(name, self._day(now), limit, self.account or "")
-        _, day_end = quota_day_bounds(now, self.timezone)
-        if resets_at is None or abs(resets_at - day_end) <= timedelta(minutes=5):
-            resets_at = day_end  # the account's midnight, not the hint's rounding or delay
+        resets_at = account_reset(resets_at, now, self.timezone)
         return QuotaExhausted(name, limit=limit, resets_at=resets_at, used=limit)
-
-
-def _offset_zone(minutes: int) -> tzinfo:
-    return timezone(timedelta(minutes=minutes))

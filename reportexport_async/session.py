@@ -83,8 +83,6 @@ log = logging.getLogger("reportexport_async.session")
 
 T = TypeVar("T")
 _MAX_JSON_BODY = 64 * 1024 * 1024  # a job listing of many pages is still far below this
-#: An outage needs this many failed calls in a row, besides lasting `RetryPolicy.outage_limit`.
-OUTAGE_MIN_FAILURES = 5
 
 
 #: A `core.responses.interpret_*` function: (status, headers, body, *, method, url, now).
@@ -434,15 +432,11 @@ class Session:
         return max(0.0, (self.clock.now() - self.failing_since).total_seconds())
 
     def check_outage(self, error: ReportExportError, pause: float = 0.0) -> None:
-        """Raise `AccountUnavailable` when every call has failed for longer than the retry
-        policy's `outage_limit` (or will have, after `pause` more seconds), and at least
-        `OUTAGE_MIN_FAILURES` calls in a row have: two failures far apart (a slow poll between
-        them) are bad luck, not an outage."""
+        """Raise `AccountUnavailable` when the retry policy calls the failures so far an outage
+        (`RetryPolicy.is_outage`), counting `pause` more seconds."""
         failing = self.failing_for()
-        if (
-            self.failing_since is not None
-            and self.failures_in_a_row >= OUTAGE_MIN_FAILURES
-            and failing + pause > self.config.retry.outage_limit
+        if self.failing_since is not None and self.config.retry.is_outage(
+            failing, self.failures_in_a_row, pause
         ):
             raise AccountUnavailable("outage", error, failing_for=failing) from error
 

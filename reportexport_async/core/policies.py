@@ -32,6 +32,10 @@ __all__ = [
 DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 
 
+#: An outage needs this many failed calls in a row, besides lasting `RetryPolicy.outage_limit`.
+OUTAGE_MIN_FAILURES = 5
+
+
 def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
@@ -111,6 +115,12 @@ class RetryPolicy:
 
     def should_retry_status(self, status: int) -> bool:
         return status in self.retry_statuses
+
+    def is_outage(self, failing_for: float, failures_in_a_row: int, pause: float = 0.0) -> bool:
+        """Every call has failed for longer than `outage_limit` (or will have after `pause`
+        more seconds), and at least `OUTAGE_MIN_FAILURES` in a row: two failures far apart (a
+        slow poll between them) are bad luck, not an outage."""
+        return failures_in_a_row >= OUTAGE_MIN_FAILURES and failing_for + pause > self.outage_limit
 
     def may_retry(self, attempt: int, elapsed: float, next_delay: float) -> bool:
         """Whether attempt ``attempt + 1`` may start: attempts left, and the wait fits the

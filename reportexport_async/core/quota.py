@@ -22,12 +22,16 @@ __all__ = [
     "DailyQuota",
     "Export429",
     "HourlyWindow",
+    "account_reset",
     "charged_days",
     "classify_export_429",
     "count_in_quota_day",
     "counted_by_server",
     "daily_quota",
+    "learned_zone",
     "quota_day_bounds",
+    "zone_minutes",
+    "zone_of_minutes",
     "zone_of_reset",
 ]
 
@@ -250,3 +254,37 @@ def zone_of_reset(resets_at: datetime) -> tzinfo:
     if offset <= -720:
         offset += 1440
     return timezone(timedelta(minutes=offset))
+
+
+def zone_of_minutes(minutes: int) -> tzinfo:
+    """A fixed UTC offset of `minutes`."""
+    return timezone(timedelta(minutes=minutes))
+
+
+def zone_minutes(zone: tzinfo) -> int:
+    """The UTC offset of a fixed-offset `zone`, in minutes."""
+    offset = zone.utcoffset(None)
+    if offset is None:
+        raise ValueError("the zone has no fixed offset")
+    return int(offset.total_seconds() // 60)
+
+
+def learned_zone(resets_at: datetime | None, now: datetime, tz: tzinfo) -> tzinfo | None:
+    """The account's quota zone that a daily-quota 429's reset reveals, when it is not `tz`'s:
+    a future reset that does not fall at `tz`'s midnight (None otherwise)."""
+    _aware(now)
+    if resets_at is None or resets_at <= now:
+        return None
+    _, day_end = quota_day_bounds(now, tz)
+    if abs(resets_at - day_end) <= _DAY_END_TOLERANCE:
+        return None
+    return zone_of_reset(resets_at)
+
+
+def account_reset(resets_at: datetime | None, now: datetime, tz: tzinfo) -> datetime:
+    """When a refused daily quota resets: the end of the account's day in `tz`, unless the
+    server named a time that is not near it (the hint's rounding and delay are dropped)."""
+    _, day_end = quota_day_bounds(now, tz)
+    if resets_at is None or abs(resets_at - day_end) <= _DAY_END_TOLERANCE:
+        return day_end
+    return resets_at

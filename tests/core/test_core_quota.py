@@ -10,12 +10,16 @@ from hypothesis import strategies as st
 
 from reportexport_async.core.quota import (
     HourlyWindow,
+    account_reset,
     charged_days,
     classify_export_429,
     count_in_quota_day,
     counted_by_server,
     daily_quota,
+    learned_zone,
     quota_day_bounds,
+    zone_minutes,
+    zone_of_minutes,
     zone_of_reset,
 )
 from reportexport_async.core.ratelimit_headers import RateLimitInfo
@@ -222,3 +226,29 @@ def test_a_daily_429_far_from_utc_midnight_is_the_daily_quota() -> None:
     # An hour or less is the hourly bucket; a minute or less a burst.
     assert classify_export_429("ReportExport", 3000, now, UTC).quota == "hourly"
     assert classify_export_429("ReportExport", 30, now, UTC).retry
+
+
+def test_learned_zone_and_account_reset() -> None:
+    now = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+    far = datetime(2026, 6, 16, 8, 0, 7, tzinfo=UTC)  # UTC-8's midnight, as a hint rounds it
+    zone = learned_zone(far, now, UTC)
+    assert zone is not None
+    assert zone.utcoffset(None) == timedelta(hours=-8)
+    assert zone_minutes(zone) == -480
+    assert zone_of_minutes(-480).utcoffset(None) == timedelta(hours=-8)
+    assert learned_zone(datetime(2026, 6, 16, 0, 0, 30, tzinfo=UTC), now, UTC) is None
+    assert learned_zone(None, now, UTC) is None
+    assert learned_zone(now - timedelta(hours=1), now, UTC) is None
+    # Once the zone is known, the reset is its midnight, not the hint's rounding.
+    assert account_reset(far, now, zone) == datetime(2026, 6, 16, 8, 0, tzinfo=UTC)
+    assert account_reset(None, now, UTC) == datetime(2026, 6, 16, tzinfo=UTC)
+
+
+def test_an_outage_needs_time_and_failures_in_a_row() -> None:
+    from reportexport_async.core.policies import OUTAGE_MIN_FAILURES, RetryPolicy
+
+    policy = RetryPolicy(outage_limit=300)
+    assert policy.is_outage(301, OUTAGE_MIN_FAILURES)
+    assert policy.is_outage(250, OUTAGE_MIN_FAILURES, pause=60)
+    assert not policy.is_outage(250, OUTAGE_MIN_FAILURES)
+    assert not policy.is_outage(600, 2)  # two failures far apart
