@@ -3,6 +3,7 @@
     reportexport demo
     reportexport backfill mp_action_listing_fast --start 2025-01-01 --end 2025-12-31 --sandbox
     reportexport export REPORT [--start DATE --end DATE] [--param KEY=VALUE] [--out FILE]
+    reportexport sync --config datasets.toml   (or: sync REPORT... --first-day DATE --out DIR)
     reportexport jobs list|show|download|replay ...
     reportexport ledger show|history ...
     reportexport sandbox serve [the sandbox's options]
@@ -49,9 +50,11 @@ from .api import ReportExportClient
 from .client import Client
 from .config import ClientConfig
 from .core.chunking import Chunk, parse_chunk_rule
+from .core.freshness import DEFAULT_REFRESH_HOUR, DEFAULT_SETTLE_DAYS
 from .core.models import ExportRequest, Job, validation_problem
 from .core.planning import Plan, chunk_path, export_folder
 from .core.policies import RateLimitPolicy, RetryPolicy
+from .datasets import load_datasets
 from .errors import (
     AccountUnavailable,
     ConfigurationError,
@@ -70,6 +73,7 @@ from .orchestrator import (
     ProgressEvent,
 )
 from .postbacks import PostbackReceiver, parse_listen
+from .sync import Dataset, SyncOptions, SyncResult
 
 __all__ = ["cli", "main"]
 
@@ -1167,6 +1171,205 @@ def export_command(
             return EXIT_OK
 
     return _run_async(work)
+
+
+# -- sync --------------------------------------------------------------------------------------
+
+
+@cli.command("sync")
+@click.argument("reports", metavar="[REPORT...]", nargs=-1)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="a TOML file of named datasets (see the README); replaces REPORT... options",
+)
+@click.option(
+    "--dataset",
+    "names",
+    multiple=True,
+    metavar="NAME",
+    help="with --config: only this dataset (repeatable; default: all)",
+)
+@click.option("--first-day", **DATE, help="first day of the dataset (omit: the default range)")
+@click.option(
+    "--chunk",
+    default="1d",
+    show_default=True,
+    callback=_chunk_rule,
+    help="one export per chunk: Nd, week or month",
+)
+@click.option(
+    "--param",
+    "filters",
+    multiple=True,
+    callback=_params,
+    metavar="KEY=VALUE",
+    help="a report filter, sent as given (repeatable)",
+)
+@click.option("--format", "result_format", type=FORMAT, default="csv", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_OUT,
+    show_default=True,
+    help="folder for the files and manifest.json",
+)
+@click.option("--merge", is_flag=True, help="also keep <out>/<report>.<ext> whole")
+@click.option(
+    "--settle-days",
+    type=int,
+    default=DEFAULT_SETTLE_DAYS,
+    show_default=True,
+    help="days a day's data keeps changing: chunks this recent are refreshed daily",
+)
+@click.option(
+    "--refresh-hour",
+    type=int,
+    default=DEFAULT_REFRESH_HOUR,
+    show_default=True,
+    help="hour of the account's day from which the latest day is refreshed",
+)
+@ledger_option
+@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--dry-run", is_flag=True, help="print the plan and its cost by kind; no API call")
+@click.option(
+    "--wait-for-quota",
+    is_flag=True,
+    help="when the daily quota runs out, wait for its reset instead of stopping",
+)
+@sandbox_options
+@json_option
+@credential_options
+def sync_command(
+    reports: tuple[str, ...],
+    config_path: Path | None,
+    names: tuple[str, ...],
+    first_day: date | None,
+    chunk: str,
+    filters: dict[str, str],
+    result_format: str,
+    out: Path,
+    merge: bool,
+    settle_days: int,
+    refresh_hour: int,
+    ledger_path: Path | None,
+    concurrency: int,
+    dry_run: bool,
+    wait_for_quota: bool,
+    as_json: bool,
+    **options: Any,
+) -> int:
+    """Keep a dataset current: run it once a day (a cron line). New days are submitted,
+    the recent days that are still settling are refreshed by replaying their own jobs (at most
+    once a day), and what fits nowhere in today's quota waits for the next run."""
+    if config_path is not None and reports:
+        raise click.UsageError("give REPORT... or --config, not both")
+    if config_path is None and names:
+        raise click.UsageError("--dataset needs --config")
+    if config_path is not None:
+        datasets = load_datasets(config_path, names)
+    elif not reports:
+        raise click.UsageError("give REPORT... or --config FILE")
+    else:
+        dataset = Dataset(
+            "command line",
+            reports,
+            out,
+            first_day=first_day,
+            chunk=chunk,
+            filters=filters,
+            result_format=result_format,
+            merge=merge,
+            settle_days=settle_days,
+            refresh_hour=refresh_hour,
+        )
+        datasets = [dataset]
+    if not dry_run:
+        for dataset in datasets:
+            _check_writable_folder(dataset.out, "--out")
+    credentials = Credentials.from_options(options)
+    console = _console()
+    sync_options = SyncOptions(dry_run=dry_run, wait_for_quota=wait_for_quota,
+                               concurrency=concurrency)  # fmt: skip
+
+    async def work() -> int:
+        async with open_run(credentials, ledger_path, sandbox_offered=True) as run:
+            _sandbox_banner(run, console, as_json)
+            live = sys.stdout.isatty()
+            with BackfillView(console, live=live, as_json=as_json) as view:
+                result = await run.client.sync(datasets, options=sync_options, on_event=view)
+            return report_sync(result, console, as_json=as_json, zone=run.client.limiter.timezone)
+
+    return _run_async(work)
+
+
+def report_sync(result: SyncResult, console: Console, *, as_json: bool, zone: tzinfo) -> int:
+    """The end of a sync: per dataset, its chunks by kind, its cost, and where things are."""
+    counts = result.counts
+    code = EXIT_OK
+    if counts["failed"] or counts["stuck"]:
+        code = EXIT_FAILED
+    elif counts["pending"]:
+        code = EXIT_PENDING
+    if as_json:
+        for item in result.datasets:
+            _echo_json({
+                "event": "dataset", "name": item.dataset.name, "account_day": item.today,
+                "last_complete_day": item.last_day, "counts": item.counts, "cost": item.cost,
+                "merged": [str(p) for p in item.merged], "dry_run": item.dry_run,
+                "manifest": None if item.manifest_path is None else str(item.manifest_path),
+                "pending_resets_at": item.pending_resets_at, "deferred_until": item.deferred_until,
+            })  # fmt: skip
+        offset = result.server_offset
+        _echo_json({"event": "summary", "counts": counts, "calls": dict(result.calls),
+                    "server_clock_offset_seconds": offset, "exit_code": code})  # fmt: skip
+        return code
+    table = Table(title="dry run: nothing submitted" if any(d.dry_run for d in result.datasets)
+                  else None)  # fmt: skip
+    columns = ("new", "refreshed", "deferred", "final", "fresh", "history", "pending", "failed")
+    table.add_column("dataset / report")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for item in result.datasets:
+        for report in item.dataset.reports:
+            chunks = [c for c in item.chunks if c.report_id == report]
+            kinds: Counter[str] = Counter(c.kind for c in chunks)
+            kinds["refreshed"] = kinds["refresh"]
+            outcomes = Counter(c.outcome for c in chunks)
+            cells = [kinds[n] for n in columns[:6]] + [outcomes["pending"], outcomes["failed"]]
+            table.add_row(f"{item.dataset.name} / {report}", *(str(c) for c in cells))
+    console.print(table)
+    for item in result.datasets:
+        cost = item.cost
+        console.print(
+            f"{item.dataset.name}: account day {item.today}, up to {item.last_day}; "
+            f"{'would spend' if item.dry_run else 'spent'}: {cost['new_submits']} submits of new "
+            f"days, {cost['refresh_replays']} replays of the settle window, "
+            f"{cost['history_submits']} submits of history"
+        )
+        if item.deferred_until is not None:
+            console.print(
+                f"[yellow]{item.counts['deferred']} refreshes deferred[/] until "
+                f"{_moment(item.deferred_until, zone)} (the latest day is refreshed later in the "
+                "day): nothing was spent on them"
+            )
+        if item.pending_resets_at is not None:
+            console.print(
+                f"[yellow]{counts['pending']} chunks wait for the daily ReportExport quota[/] "
+                f"(resets at {_moment(item.pending_resets_at, zone)}): the next run takes them"
+            )
+        for chunk in item.chunks:
+            if chunk.outcome in ("failed", "stuck"):
+                console.print(f"[red]{chunk.outcome}[/]: {chunk.report_id} {chunk.start}: "
+                              f"{chunk.reason}")  # fmt: skip
+        for path in item.merged:
+            console.print(f"merged: {path}")
+        if item.manifest_path is not None:
+            console.print(f"manifest: {item.manifest_path}")
+    if not any(d.dry_run for d in result.datasets):
+        console.print(f"API calls: {_calls_text(result.calls)}")
+    return code
 
 
 # -- jobs --------------------------------------------------------------------------------------

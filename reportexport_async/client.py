@@ -15,6 +15,8 @@ methods are safe by default:
 - `backfill`: many reports over a long range, in chunks, within the quotas (options as one
   `BackfillOptions` value, or as keywords); progress as a callback, or as an async iterator with
   `backfill_events`;
+- `sync`: datasets kept current, one run a day (new days, refreshes of the recent days that
+  are still settling, history last);
 - `jobs`, `job`, `download(job_id)`, `replay(job_id)` (through the replay guard);
 - `api`: the single calls (`ReportExportClient`) for those who want them.
 
@@ -58,6 +60,7 @@ from .orchestrator import (
 from .postbacks import PostbackReceiver
 from .ratelimit import RateLimiter
 from .session import UsageSnapshot
+from .sync import Dataset, SyncOptions, SyncResult, sync
 
 if TYPE_CHECKING:  # pragma: no cover - the sandbox is imported only when asked for
     from .sandbox import Sandbox
@@ -309,6 +312,21 @@ class Client:
                 finally:
                     if events.result is None:
                         group.cancel_scope.cancel()
+
+    async def sync(
+        self,
+        datasets: Dataset | Sequence[Dataset],
+        *,
+        options: SyncOptions | None = None,
+        on_event: Callable[[ProgressEvent], None] | None = None,
+        postbacks: PostbackReceiver | None = None,
+    ) -> SyncResult:
+        """Keep `datasets` current: new days submitted, the settle window refreshed by replaying
+        each chunk's own job (at most once a day), history last; run it once a day. See
+        `reportexport_async.sync`."""
+        with unwrapped():
+            return await sync(self, datasets, options=options, on_event=on_event,
+                              postbacks=postbacks)  # fmt: skip
 
     async def jobs(
         self, since: date | datetime | None = None, until: date | datetime | None = None

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -77,17 +78,20 @@ class ExportOutcome:
 
 
 def fingerprint_for(
-    client: ReportExportClient, request: ExportRequest | ClickExportRequest
+    client: ReportExportClient,
+    request: ExportRequest | ClickExportRequest,
+    today: date | None = None,
 ) -> Fingerprint:
-    """The request's fingerprint for the client's account, on today's quota day."""
-    now = client.clock.now()
-    start, _ = quota_day_bounds(now, client.limiter.timezone)
+    """The request's fingerprint for the client's account, on `today` (default: today's quota
+    day on the client's clock)."""
+    if today is None:
+        today = quota_day_bounds(client.clock.now(), client.limiter.timezone)[0].date()
     return fingerprint(
         request,
         base_url=client.config.base_url,
         account_type=client.config.account_type,
         account_sid=client.config.account_sid,
-        today=start.date(),
+        today=today,
     )
 
 
@@ -138,10 +142,12 @@ async def fetch_export(
     replay_policy: ReplayPolicy | None = None,
     max_replays: int = 2,
     deadline: float | None = None,
+    today: date | None = None,
 ) -> ExportOutcome:
-    """Get the result of `request` into `dest`, spending as few calls as possible."""
+    """Get the result of `request` into `dest`, spending as few calls as possible. `today` is
+    the account's day when the caller knows it better than the client's clock (the server's)."""
     dest = Path(dest)
-    print_ = fingerprint_for(client, request)
+    print_ = fingerprint_for(client, request, today)
     async with _locks[print_.key]:
         return await _fetch(
             client,

@@ -52,6 +52,7 @@ from ._version import __version__
 from .clock import Clock, SystemClock
 from .config import ClientConfig, plain_http_refusal
 from .core.fingerprint import account_key
+from .core.freshness import server_offset
 from .core.personas import persona_for
 from .core.proxies import proxy_settings, route_for
 from .core.quota import classify_export_429, counted_by_server
@@ -215,6 +216,9 @@ class Session:
         #: any other answer.
         self.failing_since: datetime | None = None
         self.failures_in_a_row = 0
+        #: Seconds the server's clock is ahead of `clock`, from the `Date` of its last answer
+        #: (None before any): which day it is for the account is the server's to say.
+        self.server_offset: float | None = None
 
     def __repr__(self) -> str:
         return (
@@ -465,6 +469,9 @@ class Session:
         if status == 429:
             self.usage.rate_limited += 1
         now = self.clock.now()
+        offset = server_offset(headers, now)
+        if offset is not None:
+            self.server_offset = offset
         info = parse_rate_limit_headers(headers, now, names=self._persona.rate_limit_headers)
         quota = endpoint.daily_quota if endpoint is not None else None
         if status == 429 and quota is not None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import hmac
 import math
 import secrets
-from datetime import timedelta
+from datetime import UTC, timedelta
+from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
 import anyio
@@ -178,7 +179,14 @@ class Files:
     def signed_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/signed/{job_id}/{generation}/{name}", self._signed_download)
+        app.on_response_prepare.append(self._date_header)
         return app
+
+    async def _date_header(self, request: web.Request, response: web.StreamResponse) -> None:
+        """`Date` on the sandbox's own clock, as the API's answers carry it."""
+        response.headers["Date"] = format_datetime(
+            self._shared.clock.now().astimezone(UTC), usegmt=True
+        )
 
     async def _signed_download(self, request: web.Request) -> web.StreamResponse:
         """Plays cloud storage: checks the signature and expiry, refuses other credentials."""

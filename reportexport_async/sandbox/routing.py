@@ -13,6 +13,8 @@ import base64
 import binascii
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC
+from email.utils import format_datetime
 from typing import TYPE_CHECKING, cast
 
 from aiohttp import web
@@ -91,7 +93,15 @@ class Router:
         app = web.Application(middlewares=[self._middleware], client_max_size=1024 * 1024)
         for method, path, handler, name in routes:
             app.router.add_route(method, path, handler, name=name)
+        app.on_response_prepare.append(self._date_header)
         return app
+
+    async def _date_header(self, request: web.Request, response: web.StreamResponse) -> None:
+        """`Date` on the sandbox's own clock (RFC 9110 §6.6.1: the origin's clock), also for a
+        streamed answer: a sandbox moved a day ahead is a new day for a client that reads it."""
+        response.headers["Date"] = format_datetime(
+            self._shared.clock.now().astimezone(UTC), usegmt=True
+        )
 
     def authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")

@@ -1,0 +1,760 @@
+"""Keeping datasets current, one run a day: `sync(client, datasets)` (and `Client.sync`).
+
+    async with Client.from_env(ledger="ledger.sqlite") as client:
+        dataset = Dataset("actions", ("mp_action_listing_fast",), out=Path("data"),
+                          first_day=date(2025, 1, 1), merge=True)
+        result = await client.sync(dataset)
+
+A `Dataset` is reports from a first day to the last complete day, in chunks, in one output folder.
+Each run, with the rules of `core.freshness`:
+
+1. which day it is comes from the server's clock (the `Date` of its answers, in the account's
+   time zone; the offset last seen is kept in the manifest, and a run that is going to spend
+   calls checks it first with one job-listing call);
+2. every chunk is judged: never fetched (`new` for the latest days, `history` before them), in
+   flight from an earlier run (`resume`), `refresh` (its own job is replayed through the replay
+   guard, at most once a day; never a new submit with the same parameters), `deferred` (the
+   latest day waits for the refresh hour), `fresh` (fetched today) or `final` (fetched after its
+   days had settled: it costs nothing ever again);
+3. calls go in this order, so that what today's quota cannot serve is history: new days, then
+   refreshes (replays spend no ReportExport quota), then history. What does not fit stays
+   `pending` for the next run (nothing is lost: the ledger remembers every job);
+4. the merged file per report (`merge`) is replaced atomically, and `<out>/manifest.json` records
+   each chunk's fetch time, job id, rows, sha256 and whether it is final.
+
+A dataset without `first_day` is the report's default date range: one job per calendar day of the
+account (the guide's rule 5), refreshed once later in the day when fetched before the refresh
+hour.
+
+`sync` is a function of (client, datasets) returning a `SyncResult`, so a caller with several
+accounts runs it once per account's client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, tzinfo
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .core.chunking import Chunk, parse_chunk_rule
+from .core.fingerprint import fingerprint
+from .core.freshness import (
+    DEFAULT_REFRESH_HOUR,
+    DEFAULT_SETTLE_DAYS,
+    ChunkFreshness,
+    FreshnessPolicy,
+    Verdict,
+    account_day,
+    judge_fetched,
+    judge_unfetched,
+)
+from .core.models import ExportRequest, Job, JobStatus
+from .core.planning import export_folder
+from .core.quota import quota_day_bounds
+from .core.replay import ReplayPolicy
+from .errors import (
+    AccountUnavailable,
+    ConfigurationError,
+    JobFailed,
+    NotFound,
+    OutputError,
+    ReplayRefused,
+    ReportExportError,
+)
+from .exports import fetch_export, file_is_intact, replay_guarded
+from .files import atomic_write, part_of
+from .ledger import LedgerEntry
+from .merge import merge_files
+from .orchestrator import BackfillOptions, BackfillResult, ExportSpec, ProgressEvent, backfill
+from .orchestrator.plan import make_plan
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .client import Client
+    from .postbacks import PostbackReceiver
+
+__all__ = ["Dataset", "DatasetResult", "SyncChunk", "SyncOptions", "SyncResult", "sync"]
+
+log = logging.getLogger("reportexport_async.sync")
+
+MANIFEST = "manifest.json"
+#: The chunk verdicts a summary counts, and the outcomes of a run.
+KINDS: tuple[ChunkFreshness, ...] = (
+    "new",
+    "history",
+    "resume",
+    "refresh",
+    "deferred",
+    "fresh",
+    "final",
+)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset kept current: `reports` (same filters and format) from `first_day` (None: the
+    reports' default date range) to the last complete day, in `chunk`s (`Nd`, `week` or
+    `month`), in the folder `out`. `settle_days`: how long a day's data keeps changing;
+    `refresh_hour`: the hour of the account's day from which the latest day is refreshed;
+    `merge`: also keep `<out>/<report>.<ext>` whole."""
+
+    name: str
+    reports: tuple[str, ...]
+    out: Path
+    first_day: date | None = None
+    chunk: str = "1d"
+    result_format: str = "CSV"
+    filters: Mapping[str, str] = field(default_factory=dict)
+    merge: bool = False
+    settle_days: int = DEFAULT_SETTLE_DAYS
+    refresh_hour: int = DEFAULT_REFRESH_HOUR
+
+    def __post_init__(self) -> None:
+        where = f"dataset {self.name!r}"
+        if isinstance(self.reports, str):
+            object.__setattr__(self, "reports", (self.reports,))
+        object.__setattr__(self, "reports", tuple(self.reports))
+        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "result_format", str(self.result_format).upper())
+        if not self.reports or not all(isinstance(r, str) and r for r in self.reports):
+            raise ConfigurationError("reports", f"{where}: give at least one report id")
+        if self.first_day is not None and (
+            not isinstance(self.first_day, date) or isinstance(self.first_day, datetime)
+        ):
+            raise ConfigurationError(
+                "first_day", f"{where}: must be a date such as 2025-01-31, got {self.first_day!r}"
+            )
+        try:
+            rule = parse_chunk_rule(self.chunk)
+        except ValueError as exc:
+            raise ConfigurationError("chunk", f"{where}: {exc}") from None
+        if rule.kind == "auto":
+            raise ConfigurationError(
+                "chunk",
+                f"{where}: 'auto' changes its chunks as rows are learned, which would export "
+                "settled days again; use Nd (e.g. 1d, 7d), week or month",
+            )
+        if not isinstance(self.settle_days, int) or self.settle_days < 0:
+            raise ConfigurationError(
+                "settle_days", f"{where}: the settle window must be 0 days or more, "
+                f"got {self.settle_days!r}"
+            )  # fmt: skip
+        if not isinstance(self.refresh_hour, int) or not 0 <= self.refresh_hour <= 23:
+            raise ConfigurationError(
+                "refresh_hour", f"{where}: must be an hour from 0 to 23, got {self.refresh_hour!r}"
+            )
+        for spec in self.specs():  # the request is valid (format, filters) before any call
+            try:
+                spec.request(Chunk(date(2000, 1, 1), date(2000, 1, 1)))
+            except ValueError as exc:
+                raise ConfigurationError("dataset", f"{where}: {exc}") from None
+
+    @property
+    def policy(self) -> FreshnessPolicy:
+        return FreshnessPolicy(self.settle_days, self.refresh_hour)
+
+    def specs(self) -> list[ExportSpec]:
+        return [ExportSpec(r, dict(self.filters), self.result_format) for r in self.reports]
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """`dry_run`: the plan and its cost by kind, no call. `wait_for_quota`: wait for the daily
+    quota's reset instead of leaving chunks pending. `concurrency`: submits and downloads at a
+    time."""
+
+    dry_run: bool = False
+    wait_for_quota: bool = False
+    concurrency: int = 4
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ConfigurationError("concurrency", "must be at least 1")
+
+
+@dataclass(frozen=True)
+class SyncChunk:
+    """One chunk after a run: the verdict (`kind`) and its `outcome` (`done`, `pending`,
+    `failed`, `deferred`, `stuck`, or `planned` in a dry run), what the ledger holds of it."""
+
+    report_id: str
+    start: date | None
+    end: date | None
+    fingerprint: str
+    kind: ChunkFreshness
+    outcome: str
+    reason: str
+    path: Path
+    until: datetime | None = None
+    job_id: str | None = None
+    fetched_at: datetime | None = None
+    rows: int | None = None
+    size: int | None = None
+    sha256: str | None = None
+    final: bool = False
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {
+            "report": self.report_id,
+            "start": None if self.start is None else self.start.isoformat(),
+            "end": None if self.end is None else self.end.isoformat(),
+            "fingerprint": self.fingerprint,
+            "kind": self.kind,
+            "status": self.outcome,
+            "reason": self.reason,
+            "until": None if self.until is None else self.until.isoformat(),
+            "job_id": self.job_id,
+            "fetched_at": None if self.fetched_at is None else self.fetched_at.isoformat(),
+            "rows": self.rows,
+            "bytes": self.size,
+            "sha256": self.sha256,
+            "final": self.final,
+            "path": str(self.path),
+        }
+
+
+@dataclass(frozen=True)
+class DatasetResult:
+    dataset: Dataset
+    today: date
+    last_day: date
+    chunks: tuple[SyncChunk, ...]
+    dry_run: bool
+    merged: tuple[Path, ...] = ()
+    manifest_path: Path | None = None
+    pending_resets_at: datetime | None = None
+    deferred_until: datetime | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Chunks by verdict (`new`, `history`, `resume`, `refresh`, `deferred`, `fresh`,
+        `final`), and by outcome (`pending`, `failed`, `stuck`) when not done."""
+        counter: Counter[str] = Counter(c.kind for c in self.chunks)
+        counts: dict[str, int] = {kind: counter[kind] for kind in KINDS}
+        outcomes = Counter(c.outcome for c in self.chunks)
+        for name in ("pending", "failed", "stuck"):
+            counts[name] = outcomes[name]
+        return counts
+
+    @property
+    def cost(self) -> dict[str, int]:
+        """What the run spends (a dry run: would spend) by kind: submits of new days, replays of
+        the settle window, submits of history, and jobs in flight to finish."""
+        counts = self.counts
+        return {
+            "new_submits": counts["new"],
+            "refresh_replays": counts["refresh"],
+            "history_submits": counts["history"],
+            "resumed": counts["resume"],
+        }
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    datasets: tuple[DatasetResult, ...]
+    #: The API calls this run made, by endpoint.
+    calls: Mapping[str, int]
+    #: Seconds the server's clock was ahead of this machine's (the day is the server's).
+    server_offset: float
+
+    @property
+    def counts(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for result in self.datasets:
+            total.update(result.counts)
+        return {name: total[name] for name in (*KINDS, "pending", "failed", "stuck")}
+
+    @property
+    def complete(self) -> bool:
+        return all(c.outcome in ("done", "deferred") for r in self.datasets for c in r.chunks)
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Item:
+    """One chunk (or one default-range export) of a dataset being synced."""
+
+    spec: ExportSpec
+    request: ExportRequest
+    chunk: Chunk | None  # None: the default range
+    key: str
+    path: Path
+    verdict: Verdict
+    entry: LedgerEntry | None
+    outcome: str = "planned"
+    error: str | None = None
+    until: datetime | None = None
+
+
+@dataclass
+class _Plan:
+    dataset: Dataset
+    today: date
+    last_day: date
+    items: list[_Item]
+
+    def of(self, *kinds: ChunkFreshness) -> list[_Item]:
+        return [item for item in self.items if item.verdict.kind in kinds]
+
+
+class _Day:
+    """Which day it is for the account, on the server's clock."""
+
+    def __init__(self, client: Client, zone: tzinfo, offset: float) -> None:
+        self.client = client
+        self.zone = zone
+        self.offset = offset
+
+    def now(self) -> datetime:
+        return self.client.clock.now() + timedelta(seconds=self.offset)
+
+    def today(self) -> date:
+        return account_day(self.client.clock.now(), self.offset, self.zone)
+
+    def local(self, moment: datetime) -> datetime:
+        """A moment on the server's clock, as this machine's clock (the ledger's stamps)."""
+        return moment - timedelta(seconds=self.offset)
+
+
+async def sync(
+    client: Client,
+    datasets: Dataset | Sequence[Dataset],
+    *,
+    options: SyncOptions | None = None,
+    on_event: Callable[[ProgressEvent], None] | None = None,
+    postbacks: PostbackReceiver | None = None,
+) -> SyncResult:
+    """Bring `datasets` up to the last complete day, and refresh what is still settling. See the
+    module docstring. Every input is checked before any call (`ConfigurationError`)."""
+    options = options or SyncOptions()
+    sets = [datasets] if isinstance(datasets, Dataset) else list(datasets)
+    _check_datasets(sets)
+    api = client.api
+    calls_before = Counter(api.usage.calls)
+    zone = await api.limiter.account_timezone()
+    offset = api.session.server_offset
+    if offset is None:
+        offset = max((_kept_offset(d.out) for d in sets), key=abs, default=0.0)
+    day = _Day(client, zone, offset)
+    plans = [await _plan(client, d, day) for d in sets]  # checks first_day, no call
+    spends = any(p.of("new", "history", "resume", "refresh") for p in plans)
+    if spends and not options.dry_run and api.session.server_offset is None:
+        # One cheap call (no quota) before spending anything: the server says which day it is.
+        now = client.clock.now()
+        await api.list_jobs(now - timedelta(minutes=1), now)
+        seen = api.session.server_offset
+        if seen is not None and abs(seen - day.offset) >= 1:
+            day.offset = seen
+            plans = [await _plan(client, d, day) for d in sets]
+        day.offset = seen if seen is not None else day.offset
+    emit = on_event or (lambda event: None)
+    for plan in plans:
+        for item in plan.items:
+            emit(_verdict_event(item))
+    results: dict[str, BackfillResult] = {}
+    if not options.dry_run:
+        for plan in plans:
+            _check_out(plan.dataset.out)
+        # 1. New days first (only needed apart when history competes for the same quota).
+        for plan in plans:
+            if plan.dataset.first_day is None:
+                await _fetch_default(client, plan, plan.of("new"), day, fresh=False)
+            elif plan.of("new") and plan.of("history"):
+                recent = min(item.chunk.start for item in plan.of("new") if item.chunk)
+                await _backfill(client, plan, recent, options, on_event, postbacks, results)
+        # 2. Refreshes of the settle window: each chunk's own job, through the replay guard.
+        for plan in plans:
+            if plan.dataset.first_day is None:
+                await _fetch_default(client, plan, plan.of("refresh"), day, fresh=True)
+            else:
+                await _replay_all(client, plan, day, emit)
+        # 3. History, and every job in flight (replayed ones included) tracked and downloaded.
+        for plan in plans:
+            first = plan.dataset.first_day
+            if first is not None and plan.of("new", "history", "resume", "refresh"):
+                await _backfill(client, plan, first, options, on_event, postbacks, results)
+    done = []
+    for plan in plans:
+        done.append(await _finish(client, plan, day, results, options))
+    calls = {
+        name: n - calls_before[name]
+        for name, n in api.usage.calls.items()
+        if n > calls_before[name]
+    }
+    return SyncResult(tuple(done), calls, day.offset)
+
+
+def _check_datasets(sets: Sequence[Dataset]) -> None:
+    if not sets:
+        raise ConfigurationError("datasets", "give at least one dataset")
+    names: set[str] = set()
+    folders: dict[Path, str] = {}
+    for dataset in sets:
+        if not isinstance(dataset, Dataset):
+            raise ConfigurationError("datasets", f"expected Dataset values, got {dataset!r}")
+        if dataset.name in names:
+            raise ConfigurationError("datasets", f"dataset {dataset.name!r} is given twice")
+        names.add(dataset.name)
+        folder = dataset.out.resolve()
+        if folder in folders:
+            raise ConfigurationError(
+                "out",
+                f"datasets {folders[folder]!r} and {dataset.name!r} share the folder "
+                f"{str(dataset.out)!r}; give each dataset its own",
+            )
+        folders[folder] = dataset.name
+
+
+def _check_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError("out", f"{str(out)!r} cannot be written ({exc.strerror})") from exc
+
+
+def _kept_offset(out: Path) -> float:
+    """The server clock's offset the last run of this folder saw (0 when unknown)."""
+    try:
+        document = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        return float(document.get("server_clock_offset_seconds") or 0.0)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0.0
+
+
+async def _plan(client: Client, dataset: Dataset, day: _Day) -> _Plan:
+    """Judge every chunk of `dataset` from the ledger and the files: no call."""
+    api, ledger = client.api, client.ledger
+    today = day.today()
+    last_day = today - timedelta(days=1)
+    first = dataset.first_day
+    if first is not None and first > last_day:
+        raise ConfigurationError(
+            "first_day",
+            f"dataset {dataset.name!r}: {first} is in the future: the last complete day of the "
+            f"account is {last_day} (the server's day is {today})",
+        )
+    now = day.now()
+    day_start = day.local(quota_day_bounds(now, day.zone)[0])
+    items: list[_Item] = []
+    if first is None:
+        for spec in dataset.specs():
+            request = ExportRequest(
+                report_id=spec.report_id,
+                filters=dict(spec.filters),
+                result_format=spec.result_format,
+            )
+            config = api.config
+            print_ = fingerprint(
+                request, base_url=config.base_url, account_type=config.account_type,
+                account_sid=config.account_sid, today=today,
+            )  # fmt: skip
+            name = f"default-range_{today}.{spec.result_format.lower()}"
+            path = dataset.out / export_folder(request) / name
+            entry = await ledger.get(print_.key)
+            verdict = await _judge(
+                client, entry, path, Chunk(today, today), dataset, day, day_start, last_day
+            )
+            items.append(_Item(spec, request, None, print_.key, path, verdict, entry))
+        return _Plan(dataset, today, last_day, items)
+    options = BackfillOptions(chunk=dataset.chunk, dry_run=True, today=today)
+    planned = await make_plan(api, ledger, dataset.specs(), first, last_day, dataset.out, options)
+    for chunk in planned.plan.chunks:
+        spec = ExportSpec(chunk.report_id, dict(dataset.filters), dataset.result_format)
+        entry = planned.entries.get(chunk.fingerprint)
+        path = dataset.out / chunk.path
+        if chunk.state == "new":
+            verdict = judge_unfetched(chunk.chunk, last_day, dataset.policy)
+        elif chunk.state == "attach":
+            verdict = Verdict("resume", f"job {chunk.job_id} in flight: followed to its end")
+        else:
+            verdict = await _judge(
+                client, entry, path, chunk.chunk, dataset, day, day_start, last_day
+            )
+        items.append(
+            _Item(spec, chunk.request, chunk.chunk, chunk.fingerprint, path, verdict, entry)
+        )
+    return _Plan(dataset, today, last_day, items)
+
+
+async def _judge(
+    client: Client,
+    entry: LedgerEntry | None,
+    path: Path,
+    chunk: Chunk,
+    dataset: Dataset,
+    day: _Day,
+    day_start: datetime,
+    last_day: date,
+) -> Verdict:
+    """A chunk the ledger may know: unfetched, in flight, or judged by its freshness."""
+    if entry is None or entry.job_id is None:
+        return judge_unfetched(chunk, last_day, dataset.policy)
+    intact = entry.status is JobStatus.COMPLETED and await file_is_intact(entry, path)
+    if not intact:
+        return Verdict("resume", f"job {entry.job_id}: its result is not on disk yet")
+    fetched = entry.completed_at or entry.downloaded_at or entry.created_at
+    replays = await client.ledger.replays_since(entry.fingerprint, day_start)
+    return judge_fetched(
+        chunk,
+        fetched_at=fetched + timedelta(seconds=day.offset),  # on the server's clock
+        replayed_today=replays > 0,
+        now=day.now(),
+        zone=day.zone,
+        last_day=last_day,
+        policy=dataset.policy,
+    )
+
+
+def _verdict_event(item: _Item) -> ProgressEvent:
+    return ProgressEvent(
+        "sync",
+        status=item.verdict.kind,
+        report_id=item.spec.report_id,
+        chunk=None if item.chunk is None else str(item.chunk),
+        job_id=None if item.entry is None else item.entry.job_id,
+        message=item.verdict.reason,
+        until=item.verdict.until,
+    )
+
+
+async def _backfill(
+    client: Client,
+    plan: _Plan,
+    start: date,
+    options: SyncOptions,
+    on_event: Callable[[ProgressEvent], None] | None,
+    postbacks: PostbackReceiver | None,
+    results: dict[str, BackfillResult],
+) -> None:
+    """The orchestrator over `[start, last day]`: submits what is new, follows what is in
+    flight; chunks that are done cost nothing. Its outcomes are kept per fingerprint."""
+    dataset = plan.dataset
+    backfill_options = BackfillOptions(
+        chunk=dataset.chunk,
+        wait_for_quota=options.wait_for_quota,
+        submit_concurrency=options.concurrency,
+        download_concurrency=options.concurrency,
+        today=plan.today,
+    )
+    try:
+        result = await backfill(
+            client.api, client.ledger, dataset.specs(), start, plan.last_day, out_dir=dataset.out,
+            options=backfill_options, on_event=on_event, postbacks=postbacks,
+        )  # fmt: skip
+    except AccountUnavailable as stopped:
+        if isinstance(stopped.result, BackfillResult):
+            _keep(stopped.result, results)
+        raise
+    _keep(result, results)
+
+
+def _keep(result: BackfillResult, results: dict[str, BackfillResult]) -> None:
+    for run in result.chunks:
+        results[run.planned.fingerprint] = result
+
+
+async def _replay_all(
+    client: Client, plan: _Plan, day: _Day, emit: Callable[[ProgressEvent], None]
+) -> None:
+    """Replay each chunk due for a refresh, through the replay guard (`fresh_data`)."""
+    policy = ReplayPolicy(settle_days=plan.dataset.settle_days)
+    for item in plan.of("refresh"):
+        entry = await client.ledger.get(item.key)
+        if entry is None or entry.job_id is None:
+            continue
+        status = (entry.status or JobStatus.COMPLETED).value
+        job = Job.model_validate({"Id": entry.job_id, "Status": status})
+        try:
+            await replay_guarded(
+                client.api, client.ledger, item.key, entry, job,
+                fresh=True, force=False, expired=False, policy=policy,
+            )  # fmt: skip
+        except (ReplayRefused, JobFailed) as refused:
+            cause = refused if isinstance(refused, ReplayRefused) else refused.__cause__
+            rule = cause.rule if isinstance(cause, ReplayRefused) else ""
+            if rule == "too_soon":
+                allowed = (entry.submitted_at or entry.created_at) + policy.min_age
+                item.verdict = Verdict(
+                    "deferred", f"never replayed within {policy.min_age} of its submit", allowed
+                )
+            elif rule == "once_per_day":
+                item.verdict = Verdict("fresh", "already replayed today")
+            else:
+                item.outcome, item.error = "failed", str(refused)
+            emit(_verdict_event(item))
+        except NotFound:
+            # The server no longer knows the job: the chunk is submitted again (history pass).
+            await client.ledger.forget_job(item.key, entry.job_id)
+        except AccountUnavailable:
+            raise
+        except ReportExportError as error:
+            item.outcome, item.error = "failed", f"replay failed: {error}"
+            emit(_verdict_event(item))
+
+
+async def _fetch_default(
+    client: Client, plan: _Plan, items: list[_Item], day: _Day, *, fresh: bool
+) -> None:
+    """A default-range dataset: one export per report per account day, through
+    `fetch_export` (a refresh replays today's job through the guard)."""
+    policy = ReplayPolicy(settle_days=plan.dataset.settle_days)
+    for item in items:
+        try:
+            await anyio.to_thread.run_sync(
+                partial(item.path.parent.mkdir, parents=True, exist_ok=True)
+            )
+            await fetch_export(
+                client.api, client.ledger, item.request, item.path,
+                fresh=fresh, replay_policy=policy, today=plan.today,
+            )  # fmt: skip
+            item.outcome = "done"
+        except AccountUnavailable:
+            raise
+        except ReplayRefused as refused:
+            item.verdict = Verdict("fresh", f"not refreshed: {refused}")
+        except ReportExportError as error:
+            item.outcome, item.error = "failed", str(error)
+
+
+async def _finish(
+    client: Client,
+    plan: _Plan,
+    day: _Day,
+    results: Mapping[str, BackfillResult],
+    options: SyncOptions,
+) -> DatasetResult:
+    """What each chunk holds now (from the ledger), the merged files and the manifest."""
+    dataset = plan.dataset
+    chunks: list[SyncChunk] = []
+    pending: list[datetime] = []
+    later: list[datetime] = []
+    for item in plan.items:
+        entry = await client.ledger.get(item.key)
+        outcome = item.outcome
+        until = item.verdict.until
+        run = None
+        result = results.get(item.key)
+        if result is not None:
+            run = next(r for r in result.chunks if r.planned.fingerprint == item.key)
+            outcome = run.status
+            if run.status == "pending" and run.resets_at:
+                pending.append(run.resets_at)
+                until = run.resets_at
+            elif run.status == "deferred" and run.resets_at:
+                later.append(run.resets_at)
+                until = run.resets_at
+        elif not options.dry_run and item.outcome == "planned":
+            outcome = "deferred" if item.verdict.kind == "deferred" else "done"
+        if item.verdict.kind == "deferred" and item.verdict.until is not None:
+            later.append(item.verdict.until)
+        intact = (
+            entry is not None
+            and entry.status is JobStatus.COMPLETED
+            and await file_is_intact(entry, item.path)
+        )
+        if not options.dry_run and outcome == "done" and not intact:
+            outcome = "failed"
+        fetched = None if entry is None else (entry.completed_at or entry.downloaded_at)
+        final = bool(
+            intact
+            and item.chunk is not None
+            and fetched is not None
+            and (account_day(fetched, day.offset, day.zone) - item.chunk.end).days
+            > dataset.settle_days
+        )
+        reason = item.error or (run.error if run is not None and run.error else None)
+        chunks.append(
+            SyncChunk(
+                report_id=item.spec.report_id,
+                start=None if item.chunk is None else item.chunk.start,
+                end=None if item.chunk is None else item.chunk.end,
+                fingerprint=item.key,
+                kind=item.verdict.kind,
+                outcome=outcome,
+                reason=reason or item.verdict.reason,
+                path=item.path,
+                until=until,
+                job_id=None if entry is None else entry.job_id,
+                fetched_at=fetched if intact else None,
+                rows=None if entry is None or not intact else entry.records,
+                size=None if entry is None or not intact else entry.file_size,
+                sha256=None if entry is None or not intact else entry.file_sha256,
+                final=final,
+            )
+        )
+    if options.dry_run:
+        return DatasetResult(dataset, plan.today, plan.last_day, tuple(chunks), True)
+    merged = await _merge(plan, chunks) if dataset.merge else ()
+    manifest = await anyio.to_thread.run_sync(_write_manifest, plan, chunks, client, day)
+    return DatasetResult(
+        dataset,
+        plan.today,
+        plan.last_day,
+        tuple(chunks),
+        False,
+        merged,
+        manifest,
+        min(pending, default=None),
+        min(later, default=None),
+    )
+
+
+async def _merge(plan: _Plan, chunks: Sequence[SyncChunk]) -> tuple[Path, ...]:
+    """`<out>/<report>.<ext>` from every chunk of the report, in date order, replaced
+    atomically; only when every chunk's file is whole, and something changed (or it is
+    missing)."""
+    dataset = plan.dataset
+    merged: list[Path] = []
+    by_report: dict[str, list[tuple[_Item, SyncChunk]]] = {}
+    for item, chunk in zip(plan.items, chunks, strict=True):
+        by_report.setdefault(item.spec.report_id, []).append((item, chunk))
+    for pairs in by_report.values():
+        request = pairs[0][0].request
+        target = dataset.out / f"{export_folder(request)}.{dataset.result_format.lower()}"
+        if not all(chunk.sha256 is not None for _, chunk in pairs):
+            continue  # a chunk is missing: the merged file stays as it was
+        changed = any(c.kind not in ("final", "fresh", "deferred") for _, c in pairs)
+        if not changed and target.exists():
+            continue
+        files = [item.path for item, _ in sorted(pairs, key=lambda pair: pair[0].path.name)]
+        try:
+            await anyio.to_thread.run_sync(merge_files, files, target, dataset.result_format)
+        except OSError as exc:
+            raise OutputError(target, exc) from exc
+        merged.append(target)
+    return tuple(merged)
+
+
+def _write_manifest(plan: _Plan, chunks: Sequence[SyncChunk], client: Client, day: _Day) -> Path:
+    """`<out>/manifest.json`, written durably. Blocking: run it in a thread."""
+    dataset = plan.dataset
+    path = dataset.out / MANIFEST
+    counts = Counter(chunk.kind for chunk in chunks)
+    document = {
+        "generated_at": client.clock.now().isoformat(),
+        "dataset": dataset.name,
+        "account_type": client.config.account_type.value,
+        "account_day": plan.today.isoformat(),
+        "last_complete_day": plan.last_day.isoformat(),
+        "server_clock_offset_seconds": round(day.offset, 3),
+        "settle_days": dataset.settle_days,
+        "refresh_hour": dataset.refresh_hour,
+        "counts": dict(counts),
+        "chunks": [chunk.to_manifest() for chunk in chunks],
+    }
+    body = (json.dumps(document, indent=2) + "\n").encode()
+    try:
+        atomic_write(path, lambda handle: handle.write(body))
+    except OSError as exc:
+        part_of(path).unlink(missing_ok=True)
+        raise OutputError(path, exc) from exc
+    return path
