@@ -1285,9 +1285,6 @@ def sync_command(
             refresh_hour=refresh_hour,
         )
         datasets = [dataset]
-    if not dry_run:
-        for dataset in datasets:
-            _check_writable_folder(dataset.out, "--out")
     credentials = Credentials.from_options(options)
     console = _console()
     sync_options = SyncOptions(dry_run=dry_run, wait_for_quota=wait_for_quota,

@@ -74,6 +74,7 @@ from .files import atomic_write, part_of
 from .ledger import LedgerEntry
 from .merge import merge_files
 from .orchestrator import BackfillOptions, BackfillResult, ExportSpec, ProgressEvent, backfill
+from .orchestrator.plan import _check_out_dir as check_out_dir
 from .orchestrator.plan import make_plan
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -346,6 +347,9 @@ async def sync(
         offset = max((_kept_offset(d.out) for d in sets), key=abs, default=0.0)
     day = _Day(client, zone, offset)
     plans = [await _plan(client, d, day) for d in sets]  # checks first_day, no call
+    if not options.dry_run:
+        for plan in plans:
+            check_out_dir(plan.dataset.out)  # before any call
     spends = any(p.of("new", "history", "resume", "refresh") for p in plans)
     if spends and not options.dry_run and api.session.server_offset is None:
         # One cheap call (no quota) before spending anything: the server says which day it is.
@@ -362,8 +366,6 @@ async def sync(
             emit(_verdict_event(item))
     results: dict[str, BackfillResult] = {}
     if not options.dry_run:
-        for plan in plans:
-            _check_out(plan.dataset.out)
         # 1. New days first (only needed apart when history competes for the same quota).
         for plan in plans:
             if plan.dataset.first_day is None:
@@ -412,13 +414,6 @@ def _check_datasets(sets: Sequence[Dataset]) -> None:
                 f"{str(dataset.out)!r}; give each dataset its own",
             )
         folders[folder] = dataset.name
-
-
-def _check_out(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigurationError("out", f"{str(out)!r} cannot be written ({exc.strerror})") from exc
 
 
 def _kept_offset(out: Path) -> float:
