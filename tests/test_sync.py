@@ -101,13 +101,16 @@ async def test_day_by_day_costs_the_new_day_and_one_replay_per_unsettled_chunk(
     async with account(tmp_path) as (sandbox, client):
         first = await client.sync(dataset)
         # Day 1: 7 days of each report, all new; the 4 latest go first.
-        assert first.counts["new"] == 2 * 4 and first.counts["history"] == 2 * 3
-        assert calls(sandbox)["ReportExport"] == 14 and calls(sandbox)["Replay"] == 0
+        assert first.counts["new"] == 2 * 4
+        assert first.counts["history"] == 2 * 3
+        assert calls(sandbox)["ReportExport"] == 14
+        assert calls(sandbox)["Replay"] == 0
         day1_latest = first.datasets[0].chunks[-1]
         before = calls(sandbox)
         again = await client.sync(dataset)
         assert spent(before, calls(sandbox)) == {}, "a second sync the same day costs nothing"
-        assert again.counts["fresh"] == 2 * 3 and again.counts["final"] == 2 * 4
+        assert again.counts["fresh"] == 2 * 3
+        assert again.counts["final"] == 2 * 4
         for _ in range(5):  # days 2 to 6
             next_day(sandbox)
             before = calls(sandbox)
@@ -116,7 +119,8 @@ async def test_day_by_day_costs_the_new_day_and_one_replay_per_unsettled_chunk(
             # The new day's submit, one replay per chunk still settling (3 days), nothing else
             # that spends: no other submit, no second replay.
             assert cost["ReportExport"] == 2 and cost["Replay"] == 2 * 3, cost
-            assert result.counts["new"] == 2 and result.counts["refresh"] == 2 * 3
+            assert result.counts["new"] == 2
+            assert result.counts["refresh"] == 2 * 3
             before = calls(sandbox)
             await client.sync(dataset)
             assert spent(before, calls(sandbox)) == {}
@@ -138,7 +142,8 @@ async def test_day_by_day_costs_the_new_day_and_one_replay_per_unsettled_chunk(
         assert chunk["rows"] == (96 if chunk["final"] else chunk["rows"])
     # The latest day of day 1 was fetched with part of its rows; its file has them all now.
     path = Path(next(c["path"] for c in chunks if c["start"] == str(day1_latest.start)))
-    assert day1_latest.rows is not None and day1_latest.rows < 96
+    assert day1_latest.rows is not None
+    assert day1_latest.rows < 96
     assert len(path.read_text().splitlines()) - 1 == 96
 
 
@@ -160,7 +165,8 @@ async def test_the_latest_day_is_refreshed_later_in_the_day(tmp_path: Path) -> N
         cost = spent(before, calls(sandbox))
         assert cost.get("ReportExport", 0) == 0 and cost["Replay"] == 1, cost
         latest = later.datasets[0].chunks[-1]
-        assert latest.kind == "refresh" and latest.end == date(2026, 6, 14)
+        assert latest.kind == "refresh"
+        assert latest.end == date(2026, 6, 14)
         before = calls(sandbox)
         await client.sync(dataset)  # at most once a day
         assert spent(before, calls(sandbox)) == {}
@@ -194,15 +200,18 @@ async def test_within_the_quota_new_days_go_first_and_history_waits(tmp_path: Pa
         # The 4 latest days first, then history (oldest first) while the quota lasts; what
         # does not fit is pending, nothing lost.
         assert set(done) >= {date(2026, 6, d) for d in (11, 12, 13, 14)}
-        assert len(done) == 6 and first.counts["pending"] == 14 - 6
+        assert len(done) == 6
+        assert first.counts["pending"] == 14 - 6
         assert first.datasets[0].pending_resets_at is not None
         next_day(sandbox)
         second = await client.sync(dataset)
         assert calls(sandbox)["ReportExport"] == 12
         kinds = {c.start: c.kind for c in second.datasets[0].chunks}
-        assert kinds[date(2026, 6, 15)] == "new" and kinds[date(2026, 6, 14)] == "refresh"
+        assert kinds[date(2026, 6, 15)] == "new"
+        assert kinds[date(2026, 6, 14)] == "refresh"
         outcomes = {c.start: c.outcome for c in second.datasets[0].chunks}
-        assert outcomes[date(2026, 6, 15)] == "done" and outcomes[date(2026, 6, 14)] == "done"
+        assert outcomes[date(2026, 6, 15)] == "done"
+        assert outcomes[date(2026, 6, 14)] == "done"
         # Day 2's 6 submits: the new day, then 5 days of history.
         assert second.counts["pending"] == 15 - 12
 
@@ -289,7 +298,8 @@ def test_datasets_from_toml(tmp_path: Path) -> None:
         "actions", ("mp_action_listing_fast",), tmp_path / "data/actions",
         first_day=FIRST, merge=True,
     )  # fmt: skip
-    assert clicks.first_day is None and clicks.out == tmp_path / "clicks"
+    assert clicks.first_day is None
+    assert clicks.out == tmp_path / "clicks"
     assert [d.name for d in load_datasets(path, ["clicks"])] == ["clicks"]
 
 
@@ -312,7 +322,9 @@ def test_toml_mistakes_are_one_clear_error(
     with pytest.raises(ConfigurationError) as raised:
         load_datasets(path, names)
     message = str(raised.value)
-    assert needle in message and str(path) in message and "\n" not in message
+    assert needle in message
+    assert str(path) in message
+    assert "\n" not in message
 
 
 # -- the rules, pure ----------------------------------------------------------------------------
@@ -364,8 +376,6 @@ def test_judging_an_unfetched_chunk_and_reading_the_date_header() -> None:
         FreshnessPolicy(settle_days=-1)
 
 
-
-
 # -- the command line ---------------------------------------------------------------------------
 
 
@@ -401,7 +411,8 @@ def test_sync_command_bad_input_is_one_line_exit_2(
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and needle in lines[0], (out, err)
     assert not any(json.loads(line)["event"] == "sync" for line in out.splitlines())
-    assert not Path("reportexport-out").exists() and not Path("data").exists()
+    assert not Path("reportexport-out").exists()
+    assert not Path("data").exists()
 
 
 def test_sync_command_json_summary(
@@ -414,9 +425,11 @@ def test_sync_command_json_summary(
     assert code == 0, err
     events = [json.loads(line) for line in out.splitlines()]
     summary = events[-1]
-    assert summary["event"] == "summary" and summary["exit_code"] == 0
+    assert summary["event"] == "summary"
+    assert summary["exit_code"] == 0
     kinds = summary["counts"]
-    assert kinds["new"] + kinds["history"] >= 4 and kinds["pending"] == 0
+    assert kinds["new"] + kinds["history"] >= 4
+    assert kinds["pending"] == 0
     assert summary["calls"]["ReportExport"] == kinds["new"] + kinds["history"]
     dataset = next(e for e in events if e["event"] == "dataset")
     assert dataset["merged"] == ["reportexport-out/mp_action_listing_fast.csv"]
