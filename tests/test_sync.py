@@ -118,7 +118,8 @@ async def test_day_by_day_costs_the_new_day_and_one_replay_per_unsettled_chunk(
             cost = spent(before, calls(sandbox))
             # The new day's submit, one replay per chunk still settling (3 days), nothing else
             # that spends: no other submit, no second replay.
-            assert cost["ReportExport"] == 2 and cost["Replay"] == 2 * 3, cost
+            assert cost["ReportExport"] == 2, cost
+            assert cost["Replay"] == 2 * 3, cost
             assert result.counts["new"] == 2
             assert result.counts["refresh"] == 2 * 3
             before = calls(sandbox)
@@ -138,7 +139,7 @@ async def test_day_by_day_costs_the_new_day_and_one_replay_per_unsettled_chunk(
     for chunk in chunks:
         end = date.fromisoformat(chunk["end"])
         assert chunk["final"] == (end <= today - timedelta(days=4)), chunk
-        assert chunk["job_id"] and chunk["sha256"] and chunk["fetched_at"], chunk
+        assert all(chunk[name] for name in ("job_id", "sha256", "fetched_at")), chunk
         assert chunk["rows"] == (96 if chunk["final"] else chunk["rows"])
     # The latest day of day 1 was fetched with part of its rows; its file has them all now.
     path = Path(next(c["path"] for c in chunks if c["start"] == str(day1_latest.start)))
@@ -163,7 +164,8 @@ async def test_the_latest_day_is_refreshed_later_in_the_day(tmp_path: Path) -> N
         before = calls(sandbox)
         later = await client.sync(dataset)
         cost = spent(before, calls(sandbox))
-        assert cost.get("ReportExport", 0) == 0 and cost["Replay"] == 1, cost
+        assert cost.get("ReportExport", 0) == 0, cost
+        assert cost["Replay"] == 1, cost
         latest = later.datasets[0].chunks[-1]
         assert latest.kind == "refresh"
         assert latest.end == date(2026, 6, 14)
@@ -409,7 +411,9 @@ def test_sync_command_bad_input_is_one_line_exit_2(
     Path("typo.toml").write_text(TOML.replace("settle_days", "setle_days"))
     code, out, err = run_cli(capsys, "sync", *args, "--sandbox", "--json")
     lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and needle in lines[0], (out, err)
+    assert code == 2, (out, err)
+    assert len(lines) == 1, err
+    assert needle in lines[0], err
     assert not any(json.loads(line)["event"] == "sync" for line in out.splitlines())
     assert not Path("reportexport-out").exists()
     assert not Path("data").exists()
