@@ -11,6 +11,7 @@ Public names (`__all__`), by group:
 - the client: Client (the product: ledger, limits and clock in one object), ClientConfig,
   UsageSnapshot, and ReportExportClient (the single calls, also `client.api`)
 - backfills: BackfillOptions, ExportSpec, BackfillResult, ProgressEvent, BackfillEvents
+- daily sync: Dataset (for `Client.sync`; its options and result in `reportexport_async.sync`)
 - requests and results: ExportRequest, ClickExportRequest, ExportTicket, DownloadResult
 - jobs and reports: Job, JobStatus, Report
 - settings: AccountType, PollPolicy, RateLimitPolicy, RetryPolicy, Timeouts
@@ -84,6 +85,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` 
     from .ratelimit import QuotaStore as QuotaStore
     from .ratelimit import RateLimiter as RateLimiter
     from .session import UsageSnapshot as UsageSnapshot
+    from .sync import Dataset as Dataset
 
 __all__ = [
     "AccountType",
@@ -95,6 +97,7 @@ __all__ = [
     "Client",
     "ClientConfig",
     "ConfigurationError",
+    "Dataset",
     "DownloadResult",
     "ExportRequest",
     "ExportSpec",
@@ -127,6 +130,7 @@ _LAZY: dict[str, str] = {
     "Client": ".client",
     "ClientConfig": ".config",
     "ConfigurationError": ".errors",
+    "Dataset": ".sync",
     "DownloadResult": ".downloads",
     "ExportRequest": ".core.models",
     "ExportSpec": ".orchestrator",

@@ -23,8 +23,8 @@ Each run, with the rules of `core.freshness`:
    each chunk's fetch time, job id, rows, sha256 and whether it is final.
 
 A dataset without `first_day` is the report's default date range: one job per calendar day of the
-account (the guide's rule 5), refreshed once later in the day when fetched before the refresh
-hour.
+account (the guide's rule 5, docs/guide.md), refreshed once later in the day when fetched before
+the refresh hour.
 
 `sync` is a function of (client, datasets) returning a `SyncResult`, so a caller with several
 accounts runs it once per account's client.

@@ -180,6 +180,7 @@ async def _run(
         run = state.runs[planned.fingerprint]
         entry = await state.ledger.get(planned.fingerprint)
         run.submitted_at = None if entry is None else (entry.submitted_at or entry.created_at)
+        run.created_at = None if entry is None else entry.created_at
         if entry is not None and entry.status is JobStatus.COMPLETED:
             await state.queue_download(run)  # known complete: the file is what is missing
         else:

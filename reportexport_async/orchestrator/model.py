@@ -172,6 +172,8 @@ class ChunkRun:
     error: str | None = None
     resets_at: datetime | None = None
     probe: Postback | None = None  # set when a postback sent this chunk to the downloaders
+    #: When its job was first made (a replay keeps it): where a listing by creation date finds it.
+    created_at: datetime | None = None
 
     @property
     def label(self) -> str:

@@ -153,10 +153,9 @@ class Tracking:
         seen: dict[str, Job] = {}
         unknown: list[str] = []
         try:
-            since = min(
-                (run.submitted_at for run in state.in_flight.values() if run.submitted_at),
-                default=now,
-            )
+            # A replayed job keeps its creation date: list from there, or it is asked for alone.
+            made = [run.created_at or run.submitted_at for run in state.in_flight.values()]
+            since = min((moment for moment in made if moment is not None), default=now)
             after = since.astimezone(api.limiter.timezone).date()
             if len(state.in_flight) > self.listing_pages(after):
                 async for job in api.iter_jobs(created_after=after):
