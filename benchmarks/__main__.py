@@ -85,6 +85,14 @@ BENCHMARKS = (
         "resubmit baselines",
         ("--days", "14", "--rounds", "1", "--scale", "600"),
     ),
+    Benchmark(
+        "sync_days",
+        "benchmarks.sync_days",
+        "## Daily sync: 30 days against re-exporting and never refreshing",
+        "30 simulated days of daily syncs of 2 reports, beside re-exporting the last days with "
+        "new submits and a daily backfill that never refreshes",
+        ("--days", "5"),
+    ),
 )
 NAMES = tuple(b.name for b in BENCHMARKS)
 
