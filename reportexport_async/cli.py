@@ -1320,7 +1320,8 @@ def report_sync(result: SyncResult, console: Console, *, as_json: bool, zone: tz
             })  # fmt: skip
         offset = result.server_offset
         _echo_json({"event": "summary", "counts": counts, "calls": dict(result.calls),
-                    "server_clock_offset_seconds": offset, "exit_code": code})  # fmt: skip
+                    "server_clock_offset_seconds": offset, "quota_left": result.quota_left,
+                    "exit_code": code})  # fmt: skip
         return code
     table = Table(title="dry run: nothing submitted" if any(d.dry_run for d in result.datasets)
                   else None)  # fmt: skip
@@ -1364,7 +1365,13 @@ def report_sync(result: SyncResult, console: Console, *, as_json: bool, zone: tz
             console.print(f"merged: {path}")
         if item.manifest_path is not None:
             console.print(f"manifest: {item.manifest_path}")
-    if not any(d.dry_run for d in result.datasets):
+    if any(d.dry_run for d in result.datasets):
+        quota = "no daily limit" if result.quota_left is None else f"{result.quota_left} left"
+        console.print(
+            f"dry run: no API call was made (ReportExport quota today: {quota}; new "
+            "days first, then refreshes, then history; the rest waits for tomorrow)"
+        )
+    else:
         console.print(f"API calls: {_calls_text(result.calls)}")
     return code
 

@@ -264,6 +264,8 @@ class SyncResult:
     calls: Mapping[str, int]
     #: Seconds the server's clock was ahead of this machine's (the day is the server's).
     server_offset: float
+    #: Today's ReportExport quota left when the run was planned (None: no daily limit).
+    quota_left: int | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -360,6 +362,7 @@ async def sync(
             day.offset = seen
             plans = [await _plan(client, d, day) for d in sets]
         day.offset = seen if seen is not None else day.offset
+    daily = await api.limiter.daily("ReportExport")  # the ledger's count: no call
     emit = on_event or (lambda event: None)
     for plan in plans:
         for item in plan.items:
@@ -392,7 +395,7 @@ async def sync(
         for name, n in api.usage.calls.items()
         if n > calls_before[name]
     }
-    return SyncResult(tuple(done), calls, day.offset)
+    return SyncResult(tuple(done), calls, day.offset, None if daily is None else daily.remaining)
 
 
 def _check_datasets(sets: Sequence[Dataset]) -> None:
