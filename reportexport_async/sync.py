@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from pydantic import ValidationError
 
 from .core.chunking import Chunk, parse_chunk_rule
 from .core.fingerprint import fingerprint
@@ -56,7 +57,7 @@ from .core.freshness import (
     judge_fetched,
     judge_unfetched,
 )
-from .core.models import ExportRequest, Job, JobStatus
+from .core.models import ExportRequest, Job, JobStatus, validation_problem
 from .core.planning import export_folder
 from .core.quota import quota_day_bounds
 from .core.replay import ReplayPolicy
@@ -154,8 +155,9 @@ class Dataset:
         for spec in self.specs():  # the request is valid (format, filters) before any call
             try:
                 spec.request(Chunk(date(2000, 1, 1), date(2000, 1, 1)))
-            except ValueError as exc:
-                raise ConfigurationError("dataset", f"{where}: {exc}") from None
+            except ValidationError as exc:
+                field, _, problem = validation_problem(exc)
+                raise ConfigurationError(field or "dataset", f"{where}: {problem}") from None
 
     @property
     def policy(self) -> FreshnessPolicy:

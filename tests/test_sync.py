@@ -270,6 +270,8 @@ async def test_a_first_day_in_the_future_fails_before_any_call(
         ({"refresh_hour": 24}, "0 to 23"),
         ({"chunk": "auto"}, "auto"),
         ({"reports": ()}, "at least one report"),
+        ({"reports": ("../x",)}, "report_id '../x' must not contain"),
+        ({"result_format": "pdf"}, "'CSV', 'JSON' or 'XML'"),
     ],
 )
 def test_bad_datasets_are_refused_when_made(changes: dict[str, Any], needle: str) -> None:
