@@ -32,6 +32,7 @@ accounts runs it once per account's client.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import Counter
@@ -421,12 +422,20 @@ def _check_datasets(sets: Sequence[Dataset]) -> None:
         folders[folder] = dataset.name
 
 
+def _last_manifest(out: Path) -> dict[str, Any]:
+    """What the last run of this folder wrote in its manifest (empty when there is none)."""
+    try:
+        document = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
 def _kept_offset(out: Path) -> float:
     """The server clock's offset the last run of this folder saw (0 when unknown)."""
     try:
-        document = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-        return float(document.get("server_clock_offset_seconds") or 0.0)
-    except (OSError, ValueError, TypeError, AttributeError):
+        return float(_last_manifest(out).get("server_clock_offset_seconds") or 0.0)
+    except (TypeError, ValueError):
         return 0.0
 
 
@@ -695,8 +704,9 @@ async def _finish(
         )
     if options.dry_run:
         return DatasetResult(dataset, plan.today, plan.last_day, tuple(chunks), True)
-    merged = await _merge(plan, chunks) if dataset.merge else ()
-    manifest = await anyio.to_thread.run_sync(_write_manifest, plan, chunks, client, day)
+    sources: dict[str, str] = {}
+    merged = await _merge(plan, chunks, sources) if dataset.merge else ()
+    manifest = await anyio.to_thread.run_sync(_write_manifest, plan, chunks, client, day, sources)
     return DatasetResult(
         dataset,
         plan.today,
@@ -710,11 +720,16 @@ async def _finish(
     )
 
 
-async def _merge(plan: _Plan, chunks: Sequence[SyncChunk]) -> tuple[Path, ...]:
+async def _merge(
+    plan: _Plan, chunks: Sequence[SyncChunk], sources: dict[str, str]
+) -> tuple[Path, ...]:
     """`<out>/<report>.<ext>` from every chunk of the report, in date order, replaced
-    atomically; only when every chunk's file is whole, and something changed (or it is
-    missing)."""
+    atomically, when every chunk's file is whole and the chunks differ from those it was made of
+    (their sha256s, kept in the manifest as `merged`, so a run that stopped before merging is
+    made good by the next). `sources` gets each merged file's digest of its chunks."""
     dataset = plan.dataset
+    made = _last_manifest(dataset.out).get("merged")
+    before: dict[str, Any] = made if isinstance(made, dict) else {}
     merged: list[Path] = []
     by_report: dict[str, list[tuple[_Item, SyncChunk]]] = {}
     for item, chunk in zip(plan.items, chunks, strict=True):
@@ -724,10 +739,14 @@ async def _merge(plan: _Plan, chunks: Sequence[SyncChunk]) -> tuple[Path, ...]:
         target = dataset.out / f"{export_folder(request)}.{dataset.result_format.lower()}"
         if not all(chunk.sha256 is not None for _, chunk in pairs):
             continue  # a chunk is missing: the merged file stays as it was
-        changed = any(c.kind not in ("final", "fresh", "deferred") for _, c in pairs)
-        if not changed and target.exists():
+        pairs.sort(key=lambda pair: pair[0].path.name)
+        digest = hashlib.sha256(
+            "\n".join(f"{item.path.name} {chunk.sha256}" for item, chunk in pairs).encode()
+        ).hexdigest()
+        sources[target.name] = digest
+        if target.exists() and before.get(target.name) == digest:
             continue
-        files = [item.path for item, _ in sorted(pairs, key=lambda pair: pair[0].path.name)]
+        files = [item.path for item, _ in pairs]
         try:
             await anyio.to_thread.run_sync(merge_files, files, target, dataset.result_format)
         except OSError as exc:
@@ -736,7 +755,13 @@ async def _merge(plan: _Plan, chunks: Sequence[SyncChunk]) -> tuple[Path, ...]:
     return tuple(merged)
 
 
-def _write_manifest(plan: _Plan, chunks: Sequence[SyncChunk], client: Client, day: _Day) -> Path:
+def _write_manifest(
+    plan: _Plan,
+    chunks: Sequence[SyncChunk],
+    client: Client,
+    day: _Day,
+    sources: Mapping[str, str],
+) -> Path:
     """`<out>/manifest.json`, written durably. Blocking: run it in a thread."""
     dataset = plan.dataset
     path = dataset.out / MANIFEST
@@ -751,6 +776,7 @@ def _write_manifest(plan: _Plan, chunks: Sequence[SyncChunk], client: Client, da
         "settle_days": dataset.settle_days,
         "refresh_hour": dataset.refresh_hour,
         "counts": dict(counts),
+        "merged": dict(sources),
         "chunks": [chunk.to_manifest() for chunk in chunks],
     }
     body = (json.dumps(document, indent=2) + "\n").encode()

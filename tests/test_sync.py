@@ -109,6 +109,7 @@ async def test_day_by_day_costs_the_new_day_and_one_replay_per_unsettled_chunk(
         before = calls(sandbox)
         again = await client.sync(dataset)
         assert spent(before, calls(sandbox)) == {}, "a second sync the same day costs nothing"
+        assert again.datasets[0].merged == ()  # nothing changed: the merged files stay as they are
         assert again.counts["fresh"] == 2 * 3
         assert again.counts["final"] == 2 * 4
         for _ in range(5):  # days 2 to 6
@@ -172,6 +173,46 @@ async def test_the_latest_day_is_refreshed_later_in_the_day(tmp_path: Path) -> N
         before = calls(sandbox)
         await client.sync(dataset)  # at most once a day
         assert spent(before, calls(sandbox)) == {}
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("status", ["running", "done"])
+async def test_a_run_stopped_after_its_replays_resumes_without_replaying_again(
+    tmp_path: Path, status: str
+) -> None:
+    """The run stops (the caller's callback raises) once the replayed jobs are followed
+    (`running`: before the run's task group, so it ends its work first, then raises; `done`:
+    at the first download, the rest cancelled). The next run follows the replayed jobs, never
+    replays them again, and makes the merged file good."""
+    out = tmp_path / "data"
+    dataset = Dataset("a", REPORTS[:1], out, first_day=FIRST, merge=True)
+
+    def stop_at_tracking(event: Any) -> None:
+        if event.kind == "chunk" and event.status == status:
+            raise Stop
+
+    async with account(tmp_path) as (sandbox, client):
+        await client.sync(dataset)
+        next_day(sandbox)
+        with pytest.raises(Stop):
+            await client.sync(dataset, on_event=stop_at_tracking)
+        assert calls(sandbox)["Replay"] == 3
+        resumed = await client.sync(dataset)
+        assert calls(sandbox)["Replay"] == 3, "the replayed jobs are followed, not replayed again"
+        assert calls(sandbox)["ReportExport"] == 7 + 1
+        assert resumed.counts["failed"] == 0
+        assert all(chunk.outcome == "done" for chunk in resumed.datasets[0].chunks)
+        assert resumed.datasets[0].merged == (out / f"{REPORTS[0]}.csv",)
+        before = calls(sandbox)
+        last = await client.sync(dataset)
+        assert spent(before, calls(sandbox)) == {}
+        assert last.datasets[0].merged == ()
+        whole = await client.export(REPORTS[0], out=tmp_path / "whole.csv",
+                                    start=FIRST, end=date(2026, 6, 15))  # fmt: skip
+        assert data_lines(out / f"{REPORTS[0]}.csv") == data_lines(whole.path)
 
 
 async def test_a_dataset_without_dates_makes_one_job_per_calendar_day(tmp_path: Path) -> None:
