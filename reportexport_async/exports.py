@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -319,11 +319,15 @@ async def replay_guarded(
     force: bool,
     expired: bool,
     policy: ReplayPolicy,
+    day_start: datetime | None = None,
 ) -> str:
-    """Replay through the guard; returns the job id to follow from now on."""
+    """Replay through the guard; returns the job id to follow from now on. `day_start` is when
+    the account's day began on the client's clock, when the caller knows it better than the
+    client's clock (the server's day)."""
     now = client.clock.now()
     tz = client.limiter.timezone
-    day_start, _ = quota_day_bounds(now, tz)
+    if day_start is None:
+        day_start, _ = quota_day_bounds(now, tz)
     decision_input = ReplayRequest(
         job_id=job.id,
         status=job.status,

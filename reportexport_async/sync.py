@@ -576,6 +576,8 @@ async def _replay_all(
 ) -> None:
     """Replay each chunk due for a refresh, through the replay guard (`fresh_data`)."""
     policy = ReplayPolicy(settle_days=plan.dataset.settle_days)
+    # "Once a day" counts from the start of the server's day (this machine's clock may be off).
+    day_start = day.local(quota_day_bounds(day.now(), day.zone)[0])
     for item in plan.of("refresh"):
         entry = await client.ledger.get(item.key)
         if entry is None or entry.job_id is None:
@@ -585,7 +587,7 @@ async def _replay_all(
         try:
             await replay_guarded(
                 client.api, client.ledger, item.key, entry, job,
-                fresh=True, force=False, expired=False, policy=policy,
+                fresh=True, force=False, expired=False, policy=policy, day_start=day_start,
             )  # fmt: skip
         except (ReplayRefused, JobFailed) as refused:
             cause = refused if isinstance(refused, ReplayRefused) else refused.__cause__

@@ -270,6 +270,17 @@ async def test_the_day_is_the_servers_not_the_machines(tmp_path: Path) -> None:
         assert result.datasets[0].last_day == date(2026, 6, 15)
         assert abs(result.server_offset - 6 * 3600) < 2
         assert calls(sandbox)["ListJobs"] >= 1
+        next_day(sandbox, hour=13)  # the server's 13:00, this machine's 07:00
+        await client.sync(dataset)
+        assert calls(sandbox)["Replay"] == 3
+        # The server's 03:00 of the 18th, this machine's 21:00 of the 17th: yesterday's
+        # replays (the server's 13:00 of the 17th) are not today's, so each chunk still
+        # settling is refreshed again; the latest day waits for the refresh hour.
+        next_day(sandbox, hour=3)
+        before = calls(sandbox)
+        third = await client.sync(dataset)
+        assert spent(before, calls(sandbox))["Replay"] == 3
+        assert third.datasets[0].last_day == date(2026, 6, 17)
     assert manifest(out)["server_clock_offset_seconds"] == pytest.approx(6 * 3600, abs=2)
 
 
