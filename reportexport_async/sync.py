@@ -198,7 +198,9 @@ class SyncChunk:
     path: Path
     until: datetime | None = None
     job_id: str | None = None
+    #: When its data was made (its job's completion, on the server's clock) and downloaded.
     fetched_at: datetime | None = None
+    downloaded_at: datetime | None = None
     rows: int | None = None
     size: int | None = None
     sha256: str | None = None
@@ -216,6 +218,7 @@ class SyncChunk:
             "until": None if self.until is None else self.until.isoformat(),
             "job_id": self.job_id,
             "fetched_at": None if self.fetched_at is None else self.fetched_at.isoformat(),
+            "downloaded_at": None if self.downloaded_at is None else self.downloaded_at.isoformat(),
             "rows": self.rows,
             "bytes": self.size,
             "sha256": self.sha256,
@@ -510,17 +513,27 @@ async def _judge(
     intact = entry.status is JobStatus.COMPLETED and await file_is_intact(entry, path)
     if not intact:
         return Verdict("resume", f"job {entry.job_id}: its result is not on disk yet")
-    fetched = entry.completed_at or entry.downloaded_at or entry.created_at
+    fetched = _fetched_at(entry, day)
+    assert fetched is not None  # a completed entry
     replays = await client.ledger.replays_since(entry.fingerprint, day_start)
     return judge_fetched(
         chunk,
-        fetched_at=fetched + timedelta(seconds=day.offset),  # on the server's clock
+        fetched_at=fetched,
         replayed_today=replays > 0,
         now=day.now(),
         zone=day.zone,
         last_day=last_day,
         policy=dataset.policy,
     )
+
+
+def _fetched_at(entry: LedgerEntry, day: _Day) -> datetime | None:
+    """When the chunk's data was made, on the server's clock: its job's completion as the server
+    reported it, else (never seen completed) its download or intent on this machine's clock."""
+    if entry.completed_at is not None:
+        return entry.completed_at
+    local = entry.downloaded_at or entry.created_at
+    return None if local is None else local + timedelta(seconds=day.offset)
 
 
 def _verdict_event(item: _Item) -> ProgressEvent:
@@ -676,13 +689,12 @@ async def _finish(
         )
         if not options.dry_run and outcome == "done" and not intact:
             outcome = "failed"
-        fetched = None if entry is None else (entry.completed_at or entry.downloaded_at)
+        fetched = None if entry is None else _fetched_at(entry, day)
         final = bool(
             intact
             and item.chunk is not None
             and fetched is not None
-            and (account_day(fetched, day.offset, day.zone) - item.chunk.end).days
-            > dataset.settle_days
+            and (account_day(fetched, 0, day.zone) - item.chunk.end).days > dataset.settle_days
         )
         reason = item.error or (run.error if run is not None and run.error else None)
         chunks.append(
@@ -698,6 +710,7 @@ async def _finish(
                 until=until,
                 job_id=None if entry is None else entry.job_id,
                 fetched_at=fetched if intact else None,
+                downloaded_at=None if entry is None or not intact else entry.downloaded_at,
                 rows=None if entry is None or not intact else entry.records,
                 size=None if entry is None or not intact else entry.file_size,
                 sha256=None if entry is None or not intact else entry.file_sha256,

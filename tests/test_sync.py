@@ -140,7 +140,9 @@ async def test_day_by_day_costs_the_new_day_and_one_replay_per_unsettled_chunk(
     for chunk in chunks:
         end = date.fromisoformat(chunk["end"])
         assert chunk["final"] == (end <= today - timedelta(days=4)), chunk
-        assert all(chunk[name] for name in ("job_id", "sha256", "fetched_at")), chunk
+        assert all(chunk[name] for name in ("job_id", "sha256", "fetched_at", "downloaded_at")), (
+            chunk
+        )
         assert chunk["rows"] == (96 if chunk["final"] else chunk["rows"])
     # The latest day of day 1 was fetched with part of its rows; its file has them all now.
     path = Path(next(c["path"] for c in chunks if c["start"] == str(day1_latest.start)))
