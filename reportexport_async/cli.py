@@ -1265,6 +1265,21 @@ def sync_command(
     once a day), and what fits nowhere in today's quota waits for the next run."""
     if config_path is not None and reports:
         raise click.UsageError("give REPORT... or --config, not both")
+    if config_path is not None:
+        context = click.get_current_context()
+        flags = {"first_day": "--first-day", "chunk": "--chunk", "filters": "--param",
+                 "result_format": "--format", "out": "--out", "merge": "--merge",
+                 "settle_days": "--settle-days", "refresh_hour": "--refresh-hour"}  # fmt: skip
+        given = [
+            flag
+            for name, flag in flags.items()
+            if context.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+        ]
+        if given:
+            raise click.UsageError(
+                f"--config holds the datasets' settings: drop {', '.join(given)} "
+                "(or set them in the file)"
+            )
     if config_path is None and names:
         raise click.UsageError("--dataset needs --config")
     if config_path is not None:

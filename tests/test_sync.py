@@ -450,6 +450,8 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
     [
         (["--config", "datasets.toml", "--dataset", "nope"], "no dataset 'nope'"),
         (["--config", "typo.toml"], "unknown key 'setle_days'"),
+        (["--config", "datasets.toml", "--param", "A=1", "--format", "json"],
+         "drop --param, --format"),
         (["mp_action_listing_fast", "--first-day", "2999-01-01"], "in the future"),
         (["mp_action_listing_fast", "--first-day", "2025-01-01", "--settle-days", "-1"],
          "0 days or more"),
