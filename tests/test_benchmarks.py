@@ -46,20 +46,20 @@ def test_strategies_library_second_run_is_free_and_resubmit_is_not() -> None:
 
 
 def test_sync_days_sync_is_complete_where_the_alternatives_are_not() -> None:
-    """Smoke test of the daily-sync benchmark: 4 simulated days."""
+    """Smoke test of the daily-sync benchmark: 3 simulated days."""
     from benchmarks import sync_days
 
-    figures = sync_days.benchmark(4)
+    figures = sync_days.benchmark(3)
     sync = figures["sync"]
     reexport = figures["re-export last N days"]
     never = figures["backfill, never refreshed"]
     # Each later day: one submit per report, one replay per unsettled chunk (3 per report).
-    assert sync.quota_per_day[1:] == [2, 2, 2]
-    assert sync.replays == 3 * 2 * 3
+    assert sync.quota_per_day[1:] == [2, 2]
+    assert sync.replays == 2 * 2 * 3
     assert sync.settled_missing == 0
     assert never.settled_missing > 0
     # Identical re-exports spend quota and return the old job: nothing is refreshed.
-    assert reexport.quota_per_day[1:] == [8, 8, 8]
+    assert reexport.quota_per_day[1:] == [8, 8]
     assert reexport.settled_missing > 0
-    section = sync_days.render_section(4, figures, "python -m benchmarks.sync_days --days 4")
+    section = sync_days.render_section(3, figures, "python -m benchmarks.sync_days --days 3")
     assert "| Rows missing, settled days | 0 |" in section

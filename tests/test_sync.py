@@ -112,7 +112,7 @@ async def test_day_by_day_costs_the_new_day_and_one_replay_per_unsettled_chunk(
         assert again.datasets[0].merged == ()  # nothing changed: the merged files stay as they are
         assert again.counts["fresh"] == 2 * 3
         assert again.counts["final"] == 2 * 4
-        for _ in range(5):  # days 2 to 6
+        for _ in range(4):  # days 2 to 5
             next_day(sandbox)
             before = calls(sandbox)
             result = await client.sync(dataset)
