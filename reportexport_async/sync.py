@@ -68,6 +68,7 @@ from .errors import (
     JobFailed,
     NotFound,
     OutputError,
+    QuotaExhausted,
     ReplayRefused,
     ReportExportError,
 )
@@ -378,7 +379,7 @@ async def sync(
         # 1. New days first (only needed apart when history competes for the same quota).
         for plan in plans:
             if plan.dataset.first_day is None:
-                await _fetch_default(client, plan, plan.of("new"), day, fresh=False)
+                await _fetch_default(client, plan, plan.of("new", "resume"), day, fresh=False)
             elif plan.of("new") and plan.of("history"):
                 recent = min(item.chunk.start for item in plan.of("new") if item.chunk)
                 await _backfill(client, plan, recent, options, on_event, postbacks, results)
@@ -645,6 +646,8 @@ async def _fetch_default(
             raise
         except ReplayRefused as refused:
             item.verdict = Verdict("fresh", f"not refreshed: {refused}")
+        except QuotaExhausted as spent:
+            item.outcome, item.error, item.until = "pending", str(spent), spent.resets_at
         except ReportExportError as error:
             item.outcome, item.error = "failed", str(error)
 
@@ -678,13 +681,16 @@ async def _finish(
                 until = run.resets_at
         elif not options.dry_run and item.outcome == "planned":
             outcome = "deferred" if item.verdict.kind == "deferred" else "done"
+        if item.outcome == "pending" and item.until is not None:  # a default-range export
+            pending.append(item.until)
+            until = item.until
         if item.verdict.kind == "deferred" and item.verdict.until is not None:
             later.append(item.verdict.until)
-        untouched = item.verdict.kind in ("final", "fresh", "deferred") and result is None
+        # Chunks judged whole and left alone (a backfill skips them too): checked when judged.
+        untouched = item.verdict.kind in ("final", "fresh", "deferred")
         intact = (
             entry is not None
             and entry.status is JobStatus.COMPLETED
-            # A chunk this run did not touch was checked (size and sha256) when it was judged.
             and (untouched or await file_is_intact(entry, item.path))
         )
         if not options.dry_run and outcome == "done" and not intact:

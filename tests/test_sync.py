@@ -235,6 +235,15 @@ async def test_a_dataset_without_dates_makes_one_job_per_calendar_day(tmp_path: 
     assert files == ["default-range_2026-06-15.csv", "default-range_2026-06-16.csv"]
 
 
+async def test_a_default_range_export_the_quota_cannot_serve_waits(tmp_path: Path) -> None:
+    dataset = Dataset("default", REPORTS, tmp_path / "data")
+    async with account(tmp_path, daily_limit=1) as (sandbox, client):
+        result = await client.sync(dataset)
+        assert result.counts["pending"] == 1
+        assert result.datasets[0].pending_resets_at == datetime(2026, 6, 16, tzinfo=UTC)
+        assert calls(sandbox)["ReportExport"] == 1
+
+
 async def test_within_the_quota_new_days_go_first_and_history_waits(tmp_path: Path) -> None:
     out = tmp_path / "data"
     dataset = Dataset("a", REPORTS[:1], out, first_day=date(2026, 6, 1))
