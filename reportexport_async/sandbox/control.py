@@ -58,6 +58,26 @@ class Control:
         today = limits.day(now)
         statuses: Counter[str] = Counter(job.view(now).status for job in state.jobs.values())
         latencies = sorted(state.postback_latency)
+        hour = limits.hour_start(now)
+
+        def account_stats(sid: str) -> dict[str, Any]:
+            use = state.of(sid)
+            account = config.account(sid)
+            assert account is not None
+            return {
+                "jobs_created": use.jobs_created,
+                "rate_limited": use.rate_limited,
+                "unauthorized": use.unauthorized,
+                "ReportExport": use.quota.get((today, "ReportExport"), 0),
+                "ClickExport": use.quota.get((today, "ClickExport"), 0),
+                "ReportExport_limit": account.daily_export_limit,
+                "ClickExport_limit": account.daily_click_limit,
+                "hourly_limit": account.hourly_limit,
+                "hourly_used": use.hourly.get(hour, 0),
+                "max_hourly_used": use.max_hourly_used,
+            }
+
+        main = state.of(config.account_sid)
         return {
             "calls": {name: state.calls.get(name, 0) for name in ENDPOINTS},
             "total_calls": sum(state.calls.values()),
@@ -73,16 +93,21 @@ class Control:
             "jobs_by_status": dict(statuses),
             "quota": {
                 "day": today.isoformat(),
-                "ReportExport": state.quota.get((today, "ReportExport"), 0),
-                "ClickExport": state.quota.get((today, "ClickExport"), 0),
+                "ReportExport": main.quota.get((today, "ReportExport"), 0),
+                "ClickExport": main.quota.get((today, "ClickExport"), 0),
                 "ReportExport_limit": config.daily_export_limit,
                 "ClickExport_limit": config.daily_click_limit,
                 "resets_at": limits.next_day_start(now).isoformat(),
             },
             "hourly": {
                 "limit": config.hourly_limit,
-                "used": state.hourly.get(limits.hour_start(now), 0),
-                "max_used": state.max_hourly_used,
+                "used": main.hourly.get(hour, 0),
+                "max_used": main.max_hourly_used,
+            },
+            # Every account's own counts, the main one included (by SID).
+            "accounts": {
+                sid: account_stats(sid)
+                for sid in (config.account_sid, *(a.account_sid for a in config.accounts))
             },
             "signed_requests_with_authorization": state.signed_with_authorization,
             "signed_urls_expired": state.signed_expired,
