@@ -155,6 +155,13 @@ class LedgerEntry:
     def filters(self) -> dict[str, Any]:
         return dict(json.loads(self.canonical).get("filters", []))
 
+    @property
+    def account(self) -> str:
+        """The entry's account as `core.fingerprint.account_key` names it (origin, type, SID):
+        a ledger shared by several accounts keeps them apart by it."""
+        body = json.loads(self.canonical)
+        return f"{body.get('origin')}/{body.get('account_type')}/{body.get('account_sid')}"
+
 
 @dataclass(frozen=True)
 class LedgerEvent:
