@@ -47,7 +47,7 @@ from rich.text import Text
 
 from .api import ReportExportClient
 from .client import Client
-from .config import ClientConfig
+from .config import LIMIT_ENV_VARS, ClientConfig, limits_from_env
 from .core.chunking import Chunk, parse_chunk_rule
 from .core.models import ExportRequest, Job, validation_problem
 from .core.planning import Plan, chunk_path, export_folder
@@ -169,6 +169,23 @@ def credential_options(function: Callable[..., T]) -> Callable[..., T]:
             help="Advertisers, Mediapartners or Agencies (default: $IMPACT_ACCOUNT_TYPE)",
         ),
         click.option("--base-url", help="API origin (default: $IMPACT_BASE_URL or impact.com)"),
+        click.option(
+            "--hourly-limit",
+            type=click.IntRange(min=1),
+            help="the account's API calls an hour (default: $IMPACT_HOURLY_LIMIT or 1000)",
+        ),
+        click.option(
+            "--daily-report-export",
+            type=click.IntRange(min=0),
+            help="the account's ReportExport calls a day (default: $IMPACT_DAILY_REPORT_EXPORT "
+            "or 100)",
+        ),
+        click.option(
+            "--daily-click-export",
+            type=click.IntRange(min=0),
+            help="the account's ClickExport calls a day (default: $IMPACT_DAILY_CLICK_EXPORT "
+            "or 10)",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -216,6 +233,8 @@ class Credentials:
     sandbox_daily_export_limit: int | None = None
     #: `--outage-limit`: seconds of every call failing before a run stops (None: the default).
     outage_limit: float | None = None
+    #: `--hourly-limit`, `--daily-report-export`, `--daily-click-export` (None: not given).
+    limits: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Credentials:
@@ -227,7 +246,16 @@ class Credentials:
             sandbox=bool(options.get("sandbox")),
             sandbox_daily_export_limit=options.get("sandbox_daily_export_limit"),
             outage_limit=options.get("outage_limit"),
+            limits={
+                name: options[name] for name in LIMIT_ENV_VARS if options.get(name) is not None
+            },
         )
+
+    def rate_limit(self, base: RateLimitPolicy | None) -> RateLimitPolicy | None:
+        """`base` (else the environment's limits) with the limits given on the command line."""
+        if not self.limits:
+            return base
+        return (base or limits_from_env() or RateLimitPolicy()).with_limits(**self.limits)
 
     def retry(self) -> RetryPolicy | None:
         if self.outage_limit is None:
@@ -264,7 +292,9 @@ class Credentials:
                 ways += ", or pass --sandbox to run against the built-in sandbox"
             raise click.UsageError(f"no credentials: {ways}")
         try:
-            return ClientConfig.from_env(**overrides, retry=self.retry())
+            return ClientConfig.from_env(
+                **overrides, retry=self.retry(), rate_limit=self.rate_limit(None)
+            )
         except ConfigurationError as exc:
             hint = "; or pass --sandbox to use the built-in sandbox" if sandbox_offered else ""
             raise click.UsageError(f"{exc}{hint}") from None
@@ -312,7 +342,9 @@ async def open_run(
             # sandbox is a new account (a new SID), so its quota count starts afresh.
             daily = sandbox.config.daily_export_limit
             settings: dict[str, Any] = {
-                "rate_limit": RateLimitPolicy(daily_report_export=daily or None),
+                "rate_limit": credentials.rate_limit(
+                    RateLimitPolicy(daily_report_export=daily or None)
+                ),
                 "account_type": credentials.account_type or SANDBOX_ACCOUNT_TYPE,
             }
             if credentials.retry() is not None:
@@ -981,6 +1013,27 @@ def cli() -> None:
     help="look report ids never used before up in GET /Reports first (one call): an unknown "
     "one is a usage error before any ReportExport call",
 )
+@click.option(
+    "--accounts",
+    "accounts_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="run for every account of this TOML file at once (its token, SID and limits), each "
+    "into <out>/<name>, one ledger for all (see the README)",
+)
+@click.option(
+    "--account",
+    "account_names",
+    multiple=True,
+    metavar="NAME",
+    help="with --accounts: only this account (repeatable)",
+)
+@click.option(
+    "--parallel-accounts",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="with --accounts: accounts run at a time",
+)
 @sandbox_options
 @json_option
 @credential_options
@@ -1003,6 +1056,9 @@ def backfill_command(
     postback_fields: tuple[str, str],
     postback_public_url: str | None,
     check_reports: bool,
+    accounts_file: Path | None,
+    account_names: tuple[str, ...],
+    parallel_accounts: int,
     as_json: bool,
     **options: Any,
 ) -> int:
@@ -1026,6 +1082,20 @@ def backfill_command(
         _check_writable_folder(out, "--out")
     console = _console()
     live = sys.stdout.isatty()
+    if accounts_file is not None or account_names:
+        from . import cli_accounts
+
+        if accounts_file is None:
+            raise click.UsageError("--account needs --accounts FILE")
+        cli_accounts.refuse_with_accounts(options)
+        try:
+            accounts = cli_accounts.load_selected(accounts_file, account_names)
+        except ConfigurationError as error:
+            return cli_accounts.usage_lines(error)
+        return cli_accounts.backfill_accounts(
+            args, accounts, ledger_path=ledger_path, parallel=parallel_accounts,
+            console=console, live=live, as_json=as_json,
+        )  # fmt: skip
 
     async def work() -> int:
         async with open_run(credentials, ledger_path, sandbox_offered=True) as run:
