@@ -133,12 +133,11 @@ def test_fifty_accounts_in_one_run(
     before = sandbox.stats()["total_calls"]
     code, out, err = run(capsys, *common, "--account", "shop-00", "--account", SPENT)
     assert code == 3, (out, err)
-    open("/tmp/plain.txt", "w").write(out + "\n---\n" + err)
     assert "shop-00" in out
     assert "1 of 2 accounts complete" in out
     assert f"quota (exit 3): {SPENT}" in out
     assert "exit code 3" in out
-    assert "daily ReportExport quota" in out
+    assert f"{SPENT}: quota: 1 chunks wait for the daily ReportExport quota" in out
     calls = sandbox.stats()["total_calls"] - before
     assert calls <= 1  # shop-00 is done (no call); the spent quota is known (at most a probe)
 
@@ -154,6 +153,7 @@ def test_accounts_file_mistakes_are_one_line_each_before_any_call(
     path.write_text(text)
     code, out, err = run(capsys, "backfill", REPORT, *RANGE, "--accounts", str(path))
     assert code == 2
+    assert out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 3, err
     assert all(line.startswith("reportexport backfill: error: accounts.toml: ") for line in lines)
