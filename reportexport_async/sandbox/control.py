@@ -4,6 +4,7 @@
     GET  /_sandbox/stats                 POST /_sandbox/reset
     POST /_sandbox/advance?seconds=N     POST /_sandbox/configure   (a JSON object of settings)
     POST /_sandbox/jobs/{id}/cancel      POST /_sandbox/jobs/{id}/expire
+    POST /_sandbox/accounts              (a JSON array of accounts to serve besides the main one)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .config import SandboxAccount
 from .routing import ENDPOINTS, Handler
 from .shared import State
 
@@ -37,6 +39,7 @@ class Control:
             ("POST", "/_sandbox/configure", self._configure, "_sandbox:configure"),
             ("POST", "/_sandbox/jobs/{job_id}/cancel", self._cancel, "_sandbox:cancel"),
             ("POST", "/_sandbox/jobs/{job_id}/expire", self._expire, "_sandbox:expire"),
+            ("POST", "/_sandbox/accounts", self._accounts, "_sandbox:accounts"),
         ]
 
     def reset(self) -> None:
@@ -157,6 +160,19 @@ class Control:
         except (ValueError, TypeError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"faults": self._shared.config.faults})
+
+    async def _accounts(self, request: web.Request) -> web.Response:
+        """Serve more accounts: a JSON array of `SandboxAccount` fields (`account_sid`,
+        `auth_token`, and optionally `hourly_limit`, `daily_export_limit`, `daily_click_limit`)."""
+        try:
+            items = await request.json()
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise ValueError("expected a JSON array of objects")
+            added = tuple(SandboxAccount(**item) for item in items)
+            self._sandbox.configure(accounts=(*self._shared.config.accounts, *added))
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"accounts": 1 + len(self._shared.config.accounts)})
 
     async def _expire(self, request: web.Request) -> web.Response:
         try:
