@@ -923,7 +923,8 @@ def cli() -> None:
     IMPACT_BASE_URL), or --account-sid, --auth-token-file, --account-type, --base-url.
 
     Exit codes: 0 done; 1 chunks failed or stuck; 2 usage error; 3 chunks pending for the daily
-    quota (run the same command again after the reset).
+    quota (run the same command again after the reset). With --accounts: 0 when every account
+    completed, else the most serious of the accounts' codes (1, 2, 3, 4 in that order).
     """
 
 
