@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -102,24 +102,33 @@ async def run_accounts(spec: dict[str, Any], out: Path, ledger: Path) -> dict[st
         )  # fmt: skip
         return dict(result.counts)
 
+    async def everything() -> tuple[int, list[str]]:
+        outcomes = await run_per_account(
+            accounts, work, ledger=ledger, concurrency=int(spec["parallel_accounts"])
+        )
+        done = sum((o.result or {}).get("done", 0) for o in outcomes)
+        failed = [f"{o.account.name}: {o.error!r}" for o in outcomes if o.error is not None]
+        return done, failed[:5]
+
+    return await measured(everything())
+
+
+async def measured(run: Coroutine[Any, Any, tuple[int, list[str]]]) -> dict[str, Any]:
+    """`run` (it returns the chunks done and the errors) with its wall time, CPU time and peak
+    memory over the run (the peak reset first to the resident size after the imports)."""
     rss_before = proc_status_kib("VmRSS")
     reset = reset_peak_rss()
     cpu_started = cpu_seconds()
     started = time.perf_counter()
-    outcomes = await run_per_account(
-        accounts, work, ledger=ledger, concurrency=int(spec["parallel_accounts"])
-    )
-    seconds = time.perf_counter() - started
-    done = sum((o.result or {}).get("done", 0) for o in outcomes)
-    failed = [f"{o.account.name}: {o.error!r}" for o in outcomes if o.error is not None]
+    done, errors = await run
     return {
-        "seconds": seconds,
+        "seconds": time.perf_counter() - started,
         "cpu_seconds": cpu_seconds() - cpu_started,
         "rss_before_kib": rss_before,
         "peak_kib": peak_rss_kib(),
         "peak_reset": reset,
         "done": done,
-        "errors": failed[:5],
+        "errors": errors,
     }
 
 
@@ -132,25 +141,17 @@ async def run_single(spec: dict[str, Any], out: Path, ledger: Path) -> dict[str,
     chunks = int(spec["chunks_per_account"]) * len(spec["accounts"])
     start = date.fromisoformat(spec["start"])
     end = start + timedelta(days=chunks - 1)
-    rss_before = proc_status_kib("VmRSS")
-    reset = reset_peak_rss()
-    cpu_started = cpu_seconds()
-    started = time.perf_counter()
-    async with Client(config, ledger=ledger) as client:
-        result = await client.backfill(
-            REPORT, start, end, out=out, chunk="1d", download_concurrency=concurrency,
-            submit_concurrency=concurrency, tick=TickPolicy(base=TICK_BASE, minimum=TICK_MINIMUM),
-        )  # fmt: skip
-    seconds = time.perf_counter() - started
-    return {
-        "seconds": seconds,
-        "cpu_seconds": cpu_seconds() - cpu_started,
-        "rss_before_kib": rss_before,
-        "peak_kib": peak_rss_kib(),
-        "peak_reset": reset,
-        "done": result.counts.get("done", 0),
-        "errors": [],
-    }
+
+    async def everything() -> tuple[int, list[str]]:
+        async with Client(config, ledger=ledger) as client:
+            result = await client.backfill(
+                REPORT, start, end, out=out, chunk="1d", download_concurrency=concurrency,
+                submit_concurrency=concurrency,
+                tick=TickPolicy(base=TICK_BASE, minimum=TICK_MINIMUM),
+            )  # fmt: skip
+        return result.counts.get("done", 0), []
+
+    return await measured(everything())
 
 
 def child_main(args: argparse.Namespace) -> int:

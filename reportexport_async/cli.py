@@ -718,6 +718,18 @@ class BackfillArgs:
     postback_public_url: str | None = None
     wait_for_replays: bool = False
 
+    def options(self) -> BackfillOptions:
+        return BackfillOptions(
+            chunk=self.chunk,
+            download_concurrency=self.concurrency,
+            submit_concurrency=self.concurrency,
+            dry_run=self.dry_run,
+            wait_for_quota=self.wait_for_quota,
+            wait_for_replays=self.wait_for_replays,
+            merge=self.merge,
+            check_reports=self.check_reports,
+        )
+
     def command(self) -> str:
         """The arguments as a command line (for the demo's display)."""
         words = [PROG, "backfill", *self.reports, "--start", str(self.start)]
@@ -730,16 +742,7 @@ async def run_backfill(
 ) -> tuple[BackfillResult, int]:
     """One backfill through the orchestrator, displayed; returns the result and the exit code."""
     specs = [ExportSpec(r, dict(args.filters), args.result_format) for r in args.reports]
-    options = BackfillOptions(
-        chunk=args.chunk,
-        download_concurrency=args.concurrency,
-        submit_concurrency=args.concurrency,
-        dry_run=args.dry_run,
-        wait_for_quota=args.wait_for_quota,
-        wait_for_replays=args.wait_for_replays,
-        merge=args.merge,
-        check_reports=args.check_reports,
-    )
+    options = args.options()
     async with postback_receiver(run, args, console, as_json=as_json) as receiver:
         with BackfillView(console, live=live, as_json=as_json) as view:
             result = await run.client.backfill(
@@ -755,7 +758,7 @@ async def run_backfill(
 
 @asynccontextmanager
 async def postback_receiver(
-    run: Run, args: BackfillArgs, console: Console, *, as_json: bool
+    run: Run | None, args: BackfillArgs, console: Console, *, as_json: bool
 ) -> AsyncIterator[PostbackReceiver | None]:
     """`--postback-listen HOST:PORT`: a receiver for job-completion postbacks for the run (the
     tracker then polls only as a safety net). With `--sandbox`, the sandbox sends its postbacks
@@ -771,7 +774,7 @@ async def postback_receiver(
         status_field=status_field,
         public_url=args.postback_public_url,
     ) as receiver:
-        if run.sandbox is not None:
+        if run is not None and run.sandbox is not None:
             run.sandbox.configure(postback_url=receiver.url)
         if as_json:
             _echo_json({"event": "postbacks", "url": receiver.url})

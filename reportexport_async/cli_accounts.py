@@ -12,8 +12,7 @@ refused, bad input), 3 (waiting for the daily quota), 4 (deferred).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,12 +37,12 @@ from .cli import (
     _moment,
     _run_async,
     _size,
+    postback_receiver,
 )
 from .client import Client
 from .errors import AccountUnavailable, ConfigurationError, LedgerError, QuotaExhausted
 from .ledger import DEFAULT_LEDGER_PATH
-from .orchestrator import BackfillOptions, BackfillResult, ExportSpec
-from .postbacks import PostbackReceiver
+from .orchestrator import BackfillResult, ExportSpec
 
 __all__ = ["SEVERITY", "AccountReport", "backfill_accounts", "overall_code"]
 
@@ -170,29 +169,6 @@ def _closing_lines(reports: Sequence[AccountReport], code: int) -> list[str]:
     return lines
 
 
-@asynccontextmanager
-async def _receiver(
-    args: BackfillArgs, console: Console, as_json: bool
-) -> AsyncIterator[PostbackReceiver | None]:
-    """One postback receiver for every account's run (it wakes jobs by id, whoever waits)."""
-    if args.postback_listen is None:
-        yield None
-        return
-    job_field, status_field = args.postback_fields
-    async with PostbackReceiver(
-        *args.postback_listen,
-        token=args.postback_token,
-        job_id_field=job_field,
-        status_field=status_field,
-        public_url=args.postback_public_url,
-    ) as receiver:
-        if as_json:
-            _echo_json({"event": "postbacks", "url": receiver.url})
-        else:
-            console.print(f"postbacks: listening at {receiver.url}")
-        yield receiver
-
-
 def refuse_with_accounts(options: dict[str, Any]) -> None:
     """The single-account options that an accounts file replaces."""
     clashing = {
@@ -229,20 +205,12 @@ def backfill_accounts(
     as_json: bool,
 ) -> int:
     specs = [ExportSpec(r, dict(args.filters), args.result_format) for r in args.reports]
-    options = BackfillOptions(
-        chunk=args.chunk,
-        download_concurrency=args.concurrency,
-        submit_concurrency=args.concurrency,
-        dry_run=args.dry_run,
-        wait_for_quota=args.wait_for_quota,
-        wait_for_replays=args.wait_for_replays,
-        merge=args.merge,
-        check_reports=args.check_reports,
-    )
+    options = args.options()
     reports: dict[str, AccountReport] = {}
 
     async def work() -> int:
-        async with _receiver(args, console, as_json) as receiver:
+        # One receiver for every account's jobs (it wakes a job by its id, whoever waits).
+        async with postback_receiver(None, args, console, as_json=as_json) as receiver:
             with Progress(
                 TextColumn("accounts"),
                 BarColumn(),

@@ -84,3 +84,22 @@ def test_two_accounts_with_one_sid_are_refused() -> None:
         Sandbox(account_sid="IRsame", accounts=(SandboxAccount(account_sid="IRsame"),))
     with pytest.raises(ValueError, match="must not be negative"):
         SandboxAccount(daily_export_limit=-1)
+
+
+async def test_accounts_added_through_the_control_endpoint(
+    sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    body = [{"account_sid": "IRviahttp", "auth_token": "tok-http", "daily_export_limit": 3}]
+    async with http.post(f"{sandbox.base_url}/_sandbox/accounts", json=body) as response:
+        assert response.status == 200
+        assert (await response.json()) == {"accounts": 2}
+    async with http.post(f"{sandbox.base_url}/_sandbox/accounts", json=body) as response:
+        assert response.status == 400  # the same SID twice
+        assert "used twice" in (await response.json())["error"]
+    async with http.post(f"{sandbox.base_url}/_sandbox/accounts", json={"x": 1}) as response:
+        assert response.status == 400
+    added = sandbox.config.account("IRviahttp")
+    assert added is not None
+    assert added.daily_export_limit == 3
+    api = Other(sandbox, http, added)
+    assert job_id_of(await api.export(REPORT, **DATES))
