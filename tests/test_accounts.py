@@ -10,6 +10,7 @@ from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import anyio
 import pytest
 
 from reportexport_async import (
@@ -17,6 +18,7 @@ from reportexport_async import (
     Client,
     ClientConfig,
     ConfigurationError,
+    ProgressEvent,
     RateLimitPolicy,
 )
 from reportexport_async.accounts import (
@@ -240,7 +242,8 @@ async def test_clients_of_several_accounts_share_one_ledger(tmp_path: Path) -> N
                 auth_token=token,
                 account_type="Mediapartners",
                 base_url=sandbox.base_url,
-                rate_limit=RateLimitPolicy(daily_report_export=5 + n),
+                # shop1's own daily quota is 2: its third day waits, whatever the others have.
+                rate_limit=RateLimitPolicy(daily_report_export=2 if n == 1 else 5 + n),
             )
             mine.append(Account(f"shop{n}", config, "test"))
 
@@ -270,7 +273,8 @@ async def test_clients_of_several_accounts_share_one_ledger(tmp_path: Path) -> N
         assert ok["shop0"].result is not None
         assert ok["shop0"].result.complete
         assert ok["shop1"].result is not None
-        assert ok["shop1"].result.complete
+        assert ok["shop1"].result.counts["done"] == 2
+        assert ok["shop1"].result.counts["pending"] == 1
         spent = ok["shop3"].result
         assert spent is not None
         assert spent.counts["pending"] == 3
@@ -280,7 +284,7 @@ async def test_clients_of_several_accounts_share_one_ledger(tmp_path: Path) -> N
         assert "wrong" not in str(refused)
 
         stats = sandbox.stats()["accounts"]
-        assert [stats[a.account_sid]["jobs_created"] for a in accounts] == [3, 3, 0, 0]
+        assert [stats[a.account_sid]["jobs_created"] for a in accounts] == [3, 2, 0, 0]
         assert stats[accounts[2].account_sid]["unauthorized"] >= 1
         # The ledger keeps the accounts apart: fingerprints, and quota counts per account.
         by_account: dict[str, int] = {}
@@ -288,13 +292,73 @@ async def test_clients_of_several_accounts_share_one_ledger(tmp_path: Path) -> N
             if name == "ReportExport":
                 by_account[account_key] = by_account.get(account_key, 0) + used
         # Charged, then refunded where the server did not count (401, the spent quota's 429).
-        assert sorted(by_account.values()) == [0, 0, 3, 3]
+        assert sorted(by_account.values()) == [0, 0, 2, 3]
         with_jobs = {e.account.rsplit("/", 1)[1] for e in entries if e.job_id is not None}
         assert with_jobs == {"IRshop0", "IRshop1"}
         per_sid = Counter(e.account.rsplit("/", 1)[1] for e in entries)
         assert per_sid["IRshop0"] == per_sid["IRshop1"] == 3  # one entry per account and day
+        shop1_jobs = [e for e in entries if e.account.endswith("/IRshop1") and e.job_id]
+        assert len(shop1_jobs) == 2  # its third day waits for its own quota
         assert 1 <= per_sid["IRshop2"] <= 3  # the intents the refusals left (no job)
         assert 1 <= per_sid["IRshop3"] <= 3
+
+
+async def test_a_run_of_many_accounts_stopped_midway_resumes_without_a_second_submit(
+    tmp_path: Path,
+) -> None:
+    """Cancelled (as by Ctrl-C) after the fourth submit of any account: every account's ledger
+    entries and folder stay consistent, and the next run finishes with no job created twice."""
+    accounts = tuple(SandboxAccount(account_sid=f"IRstop{n}") for n in range(3))
+    async with Sandbox(
+        clock=ManualClock(START), job_duration=(30, 300), rows_per_day=4, accounts=accounts
+    ) as sandbox:
+        mine = [
+            Account(
+                f"stop{n}",
+                ClientConfig(
+                    account_sid=a.account_sid,
+                    auth_token=a.auth_token,
+                    account_type="Mediapartners",
+                    base_url=sandbox.base_url,
+                ),
+                "test",
+            )
+            for n, a in enumerate(accounts)
+        ]
+        submitted = 0
+        stop = anyio.CancelScope()
+
+        def factory(account: Account, ledger: Ledger) -> Client:
+            return Client(
+                account.config, ledger=ledger, clock=SandboxTime(sandbox), random_source=half
+            )
+
+        def count(event: ProgressEvent) -> None:
+            nonlocal submitted
+            if event.kind == "chunk" and event.status == "submitted":
+                submitted += 1
+                if submitted == 4:
+                    stop.cancel()
+
+        async def work(client: Client, account: Account) -> BackfillResult:
+            return await client.backfill(
+                REPORT, date(2026, 5, 1), date(2026, 5, 3), out=tmp_path / account.name,
+                chunk="1d", on_event=count,
+            )  # fmt: skip
+
+        async with Ledger(tmp_path / "ledger.sqlite") as ledger:
+            with stop:
+                await run_per_account(mine, work, ledger=ledger, client_factory=factory)
+            assert stop.cancelled_caught
+            assert 4 <= sandbox.stats()["jobs_created"] < 9
+            outcomes = await run_per_account(mine, work, ledger=ledger, client_factory=factory)
+        for outcome in outcomes:
+            assert outcome.result is not None, outcome.error
+            assert outcome.result.complete
+            files = list((tmp_path / outcome.account.name).rglob("*.csv"))
+            assert len(files) == 3
+        per_account = sandbox.stats()["accounts"]
+        assert [per_account[a.account_sid]["jobs_created"] for a in accounts] == [3, 3, 3]
 
 
 async def test_two_open_clients_of_one_account_on_one_ledger_are_refused(tmp_path: Path) -> None:
