@@ -20,6 +20,8 @@ from reportexport_async.sandbox import SandboxAccount
 from reportexport_async.sandbox.clock import ScaledClock as SandboxScaledClock
 from reportexport_async.sandbox.pytest_plugin import SandboxThread
 
+from .test_cli import MODULE, read_pty
+
 REPORT = "mp_clicks_by_day"
 TODAY = datetime.now(UTC).date()
 END = TODAY - timedelta(days=TODAY.weekday() + 8)  # the Sunday before last
@@ -191,3 +193,33 @@ def test_account_options_that_cannot_work(
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert needle in lines[0]
+
+
+def test_accounts_on_a_terminal(impact_sandbox_factory: Callable[..., SandboxThread]) -> None:
+    """On a terminal: a bar of accounts while they run, then the table and the reasons."""
+    accounts = tuple(SandboxAccount(account_sid=f"IRtty{n}") for n in range(3))
+    port = free_port()
+    sandbox = impact_sandbox_factory(
+        clock=SandboxScaledClock(start=datetime.now(UTC) - timedelta(hours=3), scale=100),
+        job_duration=(1, 2),
+        rows_per_day=5,
+        accounts=accounts,
+        postback_url=f"http://127.0.0.1:{port}/postback/{TOKEN}",
+    )
+    lines = ["[defaults]", 'account_type = "Mediapartners"', f'base_url = "{sandbox.base_url}"']
+    for n, account in enumerate(accounts):
+        token = "wrong" if n == 2 else account.auth_token
+        Path(f"t{n}").write_text(token)
+        lines += ["[[account]]", f'name = "tty-{n}"', f'sid = "{account.account_sid}"']
+        lines.append(f'token_file = "t{n}"')
+    Path("accounts.toml").write_text("\n".join(lines) + "\n")
+    argv = [*MODULE, "backfill", REPORT, *RANGE, "--accounts", "accounts.toml"]
+    argv += ["--postback-listen", f"127.0.0.1:{port}", "--postback-token", TOKEN]
+    code, out = read_pty(argv)
+    assert code == 2, out
+    assert "accounts" in out
+    assert "━" in out  # the bar while accounts run
+    assert "tty-2: credentials: stopped: the server refused the credentials" in out
+    assert "2 of 3 accounts complete" in out
+    assert "credentials (exit 2): tty-2" in out
+    assert "wrong" not in out
