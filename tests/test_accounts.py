@@ -6,6 +6,7 @@ manual clock, over loopback."""
 from __future__ import annotations
 
 import os
+import socket
 from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -359,6 +360,41 @@ async def test_a_run_of_many_accounts_stopped_midway_resumes_without_a_second_su
             assert len(files) == 3
         per_account = sandbox.stats()["accounts"]
         assert [per_account[a.account_sid]["jobs_created"] for a in accounts] == [3, 3, 3]
+
+
+async def test_an_unreachable_account_stops_alone(tmp_path: Path) -> None:
+    """One account's host cannot be reached (a closed loopback port): that account stops at
+    once as `unreachable`; the other completes."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    async with Sandbox(clock=ManualClock(START), job_duration=(30, 300), rows_per_day=4) as sandbox:
+        good = ClientConfig(
+            account_sid=sandbox.account_sid,
+            auth_token=sandbox.auth_token,
+            account_type="Mediapartners",
+            base_url=sandbox.base_url,
+        )
+        gone = good.model_copy(update={"base_url": f"http://127.0.0.1:{closed}"})
+        mine = [Account("good", good, "test"), Account("gone", gone, "test")]
+
+        def factory(account: Account, ledger: Ledger) -> Client:
+            return Client(
+                account.config, ledger=ledger, clock=SandboxTime(sandbox), random_source=half
+            )
+
+        async def work(client: Client, account: Account) -> BackfillResult:
+            return await client.backfill(
+                REPORT, date(2026, 5, 1), date(2026, 5, 2), out=tmp_path / account.name, chunk="1d"
+            )
+
+        good_outcome, gone_outcome = await run_per_account(
+            mine, work, ledger=tmp_path / "ledger.sqlite", client_factory=factory
+        )
+    assert good_outcome.result is not None
+    assert good_outcome.result.complete
+    assert isinstance(gone_outcome.error, AccountUnavailable)
+    assert gone_outcome.error.problem == "unreachable"
 
 
 async def test_two_open_clients_of_one_account_on_one_ledger_are_refused(tmp_path: Path) -> None:
