@@ -30,6 +30,8 @@ from reportexport_async.accounts import (
     select_accounts,
 )
 from reportexport_async.config import limits_from_env
+from reportexport_async.core.fingerprint import account_key, fingerprint
+from reportexport_async.core.models import ExportRequest
 from reportexport_async.ledger import Ledger
 from reportexport_async.orchestrator import BackfillResult
 from reportexport_async.sandbox import ManualClock, Sandbox, SandboxAccount
@@ -434,3 +436,30 @@ def test_the_inline_token_check_reads_the_mode(tmp_path: Path) -> None:
     path.chmod(0o600)
     (account,) = load_accounts(path)
     assert account.token_source == "the accounts file"
+
+
+@pytest.mark.parametrize("sid", ["IRab", "IRAB", "IR_b", "IRxb", "IR%b", 'IR"b\\'])
+async def test_the_ledger_selects_one_accounts_entries_exactly(tmp_path: Path, sid: str) -> None:
+    """`entries(account=...)` is one account's, whatever its SID holds (LIKE's wildcards, case,
+    JSON escapes) and whichever origin or type shares the SID."""
+    sids = ["IRab", "IRAB", "IR_b", "IRxb", "IR%b", 'IR"b\\']
+    places = [("http://127.0.0.1:1", "Mediapartners"), ("https://api.impact.com", "Advertisers")]
+    async with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        for other in sids:
+            for base_url, kind in places:
+                print_ = fingerprint(
+                    ExportRequest(report_id="R", start=date(2026, 1, 1), end=date(2026, 1, 1)),
+                    base_url=base_url,
+                    account_type=kind,
+                    account_sid=other,
+                    today=date(2026, 6, 1),
+                )
+                await ledger.claim(
+                    print_.key, print_.canonical, endpoint="ReportExport", report_id="R",
+                    range_start=date(2026, 1, 1), range_end=date(2026, 1, 1), result_format="CSV",
+                )  # fmt: skip
+        key = account_key("https://api.impact.com", "Advertisers", sid)
+        (entry,) = await ledger.entries(report_id="R", account=key)
+        assert entry.account == key
+        assert len(await ledger.entries(account=key)) == 1
+        assert len(await ledger.entries(report_id="R")) == len(sids) * len(places)

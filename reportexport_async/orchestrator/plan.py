@@ -76,18 +76,14 @@ def _check_out_dir(out_dir: Path) -> None:
         ) from exc
 
 
-async def _entries(ledger: Ledger, report_id: str, account: str | None) -> list[LedgerEntry]:
-    """The ledger's entries of `report_id` for `account` (a ledger may serve several)."""
-    entries = await ledger.entries(report_id=report_id)
-    return entries if account is None else [e for e in entries if e.account == account]
-
-
 async def unproven_reports(ledger: Ledger, plan: Plan, account: str | None = None) -> list[str]:
     """The report ids about to be submitted that the server has never accepted for `account`
     (no job of theirs in the ledger)."""
     unproven = []
     for report_id in dict.fromkeys(p.report_id for p in plan.by_state("new")):
-        if not any(entry.job_id for entry in await _entries(ledger, report_id, account)):
+        if not any(
+            entry.job_id for entry in await ledger.entries(report_id=report_id, account=account)
+        ):
             unproven.append(report_id)
     return unproven
 
@@ -111,7 +107,7 @@ async def check_catalog(api: ReportExportClient, unproven: Sequence[str]) -> Non
 async def _rows_per_day(ledger: Ledger, report_id: str, account: str) -> float | None:
     """Rows per day of a report, from the RecordsProcessed of the account's completed exports."""
     rows = days = 0
-    for entry in await _entries(ledger, report_id, account):
+    for entry in await ledger.entries(report_id=report_id, account=account):
         if (
             entry.status is JobStatus.COMPLETED
             and entry.records is not None
