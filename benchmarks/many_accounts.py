@@ -327,11 +327,15 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
         'out=<out>/<name>, chunk="1d", submit_concurrency=C, download_concurrency=C, '
         f"tick=TickPolicy(base={TICK_BASE}, minimum={TICK_MINIMUM}))`; every client with "
         "`RateLimitPolicy(hourly_limit=10**9, daily_report_export=None, daily_click_export=None, "
-        "max_concurrent_requests=C, safety_margin=0)`. Per account: a client opened and closed "
-        "(an aiohttp session, a limiter), a plan, a manifest, and at least one job listing per "
-        "tick while its jobs are in flight; all accounts' ledger calls go through one SQLite "
-        "connection.",
+        "max_concurrent_requests=C, safety_margin=0)`; all accounts' ledger calls go through "
+        "one SQLite connection.",
         "- Single: one client, the same options, all chunks.",
+        "- What the accounts side adds: per account, a client opened and closed, a plan (one "
+        "ledger query selects the account's own entries), a manifest, and its own job listings "
+        "while its jobs run (hence more listing and status calls per chunk: 10 jobs share each "
+        f"listing instead of up to C); and {args.parallel_accounts} accounts x C downloads in "
+        f"flight at once instead of C, each with its writer and hasher threads, which is what "
+        "the memory grows with (`--parallel-accounts` and `--concurrency` bound it).",
         "- CPU time is `getrusage(RUSAGE_SELF)` user + system of the child from the start of the "
         "run to its end (imports excluded); peak memory is the child's `VmHWM` after a reset to "
         "its resident size once imported (`/proc/self/clear_refs`); every run was checked: one "
