@@ -225,6 +225,8 @@ def load_accounts(path: str | Path, *, environ: Mapping[str, str] | None = None)
         defaults = {}
     reader.unknown("[defaults]", defaults, _DEFAULT_KEYS)
     default_limits = reader.limits("[defaults]", defaults)
+    default_type = reader.text("[defaults]", defaults, "account_type")
+    default_url = reader.text("[defaults]", defaults, "base_url")
     entries = data.get("account", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         reader.problem("account", "must be an array of tables: [[account]]")
@@ -253,14 +255,10 @@ def load_accounts(path: str | Path, *, environ: Mapping[str, str] | None = None)
         sid = reader.text(where, entry, "sid")
         if sid is None and "sid" not in entry:
             reader.problem(where, "sid is required")
-        account_type = reader.text(where, entry, "account_type") or reader.text(
-            "[defaults]", defaults, "account_type"
-        )
+        account_type = reader.text(where, entry, "account_type") or default_type
         if account_type is None and "account_type" not in entry:
             reader.problem(where, "account_type is required (here or in [defaults])")
-        base_url = reader.text(where, entry, "base_url") or reader.text(
-            "[defaults]", defaults, "base_url"
-        )
+        base_url = reader.text(where, entry, "base_url") or default_url
         limits = {**default_limits, **reader.limits(where, entry)}
         token = reader.token(where, entry)
         if sid is None or account_type is None or token is None:
