@@ -129,6 +129,13 @@ def test_fifty_accounts_in_one_run(
     assert per_account["IRshop07"]["unauthorized"] >= 1
     assert stats["rate_limited"] == per_account["IRshop22"]["rate_limited"] == 1
     assert "not-the-token" not in out + err
+    # No token in any file the run wrote (the files, the manifests, the ledger).
+    written = [p for p in Path("out").rglob("*") if p.is_file()]
+    written += list(Path(".").glob("ledger.sqlite*"))
+    tokens = [f"token-{n:02d}".encode() for n in range(50)] + [b"not-the-token"]
+    for path in written:
+        data = path.read_bytes()
+        assert not any(token in data for token in tokens), path
 
     # Again, plainly, for the three that did not complete: the summary names them and why;
     # what is done costs nothing.
