@@ -331,9 +331,9 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
         "one SQLite connection.",
         "- Single: one client, the same options, all chunks.",
         "- What the accounts side adds: per account, a client opened and closed, a plan (one "
-        "ledger query selects the account's own entries), a manifest, and its own job listings "
-        "while its jobs run (hence more listing and status calls per chunk: 10 jobs share each "
-        f"listing instead of up to C); and {args.parallel_accounts} accounts x C downloads in "
+        "ledger query selects the account's own entries), a manifest, and its own tracker for "
+        "its 10 jobs (the same listings per chunk, more single `GetJob` status calls); and "
+        f"{args.parallel_accounts} accounts x C downloads in "
         f"flight at once instead of C, each with its writer and hasher threads, which is what "
         "the memory grows with (`--parallel-accounts` and `--concurrency` bound it).",
         "- CPU time is `getrusage(RUSAGE_SELF)` user + system of the child from the start of the "
