@@ -12,7 +12,7 @@ refused, bad input), 3 (waiting for the daily quota), 4 (deferred).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from .cli import (
     BackfillArgs,
     _calls_text,
     _echo_json,
+    _event_json,
     _exit_code,
     _moment,
     _run_async,
@@ -42,9 +43,13 @@ from .cli import (
 from .client import Client
 from .errors import AccountUnavailable, ConfigurationError, LedgerError, QuotaExhausted
 from .ledger import DEFAULT_LEDGER_PATH
-from .orchestrator import BackfillResult, ExportSpec
+from .orchestrator import BackfillResult, ExportSpec, ProgressEvent
 
 __all__ = ["SEVERITY", "AccountReport", "backfill_accounts", "overall_code"]
+
+#: The events of an account's run that are shown (the chunks' own progress is not: thousands of
+#: accounts would drown the screen; their outcome is).
+NOTICES = frozenset({"wait", "quota", "retry", "error", "stopped", "duplicate"})
 
 #: Which account outcome decides the run's exit code when several differ: the first found.
 SEVERITY = (EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_DEFERRED)
@@ -236,11 +241,30 @@ def backfill_accounts(
                         done = report.result.counts["done"] if report.result else 0
                         progress.console.print(f"{report.name}: complete ({done} chunks)")
 
+                def notices(name: str) -> Callable[[ProgressEvent], None]:
+                    """An account's waits, quota stops, retries and errors, named: nothing
+                    waits without saying what for and until when."""
+
+                    def show(event: ProgressEvent) -> None:
+                        if event.kind not in NOTICES:
+                            return
+                        if as_json:
+                            _echo_json({**_event_json(event), "account": name})
+                        else:
+                            progress.console.print(
+                                f"{name}: {event.kind}: {event.message}",
+                                markup=False,
+                                highlight=False,
+                            )
+
+                    return show
+
                 async def one(client: Client, account: Account) -> AccountReport:
                     try:
                         result = await client.backfill(
                             specs, args.start, args.end, out=args.out / account.name,
                             options=options, postbacks=receiver,
+                            on_event=notices(account.name),
                         )  # fmt: skip
                     except Exception as error:
                         finished(_from_error(account.name, error))

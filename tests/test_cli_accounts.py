@@ -109,6 +109,10 @@ def test_fifty_accounts_in_one_run(
         assert ends[name]["status"] == "credentials"
         assert "refused the credentials" in ends[name]["reason"]
         assert "not-the-token" not in ends[name]["reason"]
+    # What stopped an account is said as it happens, named.
+    notices = {(e["event"], e["account"]) for e in events if e["event"] in ("quota", "stopped")}
+    assert {("stopped", "shop-07"), ("stopped", "shop-31"), ("quota", SPENT)} <= notices
+    assert {name for _, name in notices} == {"shop-07", "shop-31", SPENT}
     assert ends[SPENT]["status"] == "quota"
     assert ends[SPENT]["counts"]["pending"] == 1
     assert "daily ReportExport quota" in ends[SPENT]["reason"]
