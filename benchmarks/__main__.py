@@ -78,6 +78,13 @@ BENCHMARKS = (
         ("--chunks", "300", "--repeats", "1"),
     ),
     Benchmark(
+        "many_accounts",
+        "benchmarks.many_accounts",
+        "## Many accounts in one process",
+        "1,000 accounts x 10 instant chunks in one process, beside one account x 10,000 chunks",
+        ("--accounts", "20", "--repeats", "1"),
+    ),
+    Benchmark(
         "strategies",
         "benchmarks.strategies",
         "## Strategies: the library against the alternatives",

@@ -48,7 +48,7 @@ from rich.text import Text
 
 from .api import ReportExportClient
 from .client import Client
-from .config import ClientConfig
+from .config import LIMIT_ENV_VARS, ClientConfig, limits_from_env
 from .core.chunking import Chunk, parse_chunk_rule
 from .core.freshness import DEFAULT_REFRESH_HOUR, DEFAULT_SETTLE_DAYS
 from .core.models import ExportRequest, Job, validation_problem
@@ -173,6 +173,23 @@ def credential_options(function: Callable[..., T]) -> Callable[..., T]:
             help="Advertisers, Mediapartners or Agencies (default: $IMPACT_ACCOUNT_TYPE)",
         ),
         click.option("--base-url", help="API origin (default: $IMPACT_BASE_URL or impact.com)"),
+        click.option(
+            "--hourly-limit",
+            type=click.IntRange(min=1),
+            help="the account's API calls an hour (default: $IMPACT_HOURLY_LIMIT or 1000)",
+        ),
+        click.option(
+            "--daily-report-export",
+            type=click.IntRange(min=0),
+            help="the account's ReportExport calls a day (default: $IMPACT_DAILY_REPORT_EXPORT "
+            "or 100)",
+        ),
+        click.option(
+            "--daily-click-export",
+            type=click.IntRange(min=0),
+            help="the account's ClickExport calls a day (default: $IMPACT_DAILY_CLICK_EXPORT "
+            "or 10)",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -220,6 +237,8 @@ class Credentials:
     sandbox_daily_export_limit: int | None = None
     #: `--outage-limit`: seconds of every call failing before a run stops (None: the default).
     outage_limit: float | None = None
+    #: `--hourly-limit`, `--daily-report-export`, `--daily-click-export` (None: not given).
+    limits: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Credentials:
@@ -231,7 +250,16 @@ class Credentials:
             sandbox=bool(options.get("sandbox")),
             sandbox_daily_export_limit=options.get("sandbox_daily_export_limit"),
             outage_limit=options.get("outage_limit"),
+            limits={
+                name: options[name] for name in LIMIT_ENV_VARS if options.get(name) is not None
+            },
         )
+
+    def rate_limit(self, base: RateLimitPolicy | None) -> RateLimitPolicy | None:
+        """`base` (else the environment's limits) with the limits given on the command line."""
+        if not self.limits:
+            return base
+        return (base or limits_from_env() or RateLimitPolicy()).with_limits(**self.limits)
 
     def retry(self) -> RetryPolicy | None:
         if self.outage_limit is None:
@@ -268,7 +296,9 @@ class Credentials:
                 ways += ", or pass --sandbox to run against the built-in sandbox"
             raise click.UsageError(f"no credentials: {ways}")
         try:
-            return ClientConfig.from_env(**overrides, retry=self.retry())
+            return ClientConfig.from_env(
+                **overrides, retry=self.retry(), rate_limit=self.rate_limit(None)
+            )
         except ConfigurationError as exc:
             hint = "; or pass --sandbox to use the built-in sandbox" if sandbox_offered else ""
             raise click.UsageError(f"{exc}{hint}") from None
@@ -316,7 +346,9 @@ async def open_run(
             # sandbox is a new account (a new SID), so its quota count starts afresh.
             daily = sandbox.config.daily_export_limit
             settings: dict[str, Any] = {
-                "rate_limit": RateLimitPolicy(daily_report_export=daily or None),
+                "rate_limit": credentials.rate_limit(
+                    RateLimitPolicy(daily_report_export=daily or None)
+                ),
                 "account_type": credentials.account_type or SANDBOX_ACCOUNT_TYPE,
             }
             if credentials.retry() is not None:
@@ -690,6 +722,18 @@ class BackfillArgs:
     postback_public_url: str | None = None
     wait_for_replays: bool = False
 
+    def options(self) -> BackfillOptions:
+        return BackfillOptions(
+            chunk=self.chunk,
+            download_concurrency=self.concurrency,
+            submit_concurrency=self.concurrency,
+            dry_run=self.dry_run,
+            wait_for_quota=self.wait_for_quota,
+            wait_for_replays=self.wait_for_replays,
+            merge=self.merge,
+            check_reports=self.check_reports,
+        )
+
     def command(self) -> str:
         """The arguments as a command line (for the demo's display)."""
         words = [PROG, "backfill", *self.reports, "--start", str(self.start)]
@@ -702,16 +746,7 @@ async def run_backfill(
 ) -> tuple[BackfillResult, int]:
     """One backfill through the orchestrator, displayed; returns the result and the exit code."""
     specs = [ExportSpec(r, dict(args.filters), args.result_format) for r in args.reports]
-    options = BackfillOptions(
-        chunk=args.chunk,
-        download_concurrency=args.concurrency,
-        submit_concurrency=args.concurrency,
-        dry_run=args.dry_run,
-        wait_for_quota=args.wait_for_quota,
-        wait_for_replays=args.wait_for_replays,
-        merge=args.merge,
-        check_reports=args.check_reports,
-    )
+    options = args.options()
     async with postback_receiver(run, args, console, as_json=as_json) as receiver:
         with BackfillView(console, live=live, as_json=as_json) as view:
             result = await run.client.backfill(
@@ -727,7 +762,7 @@ async def run_backfill(
 
 @asynccontextmanager
 async def postback_receiver(
-    run: Run, args: BackfillArgs, console: Console, *, as_json: bool
+    run: Run | None, args: BackfillArgs, console: Console, *, as_json: bool
 ) -> AsyncIterator[PostbackReceiver | None]:
     """`--postback-listen HOST:PORT`: a receiver for job-completion postbacks for the run (the
     tracker then polls only as a safety net). With `--sandbox`, the sandbox sends its postbacks
@@ -743,7 +778,7 @@ async def postback_receiver(
         status_field=status_field,
         public_url=args.postback_public_url,
     ) as receiver:
-        if run.sandbox is not None:
+        if run is not None and run.sandbox is not None:
             run.sandbox.configure(postback_url=receiver.url)
         if as_json:
             _echo_json({"event": "postbacks", "url": receiver.url})
@@ -895,7 +930,8 @@ def cli() -> None:
     IMPACT_BASE_URL), or --account-sid, --auth-token-file, --account-type, --base-url.
 
     Exit codes: 0 done; 1 chunks failed or stuck; 2 usage error; 3 chunks pending for the daily
-    quota (run the same command again after the reset).
+    quota (run the same command again after the reset). With --accounts: 0 when every account
+    completed, else the most serious of the accounts' codes (1, 2, 3, 4 in that order).
     """
 
 
@@ -985,6 +1021,27 @@ def cli() -> None:
     help="look report ids never used before up in GET /Reports first (one call): an unknown "
     "one is a usage error before any ReportExport call",
 )
+@click.option(
+    "--accounts",
+    "accounts_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="run for every account of this TOML file at once (its token, SID and limits), each "
+    "into <out>/<name>, one ledger for all (see the README)",
+)
+@click.option(
+    "--account",
+    "account_names",
+    multiple=True,
+    metavar="NAME",
+    help="with --accounts: only this account (repeatable)",
+)
+@click.option(
+    "--parallel-accounts",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="with --accounts: accounts run at a time",
+)
 @sandbox_options
 @json_option
 @credential_options
@@ -1007,6 +1064,9 @@ def backfill_command(
     postback_fields: tuple[str, str],
     postback_public_url: str | None,
     check_reports: bool,
+    accounts_file: Path | None,
+    account_names: tuple[str, ...],
+    parallel_accounts: int,
     as_json: bool,
     **options: Any,
 ) -> int:
@@ -1030,6 +1090,20 @@ def backfill_command(
         _check_writable_folder(out, "--out")
     console = _console()
     live = sys.stdout.isatty()
+    if accounts_file is not None or account_names:
+        from . import cli_accounts
+
+        if accounts_file is None:
+            raise click.UsageError("--account needs --accounts FILE")
+        cli_accounts.refuse_with_accounts(options)
+        try:
+            accounts = cli_accounts.load_selected(accounts_file, account_names)
+        except ConfigurationError as error:
+            return cli_accounts.usage_lines(error)
+        return cli_accounts.backfill_accounts(
+            args, accounts, ledger_path=ledger_path, parallel=parallel_accounts,
+            console=console, live=live, as_json=as_json,
+        )  # fmt: skip
 
     async def work() -> int:
         async with open_run(credentials, ledger_path, sandbox_offered=True) as run:

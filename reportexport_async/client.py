@@ -38,6 +38,7 @@ from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias, Unpack
+from weakref import WeakKeyDictionary
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -45,8 +46,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from .api import ReportExportClient
 from .clock import Clock, ScaledClock, SystemClock
 from .config import ClientConfig
+from .core.fingerprint import account_key
 from .core.models import ExportRequest, Job
 from .downloads import DownloadResult
+from .errors import ConfigurationError
 from .exports import ExportOutcome, ReplayOutcome, download_recorder, fetch_export, replay_job
 from .ledger import DEFAULT_LEDGER_PATH, Ledger
 from .orchestrator import (
@@ -74,7 +77,8 @@ class Client:
     """One impact.com account: configuration, ledger, limits and clock, owned together.
 
     `config` defaults to `ClientConfig.from_env()`. `ledger` is a path (opened and closed with
-    the client; default `.reportexport/ledger.sqlite`), an open `Ledger` (used, not closed), or
+    the client; default `.reportexport/ledger.sqlite`), an open `Ledger` (used, not closed; the
+    clients of several accounts may share one, one open client per account), or
     None for a temporary ledger that is removed on close (it remembers nothing afterwards).
     `clock` and `random_source` are injectable for simulated time and deterministic tests;
     `stream_downloads` asks for result bytes directly instead of following a signed URL.
@@ -120,7 +124,8 @@ class Client:
         account_type: str = "Mediapartners",
         **settings: Any,
     ) -> Client:
-        """A client of a running sandbox's account, on the sandbox's clock: a sandbox on a
+        """A client of a running sandbox's account (its main one, unless `settings` name another
+        with `account_sid` and `auth_token`), on the sandbox's clock: a sandbox on a
         manual clock moves forward when the client sleeps (simulated hours in milliseconds), a
         scaled one runs at its own pace. The ledger is temporary unless given."""
         from .sandbox.testing import SandboxTime
@@ -132,12 +137,15 @@ class Client:
         else:  # a manual clock: the client's sleeps move it, the same way every time
             clock = SandboxTime(sandbox)
             jitter = _no_jitter
+        # `account_sid` and `auth_token` in `settings` choose another of the sandbox's accounts.
         config = ClientConfig(
-            account_sid=sandbox.account_sid,
-            auth_token=sandbox.auth_token,
-            account_type=account_type,
-            base_url=sandbox.base_url,
-            **settings,
+            **{
+                "account_sid": sandbox.account_sid,
+                "auth_token": sandbox.auth_token,
+                "account_type": account_type,
+                "base_url": sandbox.base_url,
+                **settings,
+            }
         )
         return cls(config, ledger=ledger, clock=clock, random_source=jitter)
 
@@ -163,6 +171,9 @@ class Client:
                 await stack.enter_async_context(ledger)
                 self._ledger = ledger
                 stack.callback(self._forget_ledger)
+            # One open client per account on a ledger object: its claims are the ledger
+            # object's, so two clients of one account on it could both submit a chunk.
+            stack.enter_context(_account_on(self._ledger, self.config))
             # One limiter from the configuration, its daily counts kept in the ledger.
             limiter = RateLimiter(self.config.rate_limit, clock=self.clock, store=self._ledger)
             api = ReportExportClient(
@@ -362,6 +373,29 @@ class Client:
         `force` overrides only what the guide lets a caller override."""
         with unwrapped():
             return await replay_job(self.api, self.ledger, job_id, force=force, fresh=fresh)
+
+
+#: The accounts of the clients open on each ledger object (a ledger may serve many accounts).
+_OPEN_ACCOUNTS: WeakKeyDictionary[Ledger, set[str]] = WeakKeyDictionary()
+
+
+@contextmanager
+def _account_on(ledger: Ledger, config: ClientConfig) -> Iterator[None]:
+    """Register the client's account on `ledger` while the client is open; a second open client
+    of the same account on the same ledger object is refused (share the first one instead)."""
+    account = account_key(config.base_url, config.account_type, config.account_sid)
+    accounts = _OPEN_ACCOUNTS.setdefault(ledger, set())
+    if account in accounts:
+        raise ConfigurationError(
+            "ledger",
+            f"another open Client of account {config.account_sid} uses this Ledger object; "
+            "use that client (one client per account), or give this one its own ledger",
+        )
+    accounts.add(account)
+    try:
+        yield
+    finally:
+        accounts.discard(account)
 
 
 def _no_jitter() -> float:

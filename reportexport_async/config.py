@@ -35,7 +35,7 @@ from .core.proxies import DIRECT, parse_proxy
 from .core.requests import is_loopback_host
 from .errors import ConfigurationError
 
-__all__ = ["DEFAULT_BASE_URL", "ENV_VARS", "ClientConfig"]
+__all__ = ["DEFAULT_BASE_URL", "ENV_VARS", "LIMIT_ENV_VARS", "ClientConfig", "limits_from_env"]
 
 #: docs/api-facts.md §0: every path hangs off this host.
 DEFAULT_BASE_URL = "https://api.impact.com"
@@ -47,6 +47,36 @@ ENV_VARS: Mapping[str, str] = {
     "account_type": "IMPACT_ACCOUNT_TYPE",
     "base_url": "IMPACT_BASE_URL",
 }
+
+
+#: An account's own limits -> the environment variable that sets it (unset: the defaults, 1,000
+#: calls an hour, 100 ReportExport and 10 ClickExport a day).
+LIMIT_ENV_VARS: Mapping[str, str] = {
+    "hourly_limit": "IMPACT_HOURLY_LIMIT",
+    "daily_report_export": "IMPACT_DAILY_REPORT_EXPORT",
+    "daily_click_export": "IMPACT_DAILY_CLICK_EXPORT",
+}
+
+
+def limits_from_env(
+    environ: Mapping[str, str] | None = None, base: RateLimitPolicy | None = None
+) -> RateLimitPolicy | None:
+    """`base` (default `RateLimitPolicy()`) with the limits set by `IMPACT_HOURLY_LIMIT`,
+    `IMPACT_DAILY_REPORT_EXPORT` and `IMPACT_DAILY_CLICK_EXPORT`; None when none is set."""
+    env = os.environ if environ is None else environ
+    values: dict[str, int] = {}
+    for setting, variable in LIMIT_ENV_VARS.items():
+        raw = env.get(variable, "").strip()
+        if not raw:
+            continue
+        if not raw.isdigit():
+            raise ConfigurationError(variable, "must be a whole number >= 0")
+        values[setting] = int(raw)
+    if not values:
+        return None
+    if values.get("hourly_limit") == 0:
+        raise ConfigurationError(LIMIT_ENV_VARS["hourly_limit"], "must be >= 1")
+    return (base or RateLimitPolicy()).with_limits(**values)
 
 
 def plain_http_refusal(host: str) -> str:
@@ -276,8 +306,9 @@ class ClientConfig(BaseModel):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:
         """Read ``IMPACT_ACCOUNT_SID``, ``IMPACT_AUTH_TOKEN``, ``IMPACT_ACCOUNT_TYPE`` and
-        ``IMPACT_BASE_URL`` from ``environ`` (default ``os.environ``); keyword overrides win.
-        Empty variables count as unset."""
+        ``IMPACT_BASE_URL`` from ``environ`` (default ``os.environ``), and the account's limits
+        from ``LIMIT_ENV_VARS`` (`limits_from_env`); keyword overrides win. Empty variables
+        count as unset."""
         env = os.environ if environ is None else environ
         known = set(cls.model_fields)
         unknown = sorted(set(overrides) - known)
@@ -288,6 +319,9 @@ class ClientConfig(BaseModel):
             raw = env.get(variable)
             if raw is not None and raw.strip():
                 values[setting] = raw
+        limits = limits_from_env(env)
+        if limits is not None:
+            values["rate_limit"] = limits
         values.update({k: v for k, v in overrides.items() if v is not None})
         for required in ("account_sid", "auth_token", "account_type"):
             if required not in values:

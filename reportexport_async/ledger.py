@@ -155,6 +155,13 @@ class LedgerEntry:
     def filters(self) -> dict[str, Any]:
         return dict(json.loads(self.canonical).get("filters", []))
 
+    @property
+    def account(self) -> str:
+        """The entry's account as `core.fingerprint.account_key` names it (origin, type, SID):
+        a ledger shared by several accounts keeps them apart by it."""
+        body = json.loads(self.canonical)
+        return f"{body.get('origin')}/{body.get('account_type')}/{body.get('account_sid')}"
+
 
 @dataclass(frozen=True)
 class LedgerEvent:
@@ -215,6 +222,19 @@ def _stored_chunks(db: sqlite3.Connection, account: str, export: str) -> list[Ch
         return [Chunk(date.fromisoformat(a), date.fromisoformat(b)) for a, b in json.loads(row[0])]
     except (TypeError, ValueError) as exc:  # a damaged record: reported as the ledger's error
         raise sqlite3.DatabaseError(f"the auto chunks of {export} are damaged: {exc}") from exc
+
+
+def _account_pattern(account: str) -> str:
+    """A LIKE pattern for the canonical JSON of `account`'s entries: the canonical form sorts
+    its keys, so it starts with the SID and the account type (`core.fingerprint`)."""
+    origin, kind, sid = account.rsplit("/", 2)
+
+    def literal(value: str) -> str:
+        text = json.dumps(value)
+        return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+    head = f'{{"account_sid":{literal(sid)},"account_type":{literal(kind)},'
+    return f'{head}%"origin":{literal(origin)},%'
 
 
 def _code(exc: sqlite3.Error) -> str:
@@ -743,16 +763,25 @@ class Ledger:
 
         return await self._run(work)
 
-    async def entries(self, report_id: str | None = None) -> list[LedgerEntry]:
+    async def entries(
+        self, report_id: str | None = None, *, account: str | None = None
+    ) -> list[LedgerEntry]:
+        """Every entry, or those of `report_id`; with `account` (`core.fingerprint.account_key`)
+        only that account's, selected in SQL: a ledger may serve thousands of accounts."""
+        where, params = ["1"], []
+        if report_id is not None:
+            where.append("report_id = ?")
+            params.append(report_id)
+        if account is not None:
+            where.append("canonical LIKE ? ESCAPE '\\'")
+            params.append(_account_pattern(account))
+        order = "created_at, fingerprint" if report_id is None else "range_start, created_at"
+        query = f"SELECT * FROM exports WHERE {' AND '.join(where)} ORDER BY {order}"
+
         def work(db: sqlite3.Connection) -> list[LedgerEntry]:
-            if report_id is None:
-                rows = db.execute("SELECT * FROM exports ORDER BY created_at, fingerprint")
-            else:
-                rows = db.execute(
-                    "SELECT * FROM exports WHERE report_id = ? ORDER BY range_start, created_at",
-                    (report_id,),
-                )
-            return [_entry(row) for row in rows.fetchall()]
+            found = [_entry(row) for row in db.execute(query, params).fetchall()]
+            # LIKE ignores ASCII case: the exact account is checked here.
+            return found if account is None else [e for e in found if e.account == account]
 
         return await self._run(work)
 

@@ -14,7 +14,7 @@ on its own (injected) clock; a few lines of arithmetic do that with no extra dep
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, tzinfo
 
 from ..errors import ConfigurationError
@@ -198,6 +198,30 @@ class RateLimitPolicy:
     @property
     def usable_per_hour(self) -> int:
         return self.hourly_limit - self.safety_margin
+
+    def with_limits(
+        self,
+        *,
+        hourly_limit: int | None = None,
+        daily_report_export: int | None = None,
+        daily_click_export: int | None = None,
+    ) -> RateLimitPolicy:
+        """A copy with an account's own limits (None keeps the current value). The safety
+        margin shrinks with a small hourly limit so it always stays below it."""
+        hourly = self.hourly_limit if hourly_limit is None else hourly_limit
+        if hourly < 1:
+            raise ConfigurationError("rate_limit.hourly_limit", "must be >= 1")
+        return replace(
+            self,
+            hourly_limit=hourly,
+            safety_margin=min(self.safety_margin, hourly // 10),
+            daily_report_export=(
+                self.daily_report_export if daily_report_export is None else daily_report_export
+            ),
+            daily_click_export=(
+                self.daily_click_export if daily_click_export is None else daily_click_export
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from typing import Unpack
 import anyio
 
 from ..api import ReportExportClient
+from ..core.fingerprint import account_key
 from ..core.models import JobStatus
 from ..ledger import Ledger
 from ..postbacks import PostbackReceiver
@@ -128,7 +129,9 @@ async def backfill(
         raise state.callback_error
     if options.dry_run:
         return BackfillResult(plan, tuple(state.runs.values()), None, True, None, state.calls())
-    unproven = await unproven_reports(ledger, plan)
+    config = api.config
+    account = account_key(config.base_url, config.account_type, config.account_sid)
+    unproven = await unproven_reports(ledger, plan, account)
     if options.check_reports:
         await check_catalog(api, unproven)
     submitting = Submitting(state, set(unproven))

@@ -76,12 +76,14 @@ def _check_out_dir(out_dir: Path) -> None:
         ) from exc
 
 
-async def unproven_reports(ledger: Ledger, plan: Plan) -> list[str]:
-    """The report ids about to be submitted that the server has never accepted (no job of
-    theirs in the ledger)."""
+async def unproven_reports(ledger: Ledger, plan: Plan, account: str | None = None) -> list[str]:
+    """The report ids about to be submitted that the server has never accepted for `account`
+    (no job of theirs in the ledger)."""
     unproven = []
     for report_id in dict.fromkeys(p.report_id for p in plan.by_state("new")):
-        if not any(entry.job_id for entry in await ledger.entries(report_id=report_id)):
+        if not any(
+            entry.job_id for entry in await ledger.entries(report_id=report_id, account=account)
+        ):
             unproven.append(report_id)
     return unproven
 
@@ -102,10 +104,10 @@ async def check_catalog(api: ReportExportClient, unproven: Sequence[str]) -> Non
         raise ConfigurationError("report_id", "; ".join(problems.values()))
 
 
-async def _rows_per_day(ledger: Ledger, report_id: str) -> float | None:
-    """Rows per day of a report, from the RecordsProcessed of its completed exports."""
+async def _rows_per_day(ledger: Ledger, report_id: str, account: str) -> float | None:
+    """Rows per day of a report, from the RecordsProcessed of the account's completed exports."""
     rows = days = 0
-    for entry in await ledger.entries(report_id=report_id):
+    for entry in await ledger.entries(report_id=report_id, account=account):
         if (
             entry.status is JobStatus.COMPLETED
             and entry.records is not None
@@ -135,7 +137,7 @@ async def _auto_chunks(
     export = export_key(spec.request(Chunk(start, start)))
     for _ in range(RECORD_ATTEMPTS):
         recorded = await ledger.auto_chunks(account, export)
-        rows = await _rows_per_day(ledger, spec.report_id)
+        rows = await _rows_per_day(ledger, spec.report_id, account)
         span = auto_span(
             rows, row_target=row_target, start=start, end=end, submits_left=submits_left
         )

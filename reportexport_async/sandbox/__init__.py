@@ -16,7 +16,7 @@ tests the `impact_sandbox` fixture.
 """
 
 from .clock import ManualClock, SandboxClock, ScaledClock
-from .config import FAULT_NAMES, SandboxConfig
+from .config import FAULT_NAMES, SandboxAccount, SandboxConfig
 from .server import ENDPOINTS, Sandbox, SandboxError
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "FAULT_NAMES",
     "ManualClock",
     "Sandbox",
+    "SandboxAccount",
     "SandboxClock",
     "SandboxConfig",
     "SandboxError",

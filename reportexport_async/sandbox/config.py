@@ -46,6 +46,39 @@ def random_auth_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+_SID_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class SandboxAccount:
+    """One more account the sandbox serves, beside its main one: its own SID and token, and
+    its own limits where they differ from the sandbox's (None: the sandbox's setting)."""
+
+    account_sid: str = field(default_factory=random_account_sid)
+    auth_token: str = field(default_factory=random_auth_token, repr=False)
+    hourly_limit: int | None = None
+    daily_export_limit: int | None = None
+    daily_click_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = _credential_problems(self.account_sid, self.auth_token)
+        for name in ("hourly_limit", "daily_export_limit", "daily_click_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                problems.append(f"{name}: must not be negative, got {value}")
+        if problems:
+            raise ValueError(f"account {self.account_sid!r}: " + "; ".join(problems))
+
+
+def _credential_problems(account_sid: str, auth_token: str) -> list[str]:
+    problems = []
+    if not account_sid or not _SID_PATTERN.fullmatch(account_sid):
+        problems.append("account_sid: must be letters, digits, '-' or '_'")
+    if not auth_token or ":" in auth_token:
+        problems.append("auth_token: must be non-empty and contain no ':'")
+    return problems
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
     """Everything that shapes the sandbox's behaviour. Durations are in sandbox seconds."""
@@ -85,6 +118,12 @@ class SandboxConfig:
     slow_seconds: float = 0.5  # real seconds
     burst_length: int = 5  # 429 answers in one burst
     burst_retry_after: float = 2.0  # sandbox seconds announced by a burst's 429
+    #: More accounts served beside the main one (`account_sid`), each with its own credentials,
+    #: quotas and hourly bucket; the settings above apply to them unless they set their own.
+    accounts: tuple[SandboxAccount, ...] = ()
+    _by_sid: Mapping[str, SandboxAccount] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -92,10 +131,7 @@ class SandboxConfig:
             problems.append(f"port: {self.port} is not between 0 and 65535")
         if not 0 <= self.signed_port <= 65535:
             problems.append(f"signed_port: {self.signed_port} is not between 0 and 65535")
-        if not self.account_sid or not re.fullmatch(r"[A-Za-z0-9_-]+", self.account_sid):
-            problems.append("account_sid: must be letters, digits, '-' or '_'")
-        if not self.auth_token or ":" in self.auth_token:
-            problems.append("auth_token: must be non-empty and contain no ':'")
+        problems.extend(_credential_problems(self.account_sid, self.auth_token))
         if not self.time_scale > 0:
             problems.append(f"time_scale: must be positive, got {self.time_scale}")
         low, high = self.job_duration
@@ -132,8 +168,36 @@ class SandboxConfig:
                 problems.append(f"faults: {name} rate must be between 0 and 1, got {rate}")
         if problems:
             raise ValueError("; ".join(problems))
+        by_sid: dict[str, SandboxAccount] = {}
+        for account in (SandboxAccount(self.account_sid, self.auth_token), *self.accounts):
+            if not isinstance(account, SandboxAccount):
+                problems.append("accounts: expected SandboxAccount values")
+            elif account.account_sid in by_sid:
+                problems.append(f"accounts: the SID {account.account_sid!r} is used twice")
+            else:
+                by_sid[account.account_sid] = self._resolved(account)
+        if problems:
+            raise ValueError("; ".join(problems))
         # Freeze the fault mapping so the value stays immutable.
         object.__setattr__(self, "faults", dict(self.faults))
+        object.__setattr__(self, "accounts", tuple(self.accounts))
+        object.__setattr__(self, "_by_sid", by_sid)
+
+    def _resolved(self, account: SandboxAccount) -> SandboxAccount:
+        def pick(own: int | None, default: int) -> int:
+            return default if own is None else own
+
+        return SandboxAccount(
+            account.account_sid,
+            account.auth_token,
+            pick(account.hourly_limit, self.hourly_limit),
+            pick(account.daily_export_limit, self.daily_export_limit),
+            pick(account.daily_click_limit, self.daily_click_limit),
+        )
+
+    def account(self, sid: str) -> SandboxAccount | None:
+        """The account `sid` (the main one included) with its limits resolved, or None."""
+        return self._by_sid.get(sid)
 
     def fault(self, name: str) -> float:
         return self.faults.get(name, 0.0)

@@ -4,6 +4,7 @@
     GET  /_sandbox/stats                 POST /_sandbox/reset
     POST /_sandbox/advance?seconds=N     POST /_sandbox/configure   (a JSON object of settings)
     POST /_sandbox/jobs/{id}/cancel      POST /_sandbox/jobs/{id}/expire
+    POST /_sandbox/accounts              (a JSON array of accounts to serve besides the main one)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .config import SandboxAccount
 from .routing import ENDPOINTS, Handler
 from .shared import State
 
@@ -37,6 +39,7 @@ class Control:
             ("POST", "/_sandbox/configure", self._configure, "_sandbox:configure"),
             ("POST", "/_sandbox/jobs/{job_id}/cancel", self._cancel, "_sandbox:cancel"),
             ("POST", "/_sandbox/jobs/{job_id}/expire", self._expire, "_sandbox:expire"),
+            ("POST", "/_sandbox/accounts", self._accounts, "_sandbox:accounts"),
         ]
 
     def reset(self) -> None:
@@ -58,6 +61,26 @@ class Control:
         today = limits.day(now)
         statuses: Counter[str] = Counter(job.view(now).status for job in state.jobs.values())
         latencies = sorted(state.postback_latency)
+        hour = limits.hour_start(now)
+
+        def account_stats(sid: str) -> dict[str, Any]:
+            use = state.of(sid)
+            account = config.account(sid)
+            assert account is not None
+            return {
+                "jobs_created": use.jobs_created,
+                "rate_limited": use.rate_limited,
+                "unauthorized": use.unauthorized,
+                "ReportExport": use.quota.get((today, "ReportExport"), 0),
+                "ClickExport": use.quota.get((today, "ClickExport"), 0),
+                "ReportExport_limit": account.daily_export_limit,
+                "ClickExport_limit": account.daily_click_limit,
+                "hourly_limit": account.hourly_limit,
+                "hourly_used": use.hourly.get(hour, 0),
+                "max_hourly_used": use.max_hourly_used,
+            }
+
+        main = state.of(config.account_sid)
         return {
             "calls": {name: state.calls.get(name, 0) for name in ENDPOINTS},
             "total_calls": sum(state.calls.values()),
@@ -73,16 +96,21 @@ class Control:
             "jobs_by_status": dict(statuses),
             "quota": {
                 "day": today.isoformat(),
-                "ReportExport": state.quota.get((today, "ReportExport"), 0),
-                "ClickExport": state.quota.get((today, "ClickExport"), 0),
+                "ReportExport": main.quota.get((today, "ReportExport"), 0),
+                "ClickExport": main.quota.get((today, "ClickExport"), 0),
                 "ReportExport_limit": config.daily_export_limit,
                 "ClickExport_limit": config.daily_click_limit,
                 "resets_at": limits.next_day_start(now).isoformat(),
             },
             "hourly": {
                 "limit": config.hourly_limit,
-                "used": state.hourly.get(limits.hour_start(now), 0),
-                "max_used": state.max_hourly_used,
+                "used": main.hourly.get(hour, 0),
+                "max_used": main.max_hourly_used,
+            },
+            # Every account's own counts, the main one included (by SID).
+            "accounts": {
+                sid: account_stats(sid)
+                for sid in (config.account_sid, *(a.account_sid for a in config.accounts))
             },
             "signed_requests_with_authorization": state.signed_with_authorization,
             "signed_urls_expired": state.signed_expired,
@@ -132,6 +160,19 @@ class Control:
         except (ValueError, TypeError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"faults": self._shared.config.faults})
+
+    async def _accounts(self, request: web.Request) -> web.Response:
+        """Serve more accounts: a JSON array of `SandboxAccount` fields (`account_sid`,
+        `auth_token`, and optionally `hourly_limit`, `daily_export_limit`, `daily_click_limit`)."""
+        try:
+            items = await request.json()
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise ValueError("expected a JSON array of objects")
+            added = tuple(SandboxAccount(**item) for item in items)
+            self._sandbox.configure(accounts=(*self._shared.config.accounts, *added))
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"accounts": 1 + len(self._shared.config.accounts)})
 
     async def _expire(self, request: web.Request) -> web.Response:
         try:

@@ -124,7 +124,7 @@ class Exports:
         spec = persona_spec(request)
         persona = spec.root
         now = self._shared.clock.now()
-        refused = self._limits.charge_quota(spec, "ReportExport", now)
+        refused = self._limits.charge_quota(spec, "ReportExport", now, request.match_info["sid"])
         if refused is not None:
             return refused
         report_id = request.match_info["report_id"]
@@ -148,7 +148,7 @@ class Exports:
             _check_filter_types(report, filters)
         except InvalidInput as problem:
             return _invalid(spec, problem)
-        sid = self._shared.config.account_sid
+        sid = request.match_info["sid"]
         key = DataKey(sid, persona, report_id, tuple(sorted(filters.items())))
         dedup = ("ApiReport", persona, key, start, end, fmt, default_day)
         job = self._jobs.find_or_create(
@@ -169,7 +169,7 @@ class Exports:
         spec = persona_spec(request)
         persona = spec.root
         now = self._shared.clock.now()
-        refused = self._limits.charge_quota(spec, "ClickExport", now)
+        refused = self._limits.charge_quota(spec, "ClickExport", now, request.match_info["sid"])
         if refused is not None:
             return refused
         query = request.query
@@ -202,7 +202,7 @@ class Exports:
                 filters.append(("UniqueClick", unique.lower()))
         except InvalidInput as problem:
             return _invalid(spec, problem)
-        sid = self._shared.config.account_sid
+        sid = request.match_info["sid"]
         key = DataKey(sid, persona, "ClickExport", tuple(sorted(filters)))
         dedup = ("ClickExport", persona, key, day, fmt)
         job = self._jobs.find_or_create(

@@ -373,7 +373,7 @@ class Jobs:
             id=job_id,
             columns=columns,
             persona=persona,
-            account_sid=shared.config.account_sid,
+            account_sid=key.account_sid,
             job_type=job_type,
             source=key.source,
             program_id=program_id,
@@ -387,8 +387,9 @@ class Jobs:
             sequence=state.sequence,
         )
         state.jobs[job.id] = job
-        state.by_account.setdefault((persona, shared.config.account_sid), []).append(job)
+        state.by_account.setdefault((persona, key.account_sid), []).append(job)
         state.jobs_created += 1
+        state.of(key.account_sid).jobs_created += 1
         self._launch(job, now)
         return job
 
@@ -420,7 +421,11 @@ class Jobs:
 
     def _job_for(self, request: web.Request) -> SandboxJob | None:
         job = self._shared.state.jobs.get(request.match_info["job_id"])
-        if job is None or job.persona != request.match_info["persona"]:
+        if (
+            job is None
+            or job.persona != request.match_info["persona"]
+            or job.account_sid != request.match_info["sid"]
+        ):
             return None
         return job
 
@@ -486,7 +491,7 @@ class Jobs:
             return validation_failed(problem)
         jobs = [
             job
-            for job in shared.state.by_account.get((spec.root, shared.config.account_sid), [])
+            for job in shared.state.by_account.get((spec.root, request.match_info["sid"]), [])
             if (after is None or job.created >= after) and (before is None or job.created <= before)
         ]
         if shared.config.dialect == "strict":

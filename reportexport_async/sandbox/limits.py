@@ -17,6 +17,7 @@ from .catalog import PersonaSpec
 from .routing import error
 
 if TYPE_CHECKING:
+    from .config import SandboxAccount
     from .faults import Faults
     from .shared import Shared
 
@@ -77,71 +78,87 @@ class Limits:
             "X-RateLimit-Reset": reset,
         }
 
-    def hourly_headers(self, spec: PersonaSpec, now: datetime) -> dict[str, str]:
-        limit = self._shared.config.hourly_limit
+    def _limits(self, sid: str) -> SandboxAccount:
+        account = self._shared.config.account(sid)
+        if account is None:  # only authorized calls get here: their SID is known
+            raise KeyError(sid)
+        return account
+
+    def hourly_headers(self, spec: PersonaSpec, now: datetime, sid: str) -> dict[str, str]:
+        limit = self._limits(sid).hourly_limit or 0
         if limit <= 0:
             return {}
         window = self.hour_start(now)
-        used = self._shared.state.hourly.get(window, 0)
+        used = self._shared.state.of(sid).hourly.get(window, 0)
         return self.rate_headers(
             spec, now, limit=limit, remaining=limit - used, reset_at=window + timedelta(hours=1)
         )
 
-    def too_many(self, reason: str, message: str, headers: dict[str, str]) -> web.Response:
+    def too_many(
+        self, reason: str, message: str, headers: dict[str, str], sid: str
+    ) -> web.Response:
         state = self._shared.state
         state.rate_limited += 1
+        state.of(sid).rate_limited += 1
         state.rate_limited_by[reason] += 1
         return error(429, message, headers=headers)
 
     # -- the hourly bucket and bursts -------------------------------------------------------------
 
-    def admit(self, spec: PersonaSpec, endpoint: str, now: datetime) -> web.Response | None:
+    def admit(
+        self, spec: PersonaSpec, endpoint: str, now: datetime, sid: str
+    ) -> web.Response | None:
         """Count one call in the hourly bucket, or answer 429 (a burst, or the bucket is empty).
         Status polling is exempt unless `limit_status_polling` (the guide's rule 2,
         docs/guide.md)."""
         state = self._shared.state
         config = self._shared.config
+        hourly_limit = self._limits(sid).hourly_limit or 0
+        use = state.of(sid)
         if state.burst_left > 0 or self._faults.draw("burst_429"):
             state.burst_left = (state.burst_left or config.burst_length) - 1
             retry = config.burst_retry_after
             headers = self.rate_headers(
                 spec,
                 now,
-                limit=max(config.hourly_limit, 1),
+                limit=max(hourly_limit, 1),
                 remaining=0,
                 reset_at=now + timedelta(seconds=retry),
                 retry_after=retry,
             )
-            return self.too_many("burst", "Too many requests, slow down", headers)
+            return self.too_many("burst", "Too many requests, slow down", headers, sid)
         limited = endpoint != "GetJob" or config.limit_status_polling
-        if not limited or config.hourly_limit <= 0:
+        if not limited or hourly_limit <= 0:
             return None
         window = self.hour_start(now)
-        used = state.hourly.get(window, 0)
-        if used >= config.hourly_limit:
+        used = use.hourly.get(window, 0)
+        if used >= hourly_limit:
             reset_at = window + timedelta(hours=1)
             headers = self.rate_headers(
                 spec,
                 now,
-                limit=config.hourly_limit,
+                limit=hourly_limit,
                 remaining=0,
                 reset_at=reset_at,
                 retry_after=(reset_at - now).total_seconds(),
             )
-            return self.too_many("hourly", "Hourly rate limit exceeded", headers)
-        state.hourly[window] = used + 1
-        state.max_hourly_used = max(state.max_hourly_used, used + 1)
+            return self.too_many("hourly", "Hourly rate limit exceeded", headers, sid)
+        use.hourly[window] = used + 1
+        use.max_hourly_used = max(use.max_hourly_used, used + 1)
         return None
 
     # -- daily quotas -----------------------------------------------------------------------------
 
-    def charge_quota(self, spec: PersonaSpec, kind: str, now: datetime) -> web.Response | None:
-        """Count one call against the daily quota, or answer 429 if none is left (§5)."""
-        config = self._shared.config
-        limit = config.daily_export_limit if kind == "ReportExport" else config.daily_click_limit
-        if limit <= 0:
+    def charge_quota(
+        self, spec: PersonaSpec, kind: str, now: datetime, sid: str
+    ) -> web.Response | None:
+        """Count one call against the account's daily quota, or answer 429 if none is left
+        (§5)."""
+        account = self._limits(sid)
+        limit = account.daily_export_limit if kind == "ReportExport" else account.daily_click_limit
+        if not limit or limit <= 0:
             return None
-        quota = self._shared.state.quota
+        quota = self._shared.state.of(sid).quota
         key = (self.day(now), kind)
         used = quota.get(key, 0)
         reset_at = self.next_day_start(now)
@@ -158,6 +175,12 @@ class Limits:
                 f"Daily {kind} limit of {limit} requests reached; "
                 f"it resets at {reset_at.isoformat()}"
             )
-            return self.too_many(f"daily_{kind}", message, headers)
+            return self.too_many(f"daily_{kind}", message, headers, sid)
         quota[key] = used + 1
         return None
+
+    def use_quota(self, sid: str, kind: str, now: datetime) -> None:
+        """Spend the rest of today's `kind` quota of `sid`, as another tool would have."""
+        account = self._limits(sid)
+        limit = account.daily_export_limit if kind == "ReportExport" else account.daily_click_limit
+        self._shared.state.of(sid).quota[(self.day(now), kind)] = limit or 0

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import pytest
 
 from .clock import SandboxClock
-from .config import SandboxConfig
+from .config import SandboxAccount, SandboxConfig
 from .server import Sandbox
 
 T = TypeVar("T")
@@ -115,6 +115,12 @@ class SandboxThread:
 
     def stats(self) -> dict[str, Any]:
         return self.call(self.sandbox.stats)
+
+    def add_account(self, **settings: Any) -> SandboxAccount:
+        return self.call(lambda: self.sandbox.add_account(**settings))
+
+    def use_quota(self, account_sid: str | None = None, kind: str = "ReportExport") -> None:
+        self.call(lambda: self.sandbox.use_quota(account_sid, kind))
 
     def now(self) -> datetime:
         return self.call(self.sandbox.now)

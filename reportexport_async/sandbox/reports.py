@@ -38,7 +38,7 @@ class Reports:
 
     async def reports(self, request: web.Request) -> web.Response:
         spec = persona_spec(request)
-        sid = self._shared.config.account_sid
+        sid = request.match_info["sid"]
         reports = [_report_json(spec, sid, report) for report in CATALOGS[spec.root].values()]
         # Brand and partner wrap the catalog; the agency spec shows a top-level array (§1d).
         return web.json_response({"Reports": reports} if spec.list_wrapped else reports)
@@ -48,7 +48,7 @@ class Reports:
         report = CATALOGS[spec.root].get(request.match_info["report_id"])
         if report is None:
             return error(404, "No report exists with the supplied Id")
-        root = f"/{spec.root}/{self._shared.config.account_sid}"
+        root = f"/{spec.root}/{request.match_info['sid']}"
         body = {
             "Name": report.name,
             "Id": report.id,

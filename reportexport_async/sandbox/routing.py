@@ -113,11 +113,12 @@ class Router:
         except (binascii.Error, UnicodeDecodeError):
             return False
         sid, _, token = decoded.partition(":")
-        config = self._shared.config
-        return (
-            hmac.compare_digest(sid.encode(), config.account_sid.encode())
-            and hmac.compare_digest(token.encode(), config.auth_token.encode())
-            and request.match_info.get("sid") == config.account_sid
+        # Any account the sandbox serves, each with its own token; the path names the same one.
+        account = self._shared.config.account(request.match_info.get("sid", ""))
+        if account is None:
+            return False
+        return hmac.compare_digest(sid.encode(), account.account_sid.encode()) and (
+            hmac.compare_digest(token.encode(), account.auth_token.encode())
         )
 
     @web.middleware
@@ -146,8 +147,11 @@ class Router:
     ) -> web.StreamResponse:
         shared = self._shared
         spec = persona_spec(request)
+        sid = request.match_info.get("sid", "")
         if not self.authorized(request):
             shared.state.unauthorized += 1
+            if shared.config.account(sid) is not None:
+                shared.state.of(sid).unauthorized += 1
             return error(
                 401,
                 "Unauthorized: check the Account SID and Auth Token",
@@ -161,10 +165,10 @@ class Router:
                 return self._refuse(spec.root, endpoint, refusal)
         await self._faults.maybe_slow()
         now = shared.clock.now()
-        refused = self._limits.admit(spec, endpoint, now)
+        refused = self._limits.admit(spec, endpoint, now, sid)
         if refused is not None:
             return refused
-        rate_headers = self._limits.hourly_headers(spec, now)
+        rate_headers = self._limits.hourly_headers(spec, now, sid)
         response: web.StreamResponse | None = self._faults.instead_of_answer(endpoint)
         if response is None:
             try:

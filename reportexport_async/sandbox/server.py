@@ -46,7 +46,7 @@ from aiohttp import web
 
 from .catalog import Persona
 from .clock import SandboxClock, ScaledClock
-from .config import SandboxConfig
+from .config import SandboxAccount, SandboxConfig
 from .control import Control
 from .exports import Exports
 from .faults import Faults
@@ -126,6 +126,32 @@ class Sandbox:
         if self._shared.storage is None:
             raise RuntimeError("the sandbox is not running")
         return self._shared.storage
+
+    @property
+    def accounts(self) -> tuple[SandboxAccount, ...]:
+        """Every account served, the main one first, with their limits resolved."""
+        config = self.config
+        sids = (config.account_sid, *(a.account_sid for a in config.accounts))
+        return tuple(account for sid in sids if (account := config.account(sid)) is not None)
+
+    def add_account(self, account: SandboxAccount | None = None, **settings: Any) -> SandboxAccount:
+        """Serve one more account (`SandboxAccount` fields as keywords, or a value); returns it
+        with its limits resolved."""
+        account = account or SandboxAccount(**settings)
+        self.configure(accounts=(*self.config.accounts, account))
+        resolved = self.config.account(account.account_sid)
+        assert resolved is not None
+        return resolved
+
+    def use_quota(self, account_sid: str | None = None, kind: str = "ReportExport") -> None:
+        """Spend the rest of an account's daily `kind` quota (ReportExport or ClickExport), as
+        another tool using the account today would have: its next export call gets a 429."""
+        sid = account_sid or self.account_sid
+        if self.config.account(sid) is None:
+            raise SandboxError(f"no account {sid!r} in this sandbox")
+        if kind not in ("ReportExport", "ClickExport"):
+            raise SandboxError(f"kind must be ReportExport or ClickExport, got {kind!r}")
+        self._limits.use_quota(sid, kind, self.clock.now())
 
     def account_url(self, persona: Persona = "Advertisers") -> str:
         """The API root of the sandbox account for one account type."""

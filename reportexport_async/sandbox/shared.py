@@ -35,6 +35,18 @@ class Due:
 
 
 @dataclass
+class AccountUse:
+    """One account's counters: its daily quotas' use, its hourly bucket, its jobs and refusals."""
+
+    quota: dict[tuple[date, str], int] = field(default_factory=dict)
+    hourly: dict[datetime, int] = field(default_factory=dict)
+    max_hourly_used: int = 0
+    jobs_created: int = 0
+    rate_limited: int = 0
+    unauthorized: int = 0
+
+
+@dataclass
 class State:
     """Everything `POST /_sandbox/reset` clears."""
 
@@ -44,9 +56,8 @@ class State:
     calls: Counter[str] = field(default_factory=Counter)
     status_codes: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
-    quota: dict[tuple[date, str], int] = field(default_factory=dict)
-    hourly: dict[datetime, int] = field(default_factory=dict)
-    max_hourly_used: int = 0
+    #: Per account SID (the main account's are the ones `stats()` shows at the top).
+    use: dict[str, AccountUse] = field(default_factory=dict)
     rate_limited: int = 0
     rate_limited_by: Counter[str] = field(default_factory=Counter)
     jobs_created: int = 0
@@ -61,6 +72,13 @@ class State:
     sequence: int = 0
     due: list[Due] = field(default_factory=list)
     parked: dict[str, list[Due]] = field(default_factory=dict)
+
+    def of(self, sid: str) -> AccountUse:
+        """The counters of the account `sid` (made on first use)."""
+        use = self.use.get(sid)
+        if use is None:
+            use = self.use[sid] = AccountUse()
+        return use
 
 
 class Shared:

@@ -1,0 +1,319 @@
+"""`reportexport backfill ... --accounts accounts.toml [--account NAME ...]`: one backfill per
+account of an accounts file, a bounded number at a time, each with its own client and limits, all
+sharing one ledger; each account's files go to `<out>/<name>/`.
+
+One account's refused token, spent quota or outage never stops the others: each account ends with
+its own exit code and reason, shown as they finish (one JSON line each with `--json`) and in the
+summary. The run's exit code is 0 when every account completed, otherwise the most serious of the
+accounts' codes in the order 1 (chunks failed, host unreachable, outage), 2 (credentials
+refused, bad input), 3 (waiting for the daily quota), 4 (deferred).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from .accounts import Account, load_accounts, run_per_account, select_accounts
+from .cli import (
+    EXIT_DEFERRED,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PENDING,
+    EXIT_USAGE,
+    PROG,
+    BackfillArgs,
+    _calls_text,
+    _echo_json,
+    _event_json,
+    _exit_code,
+    _moment,
+    _run_async,
+    _size,
+    postback_receiver,
+)
+from .client import Client
+from .errors import AccountUnavailable, ConfigurationError, LedgerError, QuotaExhausted
+from .ledger import DEFAULT_LEDGER_PATH
+from .orchestrator import BackfillResult, ExportSpec, ProgressEvent
+
+__all__ = ["SEVERITY", "AccountReport", "backfill_accounts", "overall_code"]
+
+#: The events of an account's run that are shown (the chunks' own progress is not: thousands of
+#: accounts would drown the screen; their outcome is).
+NOTICES = frozenset({"wait", "quota", "retry", "error", "stopped", "duplicate"})
+
+#: Which account outcome decides the run's exit code when several differ: the first found.
+SEVERITY = (EXIT_FAILED, EXIT_USAGE, EXIT_PENDING, EXIT_DEFERRED)
+
+
+@dataclass
+class AccountReport:
+    """One account's end: its exit code, a one-word status and the reason (None when done)."""
+
+    name: str
+    code: int
+    status: str
+    reason: str | None
+    result: BackfillResult | None = None
+    calls: dict[str, int] = field(default_factory=dict)
+
+    def json(self) -> dict[str, Any]:
+        result = self.result
+        return {
+            "event": "account",
+            "account": self.name,
+            "status": self.status,
+            "exit_code": self.code,
+            "reason": self.reason,
+            "counts": None if result is None else result.counts,
+            "calls": self.calls,
+            "manifest": None if result is None or result.manifest_path is None
+            else str(result.manifest_path),
+        }  # fmt: skip
+
+
+def _from_result(name: str, result: BackfillResult, client: Client) -> AccountReport:
+    code = _exit_code(result)
+    counts = result.counts
+    zone = client.limiter.timezone
+    calls = dict(result.calls)
+    if code == EXIT_FAILED:
+        bad = [run for run in result.chunks if run.status in ("failed", "stuck")]
+        first = f": {bad[0].label}: {bad[0].error}" if bad and bad[0].error else ""
+        reason = f"{counts['failed'] + counts['stuck']} chunks failed or stuck{first}"
+        return AccountReport(name, code, "failed", reason, result, calls)
+    if code == EXIT_PENDING:
+        reason = (
+            f"{counts['pending']} chunks wait for the daily ReportExport quota (resets at "
+            f"{_moment(result.pending_resets_at, zone)})"
+        )
+        return AccountReport(name, code, "quota", reason, result, calls)
+    if code == EXIT_DEFERRED:
+        reason = (
+            f"{counts['deferred']} chunks deferred until {_moment(result.deferred_until, zone)}"
+        )
+        return AccountReport(name, code, "deferred", reason, result, calls)
+    return AccountReport(name, EXIT_OK, "complete", None, result, calls)
+
+
+def _from_error(name: str, error: Exception) -> AccountReport:
+    partial = None
+    if isinstance(error, AccountUnavailable):
+        code = EXIT_USAGE if error.problem == "credentials" else EXIT_FAILED
+        if isinstance(error.result, BackfillResult):
+            partial = error.result
+        report = AccountReport(name, code, error.problem, f"stopped: {error}", partial)
+        if partial is not None:
+            report.calls = dict(partial.calls)
+        return report
+    if isinstance(error, (ConfigurationError, LedgerError)):
+        return AccountReport(name, EXIT_USAGE, "usage", str(error))
+    if isinstance(error, QuotaExhausted):
+        return AccountReport(name, EXIT_PENDING, "quota", str(error))
+    text = str(error) or type(error).__name__
+    return AccountReport(name, EXIT_FAILED, "error", f"{type(error).__name__}: {text}")
+
+
+def overall_code(reports: Sequence[AccountReport]) -> int:
+    """0 when every account completed, else the most serious code present (`SEVERITY`)."""
+    codes = {report.code for report in reports}
+    return next((code for code in SEVERITY if code in codes), EXIT_OK)
+
+
+def _summary_table(reports: Sequence[AccountReport], dry_run: bool) -> Table:
+    table = Table(title="dry run: nothing submitted" if dry_run else None)
+    table.add_column("account")
+    table.add_column("result")
+    for name in ("chunks", "done", "failed", "pending", "deferred", "bytes", "calls", "exit"):
+        table.add_column(name, justify="right")
+    style = {EXIT_OK: "green", EXIT_PENDING: "yellow", EXIT_DEFERRED: "yellow"}
+    for report in reports:
+        result = report.result
+        counts: Counter[str] = Counter(result.counts if result is not None else {})
+        size = (
+            sum(run.size or 0 for run in result.chunks if run.status == "done")
+            if result is not None
+            else None
+        )
+        colour = style.get(report.code, "red")
+        table.add_row(
+            report.name,
+            f"[{colour}]{report.status}[/]",
+            "-" if result is None else str(len(result.chunks)),
+            str(counts["done"]),
+            str(counts["failed"] + counts["stuck"]),
+            str(counts["pending"]),
+            str(counts["deferred"]),
+            _size(size),
+            str(sum(report.calls.values())),
+            str(report.code),
+        )
+    return table
+
+
+def _closing_lines(reports: Sequence[AccountReport], code: int) -> list[str]:
+    complete = sum(1 for report in reports if report.code == EXIT_OK)
+    lines = [f"{r.name}: {r.status}: {r.reason}" for r in reports if r.code != EXIT_OK]
+    lines.append(f"{complete} of {len(reports)} accounts complete")
+    groups: dict[tuple[int, str], list[str]] = {}
+    for report in reports:
+        if report.code != EXIT_OK:
+            groups.setdefault((report.code, report.status), []).append(report.name)
+    for (account_code, status), names in sorted(groups.items()):
+        lines.append(f"{status} (exit {account_code}): {', '.join(names)}")
+    lines.append(f"exit code {code}" + ("" if code == EXIT_OK else " (see the accounts above)"))
+    return lines
+
+
+def refuse_with_accounts(options: dict[str, Any]) -> None:
+    """The single-account options that an accounts file replaces."""
+    clashing = {
+        "sandbox": "--sandbox",
+        "account_sid": "--account-sid",
+        "auth_token_file": "--auth-token-file",
+        "account_type": "--account-type",
+        "base_url": "--base-url",
+        "hourly_limit": "--hourly-limit",
+        "daily_report_export": "--daily-report-export",
+        "daily_click_export": "--daily-click-export",
+    }
+    given = [flag for name, flag in clashing.items() if options.get(name)]
+    if given:
+        raise click.UsageError(
+            f"--accounts names every account and its limits: drop {', '.join(given)}"
+        )
+
+
+def load_selected(path: Path, names: Sequence[str]) -> list[Account]:
+    """The accounts chosen from the file; every mistake printed as its own line (exit 2)."""
+    accounts = load_accounts(path)
+    return select_accounts(accounts, names, path=path)
+
+
+def backfill_accounts(
+    args: BackfillArgs,
+    accounts: Sequence[Account],
+    *,
+    ledger_path: Path | None,
+    parallel: int,
+    console: Console,
+    live: bool,
+    as_json: bool,
+) -> int:
+    specs = [ExportSpec(r, dict(args.filters), args.result_format) for r in args.reports]
+    options = args.options()
+    reports: dict[str, AccountReport] = {}
+
+    async def work() -> int:
+        # One receiver for every account's jobs (it wakes a job by its id, whoever waits).
+        async with postback_receiver(None, args, console, as_json=as_json) as receiver:
+            with Progress(
+                TextColumn("accounts"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}"),
+                console=console,
+                transient=True,
+                disable=not live or as_json,
+            ) as progress:
+                bar = progress.add_task("", total=len(accounts))
+
+                def finished(report: AccountReport) -> None:
+                    reports[report.name] = report
+                    failed = sum(1 for r in reports.values() if r.code != EXIT_OK)
+                    progress.update(bar, advance=1, description=f"{failed} not complete")
+                    if as_json:
+                        _echo_json(report.json())
+                    elif report.code != EXIT_OK:
+                        progress.console.print(
+                            f"[red]{report.name}[/]: {report.status}: {report.reason}"
+                        )
+                    elif not live:
+                        done = report.result.counts["done"] if report.result else 0
+                        progress.console.print(f"{report.name}: complete ({done} chunks)")
+
+                def notices(name: str) -> Callable[[ProgressEvent], None]:
+                    """An account's waits, quota stops, retries and errors, named: nothing
+                    waits without saying what for and until when."""
+
+                    def show(event: ProgressEvent) -> None:
+                        if event.kind not in NOTICES:
+                            return
+                        if as_json:
+                            _echo_json({**_event_json(event), "account": name})
+                        else:
+                            progress.console.print(
+                                f"{name}: {event.kind}: {event.message}",
+                                markup=False,
+                                highlight=False,
+                            )
+
+                    return show
+
+                async def one(client: Client, account: Account) -> AccountReport:
+                    try:
+                        result = await client.backfill(
+                            specs, args.start, args.end, out=args.out / account.name,
+                            options=options, postbacks=receiver,
+                            on_event=notices(account.name),
+                        )  # fmt: skip
+                    except Exception as error:
+                        finished(_from_error(account.name, error))
+                        raise
+                    report = _from_result(account.name, result, client)
+                    finished(report)
+                    return report
+
+                outcomes = await run_per_account(
+                    accounts, one, ledger=ledger_path or DEFAULT_LEDGER_PATH, concurrency=parallel
+                )
+                for outcome in outcomes:
+                    if outcome.account.name not in reports:
+                        # Its client could not even open: still its own outcome, and said so.
+                        error = outcome.error or RuntimeError("no result")
+                        finished(_from_error(outcome.account.name, error))
+        ordered = [reports[account.name] for account in accounts]
+        code = overall_code(ordered)
+        if as_json:
+            _echo_json(
+                {
+                    "event": "summary",
+                    "accounts": len(ordered),
+                    "complete": sum(1 for r in ordered if r.code == EXIT_OK),
+                    "not_complete": {r.name: r.code for r in ordered if r.code != EXIT_OK},
+                    "calls": _total_calls(ordered),
+                    "exit_code": code,
+                }
+            )
+            return code
+        console.print(_summary_table(ordered, args.dry_run))
+        console.print(f"API calls: {_calls_text(_total_calls(ordered))}")
+        for line in _closing_lines(ordered, code):
+            console.print(line)
+        return code
+
+    return _run_async(work)
+
+
+def _total_calls(reports: Sequence[AccountReport]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for report in reports:
+        total.update(report.calls)
+    return dict(total)
+
+
+def usage_lines(error: ConfigurationError) -> int:
+    """Print an accounts file's mistakes, one `error:` line each; the usage exit code."""
+    problems = getattr(error, "problems", None) or [str(error)]
+    for problem in problems:
+        click.echo(f"{PROG} backfill: error: {problem}", err=True)
+    return EXIT_USAGE
