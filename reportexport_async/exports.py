@@ -143,18 +143,23 @@ async def fetch_export(
     dest = Path(dest)
     print_ = fingerprint_for(client, request)
     async with _locks[print_.key]:
-        return await _fetch(
-            client,
-            ledger,
-            request,
-            dest,
-            print_,
-            fresh=fresh,
-            force_replay=force_replay,
-            policy=replay_policy or ReplayPolicy(),
-            max_replays=max_replays,
-            deadline=deadline,
-        )
+        try:
+            return await _fetch(
+                client,
+                ledger,
+                request,
+                dest,
+                print_,
+                fresh=fresh,
+                force_replay=force_replay,
+                policy=replay_policy or ReplayPolicy(),
+                max_replays=max_replays,
+                deadline=deadline,
+            )
+        finally:
+            # Whatever happened, this call no longer follows the chunk: another may at once.
+            with anyio.CancelScope(shield=True):
+                await ledger.release_lease(print_.key)
 
 
 async def _fetch(

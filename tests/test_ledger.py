@@ -1,6 +1,11 @@
 """The ledger against the sandbox: never the same export twice, re-attach after a crash, cached
 results, guarded replays, quota use shared by processes. Second processes are real subprocesses
-(`tests/ledger_child.py`) on the same ledger file."""
+(`tests/ledger_child.py`) on the same ledger.
+
+Every test runs against both storage backends (`backend`): the SQLite file, and a real
+PostgreSQL server started by the test session (`tests/postgres_server.py`), one fresh database
+per ledger path. Tests of the SQLite file itself (corrupt, read-only, locked, older files) are
+marked `sqlite_file` and run on SQLite only."""
 
 from __future__ import annotations
 
@@ -32,12 +37,58 @@ from reportexport_async import (
 from reportexport_async.core.chunking import Chunk
 from reportexport_async.errors import ConfigurationError, LedgerError
 from reportexport_async.exports import fetch_export, fingerprint_for
-from reportexport_async.ledger import SCHEMA_VERSION, Ledger
+from reportexport_async.ledger import SCHEMA_VERSION
+from reportexport_async.ledger import Ledger as SQLiteLedger
+from reportexport_async.ledger_store import LedgerStore, open_ledger
 from reportexport_async.sandbox import ManualClock, Sandbox
 from reportexport_async.sandbox.testing import SandboxTime
 
 from .conftest import SANDBOX_START
 from .read_only import locked_by_another_process, read_only
+
+_backend: dict[str, Any] = {}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        file_only = metafunc.definition.get_closest_marker("sqlite_file") is not None
+        kinds = ["sqlite"] if file_only else ["sqlite", "postgresql"]
+        metafunc.parametrize("backend", kinds, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def backend(request: pytest.FixtureRequest) -> Any:
+    """The storage backend under test; `Ledger(path)` below opens a ledger of it."""
+    _backend.clear()
+    _backend["kind"] = request.param
+    if request.param == "postgresql":
+        _backend["server"] = request.getfixturevalue("postgres_server")
+        _backend["databases"] = {}
+    yield request.param
+    _backend.clear()
+
+
+def ledger_spec(path: Path) -> str:
+    """What names the ledger at `path` for the backend under test: the path itself, or the URL
+    of a PostgreSQL database made for that path (the same path, the same database)."""
+    if _backend["kind"] == "sqlite":
+        return str(path)
+    databases: dict[str, str] = _backend["databases"]
+    if str(path) not in databases:
+        name = f"t{len(databases)}_{abs(hash(str(path))) % 10**8}"
+        databases[str(path)] = _backend["server"].create_database(name)
+    return databases[str(path)]
+
+
+def Ledger(path: str | Path, **options: Any) -> LedgerStore:  # stands for the class
+    """The ledger at `path`, of the backend under test."""
+    if _backend["kind"] == "sqlite":
+        return SQLiteLedger(path, **options)
+    options.pop("busy_timeout", None)
+    return open_ledger(ledger_spec(Path(path)), **options)
+
+
+sqlite_file = pytest.mark.sqlite_file
 
 REPORT = "mp_action_listing_fast"
 JANUARY = ExportRequest(report_id=REPORT, start=date(2026, 1, 1), end=date(2026, 1, 3))
@@ -57,7 +108,7 @@ def config_for(sandbox: Sandbox, **extra: Any) -> ClientConfig:
 @asynccontextmanager
 async def setup(
     tmp_path: Path, **sandbox_options: Any
-) -> AsyncIterator[tuple[Sandbox, ReportExportClient, Ledger]]:
+) -> AsyncIterator[tuple[Sandbox, ReportExportClient, LedgerStore]]:
     """A manual-clock sandbox, a ledger in `tmp_path`, a client on sandbox time."""
     sandbox_options.setdefault("job_duration", (10, 10))
     sandbox_options.setdefault("rows_per_day", 5)
@@ -77,7 +128,7 @@ async def child(sandbox: Sandbox, ledger_path: Path, **args: Any) -> tuple[int, 
         "base_url": sandbox.base_url,
         "account_sid": sandbox.account_sid,
         "auth_token": sandbox.auth_token,
-        "ledger": str(ledger_path),
+        "ledger": ledger_spec(ledger_path),
         **args,
     }
     result = await anyio.run_process(
@@ -364,6 +415,7 @@ async def test_quota_use_survives_a_restart_and_is_shared_between_processes(
 # -- the file itself ------------------------------------------------------------------------------
 
 
+@sqlite_file
 async def test_corrupt_ledger_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     path.write_bytes(b"this is not a database, it is a shopping list" * 100)
@@ -382,6 +434,7 @@ async def test_corrupt_ledger_is_a_clear_error(tmp_path: Path) -> None:
     assert path.read_bytes().startswith(b"this is not a database")  # left as it was
 
 
+@sqlite_file
 async def test_ledger_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     db = sqlite3.connect(path)
@@ -392,6 +445,7 @@ async def test_ledger_from_a_newer_version_is_refused(tmp_path: Path) -> None:
             pass
 
 
+@sqlite_file
 async def test_unwritable_ledger_folder_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -437,6 +491,7 @@ async def assert_readable_without_writing(path: Path, key: str) -> None:
         assert caught.value.problem == "read-only"
 
 
+@sqlite_file
 async def test_a_read_only_ledger_file_is_named_read_only_and_still_readable(
     tmp_path: Path,
 ) -> None:
@@ -456,6 +511,7 @@ async def test_a_read_only_ledger_file_is_named_read_only_and_still_readable(
     assert path.read_bytes() == before
 
 
+@sqlite_file
 async def test_a_read_only_ledger_folder_is_named_read_only_and_still_readable(
     tmp_path: Path,
 ) -> None:
@@ -481,6 +537,7 @@ async def test_a_read_only_ledger_folder_is_named_read_only_and_still_readable(
     assert files_of(folder) == before
 
 
+@sqlite_file
 async def test_a_locked_ledger_is_named_locked_and_readers_are_not_stopped(
     tmp_path: Path,
 ) -> None:
@@ -504,6 +561,7 @@ async def test_a_locked_ledger_is_named_locked_and_readers_are_not_stopped(
         await ledger.record_event(key, "note")
 
 
+@sqlite_file
 async def test_an_exclusively_locked_rollback_journal_ledger_is_locked_not_corrupt(
     tmp_path: Path,
 ) -> None:
@@ -523,6 +581,7 @@ async def test_an_exclusively_locked_rollback_journal_ledger_is_locked_not_corru
             assert "corrupt" not in str(caught.value)
 
 
+@sqlite_file
 async def test_a_read_only_ledger_changes_nothing(tmp_path: Path) -> None:
     """No switch to WAL (the header's format bytes stay), no migration, no new rows."""
     path = tmp_path / "ledger.sqlite"
@@ -537,6 +596,7 @@ async def test_a_read_only_ledger_changes_nothing(tmp_path: Path) -> None:
     assert files_of(tmp_path) == {"ledger.sqlite": before}
 
 
+@sqlite_file
 async def test_an_older_ledger_is_read_as_it_is_or_says_it_needs_an_upgrade(
     tmp_path: Path,
 ) -> None:
@@ -568,6 +628,7 @@ async def test_an_older_ledger_is_read_as_it_is_or_says_it_needs_an_upgrade(
         assert await ledger.quota_history() == []
 
 
+@sqlite_file
 async def test_a_read_only_open_of_a_missing_ledger_makes_nothing(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match="no ledger at") as caught:
         async with Ledger(tmp_path / "sub" / "ledger.sqlite", read_only=True):
@@ -596,6 +657,7 @@ async def test_history_tells_the_whole_story(tmp_path: Path) -> None:
     assert entries[0].filters == {}
 
 
+@sqlite_file
 async def test_a_version_1_ledger_is_migrated_and_keeps_its_quota_use(tmp_path: Path) -> None:
     from reportexport_async.ledger import MIGRATIONS
 
@@ -614,10 +676,11 @@ async def test_a_version_1_ledger_is_migrated_and_keeps_its_quota_use(tmp_path: 
     db = sqlite3.connect(path)
     version = db.execute("PRAGMA user_version").fetchone()[0]
     db.close()
-    assert version == SCHEMA_VERSION == 4
+    assert version == SCHEMA_VERSION == 5
     assert history == [("", date(2026, 6, 15), "ReportExport", 7)]
 
 
+@sqlite_file
 async def test_a_version_2_ledger_gains_an_empty_auto_chunks_record(tmp_path: Path) -> None:
     from reportexport_async.ledger import MIGRATIONS
 
