@@ -28,6 +28,7 @@ for tests and examples.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -46,7 +47,8 @@ from .config import ClientConfig
 from .core.models import ExportRequest, Job
 from .downloads import DownloadResult
 from .exports import ExportOutcome, ReplayOutcome, download_recorder, fetch_export, replay_job
-from .ledger import DEFAULT_LEDGER_PATH, Ledger
+from .ledger import DEFAULT_LEDGER_PATH
+from .ledger_store import LEDGER_URL_ENV, LedgerStore, open_ledger
 from .orchestrator import (
     BackfillChanges,
     BackfillOptions,
@@ -71,8 +73,10 @@ class Client:
     """One impact.com account: configuration, ledger, limits and clock, owned together.
 
     `config` defaults to `ClientConfig.from_env()`. `ledger` is a path (opened and closed with
-    the client; default `.reportexport/ledger.sqlite`), an open `Ledger` (used, not closed), or
-    None for a temporary ledger that is removed on close (it remembers nothing afterwards).
+    the client; default `.reportexport/ledger.sqlite`), a `postgresql://` URL (a ledger shared
+    by several processes and hosts, opened and closed with the client), an open ledger (used,
+    not closed), or None for a temporary ledger that is removed on close (it remembers nothing
+    afterwards).
     `clock` and `random_source` are injectable for simulated time and deterministic tests;
     `stream_downloads` asks for result bytes directly instead of following a signed URL.
     """
@@ -81,7 +85,7 @@ class Client:
         self,
         config: ClientConfig | None = None,
         *,
-        ledger: str | Path | Ledger | None = DEFAULT_LEDGER_PATH,
+        ledger: str | Path | LedgerStore | None = DEFAULT_LEDGER_PATH,
         clock: Clock | None = None,
         random_source: Callable[[], float] | None = None,
         stream_downloads: bool = False,
@@ -92,20 +96,26 @@ class Client:
         self._random = random_source
         self._stream_downloads = stream_downloads
         self._stack: AsyncExitStack | None = None
-        self._ledger: Ledger | None = ledger if isinstance(ledger, Ledger) else None
+        self._ledger: LedgerStore | None = (
+            None if ledger is None or isinstance(ledger, str | Path) else ledger
+        )
         self._api: ReportExportClient | None = None
 
     @classmethod
     def from_env(
         cls,
         *,
-        ledger: str | Path | Ledger | None = DEFAULT_LEDGER_PATH,
+        ledger: str | Path | LedgerStore | None = DEFAULT_LEDGER_PATH,
         environ: Mapping[str, str] | None = None,
         clock: Clock | None = None,
         **settings: Any,
     ) -> Client:
         """A client of the account named by `IMPACT_ACCOUNT_SID`, `IMPACT_AUTH_TOKEN`,
-        `IMPACT_ACCOUNT_TYPE` (and `IMPACT_BASE_URL`); `settings` override them."""
+        `IMPACT_ACCOUNT_TYPE` (and `IMPACT_BASE_URL`); `settings` override them. The ledger is
+        `IMPACT_LEDGER_URL` (a path or a `postgresql://` URL) unless `ledger` is given."""
+        named = (os.environ if environ is None else environ).get(LEDGER_URL_ENV)
+        if named and ledger is DEFAULT_LEDGER_PATH:
+            ledger = named
         return cls(ClientConfig.from_env(environ, **settings), ledger=ledger, clock=clock)
 
     @classmethod
@@ -113,7 +123,7 @@ class Client:
         cls,
         sandbox: Sandbox,
         *,
-        ledger: str | Path | Ledger | None = None,
+        ledger: str | Path | LedgerStore | None = None,
         account_type: str = "Mediapartners",
         **settings: Any,
     ) -> Client:
@@ -155,8 +165,8 @@ class Client:
                     folder = Path(tempfile.mkdtemp(prefix="reportexport-ledger-"))
                     stack.callback(shutil.rmtree, folder, True)
                     spec = folder / "ledger.sqlite"
-                assert not isinstance(spec, Ledger)
-                ledger = Ledger(spec, clock=self.clock)
+                assert isinstance(spec, str | Path)
+                ledger = open_ledger(spec, clock=self.clock)
                 await stack.enter_async_context(ledger)
                 self._ledger = ledger
                 stack.callback(self._forget_ledger)
@@ -204,7 +214,7 @@ class Client:
         return self._api
 
     @property
-    def ledger(self) -> Ledger:
+    def ledger(self) -> LedgerStore:
         if self._ledger is None or self._api is None:
             raise RuntimeError("the client is not open: use `async with Client(...)` first")
         return self._ledger

@@ -47,6 +47,7 @@ class Downloading:
         if state.disk_full is not None:  # no call spent on a download that cannot be written
             state.set_status(run, "failed", f"not downloaded: {state.disk_full}")
             return
+        await state.keep_leases()
         probe, run.probe = run.probe, None
         if probe is not None:
             state.postback_latency.append(time.monotonic() - probe.arrived)

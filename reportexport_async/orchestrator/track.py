@@ -53,6 +53,7 @@ class Tracking:
                 await self.answer_postbacks()
                 now = state.api.clock.now()
                 due = self.next_refresh is None or now >= self.next_refresh
+                await state.keep_leases()
                 if due or any(at <= now for at, _, _ in state.parked):
                     # The safety net keeps its own pace: postbacks for some jobs never put off
                     # the refresh that finds the jobs whose postbacks were lost.
