@@ -22,8 +22,24 @@ __all__ = ["Watching"]
 WATCH_EVERY = 15.0
 
 
-def finished_elsewhere(entry: LedgerEntry) -> bool:
-    return entry.status is JobStatus.COMPLETED and entry.file_sha256 is not None
+def finished_elsewhere(state: RunState, entry: LedgerEntry) -> bool:
+    """Another worker recorded the chunk's file during this run (a file recorded before the run
+    was found missing or damaged by its plan: it is downloaded again)."""
+    return (
+        entry.status is JobStatus.COMPLETED
+        and entry.file_sha256 is not None
+        and entry.downloaded_at is not None
+        and entry.downloaded_at >= state.started_at
+    )
+
+
+def take_result(state: RunState, run: ChunkRun, entry: LedgerEntry) -> None:
+    """The chunk is done by another worker: its record is this run's outcome."""
+    run.job_id = entry.job_id
+    run.records, run.size, run.sha256 = entry.records, entry.file_size, entry.file_sha256
+    if entry.file_path is not None and Path(entry.file_path) != state.out / run.planned.path:
+        run.file = Path(entry.file_path)  # the manifest says where it is
+    state.set_status(run, "done")
 
 
 class Watching:
@@ -56,18 +72,11 @@ class Watching:
         entry, mine = await state.ledger.take_lease(key)
         if entry is None:
             return
-        if finished_elsewhere(entry):
+        if finished_elsewhere(state, entry):
             if mine:
                 await state.ledger.release_lease(key)
             del state.watched[key]
-            run.job_id = entry.job_id
-            run.records, run.size, run.sha256 = entry.records, entry.file_size, entry.file_sha256
-            if (
-                entry.file_path is not None
-                and Path(entry.file_path) != state.out / run.planned.path
-            ):
-                run.file = Path(entry.file_path)
-            state.set_status(run, "done")
+            take_result(state, run, entry)
             return
         if not mine:
             return  # its worker lives and renews: look again later
