@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import socket
 import time
 import uuid
@@ -126,6 +127,14 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CrashShutdownError,
     asyncpg.InterfaceError,
 )
+
+#: A transaction the server rolled back to break a deadlock or a serialization conflict: run
+#: again, up to this many times.
+_CONFLICTS: tuple[type[BaseException], ...] = (
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+_CONFLICT_TRIES = 10
 
 Conn = Any  # asyncpg's Connection (its stubs are not shipped)
 
@@ -291,8 +300,17 @@ class PostgresLedger:
             )
 
         async def attempt() -> T:
-            async with pool.acquire() as conn, conn.transaction():
-                return await work(conn)
+            for tries in range(1, _CONFLICT_TRIES + 1):
+                try:
+                    async with pool.acquire() as conn, conn.transaction():
+                        return await work(conn)
+                except _CONFLICTS:
+                    # Two transactions waited for each other; the server broke the tie by
+                    # rolling this one back: run it again.
+                    if tries == _CONFLICT_TRIES:
+                        raise
+                    await anyio.sleep(random.uniform(0.0, 0.01 * tries))
+            raise AssertionError("unreachable")  # pragma: no cover
 
         try:
             return await self._retrying(attempt)
@@ -425,8 +443,12 @@ class PostgresLedger:
         until = _time(self.clock.now() + self.lease)
 
         async def work(conn: Conn) -> int:
+            # Rows locked in fingerprint order, as every other multi-row write does.
             status = await conn.execute(
-                "UPDATE exports SET lease_until = $1 WHERE claimed_by = $2", until, self.owner
+                "UPDATE exports SET lease_until = $1 WHERE fingerprint IN (SELECT fingerprint "
+                "FROM exports WHERE claimed_by = $2 ORDER BY fingerprint FOR UPDATE)",
+                until,
+                self.owner,
             )
             return int(status.split()[-1])
 
@@ -447,7 +469,8 @@ class PostgresLedger:
         async def work(conn: Conn) -> int:
             status = await conn.execute(
                 "UPDATE exports SET claimed_by = NULL, claimed_at = NULL, lease_until = NULL "
-                "WHERE claimed_by = $1",
+                "WHERE fingerprint IN (SELECT fingerprint FROM exports WHERE claimed_by = $1 "
+                "ORDER BY fingerprint FOR UPDATE)",
                 self.owner,
             )
             return int(status.split()[-1])
