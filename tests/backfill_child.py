@@ -2,11 +2,11 @@
 
 JSON holds the sandbox's `base_url`, `account_sid`, `auth_token` and `time_scale` (this process
 reads the sandbox's clock from `/_sandbox/stats` and runs its own at the same pace), the `ledger`
-(a path or a `postgresql://` URL), the `out` folder, `start`/`end` (ISO days), `reports` (a list of `[report_id, {filters}]`),
-`chunk`, `daily_limit` (the ReportExport quota, default 100) and, optionally,
-`lease_seconds` (how long a claim lasts unrenewed) and `download_concurrency`. It runs one `backfill` with
-DEBUG logging on stderr and prints one JSON line with the chunk counts and the calls this process
-made.
+(a path or a `postgresql://` URL), the `out` folder, `start`/`end` (ISO days), `reports` (a list
+of `[report_id, {filters}]`), `chunk`, `daily_limit` (the ReportExport quota, default 100) and,
+optionally, `lease_seconds` (how long a claim lasts unrenewed) and `download_concurrency`. It runs
+one `backfill` with DEBUG logging on stderr and prints one JSON line with the chunk counts and the
+calls this process made.
 
 Test-side only, the environment variable `BACKFILL_CHILD_KILL=PHASE:N` makes this process SIGKILL
 itself at a chosen moment (the library is not touched; its objects are wrapped here):

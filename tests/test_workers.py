@@ -26,8 +26,6 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from .postgres_server import PostgresServer
 from .test_reliability import assert_manifest_matches_disk, sandbox_stats
 
@@ -50,7 +48,8 @@ def sandbox_process(tmp_path: Path) -> Iterator[dict[str, Any]]:
     log = open(tmp_path / "sandbox.stderr", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [PY, "-m", "reportexport_async.sandbox", "--port", "0", "--time-scale", str(SCALE),
-         "--job-duration", "0-60", "--rows-per-day", "2", "--seed", "15", "--signed-url-ttl", "36000",
+         "--job-duration", "0-60", "--rows-per-day", "2", "--seed", "15",
+         "--signed-url-ttl", "36000",
          "--hourly-limit", str(HOURLY_LIMIT), "--daily-export-limit", str(DAILY_LIMIT)],
         stdout=subprocess.PIPE, stderr=log, cwd=REPO, text=True,
     )  # fmt: skip
