@@ -85,6 +85,14 @@ BENCHMARKS = (
         "resubmit baselines",
         ("--days", "14", "--rounds", "1", "--scale", "600"),
     ),
+    Benchmark(
+        "workers",
+        "benchmarks.workers",
+        "## Several workers and the ledger's cost",
+        "1, 2, 4, 8 worker processes on 400 chunks with a PostgreSQL ledger; the ledger's cost "
+        "per chunk, PostgreSQL against SQLite",
+        ("--workers", "1,2", "--chunks", "200", "--repeats", "1"),
+    ),
 )
 NAMES = tuple(b.name for b in BENCHMARKS)
 

@@ -287,9 +287,12 @@ class PostgresLedger:
 
         await self._run(work, write=True)
 
-    async def _run(self, work: Callable[[Conn], Awaitable[T]], *, write: bool = True) -> T:
+    async def _run(
+        self, work: Callable[[Conn], Awaitable[T]], *, write: bool = True, one: bool = False
+    ) -> T:
         """Run `work` in one transaction on a pooled connection, again from its start if the
-        connection is lost."""
+        connection is lost. `one`: `work` is a single statement (atomic by itself): no BEGIN and
+        COMMIT around it, one round trip instead of three."""
         pool = self._pool
         if pool is None:
             raise LedgerError("the ledger is not open: use `async with` first")
@@ -302,8 +305,11 @@ class PostgresLedger:
         async def attempt() -> T:
             for tries in range(1, _CONFLICT_TRIES + 1):
                 try:
-                    async with pool.acquire() as conn, conn.transaction():
-                        return await work(conn)
+                    async with pool.acquire() as conn:
+                        if one:
+                            return await work(conn)
+                        async with conn.transaction():
+                            return await work(conn)
                 except _CONFLICTS:
                     # Two transactions waited for each other; the server broke the tie by
                     # rolling this one back: run it again.
@@ -346,7 +352,7 @@ class PostgresLedger:
             row = await conn.fetchrow("SELECT * FROM exports WHERE fingerprint = $1", fingerprint)
             return None if row is None else _entry(row)
 
-        return await self._run(work, write=False)
+        return await self._run(work, write=False, one=True)
 
     async def claim(
         self,
@@ -452,7 +458,7 @@ class PostgresLedger:
             )
             return int(status.split()[-1])
 
-        return await self._run(work)
+        return await self._run(work, one=True)
 
     async def release_lease(self, fingerprint: str) -> None:
         async def work(conn: Conn) -> None:
@@ -463,7 +469,7 @@ class PostgresLedger:
                 self.owner,
             )
 
-        await self._run(work)
+        await self._run(work, one=True)
 
     async def release_leases(self) -> int:
         async def work(conn: Conn) -> int:
@@ -475,7 +481,7 @@ class PostgresLedger:
             )
             return int(status.split()[-1])
 
-        return await self._run(work)
+        return await self._run(work, one=True)
 
     async def release_claim(self, fingerprint: str) -> None:
         async def work(conn: Conn) -> None:
@@ -486,7 +492,7 @@ class PostgresLedger:
                 self.owner,
             )
 
-        await self._run(work)
+        await self._run(work, one=True)
 
     async def record_submitted(self, fingerprint: str, job_id: str) -> None:
         stamp = self._now()
@@ -639,7 +645,7 @@ class PostgresLedger:
                 )
             )
 
-        return await self._run(work, write=False)
+        return await self._run(work, write=False, one=True)
 
     async def entries(self, report_id: str | None = None) -> list[LedgerEntry]:
         async def work(conn: Conn) -> list[LedgerEntry]:
@@ -652,7 +658,7 @@ class PostgresLedger:
                 )
             return [_entry(row) for row in rows]
 
-        return await self._run(work, write=False)
+        return await self._run(work, write=False, one=True)
 
     async def unfinished(self) -> list[LedgerEntry]:
         finals = [s.value for s in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)]
@@ -665,7 +671,7 @@ class PostgresLedger:
             )
             return [_entry(row) for row in rows]
 
-        return await self._run(work, write=False)
+        return await self._run(work, write=False, one=True)
 
     async def find(self, key: str) -> LedgerEntry | None:
         async def work(conn: Conn) -> LedgerEntry | None:
@@ -679,7 +685,7 @@ class PostgresLedger:
                 raise LedgerError(f"{key!r} matches more than one entry; give more characters")
             return _entry(rows[0]) if rows else None
 
-        return await self._run(work, write=False)
+        return await self._run(work, write=False, one=True)
 
     async def history(self, key: str) -> list[LedgerEvent]:
         entry = await self.find(key)
@@ -726,7 +732,7 @@ class PostgresLedger:
         async def work(conn: Conn) -> list[Chunk]:
             return await self._stored_chunks(conn, account, export, lock=False)
 
-        return await self._run(work, write=False)
+        return await self._run(work, write=False, one=True)
 
     async def record_auto_chunks(
         self, account: str, export: str, chunks: Sequence[Chunk], *, expected: Sequence[Chunk]
@@ -764,7 +770,7 @@ class PostgresLedger:
             )
             return 0 if used is None else int(used)
 
-        return await self._run(work, write=False)
+        return await self._run(work, write=False, one=True)
 
     async def spent(self, name: QuotaName, day: date, account: str = "") -> bool:
         async def work(conn: Conn) -> bool:
@@ -776,7 +782,7 @@ class PostgresLedger:
             )
             return bool(spent)
 
-        return await self._run(work, write=False)
+        return await self._run(work, write=False, one=True)
 
     async def charge(self, name: QuotaName, day: date, limit: int, account: str = "") -> int | None:
         """One statement, one round trip: the row's lock makes the check and the count one step
@@ -796,7 +802,7 @@ class PostgresLedger:
             )
             return None if used is None else int(used)
 
-        return await self._run(work)
+        return await self._run(work, one=True)
 
     async def exhaust(self, name: QuotaName, day: date, limit: int, account: str = "") -> None:
         async def work(conn: Conn) -> None:
@@ -808,7 +814,7 @@ class PostgresLedger:
                 name,
             )
 
-        await self._run(work)
+        await self._run(work, one=True)
 
     async def refund(self, name: QuotaName, day: date, account: str = "") -> None:
         async def work(conn: Conn) -> None:
@@ -820,7 +826,7 @@ class PostgresLedger:
                 name,
             )
 
-        await self._run(work)
+        await self._run(work, one=True)
 
     async def quota_zone(self, account: str = "") -> int | None:
         async def work(conn: Conn) -> int | None:
@@ -829,7 +835,7 @@ class PostgresLedger:
             )
             return None if minutes is None else int(minutes)
 
-        return await self._run(work, write=False)
+        return await self._run(work, write=False, one=True)
 
     async def learn_quota_zone(self, minutes: int, account: str = "") -> None:
         async def work(conn: Conn) -> None:
@@ -841,7 +847,7 @@ class PostgresLedger:
                 minutes,
             )
 
-        await self._run(work)
+        await self._run(work, one=True)
 
     async def quota_history(self) -> Sequence[tuple[str, date, str, int]]:
         async def work(conn: Conn) -> list[tuple[str, date, str, int]]:
@@ -853,7 +859,7 @@ class PostgresLedger:
                 for r in rows
             ]
 
-        return await self._run(work, write=False)
+        return await self._run(work, write=False, one=True)
 
     async def hourly(
         self, account: str, change: Callable[[HourlyWindow | None], tuple[HourlyWindow, T]]

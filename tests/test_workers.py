@@ -102,6 +102,7 @@ def run_workers(
     *,
     kills: dict[int, int] | None = None,
     restart: tuple[PostgresServer, int] | None = None,
+    workers: int = WORKERS,
 ) -> dict[str, Any]:
     """8 workers at once; `kills` maps a worker to the moment it is SIGKILLed at, `restart`
     restarts the database server at a moment; a moment is a count of files downloaded (server
@@ -111,7 +112,8 @@ def run_workers(
     kills = kills or {}
     with sandbox_process(tmp_path) as info:
         started = time.monotonic()
-        workers = [start_worker(info, ledger, out, n) for n in range(WORKERS)]
+        sandbox_start = sandbox_stats(info)["now"]
+        processes = [start_worker(info, ledger, out, n) for n in range(workers)]
         moments = sorted(
             [(at, "kill", n) for n, at in kills.items()]
             + ([(restart[1], "restart", -1)] if restart else [])
@@ -121,16 +123,17 @@ def run_workers(
             while sandbox_stats(info)["calls"]["Download"] < at and time.monotonic() < deadline:
                 time.sleep(0.05)
             if what == "kill":
-                workers[number].kill()
+                processes[number].kill()
             elif restart is not None:
                 restart[0].restart()
         codes, finals = [], {}
-        for number, worker in enumerate(workers):
+        for number, worker in enumerate(processes):
             output, _ = worker.communicate(timeout=300)
             codes.append(worker.returncode)
             if worker.returncode == 0:
                 finals[number] = json.loads(output.strip().splitlines()[-1])
         stats = sandbox_stats(info)
+        stats["started"] = sandbox_start
     manifest = json.loads((out / "manifest.json").read_text())
 
     def stderr_of(number: int, tail: int = 3000) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.models import JobStatus
-from ..ledger import LedgerEntry
+from ..ledger import LedgerEntry, lease_alive
 from .model import ChunkRun
 from .state import RunState
 from .submit import Submitting
@@ -62,8 +62,17 @@ class Watching:
                 continue
             await state.api.clock.sleep(self.pause)
             await state.keep_leases()
-            for run in list(state.watched.values()):
-                await self.look(run)
+            # One read per report for every watched chunk; a write only for a chunk that is
+            # done or free.
+            now = state.api.clock.now()
+            for report_id in sorted({run.planned.report_id for run in state.watched.values()}):
+                for seen in await state.ledger.entries(report_id=report_id):
+                    run = state.watched.get(seen.fingerprint)
+                    if run is not None and (
+                        finished_elsewhere(state, seen)
+                        or not lease_alive(seen, state.ledger.owner, now, state.ledger.lease)
+                    ):
+                        await self.look(run)
             state.poke()
 
     async def look(self, run: ChunkRun) -> None:
