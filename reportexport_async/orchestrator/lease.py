@@ -19,7 +19,7 @@ from .submit import Submitting
 __all__ = ["Watching"]
 
 #: The longest pause between two looks at the watched chunks (seconds, client clock).
-WATCH_EVERY = 15.0
+WATCH_EVERY = 60.0
 
 
 def finished_elsewhere(state: RunState, entry: LedgerEntry) -> bool:
