@@ -743,3 +743,113 @@ async def test_one_limiter_cannot_serve_two_accounts(tmp_path: Path) -> None:
         )
         with pytest.raises(ConfigurationError, match="another account"):
             ReportExportClient(other, limiter=client.limiter)
+
+
+# -- leases and the shared hourly bucket (both backends) ------------------------------------------
+
+
+async def test_a_lease_is_kept_while_renewed_and_taken_over_by_job_id_when_it_runs_out(
+    tmp_path: Path,
+) -> None:
+    """Another worker claimed a chunk and recorded its job: while its lease runs nobody else
+    takes it; renewed, it runs on; once it runs out, the next worker takes it over with the
+    recorded job id (no submit), and the history says who took it from whom."""
+    clock = ManualClock(SANDBOX_START)
+    key = "a" * 64
+    async with (
+        Ledger(tmp_path / "ledger.sqlite", clock=clock, lease=timedelta(seconds=60)) as other,
+        Ledger(tmp_path / "ledger.sqlite", clock=clock, lease=timedelta(seconds=60)) as mine,
+    ):
+        other.owner = "another-host:4242:cafe"  # cannot be checked from here: only the lease
+        _, first = await other.claim(
+            key, '{"report_id": "r"}', endpoint="ReportExport", report_id="r",
+            range_start=date(2026, 1, 1), range_end=date(2026, 1, 1), result_format="CSV",
+        )  # fmt: skip
+        await other.record_submitted(key, "job-1")
+        entry, taken = await mine.take_lease(key)
+        assert first
+        assert not taken
+        assert entry is not None
+        assert entry.claimed_by == other.owner
+        clock.advance(50)
+        assert await other.renew_leases() == 1
+        clock.advance(50)  # 100 s after the claim, 50 after the renewal: still the other's
+        entry, taken = await mine.take_lease(key)
+        assert not taken
+        _, must_submit = await mine.claim(
+            key, '{"report_id": "r"}', endpoint="ReportExport", report_id="r",
+            range_start=date(2026, 1, 1), range_end=date(2026, 1, 1), result_format="CSV",
+        )  # fmt: skip
+        assert not must_submit
+        clock.advance(11)  # the renewed lease has run out
+        entry, taken = await mine.take_lease(key)
+        assert taken
+        assert entry is not None
+        assert (entry.job_id, entry.claimed_by) == ("job-1", mine.owner)
+        history = await mine.history(key)
+        assert [e.kind for e in history] == ["intent", "submitted", "lease"]
+        assert history[-1].detail == {"owner": mine.owner, "took_over": other.owner}
+        # The old holder's renewals no longer reach it; the new holder's file ends the lease.
+        assert await other.renew_leases() == 0
+        await mine.record_download(key, "job-1", tmp_path / "f.csv", 3, "ab" * 32)
+        done = await mine.get(key)
+        assert done is not None
+        assert done.claimed_by is None
+        assert done.lease_until is None
+        assert await mine.release_leases() == 0
+
+
+async def test_release_leases_frees_every_chunk_a_worker_holds_at_once(tmp_path: Path) -> None:
+    clock = ManualClock(SANDBOX_START)
+    async with (
+        Ledger(tmp_path / "ledger.sqlite", clock=clock) as first,
+        Ledger(tmp_path / "ledger.sqlite", clock=clock) as second,
+    ):
+        first.owner = "another-host:1:a"
+        for key in ("b" * 64, "c" * 64):
+            await first.claim(
+                key, "{}", endpoint="ReportExport", report_id="r", range_start=None,
+                range_end=None, result_format="CSV",
+            )  # fmt: skip
+            await first.record_submitted(key, f"job-{key[0]}")
+        assert [(await second.take_lease(k))[1] for k in ("b" * 64, "c" * 64)] == [False, False]
+        assert await first.release_leases() == 2
+        assert [(await second.take_lease(k))[1] for k in ("b" * 64, "c" * 64)] == [True, True]
+
+
+async def test_two_limiters_on_one_ledger_spend_one_hourly_bucket(tmp_path: Path) -> None:
+    """Two processes' limiters of one account on one ledger: the calls either takes come out of
+    one bucket, so together they never exceed the hourly limit (the 21st call waits)."""
+    from reportexport_async.core.requests import Endpoint
+
+    class SteppingClock(ManualClock):
+        """Sleeping moves it forward, as much as asked (and records it)."""
+
+        slept: list[float] = []  # noqa: RUF012 - one test's record
+
+        async def sleep(self, seconds: float) -> None:
+            self.slept.append(seconds)
+            self.advance(seconds)
+
+    clock = SteppingClock(SANDBOX_START)
+    policy = RateLimitPolicy(hourly_limit=20, safety_margin=0)
+    async with (
+        Ledger(tmp_path / "ledger.sqlite", clock=clock) as one,
+        Ledger(tmp_path / "ledger.sqlite", clock=clock) as two,
+    ):
+        first = RateLimiter(policy, clock=clock, store=one)
+        second = RateLimiter(policy, clock=clock, store=two)
+        for limiter in (first, second):
+            limiter.bind("https://a/Mediapartners/IR1")
+        for _ in range(10):
+            await first.acquire(Endpoint.GET_JOB)
+            await second.acquire(Endpoint.GET_JOB)
+        window = await one.hourly("https://a/Mediapartners/IR1", lambda w: (w, w))
+        assert window is not None
+        assert window.remaining == 0
+        waits: list[str] = []
+        second.add_listener(lambda wait: waits.append(wait.what))
+        with anyio.fail_after(5):
+            await second.acquire(Endpoint.GET_JOB)  # waits for the window the two share
+        assert waits == ["the hourly API limit"]
+        assert clock.slept == [HOUR]
