@@ -189,9 +189,12 @@ def render(args: argparse.Namespace, command: str, load: float, figures: dict[st
         "Notes: simulated wall time includes each process's start (about a second of real "
         "time, 600 sandbox seconds) and is bounded below by the jobs' own durations; on this "
         "2-core machine the 8 processes share two cores with the sandbox and the database "
-        "server, so more workers mostly spread the same work. The ledger's cost is small "
-        "beside an API call either way (one call to the real API takes tens to hundreds of "
-        "milliseconds).",
+        "server, so more workers mostly spread the same work. What more workers buy is on "
+        "hosts of their own; the table shows what they cost (API calls per chunk, Download "
+        "calls per chunk, 429s). The ledger's cost per chunk: a chunk makes about 24 round "
+        "trips to PostgreSQL (each write a transaction with its history row; a daily-quota "
+        "charge one statement, the hourly bucket one transaction per five calls), each a "
+        "switch to the server's process on this machine.",
     ]
     return "\n".join(lines)
 
