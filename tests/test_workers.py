@@ -218,3 +218,43 @@ def test_three_workers_killed_and_the_database_restarted(
     assert CHUNKS <= stats["calls"]["ReportExport"] <= CHUNKS + 3 * 4
     # The restart was seen, and waited out, by the survivors.
     assert "unreachable" in "".join(seen["stderr"](n, 10**9) for n in survivors)
+
+
+async def test_two_workers_with_folders_of_their_own_share_the_chunks(tmp_path: Path) -> None:
+    """Two workers (two clients, two ledger objects) on one ledger, each writing to its own
+    folder: every chunk is downloaded once, and each manifest says where every file is, in its
+    own folder or the other's."""
+    import anyio
+
+    from reportexport_async import Client
+    from reportexport_async.sandbox import ManualClock, Sandbox
+
+    from .conftest import SANDBOX_START
+
+    days = 12
+    async with Sandbox(clock=ManualClock(SANDBOX_START), job_duration=(30, 300)) as sandbox:
+        results = {}
+
+        async def worker(name: str) -> None:
+            async with Client.for_sandbox(sandbox, ledger=tmp_path / "ledger.sqlite") as client:
+                results[name] = await client.backfill(
+                    "mp_action_listing_fast", START, START + timedelta(days=days - 1),
+                    out=tmp_path / name, chunk="1d",
+                )  # fmt: skip
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(worker, "a")
+            group.start_soon(worker, "b")
+        stats = sandbox.stats()
+    assert stats["calls"]["ReportExport"] == days
+    assert stats["calls"]["Download"] == days
+    for name in ("a", "b"):
+        assert results[name].complete
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        assert assert_manifest_matches_disk(manifest) == days
+    folders = {
+        Path(chunk["path"]).parent.parent.name
+        for name in ("a", "b")
+        for chunk in json.loads((tmp_path / name / "manifest.json").read_text())["chunks"]
+    }
+    assert folders == {"a", "b"}  # each worker did some, and the manifests point there

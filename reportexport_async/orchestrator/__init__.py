@@ -114,11 +114,11 @@ async def backfill(
     api = client  # the raw calls: the product `Client` passes its `api` here
     options = (options or BackfillOptions()).but(**changes)
     out = Path(out_dir)
-    began = api.clock.now()  # a file another worker records after this is that worker's
     planned = await make_plan(api, ledger, as_specs(exports), start, end, out, options)
     plan = planned.plan
     state = RunState(api, ledger, plan, out, options, on_event, postbacks_on=postbacks is not None)
-    state.started_at = began
+    # A download recorded after the plan read the entry is another worker's.
+    state.known_downloads = {key: e.downloaded_at for key, e in planned.entries.items()}
     for key, run in state.runs.items():
         entry = planned.entries.get(key)
         if run.status == "done" and entry is not None:  # done before: the ledger's record

@@ -23,13 +23,13 @@ WATCH_EVERY = 60.0
 
 
 def finished_elsewhere(state: RunState, entry: LedgerEntry) -> bool:
-    """Another worker recorded the chunk's file during this run (a file recorded before the run
-    was found missing or damaged by its plan: it is downloaded again)."""
+    """Another worker recorded the chunk's file since this run's plan read the entry (a file
+    recorded before was found missing or damaged by the plan: it is downloaded again)."""
     return (
         entry.status is JobStatus.COMPLETED
         and entry.file_sha256 is not None
         and entry.downloaded_at is not None
-        and entry.downloaded_at >= state.started_at
+        and entry.downloaded_at != state.known_downloads.get(entry.fingerprint)
     )
 
 

@@ -71,7 +71,8 @@ class RunState:
         #: Chunks another live worker holds (leases): watched until done or free to take over.
         self.watched: dict[str, ChunkRun] = {}
         self.watch_added = anyio.Event()
-        self.started_at = api.clock.now()
+        #: When each chunk's file was recorded, as the plan read it (None: not yet).
+        self.known_downloads: dict[str, datetime | None] = {}
         self.last_renewal = api.clock.now()
         #: Chunks waiting for the time their replay is allowed (`wait_for_replays`).
         self.parked: list[tuple[datetime, ChunkRun, Job]] = []

@@ -101,6 +101,9 @@ class Tracking:
             wait = min(wait, (soonest - now).total_seconds())
         wait = max(0.0, wait)
         self.announce(now, now + timedelta(seconds=wait))
+        # Wake at least every third of a lease to renew it (no call: the refresh stays due when
+        # it was due), so that a live worker never loses its chunks to a long tick.
+        wait = min(wait, state.ledger.lease.total_seconds() / 3)
         state.nudge = anyio.Event()
         async with anyio.create_task_group() as group:
 
