@@ -100,6 +100,14 @@ BENCHMARKS = (
         "new submits and a daily backfill that never refreshes",
         ("--days", "5"),
     ),
+    Benchmark(
+        "workers",
+        "benchmarks.workers",
+        "## Several workers and the ledger's cost",
+        "1, 2, 4, 8 worker processes on 400 chunks with a PostgreSQL ledger; the ledger's cost "
+        "per chunk, PostgreSQL against SQLite",
+        ("--workers", "1,2", "--chunks", "200", "--repeats", "1"),
+    ),
 )
 NAMES = tuple(b.name for b in BENCHMARKS)
 

@@ -50,7 +50,7 @@ from .config import DEFAULT_BASE_URL, ClientConfig
 from .core.fingerprint import account_key
 from .core.policies import RateLimitPolicy
 from .errors import ConfigurationError
-from .ledger import Ledger
+from .ledger_store import LedgerStore, open_ledger
 
 __all__ = [
     "Account",
@@ -325,16 +325,17 @@ async def run_per_account(
     accounts: Sequence[Account],
     work: Callable[[Any, Account], Awaitable[T]],
     *,
-    ledger: Ledger | str | Path,
+    ledger: LedgerStore | str | Path,
     concurrency: int = 8,
-    client_factory: Callable[[Account, Ledger], Any] | None = None,
+    client_factory: Callable[[Account, LedgerStore], Any] | None = None,
 ) -> list[AccountOutcome[T]]:
     """Run `work(client, account)` for every account, at most `concurrency` at a time, each
-    with its own `Client` (and so its own limits), all sharing one ledger (a path is opened once
-    here, or an open `Ledger` is used). Returns the outcomes in the accounts' order: an
-    `Exception` raised for one account (a refused token, a spent quota, an outage, a bad
-    report id...) is its outcome and never stops the others. Cancellation (Ctrl-C) stops them
-    all; every client closes its work cleanly and the ledger stays consistent.
+    with its own `Client` (and so its own limits), all sharing one ledger (a path or a
+    `postgresql://` URL is opened once here, or an open ledger is used). Returns the outcomes in
+    the accounts' order: an `Exception` raised for one account (a refused token, a spent quota,
+    an outage, a bad report id...) is its outcome and never stops the others. Cancellation
+    (Ctrl-C) stops them all; every client closes its work cleanly and the ledger stays
+    consistent.
 
     `client_factory(account, ledger)` makes the (unopened) client; by default
     `Client(account.config, ledger=ledger)`.
@@ -344,14 +345,14 @@ async def run_per_account(
     if concurrency < 1:
         raise ConfigurationError("concurrency", "must be >= 1")
 
-    def default_factory(account: Account, shared: Ledger) -> Client:
+    def default_factory(account: Account, shared: LedgerStore) -> Client:
         return Client(account.config, ledger=shared)
 
     make = client_factory or default_factory
     outcomes = [AccountOutcome[T](account) for account in accounts]
     slots = anyio.CapacityLimiter(concurrency)
 
-    async def one(outcome: AccountOutcome[T], shared: Ledger) -> None:
+    async def one(outcome: AccountOutcome[T], shared: LedgerStore) -> None:
         async with slots:
             try:
                 async with make(outcome.account, shared) as client:
@@ -359,14 +360,14 @@ async def run_per_account(
             except Exception as error:  # one account's failure is its outcome, not the run's
                 outcome.error = error
 
-    async def all_of(shared: Ledger) -> None:
+    async def all_of(shared: LedgerStore) -> None:
         async with anyio.create_task_group() as group:
             for outcome in outcomes:
                 group.start_soon(one, outcome, shared)
 
-    if isinstance(ledger, Ledger):
-        await all_of(ledger)
-    else:
-        async with Ledger(ledger) as shared:
+    if isinstance(ledger, (str, Path)):
+        async with open_ledger(ledger) as shared:
             await all_of(shared)
+    else:
+        await all_of(ledger)
     return outcomes

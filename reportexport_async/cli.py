@@ -63,7 +63,8 @@ from .errors import (
     QuotaExhausted,
     ReportExportError,
 )
-from .ledger import DEFAULT_LEDGER_PATH, Ledger, LedgerEntry
+from .ledger import DEFAULT_LEDGER_PATH, LedgerEntry
+from .ledger_store import LEDGER_URL_ENV, LedgerStore, is_ledger_url, open_ledger
 from .orchestrator import (
     FINAL_CHUNK_STATUSES,
     BackfillOptions,
@@ -98,13 +99,14 @@ STATE_STYLE = {
     "submitted": "cyan",
     "running": "blue",
     "downloading": "magenta",
+    "elsewhere": "dim cyan",
     "done": "green",
     "failed": "red",
     "pending": "yellow",
     "deferred": "yellow",
     "stuck": "red",
 }
-STATE_LABEL = {"pending": "pending quota"}
+STATE_LABEL = {"pending": "pending quota", "elsewhere": "other workers"}
 
 T = TypeVar("T")
 
@@ -211,13 +213,26 @@ def sandbox_options(function: Callable[..., T]) -> Callable[..., T]:
     return function
 
 
+class LedgerSpec(click.ParamType):  # type: ignore[type-arg]
+    """A ledger file's path, or a `postgresql://` URL (kept as text: a URL is not a path)."""
+
+    name = "path|url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, Path) or is_ledger_url(value):
+            return value
+        return Path(value)
+
+
 def ledger_option(function: Callable[..., T]) -> Callable[..., T]:
     return click.option(
         "--ledger",
         "ledger_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help=f"the ledger file (default {DEFAULT_LEDGER_PATH}; with --sandbox "
-        f"{SANDBOX_LEDGER_PATH})",
+        type=LedgerSpec(),
+        envvar=LEDGER_URL_ENV,
+        help=f"the ledger: a file (default {DEFAULT_LEDGER_PATH}; with --sandbox "
+        f"{SANDBOX_LEDGER_PATH}), or a postgresql:// URL shared by several processes and "
+        f"hosts [env {LEDGER_URL_ENV}]",
     )(function)
 
 
@@ -1477,9 +1492,9 @@ async def _known_entries(ledger_path: Path | None) -> dict[str, LedgerEntry]:
     """Ledger entries by job id, when the ledger file exists (read-only commands never make
     one, nor write to one)."""
     path = ledger_path or DEFAULT_LEDGER_PATH
-    if not path.exists():
+    if not is_ledger_url(path) and not await anyio.Path(path).exists():
         return {}
-    async with Ledger(path, read_only=True) as ledger:
+    async with open_ledger(path, read_only=True) as ledger:
         return {e.job_id: e for e in await ledger.entries() if e.job_id is not None}
 
 
@@ -1654,13 +1669,13 @@ def ledger_group() -> None:
 
 
 @asynccontextmanager
-async def _existing_ledger(path: Path | None) -> AsyncIterator[Ledger]:
+async def _existing_ledger(path: Path | None) -> AsyncIterator[LedgerStore]:
     where = path or DEFAULT_LEDGER_PATH
-    if not where.exists():
+    if not is_ledger_url(where) and not await anyio.Path(where).exists():
         raise click.UsageError(
             f"--ledger: no ledger at {str(where)!r} (a backfill or an export makes one)"
         )
-    async with Ledger(where, read_only=True) as ledger:  # also a read-only or locked file
+    async with open_ledger(where, read_only=True) as ledger:  # also a read-only or locked file
         yield ledger
 
 
@@ -1670,6 +1685,7 @@ def _entry_json(entry: LedgerEntry) -> dict[str, Any]:
     payload.pop("canonical")
     payload.pop("claimed_by")
     payload.pop("claimed_at")
+    payload.pop("lease_until")
     payload["filters"] = entry.filters
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in payload.items()}
 

@@ -30,6 +30,7 @@ for tests and examples.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -51,7 +52,8 @@ from .core.models import ExportRequest, Job
 from .downloads import DownloadResult
 from .errors import ConfigurationError
 from .exports import ExportOutcome, ReplayOutcome, download_recorder, fetch_export, replay_job
-from .ledger import DEFAULT_LEDGER_PATH, Ledger
+from .ledger import DEFAULT_LEDGER_PATH
+from .ledger_store import LEDGER_URL_ENV, LedgerStore, open_ledger
 from .orchestrator import (
     BackfillChanges,
     BackfillOptions,
@@ -77,8 +79,9 @@ class Client:
     """One impact.com account: configuration, ledger, limits and clock, owned together.
 
     `config` defaults to `ClientConfig.from_env()`. `ledger` is a path (opened and closed with
-    the client; default `.reportexport/ledger.sqlite`), an open `Ledger` (used, not closed; the
-    clients of several accounts may share one, one open client per account), or
+    the client; default `.reportexport/ledger.sqlite`), a `postgresql://` URL (a ledger shared
+    by several processes and hosts, opened and closed with the client), an open ledger (used,
+    not closed; the clients of several accounts may share one, one open client per account), or
     None for a temporary ledger that is removed on close (it remembers nothing afterwards).
     `clock` and `random_source` are injectable for simulated time and deterministic tests;
     `stream_downloads` asks for result bytes directly instead of following a signed URL.
@@ -88,7 +91,7 @@ class Client:
         self,
         config: ClientConfig | None = None,
         *,
-        ledger: str | Path | Ledger | None = DEFAULT_LEDGER_PATH,
+        ledger: str | Path | LedgerStore | None = DEFAULT_LEDGER_PATH,
         clock: Clock | None = None,
         random_source: Callable[[], float] | None = None,
         stream_downloads: bool = False,
@@ -99,20 +102,26 @@ class Client:
         self._random = random_source
         self._stream_downloads = stream_downloads
         self._stack: AsyncExitStack | None = None
-        self._ledger: Ledger | None = ledger if isinstance(ledger, Ledger) else None
+        self._ledger: LedgerStore | None = (
+            None if ledger is None or isinstance(ledger, str | Path) else ledger
+        )
         self._api: ReportExportClient | None = None
 
     @classmethod
     def from_env(
         cls,
         *,
-        ledger: str | Path | Ledger | None = DEFAULT_LEDGER_PATH,
+        ledger: str | Path | LedgerStore | None = DEFAULT_LEDGER_PATH,
         environ: Mapping[str, str] | None = None,
         clock: Clock | None = None,
         **settings: Any,
     ) -> Client:
         """A client of the account named by `IMPACT_ACCOUNT_SID`, `IMPACT_AUTH_TOKEN`,
-        `IMPACT_ACCOUNT_TYPE` (and `IMPACT_BASE_URL`); `settings` override them."""
+        `IMPACT_ACCOUNT_TYPE` (and `IMPACT_BASE_URL`); `settings` override them. The ledger is
+        `IMPACT_LEDGER_URL` (a path or a `postgresql://` URL) unless `ledger` is given."""
+        named = (os.environ if environ is None else environ).get(LEDGER_URL_ENV)
+        if named and ledger is DEFAULT_LEDGER_PATH:
+            ledger = named
         return cls(ClientConfig.from_env(environ, **settings), ledger=ledger, clock=clock)
 
     @classmethod
@@ -120,7 +129,7 @@ class Client:
         cls,
         sandbox: Sandbox,
         *,
-        ledger: str | Path | Ledger | None = None,
+        ledger: str | Path | LedgerStore | None = None,
         account_type: str = "Mediapartners",
         **settings: Any,
     ) -> Client:
@@ -166,8 +175,8 @@ class Client:
                     folder = Path(tempfile.mkdtemp(prefix="reportexport-ledger-"))
                     stack.callback(shutil.rmtree, folder, True)
                     spec = folder / "ledger.sqlite"
-                assert not isinstance(spec, Ledger)
-                ledger = Ledger(spec, clock=self.clock)
+                assert isinstance(spec, str | Path)
+                ledger = open_ledger(spec, clock=self.clock)
                 await stack.enter_async_context(ledger)
                 self._ledger = ledger
                 stack.callback(self._forget_ledger)
@@ -218,7 +227,7 @@ class Client:
         return self._api
 
     @property
-    def ledger(self) -> Ledger:
+    def ledger(self) -> LedgerStore:
         if self._ledger is None or self._api is None:
             raise RuntimeError("the client is not open: use `async with Client(...)` first")
         return self._ledger
@@ -376,11 +385,11 @@ class Client:
 
 
 #: The accounts of the clients open on each ledger object (a ledger may serve many accounts).
-_OPEN_ACCOUNTS: WeakKeyDictionary[Ledger, set[str]] = WeakKeyDictionary()
+_OPEN_ACCOUNTS: WeakKeyDictionary[LedgerStore, set[str]] = WeakKeyDictionary()
 
 
 @contextmanager
-def _account_on(ledger: Ledger, config: ClientConfig) -> Iterator[None]:
+def _account_on(ledger: LedgerStore, config: ClientConfig) -> Iterator[None]:
     """Register the client's account on `ledger` while the client is open; a second open client
     of the same account on the same ledger object is refused (share the first one instead)."""
     account = account_key(config.base_url, config.account_type, config.account_sid)

@@ -43,7 +43,8 @@ from .core.replay import (
 )
 from .downloads import DownloadResult, OnSaved
 from .errors import HTTPStatusError, JobFailed, NotFound
-from .ledger import Ledger, LedgerEntry
+from .ledger import LedgerEntry
+from .ledger_store import LedgerStore
 
 __all__ = [
     "ExportOutcome",
@@ -126,6 +127,14 @@ async def file_is_intact(entry: LedgerEntry, dest: Path | None = None) -> bool:
     return found == (entry.file_size, entry.file_sha256)
 
 
+class ClaimedElsewhere(Exception):  # a signal between two parts, not an error
+    """Another live worker holds the chunk's claim: it submits and follows it."""
+
+    def __init__(self, owner: str | None) -> None:
+        self.owner = owner
+        super().__init__(f"claimed by {owner}")
+
+
 # One lock per fingerprint in this process: two tasks asking for the same export share one
 # submit. (Across processes the ledger's claim does the same.)
 _locks: defaultdict[str, anyio.Lock] = defaultdict(anyio.Lock)
@@ -133,7 +142,7 @@ _locks: defaultdict[str, anyio.Lock] = defaultdict(anyio.Lock)
 
 async def fetch_export(
     client: ReportExportClient,
-    ledger: Ledger,
+    ledger: LedgerStore,
     request: ExportRequest | ClickExportRequest,
     dest: str | Path,
     *,
@@ -149,23 +158,28 @@ async def fetch_export(
     dest = Path(dest)
     print_ = fingerprint_for(client, request, today)
     async with _locks[print_.key]:
-        return await _fetch(
-            client,
-            ledger,
-            request,
-            dest,
-            print_,
-            fresh=fresh,
-            force_replay=force_replay,
-            policy=replay_policy or ReplayPolicy(),
-            max_replays=max_replays,
-            deadline=deadline,
-        )
+        try:
+            return await _fetch(
+                client,
+                ledger,
+                request,
+                dest,
+                print_,
+                fresh=fresh,
+                force_replay=force_replay,
+                policy=replay_policy or ReplayPolicy(),
+                max_replays=max_replays,
+                deadline=deadline,
+            )
+        finally:
+            # Whatever happened, this call no longer follows the chunk: another may at once.
+            with anyio.CancelScope(shield=True):
+                await ledger.release_lease(print_.key)
 
 
 async def _fetch(
     client: ReportExportClient,
-    ledger: Ledger,
+    ledger: LedgerStore,
     request: ExportRequest | ClickExportRequest,
     dest: Path,
     print_: Fingerprint,
@@ -249,7 +263,7 @@ async def _fetch(
         return _outcome(key, job, result, submitted=submitted, replayed=replayed)
 
 
-def download_recorder(ledger: Ledger, key: str) -> OnSaved:
+def download_recorder(ledger: LedgerStore, key: str) -> OnSaved:
     """Records a download in the ledger the moment its file is in place, shielded with its
     rename: a cancellation (Ctrl-C, a run that stops) never leaves a file the ledger does not
     know."""
@@ -269,7 +283,7 @@ def _outcome(
     )  # fmt: skip
 
 
-async def _entry(ledger: Ledger, key: str) -> LedgerEntry:
+async def _entry(ledger: LedgerStore, key: str) -> LedgerEntry:
     entry = await ledger.get(key)
     assert entry is not None, "the entry was written before"
     return entry
@@ -277,11 +291,16 @@ async def _entry(ledger: Ledger, key: str) -> LedgerEntry:
 
 async def submit_once(
     client: ReportExportClient,
-    ledger: Ledger,
+    ledger: LedgerStore,
     request: ExportRequest | ClickExportRequest,
     print_: Fingerprint,
+    *,
+    wait_for_others: bool = True,
 ) -> str:
-    """Write-ahead submit: intent, the call, the job id. Waits for another process's claim."""
+    """Write-ahead submit: intent, the call, the job id. Waits for another worker's claim; with
+    `wait_for_others=False`, raises `ClaimedElsewhere` instead (the caller watches the chunk).
+    A job another worker recorded is returned; without waiting, only once its lease is this
+    worker's (the caller then follows the job)."""
     is_report = isinstance(request, ExportRequest)
     while True:
         entry, mine = await ledger.claim(
@@ -294,9 +313,13 @@ async def submit_once(
             result_format=request.result_format,
         )
         if entry.job_id is not None:
+            if not wait_for_others and entry.claimed_by != ledger.owner:
+                raise ClaimedElsewhere(entry.claimed_by)
             return entry.job_id  # another task or process submitted it meanwhile
         if mine:
             break
+        if not wait_for_others:
+            raise ClaimedElsewhere(entry.claimed_by)
         await client.clock.sleep(1.0)  # another live process is submitting it right now
     try:
         ticket = await client.export(request)
@@ -310,7 +333,7 @@ async def submit_once(
 
 async def replay_guarded(
     client: ReportExportClient,
-    ledger: Ledger,
+    ledger: LedgerStore,
     key: str,
     entry: LedgerEntry,
     job: Job,
@@ -371,7 +394,7 @@ class ReplayOutcome:
 
 async def replay_job(
     client: ReportExportClient,
-    ledger: Ledger,
+    ledger: LedgerStore,
     job_id: str,
     *,
     force: bool = False,

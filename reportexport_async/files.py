@@ -8,6 +8,7 @@ whole. All of it is blocking: run it in a worker thread.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -39,16 +40,37 @@ def publish(part: Path, dest: Path) -> None:
     fsync_folder(dest.parent)
 
 
+def _open_part_locked(part: Path) -> BinaryIO:
+    """`part` opened for writing, empty, and locked against the other processes writing the
+    same file (several workers on one folder write one manifest): the lock is taken before the
+    file is emptied, and taken again if another writer renamed the file away meanwhile."""
+    while True:
+        handle = open(part, "ab")  # noqa: SIM115 - returned to the caller, who closes it
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                same = os.stat(part).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                handle.truncate(0)
+                return handle
+        except BaseException:
+            handle.close()
+            raise
+        handle.close()  # published by the other writer: this one starts on a new file
+
+
 def atomic_write(dest: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write `dest` through `write(handle)`: `.part`, flush, fsync, publish. On any failure the
-    `.part` is removed and the exception goes on."""
+    `.part` is removed and the exception goes on. Writers in several processes take turns."""
     part = part_of(dest)
     try:
-        with open(part, "wb") as handle:
+        with _open_part_locked(part) as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        publish(part, dest)
+            publish(part, dest)  # under the lock: the next writer waits for the rename
     except BaseException:
         part.unlink(missing_ok=True)
         raise

@@ -30,6 +30,7 @@ import anyio
 from .clock import Clock, SystemClock
 from .core.chunking import Chunk
 from .core.models import Job, JobStatus
+from .core.quota import HourlyWindow
 from .errors import LedgerError, QuotaName
 
 __all__ = ["DEFAULT_LEDGER_PATH", "Ledger", "LedgerEntry", "LedgerEvent"]
@@ -116,11 +117,26 @@ MIGRATIONS: tuple[str, ...] = (
         utc_offset_minutes INTEGER NOT NULL
     )
     """,
+    # 5: a claim is a lease: the worker (`claimed_by`) holds the chunk from its intent to its
+    # download while it renews `lease_until`; and the hourly bucket of each account is kept here
+    # so that every process and host on the ledger spends one bucket.
+    """
+    ALTER TABLE exports ADD COLUMN lease_until TEXT;
+    CREATE INDEX exports_claimed ON exports(claimed_by);
+    CREATE TABLE hourly_bucket (
+        account   TEXT PRIMARY KEY,
+        lim       INTEGER NOT NULL,
+        remaining INTEGER NOT NULL,
+        resets_at TEXT NOT NULL
+    )
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-#: A claim on a submit older than this is a crashed process's: another may take it over (the
-#: service's own de-duplication then returns the same job, docs/api-facts.md §1d).
+#: How long a claim (a lease) lasts without renewal. A running worker renews its leases every
+#: third of it; a worker that dies (SIGKILL, a lost host) loses them when they run out, and
+#: another takes its chunks over: by the recorded job id, or by submitting again when none was
+#: recorded (the service's own de-duplication then returns the same job, docs/api-facts.md §1d).
 CLAIM_TIMEOUT = timedelta(seconds=120)
 
 
@@ -150,6 +166,8 @@ class LedgerEntry:
     downloaded_at: datetime | None
     replays: int
     last_replay_at: datetime | None
+    #: Until when `claimed_by` holds the chunk (None: no lease, or a ledger before schema 5).
+    lease_until: datetime | None = None
 
     @property
     def filters(self) -> dict[str, Any]:
@@ -209,7 +227,24 @@ def _entry(row: sqlite3.Row) -> LedgerEntry:
         downloaded_at=_parse_time(row["downloaded_at"]),
         replays=row["replays"],
         last_replay_at=_parse_time(row["last_replay_at"]),
+        # `in` on a sqlite3.Row looks at its values: the names are its keys().
+        lease_until=_parse_time(row["lease_until"]) if "lease_until" in row.keys() else None,  # noqa: SIM118
     )
+
+
+def lease_alive(entry: LedgerEntry, owner: str, now: datetime, ttl: timedelta) -> bool:
+    """Whether another worker holds `entry`'s lease right now. A lease is free when nobody
+    holds it, when it ran out (a claim from before leases lasts `ttl` from its claim), or when
+    its holder is a process of this machine that no longer exists (the fast path: no waiting
+    for the lease to run out after a local crash)."""
+    if entry.claimed_by in (None, owner):
+        return False
+    until = entry.lease_until
+    if until is None:
+        until = None if entry.claimed_at is None else entry.claimed_at + ttl
+    if until is None or now >= until:
+        return False
+    return _owner_alive(entry.claimed_by)
 
 
 def _stored_chunks(db: sqlite3.Connection, account: str, export: str) -> list[Chunk]:
@@ -275,8 +310,11 @@ class Ledger:
         clock: Clock | None = None,
         busy_timeout: float = 30.0,
         read_only: bool = False,
+        lease: timedelta = CLAIM_TIMEOUT,
     ) -> None:
         self.path = Path(path)
+        #: How long a claim lasts without renewal (`renew_leases`).
+        self.lease = lease
         self.clock: Clock = clock or SystemClock()
         self.busy_timeout = busy_timeout
         self.read_only = read_only
@@ -558,10 +596,12 @@ class Ledger:
         result_format: str,
     ) -> tuple[LedgerEntry, bool]:
         """Record the intent to submit (write-ahead), unless a job is known or another live
-        process holds the claim. Returns the entry and whether this ledger now holds the claim
-        and must submit."""
+        worker holds the claim. Returns the entry and whether this ledger now holds the claim
+        and must submit. A known job whose lease is free is leased too (no submit): then
+        `entry.claimed_by` is this ledger's `owner` and this worker follows the job."""
         now = self.clock.now()
         stamp = _time(now)
+        until = _time(now + self.lease)
 
         def work(db: sqlite3.Connection) -> tuple[LedgerEntry, bool]:
             row = db.execute(
@@ -570,8 +610,8 @@ class Ledger:
             if row is None:
                 db.execute(
                     "INSERT INTO exports (fingerprint, canonical, endpoint, report_id, "
-                    "range_start, range_end, result_format, created_at, claimed_by, claimed_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "range_start, range_end, result_format, created_at, claimed_by, claimed_at, "
+                    "lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         fingerprint,
                         canonical,
@@ -583,6 +623,7 @@ class Ledger:
                         stamp,
                         self.owner,
                         stamp,
+                        until,
                     ),
                 )
                 self._event(db, fingerprint, stamp or "", "intent", None, {"owner": self.owner})
@@ -591,19 +632,14 @@ class Ledger:
                 ).fetchone()
                 return _entry(fresh), True
             entry = _entry(row)
+            if lease_alive(entry, self.owner, now, self.lease):
+                return entry, False
             if entry.job_id is not None:
-                return entry, False
-            claim_alive = (
-                entry.claimed_by not in (None, self.owner)
-                and entry.claimed_at is not None
-                and now - entry.claimed_at < CLAIM_TIMEOUT
-                and _owner_alive(entry.claimed_by)
-            )
-            if claim_alive:
-                return entry, False
+                return self._lease_to_me(db, entry, stamp or "", until), False
             db.execute(
-                "UPDATE exports SET claimed_by = ?, claimed_at = ? WHERE fingerprint = ?",
-                (self.owner, stamp, fingerprint),
+                "UPDATE exports SET claimed_by = ?, claimed_at = ?, lease_until = ? "
+                "WHERE fingerprint = ?",
+                (self.owner, stamp, until, fingerprint),
             )
             self._event(
                 db,
@@ -620,15 +656,119 @@ class Ledger:
 
         return await self._run(work, write=True)
 
+    def _lease_to_me(
+        self, db: sqlite3.Connection, entry: LedgerEntry, stamp: str, until: str | None
+    ) -> LedgerEntry:
+        """Lease a known job's chunk to this worker (a takeover is written to its history)."""
+        db.execute(
+            "UPDATE exports SET claimed_by = ?, claimed_at = ?, lease_until = ? "
+            "WHERE fingerprint = ?",
+            (self.owner, stamp, until, entry.fingerprint),
+        )
+        if entry.claimed_by not in (None, self.owner):
+            detail = {"owner": self.owner, "took_over": entry.claimed_by}
+            self._event(db, entry.fingerprint, stamp, "lease", entry.job_id, detail)
+        fresh = db.execute(
+            "SELECT * FROM exports WHERE fingerprint = ?", (entry.fingerprint,)
+        ).fetchone()
+        return _entry(fresh)
+
+    async def take_lease(self, fingerprint: str) -> tuple[LedgerEntry | None, bool]:
+        """Take (or renew) the lease of a known chunk unless another live worker holds it.
+        Returns the entry (None when the ledger has none) and whether this worker holds it."""
+        now = self.clock.now()
+        stamp, until = _time(now) or "", _time(now + self.lease)
+
+        def work(db: sqlite3.Connection) -> tuple[LedgerEntry | None, bool]:
+            row = db.execute(
+                "SELECT * FROM exports WHERE fingerprint = ?", (fingerprint,)
+            ).fetchone()
+            if row is None:
+                return None, False
+            entry = _entry(row)
+            if lease_alive(entry, self.owner, now, self.lease):
+                return entry, False
+            return self._lease_to_me(db, entry, stamp, until), True
+
+        return await self._run(work, write=True)
+
+    async def renew_leases(self) -> int:
+        """Push back the end of every lease this worker holds, in one statement."""
+        until = _time(self.clock.now() + self.lease)
+
+        def work(db: sqlite3.Connection) -> int:
+            return db.execute(
+                "UPDATE exports SET lease_until = ? WHERE claimed_by = ?", (until, self.owner)
+            ).rowcount
+
+        return await self._run(work, write=True)
+
+    async def release_lease(self, fingerprint: str) -> None:
+        """Give back this worker's lease of one chunk (it stops following it)."""
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE exports SET claimed_by = NULL, claimed_at = NULL, lease_until = NULL "
+                "WHERE fingerprint = ? AND claimed_by = ?",
+                (fingerprint, self.owner),
+            )
+
+        await self._run(work, write=True)
+
+    async def release_leases(self) -> int:
+        """Give back every lease this worker holds (its run is over): another worker may take
+        those chunks at once instead of waiting for the leases to run out."""
+
+        def work(db: sqlite3.Connection) -> int:
+            return db.execute(
+                "UPDATE exports SET claimed_by = NULL, claimed_at = NULL, lease_until = NULL "
+                "WHERE claimed_by = ?",
+                (self.owner,),
+            ).rowcount
+
+        return await self._run(work, write=True)
+
+    async def hourly(
+        self, account: str, change: Callable[[HourlyWindow | None], tuple[HourlyWindow, T]]
+    ) -> T:
+        """Read-modify-write the account's hourly bucket in one transaction: `change` (the
+        core's arithmetic) gets the stored window (None before the first call) and returns the
+        window to store and its answer."""
+
+        def work(db: sqlite3.Connection) -> T:
+            row = db.execute(
+                "SELECT lim, remaining, resets_at FROM hourly_bucket WHERE account = ?",
+                (account,),
+            ).fetchone()
+            window = (
+                None
+                if row is None
+                else HourlyWindow(int(row[0]), int(row[1]), datetime.fromisoformat(row[2]))
+            )
+            new, answer = change(window)
+            if new != window:
+                db.execute(
+                    "INSERT INTO hourly_bucket (account, lim, remaining, resets_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT(account) DO UPDATE SET lim = excluded.lim, "
+                    "remaining = excluded.remaining, resets_at = excluded.resets_at",
+                    (account, new.limit, new.remaining, _time(new.resets_at)),
+                )
+            return answer
+
+        return await self._run(work, write=True)
+
     async def record_submitted(self, fingerprint: str, job_id: str) -> None:
-        """The job id, right after the submit answered."""
+        """The job id, right after the submit answered. The claim stays: it is now the lease of
+        the worker that follows the job to its download."""
         stamp = self._now()
+        until = _time(self.clock.now() + self.lease)
 
         def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE exports SET job_id = ?, status = ?, submitted_at = ?, status_at = ?, "
-                "claimed_by = NULL, claimed_at = NULL WHERE fingerprint = ?",
-                (job_id, JobStatus.QUEUED.value, stamp, stamp, fingerprint),
+                "lease_until = CASE WHEN claimed_by = ? THEN ? ELSE lease_until END "
+                "WHERE fingerprint = ?",
+                (job_id, JobStatus.QUEUED.value, stamp, stamp, self.owner, until, fingerprint),
             )
             self._event(db, fingerprint, stamp, "submitted", job_id)
 
@@ -643,7 +783,8 @@ class Ledger:
         def work(db: sqlite3.Connection) -> bool:
             cleared = db.execute(
                 "UPDATE exports SET job_id = NULL, status = NULL, records = NULL, "
-                "claimed_by = NULL, claimed_at = NULL, submitted_at = NULL, completed_at = NULL, "
+                "claimed_by = NULL, claimed_at = NULL, lease_until = NULL, "
+                "submitted_at = NULL, completed_at = NULL, "
                 "status_at = NULL, file_path = NULL, file_size = NULL, file_sha256 = NULL, "
                 "downloaded_at = NULL WHERE fingerprint = ? AND job_id = ?",
                 (fingerprint, job_id),
@@ -659,7 +800,7 @@ class Ledger:
 
         def work(db: sqlite3.Connection) -> None:
             db.execute(
-                "UPDATE exports SET claimed_by = NULL, claimed_at = NULL "
+                "UPDATE exports SET claimed_by = NULL, claimed_at = NULL, lease_until = NULL "
                 "WHERE fingerprint = ? AND claimed_by = ? AND job_id IS NULL",
                 (fingerprint, self.owner),
             )
@@ -712,7 +853,8 @@ class Ledger:
             db.execute(
                 "UPDATE exports SET job_id = ?, status = ?, status_at = ?, "
                 "completed_at = COALESCE(completed_at, ?), file_path = ?, file_size = ?, "
-                "file_sha256 = ?, downloaded_at = ? WHERE fingerprint = ?",
+                "file_sha256 = ?, downloaded_at = ?, claimed_by = NULL, claimed_at = NULL, "
+                "lease_until = NULL WHERE fingerprint = ?",
                 (job_id, done, stamp, stamp, str(path), size, sha256, stamp, fingerprint),
             )
             if row is not None and row["status"] != done:

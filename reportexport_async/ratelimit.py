@@ -17,6 +17,12 @@ not count it (`core.quota.counted_by_server`: never connected, 401/403, 429, a g
 the local count follows the server's. The quota day is the account's: UTC until a daily-quota 429
 tells when the server's day ends; that time zone is then remembered by the store.
 
+When the store is a ledger (it has `hourly`), the hourly bucket is kept there too, so every
+process and host on one ledger spends one bucket per account: the limiter takes
+`SHARED_HOURLY_BATCH` calls at a time from the stored bucket in one transaction (the headers seen
+since the last take are applied in the same transaction), and hands them out locally. Calls taken
+but not used when the window ends are lost, never handed out twice.
+
 Nothing waits in silence: every wait for the hourly bucket is announced to the listeners
 (`add_listener`) with what it waits for and until when.
 """
@@ -27,7 +33,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, tzinfo
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import anyio
 
@@ -50,6 +56,9 @@ from .errors import ConfigurationError, QuotaExhausted, QuotaName
 
 __all__ = ["Charge", "LimiterWait", "MemoryQuotaStore", "QuotaStore", "RateLimiter"]
 
+#: Calls the limiter takes at once from a bucket kept in a shared store (one transaction).
+SHARED_HOURLY_BATCH = 5
+
 
 @dataclass(frozen=True, slots=True)
 class Charge:
@@ -67,6 +76,9 @@ class LimiterWait:
 
     what: str
     until: datetime
+
+
+_A = TypeVar("_A")
 
 
 class QuotaStore(Protocol):
@@ -100,6 +112,17 @@ class QuotaStore(Protocol):
     async def learn_quota_zone(self, minutes: int, account: str = "") -> None:
         """Remember the account's quota day offset, learned from the server's reset time."""
         ...
+
+
+class SharedHourly(Protocol):
+    """A store's transaction on an account's hourly bucket (`ledger_store.LedgerStore.hourly`):
+    `change` gets the stored window and returns the window to store and an answer."""
+
+    async def __call__(
+        self,
+        account: str,
+        change: Callable[[HourlyWindow | None], tuple[HourlyWindow, _A]],
+    ) -> _A: ...
 
 
 class MemoryQuotaStore:
@@ -159,6 +182,11 @@ class RateLimiter:
         self._zone: tzinfo | None = None
         self._zone_loaded = False
         self._listeners: list[Callable[[LimiterWait], None]] = []
+        #: The shared bucket's transaction, when the store keeps one (a ledger).
+        self._shared: SharedHourly | None = getattr(self.store, "hourly", None)
+        self._granted = 0  # calls taken from the shared bucket, not handed out yet
+        self._granted_until: datetime | None = None
+        self._seen: RateLimitInfo | None = None  # headers not yet applied to the shared bucket
 
     def __repr__(self) -> str:
         window = self._hourly
@@ -261,8 +289,11 @@ class RateLimiter:
         while True:
             async with self._guard:
                 now = self.clock.now()
-                window = self._hourly or HourlyWindow.fresh(self.policy.hourly_limit, now)
-                window, wait = window.acquire(now, reserve=self.policy.safety_margin)
+                if self._shared is not None:
+                    window, wait = await self._take_shared(now)
+                else:
+                    window = self._hourly or HourlyWindow.fresh(self.policy.hourly_limit, now)
+                    window, wait = window.acquire(now, reserve=self.policy.safety_margin)
                 self._hourly = window
             if wait <= 0:
                 break
@@ -285,6 +316,33 @@ class RateLimiter:
             if await self.store.charge(name, day, limit, account) is not None:
                 days.append(day)
         return Charge(name, tuple(days), account)
+
+    async def _take_shared(self, now: datetime) -> tuple[HourlyWindow, float]:
+        """One call from the calls taken before, or a new batch from the shared bucket (the
+        headers seen since applied first). Under `_guard`."""
+        assert self._shared is not None
+        until = self._granted_until
+        if self._granted > 0 and until is not None and now < until and self._hourly is not None:
+            self._granted -= 1
+            return self._hourly, 0.0
+        seen, self._seen = self._seen, None
+        limit, reserve = self.policy.hourly_limit, self.policy.safety_margin
+
+        def change(
+            stored: HourlyWindow | None,
+        ) -> tuple[HourlyWindow, tuple[HourlyWindow, int, float]]:
+            window = (stored or HourlyWindow.fresh(limit, now)).roll(now)
+            if seen is not None and (seen.reset_at is None or seen.reset_at > now):
+                window = window.observe(seen, now)  # a stale window's headers are dropped
+            for count in (SHARED_HOURLY_BATCH, 1):
+                taken, wait = window.acquire(now, count=count, reserve=reserve)
+                if wait <= 0:
+                    return taken, (taken, count, 0.0)
+            return window, (window, 0, window.wait_for(now, reserve=reserve))
+
+        window, count, wait = await self._shared(self.account or "", change)
+        self._granted, self._granted_until = max(0, count - 1), window.resets_at
+        return window, wait
 
     async def refund(self, charge: Charge | None) -> None:
         """The server did not count the call `charge` was for: give its units back."""
@@ -314,6 +372,12 @@ class RateLimiter:
             now = self.clock.now()
             window = self._hourly or HourlyWindow.fresh(self.policy.hourly_limit, now)
             self._hourly = window.observe(info, now)
+            if self._shared is not None:
+                # Applied to the shared bucket with the next batch taken; calls this process
+                # took but has not used stay its own unless the server says the bucket is empty.
+                self._seen = info
+                if self._hourly.remaining <= 0 and info.retry_after is None:
+                    self._granted = 0
 
     async def hold(self, seconds: float) -> None:
         """A 429 said to wait `seconds`: empty the hourly bucket until then, for every task."""
@@ -322,6 +386,14 @@ class RateLimiter:
             window = self._hourly or HourlyWindow.fresh(self.policy.hourly_limit, now)
             until = now + timedelta(seconds=max(0.0, seconds))
             self._hourly = replace(window, remaining=0, resets_at=until)
+            if self._shared is not None:  # every worker waits, not only this one
+                self._granted = 0
+                held = self._hourly
+
+                def empty(stored: HourlyWindow | None) -> tuple[HourlyWindow, None]:
+                    return held, None
+
+                await self._shared(self.account or "", empty)
         self._announce("the hourly API limit (the server answered 429)", until)
 
     async def exhausted(

@@ -2,10 +2,11 @@
 
 JSON holds the sandbox's `base_url`, `account_sid`, `auth_token` and `time_scale` (this process
 reads the sandbox's clock from `/_sandbox/stats` and runs its own at the same pace), the `ledger`
-path, the `out` folder, `start`/`end` (ISO days), `reports` (a list of `[report_id, {filters}]`),
-`chunk` and `daily_limit` (the ReportExport quota, default 100). It runs one `backfill` with
-DEBUG logging on stderr and prints one JSON line with the chunk counts and the calls this process
-made.
+(a path or a `postgresql://` URL), the `out` folder, `start`/`end` (ISO days), `reports` (a list
+of `[report_id, {filters}]`), `chunk`, `daily_limit` (the ReportExport quota, default 100) and,
+optionally, `lease_seconds` (how long a claim lasts unrenewed) and `download_concurrency`. It runs
+one `backfill` with DEBUG logging on stderr and prints one JSON line with the chunk counts and the
+calls this process made.
 
 Test-side only, the environment variable `BACKFILL_CHILD_KILL=PHASE:N` makes this process SIGKILL
 itself at a chosen moment (the library is not touched; its objects are wrapped here):
@@ -28,7 +29,7 @@ import os
 import signal
 import sys
 import urllib.request
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from reportexport_async import (
 from reportexport_async import downloads as downloads_module
 from reportexport_async import orchestrator as orchestrator_module
 from reportexport_async.files import part_of
-from reportexport_async.ledger import Ledger
+from reportexport_async.ledger_store import open_ledger
 from reportexport_async.orchestrator import ExportSpec, ProgressEvent, backfill
 
 KILL_ENV = "BACKFILL_CHILD_KILL"
@@ -148,7 +149,9 @@ async def main(args: dict[str, Any]) -> int:
     def on_event(event: ProgressEvent) -> None:
         killer.tick("event")
 
-    async with Ledger(args["ledger"], clock=clock) as ledger:
+    lease = args.get("lease_seconds")
+    lease_time = None if lease is None else timedelta(seconds=float(lease))
+    async with open_ledger(args["ledger"], clock=clock, lease=lease_time) as ledger:
         policy = RateLimitPolicy(daily_report_export=int(args.get("daily_limit", 100)))
         limiter = RateLimiter(policy, clock=clock, store=ledger)
         async with ReportExportClient(config, limiter=limiter, clock=clock) as client:
@@ -162,6 +165,11 @@ async def main(args: dict[str, Any]) -> int:
                 out_dir=Path(args["out"]),
                 chunk=args.get("chunk", "1d"),
                 on_event=on_event,
+                **(
+                    {"download_concurrency": int(args["download_concurrency"])}
+                    if "download_concurrency" in args
+                    else {}
+                ),
             )
     print(
         json.dumps(

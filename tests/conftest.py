@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +18,17 @@ import pytest
 from reportexport_async import Client, RateLimitPolicy, ReportExportClient
 from reportexport_async.ledger import Ledger
 from reportexport_async.sandbox import ManualClock, Sandbox
+
+from .postgres_server import PostgresServer
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole test session (`tests/postgres_server.py` says
+    where it comes from); tests make their own databases in it."""
+    with PostgresServer() as server:
+        yield server
+
 
 # A fixed sandbox start: Monday 2026-06-15, noon UTC.
 SANDBOX_START = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)

@@ -28,7 +28,7 @@ from reportexport_async import (
     ReportExportClient,
 )
 from reportexport_async.exports import fetch_export
-from reportexport_async.ledger import Ledger
+from reportexport_async.ledger_store import open_ledger
 
 
 def request_of(args: dict[str, Any]) -> ExportRequest:
@@ -47,7 +47,7 @@ async def main(args: dict[str, Any]) -> None:
         base_url=args["base_url"],
         poll=PollPolicy(initial=0.05, maximum=0.2),
     )
-    async with Ledger(args["ledger"]) as ledger:
+    async with open_ledger(args["ledger"]) as ledger:
         policy = RateLimitPolicy(daily_report_export=args.get("daily_limit", 100))
         limiter = RateLimiter(policy, store=ledger)
         async with ReportExportClient(config, limiter=limiter) as client:

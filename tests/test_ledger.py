@@ -1,6 +1,11 @@
 """The ledger against the sandbox: never the same export twice, re-attach after a crash, cached
 results, guarded replays, quota use shared by processes. Second processes are real subprocesses
-(`tests/ledger_child.py`) on the same ledger file."""
+(`tests/ledger_child.py`) on the same ledger.
+
+Every test runs against both storage backends (`backend`): the SQLite file, and a real
+PostgreSQL server started by the test session (`tests/postgres_server.py`), one fresh database
+per ledger path. Tests of the SQLite file itself (corrupt, read-only, locked, older files) are
+marked `sqlite_file` and run on SQLite only."""
 
 from __future__ import annotations
 
@@ -32,12 +37,58 @@ from reportexport_async import (
 from reportexport_async.core.chunking import Chunk
 from reportexport_async.errors import ConfigurationError, LedgerError
 from reportexport_async.exports import fetch_export, fingerprint_for
-from reportexport_async.ledger import SCHEMA_VERSION, Ledger
+from reportexport_async.ledger import SCHEMA_VERSION
+from reportexport_async.ledger import Ledger as SQLiteLedger
+from reportexport_async.ledger_store import LedgerStore, open_ledger
 from reportexport_async.sandbox import ManualClock, Sandbox
 from reportexport_async.sandbox.testing import SandboxTime
 
 from .conftest import SANDBOX_START
 from .read_only import locked_by_another_process, read_only
+
+_backend: dict[str, Any] = {}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        file_only = metafunc.definition.get_closest_marker("sqlite_file") is not None
+        kinds = ["sqlite"] if file_only else ["sqlite", "postgresql"]
+        metafunc.parametrize("backend", kinds, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def backend(request: pytest.FixtureRequest) -> Any:
+    """The storage backend under test; `Ledger(path)` below opens a ledger of it."""
+    _backend.clear()
+    _backend["kind"] = request.param
+    if request.param == "postgresql":
+        _backend["server"] = request.getfixturevalue("postgres_server")
+        _backend["databases"] = {}
+    yield request.param
+    _backend.clear()
+
+
+def ledger_spec(path: Path) -> str:
+    """What names the ledger at `path` for the backend under test: the path itself, or the URL
+    of a PostgreSQL database made for that path (the same path, the same database)."""
+    if _backend["kind"] == "sqlite":
+        return str(path)
+    databases: dict[str, str] = _backend["databases"]
+    if str(path) not in databases:
+        name = f"t{len(databases)}_{abs(hash(str(path))) % 10**8}"
+        databases[str(path)] = _backend["server"].create_database(name)
+    return databases[str(path)]
+
+
+def Ledger(path: str | Path, **options: Any) -> LedgerStore:  # stands for the class
+    """The ledger at `path`, of the backend under test."""
+    if _backend["kind"] == "sqlite":
+        return SQLiteLedger(path, **options)
+    options.pop("busy_timeout", None)
+    return open_ledger(ledger_spec(Path(path)), **options)
+
+
+sqlite_file = pytest.mark.sqlite_file
 
 REPORT = "mp_action_listing_fast"
 JANUARY = ExportRequest(report_id=REPORT, start=date(2026, 1, 1), end=date(2026, 1, 3))
@@ -57,7 +108,7 @@ def config_for(sandbox: Sandbox, **extra: Any) -> ClientConfig:
 @asynccontextmanager
 async def setup(
     tmp_path: Path, **sandbox_options: Any
-) -> AsyncIterator[tuple[Sandbox, ReportExportClient, Ledger]]:
+) -> AsyncIterator[tuple[Sandbox, ReportExportClient, LedgerStore]]:
     """A manual-clock sandbox, a ledger in `tmp_path`, a client on sandbox time."""
     sandbox_options.setdefault("job_duration", (10, 10))
     sandbox_options.setdefault("rows_per_day", 5)
@@ -77,7 +128,7 @@ async def child(sandbox: Sandbox, ledger_path: Path, **args: Any) -> tuple[int, 
         "base_url": sandbox.base_url,
         "account_sid": sandbox.account_sid,
         "auth_token": sandbox.auth_token,
-        "ledger": str(ledger_path),
+        "ledger": ledger_spec(ledger_path),
         **args,
     }
     result = await anyio.run_process(
@@ -364,6 +415,7 @@ async def test_quota_use_survives_a_restart_and_is_shared_between_processes(
 # -- the file itself ------------------------------------------------------------------------------
 
 
+@sqlite_file
 async def test_corrupt_ledger_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     path.write_bytes(b"this is not a database, it is a shopping list" * 100)
@@ -382,6 +434,7 @@ async def test_corrupt_ledger_is_a_clear_error(tmp_path: Path) -> None:
     assert path.read_bytes().startswith(b"this is not a database")  # left as it was
 
 
+@sqlite_file
 async def test_ledger_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     db = sqlite3.connect(path)
@@ -392,6 +445,7 @@ async def test_ledger_from_a_newer_version_is_refused(tmp_path: Path) -> None:
             pass
 
 
+@sqlite_file
 async def test_unwritable_ledger_folder_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -437,6 +491,7 @@ async def assert_readable_without_writing(path: Path, key: str) -> None:
         assert caught.value.problem == "read-only"
 
 
+@sqlite_file
 async def test_a_read_only_ledger_file_is_named_read_only_and_still_readable(
     tmp_path: Path,
 ) -> None:
@@ -456,6 +511,7 @@ async def test_a_read_only_ledger_file_is_named_read_only_and_still_readable(
     assert path.read_bytes() == before
 
 
+@sqlite_file
 async def test_a_read_only_ledger_folder_is_named_read_only_and_still_readable(
     tmp_path: Path,
 ) -> None:
@@ -481,6 +537,7 @@ async def test_a_read_only_ledger_folder_is_named_read_only_and_still_readable(
     assert files_of(folder) == before
 
 
+@sqlite_file
 async def test_a_locked_ledger_is_named_locked_and_readers_are_not_stopped(
     tmp_path: Path,
 ) -> None:
@@ -504,6 +561,7 @@ async def test_a_locked_ledger_is_named_locked_and_readers_are_not_stopped(
         await ledger.record_event(key, "note")
 
 
+@sqlite_file
 async def test_an_exclusively_locked_rollback_journal_ledger_is_locked_not_corrupt(
     tmp_path: Path,
 ) -> None:
@@ -523,6 +581,7 @@ async def test_an_exclusively_locked_rollback_journal_ledger_is_locked_not_corru
             assert "corrupt" not in str(caught.value)
 
 
+@sqlite_file
 async def test_a_read_only_ledger_changes_nothing(tmp_path: Path) -> None:
     """No switch to WAL (the header's format bytes stay), no migration, no new rows."""
     path = tmp_path / "ledger.sqlite"
@@ -537,6 +596,7 @@ async def test_a_read_only_ledger_changes_nothing(tmp_path: Path) -> None:
     assert files_of(tmp_path) == {"ledger.sqlite": before}
 
 
+@sqlite_file
 async def test_an_older_ledger_is_read_as_it_is_or_says_it_needs_an_upgrade(
     tmp_path: Path,
 ) -> None:
@@ -568,6 +628,7 @@ async def test_an_older_ledger_is_read_as_it_is_or_says_it_needs_an_upgrade(
         assert await ledger.quota_history() == []
 
 
+@sqlite_file
 async def test_a_read_only_open_of_a_missing_ledger_makes_nothing(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match="no ledger at") as caught:
         async with Ledger(tmp_path / "sub" / "ledger.sqlite", read_only=True):
@@ -596,6 +657,7 @@ async def test_history_tells_the_whole_story(tmp_path: Path) -> None:
     assert entries[0].filters == {}
 
 
+@sqlite_file
 async def test_a_version_1_ledger_is_migrated_and_keeps_its_quota_use(tmp_path: Path) -> None:
     from reportexport_async.ledger import MIGRATIONS
 
@@ -614,10 +676,11 @@ async def test_a_version_1_ledger_is_migrated_and_keeps_its_quota_use(tmp_path: 
     db = sqlite3.connect(path)
     version = db.execute("PRAGMA user_version").fetchone()[0]
     db.close()
-    assert version == SCHEMA_VERSION == 4
+    assert version == SCHEMA_VERSION == 5
     assert history == [("", date(2026, 6, 15), "ReportExport", 7)]
 
 
+@sqlite_file
 async def test_a_version_2_ledger_gains_an_empty_auto_chunks_record(tmp_path: Path) -> None:
     from reportexport_async.ledger import MIGRATIONS
 
@@ -680,3 +743,113 @@ async def test_one_limiter_cannot_serve_two_accounts(tmp_path: Path) -> None:
         )
         with pytest.raises(ConfigurationError, match="another account"):
             ReportExportClient(other, limiter=client.limiter)
+
+
+# -- leases and the shared hourly bucket (both backends) ------------------------------------------
+
+
+async def test_a_lease_is_kept_while_renewed_and_taken_over_by_job_id_when_it_runs_out(
+    tmp_path: Path,
+) -> None:
+    """Another worker claimed a chunk and recorded its job: while its lease runs nobody else
+    takes it; renewed, it runs on; once it runs out, the next worker takes it over with the
+    recorded job id (no submit), and the history says who took it from whom."""
+    clock = ManualClock(SANDBOX_START)
+    key = "a" * 64
+    async with (
+        Ledger(tmp_path / "ledger.sqlite", clock=clock, lease=timedelta(seconds=60)) as other,
+        Ledger(tmp_path / "ledger.sqlite", clock=clock, lease=timedelta(seconds=60)) as mine,
+    ):
+        other.owner = "another-host:4242:cafe"  # cannot be checked from here: only the lease
+        _, first = await other.claim(
+            key, '{"report_id": "r"}', endpoint="ReportExport", report_id="r",
+            range_start=date(2026, 1, 1), range_end=date(2026, 1, 1), result_format="CSV",
+        )  # fmt: skip
+        await other.record_submitted(key, "job-1")
+        entry, taken = await mine.take_lease(key)
+        assert first
+        assert not taken
+        assert entry is not None
+        assert entry.claimed_by == other.owner
+        clock.advance(50)
+        assert await other.renew_leases() == 1
+        clock.advance(50)  # 100 s after the claim, 50 after the renewal: still the other's
+        entry, taken = await mine.take_lease(key)
+        assert not taken
+        _, must_submit = await mine.claim(
+            key, '{"report_id": "r"}', endpoint="ReportExport", report_id="r",
+            range_start=date(2026, 1, 1), range_end=date(2026, 1, 1), result_format="CSV",
+        )  # fmt: skip
+        assert not must_submit
+        clock.advance(11)  # the renewed lease has run out
+        entry, taken = await mine.take_lease(key)
+        assert taken
+        assert entry is not None
+        assert (entry.job_id, entry.claimed_by) == ("job-1", mine.owner)
+        history = await mine.history(key)
+        assert [e.kind for e in history] == ["intent", "submitted", "lease"]
+        assert history[-1].detail == {"owner": mine.owner, "took_over": other.owner}
+        # The old holder's renewals no longer reach it; the new holder's file ends the lease.
+        assert await other.renew_leases() == 0
+        await mine.record_download(key, "job-1", tmp_path / "f.csv", 3, "ab" * 32)
+        done = await mine.get(key)
+        assert done is not None
+        assert done.claimed_by is None
+        assert done.lease_until is None
+        assert await mine.release_leases() == 0
+
+
+async def test_release_leases_frees_every_chunk_a_worker_holds_at_once(tmp_path: Path) -> None:
+    clock = ManualClock(SANDBOX_START)
+    async with (
+        Ledger(tmp_path / "ledger.sqlite", clock=clock) as first,
+        Ledger(tmp_path / "ledger.sqlite", clock=clock) as second,
+    ):
+        first.owner = "another-host:1:a"
+        for key in ("b" * 64, "c" * 64):
+            await first.claim(
+                key, "{}", endpoint="ReportExport", report_id="r", range_start=None,
+                range_end=None, result_format="CSV",
+            )  # fmt: skip
+            await first.record_submitted(key, f"job-{key[0]}")
+        assert [(await second.take_lease(k))[1] for k in ("b" * 64, "c" * 64)] == [False, False]
+        assert await first.release_leases() == 2
+        assert [(await second.take_lease(k))[1] for k in ("b" * 64, "c" * 64)] == [True, True]
+
+
+async def test_two_limiters_on_one_ledger_spend_one_hourly_bucket(tmp_path: Path) -> None:
+    """Two processes' limiters of one account on one ledger: the calls either takes come out of
+    one bucket, so together they never exceed the hourly limit (the 21st call waits)."""
+    from reportexport_async.core.requests import Endpoint
+
+    class SteppingClock(ManualClock):
+        """Sleeping moves it forward, as much as asked (and records it)."""
+
+        slept: list[float] = []  # noqa: RUF012 - one test's record
+
+        async def sleep(self, seconds: float) -> None:
+            self.slept.append(seconds)
+            self.advance(seconds)
+
+    clock = SteppingClock(SANDBOX_START)
+    policy = RateLimitPolicy(hourly_limit=20, safety_margin=0)
+    async with (
+        Ledger(tmp_path / "ledger.sqlite", clock=clock) as one,
+        Ledger(tmp_path / "ledger.sqlite", clock=clock) as two,
+    ):
+        first = RateLimiter(policy, clock=clock, store=one)
+        second = RateLimiter(policy, clock=clock, store=two)
+        for limiter in (first, second):
+            limiter.bind("https://a/Mediapartners/IR1")
+        for _ in range(10):
+            await first.acquire(Endpoint.GET_JOB)
+            await second.acquire(Endpoint.GET_JOB)
+        window = await one.hourly("https://a/Mediapartners/IR1", lambda w: (w, w))
+        assert window is not None
+        assert window.remaining == 0
+        waits: list[str] = []
+        second.add_listener(lambda wait: waits.append(wait.what))
+        with anyio.fail_after(5):
+            await second.acquire(Endpoint.GET_JOB)  # waits for the window the two share
+        assert waits == ["the hourly API limit"]
+        assert clock.slept == [HOUR]

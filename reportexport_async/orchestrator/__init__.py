@@ -37,9 +37,11 @@ import anyio
 from ..api import ReportExportClient
 from ..core.fingerprint import account_key
 from ..core.models import JobStatus
-from ..ledger import Ledger
+from ..errors import LedgerError
+from ..ledger_store import LedgerStore
 from ..postbacks import PostbackReceiver
 from .download import Downloading
+from .lease import Watching
 from .model import (
     FINAL_CHUNK_STATUSES,
     BackfillChanges,
@@ -79,7 +81,7 @@ def as_specs(exports: str | ExportSpec | Sequence[str | ExportSpec]) -> list[Exp
 
 async def backfill(
     client: ReportExportClient,
-    ledger: Ledger,
+    ledger: LedgerStore,
     exports: str | ExportSpec | Sequence[str | ExportSpec],
     start: date,
     end: date,
@@ -116,6 +118,8 @@ async def backfill(
     planned = await make_plan(api, ledger, as_specs(exports), start, end, out, options)
     plan = planned.plan
     state = RunState(api, ledger, plan, out, options, on_event, postbacks_on=postbacks is not None)
+    # A download recorded after the plan read the entry is another worker's.
+    state.known_downloads = {key: e.downloaded_at for key, e in planned.entries.items()}
     for key, run in state.runs.items():
         entry = planned.entries.get(key)
         if run.status == "done" and entry is not None:  # done before: the ledger's record
@@ -138,12 +142,13 @@ async def backfill(
     recovery = Recovery(state, submitting)
     tracking = Tracking(state, recovery)
     downloading = Downloading(state, recovery)
+    watching = Watching(state, submitting)
     merged: tuple[Path, ...] = ()
     unsubscribe: Callable[[], None] | None = None
     if postbacks is not None:  # one receiver may serve any number of runs at once
         unsubscribe = postbacks.subscribe(tracking.on_postback)
     try:
-        await _run(state, submitting, tracking, downloading)
+        await _run(state, submitting, tracking, downloading, watching)
         if options.merge:
             merged = await merge_done(state)
     finally:
@@ -175,27 +180,54 @@ async def backfill(
 
 
 async def _run(
-    state: RunState, submitting: Submitting, tracking: Tracking, downloading: Downloading
+    state: RunState,
+    submitting: Submitting,
+    tracking: Tracking,
+    downloading: Downloading,
+    watching: Watching,
 ) -> None:
-    """Re-attach to the known jobs, then submit, track and download in one task group."""
+    """Re-attach to the known jobs, then submit, track and download in one task group. A known
+    job whose lease another live worker holds is watched instead (`lease`); every lease this
+    run still holds is given back at its end, whatever ends it."""
     new = [state.runs[p.fingerprint] for p in state.plan.by_state("new")]
-    for planned in state.plan.by_state("attach"):
-        run = state.runs[planned.fingerprint]
-        entry = await state.ledger.get(planned.fingerprint)
-        run.submitted_at = None if entry is None else (entry.submitted_at or entry.created_at)
-        run.created_at = None if entry is None else entry.created_at
-        if entry is not None and entry.status is JobStatus.COMPLETED:
-            await state.queue_download(run)  # known complete: the file is what is missing
-        else:
-            state.track(run, "running")
     limiter = state.api.limiter
     limiter.add_listener(state.on_limiter_wait)
     try:
+        for planned in state.plan.by_state("attach"):
+            run = state.runs[planned.fingerprint]
+            entry, mine = await state.ledger.take_lease(planned.fingerprint)
+            if not mine:
+                state.watch(run)
+                continue
+            run.submitted_at = None if entry is None else (entry.submitted_at or entry.created_at)
+            run.created_at = None if entry is None else entry.created_at
+            if entry is not None and entry.status is JobStatus.COMPLETED:
+                await state.queue_download(run)  # known complete: the file is what is missing
+            else:
+                state.track(run, "running")
         async with anyio.create_task_group() as group:
             state.scope = group.cancel_scope
+            watch_scope = anyio.CancelScope()
+
+            async def watch() -> None:
+                with watch_scope:
+                    await watching.run()
+
+            async def track() -> None:
+                try:
+                    await tracking.run()
+                finally:
+                    watch_scope.cancel()  # the run is over: nothing left to watch
+
+            group.start_soon(watch)
             group.start_soon(submitting.all, new)
-            group.start_soon(tracking.run)
+            group.start_soon(track)
             for _ in range(state.options.download_concurrency):
                 group.start_soon(downloading.run)
     finally:
         limiter.remove_listener(state.on_limiter_wait)
+        with anyio.CancelScope(shield=True):
+            try:
+                await state.ledger.release_leases()
+            except LedgerError as error:  # they run out by themselves
+                log.warning("could not give back this run's leases: %s", error)

@@ -18,6 +18,7 @@ from ..errors import (
     ReportExportError,
 )
 from ..exports import download_recorder
+from .lease import finished_elsewhere, take_result
 from .model import ROUNDS, ChunkRun
 from .recover import Recovery
 from .state import RunState
@@ -46,6 +47,18 @@ class Downloading:
         dest = state.out / run.planned.path
         if state.disk_full is not None:  # no call spent on a download that cannot be written
             state.set_status(run, "failed", f"not downloaded: {state.disk_full}")
+            return
+        await state.keep_leases()
+        # Still this worker's? A worker that was paused past its lease may find the chunk
+        # taken over, or already done by the worker that took it.
+        entry, mine = await state.ledger.take_lease(run.planned.fingerprint)
+        if entry is not None and finished_elsewhere(state, entry):
+            if mine:
+                await state.ledger.release_lease(run.planned.fingerprint)
+            take_result(state, run, entry)
+            return
+        if not mine:
+            state.watch(run)
             return
         probe, run.probe = run.probe, None
         if probe is not None:

@@ -36,12 +36,14 @@ ChunkStatus = Literal[
     "submitted",
     "running",
     "downloading",
+    "elsewhere",
     "done",
     "failed",
     "pending",
     "deferred",
     "stuck",
 ]
+#: `elsewhere`: another live worker holds the chunk's lease (it is followed through the ledger).
 #: `pending`: waits for the daily quota's reset; `deferred`: waits for a moment the guide sets
 #: (a replay is allowed only an hour after the submit); both carry `resets_at`, the time to run
 #: again.
@@ -174,6 +176,8 @@ class ChunkRun:
     probe: Postback | None = None  # set when a postback sent this chunk to the downloaders
     #: When its job was first made (a replay keeps it): where a listing by creation date finds it.
     created_at: datetime | None = None
+    #: Where the file is when another worker downloaded it outside this run's folder.
+    file: Path | None = None
 
     @property
     def label(self) -> str:
@@ -191,7 +195,7 @@ class ChunkRun:
             "rows": self.records,
             "bytes": self.size,
             "sha256": self.sha256,
-            "path": str(out_dir / self.planned.path),
+            "path": str(self.file or out_dir / self.planned.path),
             "replays": self.replays,
             "error": self.error,
             "resets_at": None if self.resets_at is None else self.resets_at.isoformat(),

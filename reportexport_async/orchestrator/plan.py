@@ -29,7 +29,8 @@ from ..core.planning import (
 from ..core.quota import quota_day_bounds
 from ..errors import ConfigurationError, LedgerError, ReportExportError
 from ..exports import file_is_intact
-from ..ledger import Ledger, LedgerEntry
+from ..ledger import LedgerEntry
+from ..ledger_store import LedgerStore
 from .model import BackfillOptions, ExportSpec
 
 __all__ = ["Planned", "check_catalog", "describe", "make_plan", "unproven_reports"]
@@ -76,7 +77,9 @@ def _check_out_dir(out_dir: Path) -> None:
         ) from exc
 
 
-async def unproven_reports(ledger: Ledger, plan: Plan, account: str | None = None) -> list[str]:
+async def unproven_reports(
+    ledger: LedgerStore, plan: Plan, account: str | None = None
+) -> list[str]:
     """The report ids about to be submitted that the server has never accepted for `account`
     (no job of theirs in the ledger)."""
     unproven = []
@@ -104,7 +107,7 @@ async def check_catalog(api: ReportExportClient, unproven: Sequence[str]) -> Non
         raise ConfigurationError("report_id", "; ".join(problems.values()))
 
 
-async def _rows_per_day(ledger: Ledger, report_id: str, account: str) -> float | None:
+async def _rows_per_day(ledger: LedgerStore, report_id: str, account: str) -> float | None:
     """Rows per day of a report, from the RecordsProcessed of the account's completed exports."""
     rows = days = 0
     for entry in await ledger.entries(report_id=report_id, account=account):
@@ -120,7 +123,7 @@ async def _rows_per_day(ledger: Ledger, report_id: str, account: str) -> float |
 
 
 async def _auto_chunks(
-    ledger: Ledger,
+    ledger: LedgerStore,
     account: str,
     spec: ExportSpec,
     start: date,
@@ -190,7 +193,7 @@ def _distinct(
 
 async def make_plan(
     api: ReportExportClient,
-    ledger: Ledger,
+    ledger: LedgerStore,
     exports: Sequence[ExportSpec],
     start: date,
     end: date,

@@ -19,7 +19,7 @@ from ..core.models import Job
 from ..core.planning import Plan
 from ..core.responses import account_problem
 from ..errors import AccountUnavailable, OutputError, ReportExportError
-from ..ledger import Ledger
+from ..ledger_store import LedgerStore
 from ..postbacks import Postback
 from ..ratelimit import LimiterWait
 from .model import (
@@ -44,7 +44,7 @@ class RunState:
     def __init__(
         self,
         api: ReportExportClient,
-        ledger: Ledger,
+        ledger: LedgerStore,
         plan: Plan,
         out: Path,
         options: BackfillOptions,
@@ -68,6 +68,12 @@ class RunState:
                 run.status = "done"
             self.runs[planned.fingerprint] = run
         self.in_flight: dict[str, ChunkRun] = {}
+        #: Chunks another live worker holds (leases): watched until done or free to take over.
+        self.watched: dict[str, ChunkRun] = {}
+        self.watch_added = anyio.Event()
+        #: When each chunk's file was recorded, as the plan read it (None: not yet).
+        self.known_downloads: dict[str, datetime | None] = {}
+        self.last_renewal = api.clock.now()
         #: Chunks waiting for the time their replay is allowed (`wait_for_replays`).
         self.parked: list[tuple[datetime, ChunkRun, Job]] = []
         self.changed = anyio.Event()  # a job arrived, a download ended, submitting ended
@@ -185,7 +191,22 @@ class RunState:
             and not self.in_flight
             and not self.parked
             and self.downloads_waiting == 0
+            and not self.watched
         )
+
+    def watch(self, run: ChunkRun) -> None:
+        """Another live worker holds the chunk: follow it through the ledger, at no API cost."""
+        self.watched[run.planned.fingerprint] = run
+        self.set_status(run, "elsewhere")
+        self.watch_added.set()
+
+    async def keep_leases(self) -> None:
+        """Renew this worker's leases when a third of their time has passed; called as the work
+        goes on (submits, tracker ticks, downloads), so a live worker keeps its chunks."""
+        now = self.api.clock.now()
+        if (now - self.last_renewal) * 3 >= self.ledger.lease:
+            self.last_renewal = now
+            await self.ledger.renew_leases()
 
     # -- failures ------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import anyio
 
 from ..core.responses import report_refused, worth_another_round
 from ..errors import QuotaExhausted, ReportExportError
-from ..exports import submit_once
+from ..exports import ClaimedElsewhere, submit_once
 from .model import ROUNDS, ChunkRun, ProgressEvent, when
 from .state import RunState, print_of
 
@@ -68,8 +68,12 @@ class Submitting:
                 return
             try:
                 job_id = await submit_once(
-                    state.api, state.ledger, run.planned.request, print_of(run)
-                )
+                    state.api, state.ledger, run.planned.request, print_of(run),
+                    wait_for_others=False,
+                )  # fmt: skip
+            except ClaimedElsewhere:
+                state.watch(run)  # another live worker submits and follows it
+                continue
             except QuotaExhausted as exhausted:
                 state.quota_left = 0
                 if not await self.quota_gate(run, queue, exhausted.resets_at):
@@ -95,6 +99,7 @@ class Submitting:
                 state.set_status(run, "failed", f"submit failed: {error}")
                 continue
             self.submitted(run, job_id)
+            await state.keep_leases()
 
     def submitted(self, run: ChunkRun, job_id: str) -> None:
         """A submit answered with `job_id`: one unit less of today's quota, and track it."""
@@ -155,7 +160,13 @@ class Submitting:
         run.job_id = None
         run.submitted_at = None
         try:
-            job_id = await submit_once(state.api, state.ledger, run.planned.request, print_of(run))
+            job_id = await submit_once(
+                state.api, state.ledger, run.planned.request, print_of(run),
+                wait_for_others=False,
+            )  # fmt: skip
+        except ClaimedElsewhere:
+            state.watch(run)
+            return
         except QuotaExhausted as exhausted:
             state.quota_left = 0
             run.resets_at = exhausted.resets_at

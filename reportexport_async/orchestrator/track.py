@@ -53,6 +53,7 @@ class Tracking:
                 await self.answer_postbacks()
                 now = state.api.clock.now()
                 due = self.next_refresh is None or now >= self.next_refresh
+                await state.keep_leases()
                 if due or any(at <= now for at, _, _ in state.parked):
                     # The safety net keeps its own pace: postbacks for some jobs never put off
                     # the refresh that finds the jobs whose postbacks were lost.
@@ -100,6 +101,9 @@ class Tracking:
             wait = min(wait, (soonest - now).total_seconds())
         wait = max(0.0, wait)
         self.announce(now, now + timedelta(seconds=wait))
+        # Wake at least every third of a lease to renew it (no call: the refresh stays due when
+        # it was due), so that a live worker never loses its chunks to a long tick.
+        wait = min(wait, state.ledger.lease.total_seconds() / 3)
         state.nudge = anyio.Event()
         async with anyio.create_task_group() as group:
 

@@ -1,0 +1,260 @@
+"""Several workers on one account: 8 backfill processes (`tests/backfill_child.py`) started at once
+on one ledger and one output folder, against one sandbox process on scaled time (600 sandbox
+seconds a second, jobs of 0-60 sandbox seconds).
+
+- with the SQLite ledger (one host): every process exits 0 and every file is downloaded once;
+- with a PostgreSQL ledger (the server the test session starts): the same, with the limits
+  counted in the database;
+- with PostgreSQL, 3 of the 8 workers SIGKILLed at seeded moments and the database server
+  restarted once mid-run: the survivors finish every chunk, still one job per chunk.
+
+Every run is checked on the server's side: jobs created, ReportExport and Download calls, 429s,
+the most calls seen in one hour and the day's ReportExport count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from .postgres_server import PostgresServer
+from .test_reliability import assert_manifest_matches_disk, sandbox_stats
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+WORKERS = 8
+REPORTS = [["mp_action_listing_fast", {}], ["mp_performance_by_day", {}]]
+DAYS = 200  # two reports x 200 one-day chunks = 400 chunks
+CHUNKS = len(REPORTS) * DAYS
+START = date(2025, 1, 1)
+SCALE = 600.0
+HOURLY_LIMIT = 1000
+#: The quota raised to fit 400 chunks in one day (on both sides).
+DAILY_LIMIT = 500
+LEASE_SECONDS = 1800.0  # sandbox seconds: a dead worker's chunks are free 3 s (real) after it died
+
+
+@contextmanager
+def sandbox_process(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    log = open(tmp_path / "sandbox.stderr", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [PY, "-m", "reportexport_async.sandbox", "--port", "0", "--time-scale", str(SCALE),
+         "--job-duration", "0-60", "--rows-per-day", "2", "--seed", "15",
+         "--signed-url-ttl", "36000",
+         "--hourly-limit", str(HOURLY_LIMIT), "--daily-export-limit", str(DAILY_LIMIT)],
+        stdout=subprocess.PIPE, stderr=log, cwd=REPO, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, (tmp_path / "sandbox.stderr").read_text()
+        yield json.loads(line)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def start_worker(
+    info: dict[str, Any], ledger: str, out: Path, number: int
+) -> subprocess.Popen[str]:
+    payload = {
+        "base_url": info["base_url"],
+        "account_sid": info["account_sid"],
+        "auth_token": info["auth_token"],
+        "time_scale": SCALE,
+        "ledger": ledger,
+        "out": str(out),
+        "start": START.isoformat(),
+        "end": (START + timedelta(days=DAYS - 1)).isoformat(),
+        "reports": REPORTS,
+        "chunk": "1d",
+        "daily_limit": DAILY_LIMIT,
+        "lease_seconds": LEASE_SECONDS,
+    }
+    env = {k: v for k, v in os.environ.items() if k != "BACKFILL_CHILD_KILL"}
+    stderr = open(out.parent / f"worker{number}.stderr", "w")  # noqa: SIM115 - the child's
+    try:
+        return subprocess.Popen(
+            [PY, "-m", "tests.backfill_child", json.dumps(payload)],
+            stdout=subprocess.PIPE, stderr=stderr, cwd=REPO, env=env, text=True,
+        )  # fmt: skip
+    finally:
+        stderr.close()
+
+
+def run_workers(
+    tmp_path: Path,
+    ledger: str,
+    *,
+    kills: dict[int, int] | None = None,
+    restart: tuple[PostgresServer, int] | None = None,
+    workers: int = WORKERS,
+) -> dict[str, Any]:
+    """8 workers at once; `kills` maps a worker to the moment it is SIGKILLed at, `restart`
+    restarts the database server at a moment; a moment is a count of files downloaded (server
+    side), so it falls mid-run however fast the machine is. Returns what was seen."""
+    out = tmp_path / "out"
+    out.mkdir()
+    kills = kills or {}
+    with sandbox_process(tmp_path) as info:
+        started = time.monotonic()
+        sandbox_start = sandbox_stats(info)["now"]
+        processes = [start_worker(info, ledger, out, n) for n in range(workers)]
+        moments = sorted(
+            [(at, "kill", n) for n, at in kills.items()]
+            + ([(restart[1], "restart", -1)] if restart else [])
+        )
+        for at, what, number in moments:
+            deadline = time.monotonic() + 120
+            while sandbox_stats(info)["calls"]["Download"] < at and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if what == "kill":
+                processes[number].kill()
+            elif restart is not None:
+                restart[0].restart()
+        codes, finals = [], {}
+        for number, worker in enumerate(processes):
+            output, _ = worker.communicate(timeout=300)
+            codes.append(worker.returncode)
+            if worker.returncode == 0:
+                finals[number] = json.loads(output.strip().splitlines()[-1])
+        stats = sandbox_stats(info)
+        stats["started"] = sandbox_start
+    manifest = json.loads((out / "manifest.json").read_text())
+
+    def stderr_of(number: int, tail: int = 3000) -> str:
+        return (tmp_path / f"worker{number}.stderr").read_text()[-tail:]
+
+    return {
+        "codes": codes,
+        "finals": finals,
+        "stats": stats,
+        "manifest": manifest,
+        "out": out,
+        "seconds": time.monotonic() - started,
+        "stderr": stderr_of,
+    }
+
+
+def assert_limits_kept(stats: dict[str, Any]) -> None:
+    assert stats["rate_limited"] == 0, stats["rate_limited_by"]
+    assert stats["hourly"]["max_used"] <= HOURLY_LIMIT
+    assert stats["quota"]["ReportExport"] <= DAILY_LIMIT
+    assert stats["jobs_created"] == CHUNKS
+
+
+def assert_every_chunk_done_once(seen: dict[str, Any], survivors: list[int]) -> None:
+    for number in survivors:
+        assert seen["codes"][number] == 0, seen["stderr"](number)
+        assert seen["finals"][number]["counts"]["done"] == CHUNKS
+    assert assert_manifest_matches_disk(seen["manifest"]) == CHUNKS
+    assert not list(seen["out"].rglob("*.part"))
+
+
+def test_eight_processes_on_one_sqlite_ledger_and_folder(tmp_path: Path) -> None:
+    """One host, one SQLite ledger, one folder: all 8 exit 0, each file downloaded once."""
+    seen = run_workers(tmp_path, str(tmp_path / "ledger.sqlite"))
+    stats = seen["stats"]
+    print(f"\n8 workers, SQLite: {seen['seconds']:.1f} s, calls {stats['calls']}")
+    assert_every_chunk_done_once(seen, list(range(WORKERS)))
+    assert_limits_kept(stats)
+    assert stats["calls"]["ReportExport"] == CHUNKS
+    assert stats["calls"]["Download"] <= CHUNKS * 1.10
+    # The work was shared: more than one worker downloaded files.
+    downloads = [f["calls"].get("Download", 0) for f in seen["finals"].values()]
+    assert sum(downloads) == stats["calls"]["Download"]
+    assert sum(1 for n in downloads if n) > 1
+
+
+def test_eight_workers_on_one_postgresql_ledger(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    url = postgres_server.create_database("workers")
+    seen = run_workers(tmp_path, url)
+    stats = seen["stats"]
+    print(f"\n8 workers, PostgreSQL: {seen['seconds']:.1f} s, calls {stats['calls']}")
+    assert_every_chunk_done_once(seen, list(range(WORKERS)))
+    assert_limits_kept(stats)
+    assert stats["calls"]["ReportExport"] == CHUNKS
+    assert stats["calls"]["Download"] <= CHUNKS * 1.10
+
+
+def test_three_workers_killed_and_the_database_restarted(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """3 of 8 workers SIGKILLed at seeded moments, the PostgreSQL server restarted once: the
+    survivors take the dead workers' chunks over by job id and finish everything."""
+    rng = random.Random(15)
+    victims = rng.sample(range(WORKERS), 3)
+    kills = {n: rng.randint(20, 250) for n in victims}  # after that many files
+    url = postgres_server.create_database("workers_killed")
+    seen = run_workers(tmp_path, url, kills=kills, restart=(postgres_server, 150))
+    stats = seen["stats"]
+    print(
+        f"\nkilled {kills} (after n files), server restarted after 150 files: "
+        f"{seen['seconds']:.1f} s, calls {stats['calls']}"
+    )
+    for number in victims:
+        assert seen["codes"][number] == -9, f"worker {number} finished before its kill"
+    survivors = [n for n in range(WORKERS) if n not in victims]
+    assert_every_chunk_done_once(seen, survivors)
+    assert_limits_kept(stats)
+    # A worker killed between a submit's answer and its record costs a second ReportExport
+    # call, answered by the service's de-duplication with the same job: still 400 jobs.
+    assert CHUNKS <= stats["calls"]["ReportExport"] <= CHUNKS + 3 * 4
+    # The restart was seen, and waited out, by the survivors.
+    assert "unreachable" in "".join(seen["stderr"](n, 10**9) for n in survivors)
+
+
+async def test_two_workers_with_folders_of_their_own_share_the_chunks(tmp_path: Path) -> None:
+    """Two workers (two clients, two ledger objects) on one ledger, each writing to its own
+    folder: every chunk is downloaded once, and each manifest says where every file is, in its
+    own folder or the other's."""
+    import anyio
+
+    from reportexport_async import Client
+    from reportexport_async.sandbox import ManualClock, Sandbox
+
+    from .conftest import SANDBOX_START
+
+    days = 12
+    async with Sandbox(clock=ManualClock(SANDBOX_START), job_duration=(30, 300)) as sandbox:
+        results = {}
+
+        async def worker(name: str) -> None:
+            async with Client.for_sandbox(sandbox, ledger=tmp_path / "ledger.sqlite") as client:
+                results[name] = await client.backfill(
+                    "mp_action_listing_fast", START, START + timedelta(days=days - 1),
+                    out=tmp_path / name, chunk="1d",
+                )  # fmt: skip
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(worker, "a")
+            group.start_soon(worker, "b")
+        stats = sandbox.stats()
+    assert stats["calls"]["ReportExport"] == days
+    assert stats["calls"]["Download"] == days
+    for name in ("a", "b"):
+        assert results[name].complete
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        assert assert_manifest_matches_disk(manifest) == days
+    folders = {
+        Path(chunk["path"]).parent.parent.name
+        for name in ("a", "b")
+        for chunk in json.loads((tmp_path / name / "manifest.json").read_text())["chunks"]
+    }
+    assert folders == {"a", "b"}  # each worker did some, and the manifests point there
