@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from rich.console import Console
@@ -44,7 +44,14 @@ from .cli import (
     sync_exit_code,
 )
 from .client import Client
-from .errors import AccountUnavailable, ConfigurationError, LedgerError, QuotaExhausted
+from .core.responses import account_problem
+from .errors import (
+    AccountUnavailable,
+    ConfigurationError,
+    LedgerError,
+    QuotaExhausted,
+    ReportExportError,
+)
 from .ledger import DEFAULT_LEDGER_PATH
 from .orchestrator import BackfillResult, ExportSpec, ProgressEvent
 from .postbacks import PostbackReceiver
@@ -205,6 +212,11 @@ def _from_sync(name: str, result: SyncResult, client: Client) -> AccountReport:
 
 def _from_error(name: str, error: Exception) -> AccountReport:
     partial = None
+    problem = account_problem(error)
+    if problem is not None and not isinstance(error, AccountUnavailable):
+        # A refused token or an unreachable host seen before a run began (sync's clock check,
+        # --check-reports): the same account-wide stop as one seen during it.
+        error = AccountUnavailable(problem, cast(ReportExportError, error))
     if isinstance(error, AccountUnavailable):
         code = EXIT_USAGE if error.problem == "credentials" else EXIT_FAILED
         if isinstance(error.result, BackfillResult):
