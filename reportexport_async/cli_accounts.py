@@ -162,8 +162,9 @@ BACKFILL = SummaryColumns(
 SYNC = SummaryColumns(
     SYNC_COLUMNS,
     _sync_cells,
-    lambda report: ", ".join(
-        f"{_counts(report)[kind]} {kind}" for kind in KINDS if _counts(report)[kind]
+    lambda report: (
+        ", ".join(f"{_counts(report)[kind]} {kind}" for kind in KINDS if _counts(report)[kind])
+        or "no chunk"
     ),
 )
 
