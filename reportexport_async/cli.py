@@ -934,6 +934,22 @@ def _reraise(error: BaseException) -> NoReturn:
     raise error
 
 
+def accounts_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--accounts FILE, --account NAME..., --parallel-accounts N (backfill and sync)."""
+    for option in reversed((
+        click.option("--accounts", "accounts_file",
+                     type=click.Path(dir_okay=False, path_type=Path),
+                     help="run for every account of this TOML file at once (its token, SID and "
+                     "limits), each into <out>/<name>, one ledger for all (see the README)"),
+        click.option("--account", "account_names", multiple=True, metavar="NAME",
+                     help="with --accounts: only this account (repeatable)"),
+        click.option("--parallel-accounts", type=click.IntRange(min=1), default=8,
+                     show_default=True, help="with --accounts: accounts run at a time"),
+    )):  # fmt: skip
+        command = option(command)
+    return command
+
+
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="reportexport_async", prog_name=PROG)
 def cli() -> None:
@@ -1036,27 +1052,7 @@ def cli() -> None:
     help="look report ids never used before up in GET /Reports first (one call): an unknown "
     "one is a usage error before any ReportExport call",
 )
-@click.option(
-    "--accounts",
-    "accounts_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="run for every account of this TOML file at once (its token, SID and limits), each "
-    "into <out>/<name>, one ledger for all (see the README)",
-)
-@click.option(
-    "--account",
-    "account_names",
-    multiple=True,
-    metavar="NAME",
-    help="with --accounts: only this account (repeatable)",
-)
-@click.option(
-    "--parallel-accounts",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="with --accounts: accounts run at a time",
-)
+@accounts_options
 @sandbox_options
 @json_option
 @credential_options
@@ -1108,13 +1104,9 @@ def backfill_command(
     if accounts_file is not None or account_names:
         from . import cli_accounts
 
-        if accounts_file is None:
-            raise click.UsageError("--account needs --accounts FILE")
-        cli_accounts.refuse_with_accounts(options)
-        try:
-            accounts = cli_accounts.load_selected(accounts_file, account_names)
-        except ConfigurationError as error:
-            return cli_accounts.usage_lines(error)
+        accounts = cli_accounts.chosen(accounts_file, account_names, options, "backfill")
+        if isinstance(accounts, int):
+            return accounts
         return cli_accounts.backfill_accounts(
             args, accounts, ledger_path=ledger_path, parallel=parallel_accounts,
             console=console, live=live, as_json=as_json,
@@ -1327,6 +1319,7 @@ def export_command(
     is_flag=True,
     help="when the daily quota runs out, wait for its reset instead of stopping",
 )
+@accounts_options
 @sandbox_options
 @json_option
 @credential_options
@@ -1346,6 +1339,9 @@ def sync_command(
     concurrency: int,
     dry_run: bool,
     wait_for_quota: bool,
+    accounts_file: Path | None,
+    account_names: tuple[str, ...],
+    parallel_accounts: int,
     as_json: bool,
     **options: Any,
 ) -> int:
@@ -1393,6 +1389,16 @@ def sync_command(
     console = _console()
     sync_options = SyncOptions(dry_run=dry_run, wait_for_quota=wait_for_quota,
                                concurrency=concurrency)  # fmt: skip
+    if accounts_file is not None or account_names:
+        from . import cli_accounts
+
+        accounts = cli_accounts.chosen(accounts_file, account_names, options, "sync")
+        if isinstance(accounts, int):
+            return accounts
+        return cli_accounts.sync_accounts(
+            datasets, sync_options, accounts, ledger_path=ledger_path, parallel=parallel_accounts,
+            console=console, live=sys.stdout.isatty(), as_json=as_json,
+        )  # fmt: skip
 
     async def work() -> int:
         async with open_run(credentials, ledger_path, sandbox_offered=True) as run:
@@ -1405,14 +1411,17 @@ def sync_command(
     return _run_async(work)
 
 
+def sync_exit_code(result: SyncResult) -> int:
+    counts = result.counts
+    if counts["failed"] or counts["stuck"]:
+        return EXIT_FAILED
+    return EXIT_PENDING if counts["pending"] else EXIT_OK
+
+
 def report_sync(result: SyncResult, console: Console, *, as_json: bool, zone: tzinfo) -> int:
     """The end of a sync: per dataset, its chunks by kind, its cost, and where things are."""
     counts = result.counts
-    code = EXIT_OK
-    if counts["failed"] or counts["stuck"]:
-        code = EXIT_FAILED
-    elif counts["pending"]:
-        code = EXIT_PENDING
+    code = sync_exit_code(result)
     if as_json:
         for item in result.datasets:
             _echo_json({

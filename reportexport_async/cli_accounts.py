@@ -1,6 +1,7 @@
-"""`reportexport backfill ... --accounts accounts.toml [--account NAME ...]`: one backfill per
-account of an accounts file, a bounded number at a time, each with its own client and limits, all
-sharing one ledger; each account's files go to `<out>/<name>/`.
+"""`reportexport backfill|sync ... --accounts accounts.toml [--account NAME ...]`: one backfill
+(or one sync of the same datasets) per account of an accounts file, a bounded number at a time,
+each with its own client and limits, all sharing one ledger; each account's files go to
+`<out>/<name>/` (with sync: `<dataset's out>/<name>/` for each dataset).
 
 One account's refused token, spent quota or outage never stops the others: each account ends with
 its own exit code and reason, shown as they finish (one JSON line each with `--json`) and in the
@@ -12,10 +13,11 @@ refused, bad input), 3 (waiting for the daily quota), 4 (deferred).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 from rich.console import Console
@@ -39,13 +41,30 @@ from .cli import (
     _run_async,
     _size,
     postback_receiver,
+    sync_exit_code,
 )
 from .client import Client
-from .errors import AccountUnavailable, ConfigurationError, LedgerError, QuotaExhausted
+from .core.responses import account_problem
+from .errors import (
+    AccountUnavailable,
+    ConfigurationError,
+    LedgerError,
+    QuotaExhausted,
+    ReportExportError,
+)
 from .ledger import DEFAULT_LEDGER_PATH
 from .orchestrator import BackfillResult, ExportSpec, ProgressEvent
+from .postbacks import PostbackReceiver
+from .sync import KINDS, Dataset, SyncOptions, SyncResult
 
-__all__ = ["SEVERITY", "AccountReport", "backfill_accounts", "overall_code"]
+__all__ = [
+    "SEVERITY",
+    "AccountReport",
+    "backfill_accounts",
+    "overall_code",
+    "run_accounts",
+    "sync_accounts",
+]
 
 #: The events of an account's run that are shown (the chunks' own progress is not: thousands of
 #: accounts would drown the screen; their outcome is).
@@ -63,12 +82,12 @@ class AccountReport:
     code: int
     status: str
     reason: str | None
-    result: BackfillResult | None = None
+    result: BackfillResult | SyncResult | None = None
     calls: dict[str, int] = field(default_factory=dict)
 
     def json(self) -> dict[str, Any]:
         result = self.result
-        return {
+        found: dict[str, Any] = {
             "event": "account",
             "account": self.name,
             "status": self.status,
@@ -76,9 +95,78 @@ class AccountReport:
             "reason": self.reason,
             "counts": None if result is None else result.counts,
             "calls": self.calls,
-            "manifest": None if result is None or result.manifest_path is None
-            else str(result.manifest_path),
-        }  # fmt: skip
+        }
+        if isinstance(result, SyncResult):
+            found["manifests"] = [
+                str(item.manifest_path) for item in result.datasets if item.manifest_path
+            ]
+        else:
+            found["manifest"] = (
+                None if result is None or result.manifest_path is None
+                else str(result.manifest_path)
+            )  # fmt: skip
+        return found
+
+
+#: What runs for one account: (its client, the account, its notices, the shared postback
+#: receiver) -> its report.
+Notices = Callable[[ProgressEvent], None]
+AccountWork = Callable[
+    [Client, Account, Notices, "PostbackReceiver | None"], Awaitable[AccountReport]
+]
+
+
+@dataclass(frozen=True)
+class SummaryColumns:
+    """The summary table's columns that differ between commands: their names, an account's
+    cells, and the words after "complete" as an account finishes."""
+
+    names: tuple[str, ...]
+    cells: Callable[[AccountReport], list[str]]
+    done: Callable[[AccountReport], str]
+
+
+def _counts(report: AccountReport) -> Counter[str]:
+    return Counter(report.result.counts if report.result is not None else {})
+
+
+def _backfill_cells(report: AccountReport) -> list[str]:
+    result = report.result
+    counts = _counts(report)
+    size = None
+    if isinstance(result, BackfillResult):
+        size = sum(run.size or 0 for run in result.chunks if run.status == "done")
+    return [
+        "-" if not isinstance(result, BackfillResult) else str(len(result.chunks)),
+        str(counts["done"]),
+        str(counts["failed"] + counts["stuck"]),
+        str(counts["pending"]),
+        str(counts["deferred"]),
+        _size(size),
+    ]
+
+
+def _sync_cells(report: AccountReport) -> list[str]:
+    counts = _counts(report)
+    counts["refreshed"] = counts["refresh"]
+    counts["failed"] += counts["stuck"]
+    return [str(counts[name]) for name in SYNC_COLUMNS]
+
+
+SYNC_COLUMNS = ("new", "refreshed", "deferred", "final", "fresh", "history", "pending", "failed")
+BACKFILL = SummaryColumns(
+    ("chunks", "done", "failed", "pending", "deferred", "bytes"),
+    _backfill_cells,
+    lambda report: f"{_counts(report)['done']} chunks",
+)
+SYNC = SummaryColumns(
+    SYNC_COLUMNS,
+    _sync_cells,
+    lambda report: (
+        ", ".join(f"{_counts(report)[kind]} {kind}" for kind in KINDS if _counts(report)[kind])
+        or "no chunk"
+    ),
+)
 
 
 def _from_result(name: str, result: BackfillResult, client: Client) -> AccountReport:
@@ -105,8 +193,31 @@ def _from_result(name: str, result: BackfillResult, client: Client) -> AccountRe
     return AccountReport(name, EXIT_OK, "complete", None, result, calls)
 
 
+def _from_sync(name: str, result: SyncResult, client: Client) -> AccountReport:
+    code = sync_exit_code(result)
+    counts = result.counts
+    calls = dict(result.calls)
+    zone = client.limiter.timezone
+    if code == EXIT_FAILED:
+        bad = [c for d in result.datasets for c in d.chunks if c.outcome in ("failed", "stuck")]
+        first = f": {bad[0].report_id} {bad[0].start}: {bad[0].reason}" if bad else ""
+        reason = f"{counts['failed'] + counts['stuck']} chunks failed or stuck{first}"
+        return AccountReport(name, code, "failed", reason, result, calls)
+    if code == EXIT_PENDING:
+        resets = [d.pending_resets_at for d in result.datasets if d.pending_resets_at]
+        when = f" (resets at {_moment(min(resets), zone)})" if resets else ""
+        reason = f"{counts['pending']} chunks wait for the daily ReportExport quota{when}"
+        return AccountReport(name, code, "quota", reason, result, calls)
+    return AccountReport(name, EXIT_OK, "complete", None, result, calls)
+
+
 def _from_error(name: str, error: Exception) -> AccountReport:
     partial = None
+    problem = account_problem(error)
+    if problem is not None and not isinstance(error, AccountUnavailable):
+        # A refused token or an unreachable host seen before a run began (sync's clock check,
+        # --check-reports): the same account-wide stop as one seen during it.
+        error = AccountUnavailable(problem, cast(ReportExportError, error))
     if isinstance(error, AccountUnavailable):
         code = EXIT_USAGE if error.problem == "credentials" else EXIT_FAILED
         if isinstance(error.result, BackfillResult):
@@ -129,31 +240,21 @@ def overall_code(reports: Sequence[AccountReport]) -> int:
     return next((code for code in SEVERITY if code in codes), EXIT_OK)
 
 
-def _summary_table(reports: Sequence[AccountReport], dry_run: bool) -> Table:
+def _summary_table(
+    reports: Sequence[AccountReport], columns: SummaryColumns, dry_run: bool
+) -> Table:
     table = Table(title="dry run: nothing submitted" if dry_run else None)
     table.add_column("account")
     table.add_column("result")
-    for name in ("chunks", "done", "failed", "pending", "deferred", "bytes", "calls", "exit"):
+    for name in (*columns.names, "calls", "exit"):
         table.add_column(name, justify="right")
     style = {EXIT_OK: "green", EXIT_PENDING: "yellow", EXIT_DEFERRED: "yellow"}
     for report in reports:
-        result = report.result
-        counts: Counter[str] = Counter(result.counts if result is not None else {})
-        size = (
-            sum(run.size or 0 for run in result.chunks if run.status == "done")
-            if result is not None
-            else None
-        )
         colour = style.get(report.code, "red")
         table.add_row(
             report.name,
             f"[{colour}]{report.status}[/]",
-            "-" if result is None else str(len(result.chunks)),
-            str(counts["done"]),
-            str(counts["failed"] + counts["stuck"]),
-            str(counts["pending"]),
-            str(counts["deferred"]),
-            _size(size),
+            *columns.cells(report),
             str(sum(report.calls.values())),
             str(report.code),
         )
@@ -193,6 +294,20 @@ def refuse_with_accounts(options: dict[str, Any]) -> None:
         )
 
 
+def chosen(
+    path: Path | None, names: Sequence[str], options: dict[str, Any], command: str
+) -> list[Account] | int:
+    """`--accounts FILE [--account NAME ...]`: the accounts chosen, or the usage exit code after
+    printing every mistake of the file, one line each."""
+    if path is None:
+        raise click.UsageError("--account needs --accounts FILE")
+    refuse_with_accounts(options)
+    try:
+        return load_selected(path, names)
+    except ConfigurationError as error:
+        return usage_lines(error, command)
+
+
 def load_selected(path: Path, names: Sequence[str]) -> list[Account]:
     """The accounts chosen from the file; every mistake printed as its own line (exit 2)."""
     accounts = load_accounts(path)
@@ -211,11 +326,74 @@ def backfill_accounts(
 ) -> int:
     specs = [ExportSpec(r, dict(args.filters), args.result_format) for r in args.reports]
     options = args.options()
+
+    async def one(
+        client: Client, account: Account, on_event: Notices, receiver: PostbackReceiver | None
+    ) -> AccountReport:
+        result = await client.backfill(
+            specs, args.start, args.end, out=args.out / account.name, options=options,
+            postbacks=receiver, on_event=on_event,
+        )  # fmt: skip
+        return _from_result(account.name, result, client)
+
+    return run_accounts(
+        accounts, one, BACKFILL, postbacks=args, ledger_path=ledger_path, parallel=parallel,
+        console=console, live=live, as_json=as_json, dry_run=args.dry_run,
+    )  # fmt: skip
+
+
+def sync_accounts(
+    datasets: Sequence[Dataset],
+    options: SyncOptions,
+    accounts: Sequence[Account],
+    *,
+    ledger_path: Path | None,
+    parallel: int,
+    console: Console,
+    live: bool,
+    as_json: bool,
+) -> int:
+    """`sync ... --accounts`: every account syncs the same datasets, each dataset's files of an
+    account in `<dataset's out>/<account name>/`."""
+
+    async def one(
+        client: Client, account: Account, on_event: Notices, receiver: PostbackReceiver | None
+    ) -> AccountReport:
+        own = [replace(dataset, out=dataset.out / account.name) for dataset in datasets]
+        result = await client.sync(own, options=options, on_event=on_event, postbacks=receiver)
+        return _from_sync(account.name, result, client)
+
+    return run_accounts(
+        accounts, one, SYNC, postbacks=None, ledger_path=ledger_path, parallel=parallel,
+        console=console, live=live, as_json=as_json, dry_run=options.dry_run,
+    )  # fmt: skip
+
+
+def run_accounts(
+    accounts: Sequence[Account],
+    work: AccountWork,
+    table: SummaryColumns,
+    *,
+    postbacks: BackfillArgs | None,
+    ledger_path: Path | None,
+    parallel: int,
+    console: Console,
+    live: bool,
+    as_json: bool,
+    dry_run: bool,
+) -> int:
+    """`work` for every account through `run_per_account`: each account's end shown as it
+    finishes (a JSON line with `--json`), its notices named, then the summary; the exit code."""
     reports: dict[str, AccountReport] = {}
 
-    async def work() -> int:
+    async def run_all() -> int:
         # One receiver for every account's jobs (it wakes a job by its id, whoever waits).
-        async with postback_receiver(None, args, console, as_json=as_json) as receiver:
+        receiving = (
+            postback_receiver(None, postbacks, console, as_json=as_json)
+            if postbacks is not None
+            else nullcontext(None)
+        )
+        async with receiving as receiver:
             with Progress(
                 TextColumn("accounts"),
                 BarColumn(),
@@ -238,10 +416,9 @@ def backfill_accounts(
                             f"[red]{report.name}[/]: {report.status}: {report.reason}"
                         )
                     elif not live:
-                        done = report.result.counts["done"] if report.result else 0
-                        progress.console.print(f"{report.name}: complete ({done} chunks)")
+                        progress.console.print(f"{report.name}: complete ({table.done(report)})")
 
-                def notices(name: str) -> Callable[[ProgressEvent], None]:
+                def notices(name: str) -> Notices:
                     """An account's waits, quota stops, retries and errors, named: nothing
                     waits without saying what for and until when."""
 
@@ -261,15 +438,10 @@ def backfill_accounts(
 
                 async def one(client: Client, account: Account) -> AccountReport:
                     try:
-                        result = await client.backfill(
-                            specs, args.start, args.end, out=args.out / account.name,
-                            options=options, postbacks=receiver,
-                            on_event=notices(account.name),
-                        )  # fmt: skip
+                        report = await work(client, account, notices(account.name), receiver)
                     except Exception as error:
                         finished(_from_error(account.name, error))
                         raise
-                    report = _from_result(account.name, result, client)
                     finished(report)
                     return report
 
@@ -290,18 +462,26 @@ def backfill_accounts(
                     "accounts": len(ordered),
                     "complete": sum(1 for r in ordered if r.code == EXIT_OK),
                     "not_complete": {r.name: r.code for r in ordered if r.code != EXIT_OK},
+                    "counts": _total_counts(ordered),
                     "calls": _total_calls(ordered),
                     "exit_code": code,
                 }
             )
             return code
-        console.print(_summary_table(ordered, args.dry_run))
+        console.print(_summary_table(ordered, table, dry_run))
         console.print(f"API calls: {_calls_text(_total_calls(ordered))}")
         for line in _closing_lines(ordered, code):
             console.print(line)
         return code
 
-    return _run_async(work)
+    return _run_async(run_all)
+
+
+def _total_counts(reports: Sequence[AccountReport]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for report in reports:
+        total.update(_counts(report))
+    return dict(total)
 
 
 def _total_calls(reports: Sequence[AccountReport]) -> dict[str, int]:
@@ -311,9 +491,9 @@ def _total_calls(reports: Sequence[AccountReport]) -> dict[str, int]:
     return dict(total)
 
 
-def usage_lines(error: ConfigurationError) -> int:
+def usage_lines(error: ConfigurationError, command: str = "backfill") -> int:
     """Print an accounts file's mistakes, one `error:` line each; the usage exit code."""
     problems = getattr(error, "problems", None) or [str(error)]
     for problem in problems:
-        click.echo(f"{PROG} backfill: error: {problem}", err=True)
+        click.echo(f"{PROG} {command}: error: {problem}", err=True)
     return EXIT_USAGE
