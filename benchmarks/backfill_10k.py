@@ -27,7 +27,9 @@ figures are medians. Target: library wall time at most 1.25 x the baseline's. Th
 figures go into `## Backfill of 10,000 chunks` of `benchmarks/RESULTS.md`.
 
 `--profile FILE` runs one extra, unmeasured library child under cProfile (event-loop thread only)
-and prints the top functions by cumulative and by own time.
+and prints the top functions by cumulative and by own time. `--py-spy FILE` runs one under
+`py-spy record` (every thread; `pip install py-spy`) and prints where its samples went by part of
+the code (`benchmarks.profile_summary`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from typing import Any
 
 import aiohttp
 
+from .profile_summary import summarize
 from .results import RESULTS_FILE, command_line, fmt, median, publish, ratio, section_head
 from .sandbox_throughput import instant_sandbox_argv, start_server
 
@@ -65,6 +68,7 @@ TICK_BASE = 0.05
 TICK_MINIMUM = 0.01
 POLL_SLEEP = 0.05  # the baseline's pause between two polls of one job (`--poll-sleep`)
 METHODS = ("library", "baseline")
+PY_SPY_RATE = 250  # samples a second
 ENDPOINT_KEYS = ("ReportExport", "GetJob", "ListJobs", "Download", "SignedDownload")
 
 
@@ -246,9 +250,15 @@ async def control(base: str, method: str, path: str) -> dict[str, Any]:
 
 
 def run_child(
-    method: str, spec: dict[str, Any], out: Path, ledger: Path, profile: Path | None = None
+    method: str,
+    spec: dict[str, Any],
+    out: Path,
+    ledger: Path,
+    profile: Path | None = None,
+    prefix: Sequence[str] = (),
 ) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "benchmarks.backfill_10k", "--child", method, "--out", str(out)]
+    argv = [*prefix, sys.executable, "-m", "benchmarks.backfill_10k", "--child", method]
+    argv += ["--out", str(out)]
     argv += ["--ledger", str(ledger)]
     if profile is not None:
         argv += ["--profile", str(profile)]
@@ -261,7 +271,9 @@ def run_child(
     )
     if done.returncode != 0:
         raise RuntimeError(f"{method} failed ({done.returncode}): {done.stderr.strip()[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    # The last JSON line (a profiler may print after it).
+    line = [text for text in done.stdout.splitlines() if text.startswith("{")][-1]
+    result: dict[str, Any] = json.loads(line)
     if profile is not None:
         result["profile"] = done.stderr
     return result
@@ -334,6 +346,24 @@ def benchmark(args: argparse.Namespace) -> Figures:
                     "library", spec, out, scratch / "ledger-profile.sqlite", args.profile
                 )
                 figures.profile = run["profile"]
+                print(figures.profile, flush=True)
+            if args.py_spy is not None:
+                asyncio.run(control(base, "POST", "reset"))
+                beside = Path(sys.executable).with_name("py-spy")
+                spy = [
+                    str(beside) if beside.exists() else "py-spy",
+                    "record",
+                    "--threads",
+                    "--format",
+                    "raw",
+                ]
+                spy += ["--rate", str(PY_SPY_RATE), "-o", str(args.py_spy), "--"]
+                run_child(
+                    "library", spec, scratch / "out-spy", scratch / "ledger-spy.sqlite",
+                    prefix=spy,
+                )  # fmt: skip
+                raw = args.py_spy.read_text()
+                figures.profile = summarize(raw, args.chunks, PY_SPY_RATE)
                 print(figures.profile, flush=True)
     return figures
 
@@ -442,6 +472,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"the baseline's pause between polls of a job (default {POLL_SLEEP})",
     )
     parser.add_argument("--profile", type=Path, help="also profile one library run into FILE")
+    parser.add_argument(
+        "--py-spy", type=Path, help="also record one library run with py-spy into FILE"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS_FILE, help="Markdown file")
     parser.add_argument("--no-write", action="store_true", help="print, do not update RESULTS")
     # Internal: one measured run in its own process.

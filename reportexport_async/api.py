@@ -17,7 +17,7 @@ and the replay guard live in the layers above.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Container
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +44,7 @@ from .core.responses import (
     interpret_job_page,
     interpret_replay,
     interpret_ticket,
+    job_page_interpreter,
 )
 from .downloads import DownloadResult, OnSaved, download_job
 from .errors import HTTPStatusError, WaitTimeout
@@ -145,13 +146,18 @@ class ReportExportClient:
         created_before: date | datetime | None = None,
         *,
         page_size: int | None = None,
+        only: Container[str] | None = None,
     ) -> AsyncIterator[Job]:
         """Every job created in the range, following every page (one call per page).
 
         Only the documented `CreatedAfter`/`CreatedBefore` are sent, and `PageSize` when
         `page_size` is given. A page's `@nextpageuri` is followed; a bare array (agency) of
         `page_size` (default: the convention's 1000) jobs is followed by `Page=2`, ...; a
-        server that refuses paging (400 on a later page) has answered the whole list."""
+        server that refuses paging (400 on a later page) has answered the whole list.
+
+        With `only` (job ids; any container, e.g. a live `dict.keys()`), just the jobs with those
+        ids are read and given: the pages are the same, the others are not parsed."""
+        interpret = interpret_job_page if only is None else job_page_interpreter(only)
         spec = build_list_jobs(
             *self._sid(),
             created_after=created_after,
@@ -163,7 +169,7 @@ class ReportExportClient:
         seen: set[str] = set()
         while True:
             try:
-                page = await self.session.call(spec, interpret_job_page)
+                page = await self.session.call(spec, interpret)
             except HTTPStatusError as refused:
                 if page_number > 1 and refused.status == 400:
                     return
@@ -174,7 +180,7 @@ class ReportExportClient:
                     yield job
             if page.next_page_uri:
                 spec = spec_from_uri(page.next_page_uri, Endpoint.LIST_JOBS)
-            elif page.meta or len(page.jobs) + page.skipped < full:
+            elif page.meta or page.entries < full:
                 return  # a wrapped page without a next URI, or a short bare-array page
             else:
                 page_number += 1

@@ -226,6 +226,23 @@ async def test_list_jobs_follows_every_page(persona: str) -> None:
     assert calls == pages
 
 
+@pytest.mark.parametrize("persona", PERSONAS)
+async def test_iter_jobs_only_reads_the_ids_asked_for_on_every_page(persona: str) -> None:
+    async with running(persona, dialect="examples") as (sandbox, client, _):
+        ids = [
+            (
+                await client.export(request(persona, start=date(2026, 1, d), end=date(2026, 1, 9)))
+            ).job_id
+            for d in range(1, 8)
+        ]
+        wanted = {ids[0], ids[6]}  # on the first and the last page
+        found = [job.id async for job in client.iter_jobs(page_size=3, only=wanted)]
+        calls = sandbox.stats()["calls"]["ListJobs"]
+    # Pages of 3 entries, read or not, are full: every page is asked for, as without `only`.
+    assert found == [ids[0], ids[6]]
+    assert calls == 3
+
+
 @pytest.mark.parametrize("persona", ["Advertisers", "Mediapartners"])
 async def test_list_jobs_sends_no_page_size_and_follows_the_servers_pages(persona: str) -> None:
     async with running(persona, jobs_page_size=2, dialect="examples") as (sandbox, client, _):

@@ -159,7 +159,8 @@ class Tracking:
             )
             after = since.astimezone(api.limiter.timezone).date()
             if len(state.in_flight) > self.listing_pages(after):
-                async for job in api.iter_jobs(created_after=after):
+                # Only the jobs in flight are read (a live view: jobs submitted meanwhile too).
+                async for job in api.iter_jobs(created_after=after, only=state.in_flight.keys()):
                     if job.id in state.in_flight:
                         seen[job.id] = job
             # Few jobs left among many listed: one GET each is cheaper than the listing; and a
