@@ -4,9 +4,9 @@ where one chunk's CPU time goes without a flame graph.
 
     .venv/bin/python -m benchmarks.profile_summary FILE [--chunks N]
 
-Each sample (a stack; threads waiting on a lock or in `select` excluded) is given to the innermost frame that belongs to one
-of `PARTS`; a sample with none of them is `other`. The event-loop thread and the other threads
-(SQLite, file writes, hashing) are counted apart.
+Each sample (a stack; threads waiting on a lock or in `select` excluded) is given to the
+innermost frame that belongs to one of `PARTS`; a sample with none of them is `other`. The
+event-loop thread and the other threads (SQLite, file writes, hashing) are counted apart.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "download to disk (write, fsync, hash)",
         ("reportexport_async/downloads.py", "reportexport_async/files.py"),
-    ),  # fmt: skip
+    ),
     ("response parsing (pydantic, models)", ("pydantic", "reportexport_async/core/models.py")),
     ("JSON", ("json/",)),
     ("aiohttp (HTTP client)", ("aiohttp/", "yarl/", "multidict/")),
@@ -34,7 +34,7 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "orchestrator (plan, track, events)",
         ("reportexport_async/orchestrator/", "reportexport_async/exports.py"),
-    ),  # fmt: skip
+    ),
     ("other library code", ("reportexport_async/",)),
     ("anyio (tasks, thread hops)", ("anyio/",)),
     ("threads (pool machinery)", ("threading.py", "concurrent/futures/", "queue.py")),
