@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 from reportexport_async import downloads
@@ -81,3 +83,95 @@ async def test_a_refused_write_fails_and_abort_removes_the_part(
     writer.forget()
     writer.abort(part)
     assert not part.exists()
+
+
+async def test_renames_finishing_together_share_one_folder_fsync_that_began_after_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group fsync of a folder: 12 downloads finishing at once need far fewer than 12 fsyncs,
+    and each returns only after an fsync that began after its own rename was announced."""
+    events: list[tuple[str, int]] = []
+    fsyncs = 0
+
+    def slow_fsync(folder: Path) -> None:
+        nonlocal fsyncs
+        fsyncs += 1
+        events.append(("begin", fsyncs))
+        time.sleep(0.02)
+        events.append(("end", fsyncs))
+
+    monkeypatch.setattr(downloads, "fsync_folder", slow_fsync)
+    syncer = downloads._FolderSync()
+    covered: dict[int, tuple[int, int]] = {}  # caller -> (fsyncs begun before its call, after)
+
+    async def one(n: int) -> None:
+        before = sum(1 for kind, _ in events if kind == "begin")
+        await syncer.sync(tmp_path)
+        ended = [k for kind, k in events if kind == "end"]
+        covered[n] = (before, max(ended))
+
+    async with anyio.create_task_group() as group:
+        for n in range(12):
+            group.start_soon(one, n)
+    assert len(covered) == 12
+    assert 1 <= fsyncs <= 3
+    # The fsync each caller waited for began after its call (its number is above the count of
+    # fsyncs already begun when it asked).
+    assert all(last > before for before, last in covered.values())
+
+
+async def test_a_small_result_without_a_length_is_saved_without_threads_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No Content-Length (chunked): a body that ends within the small-result bound is written in
+    one hop, with its sha256; a larger one still streams through the writer."""
+    from aiohttp import web
+
+    from reportexport_async import ClientConfig
+    from reportexport_async.session import Session
+
+    small, large = b"a,b\n" * 1000, random.Random(3).randbytes(downloads._SMALL + 300_000)
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        body = small if request.path == "/small" else large
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(body), 100_000):
+            await response.write(body[start : start + 100_000])
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/small", answer)
+    app.router.add_get("/large", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    writers: list[object] = []
+    real_writer = downloads._DiskWriter
+
+    def counted_writer(part: Path) -> downloads._DiskWriter:
+        writers.append(part)
+        return real_writer(part)
+
+    monkeypatch.setattr(downloads, "_DiskWriter", counted_writer)
+    config = ClientConfig(
+        account_sid="S", auth_token="T", account_type="Mediapartners",
+        base_url=f"http://127.0.0.1:{port}",
+    )  # fmt: skip
+    try:
+        async with Session(config) as session:
+            for name, body in (("small", small), ("large", large)):
+                dest = tmp_path / f"{name}.csv"
+                async with session.stream(f"http://127.0.0.1:{port}/{name}", None) as response:
+                    assert response.content_length is None
+                    result = await downloads.save_response(session, response, dest, "J")
+                assert dest.read_bytes() == body
+                assert (result.size, result.sha256) == (len(body), hashlib.sha256(body).hexdigest())
+    finally:
+        await runner.cleanup()
+    assert writers == [tmp_path / "large.csv.part"]
+    assert not list(tmp_path.glob("*.part"))
