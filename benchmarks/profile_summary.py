@@ -40,8 +40,14 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("threads (pool machinery)", ("threading.py", "concurrent/futures/", "queue.py")),
     ("asyncio event loop", ("asyncio/", "selectors.py")),
 )
-#: Innermost frames of a thread that waits (py-spy counts a thread blocked on a lock as active).
-IDLE = ("Condition.wait (threading.py", "Selector.select (selectors.py", "Queue.get (")
+#: Innermost frames of a thread that waits (py-spy counts a thread blocked on a lock as active;
+#: the ledger's thread waits in a C call, `SimpleQueue.get`, so its own frame is the innermost).
+IDLE = (
+    "Condition.wait (threading.py",
+    "Selector.select (selectors.py",
+    "Queue.get (",
+    "_Writer._serve (reportexport_async/ledger.py",
+)
 _FRAME_FILE = re.compile(r"\(([^()]*?):\d+\)$")
 
 
