@@ -286,7 +286,8 @@ class _Writer:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
-        self.calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        #: Lists of calls, one per turn of an event loop that made calls; None to stop.
+        self.calls: queue.SimpleQueue[list[_Call] | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._serve, name="reportexport-ledger", daemon=True)
         self.thread.start()
 
@@ -296,7 +297,7 @@ class _Writer:
             first = self.calls.get()
             if first is None:
                 break
-            batch = [first]
+            batch = list(first)
             while len(batch) < GROUP_LIMIT:
                 try:
                     more = self.calls.get_nowait()
@@ -305,7 +306,7 @@ class _Writer:
                 if more is None:
                     stopping = True
                     break
-                batch.append(more)
+                batch += more
             self._run(batch)
         self.db.close()
 
@@ -386,6 +387,9 @@ class Ledger:
         self._db: sqlite3.Connection | None = None
         self._schema = SCHEMA_VERSION  # the file's, once open
         self._writer: _Writer | None = None  # the thread that owns `_db`, once open
+        #: Calls made during the current turn of each event loop, handed to the thread together
+        #: at the end of the turn: one wake-up of the thread per turn, not per call.
+        self._outbox: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
 
     def __repr__(self) -> str:
         mode = ", read_only=True" if self.read_only else ""
@@ -410,6 +414,9 @@ class Ledger:
     async def close(self) -> None:
         if self._db is not None and self._writer is not None:
             writer, self._db, self._writer = self._writer, None, None
+            for calls in self._outbox.values():  # made this turn: answered before the close
+                writer.calls.put(calls)
+            self._outbox.clear()
             with anyio.CancelScope(shield=True):  # what is queued is answered, then closed
                 await anyio.to_thread.run_sync(writer.stop)
 
@@ -599,7 +606,11 @@ class Ledger:
             )
         loop = asyncio.get_running_loop()
         call = _Call(work, write, loop, loop.create_future())
-        writer.calls.put(call)
+        outbox = self._outbox.get(loop)
+        if outbox is None:
+            outbox = self._outbox[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        outbox.append(call)
         try:
             with anyio.CancelScope(shield=True):
                 result: T = await call.future
@@ -616,6 +627,12 @@ class Ledger:
             raise self._error(exc) from exc
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        """At the end of a loop's turn: its calls go to the ledger's thread together."""
+        calls = self._outbox.pop(loop, None)
+        if calls and self._writer is not None:
+            self._writer.calls.put(calls)
 
     def _now(self) -> str:
         return _time(self.clock.now()) or ""
