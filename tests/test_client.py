@@ -227,7 +227,9 @@ async def test_list_jobs_follows_every_page(persona: str) -> None:
 
 
 @pytest.mark.parametrize("persona", PERSONAS)
-async def test_iter_jobs_only_reads_the_ids_asked_for_on_every_page(persona: str) -> None:
+async def test_iter_jobs_only_reads_the_ids_asked_for_and_stops_when_all_are_given(
+    persona: str,
+) -> None:
     async with running(persona, dialect="examples") as (sandbox, client, _):
         ids = [
             (
@@ -235,12 +237,21 @@ async def test_iter_jobs_only_reads_the_ids_asked_for_on_every_page(persona: str
             ).job_id
             for d in range(1, 8)
         ]
-        wanted = {ids[0], ids[6]}  # on the first and the last page
-        found = [job.id async for job in client.iter_jobs(page_size=3, only=wanted)]
-        calls = sandbox.stats()["calls"]["ListJobs"]
-    # Pages of 3 entries, read or not, are full: every page is asked for, as without `only`.
-    assert found == [ids[0], ids[6]]
-    assert calls == 3
+
+        async def listed(only: set[str]) -> tuple[list[str], int]:
+            before = sandbox.stats()["calls"].get("ListJobs", 0)
+            found = [job.id async for job in client.iter_jobs(page_size=3, only=only)]
+            return found, sandbox.stats()["calls"]["ListJobs"] - before
+
+        newest, newest_calls = await listed({ids[0], ids[6]})  # first and last page
+        absent, absent_calls = await listed({ids[3], "no-such-job"})  # never all found
+    wrapped = persona != "Agencies"  # pages that name their last and previous pages
+    # The first page, then the last one: the middle page is never asked for.
+    assert sorted(newest) == sorted([ids[0], ids[6]])
+    assert newest_calls == (2 if wrapped else 3)
+    # An id that is nowhere: every page is read once, backwards or forwards.
+    assert absent == [ids[3]]
+    assert absent_calls == 3
 
 
 @pytest.mark.parametrize("persona", ["Advertisers", "Mediapartners"])

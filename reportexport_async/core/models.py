@@ -495,6 +495,17 @@ class JobPage:
         """How many entries the page held, read or not (a full page has a next one)."""
         return len(self.jobs) + self.skipped + self.ignored
 
+    def meta_uri(self, name: str, key: str | None = None) -> str | None:
+        """A page link of the meta, e.g. `meta_uri("last")`: `@lastpageuri` or the partner
+        spelling `@lastpageruri` (or the exact `key`); None when absent or blank."""
+        keys = (key,) if key else (f"@{name}pageuri", f"@{name}pageruri")
+        lowered = {k.lower(): v for k, v in self.meta.items()}
+        for candidate in keys:
+            value = lowered.get(candidate.lower(), "").strip()
+            if value:
+                return value
+        return None
+
     @classmethod
     def parse(cls, body: object, only: Container[str] | None = None) -> JobPage:
         """Accept either shape; raise ``ValueError`` for anything else. With `only`, an entry
