@@ -19,8 +19,8 @@ A small result (at most `_SMALL` bytes, by its `Content-Length` or, without one,
 arriving first) is read whole and costs one hop to the shared worker threads, which write, fsync,
 rename and hash it in one pass; no thread of its own. The folder's fsync is shared: one fsync of a
 folder covers every rename made in it before that fsync began, so downloads finishing together
-into one folder share it (`_FolderSync`). The result is handed to `on_saved` (the ledger's record)
-only after the fsync that covers its rename.
+into one folder share it (`_FolderSync`, in the same thread hop as the rename). The result is
+handed to `on_saved` (the ledger's record) only after the fsync that covers its rename.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import hashlib
 import logging
 import os
 import random
-import weakref
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -187,47 +187,53 @@ def _write_whole(body: bytes, dest: Path) -> str:
 
 @dataclass
 class _Folder:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)
     asked: int = 0  # renames announced so far (`_FolderSync.sync` calls)
     covered: int = 0  # of these, how many an fsync that began after them has made durable
 
 
 class _FolderSync:
-    """Group fsync of folders: a rename is durable once an fsync of its folder that began after
-    it has ended. A caller announces its rename (a number), then either finds it covered by an
-    fsync that began meanwhile, or runs one that covers every rename announced so far. Many
-    downloads finishing together into one folder share one fsync instead of one each."""
+    """Group fsync of folders, in the worker threads that rename (blocking): a rename is
+    durable once an fsync of its folder that began after it has ended. A thread announces its
+    rename (a number), then either finds it covered by an fsync that began meanwhile, or runs
+    one that covers every rename announced so far. Downloads finishing together into one folder
+    share one fsync instead of one each."""
 
     def __init__(self) -> None:
+        self.guard = threading.Lock()
         self.folders: dict[Path, _Folder] = {}
 
-    async def sync(self, folder: Path) -> None:
-        state = self.folders.get(folder)
-        if state is None:
-            state = self.folders[folder] = _Folder()
-        state.asked += 1
-        mine = state.asked
-        async with state.lock:
+    def sync(self, folder: Path) -> None:
+        with self.guard:
+            state = self.folders.get(folder)
+            if state is None:
+                state = self.folders[folder] = _Folder()
+            state.asked += 1
+            mine = state.asked
+        with state.lock:
             if state.covered >= mine:
                 return  # an fsync that began after this rename has ended
-            upto = state.asked  # every rename announced by now is before this fsync
-            await anyio.to_thread.run_sync(fsync_folder, folder)
+            with self.guard:
+                upto = state.asked  # every rename announced by now is before this fsync
+            fsync_folder(folder)
             state.covered = max(state.covered, upto)
 
 
-# One per event loop (its locks belong to that loop); a download in any client of the loop
-# shares it.
-_folder_syncs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _FolderSync] = (
-    weakref.WeakKeyDictionary()
-)
+_FOLDERS = _FolderSync()  # shared by every download of the process
 
 
-async def _sync_folder(folder: Path) -> None:
-    loop = asyncio.get_running_loop()
-    syncer = _folder_syncs.get(loop)
-    if syncer is None:
-        syncer = _folder_syncs[loop] = _FolderSync()
-    await syncer.sync(folder)
+def _save_whole(body: bytes, dest: Path) -> str:
+    """Blocking, one hop: write, fsync, rename, hash (`_write_whole`), then the folder's shared
+    fsync; returns the sha256."""
+    sha256 = _write_whole(body, dest)
+    _FOLDERS.sync(dest.parent)
+    return sha256
+
+
+def _finish(writer: _DiskWriter, part: Path, dest: Path) -> None:
+    """Blocking, one hop: the streamed file's fsync and rename, then the folder's shared fsync."""
+    writer.finish(part, dest)
+    _FOLDERS.sync(dest.parent)
 
 
 #: Called with the result once its file is in place, under the same shield as the rename, so a
@@ -256,8 +262,7 @@ async def _save_small(
     if problem is not None:
         raise problem
     with anyio.CancelScope(shield=True):  # a rename half done, or not recorded, is not an option
-        sha256 = await anyio.to_thread.run_sync(_write_whole, body, dest)
-        await _sync_folder(dest.parent)
+        sha256 = await anyio.to_thread.run_sync(_save_whole, body, dest)
         result = await _saved(
             DownloadResult(job_id=job_id, path=dest, size=len(body), sha256=sha256), on_saved
         )
@@ -326,8 +331,7 @@ async def _save_response(
         if problem is not None:
             raise problem
         with anyio.CancelScope(shield=True):  # the rename and its record, never one alone
-            await anyio.to_thread.run_sync(writer.finish, part, dest)
-            await _sync_folder(dest.parent)
+            await anyio.to_thread.run_sync(_finish, writer, part, dest)
             result = await _saved(
                 DownloadResult(
                     job_id=job_id, path=dest, size=received, sha256=writer.digest.hexdigest()

@@ -7,10 +7,11 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import anyio
 import pytest
 
 from reportexport_async import downloads
@@ -85,38 +86,40 @@ async def test_a_refused_write_fails_and_abort_removes_the_part(
     assert not part.exists()
 
 
-async def test_renames_finishing_together_share_one_folder_fsync_that_began_after_them(
+def test_renames_finishing_together_share_one_folder_fsync_that_began_after_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Group fsync of a folder: 12 downloads finishing at once need far fewer than 12 fsyncs,
     and each returns only after an fsync that began after its own rename was announced."""
     events: list[tuple[str, int]] = []
-    fsyncs = 0
+    guard = threading.Lock()
 
     def slow_fsync(folder: Path) -> None:
-        nonlocal fsyncs
-        fsyncs += 1
-        events.append(("begin", fsyncs))
-        time.sleep(0.02)
-        events.append(("end", fsyncs))
+        with guard:
+            number = 1 + sum(1 for kind, _ in events if kind == "begin")
+            events.append(("begin", number))
+        time.sleep(0.05)
+        with guard:
+            events.append(("end", number))
 
     monkeypatch.setattr(downloads, "fsync_folder", slow_fsync)
     syncer = downloads._FolderSync()
-    covered: dict[int, tuple[int, int]] = {}  # caller -> (fsyncs begun before its call, after)
+    covered: dict[int, tuple[int, int]] = {}  # caller -> (fsyncs begun before it, last ended)
 
-    async def one(n: int) -> None:
-        before = sum(1 for kind, _ in events if kind == "begin")
-        await syncer.sync(tmp_path)
-        ended = [k for kind, k in events if kind == "end"]
-        covered[n] = (before, max(ended))
+    def one(n: int) -> None:
+        with guard:
+            before = sum(1 for kind, _ in events if kind == "begin")
+        syncer.sync(tmp_path)
+        with guard:
+            covered[n] = (before, max(k for kind, k in events if kind == "end"))
 
-    async with anyio.create_task_group() as group:
-        for n in range(12):
-            group.start_soon(one, n)
+    with ThreadPoolExecutor(12) as pool:
+        list(pool.map(one, range(12)))
+    fsyncs = sum(1 for kind, _ in events if kind == "begin")
     assert len(covered) == 12
     assert 1 <= fsyncs <= 3
-    # The fsync each caller waited for began after its call (its number is above the count of
-    # fsyncs already begun when it asked).
+    # The fsync each caller waited for began after its call: its number is above the count of
+    # fsyncs already begun when it asked.
     assert all(last > before for before, last in covered.values())
 
 
