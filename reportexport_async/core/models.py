@@ -465,6 +465,9 @@ class ExportTicket(BaseModel):
 
 def _raw_job_id(item: Mapping[Any, Any]) -> str | None:
     """The Id a listing entry would parse to (`Job.id`'s aliases, in their order), or None."""
+    value = item.get("Id")
+    if type(value) is str and value and not (value[0].isspace() or value[-1].isspace()):
+        return value  # the usual case, read without the tolerant readers
     for key in ("Id", "JobId", "id"):
         if key in item:
             text = _lenient_str(item[key])
