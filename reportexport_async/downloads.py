@@ -16,11 +16,12 @@ signed URL on another origin, or 200 with the bytes under `Mode=Stream` (docs/ap
   absent, the previous file, or the whole new one, never half-written.
 
 A small result (at most `_SMALL` bytes, by its `Content-Length` or, without one, by its end
-arriving first) is read whole and costs one hop to the shared worker threads, which write, fsync,
-rename and hash it in one pass; no thread of its own. The folder's fsync is shared: one fsync of a
-folder covers every rename made in it before that fsync began, so downloads finishing together
-into one folder share it (`_FolderSync`, in the same thread hop as the rename). The result is
-handed to `on_saved` (the ledger's record) only after the fsync that covers its rename.
+arriving first) is read whole and costs one hop to a small pool of threads shared by every
+download (`_DISK`), which write, fsync, rename and hash it in one pass; no thread of its own.
+The folder's fsync is shared: one fsync of a folder covers every rename made in it before that
+fsync began, so downloads finishing together into one folder share it (`_FolderSync`, in the
+same hop as the rename). The result is handed to `on_saved` (the ledger's record) only after the
+fsync that covers its rename.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import aiohttp
 import anyio
@@ -221,6 +222,16 @@ class _FolderSync:
 
 _FOLDERS = _FolderSync()  # shared by every download of the process
 
+# The last step of every download (write or fsync, rename, hash, the folder's fsync): a small pool
+# shared by every download of the process, bounded, its threads made once and reused.
+_DISK = ThreadPoolExecutor(8, thread_name_prefix="reportexport-disk")
+R = TypeVar("R")
+
+
+async def _on_disk(work: Callable[..., R], *args: object) -> R:
+    """Run blocking disk work in the shared pool (callers shield it from cancellation)."""
+    return await asyncio.get_running_loop().run_in_executor(_DISK, work, *args)
+
 
 def _save_whole(body: bytes, dest: Path) -> str:
     """Blocking, one hop: write, fsync, rename, hash (`_write_whole`), then the folder's shared
@@ -262,7 +273,7 @@ async def _save_small(
     if problem is not None:
         raise problem
     with anyio.CancelScope(shield=True):  # a rename half done, or not recorded, is not an option
-        sha256 = await anyio.to_thread.run_sync(_save_whole, body, dest)
+        sha256 = await _on_disk(_save_whole, body, dest)
         result = await _saved(
             DownloadResult(job_id=job_id, path=dest, size=len(body), sha256=sha256), on_saved
         )
@@ -331,7 +342,7 @@ async def _save_response(
         if problem is not None:
             raise problem
         with anyio.CancelScope(shield=True):  # the rename and its record, never one alone
-            await anyio.to_thread.run_sync(_finish, writer, part, dest)
+            await _on_disk(_finish, writer, part, dest)
             result = await _saved(
                 DownloadResult(
                     job_id=job_id, path=dest, size=received, sha256=writer.digest.hexdigest()
