@@ -47,6 +47,7 @@ IDLE = (
     "Selector.select (selectors.py",
     "Queue.get (",
     "_Writer._serve (reportexport_async/ledger.py",
+    "_worker (concurrent/futures/thread.py",  # a pool thread waiting for work (a C call too)
 )
 _FRAME_FILE = re.compile(r"\(([^()]*?):\d+\)$")
 
@@ -71,8 +72,8 @@ def summarize(raw: str, chunks: int | None = None, rate: int | None = None) -> s
         if not stack or not count_text.isdigit():
             continue
         frames = stack.split(";")
-        if any(idle in frames[-1] for idle in IDLE):
-            continue
+        if len(frames) == 1 or any(idle in frames[-1] for idle in IDLE):
+            continue  # waiting, or no Python frame to attribute the sample to
         thread = frames[0] if frames[0].startswith(("thread", "process")) else ""
         # The event loop runs in the process's main thread: the one whose stack starts at
         # `<module>` of the `-m` entry point.
