@@ -17,7 +17,7 @@ and the replay guard live in the layers above.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +44,7 @@ from .core.responses import (
     interpret_job_page,
     interpret_replay,
     interpret_ticket,
+    job_page_interpreter,
 )
 from .downloads import DownloadResult, OnSaved, download_job
 from .errors import HTTPStatusError, WaitTimeout
@@ -145,13 +146,23 @@ class ReportExportClient:
         created_before: date | datetime | None = None,
         *,
         page_size: int | None = None,
+        only: Collection[str] | None = None,
     ) -> AsyncIterator[Job]:
         """Every job created in the range, following every page (one call per page).
 
         Only the documented `CreatedAfter`/`CreatedBefore` are sent, and `PageSize` when
         `page_size` is given. A page's `@nextpageuri` is followed; a bare array (agency) of
         `page_size` (default: the convention's 1000) jobs is followed by `Page=2`, ...; a
-        server that refuses paging (400 on a later page) has answered the whole list."""
+        server that refuses paging (400 on a later page) has answered the whole list.
+
+        With `only` (job ids), just the jobs with those ids are read and given, and the listing
+        ends as soon as all of them were given. The pages are then asked for in the order most
+        likely to hold them early: the jobs a caller follows are usually the newest, which sit
+        at one end of a listing, so after the first page, when its answer names a last page
+        (`@lastpageuri`), the pages are walked from the last one back (`@previouspageuri`).
+        The other jobs of a page are not parsed. A job with one of those ids that is not found
+        (created after the page that would have held it was read) is simply not given."""
+        interpret = interpret_job_page if only is None else job_page_interpreter(only)
         spec = build_list_jobs(
             *self._sid(),
             created_after=created_after,
@@ -159,11 +170,14 @@ class ReportExportClient:
             page_size=page_size,
         )
         full = page_size or DEFAULT_PAGE_SIZE
-        page_number = 1
+        page_number = 1  # of a bare-array listing, asked for by number
         seen: set[str] = set()
+        asked: set[str] = set()  # page URIs already read (the backward walk ends at them)
+        link: str | None = None  # the next page to read, walking back from the last one
+        first = True
         while True:
             try:
-                page = await self.session.call(spec, interpret_job_page)
+                page = await self.session.call(spec, interpret)
             except HTTPStatusError as refused:
                 if page_number > 1 and refused.status == 400:
                     return
@@ -172,9 +186,24 @@ class ReportExportClient:
                 if job.id not in seen:  # pages may shift while jobs are created
                     seen.add(job.id)
                     yield job
-            if page.next_page_uri:
+            if only is not None and all(job_id in seen for job_id in only):
+                return  # every job asked for was given: no need for another page
+            asked.update(u for u in (page.meta_uri("", "@uri"), page.meta_uri("first")) if u)
+            if first and only is not None and page.next_page_uri:
+                link = page.meta_uri("last")  # walk back from the last page
+            elif link is not None:
+                link = page.meta_uri("previous")
+                if link is None:
+                    return  # the first page has no previous one
+            first = False
+            if link is not None:
+                if link in asked:
+                    return  # back at a page already read: every page was read
+                asked.add(link)
+                spec = spec_from_uri(link, Endpoint.LIST_JOBS)
+            elif page.next_page_uri:
                 spec = spec_from_uri(page.next_page_uri, Endpoint.LIST_JOBS)
-            elif page.meta or len(page.jobs) + page.skipped < full:
+            elif page.meta or page.entries < full:
                 return  # a wrapped page without a next URI, or a short bare-array page
             else:
                 page_number += 1

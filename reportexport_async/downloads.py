@@ -14,6 +14,14 @@ signed URL on another origin, or 200 with the bytes under `Mode=Stream` (docs/ap
 - checks the byte count against `Content-Length` (a truncated body is downloaded again), then
   fsyncs, renames over `dest` and fsyncs the folder (way 9 of docs/guide.md): `dest` is either
   absent, the previous file, or the whole new one, never half-written.
+
+A small result (at most `_SMALL` bytes, by its `Content-Length` or, without one, by its end
+arriving first) is read whole and costs one hop to a small pool of threads shared by every
+download (`_DISK`), which write, fsync, rename and hash it in one pass; no thread of its own.
+The folder's fsync is shared: one fsync of a folder covers every rename made in it before that
+fsync began, so downloads finishing together into one folder share it (`_FolderSync`, in the
+same hop as the rename). The result is handed to `on_saved` (the ledger's record) only after the
+fsync that covers its rename.
 """
 
 from __future__ import annotations
@@ -23,12 +31,13 @@ import hashlib
 import logging
 import os
 import random
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import aiohttp
 import anyio
@@ -54,7 +63,7 @@ from .errors import (
     TransportError,
     redact_url,
 )
-from .files import atomic_write, part_of, publish
+from .files import atomic_write, fsync_folder, part_of, publish
 from .session import Session, _parse_body
 
 __all__ = ["DownloadResult", "download_job"]
@@ -141,12 +150,12 @@ class _DiskWriter:
         self._hash.shutdown(wait=True, cancel_futures=True)
 
     def finish(self, part: Path, dest: Path) -> None:
-        """Blocking: flush, fsync, close, rename over `dest`, fsync the folder."""
+        """Blocking: flush, fsync, close, rename over `dest` (the caller fsyncs the folder)."""
         self._shutdown()
         self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()
-        publish(part, dest)
+        publish(part, dest, sync_folder=False)
 
     def forget(self) -> None:
         """In the event loop, on failure: the chunks still queued will not be awaited (their
@@ -171,9 +180,71 @@ class _DiskWriter:
 
 
 def _write_whole(body: bytes, dest: Path) -> str:
-    """Blocking: a small result written, fsynced and published in one go; returns its sha256."""
-    atomic_write(dest, lambda handle: handle.write(body))
+    """Blocking: a small result written, fsynced and renamed over `dest` in one go (the caller
+    fsyncs the folder); returns its sha256, hashed in the same pass."""
+    atomic_write(dest, lambda handle: handle.write(body), sync_folder=False)
     return hashlib.sha256(body).hexdigest()
+
+
+@dataclass
+class _Folder:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    asked: int = 0  # renames announced so far (`_FolderSync.sync` calls)
+    covered: int = 0  # of these, how many an fsync that began after them has made durable
+
+
+class _FolderSync:
+    """Group fsync of folders, in the worker threads that rename (blocking): a rename is
+    durable once an fsync of its folder that began after it has ended. A thread announces its
+    rename (a number), then either finds it covered by an fsync that began meanwhile, or runs
+    one that covers every rename announced so far. Downloads finishing together into one folder
+    share one fsync instead of one each."""
+
+    def __init__(self) -> None:
+        self.guard = threading.Lock()
+        self.folders: dict[Path, _Folder] = {}
+
+    def sync(self, folder: Path) -> None:
+        with self.guard:
+            state = self.folders.get(folder)
+            if state is None:
+                state = self.folders[folder] = _Folder()
+            state.asked += 1
+            mine = state.asked
+        with state.lock:
+            if state.covered >= mine:
+                return  # an fsync that began after this rename has ended
+            with self.guard:
+                upto = state.asked  # every rename announced by now is before this fsync
+            fsync_folder(folder)
+            state.covered = max(state.covered, upto)
+
+
+_FOLDERS = _FolderSync()  # shared by every download of the process
+
+# The last step of every download (write or fsync, rename, hash, the folder's fsync): a small pool
+# shared by every download of the process, bounded, its threads made once and reused.
+_DISK = ThreadPoolExecutor(8, thread_name_prefix="reportexport-disk")
+R = TypeVar("R")
+
+
+async def _on_disk(work: Callable[..., R], *args: object) -> R:
+    """Run blocking disk work in the shared pool (callers shield it from cancellation)."""
+    return await asyncio.get_running_loop().run_in_executor(_DISK, work, *args)
+
+
+def _save_whole(body: bytes, dest: Path) -> str:
+    """Blocking, one hop: write, fsync, rename, hash (`_write_whole`), then the folder's shared
+    fsync; returns the sha256."""
+    sha256 = _write_whole(body, dest)
+    _FOLDERS.sync(dest.parent)
+    return sha256
+
+
+def _finish(writer: _DiskWriter, part: Path, dest: Path) -> None:
+    """Blocking, one hop: the streamed file's fsync and rename, then the folder's shared fsync."""
+    writer.finish(part, dest)
+    _FOLDERS.sync(dest.parent)
 
 
 #: Called with the result once its file is in place, under the same shield as the rename, so a
@@ -188,22 +259,21 @@ async def _saved(result: DownloadResult, on_saved: OnSaved | None) -> DownloadRe
 
 
 async def _save_small(
-    session: Session,
-    response: aiohttp.ClientResponse,
     dest: Path,
     job_id: str,
-    expected: int,
+    pieces: list[bytes],
+    expected: int | None,
     on_saved: OnSaved | None = None,
 ) -> DownloadResult:
-    """A result of at most `_SMALL` bytes: read whole (memory stays bounded by `_SMALL`), then
-    one thread hop for the disk instead of a writer and a hasher thread of its own."""
-    pieces = [piece async for piece in session.iter_body(response, _CHUNK)]
+    """A whole result of at most `_SMALL` bytes, already read: one hop to the shared worker
+    threads for the disk (write, fsync, rename, hash) instead of a writer and a hasher thread of
+    its own, then the folder's shared fsync, then `on_saved`."""
     body = b"".join(pieces)
     problem = check_download_integrity(received=len(body), expected_length=expected, job_id=job_id)
     if problem is not None:
         raise problem
     with anyio.CancelScope(shield=True):  # a rename half done, or not recorded, is not an option
-        sha256 = await anyio.to_thread.run_sync(_write_whole, body, dest)
+        sha256 = await _on_disk(_save_whole, body, dest)
         result = await _saved(
             DownloadResult(job_id=job_id, path=dest, size=len(body), sha256=sha256), on_saved
         )
@@ -236,14 +306,25 @@ async def _save_response(
     encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("identity", "")
     # With a Content-Encoding, Content-Length counts the encoded bytes, not what we write.
     expected = None if encoded else response.content_length
+    body = session.iter_body(response, _CHUNK)
     if expected is not None and expected <= _SMALL:
-        return await _save_small(session, response, dest, job_id, expected, on_saved)
-    received = 0
+        pieces = [piece async for piece in body]
+        return await _save_small(dest, job_id, pieces, expected, on_saved)
+    pieces = []
+    size = 0
+    if expected is None:
+        # No length known: a body that ends within `_SMALL` bytes is a small result all the same.
+        async for piece in body:
+            pieces.append(piece)
+            size += len(piece)
+            if size > _SMALL:
+                break
+        else:
+            return await _save_small(dest, job_id, pieces, expected, on_saved)
+    received = size
     writer = await anyio.to_thread.run_sync(_DiskWriter, part)
     try:
-        pieces: list[bytes] = []
-        size = 0
-        async for piece in session.iter_body(response, _CHUNK):
+        async for piece in body:
             received += len(piece)
             pieces.append(piece)
             size += len(piece)
@@ -261,7 +342,7 @@ async def _save_response(
         if problem is not None:
             raise problem
         with anyio.CancelScope(shield=True):  # the rename and its record, never one alone
-            await anyio.to_thread.run_sync(writer.finish, part, dest)
+            await _on_disk(_finish, writer, part, dest)
             result = await _saved(
                 DownloadResult(
                     job_id=job_id, path=dest, size=received, sha256=writer.digest.hexdigest()

@@ -34,10 +34,12 @@ def fsync_folder(folder: Path) -> None:
         os.close(directory)
 
 
-def publish(part: Path, dest: Path) -> None:
-    """Rename a written and fsynced `part` over `dest`, and make the rename durable."""
+def publish(part: Path, dest: Path, *, sync_folder: bool = True) -> None:
+    """Rename a written and fsynced `part` over `dest`, and make the rename durable (with
+    `sync_folder=False` the caller fsyncs the folder itself, e.g. once for many renames)."""
     os.replace(part, dest)
-    fsync_folder(dest.parent)
+    if sync_folder:
+        fsync_folder(dest.parent)
 
 
 def _open_part_locked(part: Path) -> BinaryIO:
@@ -61,7 +63,9 @@ def _open_part_locked(part: Path) -> BinaryIO:
         handle.close()  # published by the other writer: this one starts on a new file
 
 
-def atomic_write(dest: Path, write: Callable[[BinaryIO], object]) -> None:
+def atomic_write(
+    dest: Path, write: Callable[[BinaryIO], object], *, sync_folder: bool = True
+) -> None:
     """Write `dest` through `write(handle)`: `.part`, flush, fsync, publish. On any failure the
     `.part` is removed and the exception goes on. Writers in several processes take turns."""
     part = part_of(dest)
@@ -70,7 +74,8 @@ def atomic_write(dest: Path, write: Callable[[BinaryIO], object]) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-            publish(part, dest)  # under the lock: the next writer waits for the rename
+            # under the lock: the next writer waits for the rename
+            publish(part, dest, sync_folder=sync_folder)
     except BaseException:
         part.unlink(missing_ok=True)
         raise

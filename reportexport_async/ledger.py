@@ -4,9 +4,16 @@ and the daily quota's use survives restarts and is shared by processes. It also 
 `chunk="auto"` chose for each export, so a rerun plans the same chunks.
 
 One SQLite file (default `.reportexport/ledger.sqlite` in the working folder), stdlib `sqlite3`
-behind anyio worker threads: WAL journal, a busy timeout, a schema version (`PRAGMA user_version`)
+behind one thread of its own: WAL journal, a busy timeout, a schema version (`PRAGMA user_version`)
 with migrations, and every read-modify-write in one `BEGIN IMMEDIATE` transaction, so many tasks of
 one process and several processes on one machine can share it.
+
+Group commit: the ledger's thread takes every call waiting for it at once and runs the writes among
+them in one transaction, each in a savepoint of its own (one that fails is rolled back alone and
+raises to its caller). Every call still returns only once its write is committed: an intent is
+recorded before its submit is sent, a job id before anything depends on it, exactly as with one
+transaction per call; many tasks writing at once just share a commit and a thread hop.
+`get_many` reads many entries in one call.
 
 The ledger remembers; it does not decide. The core decides (fingerprints, the replay guard); the
 flow in `exports.py` and the orchestrator ask the ledger what is known and tell it what happened.
@@ -14,10 +21,14 @@ flow in `exports.py` and the orchestrator ask the ledger what is known and tell 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import queue
 import socket
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -132,6 +143,10 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+#: The most calls one transaction of the ledger's thread takes (a bound on how long a batch
+#: holds SQLite's write lock when many tasks write at once).
+GROUP_LIMIT = 64
 
 #: How long a claim (a lease) lasts without renewal. A running worker renews its leases every
 #: third of it; a worker that dies (SIGKILL, a lost host) loses them when they run out, and
@@ -295,8 +310,115 @@ def _owner_alive(owner: str | None) -> bool:
     return True
 
 
+@dataclass(eq=False)
+class _Call:
+    """One call waiting for the ledger's thread, and where its answer goes."""
+
+    work: Callable[[sqlite3.Connection], Any]
+    write: bool
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    outcome: tuple[bool, Any] | None = None  # (failed, result or exception), once known
+
+
+def _deliver(calls: list[_Call]) -> None:
+    """In the event loop: hand each call its answer (a caller that gave up gets nothing)."""
+    for call in calls:
+        if call.future.done() or call.outcome is None:
+            continue
+        failed, value = call.outcome
+        if failed:
+            call.future.set_exception(value)
+        else:
+            call.future.set_result(value)
+
+
+class _Writer:
+    """The ledger's own thread: it owns the connection and takes every waiting call at once (up
+    to `GROUP_LIMIT`): the reads first, outside any transaction (they see only committed
+    records), then the writes in order in one transaction, a savepoint each; it answers them
+    all after the commit."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        #: Lists of calls, one per turn of an event loop that made calls; None to stop.
+        self.calls: queue.SimpleQueue[list[_Call] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._serve, name="reportexport-ledger", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self.calls.get()
+            if first is None:
+                break
+            batch = list(first)
+            while len(batch) < GROUP_LIMIT:
+                try:
+                    more = self.calls.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch += more
+            self._run(batch)
+        self.db.close()
+
+    def _run(self, batch: list[_Call]) -> None:
+        db = self.db
+        for call in batch:
+            if not call.write:
+                try:
+                    call.outcome = (False, call.work(db))
+                except BaseException as exc:
+                    call.outcome = (True, exc)
+        writes = [call for call in batch if call.write]
+        if writes:
+            try:
+                self._transaction(writes)
+            except BaseException as exc:  # BEGIN or COMMIT failed: no write of the batch made it
+                with contextlib.suppress(Exception):
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                for call in writes:
+                    call.outcome = (True, exc)
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
+        for call in batch:
+            by_loop.setdefault(call.loop, []).append(call)
+        for loop, calls in by_loop.items():
+            # A closed loop: nobody waits for these answers any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_deliver, calls)
+
+    def _transaction(self, writes: list[_Call]) -> None:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        for call in writes:
+            db.execute("SAVEPOINT one_call")
+            try:
+                call.outcome = (False, call.work(db))
+            except BaseException as exc:  # this call's changes only are undone
+                if not db.in_transaction:  # SQLite undid it all (a full disk, an I/O error)
+                    raise
+                db.execute("ROLLBACK TO one_call")
+                call.outcome = (True, exc)
+            db.execute("RELEASE one_call")
+        db.execute("COMMIT")
+
+    def stop(self) -> None:
+        """Blocking: answer what is queued, close the connection, end the thread."""
+        self.calls.put(None)
+        self.thread.join()
+
+
 class Ledger:
     """The ledger file. Use as an async context manager (or `open()`/`close()`).
+
+    Every method is a coroutine and may be called from many tasks at once: the calls are queued
+    to the ledger's thread, which commits the writes waiting together in one transaction (group
+    commit) and answers each caller once its write is committed. `get_many` is `get` for many
+    fingerprints in one call.
 
     With `read_only=True` nothing is ever written: the file is opened in SQLite's read-only mode,
     with no switch to WAL and no migration, so a ledger on a read-only file or folder can still be
@@ -322,7 +444,10 @@ class Ledger:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._db: sqlite3.Connection | None = None
         self._schema = SCHEMA_VERSION  # the file's, once open
-        self._limiter = anyio.CapacityLimiter(1)  # one statement at a time on the connection
+        self._writer: _Writer | None = None  # the thread that owns `_db`, once open
+        #: Calls made during the current turn of each event loop, handed to the thread together
+        #: at the end of the turn: one wake-up of the thread per turn, not per call.
+        self._outbox: dict[asyncio.AbstractEventLoop, list[_Call]] = {}
 
     def __repr__(self) -> str:
         mode = ", read_only=True" if self.read_only else ""
@@ -340,12 +465,18 @@ class Ledger:
     async def open(self) -> None:
         if self._db is None:
             connect = self._connect_read_only if self.read_only else self._connect
-            self._db = await anyio.to_thread.run_sync(connect)
+            db = await anyio.to_thread.run_sync(connect)
+            self._writer = _Writer(db)
+            self._db = db
 
     async def close(self) -> None:
-        if self._db is not None:
-            db, self._db = self._db, None
-            await anyio.to_thread.run_sync(db.close, limiter=self._limiter)
+        if self._db is not None and self._writer is not None:
+            writer, self._db, self._writer = self._writer, None, None
+            for calls in self._outbox.values():  # made this turn: answered before the close
+                writer.calls.put(calls)
+            self._outbox.clear()
+            with anyio.CancelScope(shield=True):  # what is queued is answered, then closed
+                await anyio.to_thread.run_sync(writer.stop)
 
     def _connect(self) -> sqlite3.Connection:
         where = str(self.path)
@@ -519,30 +650,29 @@ class Ledger:
         self._schema = SCHEMA_VERSION
 
     async def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
-        """Run `work` on the connection in a worker thread; writes in one IMMEDIATE transaction."""
-        db = self._db
-        if db is None:
+        """Run `work` on the connection in the ledger's thread; a write inside an IMMEDIATE
+        transaction (shared with the writes queued with it), answered once committed. Like a
+        worker thread's call, it is not abandoned when cancelled: the caller learns the outcome,
+        then the cancellation goes on."""
+        writer = self._writer
+        if writer is None:
             raise LedgerError("the ledger is not open: use `async with Ledger(...)`")
         if write and self.read_only:
             raise LedgerError(
                 f"the ledger {str(self.path)!r} is open read-only: nothing can be recorded",
                 problem="read-only",
             )
-
-        def run() -> T:
-            if not write:
-                return work(db)
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return result
-
+        loop = asyncio.get_running_loop()
+        call = _Call(work, write, loop, loop.create_future())
+        outbox = self._outbox.get(loop)
+        if outbox is None:
+            outbox = self._outbox[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        outbox.append(call)
         try:
-            return await anyio.to_thread.run_sync(run, limiter=self._limiter)
+            with anyio.CancelScope(shield=True):
+                result: T = await call.future
+            return result
         except sqlite3.OperationalError as exc:
             if self._schema < SCHEMA_VERSION and str(exc).startswith("no such"):
                 # Only a read-only ledger stays on an older schema (a writable one migrates).
@@ -555,6 +685,12 @@ class Ledger:
             raise self._error(exc) from exc
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        """At the end of a loop's turn: its calls go to the ledger's thread together."""
+        calls = self._outbox.pop(loop, None)
+        if calls and self._writer is not None:
+            self._writer.calls.put(calls)
 
     def _now(self) -> str:
         return _time(self.clock.now()) or ""
@@ -581,6 +717,23 @@ class Ledger:
                 "SELECT * FROM exports WHERE fingerprint = ?", (fingerprint,)
             ).fetchone()
             return None if row is None else _entry(row)
+
+        return await self._run(work)
+
+    async def get_many(self, fingerprints: Sequence[str]) -> dict[str, LedgerEntry]:
+        """The entries of `fingerprints` that exist, in one call (a plan looks up every chunk)."""
+        keys = list(dict.fromkeys(fingerprints))
+
+        def work(db: sqlite3.Connection) -> dict[str, LedgerEntry]:
+            found: dict[str, LedgerEntry] = {}
+            for start in range(0, len(keys), 500):  # below SQLite's limit of bound values
+                part = keys[start : start + 500]
+                rows = db.execute(
+                    f"SELECT * FROM exports WHERE fingerprint IN ({','.join('?' * len(part))})",
+                    part,
+                ).fetchall()
+                found.update((row["fingerprint"], _entry(row)) for row in rows)
+            return found
 
         return await self._run(work)
 

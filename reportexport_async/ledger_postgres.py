@@ -362,6 +362,16 @@ class PostgresLedger:
 
         return await self._run(work, write=False, one=True)
 
+    async def get_many(self, fingerprints: Sequence[str]) -> dict[str, LedgerEntry]:
+        """The entries of `fingerprints` that exist, in one round trip."""
+        keys = list(dict.fromkeys(fingerprints))
+
+        async def work(conn: Conn) -> dict[str, LedgerEntry]:
+            rows = await conn.fetch("SELECT * FROM exports WHERE fingerprint = ANY($1)", keys)
+            return {row["fingerprint"]: _entry(row) for row in rows}
+
+        return await self._run(work, write=False, one=True)
+
     async def claim(
         self,
         fingerprint: str,

@@ -75,6 +75,7 @@ class LedgerStore(Protocol):
 
     # -- exports and their claims
     async def get(self, fingerprint: str) -> LedgerEntry | None: ...
+    async def get_many(self, fingerprints: Sequence[str]) -> dict[str, LedgerEntry]: ...
     async def claim(
         self,
         fingerprint: str,

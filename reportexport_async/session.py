@@ -212,6 +212,7 @@ class Session:
         configured = None if config.proxy is None else config.proxy.get_secret_value()
         self._proxies = proxy_settings(configured, os.environ)
         self._http: aiohttp.ClientSession | None = None
+        self._origins: dict[str, bool] = {}  # `_trusted`, per scheme://netloc
         #: Since when every call has failed (no answer, or 5xx), and how many in a row; reset by
         #: any other answer.
         self.failing_since: datetime | None = None
@@ -296,10 +297,26 @@ class Session:
         """`Authorization` and the operation's `Accept` on the API origin; elsewhere (a signed
         URL) no credentials and any type."""
         absolute = self.url(url)  # a relative reference counts where it will be sent
-        if is_api_origin(absolute, self.config.base_url) and may_carry_credentials(absolute):
+        if self._trusted(absolute):
             accept = endpoint.accept if endpoint is not None else JSON_ACCEPT
             return {"Authorization": self._authorization, "Accept": accept}
         return {"Accept": "*/*"}
+
+    def _trusted(self, absolute: str) -> bool:
+        """`absolute` is on the API origin and may carry credentials. Both depend only on its
+        scheme and authority (what `urlsplit` calls netloc), so the answer is kept per
+        `scheme://netloc`: a few origins, asked for on every request."""
+        scheme, separator, rest = absolute.partition("://")
+        ends = [i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0]
+        origin = f"{scheme}{separator}{rest[: min(ends, default=len(rest))]}"
+        known = self._origins.get(origin) if separator else None
+        if known is None:
+            known = is_api_origin(absolute, self.config.base_url) and may_carry_credentials(
+                absolute
+            )
+            if separator and len(self._origins) < 64:
+                self._origins[origin] = known
+        return known
 
     # -- JSON calls -----------------------------------------------------------------------------
 

@@ -226,6 +226,34 @@ async def test_list_jobs_follows_every_page(persona: str) -> None:
     assert calls == pages
 
 
+@pytest.mark.parametrize("persona", PERSONAS)
+async def test_iter_jobs_only_reads_the_ids_asked_for_and_stops_when_all_are_given(
+    persona: str,
+) -> None:
+    async with running(persona, dialect="examples") as (sandbox, client, _):
+        ids = [
+            (
+                await client.export(request(persona, start=date(2026, 1, d), end=date(2026, 1, 9)))
+            ).job_id
+            for d in range(1, 8)
+        ]
+
+        async def listed(only: set[str]) -> tuple[list[str], int]:
+            before = sandbox.stats()["calls"].get("ListJobs", 0)
+            found = [job.id async for job in client.iter_jobs(page_size=3, only=only)]
+            return found, sandbox.stats()["calls"]["ListJobs"] - before
+
+        newest, newest_calls = await listed({ids[0], ids[6]})  # first and last page
+        absent, absent_calls = await listed({ids[3], "no-such-job"})  # never all found
+    wrapped = persona != "Agencies"  # pages that name their last and previous pages
+    # The first page, then the last one: the middle page is never asked for.
+    assert sorted(newest) == sorted([ids[0], ids[6]])
+    assert newest_calls == (2 if wrapped else 3)
+    # An id that is nowhere: every page is read once, backwards or forwards.
+    assert absent == [ids[3]]
+    assert absent_calls == 3
+
+
 @pytest.mark.parametrize("persona", ["Advertisers", "Mediapartners"])
 async def test_list_jobs_sends_no_page_size_and_follows_the_servers_pages(persona: str) -> None:
     async with running(persona, jobs_page_size=2, dialect="examples") as (sandbox, client, _):

@@ -853,3 +853,76 @@ async def test_two_limiters_on_one_ledger_spend_one_hourly_bucket(tmp_path: Path
             await second.acquire(Endpoint.GET_JOB)  # waits for the window the two share
         assert waits == ["the hourly API limit"]
         assert clock.slept == [HOUR]
+
+
+@sqlite_file
+async def test_writes_of_many_tasks_share_commits_and_each_is_committed_when_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: 40 tasks claiming at once are committed in far fewer transactions, every
+    claim is visible to another connection the moment it returns (the intent is durable before
+    a submit could be sent), and a write that fails is undone alone."""
+    from reportexport_async import ledger as ledger_module
+
+    transactions: list[int] = []
+    original = ledger_module._Writer._transaction
+
+    def counted(self: Any, writes: list[Any]) -> None:
+        transactions.append(len(writes))
+        original(self, writes)
+
+    monkeypatch.setattr(ledger_module._Writer, "_transaction", counted)
+    path = tmp_path / "ledger.sqlite"
+    keys = [f"print-{n:02d}" for n in range(40)]
+    seen_elsewhere: list[bool] = []
+
+    async def claim(ledger: Ledger, key: str) -> None:
+        entry, mine = await ledger.claim(
+            key, "{}", endpoint="ReportExport", report_id=REPORT,
+            range_start=None, range_end=None, result_format="CSV",
+        )  # fmt: skip
+        assert mine
+        assert entry.claimed_by == ledger.owner
+        with sqlite3.connect(path) as other:  # another process's view of the file
+            row = other.execute("SELECT claimed_by FROM exports WHERE fingerprint = ?", (key,))
+            seen_elsewhere.append(row.fetchone() == (ledger.owner,))
+
+    async def failing(ledger: Ledger) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE exports SET status = 'WRONG'")  # undone with its savepoint
+            raise sqlite3.IntegrityError("refused")
+
+        with pytest.raises(LedgerError, match="refused"):
+            await ledger._run(work, write=True)
+
+    async with Ledger(path) as ledger:
+        async with anyio.create_task_group() as group:
+            for key in keys[:20]:
+                group.start_soon(claim, ledger, key)
+            group.start_soon(failing, ledger)
+            for key in keys[20:]:
+                group.start_soon(claim, ledger, key)
+        found = await ledger.get_many([*keys, "unknown", keys[0]])
+    assert seen_elsewhere == [True] * 40
+    assert sorted(found) == keys
+    assert all(entry.status is None for entry in found.values())
+    assert sum(transactions) == 41
+    assert len(transactions) < 41 / 2, transactions
+
+
+async def test_get_many_reads_the_known_entries_of_many_fingerprints_at_once(
+    tmp_path: Path,
+) -> None:
+    """The plan's look-up: every known fingerprint once, unknown ones left out, repeats merged."""
+    keys = [f"{n:02d}" * 32 for n in range(3)]
+    async with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        for key in keys:
+            await ledger.claim(
+                key, "{}", endpoint="ReportExport", report_id=REPORT,
+                range_start=None, range_end=None, result_format="CSV",
+            )  # fmt: skip
+        await ledger.record_submitted(keys[1], "job-1")
+        found = await ledger.get_many([keys[1], "f" * 64, *keys, keys[0]])
+    assert sorted(found) == sorted(keys)
+    assert found[keys[1]].job_id == "job-1"
+    assert found[keys[0]].job_id is None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
@@ -463,6 +463,18 @@ class ExportTicket(BaseModel):
         return found
 
 
+def _raw_job_id(item: Mapping[Any, Any]) -> str | None:
+    """The Id a listing entry would parse to (`Job.id`'s aliases, in their order), or None."""
+    value = item.get("Id")
+    if type(value) is str and value and not (value[0].isspace() or value[-1].isspace()):
+        return value  # the usual case, read without the tolerant readers
+    for key in ("Id", "JobId", "id"):
+        if key in item:
+            text = _lenient_str(item[key])
+            return None if text is None else text.strip()
+    return None
+
+
 #: The brand and the partner spelling (docs/api-facts.md §2 Pagination).
 _NEXT_PAGE_KEYS = ("@nextpageuri", "@nextpageruri")
 
@@ -478,10 +490,30 @@ class JobPage:
     #: Entries that were not readable as a Job (e.g. no Id); skipped so one odd entry does not
     #: blind the tracker to every other job.
     skipped: int = 0
+    #: Entries not read because their Id is not among the ones asked for (`parse(only=...)`).
+    ignored: int = 0
+
+    @property
+    def entries(self) -> int:
+        """How many entries the page held, read or not (a full page has a next one)."""
+        return len(self.jobs) + self.skipped + self.ignored
+
+    def meta_uri(self, name: str, key: str | None = None) -> str | None:
+        """A page link of the meta, e.g. `meta_uri("last")`: `@lastpageuri` or the partner
+        spelling `@lastpageruri` (or the exact `key`); None when absent or blank."""
+        keys = (key,) if key else (f"@{name}pageuri", f"@{name}pageruri")
+        lowered = {k.lower(): v for k, v in self.meta.items()}
+        for candidate in keys:
+            value = lowered.get(candidate.lower(), "").strip()
+            if value:
+                return value
+        return None
 
     @classmethod
-    def parse(cls, body: object) -> JobPage:
-        """Accept either shape; raise ``ValueError`` for anything else."""
+    def parse(cls, body: object, only: Container[str] | None = None) -> JobPage:
+        """Accept either shape; raise ``ValueError`` for anything else. With `only`, an entry
+        whose Id is not in it is counted but not read: a tracker that follows a few jobs in a
+        listing of thousands validates those few (most of a listing's cost is reading it)."""
         items: object
         meta: dict[str, str] = {}
         if isinstance(body, list):
@@ -501,7 +533,13 @@ class JobPage:
             raise ValueError("the Jobs key of a listing must hold an array")
         jobs: list[Job] = []
         skipped = 0
+        ignored = 0
         for item in items:
+            if only is not None and isinstance(item, Mapping):
+                ident = _raw_job_id(item)
+                if ident is not None and ident not in only:
+                    ignored += 1
+                    continue
             try:
                 jobs.append(Job.model_validate(item))
             except ValidationError:
@@ -513,7 +551,9 @@ class JobPage:
             if candidate:
                 next_uri = candidate
                 break
-        return cls(jobs=tuple(jobs), next_page_uri=next_uri, meta=meta, skipped=skipped)
+        return cls(
+            jobs=tuple(jobs), next_page_uri=next_uri, meta=meta, skipped=skipped, ignored=ignored
+        )
 
 
 class Report(BaseModel):

@@ -20,7 +20,7 @@ The rules (docs/api-facts.md §5 "Error body and status codes", §1c):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -67,6 +67,7 @@ __all__ = [
     "interpreter",
     "is_error_body",
     "is_transient",
+    "job_page_interpreter",
     "parse_error_envelope",
     "report_refused",
     "worth_another_round",
@@ -216,6 +217,13 @@ interpret_ticket = interpreter(ExportTicket.model_validate, "export ticket")
 interpret_job = interpreter(Job.model_validate, "job")
 #: ``GET /Jobs`` answer, either shape (docs/api-facts.md §2) -> :class:`JobPage`.
 interpret_job_page = interpreter(JobPage.parse, "job listing")
+
+
+def job_page_interpreter(only: Container[str]) -> Callable[..., JobPage | ReportExportError]:
+    """As `interpret_job_page`, reading only the entries whose Id is in `only`."""
+    return interpreter(lambda body: JobPage.parse(body, only), "job listing")
+
+
 #: ``GET /Reports`` answer, either shape (docs/api-facts.md §1d) -> the catalog.
 interpret_catalog = interpreter(parse_report_catalog, "report catalog")
 

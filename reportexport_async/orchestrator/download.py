@@ -5,6 +5,7 @@ ledger records path, size and sha256 in the same cancellation shield as the file
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import anyio
 
@@ -30,6 +31,7 @@ class Downloading:
     def __init__(self, state: RunState, recovery: Recovery) -> None:
         self.state = state
         self.recovery = recovery
+        self.folders: set[Path] = set()  # made (or found) by this run: not made again per chunk
 
     async def run(self) -> None:
         state = self.state
@@ -66,12 +68,14 @@ class Downloading:
         while True:
             failure: ReportExportError
             try:
-                try:
-                    await anyio.to_thread.run_sync(
-                        lambda: dest.parent.mkdir(parents=True, exist_ok=True)
-                    )
-                except OSError as exc:
-                    raise OutputError(dest.parent, exc) from exc
+                if dest.parent not in self.folders:
+                    try:
+                        await anyio.to_thread.run_sync(
+                            lambda: dest.parent.mkdir(parents=True, exist_ok=True)
+                        )
+                    except OSError as exc:
+                        raise OutputError(dest.parent, exc) from exc
+                    self.folders.add(dest.parent)
                 result = await state.api.download(
                     run.job_id,
                     dest,

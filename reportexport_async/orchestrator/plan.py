@@ -250,8 +250,9 @@ async def make_plan(
             items.append((request, piece, print_.key, print_.canonical))
     known: dict[str, Known] = {}
     entries: dict[str, LedgerEntry] = {}
+    recorded = await ledger.get_many([key for _, _, key, _ in items])
     for request, piece, key, _ in items:
-        entry = await ledger.get(key)
+        entry = recorded.get(key)
         if entry is None:
             continue
         entries[key] = entry

@@ -150,6 +150,8 @@ class RunState:
         if message is not None:
             final = ("failed", "stuck", "pending", "deferred")
             run.error = message if status in final else run.error
+        if self.on_event is None:
+            return  # nobody listens: no event (nor its snapshot of the calls) is built
         self.emit(
             ProgressEvent(
                 "chunk",

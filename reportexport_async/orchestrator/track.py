@@ -161,13 +161,16 @@ class Tracking:
             made = [run.created_at or run.submitted_at for run in state.in_flight.values()]
             since = min((moment for moment in made if moment is not None), default=now)
             after = since.astimezone(api.limiter.timezone).date()
-            if len(state.in_flight) > self.listing_pages(after):
-                async for job in api.iter_jobs(created_after=after):
+            # The jobs in flight now; those submitted during this refresh wait for the next.
+            wanted = dict.fromkeys(state.in_flight)  # in the order they were tracked
+            if len(wanted) > self.listing_pages(after):
+                # Only these jobs are read, and the listing ends once all of them were seen.
+                async for job in api.iter_jobs(created_after=after, only=wanted.keys()):
                     if job.id in state.in_flight:
                         seen[job.id] = job
             # Few jobs left among many listed: one GET each is cheaper than the listing; and a
             # job the listing missed is asked for by id.
-            for job_id in [j for j in state.in_flight if j not in seen]:
+            for job_id in [j for j in wanted if j not in seen and j in state.in_flight]:
                 try:
                     seen[job_id] = await api.get_job(job_id)
                 except NotFound:

@@ -361,6 +361,25 @@ def test_job_page_skips_unreadable_entries() -> None:
     assert page.skipped == 2
 
 
+def test_job_page_reads_only_the_ids_asked_for_and_counts_the_rest() -> None:
+    body = [
+        {"Id": " a ", "Status": "COMPLETED"},
+        {"JobId": 7},
+        {"id": "c"},
+        {"Id": "d"},
+        {"NoId": 1},
+        "junk",
+    ]
+    page = JobPage.parse(body, only={"a", "7"})
+    assert [(j.id, j.status) for j in page.jobs] == [
+        ("a", JobStatus.COMPLETED),
+        ("7", JobStatus.UNKNOWN),
+    ]
+    assert (page.ignored, page.skipped, page.entries) == (2, 2, 6)
+    # Without `only`, the same page reads every readable entry.
+    assert [j.id for j in JobPage.parse(body).jobs] == ["a", "7", "c", "d"]
+
+
 @pytest.mark.parametrize("body", ["text", 3, None, {"Jobs": "nope"}])
 def test_job_page_rejects_other_shapes(body: object) -> None:
     with pytest.raises(ValueError, match=r"listing|array"):
