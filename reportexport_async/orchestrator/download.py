@@ -9,6 +9,7 @@ import time
 import anyio
 
 from ..core.responses import worth_another_round
+from ..downloads import DownloadResult
 from ..errors import (
     HTTPStatusError,
     JobFailed,
@@ -95,4 +96,16 @@ class Downloading:
             return
         run.size = result.size
         run.sha256 = result.sha256
+        if run.records is None:  # tracked by a postback alone, or re-attached without a status
+            run.records = await self.known_rows(run, result)
         state.set_status(run, "done")
+
+    async def known_rows(self, run: ChunkRun, result: DownloadResult) -> int | None:
+        """The chunk's rows when no status of this run said: the ledger's record of an earlier
+        status, else (CSV) the file's lines less its header, counted while hashing."""
+        entry = await self.state.ledger.get(run.planned.fingerprint)
+        if entry is not None and entry.records is not None:
+            return entry.records
+        if run.planned.request.result_format == "CSV" and result.lines is not None:
+            return max(0, result.lines - 1)
+        return None
