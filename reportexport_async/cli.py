@@ -52,6 +52,7 @@ from .cli_output import (
     make_console,
     print_table,
     quiet_broken_pipe,
+    register_origin,
     register_secret,
     verbose_logging,
 )
@@ -314,7 +315,10 @@ class Credentials:
                 ways += ", or pass --sandbox to run against the built-in sandbox"
             raise click.UsageError(f"no credentials: {ways}")
         try:
-            return ClientConfig.from_env(**overrides, retry=self.retry())
+            config = ClientConfig.from_env(**overrides, retry=self.retry())
+            register_secret(config.auth_token.get_secret_value())
+            register_origin(config.base_url)
+            return config
         except ConfigurationError as exc:
             hint = "; or pass --sandbox to use the built-in sandbox" if sandbox_offered else ""
             raise click.UsageError(f"{cli_language(str(exc))}{hint}") from None
@@ -368,6 +372,7 @@ async def open_run(
             if credentials.retry() is not None:
                 settings["retry"] = credentials.retry()
             register_secret(sandbox.auth_token)
+            register_origin(sandbox.base_url)
             client = Client.for_sandbox(
                 sandbox, ledger=default_ledger_path(ledger_path, sandbox=True), **settings
             )
@@ -539,10 +544,12 @@ class BackfillView:
                     markup=False,
                 )
             self.refresh()
+        elif event.kind == "plan" and event.plan is not None:
+            # Above the bars on a terminal: the cost is said once, before anything moves.
+            self.console.print(f"plan: {_plan_text(event.plan)}", markup=False)
+            self.refresh()
         elif self.live:
             self.refresh()
-        elif event.kind == "plan" and event.plan is not None:
-            self.console.print(f"plan: {_plan_text(event.plan)}", markup=False)
         elif event.kind in ("error", "retry"):
             self.console.print(f"{event.kind}: {cli_language(event.message or '')}", markup=False)
         if not self.as_json and event.kind in ("wait", "stopped"):
@@ -737,7 +744,6 @@ def report_result(
         return code
     _print_summary(result, console)
     if result.dry_run:
-        console.print(f"plan: {_plan_text(result.plan)}")
         console.print("dry run: no API call was made")
         return code
     console.print(f"API calls: {_calls_text(calls)}")
@@ -1549,7 +1555,7 @@ def jobs_list(since: date | None, ledger_path: Path | None, as_json: bool, **opt
                 ]
             )
         columns = ("job", "status", "created", "completed", "rows", "report", "range")
-        print_table(_console(), columns, rows, right=("rows",))
+        print_table(_console(), columns, rows, right=("rows",), whole=("job",))
         return EXIT_OK
 
     return _run_async(work)
@@ -1725,7 +1731,8 @@ def ledger_show(report: str | None, ledger_path: Path | None, as_json: bool) -> 
                 Cell(entry.fingerprint[:12], entry.fingerprint),
                 entry.report_id or entry.endpoint,
                 _entry_range(entry),
-                entry.job_id,
+                # On a terminal the short id, which `jobs show|download|replay` take as it is.
+                None if entry.job_id is None else Cell(entry.job_id[:8], entry.job_id),
                 None if entry.status is None else entry.status.value,
                 entry.records,
                 entry.file_path,

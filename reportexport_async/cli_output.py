@@ -26,6 +26,7 @@ __all__ = [
     "make_console",
     "print_table",
     "quiet_broken_pipe",
+    "register_origin",
     "register_secret",
     "verbose_logging",
 ]
@@ -82,12 +83,14 @@ def print_table(
     *,
     title: str | None = None,
     right: Iterable[str] = (),
+    whole: Iterable[str] = (),
     header_on_pipe: bool = False,
 ) -> None:
     """A table: boxed and aligned on a terminal; on a pipe or in a file, one line per row with
     its fields separated by tabs and nothing cut (`cut -f1`, `awk -F'\\t'`, `sort` work). A
     listing prints no header line on a pipe (as `gh` does); a report of figures, such as a
-    run's summary, passes `header_on_pipe=True`."""
+    run's summary, passes `header_on_pipe=True`. The `whole` columns (ids people copy) are
+    never cut on a terminal either: the others wrap first."""
     materialised = [list(row) for row in rows]
     if not console.is_terminal:
         lines: list[str] = []
@@ -101,10 +104,16 @@ def print_table(
             console.file.write("\n".join(lines) + "\n")
             console.file.flush()
         return
-    right_aligned = set(right)
+    right_aligned, kept = set(right), set(whole)
     table = Table(title=title)
-    for name in columns:
-        table.add_column(name, justify="right" if name in right_aligned else "left")
+    for index, name in enumerate(columns):
+        widest = max((len(_cell(row[index], plain=False)) for row in materialised), default=0)
+        table.add_column(
+            name,
+            justify="right" if name in right_aligned else "left",
+            no_wrap=name in kept,
+            min_width=max(widest, len(name)) if name in kept else None,
+        )
     for row in materialised:
         table.add_row(*(_cell(value, plain=False) for value in row))
     console.print(table)
@@ -186,6 +195,14 @@ def register_secret(value: str | None) -> None:
         _SECRETS.add(value)
 
 
+#: API origins: `-v` shows paths on them (the origin is said once, by the command).
+_ORIGINS: set[str] = set()
+
+
+def register_origin(base_url: str) -> None:
+    _ORIGINS.add(base_url.rstrip("/"))
+
+
 def known_secrets() -> Iterable[str]:
     yield from _SECRETS
     for name in SECRET_ENV:
@@ -207,6 +224,8 @@ class _Scrub(logging.Filter):
         for secret in self.secrets():
             if secret and len(secret) >= 4:
                 text = text.replace(secret, "***")
+        for origin in _ORIGINS:
+            text = text.replace(f" {origin}/", " /")
         record.msg, record.args = text, None
         return True
 

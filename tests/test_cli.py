@@ -781,7 +781,14 @@ def test_subprocess_export_and_ledger(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert Path("one.csv").exists()
     done = subprocess.run(
-        [*MODULE, "ledger", "show", "--ledger", "data/reportexport/sandbox-ledger.sqlite", "--json"],
+        [
+            *MODULE,
+            "ledger",
+            "show",
+            "--ledger",
+            "data/reportexport/sandbox-ledger.sqlite",
+            "--json",
+        ],
         capture_output=True,
         text=True,
         env=clean_env(),
@@ -790,6 +797,10 @@ def test_subprocess_export_and_ledger(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     (entry,) = json_lines(done.stdout)
     assert entry["file_path"] == "one.csv"
+
+
+def sandbox_ledger() -> str:
+    return os.path.join(os.environ["XDG_DATA_HOME"], "reportexport", "sandbox-ledger.sqlite")
 
 
 def read_pty(argv: list[str], timeout: float = 120) -> tuple[int, str]:

@@ -42,7 +42,7 @@ def cli(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedPro
     )  # fmt: skip
 
 
-def on_a_terminal(argv: list[str], timeout: float = 60) -> tuple[int, str]:
+def on_a_terminal(argv: list[str], timeout: float = 60, columns: int = 150) -> tuple[int, str]:
     """`argv` with its stdout on a pseudo-terminal and the test's environment (`read_pty`
     leaves out the credentials); its exit code and output."""
     leader, follower = pty.openpty()
@@ -50,7 +50,7 @@ def on_a_terminal(argv: list[str], timeout: float = 60) -> tuple[int, str]:
         argv,
         stdout=follower,
         stderr=subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "150", "TERM": "xterm-256color"},
+        env={**os.environ, "COLUMNS": str(columns), "TERM": "xterm-256color"},
     )
     os.close(follower)
     chunks: list[bytes] = []
