@@ -5,6 +5,7 @@
     reportexport export REPORT [--start DATE --end DATE] [--param KEY=VALUE] [--out FILE]
     reportexport jobs list|show|download|replay ...
     reportexport ledger show|history ...
+    reportexport reports [--all] [--refresh]
     reportexport sandbox serve [the sandbox's options]
 
 A thin layer that holds no logic the library lacks: it parses arguments, finds credentials,
@@ -19,8 +20,11 @@ stopped because the API host cannot be reached (or every call failed for too lon
 before any API call, and credentials the server refused (401/403), which stop a run at its first
 call; 3 chunks left pending for the daily quota (run the same command again after the reset); 4
 chunks deferred to a later time the guide sets, such as a replay allowed only an hour after the
-submit (run the same command again after the time printed). Errors are one line, never a
-traceback, never the token.
+submit (run the same command again after the time printed); 130 interrupted (Ctrl-C: the
+message says what was recorded; the same command resumes). A reader that goes away (`| head`)
+is no failure (0). Errors are one line, never a traceback, never the token, in command-line
+words (`cli_output.cli_language`). Tables, pipes, `-v` and the user's folders are in
+`cli_output` and `cli_paths`, for every subcommand to share.
 """
 
 from __future__ import annotations
@@ -1085,7 +1089,11 @@ def cli() -> None:
     IMPACT_BASE_URL), or --account-sid, --auth-token-file, --account-type, --base-url.
 
     Exit codes: 0 done; 1 chunks failed or stuck; 2 usage error; 3 chunks pending for the daily
-    quota (run the same command again after the reset).
+    quota (run the same command again after the reset); 4 chunks deferred; 130 interrupted.
+
+    The ledger lives in the user's data folder (on Linux $XDG_DATA_HOME/reportexport, by
+    default ~/.local/share/reportexport) unless --ledger says; an older
+    .reportexport/ledger.sqlite in the current folder is still used.
     """
 
 

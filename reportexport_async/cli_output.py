@@ -135,7 +135,15 @@ FLAGS: Mapping[str, str] = {
     "ledger": "--ledger",
 }
 
+#: What a message about a setting names when no flag holds the setting itself.
+SUBJECTS: Mapping[str, str] = {"auth_token": "the auth token"}
+
 _REWRITES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+    # "base_url: plain http:// ...": the setting the message is about, by its flag.
+    (
+        re.compile(r"^(\w+): "),
+        lambda m: f"{SUBJECTS.get(m[1]) or FLAGS[m[1]]}: " if m[1] in FLAGS else m[0],
+    ),
     # "pass check_reports=False to let the server decide": the flag is off unless given.
     (
         re.compile(r"pass (\w+)=False"),

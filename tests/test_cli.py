@@ -397,7 +397,8 @@ def test_incomplete_credentials_name_the_missing_setting(
     monkeypatch.setenv("IMPACT_ACCOUNT_SID", "IRsomething")
     code, _, err = run_main(capsys, "export", "mp_clicks_by_day", *RANGE)
     assert code == 2
-    assert_one_line_error(err, "auth_token", "IMPACT_AUTH_TOKEN", "--sandbox")
+    assert_one_line_error(err, "--auth-token-file", "IMPACT_AUTH_TOKEN", "--sandbox")
+    assert "auth_token" not in err
     code, _, err = run_main(
         capsys, "backfill", "r", *RANGE, "--sandbox", "--base-url", "http://x.example"
     )
@@ -424,7 +425,8 @@ def test_plain_http_to_another_host_is_refused_before_any_call(
     code, out, err = run_main(capsys, *args)
     assert code == 2, (out, err)
     assert out == ""
-    assert_one_line_error(err, "base_url: plain http:// is allowed only for a loopback host")
+    assert_one_line_error(err, "--base-url: plain http:// is allowed only for a loopback host")
+    assert "base_url" not in err
     assert "use https:// for 192.0.2.2" in err
     assert account.auth_token not in err
     assert account.stats()["total_calls"] == 0

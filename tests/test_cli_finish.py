@@ -309,8 +309,16 @@ def test_ctrl_c_says_what_was_recorded_and_how_to_resume(account: SandboxThread)
 def test_messages_and_help_speak_command_line_language() -> None:
     done = cli("export", "mp_clicks_by_day", *RANGE, IMPACT_ACCOUNT_SID="IRsomething")
     assert done.returncode == 2
-    assert "pass --auth-token-file" in done.stderr
+    wanted = "the auth token: must not be empty (set IMPACT_AUTH_TOKEN or pass --auth-token-file)"
+    assert wanted in done.stderr
     assert "=..." not in done.stderr
+    done = cli(
+        "jobs", "list", "--base-url", "http://192.0.2.2",
+        IMPACT_ACCOUNT_SID="IRx", IMPACT_AUTH_TOKEN="abcd", IMPACT_ACCOUNT_TYPE="Mediapartners",
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("reportexport jobs list: error: --base-url: plain http://")
+    assert "base_url" not in done.stderr
     done = cli("jobs", "show")
     assert done.stderr.startswith("reportexport jobs show: error: Missing argument 'ID'")
     for command in (["jobs", "list"], ["jobs", "show"], ["ledger", "show"], ["ledger", "history"]):
