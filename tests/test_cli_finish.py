@@ -461,3 +461,29 @@ def test_the_default_ledger_is_in_the_data_folder_and_an_old_one_is_found(
     assert len(json_lines(shown.stdout)) == 1
     assert shown.stderr.startswith("reportexport: note: using the ledger .reportexport/ledger")
     assert str(data) in shown.stderr
+
+
+def test_ctrl_c_on_a_terminal_stops_the_bars_and_says_how_to_resume() -> None:
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [*MODULE, "backfill", "mp_clicks_by_day", *LONG, "--sandbox"],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "120", "TERM": "xterm-256color"},
+    )
+    os.close(follower)
+    seen = b""
+    while b"\xe2\x94\x81" not in seen:  # the first bar ("━")
+        ready, _, _ = select.select([leader], [], [], 60)
+        assert ready, seen
+        seen += os.read(leader, 65536)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    os.close(leader)
+    assert process.returncode == 130
+    assert re.fullmatch(
+        r"reportexport: interrupted: \d+ of 60 chunks done.*; run the same command again to "
+        r"resume.*",
+        err.strip(),
+    ), err
