@@ -393,7 +393,14 @@ def _run_async(work: Callable[[], Awaitable[T]]) -> T:
     async def runner() -> T:
         return await work()
 
-    return anyio.run(runner)
+    ctx = click.get_current_context(silent=True)
+    try:
+        return anyio.run(runner)
+    except BaseException as raised:
+        leaf = _leaf(raised)
+        if isinstance(leaf, click.UsageError) and leaf.ctx is None:
+            leaf.ctx = ctx  # so its message names the command, as a parsing error's does
+        raise
 
 
 def _console() -> Console:

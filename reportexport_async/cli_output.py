@@ -136,13 +136,15 @@ FLAGS: Mapping[str, str] = {
 }
 
 #: What a message about a setting names when no flag holds the setting itself.
-SUBJECTS: Mapping[str, str] = {"auth_token": "the auth token"}
+SUBJECTS: Mapping[str, str] = {"auth_token": "the auth token", "report_id": "REPORT"}
 
 _REWRITES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
     # "base_url: plain http:// ...": the setting the message is about, by its flag.
     (
         re.compile(r"^(\w+): "),
-        lambda m: f"{SUBJECTS.get(m[1]) or FLAGS[m[1]]}: " if m[1] in FLAGS else m[0],
+        lambda m: (
+            f"{SUBJECTS.get(m[1]) or FLAGS[m[1]]}: " if m[1] in FLAGS or m[1] in SUBJECTS else m[0]
+        ),
     ),
     # "pass check_reports=False to let the server decide": the flag is off unless given.
     (
