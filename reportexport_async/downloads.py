@@ -81,19 +81,12 @@ _MAX_ERROR_BODY = 1 << 20
 
 @dataclass(frozen=True)
 class DownloadResult:
-    """A result file on disk: where, how many bytes, their sha256, and its lines (counted while
-    hashing: a CSV result's rows are its lines less the header)."""
+    """A result file on disk: where, how many bytes, and their sha256."""
 
     job_id: str
     path: Path
     size: int
     sha256: str
-    lines: int | None = None
-
-
-def _lines(newlines: int, last: bytes) -> int:
-    """Lines of a text: its newlines, and one more when the last line has none."""
-    return newlines + (1 if last and last != b"\n" else 0)
 
 
 class _DiskWriter:
@@ -115,8 +108,6 @@ class _DiskWriter:
         self._pending: deque[asyncio.Future[None]] = deque()
         self._written = 0
         self._advised = 0
-        self.newlines = 0
-        self.last = b""
 
     def _write_batch(self, pieces: list[bytes]) -> None:
         fd = self.handle.fileno()
@@ -133,9 +124,6 @@ class _DiskWriter:
         update = self.digest.update
         for piece in pieces:
             update(piece)
-            self.newlines += piece.count(b"\n")
-            if piece:
-                self.last = piece[-1:]
 
     async def put(self, pieces: list[bytes]) -> None:
         loop = asyncio.get_running_loop()
@@ -216,10 +204,8 @@ async def _save_small(
         raise problem
     with anyio.CancelScope(shield=True):  # a rename half done, or not recorded, is not an option
         sha256 = await anyio.to_thread.run_sync(_write_whole, body, dest)
-        lines = _lines(body.count(b"\n"), body[-1:])
         result = await _saved(
-            DownloadResult(job_id=job_id, path=dest, size=len(body), sha256=sha256, lines=lines),
-            on_saved,
+            DownloadResult(job_id=job_id, path=dest, size=len(body), sha256=sha256), on_saved
         )
     return result
 
@@ -278,11 +264,7 @@ async def _save_response(
             await anyio.to_thread.run_sync(writer.finish, part, dest)
             result = await _saved(
                 DownloadResult(
-                    job_id=job_id,
-                    path=dest,
-                    size=received,
-                    sha256=writer.digest.hexdigest(),
-                    lines=_lines(writer.newlines, writer.last),
+                    job_id=job_id, path=dest, size=received, sha256=writer.digest.hexdigest()
                 ),
                 on_saved,
             )
