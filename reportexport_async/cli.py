@@ -30,7 +30,6 @@ words (`cli_output.cli_language`). Tables, pipes, `-v` and the user's folders ar
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -53,6 +52,7 @@ from .api import ReportExportClient
 from .cli_output import (
     Cell,
     cli_language,
+    job_by_prefix,
     make_console,
     print_table,
     quiet_broken_pipe,
@@ -60,7 +60,7 @@ from .cli_output import (
     register_secret,
     verbose_logging,
 )
-from .cli_paths import LEGACY_SANDBOX_LEDGER, cache_folder, resolve_ledger
+from .cli_paths import LEGACY_SANDBOX_LEDGER, read_catalog, resolve_ledger, write_catalog
 from .client import Client
 from .config import ClientConfig
 from .core.chunking import Chunk, ChunkRule, parse_chunk_rule
@@ -1397,9 +1397,6 @@ def export_command(
 
 # -- reports -----------------------------------------------------------------------------------
 
-#: How long `reports` trusts its cached catalog: a catalog changes rarely, and a call is a call.
-REPORTS_CACHE_TTL = timedelta(days=1)
-
 
 @cli.command("reports")
 @click.option("--all", "show_all", is_flag=True, help="also the reports the API cannot export")
@@ -1455,39 +1452,6 @@ def _yes_no(value: object) -> str:
     return "-" if value is None else ("yes" if value else "no")
 
 
-def _catalog_file(config: ClientConfig) -> Path:
-    """One cache file per origin and account (the SID hashed: no account id in a file name)."""
-    key = hashlib.sha256(f"{config.base_url}|{config.account_sid}".encode()).hexdigest()[:24]
-    return cache_folder() / "reports" / f"{key}.json"
-
-
-def read_catalog(config: ClientConfig) -> list[dict[str, Any]] | None:
-    """The cached catalog, when it is younger than `REPORTS_CACHE_TTL` and readable."""
-    path = _catalog_file(config)
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        fetched = datetime.fromisoformat(saved["fetched_at"])
-        reports = saved["reports"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if datetime.now(UTC) - fetched > REPORTS_CACHE_TTL or not isinstance(reports, list):
-        return None
-    return reports
-
-
-def write_catalog(config: ClientConfig, reports: list[dict[str, Any]]) -> None:
-    """Best effort: a cache that cannot be written costs a call next time, nothing else."""
-    path = _catalog_file(config)
-    payload = {"fetched_at": datetime.now(UTC).isoformat(), "reports": reports}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        part = path.with_suffix(".part")
-        part.write_text(json.dumps(payload), encoding="utf-8")
-        part.replace(path)
-    except OSError:
-        pass
-
-
 # -- jobs --------------------------------------------------------------------------------------
 
 
@@ -1504,23 +1468,6 @@ async def _known_entries(ledger_path: Path | None) -> dict[str, LedgerEntry]:
         return {}
     async with Ledger(path, read_only=True) as ledger:
         return {e.job_id: e for e in await ledger.entries() if e.job_id is not None}
-
-
-def _job_by_prefix(given: str, known: Mapping[str, LedgerEntry]) -> str:
-    """A job id, or a unique prefix of one the ledger knows (as `git` takes a short hash); an
-    ambiguous prefix is a usage error before any call. An id the ledger does not know is used
-    as given (the account may have jobs this ledger never saw)."""
-    if given in known:
-        return given
-    matches = sorted(job_id for job_id in known if job_id.startswith(given))
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        shown = ", ".join(matches[:4]) + (", ..." if len(matches) > 4 else "")
-        raise click.UsageError(
-            f"ID: {given!r} starts {len(matches)} jobs in the ledger ({shown}); give more of it"
-        )
-    return given
 
 
 def _job_json(job: Job, entry: LedgerEntry | None) -> dict[str, Any]:
@@ -1594,7 +1541,7 @@ def jobs_show(job_id: str, ledger_path: Path | None, as_json: bool, **options: A
     async def work() -> int:
         known = await _known_entries(ledger_path)
         async with ReportExportClient(config) as client:
-            job = await client.get_job(_job_by_prefix(job_id, known))
+            job = await client.get_job(job_by_prefix(job_id, known))
         entry = known.get(job.id)
         if as_json:
             _echo_json(_job_json(job, entry))
@@ -1633,7 +1580,7 @@ def jobs_download(
         _check_writable_folder(out.parent if str(out.parent) else Path("."), "--out")
 
     async def work() -> int:
-        full_id = _job_by_prefix(job_id, await _known_entries(ledger_path))
+        full_id = job_by_prefix(job_id, await _known_entries(ledger_path))
         async with open_run(credentials, ledger_path) as run:
             result = await run.client.download(full_id, out)
             if as_json:
@@ -1665,7 +1612,7 @@ def jobs_replay(
     credentials = Credentials.from_options(options)
 
     async def work() -> int:
-        full_id = _job_by_prefix(job_id, await _known_entries(ledger_path))
+        full_id = job_by_prefix(job_id, await _known_entries(ledger_path))
         async with open_run(credentials, ledger_path) as run:
             outcome = await run.client.replay(full_id, force=force)
         if as_json:

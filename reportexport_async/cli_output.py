@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
+import click
 from rich.console import Console
 from rich.table import Table
 
@@ -23,6 +24,7 @@ __all__ = [
     "Cell",
     "cli_language",
     "is_terminal",
+    "job_by_prefix",
     "make_console",
     "print_table",
     "quiet_broken_pipe",
@@ -174,6 +176,27 @@ def cli_language(message: str) -> str:
     for pattern, rewrite in _REWRITES:
         message = pattern.sub(rewrite, message)
     return message
+
+
+# -- ids ----------------------------------------------------------------------------------------
+
+
+def job_by_prefix(given: str, known: Iterable[str]) -> str:
+    """A job id, or a unique prefix of one of the `known` ids (the ledger's, as `git` takes a
+    short hash); an ambiguous prefix is a usage error before any call. An id nothing knows is
+    used as given (the account may have jobs this ledger never saw)."""
+    ids = set(known)
+    if given in ids:
+        return given
+    matches = sorted(job_id for job_id in ids if job_id.startswith(given))
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        shown = ", ".join(matches[:4]) + (", ..." if len(matches) > 4 else "")
+        raise click.UsageError(
+            f"ID: {given!r} starts {len(matches)} jobs in the ledger ({shown}); give more of it"
+        )
+    return given
 
 
 # -- a closed pipe ------------------------------------------------------------------------------

@@ -12,12 +12,17 @@ library does not choose a user's folders; the command line does.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
+from .config import ClientConfig
 from .ledger import DEFAULT_LEDGER_PATH
 
 __all__ = [
@@ -27,6 +32,9 @@ __all__ = [
     "cache_folder",
     "data_folder",
     "default_ledger",
+    "read_catalog",
+    "resolve_ledger",
+    "write_catalog",
 ]
 
 APP = "reportexport"
@@ -74,3 +82,42 @@ def resolve_ledger(
     if resolved.notice is not None:
         notify(resolved.notice)
     return resolved.path
+
+
+# -- the report catalog's cache (`reportexport reports`) -----------------------------------------
+
+#: How long `reports` trusts its cached catalog: a catalog changes rarely, and a call is a call.
+REPORTS_CACHE_TTL = timedelta(days=1)
+
+
+def _catalog_file(config: ClientConfig) -> Path:
+    """One cache file per origin and account (the SID hashed: no account id in a file name)."""
+    key = hashlib.sha256(f"{config.base_url}|{config.account_sid}".encode()).hexdigest()[:24]
+    return cache_folder() / "reports" / f"{key}.json"
+
+
+def read_catalog(config: ClientConfig) -> list[dict[str, Any]] | None:
+    """The cached catalog, when it is younger than `REPORTS_CACHE_TTL` and readable."""
+    path = _catalog_file(config)
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        fetched = datetime.fromisoformat(saved["fetched_at"])
+        reports = saved["reports"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if datetime.now(UTC) - fetched > REPORTS_CACHE_TTL or not isinstance(reports, list):
+        return None
+    return reports
+
+
+def write_catalog(config: ClientConfig, reports: list[dict[str, Any]]) -> None:
+    """Best effort: a cache that cannot be written costs a call next time, nothing else."""
+    path = _catalog_file(config)
+    payload = {"fetched_at": datetime.now(UTC).isoformat(), "reports": reports}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_suffix(".part")
+        part.write_text(json.dumps(payload), encoding="utf-8")
+        part.replace(path)
+    except OSError:
+        pass
