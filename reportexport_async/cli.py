@@ -1698,7 +1698,9 @@ def ledger_show(report: str | None, ledger_path: Path | None, as_json: bool) -> 
                 None if entry.status is None else entry.status.value,
                 entry.records,
                 entry.file_path,
-                Cell(_size(entry.file_size), str(entry.file_size or "-")),
+                Cell(
+                    _size(entry.file_size), "-" if entry.file_size is None else str(entry.file_size)
+                ),
             ]
             for entry in entries
         ]

@@ -352,7 +352,7 @@ def test_usage_errors_are_one_line_exit_2_and_cost_no_call(
         (["backfill", "mp_clicks_by_day", *RANGE, "--ledger", "corrupt.sqlite"], "corrupt", 0),
         (["backfill", "mp_clicks_by_day", *RANGE, "--ledger", "newer.sqlite"], "newer", 0),
         (["backfill", "mp_clicks_by_day", *RANGE, "--account-type", "Influencers"],
-         "account_type", 0),
+         "--account-type", 0),
         # Unknown to the catalog: one GET /Reports, no submit.
         (["backfill", "no_such_report", *RANGE, "--check-reports"], "no_such_report", 1),
         (["export", "../x", "--start", str(START), "--end", str(END)], "report_id", 0),

@@ -38,7 +38,7 @@ from ..api import ReportExportClient
 from ..core.models import JobStatus
 from ..ledger import Ledger
 from ..postbacks import PostbackReceiver
-from .download import Downloading
+from .download import Downloading, fill_unknown_rows
 from .model import (
     FINAL_CHUNK_STATUSES,
     BackfillChanges,
@@ -141,6 +141,7 @@ async def backfill(
         unsubscribe = postbacks.subscribe(tracking.on_postback)
     try:
         await _run(state, submitting, tracking, downloading)
+        await fill_unknown_rows(state)
         if options.merge:
             merged = await merge_done(state)
     finally:

@@ -23,7 +23,7 @@ from .model import ROUNDS, ChunkRun
 from .recover import Recovery
 from .state import RunState
 
-__all__ = ["Downloading"]
+__all__ = ["Downloading", "count_lines", "fill_unknown_rows"]
 
 
 class Downloading:
@@ -96,25 +96,27 @@ class Downloading:
             return
         run.size = result.size
         run.sha256 = result.sha256
-        if run.records is None:  # tracked by a postback alone, or re-attached without a status
-            run.records = await self.known_rows(run, result.path)
         state.set_status(run, "done")
 
-    async def known_rows(self, run: ChunkRun, path: Path) -> int | None:
-        """The chunk's rows when no status of this run said: the ledger's record of an earlier
-        status, else (CSV) the file's lines less its header. Counted here, from the file just
-        written (in the page cache), and only then: counting every download while hashing would
-        slow the hash thread of every download by about as much as the sha256 itself."""
-        entry = await self.state.ledger.get(run.planned.fingerprint)
+
+async def fill_unknown_rows(state: RunState) -> None:
+    """After the run: the rows of each done chunk that no status of this run gave (tracked by a
+    postback alone, or re-attached without a status): the ledger's record of an earlier status,
+    else (CSV) the file's lines less its header. Counted here, once the downloads are over, not in
+    the downloads' hash threads: counting every download while hashing cost about as much as its
+    sha256."""
+    for run in state.runs.values():
+        if run.status != "done" or run.records is not None:
+            continue
+        entry = await state.ledger.get(run.planned.fingerprint)
         if entry is not None and entry.records is not None:
-            return entry.records
-        if run.planned.request.result_format != "CSV":
-            return None
-        try:
-            lines = await anyio.to_thread.run_sync(count_lines, path)
-        except OSError:
-            return None
-        return max(0, lines - 1)
+            run.records = entry.records
+        elif run.planned.request.result_format == "CSV":
+            try:
+                lines = await anyio.to_thread.run_sync(count_lines, state.out / run.planned.path)
+            except OSError:
+                continue
+            run.records = max(0, lines - 1)
 
 
 def count_lines(path: Path) -> int:
