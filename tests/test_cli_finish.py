@@ -12,9 +12,14 @@ import select
 import signal
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from reportexport_async.cli import main
 from reportexport_async.sandbox.pytest_plugin import SandboxThread
 
 from .test_cli import (  # noqa: F401 - fixtures used by name
@@ -40,6 +45,24 @@ def cli(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedPro
         [*MODULE, *args], capture_output=True, text=True, env={**os.environ, **env},
         timeout=timeout,
     )  # fmt: skip
+
+
+@pytest.fixture
+def here(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The command in this process (`main(argv)`, stdout and stderr captured: not a terminal,
+    as on a pipe), with `env` set for the call: what `cli` does, without a process's start."""
+
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        with monkeypatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            code = main(list(args))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out, err)
+
+    return run
 
 
 def on_a_terminal(argv: list[str], timeout: float = 60, columns: int = 150) -> tuple[int, str]:
@@ -73,9 +96,13 @@ def sandbox_calls(account: SandboxThread, name: str) -> int:
     return int(account.stats()["calls"].get(name, 0))
 
 
-def export_to_ledger(account: SandboxThread, ledger: str = "l.sqlite") -> str:
+def export_to_ledger(
+    account: SandboxThread, ledger: str = "l.sqlite", run: Callable[..., Any] | None = None
+) -> str:
     """One export through the command line into `ledger`; returns its job id."""
-    done = cli("export", "mp_clicks_by_day", *RANGE, "--ledger", ledger, "--json", "--out", "e.csv")
+    done = (run or cli)(
+        "export", "mp_clicks_by_day", *RANGE, "--ledger", ledger, "--json", "--out", "e.csv"
+    )
     assert done.returncode == 0, done.stderr
     return str(json_lines(done.stdout)[-1]["job_id"])
 
@@ -85,10 +112,11 @@ def export_to_ledger(account: SandboxThread, ledger: str = "l.sqlite") -> str:
 
 def test_piped_jobs_list_is_tab_separated_with_whole_ids_and_a_terminal_gets_a_table(
     account: SandboxThread,
+    here: Callable[..., Any],
 ) -> None:
-    job_id = export_to_ledger(account)
+    job_id = export_to_ledger(account, run=here)
     # COLUMNS narrower than one id: a pipe still gets every value whole.
-    done = cli("jobs", "list", "--ledger", "l.sqlite", COLUMNS="40")
+    done = here("jobs", "list", "--ledger", "l.sqlite", COLUMNS="40")
     assert done.returncode == 0, done.stderr
     (line,) = done.stdout.splitlines()
     fields = line.split("\t")
@@ -108,17 +136,18 @@ def test_piped_jobs_list_is_tab_separated_with_whole_ids_and_a_terminal_gets_a_t
 
 def test_jobs_show_download_and_replay_take_a_unique_prefix_from_the_ledger(
     account: SandboxThread,
+    here: Callable[..., Any],
 ) -> None:
-    job_id = export_to_ledger(account)
+    job_id = export_to_ledger(account, run=here)
     before = sandbox_calls(account, "GetJob")
-    done = cli("jobs", "show", job_id[:8], "--ledger", "l.sqlite", "--json")
+    done = here("jobs", "show", job_id[:8], "--ledger", "l.sqlite", "--json")
     assert done.returncode == 0, done.stderr
     assert json_lines(done.stdout)[0]["id"] == job_id
     assert sandbox_calls(account, "GetJob") == before + 1  # one call, no 404 spent
-    done = cli("jobs", "download", job_id[:8], "--ledger", "l.sqlite", "--out", "again.csv")
+    done = here("jobs", "download", job_id[:8], "--ledger", "l.sqlite", "--out", "again.csv")
     assert done.returncode == 0, done.stderr
     assert Path("again.csv").read_bytes() == Path("e.csv").read_bytes()
-    done = cli("jobs", "replay", job_id[:8], "--ledger", "l.sqlite")
+    done = here("jobs", "replay", job_id[:8], "--ledger", "l.sqlite")
     assert done.returncode == 1  # refused by the guard, which names the job it looked at
     assert f"replay of job {job_id} refused" in done.stderr
     # Two jobs in the ledger share the empty prefix: a usage error, before any call.
@@ -128,7 +157,7 @@ def test_jobs_show_download_and_replay_take_a_unique_prefix_from_the_ledger(
     calls = account.stats()["total_calls"]
     shared = os.path.commonprefix([job_id, completed])  # noqa: RUF071 - ids, not paths
     if shared:  # sandbox ids are random: make an ambiguous prefix only when they share one
-        done = cli("jobs", "show", shared, "--ledger", "l.sqlite")
+        done = here("jobs", "show", shared, "--ledger", "l.sqlite")
         assert done.returncode == 2
         assert "give more of it" in done.stderr
         assert account.stats()["total_calls"] == calls
@@ -178,14 +207,16 @@ def test_rows_are_counted_after_a_postback_run() -> None:
     assert sum(chunk["rows"] for chunk in manifest["chunks"]) == lines
 
 
-def test_rows_are_whole_after_a_re_download(account: SandboxThread) -> None:
+def test_rows_are_whole_after_a_re_download(
+    account: SandboxThread, here: Callable[..., Any]
+) -> None:
     args = ["backfill", "mp_clicks_by_day", *RANGE, "--ledger", "l.sqlite"]
-    first = cli(*args)
+    first = here(*args)
     assert first.returncode == 0, first.stderr
     total = summary_rows(first.stdout, "mp_clicks_by_day")
     assert int(total) == 3 * 7 * 5
     next(Path("reportexport-out/mp_clicks_by_day").glob("*.csv")).unlink()
-    again = cli(*args)
+    again = here(*args)
     assert again.returncode == 0, again.stderr
     assert "Download 1" in again.stdout  # only the missing file, by job id
     assert summary_rows(again.stdout, "mp_clicks_by_day") == total
@@ -213,8 +244,8 @@ def test_the_bar_counts_pending_chunks_as_pending_and_the_quota_is_said_once() -
     assert not re.search(r"\d\d:\d\d:\d\d\.\d", plain)  # no fractions of a second
 
 
-def test_one_quota_line_on_a_pipe_too() -> None:
-    done = cli(
+def test_one_quota_line_on_a_pipe_too(here: Callable[..., Any]) -> None:
+    done = here(
         "backfill", "mp_clicks_by_day", *RANGE, "--chunk", "1d",
         "--sandbox", "--sandbox-daily-export-limit", "5", "--concurrency", "4",
     )  # fmt: skip
@@ -227,8 +258,8 @@ def test_one_quota_line_on_a_pipe_too() -> None:
 # -- --json: plain data, and always an ending -------------------------------------------------
 
 
-def test_json_events_are_plain_data() -> None:
-    done = cli("backfill", "mp_clicks_by_day", *RANGE, "--sandbox", "--json", "--dry-run")
+def test_json_events_are_plain_data(here: Callable[..., Any]) -> None:
+    done = here("backfill", "mp_clicks_by_day", *RANGE, "--sandbox", "--json", "--dry-run")
     assert done.returncode == 0, done.stderr
     events = json_lines(done.stdout)
     plan = next(event for event in events if event["event"] == "plan")
@@ -306,26 +337,26 @@ def test_ctrl_c_says_what_was_recorded_and_how_to_resume(account: SandboxThread)
 # -- command-line language ----------------------------------------------------------------------
 
 
-def test_messages_and_help_speak_command_line_language() -> None:
-    done = cli("export", "mp_clicks_by_day", *RANGE, IMPACT_ACCOUNT_SID="IRsomething")
+def test_messages_and_help_speak_command_line_language(here: Callable[..., Any]) -> None:
+    done = here("export", "mp_clicks_by_day", *RANGE, IMPACT_ACCOUNT_SID="IRsomething")
     assert done.returncode == 2
     wanted = "the auth token: must not be empty (set IMPACT_AUTH_TOKEN or pass --auth-token-file)"
     assert wanted in done.stderr
     assert "=..." not in done.stderr
-    done = cli(
+    done = here(
         "jobs", "list", "--base-url", "http://192.0.2.2",
         IMPACT_ACCOUNT_SID="IRx", IMPACT_AUTH_TOKEN="abcd", IMPACT_ACCOUNT_TYPE="Mediapartners",
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.startswith("reportexport jobs list: error: --base-url: plain http://")
     assert "base_url" not in done.stderr
-    done = cli("jobs", "show")
+    done = here("jobs", "show")
     assert done.stderr.startswith("reportexport jobs show: error: Missing argument 'ID'")
     for command in (["jobs", "list"], ["jobs", "show"], ["ledger", "show"], ["ledger", "history"]):
-        shown = cli(*command, "--help")
+        shown = here(*command, "--help")
         assert shown.returncode == 0
         assert "--sandbox" not in shown.stdout, command
-    shown = cli("backfill", "--help", COLUMNS="200")
+    shown = here("backfill", "--help", COLUMNS="200")
     assert "safety net" in shown.stdout
     assert "instead of polling" not in shown.stdout
 
@@ -333,16 +364,16 @@ def test_messages_and_help_speak_command_line_language() -> None:
 # -- --dry-run ----------------------------------------------------------------------------------
 
 
-def test_dry_run_checks_the_out_folder_and_states_the_quota_days() -> None:
+def test_dry_run_checks_the_out_folder_and_states_the_quota_days(here: Callable[..., Any]) -> None:
     Path("a-file").write_text("")
-    done = cli(
+    done = here(
         "backfill", "mp_clicks_by_day", *RANGE, "--sandbox", "--dry-run", "--out", "a-file/x"
     )
     assert done.returncode == 2
     assert "--out: 'a-file' is a file" in done.stderr
     assert done.stdout == ""
     # 250 one-day chunks at 100 submits a day: three days of quota, said before any call.
-    done = cli(
+    done = here(
         "backfill", "mp_clicks_by_day", "--start", "2025-01-01", "--end", "2025-09-07",
         "--chunk", "1d", "--sandbox", "--dry-run",
     )  # fmt: skip
@@ -356,29 +387,29 @@ def test_dry_run_checks_the_out_folder_and_states_the_quota_days() -> None:
 # -- chunk alignment ----------------------------------------------------------------------------
 
 
-def planned_chunks(*args: str) -> list[str]:
-    done = cli("backfill", "mp_clicks_by_day", *args, "--sandbox", "--dry-run", "--json")
+def planned_chunks(here: Callable[..., Any], *args: str) -> list[str]:
+    done = here("backfill", "mp_clicks_by_day", *args, "--sandbox", "--dry-run", "--json")
     assert done.returncode == 0, done.stderr
     plan = next(e for e in json_lines(done.stdout) if e["event"] == "plan")
     return [chunk["chunk"] for chunk in plan["plan"]["chunks"]]
 
 
-def test_chunks_start_at_start_unless_alignment_is_asked_for() -> None:
+def test_chunks_start_at_start_unless_alignment_is_asked_for(here: Callable[..., Any]) -> None:
     quarter = ["--start", "2025-01-01", "--end", "2025-03-31", "--chunk", "30d"]
-    assert planned_chunks(*quarter) == [
+    assert planned_chunks(here, *quarter) == [
         "2025-01-01..2025-01-30",
         "2025-01-31..2025-03-01",
         "2025-03-02..2025-03-31",
     ]
-    assert len(planned_chunks(*quarter, "--align-chunks")) == 4
+    assert len(planned_chunks(here, *quarter, "--align-chunks")) == 4
     sunday = date(2025, 1, 5)
-    weekly = planned_chunks("--start", str(sunday), "--end", "2025-01-18", "--chunk", "7d")
+    weekly = planned_chunks(here, "--start", str(sunday), "--end", "2025-01-18", "--chunk", "7d")
     assert weekly == ["2025-01-05..2025-01-11", "2025-01-12..2025-01-18"]
     aligned = planned_chunks(
-        "--start", str(sunday), "--end", "2025-01-18", "--chunk", "7d", "--align-chunks"
+        here, "--start", str(sunday), "--end", "2025-01-18", "--chunk", "7d", "--align-chunks"
     )
     assert aligned[0] == "2025-01-05..2025-01-05"  # the 1-day chunk alignment costs
-    done = cli("backfill", "r", *RANGE, "--chunk", "month", "--align-chunks", "--sandbox")
+    done = here("backfill", "r", *RANGE, "--chunk", "month", "--align-chunks", "--sandbox")
     assert done.returncode == 2
 
 
@@ -407,21 +438,22 @@ def test_verbose_shows_each_call_and_each_wait_and_never_the_token(
 
 def test_reports_lists_the_api_accessible_ids_with_one_call_then_from_the_cache(
     account: SandboxThread,
+    here: Callable[..., Any],
 ) -> None:
-    done = cli("reports")
+    done = here("reports")
     assert done.returncode == 0, done.stderr
     ids = [line.split("\t")[0] for line in done.stdout.splitlines()]
     assert "mp_clicks_by_day" in ids
     assert all(line.split("\t")[3] == "yes" for line in done.stdout.splitlines())
     assert "(one call)" in done.stderr
     assert sandbox_calls(account, "Reports") == 1
-    cached = cli("reports")
+    cached = here("reports")
     assert cached.stdout == done.stdout
     assert "(cached)" in cached.stderr
     assert sandbox_calls(account, "Reports") == 1
-    cli("reports", "--refresh")
+    here("reports", "--refresh")
     assert sandbox_calls(account, "Reports") == 2
-    every = cli("reports", "--all", "--json")
+    every = here("reports", "--all", "--json")
     assert len(json_lines(every.stdout)) >= len(ids)
 
 
@@ -429,10 +461,12 @@ def test_reports_lists_the_api_accessible_ids_with_one_call_then_from_the_cache(
 
 
 def test_the_default_ledger_is_in_the_data_folder_and_an_old_one_is_found(
-    account: SandboxThread, tmp_path: Path
+    account: SandboxThread,
+    tmp_path: Path,
+    here: Callable[..., Any],
 ) -> None:
     data = Path(os.environ["XDG_DATA_HOME"]) / "reportexport" / "ledger.sqlite"
-    done = cli("export", "mp_clicks_by_day", *RANGE, "--out", "one.csv")
+    done = here("export", "mp_clicks_by_day", *RANGE, "--out", "one.csv")
     assert done.returncode == 0, done.stderr
     assert data.exists()
     assert not Path(".reportexport").exists()
