@@ -16,6 +16,7 @@ and the replay guard live in the layers above.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator, Callable, Collection
 from datetime import date, datetime
@@ -52,6 +53,8 @@ from .ratelimit import RateLimiter
 from .session import Session, UsageSnapshot
 
 __all__ = ["ReportExportClient"]
+
+log = logging.getLogger("reportexport_async.api")
 
 #: The list convention's default page size (docs/api-facts.md §2 "Pagination"). No Jobs document
 #: lists
@@ -250,6 +253,7 @@ class ReportExportClient:
                 waited = (self.clock.now() - started).total_seconds()
                 if waited + pause > deadline:
                     raise WaitTimeout(job, waited)
+            log.info("job %s is %s: next look in %.1f s", job_id, job.status.value, pause)
             await self.clock.sleep(pause)
 
     async def download(

@@ -6,6 +6,7 @@
     reportexport sync --config datasets.toml   (or: sync REPORT... --first-day DATE --out DIR)
     reportexport jobs list|show|download|replay ...
     reportexport ledger show|history ...
+    reportexport reports [--all] [--refresh]
     reportexport sandbox serve [the sandbox's options]
 
 A thin layer that holds no logic the library lacks: it parses arguments, finds credentials,
@@ -20,8 +21,11 @@ stopped because the API host cannot be reached (or every call failed for too lon
 before any API call, and credentials the server refused (401/403), which stop a run at its first
 call; 3 chunks left pending for the daily quota (run the same command again after the reset); 4
 chunks deferred to a later time the guide sets, such as a replay allowed only an hour after the
-submit (run the same command again after the time printed). Errors are one line, never a
-traceback, never the token.
+submit (run the same command again after the time printed); 130 interrupted (Ctrl-C: the
+message says what was recorded; the same command resumes). A reader that goes away (`| head`)
+is no failure (0). Errors are one line, never a traceback, never the token, in command-line
+words (`cli_output.cli_language`). Tables, pipes, `-v` and the user's folders are in
+`cli_output` and `cli_paths`, for every subcommand to share.
 """
 
 from __future__ import annotations
@@ -43,13 +47,24 @@ import click
 from pydantic import ValidationError
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
-from rich.table import Table
 from rich.text import Text
 
 from .api import ReportExportClient
+from .cli_output import (
+    Cell,
+    cli_language,
+    job_by_prefix,
+    make_console,
+    print_table,
+    quiet_broken_pipe,
+    register_origin,
+    register_secret,
+    verbose_logging,
+)
+from .cli_paths import LEGACY_SANDBOX_LEDGER, read_catalog, resolve_ledger, write_catalog
 from .client import Client
 from .config import LIMIT_ENV_VARS, ClientConfig, limits_from_env
-from .core.chunking import Chunk, parse_chunk_rule
+from .core.chunking import Chunk, ChunkRule, parse_chunk_rule
 from .core.freshness import DEFAULT_REFRESH_HOUR, DEFAULT_SETTLE_DAYS
 from .core.models import ExportRequest, Job, validation_problem
 from .core.planning import Plan, chunk_path, export_folder
@@ -63,7 +78,7 @@ from .errors import (
     QuotaExhausted,
     ReportExportError,
 )
-from .ledger import DEFAULT_LEDGER_PATH, LedgerEntry
+from .ledger import LedgerEntry
 from .ledger_store import LEDGER_URL_ENV, LedgerStore, is_ledger_url, open_ledger
 from .orchestrator import (
     FINAL_CHUNK_STATUSES,
@@ -80,8 +95,9 @@ __all__ = ["cli", "main"]
 
 PROG = "reportexport"
 DEFAULT_OUT = Path("reportexport-out")
-#: Runs against the built-in sandbox keep their own ledger: a fresh sandbox is a fresh account.
-SANDBOX_LEDGER_PATH = DEFAULT_LEDGER_PATH.with_name("sandbox-ledger.sqlite")
+#: Runs against the built-in sandbox keep their own ledger (in the user's data folder, like the
+#: account's): a fresh sandbox is a fresh account.
+SANDBOX_LEDGER_NAME = LEGACY_SANDBOX_LEDGER.name
 
 #: `--sandbox`: sandbox seconds per real second. Its jobs take 30 s to 5 min of sandbox time
 #: (0.05 to 0.5 real seconds), and the client's poll ticks of 10 sandbox seconds take 1/60 s.
@@ -224,16 +240,55 @@ class LedgerSpec(click.ParamType):  # type: ignore[type-arg]
         return Path(value)
 
 
-def ledger_option(function: Callable[..., T]) -> Callable[..., T]:
+def ledger_option(function: Callable[..., T], *, sandbox: bool = False) -> Callable[..., T]:
+    where = "ledger.sqlite in the user's data folder (see `reportexport --help`)"
+    if sandbox:
+        where += f"; with --sandbox {SANDBOX_LEDGER_NAME} there"
     return click.option(
         "--ledger",
         "ledger_path",
         type=LedgerSpec(),
         envvar=LEDGER_URL_ENV,
-        help=f"the ledger: a file (default {DEFAULT_LEDGER_PATH}; with --sandbox "
-        f"{SANDBOX_LEDGER_PATH}), or a postgresql:// URL shared by several processes and "
-        f"hosts [env {LEDGER_URL_ENV}]",
+        help=f"the ledger: a file (default {where}), or a postgresql:// URL shared by several "
+        f"processes and hosts [env {LEDGER_URL_ENV}]",
     )(function)
+
+
+def sandbox_ledger_option(function: Callable[..., T]) -> Callable[..., T]:
+    return ledger_option(function, sandbox=True)
+
+
+def _verbose(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.call_on_close(verbose_logging(True))
+    return value
+
+
+def verbose_option(function: Callable[..., T]) -> Callable[..., T]:
+    return click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        callback=_verbose,
+        help="log each API call (method, path, status, time) and each wait on stderr",
+    )(function)
+
+
+_NOTICED: set[str] = set()
+
+
+def _notice(message: str) -> None:
+    """A notice on stderr, once per process."""
+    if message not in _NOTICED:
+        _NOTICED.add(message)
+        click.echo(f"{PROG}: note: {message}", err=True)
+
+
+def default_ledger_path(given: Path | str | None, *, sandbox: bool = False) -> Path | str:
+    """`--ledger` (a file or a `postgresql://` URL), else the user's data folder (or an older
+    ledger in the current folder)."""
+    return resolve_ledger(given, sandbox=sandbox, notify=_notice)
 
 
 def json_option(function: Callable[..., T]) -> Callable[..., T]:
@@ -287,6 +342,7 @@ class Credentials:
         if self.auth_token_file is not None:
             try:
                 token = self.auth_token_file.read_text(encoding="utf-8").strip()
+                register_secret(token)
             except (OSError, UnicodeDecodeError) as exc:
                 raise click.UsageError(
                     f"--auth-token-file: cannot read {str(self.auth_token_file)!r} "
@@ -311,12 +367,15 @@ class Credentials:
                 ways += ", or pass --sandbox to run against the built-in sandbox"
             raise click.UsageError(f"no credentials: {ways}")
         try:
-            return ClientConfig.from_env(
+            config = ClientConfig.from_env(
                 **overrides, retry=self.retry(), rate_limit=self.rate_limit(None)
             )
+            register_secret(config.auth_token.get_secret_value())
+            register_origin(config.base_url)
+            return config
         except ConfigurationError as exc:
             hint = "; or pass --sandbox to use the built-in sandbox" if sandbox_offered else ""
-            raise click.UsageError(f"{exc}{hint}") from None
+            raise click.UsageError(f"{cli_language(str(exc))}{hint}") from None
 
 
 # -- running against an account or the built-in sandbox ----------------------------------------
@@ -368,15 +427,17 @@ async def open_run(
             }
             if credentials.retry() is not None:
                 settings["retry"] = credentials.retry()
+            register_secret(sandbox.auth_token)
+            register_origin(sandbox.base_url)
             client = Client.for_sandbox(
-                sandbox, ledger=ledger_path or SANDBOX_LEDGER_PATH, **settings
+                sandbox, ledger=default_ledger_path(ledger_path, sandbox=True), **settings
             )
             async with client:
                 yield Run(client, sandbox)
         return
     config = credentials.config(sandbox_offered=sandbox_offered)
     # The ledger keeps the daily quota's use, shared by every process on this machine.
-    async with Client(config, ledger=ledger_path or DEFAULT_LEDGER_PATH) as client:
+    async with Client(config, ledger=default_ledger_path(ledger_path)) as client:
         yield Run(client)
 
 
@@ -384,13 +445,18 @@ def _run_async(work: Callable[[], Awaitable[T]]) -> T:
     async def runner() -> T:
         return await work()
 
-    return anyio.run(runner)
+    ctx = click.get_current_context(silent=True)
+    try:
+        return anyio.run(runner)
+    except BaseException as raised:
+        leaf = _leaf(raised)
+        if isinstance(leaf, click.UsageError) and leaf.ctx is None:
+            leaf.ctx = ctx  # so its message names the command, as a parsing error's does
+        raise
 
 
 def _console() -> Console:
-    # Not a terminal: no width to ask for; wide enough that tables keep report ids whole.
-    width = None if sys.stdout.isatty() else 120
-    return Console(highlight=False, soft_wrap=True, width=width)
+    return make_console()
 
 
 def _echo_json(payload: Mapping[str, Any]) -> None:
@@ -424,6 +490,18 @@ def _calls_text(calls: Mapping[str, int]) -> str:
         return "0"
     parts = ", ".join(f"{name} {count}" for name, count in sorted(used.items()))
     return f"{sum(used.values())} ({parts})"
+
+
+def _check_could_write(path: Path, option: str) -> None:
+    """Would `_check_writable_folder` pass? Asked of the folder or its nearest existing parent,
+    without making anything (for `--dry-run`)."""
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise click.UsageError(f"{option}: {str(probe)!r} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise click.UsageError(f"{option}: {str(path)!r} cannot be written (permission denied)")
 
 
 def _check_writable_folder(path: Path, option: str) -> None:
@@ -464,8 +542,11 @@ class BackfillView:
         *,
         live: bool,
         as_json: bool,
+        zone: Callable[[], tzinfo | None] = lambda: None,
     ) -> None:
         self.console = console
+        self.zone = zone
+        self.quota_told = False
         self.live = live and not as_json
         self.as_json = as_json
         self.states: dict[tuple[str, str], str] = {}
@@ -516,12 +597,24 @@ class BackfillView:
             _echo_json(_event_json(event))
         elif event.kind == "duplicate":
             self.console.print(f"note: {event.message}")
-        elif self.live:
+        elif event.kind == "quota":
+            # Each submitter that meets the spent quota says so; people need it said once.
+            if not self.quota_told:
+                self.quota_told = True
+                self.console.print(
+                    "quota: the daily ReportExport quota is spent; the chunks left wait for its "
+                    f"reset at {_moment(event.until, self.zone())}",
+                    markup=False,
+                )
             self.refresh()
         elif event.kind == "plan" and event.plan is not None:
-            self.console.print(f"plan: {_plan_text(event.plan)}")
-        elif event.kind in ("quota", "error", "retry"):
-            self.console.print(f"{event.kind}: {event.message}")
+            # Above the bars on a terminal: the cost is said once, before anything moves.
+            self.console.print(f"plan: {_plan_text(event.plan)}", markup=False)
+            self.refresh()
+        elif self.live:
+            self.refresh()
+        elif event.kind in ("error", "retry"):
+            self.console.print(f"{event.kind}: {cli_language(event.message or '')}", markup=False)
         if not self.as_json and event.kind in ("wait", "stopped"):
             # On a terminal too: a wait always says what it waits for and until when.
             self.console.print(f"{event.kind}: {event.message}", markup=False, highlight=False)
@@ -542,7 +635,8 @@ class BackfillView:
                 if counts[s]
             )
             total = sum(counts.values())
-            finished = sum(counts[s] for s in FINAL)
+            # The bar fills with what is done: pending and deferred chunks are still to do.
+            finished = counts["done"]
             if report not in self.tasks:
                 self.tasks[report] = self.bars.add_task(report, total=total, states=states)
             self.bars.update(self.tasks[report], total=total, completed=finished, states=states)
@@ -559,11 +653,15 @@ class BackfillView:
 def _plan_text(plan: Plan) -> str:
     cost = plan.cost
     quota = "no daily limit" if cost.quota_left_today is None else f"{cost.quota_left_today} left"
-    return (
+    text = (
         f"{cost.chunks} chunks: {cost.done} done already, {cost.reattach} to re-attach, "
         f"{cost.submits} to submit (ReportExport quota today: {quota}), "
         f"{cost.downloads} downloads, ~{cost.status_calls_estimate} status calls"
     )
+    if cost.submits and cost.quota_left_today is not None:
+        days = "1 day" if cost.quota_days == 1 else f"{cost.quota_days} days"
+        text += f"; the submits need {days} of ReportExport quota"
+    return text
 
 
 def _event_json(event: ProgressEvent) -> dict[str, Any]:
@@ -572,6 +670,12 @@ def _event_json(event: ProgressEvent) -> dict[str, Any]:
         value = getattr(event, name)
         if value is not None:
             payload["report" if name == "report_id" else name] = value
+    if event.plan is not None:  # plain words, not the library's object
+        payload["message"] = _plan_text(event.plan)
+    elif event.message is not None:
+        payload["message"] = cli_language(event.message)
+    if event.until is not None:
+        payload["until"] = event.until.isoformat()
     if event.kind == "chunk":
         payload["bytes"] = event.bytes
     payload["calls"] = dict(event.calls)
@@ -604,27 +708,25 @@ def _exit_code(result: BackfillResult) -> int:
     return EXIT_OK
 
 
-def _summary_table(result: BackfillResult) -> Table:
-    table = Table(title="dry run: nothing submitted" if result.dry_run else None)
-    table.add_column("report")
+def _print_summary(result: BackfillResult, console: Console) -> None:
+    """One row per report: a boxed table on a terminal, tab-separated lines on a pipe."""
     columns = (
         ("chunks", "done", "re-attach", "new")
         if result.dry_run
         else ("chunks", "done", "failed", "pending", "deferred", "stuck", "rows", "bytes")
     )
-    for name in columns:
-        table.add_column(name, justify="right")
     reports: dict[str, list[Any]] = {}
     for run in result.chunks:
         reports.setdefault(run.planned.report_id, []).append(run)
+    rows: list[list[object]] = []
     for report, runs in reports.items():
         if result.dry_run:
             states = Counter(run.planned.state for run in runs)
             cells: list[object] = [len(runs), states["done"], states["attach"], states["new"]]
         else:
             outcomes = Counter(run.status for run in runs)
-            rows = sum(run.records or 0 for run in runs if run.status == "done")
-            size = sum(run.size or 0 for run in runs if run.status == "done")
+            done = [run for run in runs if run.status == "done"]
+            size = sum(run.size or 0 for run in done)
             cells = [
                 len(runs),
                 outcomes["done"],
@@ -632,11 +734,27 @@ def _summary_table(result: BackfillResult) -> Table:
                 outcomes["pending"],
                 outcomes["deferred"],
                 outcomes["stuck"],
-                rows,
-                _size(size),
+                _rows_text([run.records for run in done]),
+                Cell(_size(size), str(size)),
             ]
-        table.add_row(report, *(str(cell) for cell in cells))
-    return table
+        rows.append([report, *cells])
+    print_table(
+        console,
+        ("report", *columns),
+        rows,
+        title="dry run: nothing submitted" if result.dry_run else None,
+        right=columns,
+        header_on_pipe=True,
+    )
+
+
+def _rows_text(records: Sequence[int | None]) -> str:
+    """Rows of the done chunks; `-` when none is known, `N+` when some are not (never a figure
+    that reads as complete when it is not)."""
+    known = [count for count in records if count is not None]
+    if not known and records:
+        return "-"
+    return f"{sum(known)}{'+' if len(known) < len(records) else ''}"
 
 
 def _moment(moment: datetime | None, zone: tzinfo | None) -> str:
@@ -687,9 +805,8 @@ def report_result(
             }
         )
         return code
-    console.print(_summary_table(result))
+    _print_summary(result, console)
     if result.dry_run:
-        console.print(f"plan: {_plan_text(result.plan)}")
         console.print("dry run: no API call was made")
         return code
     console.print(f"API calls: {_calls_text(calls)}")
@@ -720,7 +837,7 @@ class BackfillArgs:
     reports: tuple[str, ...]
     start: date
     end: date
-    chunk: str
+    chunk: str | ChunkRule
     filters: Mapping[str, str]
     result_format: str
     out: Path
@@ -752,7 +869,7 @@ class BackfillArgs:
     def command(self) -> str:
         """The arguments as a command line (for the demo's display)."""
         words = [PROG, "backfill", *self.reports, "--start", str(self.start)]
-        words += ["--end", str(self.end), "--chunk", self.chunk, "--out", str(self.out)]
+        words += ["--end", str(self.end), "--chunk", str(self.chunk), "--out", str(self.out)]
         return " ".join(words)
 
 
@@ -762,14 +879,19 @@ async def run_backfill(
     """One backfill through the orchestrator, displayed; returns the result and the exit code."""
     specs = [ExportSpec(r, dict(args.filters), args.result_format) for r in args.reports]
     options = args.options()
-    async with postback_receiver(run, args, console, as_json=as_json) as receiver:
-        with BackfillView(console, live=live, as_json=as_json) as view:
-            result = await run.client.backfill(
-                specs, args.start, args.end, out=args.out, options=options, on_event=view,
-                postbacks=receiver,
-            )  # fmt: skip
-    # `result.calls` are this backfill's own (the demo's client made others before).
     zone = run.client.limiter.timezone
+    view = BackfillView(console, live=live, as_json=as_json, zone=lambda: zone)
+    try:
+        async with postback_receiver(run, args, console, as_json=as_json) as receiver:
+            with view:
+                result = await run.client.backfill(
+                    specs, args.start, args.end, out=args.out, options=options, on_event=view,
+                    postbacks=receiver,
+                )  # fmt: skip
+    except BaseException as raised:
+        _ended_early(raised, view, run.client.ledger.path, as_json=as_json)
+        raise
+    # `result.calls` are this backfill's own (the demo's client made others before).
     return result, report_result(
         result, console, as_json=as_json, calls=dict(result.calls), zone=zone
     )
@@ -870,44 +992,130 @@ _LEDGER_ADVICE: Mapping[LedgerProblem, str] = {
 }
 
 
+@dataclass
+class _Said:
+    """What a backfill said when Ctrl-C stopped it (what was recorded, how to resume), so the
+    last line does not repeat it in fewer words."""
+
+    interrupted: str | None = None
+
+
+_SAID = _Said()
+
+
+def _interrupted_text(view: BackfillView, ledger: Path | str) -> str:
+    counts = Counter(view.states.values())
+    recorded = sum(counts[s] for s in ("submitted", "running", "downloading"))
+    text = f"interrupted: {counts['done']} of {len(view.states)} chunks done"
+    if recorded:
+        text += f", {recorded} submitted jobs recorded in the ledger {ledger}"
+    else:
+        text += f" (ledger {ledger})"
+    text += "; run the same command again to resume"
+    if recorded:
+        text += ": it re-attaches to those jobs and submits nothing twice"
+    return text
+
+
+def _ended_early(
+    raised: BaseException, view: BackfillView, ledger: Path | str, *, as_json: bool
+) -> None:
+    """A backfill that ends by an exception (Ctrl-C included) still ends its `--json` stream
+    with an `error` object, and a Ctrl-C says what was recorded and how to resume."""
+    leaf = _leaf(raised)
+    interrupted = isinstance(leaf, (KeyboardInterrupt, anyio.get_cancelled_exc_class()))
+    if interrupted:
+        message, code = _interrupted_text(view, ledger), 130
+        _SAID.interrupted = message
+    else:
+        message, code = _error_text(leaf)
+    if as_json:
+        counts = Counter(view.states.values())
+        _echo_json(
+            {"event": "error", "message": message, "counts": dict(counts), "exit_code": code}
+        )
+    if interrupted:
+        click.echo(f"{PROG}: {message}", err=True)
+
+
+def _error_text(leaf: BaseException) -> tuple[str, int]:
+    """A library error as one line in command-line words, and its exit code."""
+    if isinstance(leaf, click.UsageError):
+        return leaf.format_message(), EXIT_USAGE
+    if isinstance(leaf, click.ClickException):
+        return leaf.format_message(), leaf.exit_code
+    if isinstance(leaf, AccountUnavailable):
+        return _stopped_text(leaf), _stopped_code(leaf)
+    if isinstance(leaf, LedgerError):
+        return str(leaf) + _LEDGER_ADVICE.get(leaf.problem, ""), EXIT_USAGE
+    if isinstance(leaf, ConfigurationError):
+        return cli_language(str(leaf)), EXIT_USAGE
+    if isinstance(leaf, QuotaExhausted):
+        return cli_language(str(leaf)), EXIT_PENDING
+    if isinstance(leaf, ReportExportError):
+        return cli_language(str(leaf)), EXIT_FAILED
+    if isinstance(leaf, OSError):
+        return f"{leaf.strerror or leaf}: {leaf.filename or ''}".rstrip(": "), EXIT_FAILED
+    return f"unexpected {type(leaf).__name__}: {leaf}", EXIT_FAILED
+
+
+def _broken_pipe(error: BaseException) -> bool:
+    return isinstance(_leaf(error), BrokenPipeError)
+
+
 def _invoke(call: Callable[[], Any]) -> int:
+    code = _invoke_once(call)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_broken_pipe()
+    except (OSError, ValueError):  # pragma: no cover - stdout closed otherwise
+        pass
+    return code
+
+
+def _interrupted() -> int:
+    said, _SAID.interrupted = _SAID.interrupted, None
+    if said is not None:  # the backfill said it already, with what was recorded
+        return 130
+    return _fail("interrupted; run the same command again to resume", 130)
+
+
+def _invoke_once(call: Callable[[], Any]) -> int:
     try:
         result = call()
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.UsageError as error:
-        command = f" {error.ctx.info_name}" if error.ctx and error.ctx.parent else ""
-        click.echo(f"{PROG}{command}: error: {error.format_message()} (see --help)", err=True)
+        # The whole command path (`reportexport jobs show`), as the user typed it.
+        command = error.ctx.command_path if error.ctx and error.ctx.parent else PROG
+        if not command.startswith(PROG):
+            command = f"{PROG} {command.partition(' ')[2]}".rstrip()
+        click.echo(
+            f"{command}: error: {cli_language(error.format_message())} (see --help)", err=True
+        )
         return EXIT_USAGE
     except click.ClickException as error:
-        return _fail(error.format_message(), error.exit_code)
+        return _fail(cli_language(error.format_message()), error.exit_code)
     except click.Abort:
-        return _fail("aborted", 130)
+        return _interrupted()
     except KeyboardInterrupt:
-        return _fail("interrupted; run the same command again to resume", 130)
+        return _interrupted()
     except BaseException as raised:
         leaf = _leaf(raised)
         if isinstance(leaf, SystemExit):
             return leaf.code if isinstance(leaf.code, int) else EXIT_FAILED
+        if isinstance(leaf, BrokenPipeError):
+            # `| head`: the reader has what it wanted; that is no failure.
+            quiet_broken_pipe()
+            return EXIT_OK
         if isinstance(leaf, KeyboardInterrupt):
-            return _fail("interrupted; run the same command again to resume", 130)
+            return _interrupted()
         if isinstance(leaf, click.ClickException):
-            return _invoke(lambda: _reraise(leaf))
-        if isinstance(leaf, AccountUnavailable):
-            return _fail(_stopped_text(leaf), _stopped_code(leaf))
-        if isinstance(leaf, LedgerError):
-            return _fail(str(leaf) + _LEDGER_ADVICE.get(leaf.problem, ""), EXIT_USAGE)
-        if isinstance(leaf, ConfigurationError):
-            return _fail(str(leaf), EXIT_USAGE)
-        if isinstance(leaf, QuotaExhausted):
-            return _fail(str(leaf), EXIT_PENDING)
-        if isinstance(leaf, ReportExportError):
-            return _fail(str(leaf), EXIT_FAILED)
-        if isinstance(leaf, OSError):
-            return _fail(f"{leaf.strerror or leaf}: {leaf.filename or ''}".rstrip(": "), 1)
+            return _invoke_once(lambda: _reraise(leaf))
         if not isinstance(leaf, Exception):
             raise
-        return _fail(f"unexpected {type(leaf).__name__}: {leaf}", EXIT_FAILED)
+        return _fail(*_error_text(leaf))
     return result if isinstance(result, int) else EXIT_OK
 
 
@@ -961,8 +1169,13 @@ def cli() -> None:
     IMPACT_BASE_URL), or --account-sid, --auth-token-file, --account-type, --base-url.
 
     Exit codes: 0 done; 1 chunks failed or stuck; 2 usage error; 3 chunks pending for the daily
-    quota (run the same command again after the reset). With --accounts: 0 when every account
-    completed, else the most serious of the accounts' codes (1, 2, 3, 4 in that order).
+    quota (run the same command again after the reset); 4 chunks deferred; 130 interrupted.
+    With --accounts: 0 when every account completed, else the most serious of the accounts'
+    codes (1, 2, 3, 4 in that order).
+
+    The ledger lives in the user's data folder (on Linux $XDG_DATA_HOME/reportexport, by
+    default ~/.local/share/reportexport) unless --ledger says; an older
+    .reportexport/ledger.sqlite in the current folder is still used.
     """
 
 
@@ -975,8 +1188,15 @@ def cli() -> None:
     default="7d",
     show_default=True,
     callback=_chunk_rule,
-    help="one export per chunk: Nd (1d, 7d, 30d...), week, month or auto (spans learned from "
-    "the rows seen; the chunks chosen are recorded, and later runs keep them)",
+    help="one export per chunk: Nd (1d, 7d, 30d...: N days from --start), week (Monday to "
+    "Sunday), month (calendar months) or auto (spans learned from the rows seen; the chunks "
+    "chosen are recorded, and later runs keep them)",
+)
+@click.option(
+    "--align-chunks",
+    is_flag=True,
+    help="count Nd chunks from a fixed Monday (1970-01-05) instead of --start, so backfills "
+    "over overlapping ranges share their chunks (the first and last chunk may be shorter)",
 )
 @click.option(
     "--param",
@@ -994,7 +1214,7 @@ def cli() -> None:
     show_default=True,
     help="folder for the files and manifest.json",
 )
-@ledger_option
+@sandbox_ledger_option
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),
@@ -1025,7 +1245,7 @@ def cli() -> None:
     "--postback-listen",
     callback=_listen,
     metavar="HOST:PORT",
-    help="receive job-completion postbacks here instead of polling",
+    help="receive job-completion postbacks here (the run then polls only rarely, as a safety net)",
 )
 @click.option(
     "--postback-token",
@@ -1056,6 +1276,7 @@ def cli() -> None:
 @sandbox_options
 @json_option
 @credential_options
+@verbose_option
 def backfill_command(
     reports: tuple[str, ...],
     start: date,
@@ -1078,6 +1299,7 @@ def backfill_command(
     accounts_file: Path | None,
     account_names: tuple[str, ...],
     parallel_accounts: int,
+    align_chunks: bool,
     as_json: bool,
     **options: Any,
 ) -> int:
@@ -1090,14 +1312,21 @@ def backfill_command(
     if end < start:
         raise click.UsageError(f"--start {start} is after --end {end}")
     credentials = Credentials.from_options(options)
+    rule = parse_chunk_rule(chunk)
+    if rule.kind == "days":
+        rule = dataclasses.replace(rule, from_start=not align_chunks)
+    elif align_chunks:
+        raise click.UsageError("--align-chunks applies to Nd chunks (week and month are aligned)")
     args = BackfillArgs(
-        reports, start, end, chunk, filters, result_format.upper(), out, concurrency, merge,
+        reports, start, end, rule, filters, result_format.upper(), out, concurrency, merge,
         dry_run, wait_for_quota, postback_listen, check_reports, postback_token,
         postback_fields, postback_public_url, wait_for_replays,
     )  # fmt: skip
     if (postback_token or postback_public_url) and postback_listen is None:
         raise click.UsageError("--postback-token and --postback-public-url need --postback-listen")
-    if not dry_run:
+    if dry_run:
+        _check_could_write(out, "--out")  # and make nothing: a dry run leaves no trace
+    else:
         _check_writable_folder(out, "--out")
     console = _console()
     live = sys.stdout.isatty()
@@ -1108,8 +1337,8 @@ def backfill_command(
         if isinstance(accounts, int):
             return accounts
         return cli_accounts.backfill_accounts(
-            args, accounts, ledger_path=ledger_path, parallel=parallel_accounts,
-            console=console, live=live, as_json=as_json,
+            args, accounts, ledger_path=default_ledger_path(ledger_path),
+            parallel=parallel_accounts, console=console, live=live, as_json=as_json,
         )  # fmt: skip
 
     async def work() -> int:
@@ -1183,10 +1412,11 @@ def demo_command(out: Path) -> int:
     type=click.Path(dir_okay=False, path_type=Path),
     help=f"result file (default {DEFAULT_OUT}/<report>/<start>_<end>.<ext>)",
 )
-@ledger_option
+@sandbox_ledger_option
 @sandbox_options
 @json_option
 @credential_options
+@verbose_option
 def export_command(
     report: str,
     start: date | None,
@@ -1323,6 +1553,7 @@ def export_command(
 @sandbox_options
 @json_option
 @credential_options
+@verbose_option
 def sync_command(
     reports: tuple[str, ...],
     config_path: Path | None,
@@ -1396,17 +1627,76 @@ def sync_command(
         if isinstance(accounts, int):
             return accounts
         return cli_accounts.sync_accounts(
-            datasets, sync_options, accounts, ledger_path=ledger_path, parallel=parallel_accounts,
-            console=console, live=sys.stdout.isatty(), as_json=as_json,
+            datasets, sync_options, accounts, ledger_path=default_ledger_path(ledger_path),
+            parallel=parallel_accounts, console=console, live=sys.stdout.isatty(), as_json=as_json,
         )  # fmt: skip
 
     async def work() -> int:
         async with open_run(credentials, ledger_path, sandbox_offered=True) as run:
             _sandbox_banner(run, console, as_json)
             live = sys.stdout.isatty()
-            with BackfillView(console, live=live, as_json=as_json) as view:
-                result = await run.client.sync(datasets, options=sync_options, on_event=view)
+            zone = run.client.limiter.timezone
+            view = BackfillView(console, live=live, as_json=as_json, zone=lambda: zone)
+            try:
+                with view:
+                    result = await run.client.sync(datasets, options=sync_options, on_event=view)
+            except BaseException as raised:
+                _ended_early(raised, view, run.client.ledger.path, as_json=as_json)
+                raise
             return report_sync(result, console, as_json=as_json, zone=run.client.limiter.timezone)
+
+    return _run_async(work)
+
+
+# -- reports -----------------------------------------------------------------------------------
+
+
+@cli.command("reports")
+@click.option("--all", "show_all", is_flag=True, help="also the reports the API cannot export")
+@click.option("--refresh", is_flag=True, help="ask the API again (one call) instead of the cache")
+@sandbox_options
+@json_option
+@credential_options
+@verbose_option
+def reports_command(show_all: bool, refresh: bool, as_json: bool, **options: Any) -> int:
+    """The account's report ids that the API can export (GET /Reports: one call, then cached for
+    a day in the user's cache folder)."""
+    credentials = Credentials.from_options(options)
+    console = _console()
+
+    async def fetch() -> list[dict[str, Any]]:
+        if credentials.sandbox:  # a fresh account each time: nothing to cache
+            async with open_run(credentials, None) as run:
+                found = await run.client.api.reports()
+        else:
+            async with ReportExportClient(config) as client:
+                found = await client.reports()
+        return [report.model_dump(mode="json", by_alias=False) for report in found]
+
+    config = None if credentials.sandbox else credentials.config(sandbox_offered=True)
+    source = "cached"
+    catalog = None if refresh or config is None else read_catalog(config)
+
+    async def work() -> int:
+        nonlocal catalog, source
+        if catalog is None:
+            catalog, source = await fetch(), "one call"
+            if config is not None:
+                write_catalog(config, catalog)
+        shown = [r for r in catalog if show_all or r.get("api_accessible") is not False]
+        if as_json:
+            for report in shown:
+                _echo_json(report)
+            return EXIT_OK
+        rows = [
+            [r["id"], r.get("name"), r.get("category"), _yes_no(r.get("api_accessible"))]
+            for r in shown
+        ]
+        columns = ("report", "name", "category", "api")
+        print_table(console, columns, rows)
+        where = console if console.is_terminal else make_console(stderr=True)
+        where.print(f"{len(shown)} reports ({source})", markup=False)
+        return EXIT_OK
 
     return _run_async(work)
 
@@ -1436,12 +1726,9 @@ def report_sync(result: SyncResult, console: Console, *, as_json: bool, zone: tz
                     "server_clock_offset_seconds": offset, "quota_left": result.quota_left,
                     "exit_code": code})  # fmt: skip
         return code
-    table = Table(title="dry run: nothing submitted" if any(d.dry_run for d in result.datasets)
-                  else None)  # fmt: skip
+    title = "dry run: nothing submitted" if any(d.dry_run for d in result.datasets) else None
     columns = ("new", "refreshed", "deferred", "final", "fresh", "history", "pending", "failed")
-    table.add_column("dataset / report")
-    for name in columns:
-        table.add_column(name, justify="right")
+    rows: list[list[object]] = []
     for item in result.datasets:
         for report in item.dataset.reports:
             chunks = [c for c in item.chunks if c.report_id == report]
@@ -1449,8 +1736,11 @@ def report_sync(result: SyncResult, console: Console, *, as_json: bool, zone: tz
             kinds["refreshed"] = kinds["refresh"]
             outcomes = Counter(c.outcome for c in chunks)
             cells = [kinds[n] for n in columns[:6]] + [outcomes["pending"], outcomes["failed"]]
-            table.add_row(f"{item.dataset.name} / {report}", *(str(c) for c in cells))
-    console.print(table)
+            rows.append([f"{item.dataset.name} / {report}", *cells])
+    print_table(
+        console, ("dataset / report", *columns), rows, title=title, right=columns,
+        header_on_pipe=True,
+    )  # fmt: skip
     for item in result.datasets:
         cost = item.cost
         console.print(
@@ -1489,6 +1779,10 @@ def report_sync(result: SyncResult, console: Console, *, as_json: bool, zone: tz
     return code
 
 
+def _yes_no(value: object) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
 # -- jobs --------------------------------------------------------------------------------------
 
 
@@ -1500,7 +1794,7 @@ def jobs_group() -> None:
 async def _known_entries(ledger_path: Path | None) -> dict[str, LedgerEntry]:
     """Ledger entries by job id, when the ledger file exists (read-only commands never make
     one, nor write to one)."""
-    path = ledger_path or DEFAULT_LEDGER_PATH
+    path = default_ledger_path(ledger_path)
     if not is_ledger_url(path) and not await anyio.Path(path).exists():
         return {}
     async with open_ledger(path, read_only=True) as ledger:
@@ -1525,6 +1819,7 @@ def _entry_range(entry: LedgerEntry) -> str:
 @ledger_option
 @json_option
 @credential_options
+@verbose_option
 def jobs_list(since: date | None, ledger_path: Path | None, as_json: bool, **options: Any) -> int:
     """Jobs of the account (one listing call per page), with what the ledger knows of them."""
     credentials = Credentials.from_options(options)
@@ -1538,19 +1833,22 @@ def jobs_list(since: date | None, ledger_path: Path | None, as_json: bool, **opt
             for job in jobs:
                 _echo_json(_job_json(job, known.get(job.id)))
             return EXIT_OK
-        table = Table("job", "status", "created", "completed", "rows", "report", "range")
+        rows = []
         for job in jobs:
             entry = known.get(job.id)
-            table.add_row(
-                job.id,
-                job.status.value,
-                _when(job.created_date),
-                _when(job.completed_date),
-                "-" if job.records_processed is None else str(job.records_processed),
-                "-" if entry is None or entry.report_id is None else entry.report_id,
-                "-" if entry is None else _entry_range(entry),
+            rows.append(
+                [
+                    job.id,
+                    job.status.value,
+                    _when(job.created_date),
+                    _when(job.completed_date),
+                    job.records_processed,
+                    None if entry is None else entry.report_id,
+                    None if entry is None else _entry_range(entry),
+                ]
             )
-        _console().print(table)
+        columns = ("job", "status", "created", "completed", "rows", "report", "range")
+        print_table(_console(), columns, rows, right=("rows",), whole=("job",))
         return EXIT_OK
 
     return _run_async(work)
@@ -1565,14 +1863,16 @@ def _when(moment: datetime | None) -> str:
 @ledger_option
 @json_option
 @credential_options
+@verbose_option
 def jobs_show(job_id: str, ledger_path: Path | None, as_json: bool, **options: Any) -> int:
-    """One job (one call), with what the ledger knows of it."""
+    """One job (one call), with what the ledger knows of it. ID may be a unique prefix of a
+    job id the ledger knows."""
     config = Credentials.from_options(options).config(sandbox_offered=False)
 
     async def work() -> int:
         known = await _known_entries(ledger_path)
         async with ReportExportClient(config) as client:
-            job = await client.get_job(job_id)
+            job = await client.get_job(job_by_prefix(job_id, known))
         entry = known.get(job.id)
         if as_json:
             _echo_json(_job_json(job, entry))
@@ -1600,17 +1900,20 @@ def jobs_show(job_id: str, ledger_path: Path | None, as_json: bool, **options: A
 @ledger_option
 @json_option
 @credential_options
+@verbose_option
 def jobs_download(
     job_id: str, out: Path | None, ledger_path: Path | None, as_json: bool, **options: Any
 ) -> int:
-    """Download a job's result by its id (never by submitting again); waits while it runs."""
+    """Download a job's result by its id (never by submitting again); waits while it runs. ID
+    may be a unique prefix of a job id the ledger knows."""
     credentials = Credentials.from_options(options)
     if out is not None:
         _check_writable_folder(out.parent if str(out.parent) else Path("."), "--out")
 
     async def work() -> int:
+        full_id = job_by_prefix(job_id, await _known_entries(ledger_path))
         async with open_run(credentials, ledger_path) as run:
-            result = await run.client.download(job_id, out)
+            result = await run.client.download(full_id, out)
             if as_json:
                 _echo_json({"event": "download", **dataclasses.asdict(result)})
             else:
@@ -1631,15 +1934,18 @@ def jobs_download(
 @ledger_option
 @json_option
 @credential_options
+@verbose_option
 def jobs_replay(
     job_id: str, force: bool, ledger_path: Path | None, as_json: bool, **options: Any
 ) -> int:
-    """Replay a job (PUT /Jobs/{Id}/Replay), if the guide's rules allow it."""
+    """Replay a job (PUT /Jobs/{Id}/Replay), if the guide's rules allow it. ID may be a unique
+    prefix of a job id the ledger knows."""
     credentials = Credentials.from_options(options)
 
     async def work() -> int:
+        full_id = job_by_prefix(job_id, await _known_entries(ledger_path))
         async with open_run(credentials, ledger_path) as run:
-            outcome = await run.client.replay(job_id, force=force)
+            outcome = await run.client.replay(full_id, force=force)
         if as_json:
             _echo_json(
                 {
@@ -1678,8 +1984,8 @@ def ledger_group() -> None:
 
 
 @asynccontextmanager
-async def _existing_ledger(path: Path | None) -> AsyncIterator[LedgerStore]:
-    where = path or DEFAULT_LEDGER_PATH
+async def _existing_ledger(path: Path | str | None) -> AsyncIterator[LedgerStore]:
+    where = default_ledger_path(path)
     if not is_ledger_url(where) and not await anyio.Path(where).exists():
         raise click.UsageError(
             f"--ledger: no ledger at {str(where)!r} (a backfill or an export makes one)"
@@ -1713,21 +2019,29 @@ def ledger_show(report: str | None, ledger_path: Path | None, as_json: bool) -> 
             for entry in entries:
                 _echo_json(_entry_json(entry))
             return EXIT_OK
-        table = Table("fingerprint", "report", "range", "job", "status", "rows", "file", "bytes")
-        for entry in entries:
-            table.add_row(
-                entry.fingerprint[:12],
+        rows = [
+            [
+                # A pipe gets the whole fingerprint, as it gets whole job ids.
+                Cell(entry.fingerprint[:12], entry.fingerprint),
                 entry.report_id or entry.endpoint,
                 _entry_range(entry),
-                entry.job_id or "-",
-                "-" if entry.status is None else entry.status.value,
-                "-" if entry.records is None else str(entry.records),
-                "-" if entry.file_path is None else str(entry.file_path),
-                _size(entry.file_size),
-            )
+                # On a terminal the short id, which `jobs show|download|replay` take as it is.
+                None if entry.job_id is None else Cell(entry.job_id[:8], entry.job_id),
+                None if entry.status is None else entry.status.value,
+                entry.records,
+                entry.file_path,
+                Cell(
+                    _size(entry.file_size), "-" if entry.file_size is None else str(entry.file_size)
+                ),
+            ]
+            for entry in entries
+        ]
+        columns = ("fingerprint", "report", "range", "job", "status", "rows", "file", "bytes")
         console = _console()
-        console.print(table)
-        console.print(f"{len(entries)} exports in {ledger.path}")
+        print_table(console, columns, rows, right=("rows", "bytes"))
+        # The count is for people: on a pipe it goes to stderr, out of the data.
+        where = console if console.is_terminal else make_console(stderr=True)
+        where.print(f"{len(entries)} exports in {ledger.path}", markup=False)
         return EXIT_OK
 
     return _run_async(work)
@@ -1754,11 +2068,16 @@ def ledger_history(key: str, ledger_path: Path | None, as_json: bool) -> int:
         console.print(
             f"{entry.fingerprint} {entry.report_id} {_entry_range(entry)} {entry.result_format}"
         )
-        table = Table("at", "event", "job", "detail")
-        for event in events:
-            detail = ", ".join(f"{k}={v}" for k, v in event.detail.items())
-            table.add_row(_when(event.at), event.kind, event.job_id or "-", detail)
-        console.print(table)
+        rows = [
+            [
+                _when(event.at),
+                event.kind,
+                event.job_id,
+                ", ".join(f"{k}={v}" for k, v in event.detail.items()),
+            ]
+            for event in events
+        ]
+        print_table(console, ("at", "event", "job", "detail"), rows)
         return EXIT_OK
 
     return _run_async(work)

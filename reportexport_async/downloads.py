@@ -452,4 +452,8 @@ async def _wait_pending(
     """202: the job is not complete. A FAILED or CANCELLED job will never have a file."""
     if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise JobFailed(job)
-    await session.clock.sleep(session.config.poll.interval(polls, random_source()))
+    pause = session.config.poll.interval(polls, random_source())
+    log.info(
+        "job %s is %s: its download is asked for again in %.1f s", job.id, job.status.value, pause
+    )
+    await session.clock.sleep(pause)

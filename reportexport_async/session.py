@@ -36,6 +36,7 @@ import logging
 import os
 import random
 import ssl
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -408,6 +409,7 @@ class Session:
             charge = await self.limiter.acquire(endpoint)
             self.usage.calls[endpoint.value] += 1
             headers, proxy = self._via_proxy(url, self._headers(url, endpoint))
+            sent = time.monotonic()
             try:
                 async with self.http.request(
                     method,
@@ -433,7 +435,8 @@ class Session:
         if not counted_by_server(status):
             await self.limiter.refund(charge)
         await self._observe(status, headers, endpoint)
-        log.debug("%s %s -> %d", method, redact_url(url), status)
+        elapsed = (time.monotonic() - sent) * 1000
+        log.debug("%s %s -> %d (%.0f ms)", method, redact_url(url), status, elapsed)
         return Answer(status, headers, _parse_body(raw, content_type))
 
     def _health(self, status: int | None) -> None:
@@ -538,6 +541,7 @@ class Session:
             else:
                 self.usage.signed_downloads += 1
             headers, proxy = self._via_proxy(url, self._headers(url, endpoint or Endpoint.DOWNLOAD))
+            sent = time.monotonic()
             try:
                 async with self.http.get(
                     url,
@@ -547,6 +551,13 @@ class Session:
                     timeout=timeout,
                     **proxy,
                 ) as response:
+                    elapsed = (time.monotonic() - sent) * 1000
+                    log.debug(
+                        "GET %s -> %d (%.0f ms to the headers)",
+                        redact_url(url),
+                        response.status,
+                        elapsed,
+                    )
                     if api:
                         self._health(response.status)
                         await self._observe(response.status, dict(response.headers), endpoint)

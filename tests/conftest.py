@@ -30,6 +30,17 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
 
 
+@pytest.fixture(autouse=True)
+def _user_folders(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The command line keeps its default ledger and caches in the user's data and cache
+    folders: each test gets its own, never the machine's (subprocesses inherit them)."""
+    home = tmp_path_factory.mktemp("user")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+
+
 # A fixed sandbox start: Monday 2026-06-15, noon UTC.
 SANDBOX_START = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 

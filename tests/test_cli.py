@@ -47,10 +47,13 @@ ENV_VARS = ("IMPACT_ACCOUNT_SID", "IMPACT_AUTH_TOKEN", "IMPACT_ACCOUNT_TYPE", "I
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No credentials from the machine, and default paths inside the test's folder."""
+    """No credentials from the machine, and default paths inside the test's folder (the user's
+    data and cache folders too)."""
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -158,12 +161,15 @@ def test_backfill_plain_output_ends_with_a_summary_table_and_the_manifest(
     code, out, _ = run_main(capsys, "backfill", "mp_clicks_by_day", *RANGE, "--sandbox")
     assert code == 0
     assert "built-in sandbox at http://127.0.0.1:" in out
-    assert re.search(r"mp_clicks_by_day\s*│\s*3\s*│\s*3\s*│\s*0", out), out
+    # Not a terminal: the summary is tab-separated lines, under a header line.
+    assert "report\tchunks\tdone\tfailed\tpending\tdeferred\tstuck\trows\tbytes\n" in out
+    assert re.search(r"^mp_clicks_by_day\t3\t3\t0\t0\t0\t0\t1050\t\d+$", out, re.M), out
     assert "API calls: " in out
     assert out.rstrip().endswith("manifest: reportexport-out/manifest.json")
     # Not a terminal: no live progress (no cursor movement).
     assert "\x1b[" not in out
-    assert Path(".reportexport/sandbox-ledger.sqlite").exists()
+    assert Path("data/reportexport/sandbox-ledger.sqlite").exists()
+    assert not Path(".reportexport").exists()
 
 
 def test_backfill_exit_3_when_chunks_wait_for_the_quota(
@@ -346,7 +352,7 @@ def test_usage_errors_are_one_line_exit_2_and_cost_no_call(
         (["backfill", "mp_clicks_by_day", *RANGE, "--ledger", "corrupt.sqlite"], "corrupt", 0),
         (["backfill", "mp_clicks_by_day", *RANGE, "--ledger", "newer.sqlite"], "newer", 0),
         (["backfill", "mp_clicks_by_day", *RANGE, "--account-type", "Influencers"],
-         "account_type", 0),
+         "--account-type", 0),
         # Unknown to the catalog: one GET /Reports, no submit.
         (["backfill", "no_such_report", *RANGE, "--check-reports"], "no_such_report", 1),
         (["export", "../x", "--start", str(START), "--end", str(END)], "report_id", 0),
@@ -382,7 +388,7 @@ def test_no_credentials_names_both_ways(capsys: pytest.CaptureFixture[str]) -> N
     assert code == 2
     assert out == ""
     assert_one_line_error(err, "IMPACT_ACCOUNT_SID", "--auth-token-file", "--sandbox")
-    assert not Path(".reportexport").exists()  # not even a ledger file was made
+    assert not Path("data").exists()  # not even a ledger file was made
 
 
 def test_incomplete_credentials_name_the_missing_setting(
@@ -391,7 +397,8 @@ def test_incomplete_credentials_name_the_missing_setting(
     monkeypatch.setenv("IMPACT_ACCOUNT_SID", "IRsomething")
     code, _, err = run_main(capsys, "export", "mp_clicks_by_day", *RANGE)
     assert code == 2
-    assert_one_line_error(err, "auth_token", "IMPACT_AUTH_TOKEN", "--sandbox")
+    assert_one_line_error(err, "--auth-token-file", "IMPACT_AUTH_TOKEN", "--sandbox")
+    assert "auth_token" not in err
     code, _, err = run_main(
         capsys, "backfill", "r", *RANGE, "--sandbox", "--base-url", "http://x.example"
     )
@@ -418,11 +425,12 @@ def test_plain_http_to_another_host_is_refused_before_any_call(
     code, out, err = run_main(capsys, *args)
     assert code == 2, (out, err)
     assert out == ""
-    assert_one_line_error(err, "base_url: plain http:// is allowed only for a loopback host")
+    assert_one_line_error(err, "--base-url: plain http:// is allowed only for a loopback host")
+    assert "base_url" not in err
     assert "use https:// for 192.0.2.2" in err
     assert account.auth_token not in err
     assert account.stats()["total_calls"] == 0
-    assert not Path(".reportexport").exists()
+    assert not Path("data").exists()
 
 
 def test_wrong_token_is_one_line_without_the_token(
@@ -514,7 +522,7 @@ def test_jobs_commands_against_an_account(
 def test_ledger_show_and_history(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_main(capsys, "ledger", "show")
     assert code == 2  # no ledger yet: nothing is created by looking
-    assert not Path(".reportexport").exists()
+    assert not Path("data").exists()
     code, _, _ = run_main(
         capsys, "backfill", "mp_clicks_by_day", "mp_performance_by_day", *RANGE,
         "--sandbox", "--ledger", "l.sqlite",
@@ -525,12 +533,22 @@ def test_ledger_show_and_history(capsys: pytest.CaptureFixture[str]) -> None:
     entries = json_lines(out)
     assert len(entries) == 6
     assert {e["status"] for e in entries} == {"COMPLETED"}
-    code, out, _ = run_main(
+    code, out, err = run_main(
         capsys, "ledger", "show", "--ledger", "l.sqlite", "--report", "mp_clicks_by_day"
     )
     assert code == 0
-    assert "3 exports in l.sqlite" in out
+    assert "3 exports in l.sqlite" in err  # for people: out of the piped data
     assert "mp_performance_by_day" not in out
+    # Piped: one tab-separated line per export, nothing cut (whole fingerprints, job ids, paths).
+    lines = [line.split("\t") for line in out.splitlines()]
+    by_fingerprint = {e["fingerprint"]: e for e in entries}
+    assert len(lines) == 3
+    for fields in lines:
+        entry = by_fingerprint[fields[0]]
+        assert fields[1:5] == ["mp_clicks_by_day", f"{entry['range_start']}..{entry['range_end']}",
+                               entry["job_id"], "COMPLETED"]  # fmt: skip
+        assert fields[6] == entry["file_path"]
+        assert fields[7] == str(entry["file_size"])
     fingerprint = entries[0]["fingerprint"]
     code, out, _ = run_main(capsys, "ledger", "history", fingerprint[:10], "--ledger", "l.sqlite")
     assert code == 0
@@ -765,7 +783,14 @@ def test_subprocess_export_and_ledger(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert Path("one.csv").exists()
     done = subprocess.run(
-        [*MODULE, "ledger", "show", "--ledger", ".reportexport/sandbox-ledger.sqlite", "--json"],
+        [
+            *MODULE,
+            "ledger",
+            "show",
+            "--ledger",
+            "data/reportexport/sandbox-ledger.sqlite",
+            "--json",
+        ],
         capture_output=True,
         text=True,
         env=clean_env(),
@@ -774,6 +799,10 @@ def test_subprocess_export_and_ledger(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     (entry,) = json_lines(done.stdout)
     assert entry["file_path"] == "one.csv"
+
+
+def sandbox_ledger() -> str:
+    return os.path.join(os.environ["XDG_DATA_HOME"], "reportexport", "sandbox-ledger.sqlite")
 
 
 def read_pty(argv: list[str], timeout: float = 120) -> tuple[int, str]:

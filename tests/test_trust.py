@@ -44,6 +44,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # the default ledger's folder
 
 
 def days(n: int) -> list[str]:
@@ -70,7 +71,7 @@ def real_time_sandbox(factory: Callable[..., SandboxThread], **options: Any) -> 
     return factory(clock=SandboxScaledClock(start=datetime.now(UTC), scale=1), **options)
 
 
-def ledger_charged(path: Path = Path(".reportexport/ledger.sqlite")) -> int:
+def ledger_charged(path: Path = Path("data/reportexport/ledger.sqlite")) -> int:
     """ReportExport units the ledger counts, over every day and account."""
     with sqlite3.connect(path) as db:
         row = db.execute("SELECT SUM(used) FROM quota_use WHERE name = 'ReportExport'").fetchone()
@@ -363,7 +364,7 @@ def test_a_non_utc_account_exits_3_at_once_on_both_runs(
     stats = sandbox.stats()
     assert stats["quota"]["ReportExport"] == 3
     assert stats["calls"]["ReportExport"] <= 3 + 4  # at most one refusal per submitter
-    with sqlite3.connect(".reportexport/ledger.sqlite") as db:
+    with sqlite3.connect("data/reportexport/ledger.sqlite") as db:
         (learned,) = db.execute("SELECT utc_offset_minutes FROM quota_zone").fetchone()
     assert learned == offset
     print(

@@ -5,7 +5,9 @@ Rules:
 
 - `Nd` (e.g. `1d`, `7d`, `30d`): spans of N days, aligned to a fixed epoch (1970-01-05, a Monday)
   rather than to the range's start, so two backfills that overlap share their chunks (and their
-  ledger entries, so nothing is exported twice);
+  ledger entries, so nothing is exported twice); `ChunkRule(..., from_start=True)` counts the
+  spans from the range's start instead (the fewest chunks for one range: 30d over a quarter is 3
+  chunks, not 4, and a range starting on a Sunday has no 1-day first chunk);
 - `week`: calendar weeks, Monday to Sunday;
 - `month`: calendar months;
 - `auto`: the largest span that keeps the expected rows of one file under a target, learned from
@@ -64,6 +66,8 @@ class Chunk:
 class ChunkRule:
     kind: str  # "days", "week", "month" or "auto"
     days: int = 0
+    #: `days` only: spans counted from the range's start, not from the Monday epoch.
+    from_start: bool = False
 
     def __str__(self) -> str:
         return f"{self.days}d" if self.kind == "days" else self.kind
@@ -83,13 +87,14 @@ def parse_chunk_rule(text: str) -> ChunkRule:
     raise ValueError(f"unknown chunk rule {text!r}: use Nd (e.g. 1d, 7d, 30d), week, month or auto")
 
 
-def _next_boundary(day: date, rule: ChunkRule) -> date:
-    """The first day of the chunk after the one containing `day`."""
+def _next_boundary(day: date, rule: ChunkRule, origin: date = EPOCH) -> date:
+    """The first day of the chunk after the one containing `day` (`Nd` spans counted from
+    `origin`)."""
     if rule.kind == "week":
         return day + timedelta(days=7 - day.weekday())
     if rule.kind == "month":
         return date(day.year + day.month // 12, day.month % 12 + 1, 1)
-    offset = (day - EPOCH).days % rule.days
+    offset = (day - origin).days % rule.days
     return day + timedelta(days=rule.days - offset)
 
 
@@ -104,7 +109,7 @@ def chunk_range(
     chunks: list[Chunk] = []
     day = start
     while day <= end:
-        following = _next_boundary(day, rule)
+        following = _next_boundary(day, rule, start if rule.from_start else EPOCH)
         last = min(end, following - timedelta(days=1))
         chunks.append(Chunk(day, last))
         day = last + timedelta(days=1)

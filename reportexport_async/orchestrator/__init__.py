@@ -40,7 +40,7 @@ from ..core.models import JobStatus
 from ..errors import LedgerError
 from ..ledger_store import LedgerStore
 from ..postbacks import PostbackReceiver
-from .download import Downloading
+from .download import Downloading, fill_unknown_rows
 from .lease import Watching
 from .model import (
     FINAL_CHUNK_STATUSES,
@@ -149,6 +149,7 @@ async def backfill(
         unsubscribe = postbacks.subscribe(tracking.on_postback)
     try:
         await _run(state, submitting, tracking, downloading, watching)
+        await fill_unknown_rows(state)
         if options.merge:
             merged = await merge_done(state)
     finally:

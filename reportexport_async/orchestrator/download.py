@@ -24,7 +24,7 @@ from .model import ROUNDS, ChunkRun
 from .recover import Recovery
 from .state import RunState
 
-__all__ = ["Downloading"]
+__all__ = ["Downloading", "count_lines", "fill_unknown_rows"]
 
 
 class Downloading:
@@ -113,3 +113,33 @@ class Downloading:
         run.size = result.size
         run.sha256 = result.sha256
         state.set_status(run, "done")
+
+
+async def fill_unknown_rows(state: RunState) -> None:
+    """After the run: the rows of each done chunk that no status of this run gave (tracked by a
+    postback alone, or re-attached without a status): the ledger's record of an earlier status,
+    else (CSV) the file's lines less its header. Counted here, once the downloads are over, not in
+    the downloads' hash threads: counting every download while hashing cost about as much as its
+    sha256."""
+    for run in state.runs.values():
+        if run.status != "done" or run.records is not None:
+            continue
+        entry = await state.ledger.get(run.planned.fingerprint)
+        if entry is not None and entry.records is not None:
+            run.records = entry.records
+        elif run.planned.request.result_format == "CSV":
+            try:
+                lines = await anyio.to_thread.run_sync(count_lines, state.out / run.planned.path)
+            except OSError:
+                continue
+            run.records = max(0, lines - 1)
+
+
+def count_lines(path: Path) -> int:
+    """Blocking: the lines of a text file (its newlines, one more for a last line without)."""
+    lines, last = 0, b""
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (1 if last and last != b"\n" else 0)

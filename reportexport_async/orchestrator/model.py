@@ -205,10 +205,10 @@ class ChunkRun:
 @dataclass(frozen=True)
 class ProgressEvent:
     """What changed. `kind` is `duplicate` (an export given more than once, pulled once; before
-    the plan), `plan`, `chunk` (a chunk's status changed), `quota` (the quota stopped submits),
-    `retry` (a chunk's submit or download gets another round after an outage), `wait` (the run
-    waits: `message` says for what, `until` until when), `error` (a tracker refresh failed) or
-    `stopped` (an account-wide failure stopped the run)."""
+    the plan), `plan`, `chunk` (a chunk's status changed), `quota` (the quota stopped submits;
+    `until` is its reset), `retry` (a chunk's submit or download gets another round after an
+    outage), `wait` (the run waits: `message` says for what, `until` until when), `error` (a
+    tracker refresh failed) or `stopped` (an account-wide failure stopped the run)."""
 
     kind: str
     status: str | None = None

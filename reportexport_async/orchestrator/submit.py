@@ -146,10 +146,14 @@ class Submitting:
             if item.status == "planned":
                 item.resets_at = resets_at
                 state.set_status(
-                    item, "pending", f"daily ReportExport quota spent; resets {resets_at}"
+                    item, "pending", f"daily ReportExport quota spent; resets {when(resets_at)}"
                 )
         state.emit(
-            ProgressEvent("quota", message=f"{len(pending)} chunks pending until {when(resets_at)}")
+            ProgressEvent(
+                "quota",
+                message=f"{len(pending)} chunks pending until {when(resets_at)}",
+                until=resets_at,
+            )
         )
         return False
 

@@ -1,0 +1,288 @@
+"""What every subcommand of the command line shares in how it speaks: consoles that respect
+the terminal (or its absence), tables that pipe, the library's messages in command-line words,
+a closed pipe that is no failure, and `-v/--verbose` logging that never shows a secret.
+
+Written here rather than taken from a library: rich draws the tables on a terminal; what a pipe
+gets (tab-separated lines, full values, no box, as `gh` prints) is a few lines on top of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+__all__ = [
+    "Cell",
+    "cli_language",
+    "is_terminal",
+    "job_by_prefix",
+    "make_console",
+    "print_table",
+    "quiet_broken_pipe",
+    "register_origin",
+    "register_secret",
+    "verbose_logging",
+]
+
+#: The width of a console that is not a terminal and has no `COLUMNS`: wide enough for a line.
+PIPE_WIDTH = 200
+
+
+def is_terminal(stream: IO[str] | None = None) -> bool:
+    stream = sys.stdout if stream is None else stream
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console on stdout (or stderr): on a terminal, its width; elsewhere `COLUMNS` when set,
+    else wide; never colour codes on a pipe."""
+    stream = sys.stderr if stderr else sys.stdout
+    width: int | None = None
+    if not is_terminal(stream):
+        columns = os.environ.get("COLUMNS", "").strip()
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else PIPE_WIDTH
+    return Console(file=stream, highlight=False, soft_wrap=True, width=width, stderr=stderr)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A value shown one way to people (`text`) and another way on a pipe (`plain`), such as
+    `87.5 kB` and `87512`."""
+
+    text: str
+    plain: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _cell(value: object, *, plain: bool) -> str:
+    if isinstance(value, Cell):
+        return value.plain if plain else value.text
+    return "-" if value is None else str(value)
+
+
+def _tsv_field(text: str) -> str:
+    return text.replace("\t", " ").replace("\n", " ")
+
+
+def print_table(
+    console: Console,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    title: str | None = None,
+    right: Iterable[str] = (),
+    whole: Iterable[str] = (),
+    header_on_pipe: bool = False,
+) -> None:
+    """A table: boxed and aligned on a terminal; on a pipe or in a file, one line per row with
+    its fields separated by tabs and nothing cut (`cut -f1`, `awk -F'\\t'`, `sort` work). A
+    listing prints no header line on a pipe (as `gh` does); a report of figures, such as a
+    run's summary, passes `header_on_pipe=True`. The `whole` columns (ids people copy) are
+    never cut on a terminal either: the others wrap first."""
+    materialised = [list(row) for row in rows]
+    if not console.is_terminal:
+        lines: list[str] = []
+        if title is not None:
+            lines.append(f"# {title}")
+        if header_on_pipe:
+            lines.append("\t".join(columns))
+        for row in materialised:
+            lines.append("\t".join(_tsv_field(_cell(value, plain=True)) for value in row))
+        if lines:
+            console.file.write("\n".join(lines) + "\n")
+            console.file.flush()
+        return
+    right_aligned, kept = set(right), set(whole)
+    table = Table(title=title)
+    for index, name in enumerate(columns):
+        widest = max((len(_cell(row[index], plain=False)) for row in materialised), default=0)
+        table.add_column(
+            name,
+            justify="right" if name in right_aligned else "left",
+            no_wrap=name in kept,
+            min_width=max(widest, len(name)) if name in kept else None,
+        )
+    for row in materialised:
+        table.add_row(*(_cell(value, plain=False) for value in row))
+    console.print(table)
+
+
+# -- the library's words, in the command line's --------------------------------------------------
+
+#: A library keyword argument -> what the command line calls it.
+FLAGS: Mapping[str, str] = {
+    "account_sid": "--account-sid",
+    "auth_token": "--auth-token-file",
+    "account_type": "--account-type",
+    "base_url": "--base-url",
+    "check_reports": "--check-reports",
+    "wait_for_quota": "--wait-for-quota",
+    "wait_for_replays": "--wait-for-replays",
+    "outage_limit": "--outage-limit",
+    "force": "--force",
+    "ledger": "--ledger",
+}
+
+#: What a message about a setting names when no flag holds the setting itself.
+SUBJECTS: Mapping[str, str] = {"auth_token": "the auth token", "report_id": "REPORT"}
+
+_REWRITES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+    # "base_url: plain http:// ...": the setting the message is about, by its flag.
+    (
+        re.compile(r"^(\w+): "),
+        lambda m: (
+            f"{SUBJECTS.get(m[1]) or FLAGS[m[1]]}: " if m[1] in FLAGS or m[1] in SUBJECTS else m[0]
+        ),
+    ),
+    # "pass check_reports=False to let the server decide": the flag is off unless given.
+    (
+        re.compile(r"pass (\w+)=False"),
+        lambda m: f"leave out {FLAGS.get(m[1], m[1])}" if m[1] in FLAGS else m[0],
+    ),
+    (
+        re.compile(r"pass (\w+)=True"),
+        lambda m: f"pass {FLAGS[m[1]]}" if m[1] in FLAGS else m[0],
+    ),
+    # "(set IMPACT_BASE_URL or pass base_url=...)"
+    (
+        re.compile(r"pass (\w+)=\.\.\."),
+        lambda m: f"pass {FLAGS[m[1]]}" if m[1] in FLAGS else m[0],
+    ),
+    # A setting named in backquotes: `wait_for_quota`.
+    (
+        re.compile(r"`(\w+)`"),
+        lambda m: f"{FLAGS[m[1]]}" if m[1] in FLAGS else m[0],
+    ),
+)
+
+
+def cli_language(message: str) -> str:
+    """A library message as the command line says it: its keyword arguments become the flags
+    that set them (`pass base_url=...` -> `pass --base-url`)."""
+    for pattern, rewrite in _REWRITES:
+        message = pattern.sub(rewrite, message)
+    return message
+
+
+# -- ids ----------------------------------------------------------------------------------------
+
+
+def job_by_prefix(given: str, known: Iterable[str]) -> str:
+    """A job id, or a unique prefix of one of the `known` ids (the ledger's, as `git` takes a
+    short hash); an ambiguous prefix is a usage error before any call. An id nothing knows is
+    used as given (the account may have jobs this ledger never saw)."""
+    ids = set(known)
+    if given in ids:
+        return given
+    matches = sorted(job_id for job_id in ids if job_id.startswith(given))
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        shown = ", ".join(matches[:4]) + (", ..." if len(matches) > 4 else "")
+        raise click.UsageError(
+            f"ID: {given!r} starts {len(matches)} jobs in the ledger ({shown}); give more of it"
+        )
+    return given
+
+
+# -- a closed pipe ------------------------------------------------------------------------------
+
+
+def quiet_broken_pipe() -> None:
+    """After the reader of stdout went away (`| head`): point stdout at /dev/null, so the
+    interpreter's last flush does not fail too. The command then ends with exit code 0: what
+    was asked for was printed as far as anyone reads it."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - no real stdout
+        pass
+
+
+# -- -v/--verbose --------------------------------------------------------------------------------
+
+
+#: Secrets the command line holds (a token read from a file, the sandbox's token), besides the
+#: ones in the environment: never printed, not even by `-v`.
+_SECRETS: set[str] = set()
+SECRET_ENV = ("IMPACT_AUTH_TOKEN", "IMPACT_POSTBACK_TOKEN")
+
+
+def register_secret(value: str | None) -> None:
+    if value:
+        _SECRETS.add(value)
+
+
+#: API origins: `-v` shows paths on them (the origin is said once, by the command).
+_ORIGINS: set[str] = set()
+
+
+def register_origin(base_url: str) -> None:
+    _ORIGINS.add(base_url.rstrip("/"))
+
+
+def known_secrets() -> Iterable[str]:
+    yield from _SECRETS
+    for name in SECRET_ENV:
+        value = os.environ.get(name, "").strip()
+        if value:
+            yield value
+
+
+class _Scrub(logging.Filter):
+    """Replaces every secret in a record's final text by `***` (a belt to the braces of the
+    library, which never logs a token)."""
+
+    def __init__(self, secrets: Callable[[], Iterable[str]]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        for secret in self.secrets():
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, "***")
+        for origin in _ORIGINS:
+            text = text.replace(f" {origin}/", " /")
+        record.msg, record.args = text, None
+        return True
+
+
+def verbose_logging(
+    enabled: bool,
+    *,
+    secrets: Callable[[], Iterable[str]] = known_secrets,
+    stream: IO[str] | None = None,
+) -> Callable[[], None]:
+    """`-v`: the library's log on stderr, one line each: every call (method, path, status, time)
+    and every wait. Returns the function that undoes it."""
+    if not enabled:
+        return lambda: None
+    logger = logging.getLogger("reportexport_async")
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    handler.addFilter(_Scrub(secrets))
+    before = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(before)
+
+    return undo

@@ -1,0 +1,123 @@
+"""Where the command line keeps its files when no option says: the user's data folder for the
+ledgers, the user's cache folder for cached look-ups (platformdirs: `$XDG_DATA_HOME` and
+`$XDG_CACHE_HOME` on Linux, `~/Library/Application Support` on macOS, `%LOCALAPPDATA%` on
+Windows). So a cron job started in any folder finds the same ledger, and the jobs it remembers.
+
+A ledger left by earlier versions in `.reportexport/` of the current folder is still used when
+it is there (with a notice saying where it is and how to move it), so no job is forgotten.
+
+The library's own default (`Ledger`'s and `Client`'s `ledger=` argument) stays relative: a
+library does not choose a user's folders; the command line does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from .config import ClientConfig
+from .ledger import DEFAULT_LEDGER_PATH
+
+__all__ = [
+    "LEGACY_LEDGER",
+    "LEGACY_SANDBOX_LEDGER",
+    "ResolvedPath",
+    "cache_folder",
+    "data_folder",
+    "default_ledger",
+    "read_catalog",
+    "resolve_ledger",
+    "write_catalog",
+]
+
+APP = "reportexport"
+#: Where versions before the data folder kept the ledgers (relative to the current folder).
+LEGACY_LEDGER = DEFAULT_LEDGER_PATH
+LEGACY_SANDBOX_LEDGER = DEFAULT_LEDGER_PATH.with_name("sandbox-ledger.sqlite")
+
+
+def data_folder() -> Path:
+    return platformdirs.user_data_path(APP, appauthor=False)
+
+
+def cache_folder() -> Path:
+    return platformdirs.user_cache_path(APP, appauthor=False)
+
+
+@dataclass(frozen=True)
+class ResolvedPath:
+    path: Path
+    #: Set when an older ledger in the current folder was chosen: what to tell the user.
+    notice: str | None = None
+
+
+def default_ledger(*, sandbox: bool = False) -> ResolvedPath:
+    """The ledger to use when `--ledger` is not given: the legacy one in the current folder when
+    it exists (with a notice), else the one in the user's data folder."""
+    legacy = LEGACY_SANDBOX_LEDGER if sandbox else LEGACY_LEDGER
+    chosen = data_folder() / legacy.name
+    if legacy.is_file() and legacy.resolve() != chosen.resolve():
+        return ResolvedPath(
+            legacy,
+            f"using the ledger {legacy} in the current folder (the default is now {chosen}; "
+            f"move the file there, or pass --ledger {legacy}, to keep this notice away)",
+        )
+    return ResolvedPath(chosen)
+
+
+def resolve_ledger(
+    given: Path | str | None, *, sandbox: bool = False, notify: Callable[[str], None]
+) -> Path | str:
+    """`--ledger` as given, else the default (telling `notify` when the legacy one is used)."""
+    if given is not None:
+        return given
+    resolved = default_ledger(sandbox=sandbox)
+    if resolved.notice is not None:
+        notify(resolved.notice)
+    return resolved.path
+
+
+# -- the report catalog's cache (`reportexport reports`) -----------------------------------------
+
+#: How long `reports` trusts its cached catalog: a catalog changes rarely, and a call is a call.
+REPORTS_CACHE_TTL = timedelta(days=1)
+
+
+def _catalog_file(config: ClientConfig) -> Path:
+    """One cache file per origin and account (the SID hashed: no account id in a file name)."""
+    key = hashlib.sha256(f"{config.base_url}|{config.account_sid}".encode()).hexdigest()[:24]
+    return cache_folder() / "reports" / f"{key}.json"
+
+
+def read_catalog(config: ClientConfig) -> list[dict[str, Any]] | None:
+    """The cached catalog, when it is younger than `REPORTS_CACHE_TTL` and readable."""
+    path = _catalog_file(config)
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        fetched = datetime.fromisoformat(saved["fetched_at"])
+        reports = saved["reports"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if datetime.now(UTC) - fetched > REPORTS_CACHE_TTL or not isinstance(reports, list):
+        return None
+    return reports
+
+
+def write_catalog(config: ClientConfig, reports: list[dict[str, Any]]) -> None:
+    """Best effort: a cache that cannot be written costs a call next time, nothing else."""
+    path = _catalog_file(config)
+    payload = {"fetched_at": datetime.now(UTC).isoformat(), "reports": reports}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_suffix(".part")
+        part.write_text(json.dumps(payload), encoding="utf-8")
+        part.replace(path)
+    except OSError:
+        pass
