@@ -5,6 +5,7 @@ server is the real one the test session starts (`tests/postgres_server.py`)."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import date
 from pathlib import Path
 
@@ -70,12 +71,14 @@ def test_the_command_line_takes_the_url_from_the_flag_or_the_environment(
     _, err = capsys.readouterr()
     assert code == 0, err
     assert not (tmp_path / ".reportexport").exists()  # nothing went to a SQLite file
+    data = Path(os.environ["XDG_DATA_HOME"]) / "reportexport"
+    assert not data.exists() or not list(data.glob("*.sqlite"))
     monkeypatch.setenv("IMPACT_LEDGER_URL", url)
     code = main(["ledger", "show", "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
     entries = [json.loads(line) for line in out.splitlines() if line.strip()]
-    assert len(entries) == 3  # weekly chunks: May 1-14, 2026 spans three ISO weeks
+    assert len(entries) == 2  # 7-day chunks counted from --start: May 1-7 and May 8-14
     assert {e["status"] for e in entries} == {"COMPLETED"}
 
 
