@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 import time
@@ -227,6 +228,7 @@ async def test_two_workers_with_folders_of_their_own_share_the_chunks(tmp_path: 
     import anyio
 
     from reportexport_async import Client
+    from reportexport_async.ledger import Ledger
     from reportexport_async.sandbox import ManualClock, Sandbox
 
     from .conftest import SANDBOX_START
@@ -235,8 +237,24 @@ async def test_two_workers_with_folders_of_their_own_share_the_chunks(tmp_path: 
     async with Sandbox(clock=ManualClock(SANDBOX_START), job_duration=(30, 300)) as sandbox:
         results = {}
 
+        opened: list[str] = []
+        both_open = anyio.Event()
+
         async def worker(name: str) -> None:
-            async with Client.for_sandbox(sandbox, ledger=tmp_path / "ledger.sqlite") as client:
+            # The two share one manual clock, which each one's sleeps move forward: a lease
+            # longer than the run, so that neither outlives the other's lease while it sleeps
+            # (on a real clock a worker renews its leases every third of one).
+            async with (
+                Ledger(tmp_path / "ledger.sqlite", lease=timedelta(hours=6)) as ledger,
+                Client.for_sandbox(sandbox, ledger=ledger) as client,
+            ):
+                # Both plan together: a worker that plans after the other recorded a file in
+                # its own folder downloads that file again into its own (a file recorded before
+                # a run's plan is this run's to check, and it is not in this run's folder).
+                opened.append(name)
+                if len(opened) == 2:
+                    both_open.set()
+                await both_open.wait()
                 results[name] = await client.backfill(
                     "mp_action_listing_fast", START, START + timedelta(days=days - 1),
                     out=tmp_path / name, chunk="1d",
@@ -247,14 +265,25 @@ async def test_two_workers_with_folders_of_their_own_share_the_chunks(tmp_path: 
             group.start_soon(worker, "b")
         stats = sandbox.stats()
     assert stats["calls"]["ReportExport"] == days
-    assert stats["calls"]["Download"] == days
+    # One download per chunk; the two workers share one manual clock that each one's sleeps
+    # move forward, so a signed URL may expire before the other worker fetches it: each such
+    # URL costs one more Download call (a new URL), never a second file.
+    assert stats["calls"]["Download"] == days + stats["signed_urls_expired"]
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+        recorded = db.execute("SELECT COUNT(*) FROM events WHERE kind = 'download'").fetchone()
+    assert recorded == (days,)
     for name in ("a", "b"):
         assert results[name].complete
         manifest = json.loads((tmp_path / name / "manifest.json").read_text())
         assert assert_manifest_matches_disk(manifest) == days
-    folders = {
-        Path(chunk["path"]).parent.parent.name
+    where = {
+        name: [
+            Path(chunk["path"]).parent.parent.name
+            for chunk in json.loads((tmp_path / name / "manifest.json").read_text())["chunks"]
+        ]
         for name in ("a", "b")
-        for chunk in json.loads((tmp_path / name / "manifest.json").read_text())["chunks"]
     }
-    assert folders == {"a", "b"}  # each worker did some, and the manifests point there
+    # Which worker takes which chunk is a race; whatever the split, each chunk's file is in one
+    # folder only, and at least one manifest points into the other worker's folder.
+    assert where["a"] == where["b"]
+    assert any(folder != name for name in ("a", "b") for folder in where[name])
