@@ -151,6 +151,12 @@ def _day(value: date) -> str:
     return value.isoformat()
 
 
+#: How long opening the ledger tries to reach a server that never answered (seconds): a wrong
+#: URL or a server that is down ends the run quickly, before any API call; a server lost once
+#: the run is under way is waited for `reconnect_for` (a restart).
+OPEN_RETRY_FOR = 5.0
+
+
 class PostgresLedger:
     """A ledger in the PostgreSQL database at `url`. Use as an async context manager (or
     `open()`/`close()`), like `ledger.Ledger`, whose methods it shares (`LedgerStore`)."""
@@ -195,7 +201,8 @@ class PostgresLedger:
             pool = await self._retrying(
                 lambda: asyncpg.create_pool(
                     self.url, min_size=1, max_size=self.pool_size, command_timeout=60
-                )
+                ),
+                within=min(self.reconnect_for, OPEN_RETRY_FOR),
             )
         except asyncpg.InvalidCatalogNameError as exc:
             raise LedgerError(
@@ -230,9 +237,12 @@ class PostgresLedger:
                 except _CONNECTION_ERRORS:
                     pool.terminate()
 
-    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Run `attempt`, again while the server cannot be reached, for `reconnect_for`
-        seconds (real time: a database outage is not simulated time)."""
+    async def _retrying(
+        self, attempt: Callable[[], Awaitable[T]], *, within: float | None = None
+    ) -> T:
+        """Run `attempt`, again while the server cannot be reached, for `within` seconds
+        (default `reconnect_for`; real time: a database outage is not simulated time)."""
+        limit = self.reconnect_for if within is None else within
         started = time.monotonic()
         pause = 0.1
         while True:
@@ -240,7 +250,7 @@ class PostgresLedger:
                 return await attempt()
             except _CONNECTION_ERRORS as exc:
                 waited = time.monotonic() - started
-                if waited >= self.reconnect_for:
+                if waited >= limit:
                     raise LedgerError(
                         f"cannot reach the database of the ledger {self.path!r} "
                         f"({type(exc).__name__}: {exc}) for {waited:.0f} s; check that the "
@@ -254,7 +264,7 @@ class PostgresLedger:
                     self.path,
                     type(exc).__name__,
                     pause,
-                    self.reconnect_for,
+                    limit,
                 )
                 await anyio.sleep(pause)
                 pause = min(pause * 2, 2.0)

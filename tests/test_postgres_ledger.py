@@ -98,6 +98,18 @@ async def test_a_missing_database_and_a_server_that_is_down_are_clear_errors(
     assert "s3cret" not in str(caught.value)
 
 
+async def test_opening_a_ledger_whose_server_never_answered_gives_up_after_a_few_seconds() -> None:
+    """A wrong URL or a server that is down ends the run quickly: opening tries for
+    `OPEN_RETRY_FOR` seconds, not the minute a restart mid-run is waited for."""
+    from reportexport_async.ledger_postgres import OPEN_RETRY_FOR
+
+    down = PostgresLedger("postgresql://u:s3cret@127.0.0.1:9/x")
+    assert down.reconnect_for > OPEN_RETRY_FOR
+    with pytest.raises(LedgerError, match=r"for \d s;") as caught:
+        await down.open()
+    assert "s3cret" not in str(caught.value)
+
+
 def test_a_password_never_shows_in_the_name_of_the_ledger() -> None:
     assert redact_url("postgresql://app:p%40ss@db:5432/r") == "postgresql://app:***@db:5432/r"
     assert redact_url("postgresql://db/r") == "postgresql://db/r"
