@@ -217,7 +217,7 @@ class ReportExportClient:
                         seen.add(job.id)
                         found = True
                         yield job
-                if found and mark.uri is None:
+                if found and mark.uri is None and page.meta_uri("previous"):
                     mark.uri = page.meta_uri("", "@uri") or forward
                 if all(job_id in seen for job_id in only):
                     return
@@ -239,8 +239,9 @@ class ReportExportClient:
                     found = True
                     yield job
             if found and mark is not None and only is not None and not first_held:
-                # The earliest page read that held one: the first, or the last read walking back.
-                mark.uri = page.meta_uri("", "@uri")
+                # The earliest page read that held one: the last read walking back, unless the
+                # first page held one (then no mark: the listing starts there anyway).
+                mark.uri = None if first else page.meta_uri("", "@uri")
                 first_held = first
             if only is not None and all(job_id in seen for job_id in only):
                 return  # every job asked for was given: no need for another page
