@@ -448,10 +448,10 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
         "first poll usually finds the job still writing its result, hence ~2 `GetJob` per "
         f"chunk), so C workers make at most C / ({args.poll_sleep} s + 5 round trips) chunks a "
         "second; its CPU is aiohttp's. Library: no per-job sleep (one listing per tick covers "
-        "every job in flight: the first page, then back from the last, reading only the jobs "
-        "in flight), but per chunk three ledger writes (claim, job id, download; the writes "
-        "made together share one commit in the ledger's thread), a sha256 and an fsync of the "
-        "file in one hop to a shared pool of disk threads, and a share of one fsync of the "
+        "every job in flight: from the page the last listing found them on, reading only the "
+        "jobs in flight), but per chunk four ledger writes (claim, job id, lease, download; the "
+        "writes made together share one commit in the ledger's thread), a sha256 and an fsync "
+        "of the file in one hop to a shared pool of disk threads, and a share of one fsync of the "
         "folder. Both share 2 CPUs with the sandbox, which is busy too. Where the library's "
         "time goes: `--py-spy FILE` (and the profile in RESULTS.md).",
         f"- All runs: {raw}.",

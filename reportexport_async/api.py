@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Collection
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
@@ -52,7 +53,7 @@ from .errors import HTTPStatusError, WaitTimeout
 from .ratelimit import RateLimiter
 from .session import Session, UsageSnapshot
 
-__all__ = ["ReportExportClient"]
+__all__ = ["ListingMark", "ReportExportClient"]
 
 log = logging.getLogger("reportexport_async.api")
 
@@ -62,6 +63,15 @@ log = logging.getLogger("reportexport_async.api")
 #: array (agency) this long may have been cut at the server's default page, and the next page is
 #: asked for.
 DEFAULT_PAGE_SIZE = 1000
+
+
+@dataclass
+class ListingMark:
+    """Where a listing of some jobs (`iter_jobs(only=...)`) found the first of them, as that
+    page's URI: given to the next listing of the same range, it starts there (the jobs a caller
+    follows are the newest, past the pages of jobs long finished)."""
+
+    uri: str | None = None
 
 
 class ReportExportClient:
@@ -150,6 +160,7 @@ class ReportExportClient:
         *,
         page_size: int | None = None,
         only: Collection[str] | None = None,
+        mark: ListingMark | None = None,
     ) -> AsyncIterator[Job]:
         """Every job created in the range, following every page (one call per page).
 
@@ -164,7 +175,12 @@ class ReportExportClient:
         at one end of a listing, so after the first page, when its answer names a last page
         (`@lastpageuri`), the pages are walked from the last one back (`@previouspageuri`).
         The other jobs of a page are not parsed. A job with one of those ids that is not found
-        (created after the page that would have held it was read) is simply not given."""
+        (created after the page that would have held it was read) is simply not given.
+
+        With `only` and a `mark` (a `ListingMark` kept between listings of the same range), the
+        listing starts at the page the earlier listing found its first job on and walks forward
+        from it; only when some ids are still missing are the first page and the pages before
+        the mark read. The mark is then moved to the page that held the first id found."""
         interpret = interpret_job_page if only is None else job_page_interpreter(only)
         spec = build_list_jobs(
             *self._sid(),
@@ -178,6 +194,37 @@ class ReportExportClient:
         asked: set[str] = set()  # page URIs already read (the backward walk ends at them)
         link: str | None = None  # the next page to read, walking back from the last one
         first = True
+        before_mark: str | None = None  # the page before the mark's (the backward walk's start)
+        first_held = False  # the first page held one of `only`: the mark stays there
+        if only is not None and mark is not None and mark.uri is not None:
+            start, mark.uri = mark.uri, None
+            forward: str | None = start
+            while forward is not None and forward not in asked:
+                asked.add(forward)
+                try:
+                    page = await self.session.call(
+                        spec_from_uri(forward, Endpoint.LIST_JOBS), interpret
+                    )
+                except HTTPStatusError as refused:
+                    if refused.status == 400:
+                        break  # the mark is no page any more: the whole walk instead
+                    raise
+                if forward == start:
+                    before_mark = page.meta_uri("previous") or ""
+                found = False
+                for job in page.jobs:
+                    if job.id not in seen:
+                        seen.add(job.id)
+                        found = True
+                        yield job
+                if found and mark.uri is None and page.meta_uri("previous"):
+                    mark.uri = page.meta_uri("", "@uri") or forward
+                if all(job_id in seen for job_id in only):
+                    return
+                asked.update(u for u in (page.meta_uri("", "@uri"),) if u)
+                forward = page.next_page_uri
+            if before_mark == "":
+                return  # the mark was the first page: every page was read
         while True:
             try:
                 page = await self.session.call(spec, interpret)
@@ -185,15 +232,22 @@ class ReportExportClient:
                 if page_number > 1 and refused.status == 400:
                     return
                 raise
+            found = False
             for job in page.jobs:
                 if job.id not in seen:  # pages may shift while jobs are created
                     seen.add(job.id)
+                    found = True
                     yield job
+            if found and mark is not None and only is not None and not first_held:
+                # The earliest page read that held one: the last read walking back, unless the
+                # first page held one (then no mark: the listing starts there anyway).
+                mark.uri = None if first else page.meta_uri("", "@uri")
+                first_held = first
             if only is not None and all(job_id in seen for job_id in only):
                 return  # every job asked for was given: no need for another page
             asked.update(u for u in (page.meta_uri("", "@uri"), page.meta_uri("first")) if u)
             if first and only is not None and page.next_page_uri:
-                link = page.meta_uri("last")  # walk back from the last page
+                link = before_mark or page.meta_uri("last")  # walk back from the last page
             elif link is not None:
                 link = page.meta_uri("previous")
                 if link is None:

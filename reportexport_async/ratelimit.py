@@ -19,9 +19,10 @@ tells when the server's day ends; that time zone is then remembered by the store
 
 When the store is a ledger (it has `hourly`), the hourly bucket is kept there too, so every
 process and host on one ledger spends one bucket per account: the limiter takes
-`SHARED_HOURLY_BATCH` calls at a time from the stored bucket in one transaction (the headers seen
-since the last take are applied in the same transaction), and hands them out locally. Calls taken
-but not used when the window ends are lost, never handed out twice.
+`SHARED_HOURLY_BATCH` calls at a time (a hundredth of what is left, when that is more, up to
+`SHARED_HOURLY_BATCH_MAX`) from the stored bucket in one transaction (the headers seen since the
+last take are applied in the same transaction), and hands them out locally. Calls taken but not
+used when the window ends are lost, never handed out twice.
 
 Nothing waits in silence: every wait for the hourly bucket is announced to the listeners
 (`add_listener`) with what it waits for and until when.
@@ -56,8 +57,12 @@ from .errors import ConfigurationError, QuotaExhausted, QuotaName
 
 __all__ = ["Charge", "LimiterWait", "MemoryQuotaStore", "QuotaStore", "RateLimiter"]
 
-#: Calls the limiter takes at once from a bucket kept in a shared store (one transaction).
+#: Calls the limiter takes at once from a bucket kept in a shared store (one transaction): at
+#: least `SHARED_HOURLY_BATCH`, and a hundredth of what the bucket has left when that is more
+#: (up to `SHARED_HOURLY_BATCH_MAX`), so a large bucket costs a transaction every many calls.
 SHARED_HOURLY_BATCH = 5
+SHARED_HOURLY_SHARE = 100
+SHARED_HOURLY_BATCH_MAX = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +343,9 @@ class RateLimiter:
             window = (stored or HourlyWindow.fresh(limit, now)).roll(now)
             if seen is not None and (seen.reset_at is None or seen.reset_at > now):
                 window = window.observe(seen, now)  # a stale window's headers are dropped
-            for count in (SHARED_HOURLY_BATCH, 1):
+            share = window.remaining // SHARED_HOURLY_SHARE
+            batch = max(SHARED_HOURLY_BATCH, min(SHARED_HOURLY_BATCH_MAX, share))
+            for count in (batch, 1):
                 taken, wait = window.acquire(now, count=count, reserve=reserve)
                 if wait <= 0:
                     return taken, (taken, count, 0.0)

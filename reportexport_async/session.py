@@ -435,8 +435,9 @@ class Session:
         if not counted_by_server(status):
             await self.limiter.refund(charge)
         await self._observe(status, headers, endpoint)
-        elapsed = (time.monotonic() - sent) * 1000
-        log.debug("%s %s -> %d (%.0f ms)", method, redact_url(url), status, elapsed)
+        if log.isEnabledFor(logging.DEBUG):  # the redaction costs when nobody reads
+            elapsed = (time.monotonic() - sent) * 1000
+            log.debug("%s %s -> %d (%.0f ms)", method, redact_url(url), status, elapsed)
         return Answer(status, headers, _parse_body(raw, content_type))
 
     def _health(self, status: int | None) -> None:
@@ -551,13 +552,14 @@ class Session:
                     timeout=timeout,
                     **proxy,
                 ) as response:
-                    elapsed = (time.monotonic() - sent) * 1000
-                    log.debug(
-                        "GET %s -> %d (%.0f ms to the headers)",
-                        redact_url(url),
-                        response.status,
-                        elapsed,
-                    )
+                    if log.isEnabledFor(logging.DEBUG):  # the redaction costs when nobody reads
+                        elapsed = (time.monotonic() - sent) * 1000
+                        log.debug(
+                            "GET %s -> %d (%.0f ms to the headers)",
+                            redact_url(url),
+                            response.status,
+                            elapsed,
+                        )
                     if api:
                         self._health(response.status)
                         await self._observe(response.status, dict(response.headers), endpoint)

@@ -33,6 +33,7 @@ from reportexport_async import (
     Unauthorized,
     WaitTimeout,
 )
+from reportexport_async.api import ListingMark
 from reportexport_async.core.models import ClickExportRequest
 from reportexport_async.sandbox import ManualClock, Sandbox
 from reportexport_async.sandbox.testing import SandboxTime
@@ -252,6 +253,39 @@ async def test_iter_jobs_only_reads_the_ids_asked_for_and_stops_when_all_are_giv
     # An id that is nowhere: every page is read once, backwards or forwards.
     assert absent == [ids[3]]
     assert absent_calls == 3
+
+
+@pytest.mark.parametrize("persona", ["Advertisers", "Mediapartners"])
+async def test_iter_jobs_with_a_mark_starts_at_the_page_it_last_found_a_job_on(
+    persona: str,
+) -> None:
+    async with running(persona, dialect="examples") as (sandbox, client, _):
+        ids = [
+            (
+                await client.export(request(persona, start=date(2026, 1, d), end=date(2026, 1, 9)))
+            ).job_id
+            for d in range(1, 8)
+        ]  # pages of 3: [0 1 2] [3 4 5] [6]
+        mark = ListingMark()
+
+        async def listed(only: set[str]) -> tuple[list[str], int]:
+            before = sandbox.stats()["calls"].get("ListJobs", 0)
+            found = [job.id async for job in client.iter_jobs(page_size=3, only=only, mark=mark)]
+            return sorted(found), sandbox.stats()["calls"]["ListJobs"] - before
+
+        # No mark yet: the first page, the last, then back to the second.
+        assert await listed({ids[4], ids[6]}) == (sorted([ids[4], ids[6]]), 3)
+        assert mark.uri is not None
+        assert "Page=2" in mark.uri
+        # From the mark forward: the first page is never read.
+        assert await listed({ids[4], ids[6]}) == (sorted([ids[4], ids[6]]), 2)
+        # A job before the mark: the pages from the mark, then the first page; no mark after
+        # (a listing starts at the first page anyway).
+        assert await listed({ids[0], ids[5]}) == (sorted([ids[0], ids[5]]), 3)
+        assert mark.uri is None
+        # An id that is nowhere, from a mark: every page read once, no more.
+        assert await listed({ids[4]}) == ([ids[4]], 3)
+        assert await listed({ids[4], "no-such-job"}) == ([ids[4]], 3)
 
 
 @pytest.mark.parametrize("persona", ["Advertisers", "Mediapartners"])

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from typing import Literal
 
 from .chunking import Chunk
@@ -78,13 +79,23 @@ def server_offset(headers: Mapping[str, str], local_now: datetime) -> float | No
     date_header = next((v for k, v in headers.items() if k.lower() == "date"), None)
     if not date_header:
         return None
+    server = _http_date(date_header)
+    if server is None:
+        return None
+    return (server - local_now).total_seconds()
+
+
+@lru_cache(maxsize=8)
+def _http_date(text: str) -> datetime | None:
+    """An HTTP `Date` as an aware datetime (None when unreadable); remembered, since answers
+    of the same second carry the same text."""
     try:
-        server = parsedate_to_datetime(date_header)
+        server = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
         return None
     if server is None or server.tzinfo is None:
         return None
-    return (server - local_now).total_seconds()
+    return server
 
 
 def account_day(now: datetime, offset_seconds: float, zone: tzinfo) -> date:

@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 
 import anyio
 
+from ..api import ListingMark
 from ..core.models import Job, JobStatus
 from ..core.tracking import tick_interval
 from ..errors import NotFound, ReportExportError
@@ -30,6 +31,10 @@ class Tracking:
         self.recovery = recovery
         self.quiet = 0  # refreshes in a row in which no job finished
         self.next_refresh: datetime | None = None  # when the safety net looks next
+        #: Where the last listing found its first job in flight, for listings from `mark_after`:
+        #: the next one starts there, not at the oldest page (jobs long finished).
+        self.mark = ListingMark()
+        self.mark_after: date | None = None
 
     def on_postback(self, postback: Postback) -> None:
         """A wake-up, never a fact: the tracker answers it by trying the download."""
@@ -165,7 +170,10 @@ class Tracking:
             wanted = dict.fromkeys(state.in_flight)  # in the order they were tracked
             if len(wanted) > self.listing_pages(after):
                 # Only these jobs are read, and the listing ends once all of them were seen.
-                async for job in api.iter_jobs(created_after=after, only=wanted.keys()):
+                if after != self.mark_after:
+                    self.mark, self.mark_after = ListingMark(), after
+                listing = api.iter_jobs(created_after=after, only=wanted.keys(), mark=self.mark)
+                async for job in listing:
                     if job.id in state.in_flight:
                         seen[job.id] = job
             # Few jobs left among many listed: one GET each is cheaper than the listing; and a
@@ -196,6 +204,9 @@ class Tracking:
         """Pages a listing from `after` would take, counting the jobs this run knows of (other
         tools' jobs only add to it)."""
         state = self.state
+        pages_at_most = max(1, math.ceil(len(state.runs) / state.options.tick.page_size))
+        if len(state.in_flight) > pages_at_most:
+            return pages_at_most  # more jobs in flight than pages, whichever were submitted when
         tz = state.api.limiter.timezone
         listed = sum(
             1
