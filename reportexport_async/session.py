@@ -251,6 +251,12 @@ class Session:
             # credentials go only where we put them.
             trust_env=False,
         )
+        # aiohttp sends an idempotent request (every GET, ReportExport included) a second time,
+        # unseen, when a reused connection is cut before its answer. The first one may have
+        # reached the server and been counted; if the unseen second one then cannot connect,
+        # the call looks never sent and its quota unit would be refunded. Every retry here is
+        # this session's own, made with the limits and the ledger knowing.
+        self._http._retry_connection = False
         return self
 
     async def __aexit__(
