@@ -170,6 +170,7 @@ class PostgresLedger:
         lease: timedelta = CLAIM_TIMEOUT,
         pool_size: int = 4,
         reconnect_for: float = 60.0,
+        open_retry_for: float = OPEN_RETRY_FOR,
     ) -> None:
         self.url = url
         self.path: Path | str = redact_url(url)
@@ -178,6 +179,7 @@ class PostgresLedger:
         self.lease = lease
         self.pool_size = pool_size
         self.reconnect_for = reconnect_for
+        self.open_retry_for = open_retry_for
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._pool: Any = None
 
@@ -202,7 +204,7 @@ class PostgresLedger:
                 lambda: asyncpg.create_pool(
                     self.url, min_size=1, max_size=self.pool_size, command_timeout=60
                 ),
-                within=min(self.reconnect_for, OPEN_RETRY_FOR),
+                within=min(self.reconnect_for, self.open_retry_for),
             )
         except asyncpg.InvalidCatalogNameError as exc:
             raise LedgerError(
@@ -488,39 +490,33 @@ class PostgresLedger:
 
         return await self._run(work, one=True)
 
-    async def release_lease(self, fingerprint: str) -> None:
-        async def work(conn: Conn) -> None:
-            await conn.execute(
-                "UPDATE exports SET claimed_by = NULL, claimed_at = NULL, lease_until = NULL "
-                "WHERE fingerprint = $1 AND claimed_by = $2",
-                fingerprint,
-                self.owner,
-            )
+    async def _release(self, where: str, *args: object) -> int:
+        """Give back this worker's claims on the rows `where` selects (its parameters `args`
+        after the owner, `$1`); the number of rows released."""
 
-        await self._run(work, one=True)
-
-    async def release_leases(self) -> int:
         async def work(conn: Conn) -> int:
             status = await conn.execute(
                 "UPDATE exports SET claimed_by = NULL, claimed_at = NULL, lease_until = NULL "
-                "WHERE fingerprint IN (SELECT fingerprint FROM exports WHERE claimed_by = $1 "
-                "ORDER BY fingerprint FOR UPDATE)",
+                f"WHERE {where}",
                 self.owner,
+                *args,
             )
             return int(status.split()[-1])
 
         return await self._run(work, one=True)
 
-    async def release_claim(self, fingerprint: str) -> None:
-        async def work(conn: Conn) -> None:
-            await conn.execute(
-                "UPDATE exports SET claimed_by = NULL, claimed_at = NULL, lease_until = NULL "
-                "WHERE fingerprint = $1 AND claimed_by = $2 AND job_id IS NULL",
-                fingerprint,
-                self.owner,
-            )
+    async def release_lease(self, fingerprint: str) -> None:
+        await self._release("fingerprint = $2 AND claimed_by = $1", fingerprint)
 
-        await self._run(work, one=True)
+    async def release_leases(self) -> int:
+        # Rows locked in fingerprint order, as every other multi-row write does.
+        return await self._release(
+            "fingerprint IN (SELECT fingerprint FROM exports WHERE claimed_by = $1 "
+            "ORDER BY fingerprint FOR UPDATE)"
+        )
+
+    async def release_claim(self, fingerprint: str) -> None:
+        await self._release("fingerprint = $2 AND claimed_by = $1 AND job_id IS NULL", fingerprint)
 
     async def record_submitted(self, fingerprint: str, job_id: str) -> None:
         stamp = self._now()
