@@ -264,6 +264,23 @@ def _verbose(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     return value
 
 
+def dataset_options(function: Callable[..., T]) -> Callable[..., T]:
+    """`--param`, `--format` and `--out`: what is pulled and where (backfill and sync)."""
+    for option in reversed((
+        click.option(
+            "--param", "filters", multiple=True, callback=_params, metavar="KEY=VALUE",
+            help="a report filter, sent as given (repeatable), e.g. SUBAID=123",
+        ),
+        click.option("--format", "result_format", type=FORMAT, default="csv", show_default=True),
+        click.option(
+            "--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT,
+            show_default=True, help="folder for the files and manifest.json",
+        ),
+    )):  # fmt: skip
+        function = option(function)
+    return function
+
+
 def verbose_option(function: Callable[..., T]) -> Callable[..., T]:
     return click.option(
         "-v",
@@ -1198,22 +1215,7 @@ def cli() -> None:
     help="count Nd chunks from a fixed Monday (1970-01-05) instead of --start, so backfills "
     "over overlapping ranges share their chunks (the first and last chunk may be shorter)",
 )
-@click.option(
-    "--param",
-    "filters",
-    multiple=True,
-    callback=_params,
-    metavar="KEY=VALUE",
-    help="a report filter, sent as given (repeatable), e.g. SUBAID=123",
-)
-@click.option("--format", "result_format", type=FORMAT, default="csv", show_default=True)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_OUT,
-    show_default=True,
-    help="folder for the files and manifest.json",
-)
+@dataset_options
 @sandbox_ledger_option
 @click.option(
     "--concurrency",
@@ -1510,22 +1512,7 @@ def export_command(
     callback=_chunk_rule,
     help="one export per chunk: Nd, week or month",
 )
-@click.option(
-    "--param",
-    "filters",
-    multiple=True,
-    callback=_params,
-    metavar="KEY=VALUE",
-    help="a report filter, sent as given (repeatable)",
-)
-@click.option("--format", "result_format", type=FORMAT, default="csv", show_default=True)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_OUT,
-    show_default=True,
-    help="folder for the files and manifest.json",
-)
+@dataset_options
 @click.option("--merge", is_flag=True, help="also keep <out>/<report>.<ext> whole")
 @click.option(
     "--settle-days",
