@@ -287,3 +287,66 @@ async def test_two_workers_with_folders_of_their_own_share_the_chunks(tmp_path: 
     # folder only, and at least one manifest points into the other worker's folder.
     assert where["a"] == where["b"]
     assert any(folder != name for name in ("a", "b") for folder in where[name])
+
+
+async def test_a_worker_held_by_the_hourly_limit_keeps_renewing_its_leases(
+    tmp_path: Path,
+) -> None:
+    """While the limiter holds every task of a run for the hourly bucket (an hour at most), no
+    submit, tick or download renews the run's leases; they are renewed through the wait all the
+    same, every third of a lease, so another worker never takes a live worker's chunks (and
+    downloads them a second time). Checked on the renewals themselves: between two of them, and
+    from the start of the run to the first one, never more than a lease while leases are held.
+    On scaled time (an hour in 3 real seconds): on a manual clock a sleep is one jump, with no
+    moment in it for a renewal."""
+    from datetime import datetime
+
+    from reportexport_async import Client
+    from reportexport_async.clock import ScaledClock
+    from reportexport_async.core.policies import RateLimitPolicy
+    from reportexport_async.ledger import Ledger
+    from reportexport_async.orchestrator import ProgressEvent
+    from reportexport_async.sandbox import Sandbox
+    from reportexport_async.sandbox.clock import ScaledClock as SandboxClock
+
+    from .conftest import SANDBOX_START
+
+    scale = 1200.0
+    lease = timedelta(seconds=600)  # renewed every 200 s: 0.17 real seconds
+    days = 6
+    policy = RateLimitPolicy(hourly_limit=8, safety_margin=0, daily_report_export=None)
+    async with Sandbox(
+        clock=SandboxClock(SANDBOX_START, scale=scale), job_duration=(30, 60), hourly_limit=8
+    ) as sandbox:
+        clock = ScaledClock(start=sandbox.now(), scale=scale)
+        async with Ledger(tmp_path / "ledger.sqlite", lease=lease, clock=clock) as ledger:
+            renewals: list[tuple[datetime, int]] = []
+            renew = ledger.renew_leases
+
+            async def counted() -> int:
+                held = await renew()
+                renewals.append((clock.now(), held))
+                return held
+
+            ledger.renew_leases = counted  # type: ignore[method-assign]
+            events: list[ProgressEvent] = []
+            started = clock.now()
+            async with Client.for_sandbox(sandbox, ledger=ledger, rate_limit=policy) as client:
+                result = await client.backfill(
+                    "mp_action_listing_fast", START, START + timedelta(days=days - 1),
+                    out=tmp_path / "out", chunk="1d", on_event=events.append,
+                )  # fmt: skip
+            ended = clock.now()
+        stats = sandbox.stats()
+    assert result.complete
+    assert stats["calls"]["ReportExport"] == days
+    assert stats["calls"]["Download"] == days
+    # The run did wait for the hourly bucket, for longer than a lease (8 calls an hour for
+    # 6 submits, a listing or more and 6 downloads).
+    waits = [e for e in events if e.kind == "wait" and "hourly" in (e.message or "")]
+    assert waits
+    assert ended - started > 3 * lease
+    held = [at for at, count in renewals if count > 0]
+    assert held, renewals
+    gaps = [b - a for a, b in zip([started, *held], held, strict=False)]
+    assert max(gaps) <= lease, (max(gaps), renewals)

@@ -212,7 +212,10 @@ async def _run(
 
             async def watch() -> None:
                 with watch_scope:
-                    await watching.run()
+                    async with anyio.create_task_group() as watchers:
+                        watchers.start_soon(watching.keep_through_waits)
+                        await watching.run()
+                        watchers.cancel_scope.cancel()
 
             async def track() -> None:
                 try:

@@ -1,6 +1,7 @@
 """Leases: several workers (processes, hosts) on one ledger share the chunks of a run. A worker
 holds a chunk from its intent to its recorded download, renewing its lease as it works
-(`RunState.keep_leases`); a chunk another live worker holds is `elsewhere`, and watched here
+(`RunState.keep_leases`) and while every task waits for the hourly bucket
+(`Watching.keep_through_waits`); a chunk another live worker holds is `elsewhere`, and watched here
 through the ledger at no API cost until it is done (its file, its hash) or its lease runs out.
 Then this worker takes it over: by the recorded job id (tracked, or downloaded when it is
 known complete), or, when no job id was recorded, by submitting (the service's de-duplication
@@ -8,15 +9,21 @@ returns the same job for a submit whose answer was lost)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import anyio
+
 from ..core.models import JobStatus
+from ..errors import LedgerError
 from ..ledger import LedgerEntry, lease_alive
 from .model import ChunkRun
 from .state import RunState
 from .submit import Submitting
 
 __all__ = ["Watching"]
+
+log = logging.getLogger("reportexport_async.orchestrator")
 
 #: The longest pause between two looks at the watched chunks (seconds, client clock).
 WATCH_EVERY = 60.0
@@ -74,6 +81,27 @@ class Watching:
                     ):
                         await self.look(run)
             state.poke()
+
+    async def keep_through_waits(self) -> None:
+        """Renew this worker's leases while the limiter holds the run's tasks for the hourly
+        bucket (up to an hour): no submit, tick or download renews them then, and a worker that
+        waits is alive; another one must not take its chunks and download them again. Sleeps
+        only while such a wait lasts (the caller cancels this when the whole run is over)."""
+        state = self.state
+        clock = state.api.clock
+        while True:
+            await state.long_wait.wait()
+            state.long_wait = anyio.Event()
+            while state.waiting_until is not None:
+                left = (state.waiting_until - clock.now()).total_seconds()
+                if left <= 0:
+                    state.waiting_until = None
+                    break
+                await clock.sleep(min(left, state.ledger.lease.total_seconds() / 3))
+                try:
+                    await state.keep_leases()
+                except LedgerError as error:  # tried again a third of a lease later
+                    log.warning("could not renew this run's leases: %s", error)
 
     async def look(self, run: ChunkRun) -> None:
         state = self.state

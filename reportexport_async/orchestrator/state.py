@@ -74,6 +74,10 @@ class RunState:
         #: When each chunk's file was recorded, as the plan read it (None: not yet).
         self.known_downloads: dict[str, datetime | None] = {}
         self.last_renewal = api.clock.now()
+        #: The end of the longest wait for the hourly bucket announced so far, while it lasts
+        #: (None: no such wait): the leases are renewed through it (`Watching.keep_through_waits`).
+        self.waiting_until: datetime | None = None
+        self.long_wait = anyio.Event()
         #: Chunks waiting for the time their replay is allowed (`wait_for_replays`).
         self.parked: list[tuple[datetime, ChunkRun, Job]] = []
         self.changed = anyio.Event()  # a job arrived, a download ended, submitting ended
@@ -134,7 +138,12 @@ class RunState:
         self.emit(ProgressEvent("wait", message=message, until=until))
 
     def on_limiter_wait(self, wait: LimiterWait) -> None:
-        """The limiter is about to wait for the hourly bucket: say so."""
+        """The limiter is about to wait for the hourly bucket: say so, and keep the leases
+        through a wait longer than a third of one (every task may be held by it)."""
+        if (wait.until - self.api.clock.now()) * 3 >= self.ledger.lease:
+            if self.waiting_until is None or wait.until > self.waiting_until:
+                self.waiting_until = wait.until
+            self.long_wait.set()
         self.notice(
             f"limiter {wait.until.isoformat()}",
             f"waiting for {wait.what} until {when(wait.until)}",
