@@ -1034,7 +1034,12 @@ async def test_a_flood_of_forged_postbacks_during_a_backfill(tmp_path: Path) -> 
 
     async with PostbackReceiver(token=token) as receiver:
         base = receiver.url.rsplit("/postback/", 1)[0]
-        async with Sandbox(time_scale=scale, rows_per_day=3, job_duration=(900, 1200)) as sandbox:
+        # Signed URLs that outlive the flood: at this time scale the default 300 s are half a
+        # real second, and an event loop busy with 2,000 postbacks can take longer than that
+        # between a 302 and its GET (a new URL costs one more Download call, not the flood's).
+        async with Sandbox(
+            time_scale=scale, rows_per_day=3, job_duration=(900, 1200), signed_url_ttl=36000
+        ) as sandbox:
             clock = ScaledClock(start=sandbox.now(), scale=scale)
             config = ClientConfig(
                 account_sid=sandbox.account_sid,
