@@ -301,14 +301,26 @@ class PostbackArgs:
         public_url: str | None,
     ) -> PostbackArgs | None:
         """The options as given (None without `--postback-listen`); a usage error for a token
-        or a public URL without a receiver."""
+        or a public URL without a receiver, or for a token too weak to be a secret."""
         if listen is None:
             if token or public_url:
                 raise click.UsageError(
                     "--postback-token and --postback-public-url need --postback-listen"
                 )
             return None
-        return cls(listen, token, fields, public_url)
+        given = cls(listen, token, fields, public_url)
+        try:
+            given.receiver()  # checks the token; listens nowhere yet
+        except ConfigurationError as exc:
+            raise click.UsageError(cli_language(str(exc))) from None
+        return given
+
+    def receiver(self) -> PostbackReceiver:
+        job_field, status_field = self.fields
+        return PostbackReceiver(
+            *self.listen, token=self.token, job_id_field=job_field, status_field=status_field,
+            public_url=self.public_url,
+        )  # fmt: skip
 
 
 def _field_pair(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, str]:
@@ -995,14 +1007,7 @@ async def postback_receiver(
     if args is None:
         yield None
         return
-    job_field, status_field = args.fields
-    async with PostbackReceiver(
-        *args.listen,
-        token=args.token,
-        job_id_field=job_field,
-        status_field=status_field,
-        public_url=args.public_url,
-    ) as receiver:
+    async with args.receiver() as receiver:
         if run is not None and run.sandbox is not None:
             run.sandbox.configure(postback_url=receiver.url)
         if as_json:
