@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import anyio
 import pytest
@@ -765,7 +766,9 @@ def test_subprocess_exit_codes(tmp_path: Path, args: list[str], code: int) -> No
     assert "Traceback" not in done.stderr
     if code == 2:
         assert_one_line_error(done.stderr)
-        assert done.stdout == ""
+        # With --json, the usage error is also the stream's one object (a script reads it).
+        expected = [{"event": "error", "message": ANY, "exit_code": 2}] if "--json" in args else []
+        assert json_lines(done.stdout) == expected
     if "--json" in args and code != 2:
         summary = json_lines(done.stdout)[-1]
         assert summary["event"] == "summary"
