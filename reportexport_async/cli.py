@@ -69,7 +69,7 @@ from .core.freshness import DEFAULT_REFRESH_HOUR, DEFAULT_SETTLE_DAYS
 from .core.models import ExportRequest, Job, validation_problem
 from .core.planning import Plan, chunk_path, export_folder
 from .core.policies import RateLimitPolicy, RetryPolicy
-from .datasets import load_datasets
+from .datasets import in_file, load_datasets
 from .errors import (
     AccountUnavailable,
     ConfigurationError,
@@ -281,6 +281,83 @@ def dataset_options(function: Callable[..., T]) -> Callable[..., T]:
     return function
 
 
+@dataclass(frozen=True)
+class PostbackArgs:
+    """`--postback-listen HOST:PORT` and its companions: where the receiver listens, the secret
+    path token (None: IMPACT_POSTBACK_TOKEN, else random), the postback's field names for the
+    job id and the status, and the URL impact.com reaches it at."""
+
+    listen: tuple[str, int]
+    token: str | None = None
+    fields: tuple[str, str] = ("JobId", "Status")
+    public_url: str | None = None
+
+    @classmethod
+    def given(
+        cls,
+        listen: tuple[str, int] | None,
+        token: str | None,
+        fields: tuple[str, str],
+        public_url: str | None,
+    ) -> PostbackArgs | None:
+        """The options as given (None without `--postback-listen`); a usage error for a token
+        or a public URL without a receiver, or for a token too weak to be a secret."""
+        if listen is None:
+            if token or public_url:
+                raise click.UsageError(
+                    "--postback-token and --postback-public-url need --postback-listen"
+                )
+            return None
+        given = cls(listen, token, fields, public_url)
+        try:
+            given.receiver()  # checks the token; listens nowhere yet
+        except ConfigurationError as exc:
+            raise click.UsageError(cli_language(str(exc))) from None
+        return given
+
+    def receiver(self) -> PostbackReceiver:
+        job_field, status_field = self.fields
+        return PostbackReceiver(
+            *self.listen, token=self.token, job_id_field=job_field, status_field=status_field,
+            public_url=self.public_url,
+        )  # fmt: skip
+
+
+def _field_pair(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, str]:
+    job_id, _, status = value.partition(",")
+    if not job_id.strip() or not status.strip() or "," in status:
+        raise click.BadParameter(f"expected JOBID,STATUS (two field names), got {value!r}")
+    return job_id.strip(), status.strip()
+
+
+def postback_options(function: Callable[..., T]) -> Callable[..., T]:
+    """`--postback-listen`, `--postback-token`, `--postback-fields`, `--postback-public-url`
+    (backfill and sync; `PostbackArgs.given` takes their values)."""
+    for option in reversed((
+        click.option(
+            "--postback-listen", callback=_listen, metavar="HOST:PORT",
+            help="receive job-completion postbacks here (the run then polls only rarely, as a "
+            "safety net)",
+        ),
+        click.option(
+            "--postback-token", metavar="TOKEN",
+            help="the secret in the postback URL (default: IMPACT_POSTBACK_TOKEN, else random); "
+            "keep it the same so the URL set at impact.com keeps working",
+        ),
+        click.option(
+            "--postback-fields", metavar="JOBID,STATUS", default="JobId,Status",
+            show_default=True, callback=_field_pair,
+            help="the postback's field names for the job id and the status, as in your template",
+        ),
+        click.option(
+            "--postback-public-url", metavar="URL",
+            help="the receiver's URL as impact.com reaches it (behind a proxy or a tunnel)",
+        ),
+    )):  # fmt: skip
+        function = option(function)
+    return function
+
+
 def verbose_option(function: Callable[..., T]) -> Callable[..., T]:
     return click.option(
         "-v",
@@ -308,9 +385,20 @@ def default_ledger_path(given: Path | str | None, *, sandbox: bool = False) -> P
     return resolve_ledger(given, sandbox=sandbox, notify=_notice)
 
 
+def _json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    _SAID.json = _SAID.json or value
+    return value
+
+
 def json_option(function: Callable[..., T]) -> Callable[..., T]:
+    # Eager: read before the other options, so that their mistakes end the stream as JSON too.
     return click.option(
-        "--json", "as_json", is_flag=True, help="print JSON (one object per line) instead"
+        "--json",
+        "as_json",
+        is_flag=True,
+        is_eager=True,
+        callback=_json,
+        help="print JSON (one object per line) instead; a failure ends it with an `error` object",
     )(function)
 
 
@@ -862,13 +950,8 @@ class BackfillArgs:
     merge: bool
     dry_run: bool
     wait_for_quota: bool
-    postback_listen: tuple[str, int] | None = None
+    postbacks: PostbackArgs | None = None
     check_reports: bool = False
-    #: The receiver's path token (None: IMPACT_POSTBACK_TOKEN, else random), the postback's
-    #: field names for the job id and the status, and the URL impact.com reaches it at.
-    postback_token: str | None = None
-    postback_fields: tuple[str, str] = ("JobId", "Status")
-    postback_public_url: str | None = None
     wait_for_replays: bool = False
 
     def options(self) -> BackfillOptions:
@@ -899,7 +982,7 @@ async def run_backfill(
     zone = run.client.limiter.timezone
     view = BackfillView(console, live=live, as_json=as_json, zone=lambda: zone)
     try:
-        async with postback_receiver(run, args, console, as_json=as_json) as receiver:
+        async with postback_receiver(run, args.postbacks, console, as_json=as_json) as receiver:
             with view:
                 result = await run.client.backfill(
                     specs, args.start, args.end, out=args.out, options=options, on_event=view,
@@ -916,22 +999,15 @@ async def run_backfill(
 
 @asynccontextmanager
 async def postback_receiver(
-    run: Run | None, args: BackfillArgs, console: Console, *, as_json: bool
+    run: Run | None, args: PostbackArgs | None, console: Console, *, as_json: bool
 ) -> AsyncIterator[PostbackReceiver | None]:
     """`--postback-listen HOST:PORT`: a receiver for job-completion postbacks for the run (the
     tracker then polls only as a safety net). With `--sandbox`, the sandbox sends its postbacks
     there; with an account, paste the printed URL into impact.com's Event Notifications."""
-    if args.postback_listen is None:
+    if args is None:
         yield None
         return
-    job_field, status_field = args.postback_fields
-    async with PostbackReceiver(
-        *args.postback_listen,
-        token=args.postback_token,
-        job_id_field=job_field,
-        status_field=status_field,
-        public_url=args.postback_public_url,
-    ) as receiver:
+    async with args.receiver() as receiver:
         if run is not None and run.sandbox is not None:
             run.sandbox.configure(postback_url=receiver.url)
         if as_json:
@@ -939,13 +1015,6 @@ async def postback_receiver(
         else:
             console.print(f"postbacks: listening at {receiver.url}")
         yield receiver
-
-
-def _field_pair(value: str) -> tuple[str, str]:
-    job_id, _, status = value.partition(",")
-    if not job_id.strip() or not status.strip() or "," in status:
-        raise click.BadParameter(f"expected JOBID,STATUS (two field names), got {value!r}")
-    return job_id.strip(), status.strip()
 
 
 def _sandbox_banner(run: Run, console: Console, as_json: bool) -> None:
@@ -980,7 +1049,8 @@ class _Cli(click.Group):
         code = _invoke(
             lambda: super(_Cli, self).main(
                 args, prog_name or PROG, complete_var, standalone_mode=False, **extra
-            )
+            ),
+            sys.argv[1:] if args is None else args,
         )
         if standalone_mode:
             sys.exit(code)
@@ -996,6 +1066,7 @@ def _leaf(error: BaseException) -> BaseException:
 
 def _fail(message: str, code: int) -> int:
     click.echo(f"{PROG}: error: {message}", err=True)
+    _end_json(message, code)
     return code
 
 
@@ -1011,13 +1082,29 @@ _LEDGER_ADVICE: Mapping[LedgerProblem, str] = {
 
 @dataclass
 class _Said:
-    """What a backfill said when Ctrl-C stopped it (what was recorded, how to resume), so the
-    last line does not repeat it in fewer words."""
+    """What this command said: with `--json` (`json`), whether its stream has ended with an
+    `error` object (`ended`); what a backfill said when Ctrl-C stopped it (what was recorded,
+    how to resume), so the last line does not repeat it in fewer words."""
 
+    json: bool = False
+    ended: bool = False
     interrupted: str | None = None
+    argv: tuple[str, ...] = ()
 
 
 _SAID = _Said()
+
+
+def _end_json(message: str, code: int, *, counts: Mapping[str, int] | None = None) -> None:
+    """With `--json`, a failure ends the stream with one `error` object (once): its one-line
+    message and the exit code; a command that runs chunks adds their `counts` so far."""
+    if not _SAID.json or _SAID.ended:
+        return
+    _SAID.ended = True
+    payload: dict[str, Any] = {"event": "error", "message": message}
+    if counts is not None:
+        payload["counts"] = dict(counts)
+    _echo_json({**payload, "exit_code": code})
 
 
 def _interrupted_text(view: BackfillView, ledger: Path | str) -> str:
@@ -1047,10 +1134,8 @@ def _ended_early(
     else:
         message, code = _error_text(leaf)
     if as_json:
-        counts = Counter(view.states.values())
-        _echo_json(
-            {"event": "error", "message": message, "counts": dict(counts), "exit_code": code}
-        )
+        _SAID.json = True
+        _end_json(message, code, counts=Counter(view.states.values()))
     if interrupted:
         click.echo(f"{PROG}: {message}", err=True)
 
@@ -1080,7 +1165,9 @@ def _broken_pipe(error: BaseException) -> bool:
     return isinstance(_leaf(error), BrokenPipeError)
 
 
-def _invoke(call: Callable[[], Any]) -> int:
+def _invoke(call: Callable[[], Any], argv: Sequence[str] = ()) -> int:
+    _SAID.json, _SAID.ended, _SAID.interrupted = False, False, None
+    _SAID.argv = tuple(argv)
     code = _invoke_once(call)
     try:
         sys.stdout.flush()
@@ -1108,9 +1195,12 @@ def _invoke_once(call: Callable[[], Any]) -> int:
         command = error.ctx.command_path if error.ctx and error.ctx.parent else PROG
         if not command.startswith(PROG):
             command = f"{PROG} {command.partition(' ')[2]}".rstrip()
-        click.echo(
-            f"{command}: error: {cli_language(error.format_message())} (see --help)", err=True
-        )
+        message = cli_language(error.format_message())
+        click.echo(f"{command}: error: {message} (see --help)", err=True)
+        if error.ctx is not None and any(p.name == "as_json" for p in error.ctx.command.params):
+            # A mistake click finds before it reads the options (`--bogus`) ends it too.
+            _SAID.json = _SAID.json or "--json" in _SAID.argv
+        _end_json(message, EXIT_USAGE)
         return EXIT_USAGE
     except click.ClickException as error:
         return _fail(cli_language(error.format_message()), error.exit_code)
@@ -1243,31 +1333,7 @@ def cli() -> None:
     help="when a failed job may be replayed only later (an hour after its submit), wait for "
     "that instead of stopping with the chunk deferred",
 )
-@click.option(
-    "--postback-listen",
-    callback=_listen,
-    metavar="HOST:PORT",
-    help="receive job-completion postbacks here (the run then polls only rarely, as a safety net)",
-)
-@click.option(
-    "--postback-token",
-    metavar="TOKEN",
-    help="the secret in the postback URL (default: IMPACT_POSTBACK_TOKEN, else random); keep it "
-    "the same so the URL set at impact.com keeps working",
-)
-@click.option(
-    "--postback-fields",
-    metavar="JOBID,STATUS",
-    default="JobId,Status",
-    show_default=True,
-    callback=lambda ctx, param, value: _field_pair(value),
-    help="the postback's field names for the job id and the status, as in your template",
-)
-@click.option(
-    "--postback-public-url",
-    metavar="URL",
-    help="the receiver's URL as impact.com reaches it (behind a proxy or a tunnel)",
-)
+@postback_options
 @click.option(
     "--check-reports",
     is_flag=True,
@@ -1321,11 +1387,10 @@ def backfill_command(
         raise click.UsageError("--align-chunks applies to Nd chunks (week and month are aligned)")
     args = BackfillArgs(
         reports, start, end, rule, filters, result_format.upper(), out, concurrency, merge,
-        dry_run, wait_for_quota, postback_listen, check_reports, postback_token,
-        postback_fields, postback_public_url, wait_for_replays,
+        dry_run, wait_for_quota,
+        PostbackArgs.given(postback_listen, postback_token, postback_fields, postback_public_url),
+        check_reports, wait_for_replays,
     )  # fmt: skip
-    if (postback_token or postback_public_url) and postback_listen is None:
-        raise click.UsageError("--postback-token and --postback-public-url need --postback-listen")
     if dry_run:
         _check_could_write(out, "--out")  # and make nothing: a dry run leaves no trace
     else:
@@ -1536,6 +1601,7 @@ def export_command(
     is_flag=True,
     help="when the daily quota runs out, wait for its reset instead of stopping",
 )
+@postback_options
 @accounts_options
 @sandbox_options
 @json_option
@@ -1557,6 +1623,10 @@ def sync_command(
     concurrency: int,
     dry_run: bool,
     wait_for_quota: bool,
+    postback_listen: tuple[str, int] | None,
+    postback_token: str | None,
+    postback_fields: tuple[str, str],
+    postback_public_url: str | None,
     accounts_file: Path | None,
     account_names: tuple[str, ...],
     parallel_accounts: int,
@@ -1570,13 +1640,11 @@ def sync_command(
         raise click.UsageError("give REPORT... or --config, not both")
     if config_path is not None:
         context = click.get_current_context()
-        flags = {"first_day": "--first-day", "chunk": "--chunk", "filters": "--param",
-                 "result_format": "--format", "out": "--out", "merge": "--merge",
-                 "settle_days": "--settle-days", "refresh_hour": "--refresh-hour"}  # fmt: skip
         given = [
             flag
-            for name, flag in flags.items()
-            if context.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+            for name, flag in DATASET_FLAGS.items()
+            if name != "reports"
+            and context.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
         ]
         if given:
             raise click.UsageError(
@@ -1585,24 +1653,23 @@ def sync_command(
             )
     if config_path is None and names:
         raise click.UsageError("--dataset needs --config")
-    if config_path is not None:
-        datasets = load_datasets(config_path, names)
-    elif not reports:
-        raise click.UsageError("give REPORT... or --config FILE")
-    else:
-        dataset = Dataset(
-            "command line",
-            reports,
-            out,
-            first_day=first_day,
-            chunk=chunk,
-            filters=filters,
-            result_format=result_format,
-            merge=merge,
-            settle_days=settle_days,
-            refresh_hour=refresh_hour,
-        )
-        datasets = [dataset]
+    postbacks = PostbackArgs.given(
+        postback_listen, postback_token, postback_fields, postback_public_url
+    )
+    try:
+        if config_path is not None:
+            datasets = load_datasets(config_path, names)
+        elif not reports:
+            raise click.UsageError("give REPORT... or --config FILE")
+        else:
+            dataset = Dataset(
+                "command line", reports, out, first_day=first_day, chunk=chunk, filters=filters,
+                result_format=result_format, merge=merge, settle_days=settle_days,
+                refresh_hour=refresh_hour,
+            )  # fmt: skip
+            datasets = [dataset]
+    except ConfigurationError as error:
+        raise _dataset_problem(error, config_path) from None
     credentials = Credentials.from_options(options)
     console = _console()
     sync_options = SyncOptions(dry_run=dry_run, wait_for_quota=wait_for_quota,
@@ -1616,6 +1683,7 @@ def sync_command(
         return cli_accounts.sync_accounts(
             datasets, sync_options, accounts, ledger_path=default_ledger_path(ledger_path),
             parallel=parallel_accounts, console=console, live=sys.stdout.isatty(), as_json=as_json,
+            postbacks=postbacks,
         )  # fmt: skip
 
     async def work() -> int:
@@ -1625,14 +1693,40 @@ def sync_command(
             zone = run.client.limiter.timezone
             view = BackfillView(console, live=live, as_json=as_json, zone=lambda: zone)
             try:
-                with view:
-                    result = await run.client.sync(datasets, options=sync_options, on_event=view)
+                async with postback_receiver(run, postbacks, console, as_json=as_json) as receiver:
+                    with view:
+                        result = await run.client.sync(
+                            datasets, options=sync_options, on_event=view, postbacks=receiver
+                        )
             except BaseException as raised:
+                leaf = _leaf(raised)
+                if isinstance(leaf, ConfigurationError) and (
+                    leaf.dataset is not None or leaf.setting in DATASET_FLAGS
+                ):  # found by sync before any call (a first day in the future, --out)
+                    problem = _dataset_problem(leaf, config_path)
+                    _ended_early(problem, view, run.client.ledger.path, as_json=as_json)
+                    raise problem from None
                 _ended_early(raised, view, run.client.ledger.path, as_json=as_json)
                 raise
             return report_sync(result, console, as_json=as_json, zone=run.client.limiter.timezone)
 
     return _run_async(work)
+
+
+#: A dataset's settings, as `Dataset` names them -> the arguments of `sync` that set them.
+DATASET_FLAGS: Mapping[str, str] = {
+    "reports": "REPORT", "first_day": "--first-day", "chunk": "--chunk", "filters": "--param",
+    "result_format": "--format", "out": "--out", "merge": "--merge",
+    "settle_days": "--settle-days", "refresh_hour": "--refresh-hour",
+}  # fmt: skip
+
+
+def _dataset_problem(error: ConfigurationError, config_path: Path | None) -> click.UsageError:
+    """A dataset's problem where the user gave the dataset: the file, the dataset and the key
+    (`--config`), or the flag (REPORT... on the command line)."""
+    if config_path is not None:
+        return click.UsageError(str(in_file(config_path, error)))
+    return click.UsageError(f"{DATASET_FLAGS.get(error.setting, error.setting)}: {error.problem}")
 
 
 # -- reports -----------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
@@ -33,8 +32,10 @@ from .cli import (
     EXIT_USAGE,
     PROG,
     BackfillArgs,
+    PostbackArgs,
     _calls_text,
     _echo_json,
+    _end_json,
     _event_json,
     _exit_code,
     _moment,
@@ -337,8 +338,8 @@ def backfill_accounts(
         return _from_result(account.name, result, client)
 
     return run_accounts(
-        accounts, one, BACKFILL, postbacks=args, ledger_path=ledger_path, parallel=parallel,
-        console=console, live=live, as_json=as_json, dry_run=args.dry_run,
+        accounts, one, BACKFILL, postbacks=args.postbacks, ledger_path=ledger_path,
+        parallel=parallel, console=console, live=live, as_json=as_json, dry_run=args.dry_run,
     )  # fmt: skip
 
 
@@ -352,6 +353,7 @@ def sync_accounts(
     console: Console,
     live: bool,
     as_json: bool,
+    postbacks: PostbackArgs | None = None,
 ) -> int:
     """`sync ... --accounts`: every account syncs the same datasets, each dataset's files of an
     account in `<dataset's out>/<account name>/`."""
@@ -364,7 +366,7 @@ def sync_accounts(
         return _from_sync(account.name, result, client)
 
     return run_accounts(
-        accounts, one, SYNC, postbacks=None, ledger_path=ledger_path, parallel=parallel,
+        accounts, one, SYNC, postbacks=postbacks, ledger_path=ledger_path, parallel=parallel,
         console=console, live=live, as_json=as_json, dry_run=options.dry_run,
     )  # fmt: skip
 
@@ -374,7 +376,7 @@ def run_accounts(
     work: AccountWork,
     table: SummaryColumns,
     *,
-    postbacks: BackfillArgs | None,
+    postbacks: PostbackArgs | None,
     ledger_path: Path | str | None,
     parallel: int,
     console: Console,
@@ -388,12 +390,7 @@ def run_accounts(
 
     async def run_all() -> int:
         # One receiver for every account's jobs (it wakes a job by its id, whoever waits).
-        receiving = (
-            postback_receiver(None, postbacks, console, as_json=as_json)
-            if postbacks is not None
-            else nullcontext(None)
-        )
-        async with receiving as receiver:
+        async with postback_receiver(None, postbacks, console, as_json=as_json) as receiver:
             with Progress(
                 TextColumn("accounts"),
                 BarColumn(),
@@ -496,4 +493,5 @@ def usage_lines(error: ConfigurationError, command: str = "backfill") -> int:
     problems = getattr(error, "problems", None) or [str(error)]
     for problem in problems:
         click.echo(f"{PROG} {command}: error: {problem}", err=True)
+    _end_json("; ".join(problems), EXIT_USAGE)
     return EXIT_USAGE

@@ -135,6 +135,8 @@ FLAGS: Mapping[str, str] = {
     "outage_limit": "--outage-limit",
     "force": "--force",
     "ledger": "--ledger",
+    "postback_listen": "--postback-listen",
+    "postback_token": "--postback-token",
 }
 
 #: What a message about a setting names when no flag holds the setting itself.

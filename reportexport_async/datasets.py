@@ -28,7 +28,7 @@ from typing import Any
 from .errors import ConfigurationError
 from .sync import Dataset
 
-__all__ = ["DATASET_KEYS", "load_datasets"]
+__all__ = ["DATASET_KEYS", "in_file", "load_datasets"]
 
 #: The keys a dataset table may hold, and what each must be.
 DATASET_KEYS: Mapping[str, str] = {
@@ -144,4 +144,17 @@ def _dataset(path: Path, name: str, table: Any) -> Dataset:
             **values,
         )
     except ConfigurationError as error:
-        raise ConfigurationError(str(path), f"{error.setting}: {error.problem}") from None
+        raise in_file(path, error) from None
+
+
+#: A dataset's setting, as `Dataset` names it -> its key in the file (where they differ).
+FILE_KEYS: Mapping[str, str] = {"result_format": "format"}
+
+
+def in_file(path: str | Path, error: ConfigurationError) -> ConfigurationError:
+    """A problem of the file's datasets (found when one is made, or by `sync` before any call)
+    as the file says it: the file, the dataset and its key."""
+    if error.dataset is None:
+        return ConfigurationError(str(path), error.problem)
+    key = FILE_KEYS.get(error.setting, error.setting)
+    return ConfigurationError(str(path), f"dataset {error.dataset!r}: {key}: {error.problem}")

@@ -385,10 +385,14 @@ class OutputError(ReportExportError):
 class ConfigurationError(ReportExportError, ValueError):
     """A bad setting. ``setting`` names it; the message says how to fix it, never its secret."""
 
-    def __init__(self, setting: str, problem: str) -> None:
+    def __init__(self, setting: str, problem: str, *, dataset: str | None = None) -> None:
         self.setting = setting
         self.problem = problem
-        super().__init__(f"{setting}: {problem}")
+        #: The sync dataset whose setting it is (None: no dataset's), so that a caller can say
+        #: where the dataset came from (a file's table, or the command line's flags).
+        self.dataset = dataset
+        where = "" if dataset is None else f"dataset {dataset!r}: "
+        super().__init__(f"{setting}: {where}{problem}")
 
 
 LedgerProblem = Literal[

@@ -121,45 +121,45 @@ class Dataset:
     refresh_hour: int = DEFAULT_REFRESH_HOUR
 
     def __post_init__(self) -> None:
-        where = f"dataset {self.name!r}"
+        def bad(setting: str, problem: str) -> ConfigurationError:
+            return ConfigurationError(setting, problem, dataset=self.name)
+
         if isinstance(self.reports, str):
             object.__setattr__(self, "reports", (self.reports,))
         object.__setattr__(self, "reports", tuple(self.reports))
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "result_format", str(self.result_format).upper())
         if not self.reports or not all(isinstance(r, str) and r for r in self.reports):
-            raise ConfigurationError("reports", f"{where}: give at least one report id")
+            raise bad("reports", "give at least one report id")
         if self.first_day is not None and (
             not isinstance(self.first_day, date) or isinstance(self.first_day, datetime)
         ):
-            raise ConfigurationError(
-                "first_day", f"{where}: must be a date such as 2025-01-31, got {self.first_day!r}"
-            )
+            raise bad("first_day", f"must be a date such as 2025-01-31, got {self.first_day!r}")
         try:
             rule = parse_chunk_rule(self.chunk)
         except ValueError as exc:
-            raise ConfigurationError("chunk", f"{where}: {exc}") from None
+            raise bad("chunk", str(exc)) from None
         if rule.kind == "auto":
-            raise ConfigurationError(
+            raise bad(
                 "chunk",
-                f"{where}: 'auto' changes its chunks as rows are learned, which would export "
-                "settled days again; use Nd (e.g. 1d, 7d), week or month",
+                "'auto' changes its chunks as rows are learned, which would export settled days "
+                "again; use Nd (e.g. 1d, 7d), week or month",
             )
         if not isinstance(self.settle_days, int) or self.settle_days < 0:
-            raise ConfigurationError(
-                "settle_days", f"{where}: the settle window must be 0 days or more, "
-                f"got {self.settle_days!r}"
-            )  # fmt: skip
-        if not isinstance(self.refresh_hour, int) or not 0 <= self.refresh_hour <= 23:
-            raise ConfigurationError(
-                "refresh_hour", f"{where}: must be an hour from 0 to 23, got {self.refresh_hour!r}"
+            raise bad(
+                "settle_days", f"the settle window must be 0 days or more, got {self.settle_days!r}"
             )
+        if not isinstance(self.refresh_hour, int) or not 0 <= self.refresh_hour <= 23:
+            raise bad("refresh_hour", f"must be an hour from 0 to 23, got {self.refresh_hour!r}")
         for spec in self.specs():  # the request is valid (format, filters) before any call
             try:
                 spec.request(Chunk(date(2000, 1, 1), date(2000, 1, 1)))
             except ValidationError as exc:
                 field, _, problem = validation_problem(exc)
-                raise ConfigurationError(field or "dataset", f"{where}: {problem}") from None
+                # The request's field as the dataset names it (its report ids are `reports`).
+                raise bad(
+                    {"report_id": "reports", "": "dataset"}.get(field, field), problem
+                ) from None
 
     @property
     def policy(self) -> FreshnessPolicy:
@@ -358,7 +358,10 @@ async def sync(
     plans = [await _plan(client, d, day) for d in sets]  # checks first_day, no call
     if not options.dry_run:
         for plan in plans:
-            check_out_dir(plan.dataset.out)  # before any call
+            try:
+                check_out_dir(plan.dataset.out)  # before any call
+            except ConfigurationError as error:
+                raise ConfigurationError("out", error.problem, dataset=plan.dataset.name) from None
     spends = any(p.of("new", "history", "resume", "refresh") for p in plans)
     if spends and not options.dry_run and api.session.server_offset is None:
         # One cheap call (no quota) before spending anything: the server says which day it is.
@@ -452,8 +455,9 @@ async def _plan(client: Client, dataset: Dataset, day: _Day) -> _Plan:
     if first is not None and first > last_day:
         raise ConfigurationError(
             "first_day",
-            f"dataset {dataset.name!r}: {first} is in the future: the last complete day of the "
-            f"account is {last_day} (the server's day is {today})",
+            f"{first} is in the future: the last complete day of the account is {last_day} (the "
+            f"server's day is {today})",
+            dataset=dataset.name,
         )
     now = day.now()
     day_start = day.local(quota_day_bounds(now, day.zone)[0])

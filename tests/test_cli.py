@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import anyio
 import pytest
@@ -765,7 +766,9 @@ def test_subprocess_exit_codes(tmp_path: Path, args: list[str], code: int) -> No
     assert "Traceback" not in done.stderr
     if code == 2:
         assert_one_line_error(done.stderr)
-        assert done.stdout == ""
+        # With --json, the usage error is also the stream's one object (a script reads it).
+        expected = [{"event": "error", "message": ANY, "exit_code": 2}] if "--json" in args else []
+        assert json_lines(done.stdout) == expected
     if "--json" in args and code != 2:
         summary = json_lines(done.stdout)[-1]
         assert summary["event"] == "summary"
@@ -975,3 +978,91 @@ def test_a_report_given_twice_costs_one_submit_per_chunk(
     assert code == 0, err
     assert "note: export 'mp_clicks_by_day' is given more than once: pulled once" in out
     assert account.stats()["calls"]["ReportExport"] == 2 * 3  # done already: nothing more
+
+
+# -- sync: its errors in the words of where the dataset was given, its postbacks ----------------
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--first-day", "2999-01-01"], "--first-day: 2999-01-01 is in the future"),
+        (["--first-day", "2025-13-01"], "Invalid value for '--first-day': not a date"),
+        (["--refresh-hour", "25"], "--refresh-hour: must be an hour from 0 to 23, got 25"),
+        (["--settle-days", "-1"], "--settle-days: the settle window must be 0 days or more"),
+        (["--chunk", "auto"], "--chunk: 'auto' changes its chunks"),
+        (["--param", "A B=1"], "--param: filter name 'A B' must not contain whitespace"),
+        (["--out", "blocker/out"], "--out: 'blocker/out' cannot be written"),
+        (["--postback-token", "t"], "--postback-token and --postback-public-url need"),
+        (["--postback-listen", "127.0.0.1:0", "--postback-token", "t"], "--postback-token: "),
+        (["--report", "mp clicks"], "REPORT: report_id 'mp clicks' must not contain whitespace"),
+    ],
+)
+def test_sync_errors_of_a_command_line_dataset_name_the_flag(
+    account: SandboxThread, capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    """One line naming `reportexport sync` and the flag (never the file's key or the library's
+    name), exit 2, no call. A report id that cannot be one is named as REPORT."""
+    Path("blocker").write_text("a file where a folder should be")
+    report = args[1] if args[0] == "--report" else "mp_clicks_by_day"
+    code, out, err = run_main(capsys, "sync", report, *(args if report != args[-1] else []))
+    assert code == 2, (out, err)
+    assert_one_line_error(err, f"reportexport sync: error: {needle}")
+    for name in ("first_day", "refresh_hour", "settle_days", "filters", "out_dir", "dataset "):
+        assert name not in err
+    assert account.stats()["total_calls"] == 0
+
+
+@pytest.mark.parametrize(
+    ("lines", "needle"),
+    [
+        ("first_day = 2999-01-01", "dataset 'a': first_day: 2999-01-01 is in the future"),
+        ('first_day = "2025-13-01"', "dataset 'a': first_day must be a date"),
+        ("refresh_hour = 25", "dataset 'a': refresh_hour: must be an hour from 0 to 23"),
+        ("settle_days = -1", "dataset 'a': settle_days: the settle window must be 0 days"),
+        ('chunk = "auto"', "dataset 'a': chunk: 'auto' changes its chunks"),
+        ("refresh_houre = 3", "dataset 'a': unknown key 'refresh_houre' (did you mean"),
+        ('format = "pdf"', "dataset 'a': format: "),
+        ('filters = { "A B" = "1" }', "dataset 'a': filters: filter name 'A B'"),
+        ('out = "blocker/out"', "dataset 'a': out: 'blocker/out' cannot be written"),
+        ('out = "x"\n[datasets.b]\nreports = ["r"]\nout = "x"', "datasets 'a' and 'b' share"),
+    ],
+)
+def test_sync_errors_of_a_config_dataset_name_the_file_the_dataset_and_the_key(
+    account: SandboxThread, capsys: pytest.CaptureFixture[str], lines: str, needle: str
+) -> None:
+    Path("blocker").write_text("a file where a folder should be")
+    Path("sets.toml").write_text(f'[datasets.a]\nreports = ["mp_clicks_by_day"]\n{lines}\n')
+    code, out, err = run_main(capsys, "sync", "--config", "sets.toml")
+    assert code == 2, (out, err)
+    assert_one_line_error(err, f"reportexport sync: error: sets.toml: {needle}")
+    assert not re.search(r"--(first-day|refresh-hour|settle-days|chunk|format|param|out)\b", err)
+    assert "result_format" not in err
+    assert account.stats()["total_calls"] == 0
+
+
+def test_sync_with_postbacks_tracks_its_jobs_without_polling(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The sandbox posts each job's completion to the receiver: no job is polled (the one
+    listing call is sync's look at the server's day before it spends anything)."""
+    first = TODAY - timedelta(days=5)
+    code, out, err = run_main(
+        capsys, "sync", "mp_clicks_by_day", "--first-day", str(first), "--sandbox", "--json",
+        "--postback-listen", "127.0.0.1:0", "--postback-token", "stable-sync-token-for-tests",
+    )  # fmt: skip
+    assert code == 0, err
+    events = json_lines(out)
+    (postbacks,) = [e for e in events if e["event"] == "postbacks"]
+    assert postbacks["url"].endswith("/postback/stable-sync-token-for-tests")
+    summary = events[-1]
+    assert summary["counts"]["new"] + summary["counts"]["history"] >= 4
+    calls = summary["calls"]
+    assert (
+        calls["ReportExport"]
+        == calls["Download"]
+        == sum(summary["counts"][kind] for kind in ("new", "history"))
+    )
+    assert calls.get("GetJob", 0) == 0
+    # As backfill's postback test, at most one listing call for the jobs besides the clock's.
+    assert calls.get("ListJobs", 0) <= 2

@@ -334,6 +334,81 @@ def test_ctrl_c_says_what_was_recorded_and_how_to_resume(account: SandboxThread)
     assert json_lines(again.stdout)[-1]["calls"].get("ReportExport", 0) == 60 - submitted
 
 
+# -- --json: every failure ends the stream with an `error` object -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["export", "mp_clicks_by_day", "--start", str(START)], 2),  # found by the command
+        (["export", "mp_clicks_by_day", *RANGE, "--bogus"], 2),  # found by click's parser
+        (["export", "mp_clicks_by_day", *RANGE, "--auth-token-file", "wrong"], 1),  # 401
+        (["jobs", "list", "--auth-token-file", "wrong"], 1),
+        (["jobs", "show", "no-such-job"], 1),  # 404
+        (["jobs", "download", "no-such-job", "--out", "x.csv"], 1),
+        (["jobs", "replay", "no-such-job"], 1),
+        (["ledger", "show", "--ledger", "missing.sqlite"], 2),
+        (["ledger", "history", "nothing", "--ledger", "missing.sqlite"], 2),
+        (["backfill", "mp_clicks_by_day", "--start", str(END), "--end", str(START)], 2),
+        (["sync", "mp_clicks_by_day", "--first-day", "2999-01-01"], 2),  # found in the run
+    ],
+)
+def test_every_json_failure_ends_with_an_error_object_and_the_same_exit_code(
+    account: SandboxThread, here: Callable[..., Any], args: list[str], code: int
+) -> None:
+    """The exit code without --json; with it, stdout ends with one `error` object holding the
+    stderr line's words (backfill and sync add their chunks' counts), and stderr keeps its line."""
+    Path("wrong").write_text("not-the-token-0123456789\n")
+    plain = here(*args)
+    assert plain.returncode == code, plain.stderr
+    assert "{" not in plain.stdout
+    done = here(*args, "--json")
+    assert done.returncode == code, done.stderr
+    last = json_lines(done.stdout)[-1]
+    message = last.pop("message")
+    last.pop("counts", None)
+    assert last == {"event": "error", "exit_code": code}
+    (line,) = [line for line in done.stderr.splitlines() if line.strip()]
+    assert line.startswith("reportexport"), line
+    assert message in line, (message, line)
+    assert account.auth_token not in done.stdout + done.stderr
+
+
+def test_ctrl_c_during_export_json_ends_with_an_error_object(
+    impact_sandbox_factory: Callable[..., SandboxThread],
+) -> None:
+    """Ctrl-C while an export waits for its job: exit 130, the stream's one object is the
+    `error` saying how to resume, and stderr says it too."""
+    sandbox = impact_sandbox_factory(job_duration=(3600, 3600))  # never done during the test
+    env = {
+        "IMPACT_ACCOUNT_SID": sandbox.account_sid, "IMPACT_AUTH_TOKEN": sandbox.auth_token,
+        "IMPACT_ACCOUNT_TYPE": "Mediapartners", "IMPACT_BASE_URL": sandbox.base_url,
+    }  # fmt: skip
+    process = subprocess.Popen(
+        [*MODULE, "export", "mp_clicks_by_day", *RANGE, "--ledger", "l.sqlite", "--json", "-v"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+    assert process.stderr is not None
+    for line in process.stderr:  # -v: each call on stderr; the job is submitted, then waited on
+        if "/Jobs/" in line:
+            process.send_signal(signal.SIGINT)
+            break
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    (last,) = json_lines(out)
+    assert last == {
+        "event": "error",
+        "message": "interrupted; run the same command again to resume",
+        "exit_code": 130,
+    }
+    assert err.strip().endswith("reportexport: error: interrupted; run the same command again to "
+                                "resume")  # fmt: skip
+    assert sandbox.stats()["calls"]["ReportExport"] == 1
+
+
 # -- command-line language ----------------------------------------------------------------------
 
 
