@@ -271,7 +271,8 @@ class SyncResult:
     calls: Mapping[str, int]
     #: Seconds the server's clock was ahead of this machine's (the day is the server's).
     server_offset: float
-    #: Today's ReportExport quota left when the run was planned (None: no daily limit).
+    #: Today's ReportExport quota left when the run ended (for a dry run: when it was planned;
+    #: None: no daily limit).
     quota_left: int | None = None
 
     @property
@@ -405,6 +406,8 @@ async def sync(
         for name, n in api.usage.calls.items()
         if n > calls_before[name]
     }
+    if not options.dry_run:
+        daily = await api.limiter.daily("ReportExport")  # what the run spent: no call
     return SyncResult(tuple(done), calls, day.offset, None if daily is None else daily.remaining)
 
 

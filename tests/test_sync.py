@@ -509,6 +509,8 @@ def test_sync_command_json_summary(
     assert kinds["new"] + kinds["history"] >= 4
     assert kinds["pending"] == 0
     assert summary["calls"]["ReportExport"] == kinds["new"] + kinds["history"]
+    # What is left after the run's submits, not before them (the sandbox's quota is 100).
+    assert summary["quota_left"] == 100 - summary["calls"]["ReportExport"]
     dataset = next(e for e in events if e["event"] == "dataset")
     assert dataset["merged"] == ["reportexport-out/mp_action_listing_fast.csv"]
     assert {e["status"] for e in events if e["event"] == "sync"} <= {"new", "history"}
