@@ -1064,8 +1064,23 @@ def _leaf(error: BaseException) -> BaseException:
     return error
 
 
+def _typed_command(argv: Sequence[str]) -> str:
+    """The command as typed (`reportexport jobs show`), read off the arguments: the words that
+    name a command and its subcommands, from the first one on (the top level has no options but
+    --help and --version)."""
+    words = [PROG]
+    command: click.Command = cli
+    for word in argv:
+        found = command.commands.get(word) if isinstance(command, click.Group) else None
+        if found is None:
+            break
+        words.append(word)
+        command = found
+    return " ".join(words)
+
+
 def _fail(message: str, code: int) -> int:
-    click.echo(f"{PROG}: error: {message}", err=True)
+    click.echo(f"{_typed_command(_SAID.argv)}: error: {message}", err=True)
     _end_json(message, code)
     return code
 
@@ -1137,7 +1152,7 @@ def _ended_early(
         _SAID.json = True
         _end_json(message, code, counts=Counter(view.states.values()))
     if interrupted:
-        click.echo(f"{PROG}: {message}", err=True)
+        click.echo(f"{_typed_command(_SAID.argv)}: {message}", err=True)
 
 
 def _error_text(leaf: BaseException) -> tuple[str, int]:

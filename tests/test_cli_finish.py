@@ -321,8 +321,8 @@ def test_ctrl_c_says_what_was_recorded_and_how_to_resume(account: SandboxThread)
     assert code == 130
     (line,) = [line for line in err.splitlines() if line.strip()]
     match = re.match(
-        r"reportexport: interrupted: (\d+) of 60 chunks done(, (\d+) submitted jobs recorded "
-        r"in the ledger l\.sqlite)?.*; run the same command again to resume",
+        r"reportexport backfill: interrupted: (\d+) of 60 chunks done(, (\d+) submitted jobs "
+        r"recorded in the ledger l\.sqlite)?.*; run the same command again to resume",
         line,
     )
     assert match, line
@@ -369,7 +369,10 @@ def test_every_json_failure_ends_with_an_error_object_and_the_same_exit_code(
     last.pop("counts", None)
     assert last == {"event": "error", "exit_code": code}
     (line,) = [line for line in done.stderr.splitlines() if line.strip()]
-    assert line.startswith("reportexport"), line
+    # The command as typed, whether click, the command or the run found the mistake.
+    typed = " ".join(["reportexport", *[a for a in args[:2] if not a.startswith(("-", "mp_"))]])
+    typed = typed if args[0] in ("jobs", "ledger") else f"reportexport {args[0]}"
+    assert line.startswith(f"{typed}: error: "), line
     assert message in line, (message, line)
     assert account.auth_token not in done.stdout + done.stderr
 
@@ -404,8 +407,9 @@ def test_ctrl_c_during_export_json_ends_with_an_error_object(
         "message": "interrupted; run the same command again to resume",
         "exit_code": 130,
     }
-    assert err.strip().endswith("reportexport: error: interrupted; run the same command again to "
-                                "resume")  # fmt: skip
+    assert err.strip().endswith(
+        "reportexport export: error: interrupted; run the same command again to resume"
+    )
     assert sandbox.stats()["calls"]["ReportExport"] == 1
 
 
@@ -592,7 +596,7 @@ def test_ctrl_c_on_a_terminal_stops_the_bars_and_says_how_to_resume() -> None:
     os.close(leader)
     assert process.returncode == 130
     assert re.fullmatch(
-        r"reportexport: interrupted: \d+ of 60 chunks done.*; run the same command again to "
-        r"resume.*",
+        r"reportexport backfill: interrupted: \d+ of 60 chunks done.*; run the same command "
+        r"again to resume.*",
         err.strip(),
     ), err
