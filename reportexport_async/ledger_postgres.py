@@ -845,7 +845,7 @@ class PostgresLedger:
                 for row in rows
             ]
 
-        return await self._run(work, write=False)
+        return await self._run(work, write=False, one=True)
 
     # -- the chunks `chunk="auto"` chose --------------------------------------------------------
 
