@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from reportexport_async import Client
@@ -25,6 +23,7 @@ from reportexport_async.sandbox import ManualClock, Sandbox
 
 from .conftest import SANDBOX_START
 from .postgres_server import PostgresServer
+from .round_trips import SENT, CountedLedger, counted
 
 
 async def test_client_with_a_postgresql_url_keeps_its_ledger_there(
@@ -127,39 +126,6 @@ def test_a_password_never_shows_in_the_name_of_the_ledger() -> None:
 
 # -- round trips ----------------------------------------------------------------------------------
 
-#: Statements sent to the server, by the ledger call that sent them.
-SENT: Counter[str] = Counter()
-
-
-class CountingConnection(asyncpg.Connection):  # type: ignore[misc]
-    """A connection that counts every statement it sends (each one a round trip): the ledger's
-    own, BEGIN and COMMIT, and the pool's reset when a connection comes back."""
-
-    call = "open"
-
-    async def _sent(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        SENT[CountingConnection.call] += 1
-        return await getattr(super(), method)(*args, **kwargs)
-
-    async def execute(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._sent("execute", *args, **kwargs)
-
-    async def executemany(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._sent("executemany", *args, **kwargs)
-
-    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._sent("fetch", *args, **kwargs)
-
-    async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._sent("fetchrow", *args, **kwargs)
-
-    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._sent("fetchval", *args, **kwargs)
-
-
-class CountedLedger(PostgresLedger):
-    connection_class = CountingConnection
-
 
 def job(job_id: str, status: str, records: int | None = None) -> Job:
     return Job.model_validate(
@@ -179,13 +145,6 @@ async def test_a_chunks_life_costs_one_round_trip_per_ledger_call(
     def take(window: HourlyWindow | None) -> tuple[HourlyWindow, None]:
         now = ledger.clock.now()
         return (window or HourlyWindow.fresh(1000, now)).acquire(now, count=5)[0], None
-
-    async def counted(name: str, call: Any) -> Any:
-        CountingConnection.call = name
-        try:
-            return await call
-        finally:
-            CountingConnection.call = "other"
 
     async with ledger:
         await ledger.hourly("acct", take)  # the bucket's first call makes its row
