@@ -183,14 +183,15 @@ OPEN_RETRY_FOR = 5.0
 
 #: `record_statuses` in one statement. Parameters: the arrays of the states seen, in order
 #: ($1 fingerprints, $2 job ids, $3 statuses, $4 records, $5 completion times, $6 event
-#: details), and $7 the time. The rows are locked in fingerprint order first (`locked`, read
-#: before the UPDATE changes them: the UPDATE joins it); a fingerprint seen twice ends with its
-#: last state, its counts the last ones given (COALESCE, as one UPDATE after another would).
+#: details), and $7 the time. The rows are locked in fingerprint order first (`locked`: read
+#: once, being referenced twice, and before the UPDATE changes them, as the UPDATE joins it);
+#: a fingerprint seen twice ends with its last state, its counts the last ones given
+#: (COALESCE, as one UPDATE after another would).
 _RECORD_STATUSES = """
 WITH seen AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])
         WITH ORDINALITY AS s(fingerprint, job_id, status, records, completed, detail, n)
-), locked AS MATERIALIZED (
+), locked AS (
     SELECT fingerprint, status, job_id FROM exports WHERE fingerprint = ANY($1::text[])
     ORDER BY fingerprint FOR UPDATE
 ), last AS (
