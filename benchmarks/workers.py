@@ -9,7 +9,8 @@
     the writes and reads one chunk makes on its way (the daily-quota charge, the hourly bucket
     taken in batches of five, the claim, the job id, a status, the lease check before the
     download, the download's record, a lease renewal every 10 chunks), chunk after chunk, and
-    the same with 8 tasks at once. Microseconds per chunk, medians of `--repeats` runs.
+    the same with 8 tasks at once. Microseconds per chunk, medians of `--repeats` runs; and
+    the PostgreSQL round trips per chunk (statements sent, counted by `tests/round_trips.py`).
 
 The PostgreSQL server is the one the tests use (`tests/postgres_server.py`): started here, in a
 temporary folder, with `fsync=off`; a production server with durable commits pays an fsync per
@@ -41,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' PostgreSQL server and worker processes
 
 from tests.postgres_server import PostgresServer  # noqa: E402
+from tests.round_trips import SENT, CountedLedger  # noqa: E402
 from tests.test_workers import CHUNKS, run_workers  # noqa: E402
 
 API = ("ReportExport", "GetJob", "ListJobs", "Download", "Replay", "Reports")
@@ -132,6 +134,18 @@ async def ledger_cost(spec: str, chunks: int, tasks: int) -> float:
         return (time.perf_counter() - started) / chunks * 1e6
 
 
+async def round_trips(url: str, chunks: int = 50) -> float:
+    """PostgreSQL round trips per chunk (`chunks` a multiple of 10: whole hourly batches and
+    renewals), once the hourly bucket's row exists (a chunk first)."""
+    day = date(2026, 1, 1)
+    async with CountedLedger(url) as ledger:
+        await one_chunk(ledger, chunks, day)
+        SENT.clear()
+        for number in range(chunks):
+            await one_chunk(ledger, number, day)
+        return sum(SENT.values()) / chunks
+
+
 def cost_run(server: PostgresServer, chunks: int, tasks: int, index: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-ledger-") as folder:
         sqlite = asyncio.run(ledger_cost(str(Path(folder) / "ledger.sqlite"), chunks, tasks))
@@ -186,15 +200,18 @@ def render(args: argparse.Namespace, command: str, load: float, figures: dict[st
         )
     lines += [
         "",
+        f"PostgreSQL round trips per chunk: {figures['round_trips']:.2f} (statements sent, "
+        "counted over 50 chunks by `tests/round_trips.py`).",
+        "",
         "Notes: simulated wall time includes each process's start (about a second of real "
         "time, 600 sandbox seconds) and is bounded below by the jobs' own durations; on this "
         "2-core machine the 8 processes share two cores with the sandbox and the database "
         "server, so more workers mostly spread the same work. What more workers buy is on "
         "hosts of their own; the table shows what they cost (API calls per chunk, Download "
-        "calls per chunk, 429s). The ledger's cost per chunk: a chunk makes about 24 round "
-        "trips to PostgreSQL (each write a transaction with its history row; a daily-quota "
-        "charge one statement, the hourly bucket one transaction per five calls), each a "
-        "switch to the server's process on this machine.",
+        "calls per chunk, 429s). The ledger's cost per chunk: each ledger call a chunk makes is "
+        "one statement, a write and its history row together (the hourly bucket one "
+        "transaction of two statements per five calls; `tests/test_postgres_ledger.py` pins "
+        "the count), each round trip a switch to the server's process on this machine.",
     ]
     return "\n".join(lines)
 
@@ -207,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = [int(n) for n in args.workers.split(",") if n]
     figures: dict[str, Any] = {"workers": {}, "cost": {}}
     with PostgresServer() as server:
+        figures["round_trips"] = asyncio.run(round_trips(server.create_database("bench_trips")))
+        print(f"round trips per chunk: {figures['round_trips']:.2f}", flush=True)
         for index in range(args.repeats):
             for count in counts:
                 run = workers_run(server, count, index)

@@ -6,7 +6,18 @@ Driver: asyncpg, with its connection pool. It is asyncio-native (no thread per q
 fastest of the maintained drivers, and its pool survives a server restart: a connection that
 broke is replaced on the next acquire. Every read-modify-write is one transaction that locks the
 rows it changes (`SELECT ... FOR UPDATE`, or one conditional `INSERT ... ON CONFLICT ... DO UPDATE
-... WHERE`), so a call costs one or two round trips, never a lock held across an API call.
+... WHERE`), never a lock held across an API call.
+
+Round trips are what a call costs (each one a switch to the server's process, and a network
+hop between hosts), so the calls a chunk makes on its way are one statement each, and one
+statement is its own transaction (no BEGIN and COMMIT around it): a change and its history row
+are one statement (`WITH changed AS (UPDATE ...) INSERT INTO events ...`), a tracker refresh's
+statuses are one statement over arrays, and a claim or a lease that needs no decision in Python
+(a new intent; a lease nobody else holds) is one conditional statement, the rarer cases (a
+take-over) one transaction as before. The pool leaves the session as it is when a connection
+comes back (`_keep_session`): the ledger sets no session state, so asyncpg's reset query would be
+one more round trip per call for nothing. A chunk's life (claim, job id, status, lease, download)
+is five round trips, and its share of the daily-quota charge and the hourly bucket about two.
 
 Times are stored as ISO-8601 UTC text, as in the SQLite file: one row shape and one decoder
 (`ledger._entry`) for both, and text that sorts as time. The schema is versioned in
@@ -151,10 +162,63 @@ def _day(value: date) -> str:
     return value.isoformat()
 
 
+def _detail(detail: dict[str, Any] | None) -> str:
+    """An event's detail as stored."""
+    return json.dumps(detail or {}, sort_keys=True)
+
+
+async def _keep_session(conn: Conn) -> None:
+    """What the pool does to a connection coming back, after asyncpg rolls back a transaction
+    left open: nothing. The ledger leaves no session state (no SET, LISTEN, cursor or session
+    advisory lock: its advisory locks are all transaction-scoped), so asyncpg's default reset
+    (`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`) would be one more round
+    trip per call, for nothing."""
+
+
 #: How long opening the ledger tries to reach a server that never answered (seconds): a wrong
 #: URL or a server that is down ends the run quickly, before any API call; a server lost once
 #: the run is under way is waited for `reconnect_for` (a restart).
 OPEN_RETRY_FOR = 5.0
+
+
+#: `record_statuses` in one statement. Parameters: the arrays of the states seen, in order
+#: ($1 fingerprints, $2 job ids, $3 statuses, $4 records, $5 completion times, $6 event
+#: details), and $7 the time. The rows are locked in fingerprint order first (`locked`: read
+#: once, being referenced twice, and before the UPDATE changes them, as the UPDATE joins it);
+#: a fingerprint seen twice ends with its last state, its counts the last ones given
+#: (COALESCE, as one UPDATE after another would).
+_RECORD_STATUSES = """
+WITH seen AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])
+        WITH ORDINALITY AS s(fingerprint, job_id, status, records, completed, detail, n)
+), locked AS (
+    SELECT fingerprint, status, job_id FROM exports WHERE fingerprint = ANY($1::text[])
+    ORDER BY fingerprint FOR UPDATE
+), last AS (
+    SELECT fingerprint,
+        (array_agg(job_id ORDER BY n DESC))[1] AS job_id,
+        (array_agg(status ORDER BY n DESC))[1] AS status,
+        (array_agg(records ORDER BY n DESC) FILTER (WHERE records IS NOT NULL))[1] AS records,
+        (array_agg(completed ORDER BY n DESC) FILTER (WHERE completed IS NOT NULL))[1]
+            AS completed
+    FROM seen GROUP BY fingerprint
+), changed AS (
+    UPDATE exports e SET job_id = last.job_id, status = last.status,
+        records = COALESCE(last.records, e.records), status_at = $7,
+        completed_at = COALESCE(last.completed, e.completed_at)
+    FROM last JOIN locked USING (fingerprint) WHERE e.fingerprint = last.fingerprint
+), ordered AS (
+    SELECT seen.*, row_number() OVER w AS k, lag(status) OVER w AS prev_status,
+        lag(job_id) OVER w AS prev_job
+    FROM seen WINDOW w AS (PARTITION BY fingerprint ORDER BY n)
+)
+INSERT INTO events (fingerprint, at, kind, job_id, detail)
+SELECT o.fingerprint, $7, 'status', o.job_id, o.detail
+FROM ordered o LEFT JOIN locked l USING (fingerprint)
+WHERE CASE WHEN o.k = 1 THEN (l.status, l.job_id) IS DISTINCT FROM (o.status, o.job_id)
+    ELSE (o.prev_status, o.prev_job) IS DISTINCT FROM (o.status, o.job_id) END
+ORDER BY o.n
+"""
 
 
 class PostgresLedger:
@@ -183,6 +247,9 @@ class PostgresLedger:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._pool: Any = None
 
+    #: The class of the pool's connections (a subclass can watch the statements sent).
+    connection_class: type[Any] = asyncpg.Connection
+
     def __repr__(self) -> str:
         mode = ", read_only=True" if self.read_only else ""
         return f"PostgresLedger({self.path!r}{mode})"
@@ -202,7 +269,12 @@ class PostgresLedger:
         try:
             pool = await self._retrying(
                 lambda: asyncpg.create_pool(
-                    self.url, min_size=1, max_size=self.pool_size, command_timeout=60
+                    self.url,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    command_timeout=60,
+                    connection_class=self.connection_class,
+                    reset=_keep_session,
                 ),
                 within=min(self.reconnect_for, self.open_retry_for),
             )
@@ -362,7 +434,7 @@ class PostgresLedger:
             at,
             kind,
             job_id,
-            json.dumps(detail or {}, sort_keys=True),
+            _detail(detail),
         )
 
     # -- exports ------------------------------------------------------------------------------
@@ -398,25 +470,44 @@ class PostgresLedger:
         """As `ledger.Ledger.claim`: the write-ahead intent, or the lease of a known job."""
         now = self.clock.now()
         stamp, until = _time(now) or "", _time(now + self.lease)
+        insert = (
+            "INSERT INTO exports (fingerprint, canonical, endpoint, report_id, range_start, "
+            "range_end, result_format, created_at, claimed_by, claimed_at, lease_until) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+            "ON CONFLICT (fingerprint) DO NOTHING RETURNING *"
+        )
+        values = (
+            fingerprint,
+            canonical,
+            endpoint,
+            report_id,
+            None if range_start is None else range_start.isoformat(),
+            None if range_end is None else range_end.isoformat(),
+            result_format,
+            stamp,
+            self.owner,
+            stamp,
+            until,
+        )
+
+        async def new_intent(conn: Conn) -> Any:
+            # The common case, one statement: the intent and its history row, or nothing.
+            return await conn.fetchrow(
+                f"WITH claimed AS ({insert}), noted AS (INSERT INTO events "
+                "(fingerprint, at, kind, job_id, detail) "
+                "SELECT fingerprint, $8, 'intent', NULL, $12 FROM claimed) "
+                "SELECT * FROM claimed",
+                *values,
+                _detail({"owner": self.owner}),
+            )
+
+        inserted = await self._run(new_intent, one=True)
+        if inserted is not None:
+            return _entry(inserted), True
 
         async def work(conn: Conn) -> tuple[LedgerEntry, bool]:
-            inserted = await conn.fetchrow(
-                "INSERT INTO exports (fingerprint, canonical, endpoint, report_id, range_start, "
-                "range_end, result_format, created_at, claimed_by, claimed_at, lease_until) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-                "ON CONFLICT (fingerprint) DO NOTHING RETURNING *",
-                fingerprint,
-                canonical,
-                endpoint,
-                report_id,
-                None if range_start is None else range_start.isoformat(),
-                None if range_end is None else range_end.isoformat(),
-                result_format,
-                stamp,
-                self.owner,
-                stamp,
-                until,
-            )
+            # The export is known (rows are never deleted): one transaction decides.
+            inserted = await conn.fetchrow(insert, *values)
             if inserted is not None:
                 await self._event(conn, fingerprint, stamp, "intent", None, {"owner": self.owner})
                 return _entry(inserted), True
@@ -461,6 +552,22 @@ class PostgresLedger:
     async def take_lease(self, fingerprint: str) -> tuple[LedgerEntry | None, bool]:
         now = self.clock.now()
         stamp, until = _time(now) or "", _time(now + self.lease)
+
+        async def free(conn: Conn) -> Any:
+            # The common case, one statement: a lease nobody else holds (mine, or nobody's) is
+            # free whatever `lease_alive` would say, and taking it records no event.
+            return await conn.fetchrow(
+                "UPDATE exports SET claimed_by = $1, claimed_at = $2, lease_until = $3 "
+                "WHERE fingerprint = $4 AND (claimed_by IS NULL OR claimed_by = $1) RETURNING *",
+                self.owner,
+                stamp,
+                until,
+                fingerprint,
+            )
+
+        taken = await self._run(free, one=True)
+        if taken is not None:
+            return _entry(taken), True
 
         async def work(conn: Conn) -> tuple[LedgerEntry | None, bool]:
             row = await conn.fetchrow(
@@ -524,74 +631,73 @@ class PostgresLedger:
 
         async def work(conn: Conn) -> None:
             await conn.execute(
-                "UPDATE exports SET job_id = $1, status = $2, submitted_at = $3, status_at = $3, "
-                "lease_until = CASE WHEN claimed_by = $4 THEN $5 ELSE lease_until END "
-                "WHERE fingerprint = $6",
+                "WITH changed AS (UPDATE exports SET job_id = $1, status = $2, submitted_at = $3, "
+                "status_at = $3, lease_until = CASE WHEN claimed_by = $4 THEN $5 "
+                "ELSE lease_until END WHERE fingerprint = $6) "
+                "INSERT INTO events (fingerprint, at, kind, job_id, detail) "
+                "VALUES ($6, $3, 'submitted', $1, $7)",
                 job_id,
                 JobStatus.QUEUED.value,
                 stamp,
                 self.owner,
                 until,
                 fingerprint,
+                _detail(None),
             )
-            await self._event(conn, fingerprint, stamp, "submitted", job_id)
 
-        await self._run(work)
+        await self._run(work, one=True)
 
     async def forget_job(self, fingerprint: str, job_id: str) -> bool:
         stamp = self._now()
 
         async def work(conn: Conn) -> bool:
+            # One history row per row cleared: the INSERT's count is the UPDATE's.
             status = await conn.execute(
-                "UPDATE exports SET job_id = NULL, status = NULL, records = NULL, "
-                "claimed_by = NULL, claimed_at = NULL, lease_until = NULL, submitted_at = NULL, "
-                "completed_at = NULL, status_at = NULL, file_path = NULL, file_size = NULL, "
-                "file_sha256 = NULL, downloaded_at = NULL WHERE fingerprint = $1 AND job_id = $2",
+                "WITH cleared AS (UPDATE exports SET job_id = NULL, status = NULL, "
+                "records = NULL, claimed_by = NULL, claimed_at = NULL, lease_until = NULL, "
+                "submitted_at = NULL, completed_at = NULL, status_at = NULL, file_path = NULL, "
+                "file_size = NULL, file_sha256 = NULL, downloaded_at = NULL "
+                "WHERE fingerprint = $1 AND job_id = $2 RETURNING fingerprint) "
+                "INSERT INTO events (fingerprint, at, kind, job_id, detail) "
+                "SELECT fingerprint, $3, 'job_unknown', $2, $4 FROM cleared",
                 fingerprint,
                 job_id,
+                stamp,
+                _detail(None),
             )
-            cleared = int(status.split()[-1])
-            if cleared:
-                await self._event(conn, fingerprint, stamp, "job_unknown", job_id)
-            return bool(cleared)
+            return int(status.split()[-1]) > 0
 
-        return await self._run(work)
+        return await self._run(work, one=True)
 
     async def record_status(self, fingerprint: str, job: Job) -> None:
         await self.record_statuses([(fingerprint, job)])
 
     async def record_statuses(self, seen: Sequence[tuple[str, Job]]) -> None:
+        """A tracker refresh's statuses in one statement: the rows locked in fingerprint order,
+        each set to its last state seen, and a `status` event for each state that differs from
+        the one before it (the row's, or the previous one seen of the same export)."""
         if not seen:
             return
         stamp = self._now()
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
+        for fingerprint, job in seen:
+            done = job.status is JobStatus.COMPLETED
+            detail = {"status": job.status.value, "records": job.records_processed}
+            row = (
+                fingerprint,
+                job.id,
+                job.status.value,
+                job.records_processed,
+                (_time(job.completed_date) or stamp) if done else None,
+                _detail(detail),
+            )
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
 
         async def work(conn: Conn) -> None:
-            rows = await conn.fetch(
-                "SELECT fingerprint, status, job_id FROM exports WHERE fingerprint = ANY($1) "
-                "ORDER BY fingerprint FOR UPDATE",
-                [fingerprint for fingerprint, _ in seen],
-            )
-            before = {row["fingerprint"]: (row["status"], row["job_id"]) for row in rows}
-            updates = []
-            for fingerprint, job in seen:
-                status = job.status.value
-                done = job.status is JobStatus.COMPLETED
-                completed = (_time(job.completed_date) or stamp) if done else None
-                updates.append(
-                    (job.id, status, job.records_processed, stamp, completed, fingerprint)
-                )
-                if before.get(fingerprint) != (status, job.id):
-                    detail = {"status": status, "records": job.records_processed}
-                    await self._event(conn, fingerprint, stamp, "status", job.id, detail)
-                    before[fingerprint] = (status, job.id)
-            await conn.executemany(
-                "UPDATE exports SET job_id = $1, status = $2, records = COALESCE($3, records), "
-                "status_at = $4, completed_at = COALESCE($5, completed_at) "
-                "WHERE fingerprint = $6",
-                updates,
-            )
+            await conn.execute(_RECORD_STATUSES, *columns, stamp)
 
-        await self._run(work)
+        await self._run(work, one=True)
 
     async def record_download(
         self, fingerprint: str, job_id: str, path: Path, size: int, sha256: str
@@ -600,14 +706,19 @@ class PostgresLedger:
         done = JobStatus.COMPLETED.value
 
         async def work(conn: Conn) -> None:
-            before = await conn.fetchval(
-                "SELECT status FROM exports WHERE fingerprint = $1 FOR UPDATE", fingerprint
-            )
+            # One statement: the row locked, changed, and its history rows in order (the
+            # status it reached, if it was recorded as another one, then the download).
             await conn.execute(
-                "UPDATE exports SET job_id = $1, status = $2, status_at = $3, "
-                "completed_at = COALESCE(completed_at, $3), file_path = $4, file_size = $5, "
-                "file_sha256 = $6, downloaded_at = $3, claimed_by = NULL, claimed_at = NULL, "
-                "lease_until = NULL WHERE fingerprint = $7",
+                "WITH before AS (SELECT fingerprint, status FROM exports WHERE fingerprint = $7 "
+                "FOR UPDATE), changed AS (UPDATE exports e SET job_id = $1, status = $2, "
+                "status_at = $3, completed_at = COALESCE(e.completed_at, $3), file_path = $4, "
+                "file_size = $5, file_sha256 = $6, downloaded_at = $3, claimed_by = NULL, "
+                "claimed_at = NULL, lease_until = NULL FROM before b "
+                "WHERE e.fingerprint = b.fingerprint) "
+                "INSERT INTO events (fingerprint, at, kind, job_id, detail) "
+                "SELECT $7, $3, kind, $1, detail FROM ("
+                "SELECT 1 AS n, 'status'::text AS kind, $8::text AS detail FROM before "
+                "WHERE status <> $2 UNION ALL SELECT 2, 'download', $9) noted ORDER BY n",
                 job_id,
                 done,
                 stamp,
@@ -615,13 +726,11 @@ class PostgresLedger:
                 size,
                 sha256,
                 fingerprint,
+                _detail({"status": done}),
+                _detail({"path": str(path), "size": size, "sha256": sha256}),
             )
-            if before is not None and before != done:
-                await self._event(conn, fingerprint, stamp, "status", job_id, {"status": done})
-            detail = {"path": str(path), "size": size, "sha256": sha256}
-            await self._event(conn, fingerprint, stamp, "download", job_id, detail)
 
-        await self._run(work)
+        await self._run(work, one=True)
 
     async def record_replay(
         self, fingerprint: str, old_job_id: str, job: Job, *, rule: str
@@ -630,19 +739,19 @@ class PostgresLedger:
 
         async def work(conn: Conn) -> None:
             await conn.execute(
-                "UPDATE exports SET job_id = $1, status = $2, status_at = $3, submitted_at = $3, "
-                "replays = replays + 1, last_replay_at = $3, completed_at = NULL, "
-                "file_sha256 = NULL, file_size = NULL, downloaded_at = NULL "
-                "WHERE fingerprint = $4",
+                "WITH changed AS (UPDATE exports SET job_id = $1, status = $2, status_at = $3, "
+                "submitted_at = $3, replays = replays + 1, last_replay_at = $3, "
+                "completed_at = NULL, file_sha256 = NULL, file_size = NULL, downloaded_at = NULL "
+                "WHERE fingerprint = $4) INSERT INTO events (fingerprint, at, kind, job_id, "
+                "detail) VALUES ($4, $3, 'replay', $1, $5)",
                 job.id,
                 job.status.value,
                 stamp,
                 fingerprint,
+                _detail({"rule": rule, "old_job_id": old_job_id, "status": job.status.value}),
             )
-            detail = {"rule": rule, "old_job_id": old_job_id, "status": job.status.value}
-            await self._event(conn, fingerprint, stamp, "replay", job.id, detail)
 
-        await self._run(work)
+        await self._run(work, one=True)
 
     async def record_event(
         self,
@@ -656,7 +765,7 @@ class PostgresLedger:
         async def work(conn: Conn) -> None:
             await self._event(conn, fingerprint, stamp, kind, job_id, detail)
 
-        await self._run(work)
+        await self._run(work, one=True)
 
     async def replays_since(self, fingerprint: str, since: datetime) -> int:
         async def work(conn: Conn) -> int:
@@ -737,7 +846,7 @@ class PostgresLedger:
                 for row in rows
             ]
 
-        return await self._run(work, write=False)
+        return await self._run(work, write=False, one=True)
 
     # -- the chunks `chunk="auto"` chose --------------------------------------------------------
 

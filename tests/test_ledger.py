@@ -35,6 +35,7 @@ from reportexport_async import (
     ReportExportClient,
 )
 from reportexport_async.core.chunking import Chunk
+from reportexport_async.core.models import Job
 from reportexport_async.errors import ConfigurationError, LedgerError
 from reportexport_async.exports import fetch_export, fingerprint_for
 from reportexport_async.ledger import SCHEMA_VERSION
@@ -926,3 +927,54 @@ async def test_get_many_reads_the_known_entries_of_many_fingerprints_at_once(
     assert sorted(found) == sorted(keys)
     assert found[keys[1]].job_id == "job-1"
     assert found[keys[0]].job_id is None
+
+
+async def test_a_refresh_of_many_statuses_records_what_one_update_after_another_would(
+    tmp_path: Path,
+) -> None:
+    """A tracker refresh in one call: each export ends in its last state seen (its record count
+    the last one given), a `status` event for each state that differs from the one before it
+    (the same state seen twice is one event), and an export the ledger does not know is left
+    alone."""
+
+    def job(job_id: str, status: str, records: int | None = None, done: str | None = None) -> Job:
+        return Job.model_validate(
+            {"Id": job_id, "Status": status, "RecordsProcessed": records, "CompletedDate": done}
+        )
+
+    a, b, unknown = "a" * 64, "b" * 64, "f" * 64
+    async with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        for key in (a, b):
+            await ledger.claim(
+                key, "{}", endpoint="ReportExport", report_id=REPORT,
+                range_start=None, range_end=None, result_format="CSV",
+            )  # fmt: skip
+            await ledger.record_submitted(key, f"job-{key[0]}")
+        await ledger.record_statuses(
+            [
+                (b, job("job-b", "RUNNING")),
+                (a, job("job-a", "RUNNING", 3)),
+                (unknown, job("job-f", "RUNNING")),
+                (b, job("job-b", "COMPLETED", 7)),
+                (a, job("job-a", "RUNNING")),
+                (b, job("job-b", "COMPLETED", None, "2026-01-02T03:04:05Z")),
+            ]
+        )
+        await ledger.record_statuses([(a, job("job-a2", "RUNNING"))])  # another job id
+        found = await ledger.get_many([a, b, unknown])
+        history_a = await ledger.history(a)
+        history_b = await ledger.history(b)
+    assert sorted(found) == [a, b]
+    assert (found[a].job_id, found[a].status, found[a].records) == ("job-a2", "RUNNING", 3)
+    assert found[a].completed_at is None
+    assert (found[b].job_id, found[b].status, found[b].records) == ("job-b", "COMPLETED", 7)
+    assert found[b].completed_at is not None
+    assert found[b].completed_at.isoformat() == "2026-01-02T03:04:05+00:00"
+    assert [(e.kind, e.job_id, e.detail) for e in history_a[2:]] == [
+        ("status", "job-a", {"status": "RUNNING", "records": 3}),
+        ("status", "job-a2", {"status": "RUNNING", "records": None}),
+    ]
+    assert [(e.kind, e.job_id, e.detail) for e in history_b[2:]] == [
+        ("status", "job-b", {"status": "RUNNING", "records": None}),
+        ("status", "job-b", {"status": "COMPLETED", "records": 7}),
+    ]

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reportexport_async import Client
 from reportexport_async.cli import main
+from reportexport_async.core.models import Job
+from reportexport_async.core.quota import HourlyWindow
 from reportexport_async.errors import LedgerError
 from reportexport_async.ledger_postgres import PostgresLedger
 from reportexport_async.ledger_store import open_ledger, redact_url
@@ -20,6 +23,7 @@ from reportexport_async.sandbox import ManualClock, Sandbox
 
 from .conftest import SANDBOX_START
 from .postgres_server import PostgresServer
+from .round_trips import SENT, CountedLedger, counted
 
 
 async def test_client_with_a_postgresql_url_keeps_its_ledger_there(
@@ -118,3 +122,128 @@ def test_a_password_never_shows_in_the_name_of_the_ledger() -> None:
     assert redact_url("postgresql://app:p%40ss@db:5432/r") == "postgresql://app:***@db:5432/r"
     assert redact_url("postgresql://db/r") == "postgresql://db/r"
     assert redact_url("postgresql://app@db/r") == "postgresql://app@db/r"
+
+
+# -- round trips ----------------------------------------------------------------------------------
+
+
+def job(job_id: str, status: str, records: int | None = None) -> Job:
+    return Job.model_validate(
+        {"Id": job_id, "Status": status, "RecordsProcessed": records, "ReportId": "r"}
+    )
+
+
+async def test_a_chunks_life_costs_one_round_trip_per_ledger_call(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """The round trips of one chunk on its way, counted statement by statement: each call is
+    one statement (no BEGIN, COMMIT or pool reset around it), the hourly bucket one transaction
+    of two statements; and the records are those the separate statements used to write."""
+    ledger = CountedLedger(postgres_server.create_database("round_trips"))
+    key, day = "c" * 64, date(2026, 1, 1)
+
+    def take(window: HourlyWindow | None) -> tuple[HourlyWindow, None]:
+        now = ledger.clock.now()
+        return (window or HourlyWindow.fresh(1000, now)).acquire(now, count=5)[0], None
+
+    async with ledger:
+        await ledger.hourly("acct", take)  # the bucket's first call makes its row
+        SENT.clear()
+        await counted("charge", ledger.charge("ReportExport", day, 10, "acct"))
+        await counted("hourly", ledger.hourly("acct", take))
+        entry, must_submit = await counted(
+            "claim",
+            ledger.claim(
+                key, '{"report_id": "r"}', endpoint="ReportExport", report_id="r",
+                range_start=day, range_end=day, result_format="CSV",
+            ),
+        )  # fmt: skip
+        await counted("record_submitted", ledger.record_submitted(key, "job-1"))
+        await counted(
+            "record_statuses",
+            ledger.record_statuses(
+                [(key, job("job-1", "RUNNING")), (key, job("job-1", "RUNNING"))]
+            ),
+        )
+        await counted(
+            "record_statuses", ledger.record_statuses([(key, job("job-1", "COMPLETED", 7))])
+        )
+        renewed = await counted("renew_leases", ledger.renew_leases())
+        _, taken = await counted("take_lease", ledger.take_lease(key))
+        await counted(
+            "record_download",
+            ledger.record_download(key, "job-1", tmp_path / "f.csv", 3, "ab" * 32),
+        )
+        done = await counted("get", ledger.get(key))
+        history = await counted("history", ledger.history(key))
+    assert dict(SENT) == {
+        "charge": 1,
+        "hourly": 4,  # BEGIN, the row locked, the row written, COMMIT
+        "claim": 1,
+        "record_submitted": 1,
+        "record_statuses": 2,
+        "renew_leases": 1,
+        "take_lease": 1,
+        "record_download": 1,
+        "get": 1,
+        "history": 2,  # the entry found (by key or job id), then its events
+    }
+    assert must_submit
+    assert entry.claimed_by == ledger.owner
+    assert renewed == 1
+    assert taken
+    assert done is not None
+    assert (done.job_id, done.status, done.records) == ("job-1", "COMPLETED", 7)
+    assert done.file_sha256 == "ab" * 32
+    assert done.completed_at is not None
+    assert done.claimed_by is None
+    assert [(e.kind, e.job_id) for e in history] == [
+        ("intent", None),
+        ("submitted", "job-1"),
+        ("status", "job-1"),  # RUNNING, seen twice, recorded once
+        ("status", "job-1"),  # COMPLETED
+        ("download", "job-1"),  # COMPLETED already: no second status event
+    ]
+    assert history[0].detail == {"owner": ledger.owner}
+    assert [e.detail.get("status") for e in history[2:4]] == ["RUNNING", "COMPLETED"]
+    assert history[4].detail == {"path": str(tmp_path / "f.csv"), "size": 3, "sha256": "ab" * 32}
+
+
+async def test_taking_over_a_lease_that_ran_out_still_records_whom_it_was_taken_from(
+    postgres_server: PostgresServer,
+) -> None:
+    """The rarer paths keep their transaction: a chunk claimed by another worker is not taken
+    while its lease runs, and once it has run out it is taken (by claim or by take_lease) with
+    a history row naming the worker it was taken from."""
+    url = postgres_server.create_database("take_over")
+    clock = ManualClock(SANDBOX_START)
+    lease = timedelta(seconds=60)
+    args: dict[str, Any] = {
+        "endpoint": "ReportExport", "report_id": "r", "range_start": None, "range_end": None,
+        "result_format": "CSV",
+    }  # fmt: skip
+    async with (
+        PostgresLedger(url, clock=clock, lease=lease) as other,
+        CountedLedger(url, clock=clock, lease=lease) as mine,
+    ):
+        other.owner = "another-host:4242:cafe"
+        await other.claim("a" * 64, "{}", **args)
+        await other.claim("b" * 64, "{}", **args)
+        await other.record_submitted("b" * 64, "job-b")
+        assert (await mine.take_lease("b" * 64))[1] is False
+        assert (await mine.claim("a" * 64, "{}", **args))[1] is False
+        clock.advance(61)
+        entry, must_submit = await mine.claim("a" * 64, "{}", **args)
+        assert must_submit  # no job recorded: the intent is taken over
+        assert entry.claimed_by == mine.owner
+        entry_b, taken = await mine.take_lease("b" * 64)
+        assert taken
+        assert entry_b is not None
+        assert (entry_b.job_id, entry_b.claimed_by) == ("job-b", mine.owner)
+        assert (await mine.take_lease("f" * 64)) == (None, False)
+        history_a = await mine.history("a" * 64)
+        history_b = await mine.history("b" * 64)
+    assert [e.kind for e in history_a] == ["intent", "intent"]
+    assert history_a[1].detail == {"owner": mine.owner, "took_over": other.owner}
+    assert [e.kind for e in history_b] == ["intent", "submitted", "lease"]
+    assert history_b[2].detail == {"owner": mine.owner, "took_over": other.owner}
