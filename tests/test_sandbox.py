@@ -905,7 +905,7 @@ async def test_slow_fault_delays_answers(http: aiohttp.ClientSession) -> None:
 async def test_control_endpoints_stats_advance_configure_reset(
     sandbox: Sandbox, partner: Api, http: aiohttp.ClientSession
 ) -> None:
-    job_id_of(await partner.export(PARTNER_REPORT))
+    before = job_id_of(await partner.export(PARTNER_REPORT))
     async with http.get(f"{sandbox.base_url}/_sandbox/stats") as response:
         stats = await response.json()
     assert stats["calls"]["ReportExport"] == 1
@@ -935,6 +935,13 @@ async def test_control_endpoints_stats_advance_configure_reset(
     stats = sandbox.stats()
     assert stats["jobs_created"] == 0
     assert stats["calls"]["ReportExport"] == 0
+    # A reset starts a new series of job ids: a ledger kept across it never takes a new job for
+    # the old one of the same id.
+    async with http.post(f"{sandbox.base_url}/_sandbox/configure", json={"faults": {}}) as response:
+        assert response.status == 200
+    after = job_id_of(await partner.export(PARTNER_REPORT))
+    assert after != before
+    assert (await partner.call(f"Jobs/{before}")).status == 404
 
 
 # -- the strict dialect: requests as the documents describe them, or 400/406 -----------------------

@@ -47,6 +47,7 @@ class Control:
         shared = self._shared
         old = shared.state
         shared.state = State()
+        shared.resets += 1
         for job in old.jobs.values():
             if job.file is not None:
                 job.file.path.unlink(missing_ok=True)

@@ -367,7 +367,9 @@ class Jobs:
         shared = self._shared
         state = shared.state
         state.sequence += 1
-        digest = hashlib.sha256(f"{shared.config.seed}:{state.sequence}".encode()).digest()
+        # The same ids from the same seed, run after run; a reset starts another series.
+        series = f"{shared.resets}:" if shared.resets else ""
+        digest = hashlib.sha256(f"{shared.config.seed}:{series}{state.sequence}".encode()).digest()
         job_id = str(uuid.UUID(bytes=digest[:16], version=4))
         job = SandboxJob(
             id=job_id,

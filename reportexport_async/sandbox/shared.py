@@ -89,6 +89,9 @@ class Shared:
         self.config = config
         self.clock = clock
         self.state = State()
+        #: How many times `reset` replaced `state`: job ids after a reset differ from those
+        #: before it (a ledger kept across a reset never mistakes a new job for an old one).
+        self.resets = 0
         self.rng = random.Random(config.seed)
         self.storage: Path | None = None
         self.running = False
