@@ -209,6 +209,33 @@ def _time(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
 
+#: The columns of a new intent (`claim`), in the order of `_intent_values`; both stores insert it.
+INTENT_COLUMNS = (
+    "fingerprint, canonical, endpoint, report_id, range_start, range_end, result_format, "
+    "created_at, claimed_by, claimed_at, lease_until"
+)
+
+
+def _intent_values(
+    fingerprint: str,
+    canonical: str,
+    endpoint: str,
+    report_id: str | None,
+    range_start: date | None,
+    range_end: date | None,
+    result_format: str,
+    *,
+    stamp: str | None,
+    owner: str,
+    until: str | None,
+) -> tuple[str | None, ...]:
+    """The row of a new intent: made now (`stamp`), claimed by `owner` until `until`."""
+    start = None if range_start is None else range_start.isoformat()
+    end = None if range_end is None else range_end.isoformat()
+    return (fingerprint, canonical, endpoint, report_id, start, end, result_format, stamp, owner,
+            stamp, until)  # fmt: skip
+
+
 def _parse_time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
@@ -762,23 +789,12 @@ class Ledger:
             ).fetchone()
             if row is None:
                 db.execute(
-                    "INSERT INTO exports (fingerprint, canonical, endpoint, report_id, "
-                    "range_start, range_end, result_format, created_at, claimed_by, claimed_at, "
-                    "lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        fingerprint,
-                        canonical,
-                        endpoint,
-                        report_id,
-                        None if range_start is None else range_start.isoformat(),
-                        None if range_end is None else range_end.isoformat(),
-                        result_format,
-                        stamp,
-                        self.owner,
-                        stamp,
-                        until,
+                    f"INSERT INTO exports ({INTENT_COLUMNS}) VALUES ({', '.join(['?'] * 11)})",
+                    _intent_values(
+                        fingerprint, canonical, endpoint, report_id, range_start, range_end,
+                        result_format, stamp=stamp, owner=self.owner, until=until,
                     ),
-                )
+                )  # fmt: skip
                 self._event(db, fingerprint, stamp or "", "intent", None, {"owner": self.owner})
                 fresh = db.execute(
                     "SELECT * FROM exports WHERE fingerprint = ?", (fingerprint,)

@@ -50,10 +50,12 @@ from .core.quota import HourlyWindow
 from .errors import LedgerError, QuotaName
 from .ledger import (
     CLAIM_TIMEOUT,
+    INTENT_COLUMNS,
     LedgerEntry,
     LedgerEvent,
     _account_pattern,
     _entry,
+    _intent_values,
     _time,
     lease_alive,
 )
@@ -471,24 +473,14 @@ class PostgresLedger:
         now = self.clock.now()
         stamp, until = _time(now) or "", _time(now + self.lease)
         insert = (
-            "INSERT INTO exports (fingerprint, canonical, endpoint, report_id, range_start, "
-            "range_end, result_format, created_at, claimed_by, claimed_at, lease_until) "
+            f"INSERT INTO exports ({INTENT_COLUMNS}) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
             "ON CONFLICT (fingerprint) DO NOTHING RETURNING *"
         )
-        values = (
-            fingerprint,
-            canonical,
-            endpoint,
-            report_id,
-            None if range_start is None else range_start.isoformat(),
-            None if range_end is None else range_end.isoformat(),
-            result_format,
-            stamp,
-            self.owner,
-            stamp,
-            until,
-        )
+        values = _intent_values(
+            fingerprint, canonical, endpoint, report_id, range_start, range_end, result_format,
+            stamp=stamp, owner=self.owner, until=until,
+        )  # fmt: skip
 
         async def new_intent(conn: Conn) -> Any:
             # The common case, one statement: the intent and its history row, or nothing.
