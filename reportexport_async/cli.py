@@ -1104,6 +1104,8 @@ class _Said:
     json: bool = False
     ended: bool = False
     interrupted: str | None = None
+    #: What an interrupted command other than a backfill says about resuming (None: the usual).
+    resume: str | None = None
     argv: tuple[str, ...] = ()
 
 
@@ -1181,7 +1183,7 @@ def _broken_pipe(error: BaseException) -> bool:
 
 
 def _invoke(call: Callable[[], Any], argv: Sequence[str] = ()) -> int:
-    _SAID.json, _SAID.ended, _SAID.interrupted = False, False, None
+    _SAID.json, _SAID.ended, _SAID.interrupted, _SAID.resume = False, False, None, None
     _SAID.argv = tuple(argv)
     code = _invoke_once(call)
     try:
@@ -1197,7 +1199,21 @@ def _interrupted() -> int:
     said, _SAID.interrupted = _SAID.interrupted, None
     if said is not None:  # the backfill said it already, with what was recorded
         return 130
-    return _fail("interrupted; run the same command again to resume", 130)
+    resume, _SAID.resume = _SAID.resume, None
+    return _fail(resume or "interrupted; run the same command again to resume", 130)
+
+
+def _export_interrupted(client: Client, dest: Path) -> str:
+    """What an export stopped by Ctrl-C leaves: its job, when it was submitted (the ledger has
+    its id: the next run re-attaches to it), or nothing, and no file (`dest` only ever appears
+    whole)."""
+    if client.usage.calls.get("ReportExport", 0) == 0:
+        return f"interrupted before anything was submitted; {dest} was not written"
+    return (
+        f"interrupted: the export's job is recorded in the ledger {client.ledger.path}; "
+        f"{dest} was not written; run the same command again to resume: it re-attaches to "
+        "the job and submits nothing twice"
+    )
 
 
 def _invoke_once(call: Callable[[], Any]) -> int:
@@ -1546,7 +1562,12 @@ def export_command(
                 _check_writable_folder(dest.parent, "--out")
             if not as_json:
                 _sandbox_banner(run, console, as_json)
-            outcome = await run.client.export(request, out=dest)
+            try:
+                outcome = await run.client.export(request, out=dest)
+            except BaseException as raised:
+                if isinstance(_leaf(raised), KeyboardInterrupt | anyio.get_cancelled_exc_class()):
+                    _SAID.resume = _export_interrupted(run.client, dest)
+                raise
             calls = dict(run.client.usage.calls)
             if as_json:
                 _echo_json({"event": "export", **dataclasses.asdict(outcome), "calls": calls})

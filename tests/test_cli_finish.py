@@ -402,14 +402,23 @@ def test_ctrl_c_during_export_json_ends_with_an_error_object(
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     (last,) = json_lines(out)
-    assert last == {
-        "event": "error",
-        "message": "interrupted; run the same command again to resume",
-        "exit_code": 130,
-    }
-    assert err.strip().endswith(
-        "reportexport export: error: interrupted; run the same command again to resume"
+    # What was recorded, where, and how to resume, as a backfill's Ctrl-C says it.
+    said = (
+        "interrupted: the export's job is recorded in the ledger l.sqlite; reportexport-out/"
+        f"mp_clicks_by_day/{START}_{END}.csv was not written; run the same command again to "
+        "resume: it re-attaches to the job and submits nothing twice"
     )
+    assert last == {"event": "error", "message": said, "exit_code": 130}
+    assert err.strip().endswith(f"reportexport export: error: {said}")
+    assert sandbox.stats()["calls"]["ReportExport"] == 1
+    # And so it does: the next run takes the recorded job, with no second submit.
+    sandbox.advance(3600)  # the job is done
+    sandbox.wait_idle()
+    again = subprocess.run(
+        [*MODULE, "export", "mp_clicks_by_day", *RANGE, "--ledger", "l.sqlite", "--json"],
+        capture_output=True, text=True, env={**os.environ, **env}, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
     assert sandbox.stats()["calls"]["ReportExport"] == 1
 
 
