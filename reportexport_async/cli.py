@@ -1757,11 +1757,18 @@ DATASET_FLAGS: Mapping[str, str] = {
 }  # fmt: skip
 
 
-def _dataset_problem(error: ConfigurationError, config_path: Path | None) -> click.UsageError:
+class _FileProblem(click.ClickException):
+    """A mistake in a file the command read (`--config`): exit 2 as a usage error, without the
+    usage error's "see --help", which says nothing about a file's contents."""
+
+    exit_code = EXIT_USAGE
+
+
+def _dataset_problem(error: ConfigurationError, config_path: Path | None) -> click.ClickException:
     """A dataset's problem where the user gave the dataset: the file, the dataset and the key
     (`--config`), or the flag (REPORT... on the command line)."""
     if config_path is not None:
-        return click.UsageError(str(in_file(config_path, error)))
+        return _FileProblem(str(in_file(config_path, error)))
     return click.UsageError(f"{DATASET_FLAGS.get(error.setting, error.setting)}: {error.problem}")
 
 

@@ -1038,6 +1038,7 @@ def test_sync_errors_of_a_config_dataset_name_the_file_the_dataset_and_the_key(
     assert_one_line_error(err, f"reportexport sync: error: sets.toml: {needle}")
     assert not re.search(r"--(first-day|refresh-hour|settle-days|chunk|format|param|out)\b", err)
     assert "result_format" not in err
+    assert "see --help" not in err  # the file is what to look at, not the options
     assert account.stats()["total_calls"] == 0
 
 
