@@ -437,7 +437,10 @@ def run_accounts(
                     try:
                         report = await work(client, account, notices(account.name), receiver)
                     except Exception as error:
-                        finished(_from_error(account.name, error))
+                        report = _from_error(account.name, error)
+                        if not report.calls:  # stopped before a run: the client's own count
+                            report.calls = dict(client.usage.calls)
+                        finished(report)
                         raise
                     finished(report)
                     return report

@@ -96,6 +96,11 @@ def test_sync_for_four_accounts_one_refused(
     stats = sandbox.stats()["accounts"]
     jobs = {sid: n["jobs_created"] for sid, n in stats.items() if sid.startswith("IRsync")}
     assert jobs == {"IRsync0": 3, "IRsync1": 3, "IRsync2": 0, "IRsync3": 3}
+    # The refused account's calls are its 401s, as the server counted them, though it was
+    # stopped before a run began (sync's check of the server's day).
+    refused_first = stats["IRsync2"]["unauthorized"]
+    assert refused_first >= 1
+    assert sum(ends[WRONG]["calls"].values()) == refused_first
     assert not Path("out", WRONG).exists() or not list(Path("out", WRONG).rglob("*.csv"))
 
     # The same day again, from a datasets file with the same dataset, plainly: the three are
