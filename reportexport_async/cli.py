@@ -88,7 +88,7 @@ from .orchestrator import (
     ExportSpec,
     ProgressEvent,
 )
-from .postbacks import PostbackReceiver, parse_listen
+from .postbacks import TOKEN_ENV, PostbackReceiver, parse_listen
 from .sync import Dataset, SyncOptions, SyncResult
 
 __all__ = ["cli", "main"]
@@ -312,6 +312,9 @@ class PostbackArgs:
         try:
             given.receiver()  # checks the token; listens nowhere yet
         except ConfigurationError as exc:
+            if token is None and exc.setting == "postback_token" and os.environ.get(TOKEN_ENV):
+                # The token came from the environment: name where the user put it.
+                raise click.UsageError(f"{TOKEN_ENV}: {exc.problem}") from None
             raise click.UsageError(cli_language(str(exc))) from None
         return given
 

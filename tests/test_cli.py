@@ -1013,6 +1013,28 @@ def test_sync_errors_of_a_command_line_dataset_name_the_flag(
     assert account.stats()["total_calls"] == 0
 
 
+@pytest.mark.parametrize("command", ["sync", "backfill"])
+def test_a_weak_postback_token_from_the_environment_is_named_there(
+    account: SandboxThread,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    """The token came from IMPACT_POSTBACK_TOKEN, not from --postback-token: the error says so,
+    before any call."""
+    monkeypatch.setenv("IMPACT_POSTBACK_TOKEN", "short")
+    dates = ["--first-day", "2026-06-01"] if command == "sync" else [*RANGE]
+    code, out, err = run_main(
+        capsys, command, "mp_clicks_by_day", *dates, "--postback-listen", "127.0.0.1:0"
+    )
+    assert code == 2, (out, err)
+    assert_one_line_error(
+        err, f"reportexport {command}: error: IMPACT_POSTBACK_TOKEN: use at least 16 letters"
+    )
+    assert "short" not in err  # a secret, even a weak one
+    assert account.stats()["total_calls"] == 0
+
+
 @pytest.mark.parametrize(
     ("lines", "needle"),
     [
