@@ -42,7 +42,6 @@ import io
 import json
 import os
 import pstats
-import resource
 import shutil
 import subprocess
 import sys
@@ -56,6 +55,7 @@ from typing import Any
 
 import aiohttp
 
+from .procstats import cpu_times
 from .profile_summary import summarize
 from .results import RESULTS_FILE, command_line, fmt, median, publish, ratio, section_head
 from .sandbox_throughput import instant_sandbox_argv, start_server
@@ -77,14 +77,9 @@ ENDPOINT_KEYS = ("ReportExport", "GetJob", "ListJobs", "Download", "SignedDownlo
 # -- the children: one method in a fresh process --------------------------------------------------
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def system_seconds() -> float:
-    """The kernel's share of `cpu_seconds` (system calls: sockets, writes, fsyncs)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+def _spent(cpu_started: float, system_started: float) -> dict[str, float]:
+    cpu, system = cpu_times()
+    return {"cpu_seconds": cpu - cpu_started, "system_seconds": system - system_started}
 
 
 def chunk_days(spec: dict[str, Any]) -> tuple[date, date]:
@@ -112,7 +107,7 @@ async def run_library(spec: dict[str, Any], out: Path, ledger_path: Path) -> dic
         rate_limit=policy,
     )
     start, end = chunk_days(spec)
-    cpu_started, system_started = cpu_seconds(), system_seconds()
+    cpu_started, system_started = cpu_times()
     started = time.perf_counter()
     async with Client(config, ledger=ledger_path) as client:
         result = await client.backfill(
@@ -123,8 +118,7 @@ async def run_library(spec: dict[str, Any], out: Path, ledger_path: Path) -> dic
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
-        "cpu_seconds": cpu_seconds() - cpu_started,
-        "system_seconds": system_seconds() - system_started,
+        **_spent(cpu_started, system_started),
         "counts": result.counts,
         "client_calls": dict(result.calls),
         "client_429": usage.rate_limited,
@@ -178,7 +172,7 @@ async def run_baseline(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     start, end = chunk_days(spec)
     poll_sleep = float(spec["poll_sleep"])
     days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
-    cpu_started, system_started = cpu_seconds(), system_seconds()
+    cpu_started, system_started = cpu_times()
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     received = 0
@@ -194,8 +188,7 @@ async def run_baseline(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
-        "cpu_seconds": cpu_seconds() - cpu_started,
-        "system_seconds": system_seconds() - system_started,
+        **_spent(cpu_started, system_started),
         "bytes": received,
     }
 

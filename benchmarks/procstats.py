@@ -46,10 +46,16 @@ def peak_rss_kib() -> int:
     return proc_status_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def cpu_times() -> tuple[float, float]:
+    """User + system CPU time of this process, all its threads, and the system (kernel) share
+    of it (system calls: sockets, writes, fsyncs), from one `getrusage`."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime, usage.ru_stime
+
+
 def cpu_seconds() -> float:
     """User + system CPU time of this process, all its threads."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return cpu_times()[0]
 
 
 def process_cpu_seconds(pid: int) -> float:

@@ -1225,12 +1225,8 @@ def _invoke_once(call: Callable[[], Any]) -> int:
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.UsageError as error:
-        # The whole command path (`reportexport jobs show`), as the user typed it.
-        command = error.ctx.command_path if error.ctx and error.ctx.parent else PROG
-        if not command.startswith(PROG):
-            command = f"{PROG} {command.partition(' ')[2]}".rstrip()
         message = cli_language(error.format_message())
-        click.echo(f"{command}: error: {message} (see --help)", err=True)
+        click.echo(f"{_typed_command(_SAID.argv)}: error: {message} (see --help)", err=True)
         if error.ctx is not None and any(p.name == "as_json" for p in error.ctx.command.params):
             # A mistake click finds before it reads the options (`--bogus`) ends it too.
             _SAID.json = _SAID.json or "--json" in _SAID.argv

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from reportexport_async import Client, RateLimitPolicy, ReportExportClient
+from reportexport_async import Client, ClientConfig, RateLimitPolicy, ReportExportClient
 from reportexport_async.ledger import Ledger
 from reportexport_async.sandbox import ManualClock, Sandbox
 
@@ -72,6 +72,14 @@ class Answer:
     @property
     def json(self) -> Any:
         return json.loads(self.text)
+
+
+def loopback_config(port: int) -> ClientConfig:
+    """A client's settings for a bare test server on loopback `port` (any SID and token)."""
+    return ClientConfig(
+        account_sid="S", auth_token="T", account_type="Mediapartners",
+        base_url=f"http://127.0.0.1:{port}",
+    )  # fmt: skip
 
 
 def basic(user: str, password: str) -> dict[str, str]:

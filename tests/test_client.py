@@ -205,17 +205,18 @@ async def test_click_export_brand(tmp_path: Path) -> None:
 # -- listing ------------------------------------------------------------------------------------
 
 
+async def seven_jobs(client: ReportExportClient, persona: str) -> list[str]:
+    """Seven exports of different ranges (January 1-9 to 7-9), oldest first: their job ids."""
+    return [
+        (await client.export(request(persona, start=date(2026, 1, d), end=date(2026, 1, 9)))).job_id
+        for d in range(1, 8)
+    ]
+
+
 @pytest.mark.parametrize("persona", PERSONAS)
 async def test_list_jobs_follows_every_page(persona: str) -> None:
     async with running(persona) as (sandbox, client, _):
-        ids = [
-            (
-                await client.export(
-                    request(persona, start=date(2026, 1, day), end=date(2026, 1, 9))
-                )
-            ).job_id
-            for day in range(1, 8)
-        ]
+        ids = await seven_jobs(client, persona)
         if sandbox.config.dialect == "strict":
             # No document pages GET /Jobs: asked for nothing, the server answers every job.
             listed, pages = await client.list_jobs(), 1
@@ -232,12 +233,7 @@ async def test_iter_jobs_only_reads_the_ids_asked_for_and_stops_when_all_are_giv
     persona: str,
 ) -> None:
     async with running(persona, dialect="examples") as (sandbox, client, _):
-        ids = [
-            (
-                await client.export(request(persona, start=date(2026, 1, d), end=date(2026, 1, 9)))
-            ).job_id
-            for d in range(1, 8)
-        ]
+        ids = await seven_jobs(client, persona)
 
         async def listed(only: set[str]) -> tuple[list[str], int]:
             before = sandbox.stats()["calls"].get("ListJobs", 0)
@@ -260,12 +256,7 @@ async def test_iter_jobs_with_a_mark_starts_at_the_page_it_last_found_a_job_on(
     persona: str,
 ) -> None:
     async with running(persona, dialect="examples") as (sandbox, client, _):
-        ids = [
-            (
-                await client.export(request(persona, start=date(2026, 1, d), end=date(2026, 1, 9)))
-            ).job_id
-            for d in range(1, 8)
-        ]  # pages of 3: [0 1 2] [3 4 5] [6]
+        ids = await seven_jobs(client, persona)  # pages of 3: [0 1 2] [3 4 5] [6]
         mark = ListingMark()
 
         async def listed(only: set[str]) -> tuple[list[str], int]:

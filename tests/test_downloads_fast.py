@@ -130,8 +130,9 @@ async def test_a_small_result_without_a_length_is_saved_without_threads_of_its_o
     one hop, with its sha256; a larger one still streams through the writer."""
     from aiohttp import web
 
-    from reportexport_async import ClientConfig
     from reportexport_async.session import Session
+
+    from .conftest import loopback_config
 
     small, large = b"a,b\n" * 1000, random.Random(3).randbytes(downloads._SMALL + 300_000)
 
@@ -161,10 +162,7 @@ async def test_a_small_result_without_a_length_is_saved_without_threads_of_its_o
         return real_writer(part)
 
     monkeypatch.setattr(downloads, "_DiskWriter", counted_writer)
-    config = ClientConfig(
-        account_sid="S", auth_token="T", account_type="Mediapartners",
-        base_url=f"http://127.0.0.1:{port}",
-    )  # fmt: skip
+    config = loopback_config(port)
     try:
         async with Session(config) as session:
             for name, body in (("small", small), ("large", large)):

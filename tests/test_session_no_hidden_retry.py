@@ -9,8 +9,9 @@ import asyncio
 
 import pytest
 
-from reportexport_async.config import ClientConfig
 from reportexport_async.session import Session
+
+from .conftest import loopback_config
 
 
 async def test_a_get_cut_on_a_reused_connection_is_not_sent_again_behind_our_back() -> None:
@@ -28,10 +29,7 @@ async def test_a_get_cut_on_a_reused_connection_is_not_sent_again_behind_our_bac
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    config = ClientConfig(
-        account_sid="S", auth_token="T", account_type="Mediapartners",
-        base_url=f"http://127.0.0.1:{port}",
-    )  # fmt: skip
+    config = loopback_config(port)
     try:
         async with Session(config) as session:
             async with session.stream(f"http://127.0.0.1:{port}/first", None) as response:

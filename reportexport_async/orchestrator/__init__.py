@@ -214,8 +214,7 @@ async def _run(
                 with watch_scope:
                     async with anyio.create_task_group() as watchers:
                         watchers.start_soon(watching.keep_through_waits)
-                        await watching.run()
-                        watchers.cancel_scope.cancel()
+                        watchers.start_soon(watching.run)
 
             async def track() -> None:
                 try:
