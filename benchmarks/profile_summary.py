@@ -46,7 +46,7 @@ IDLE = (
     "Condition.wait (threading.py",
     "Selector.select (selectors.py",
     "Queue.get (",
-    "_Writer._serve (reportexport_async/ledger.py",
+    "_Writer._serve (reportexport_async/ledger/sqlite.py",
     "_worker (concurrent/futures/thread.py",  # a pool thread waiting for work (a C call too)
 )
 _FRAME_FILE = re.compile(r"\(([^()]*?):\d+\)$")
