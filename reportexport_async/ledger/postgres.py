@@ -33,7 +33,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -332,25 +332,9 @@ class PostgresLedger(SharedLedger):
         rows = await self._rows("SELECT * FROM exports WHERE fingerprint = ANY($1)", keys)
         return {row["fingerprint"]: entry_of(row) for row in rows}
 
-    async def claim(
-        self,
-        fingerprint: str,
-        canonical: str,
-        *,
-        endpoint: str,
-        report_id: str | None,
-        range_start: date | None,
-        range_end: date | None,
-        result_format: str,
-    ) -> tuple[LedgerEntry, bool]:
-        """The common case, a new intent and its history row, is one statement; an export
-        already known is decided in a transaction (`base.SharedLedger.claim`)."""
-        now = self.clock.now()
-        values = self._intent(
-            fingerprint, canonical, endpoint, report_id, range_start, range_end, result_format,
-            stamp(now) or "", stamp(now + self.lease),
-        )  # fmt: skip
-        inserted = await self._run(
+    async def _new_intent(self, values: tuple[Any, ...]) -> Row | None:
+        """One statement: the intent and its history row, or nothing (the export is known)."""
+        return await self._run(
             lambda tx: tx.row(
                 f"WITH claimed AS ({INTENT}), noted AS (INSERT INTO events "
                 "(fingerprint, at, kind, job_id, detail) "
@@ -361,12 +345,6 @@ class PostgresLedger(SharedLedger):
             ),
             one=True,
         )
-        if inserted is not None:
-            return entry_of(inserted), True
-        return await super().claim(
-            fingerprint, canonical, endpoint=endpoint, report_id=report_id,
-            range_start=range_start, range_end=range_end, result_format=result_format,
-        )  # fmt: skip
 
     async def _noted(
         self, update: str, args: Sequence[Any], at: str, kind: str, job_id: str | None,

@@ -32,7 +32,7 @@ from ..clock import Clock, SystemClock
 from ..errors import LedgerError
 from .base import SharedLedger
 from .records import CLAIM_TIMEOUT, Row, new_owner
-from .schema import MIGRATIONS, SCHEMA_VERSION, TABLES
+from .schema import MIGRATIONS, SCHEMA_VERSION, tables
 from .sql import Tx, drive, sqlite_dialect
 
 __all__ = ["DEFAULT_LEDGER_PATH", "GROUP_LIMIT", "Ledger"]
@@ -222,6 +222,25 @@ class Ledger(SharedLedger):
             with anyio.CancelScope(shield=True):  # what is queued is answered, then closed
                 await anyio.to_thread.run_sync(writer.stop)
 
+    def _open_file(self, target: str, uri: bool = False) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(
+                target,
+                uri=uri,
+                timeout=self.busy_timeout,
+                isolation_level=None,  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
+                check_same_thread=False,  # used from the ledger's thread, one call at a time
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        except sqlite3.Error as exc:
+            db.close()
+            raise self._error(exc) from exc
+        return db
+
     def _connect(self) -> sqlite3.Connection:
         where = str(self.path)
         try:
@@ -232,18 +251,8 @@ class Ledger(SharedLedger):
                 "choose another path for the ledger",
                 problem="folder",
             ) from exc
+        db = self._open_file(where)
         try:
-            db = sqlite3.connect(
-                where,
-                timeout=self.busy_timeout,
-                isolation_level=None,  # transactions are explicit: BEGIN IMMEDIATE ... COMMIT
-                check_same_thread=False,  # used from worker threads, one at a time
-            )
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-        db.row_factory = sqlite3.Row
-        try:
-            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             # Read-only checks first: a ledger that is corrupt or from a newer schema is refused
             # before anything (the switch to WAL included) writes to it.
             self._check_readable(db)
@@ -267,19 +276,8 @@ class Ledger(SharedLedger):
         # `immutable` reads it without one (no writer can work there without one either).
         attempts = (f"{uri}?mode=ro", f"{uri}?mode=ro&immutable=1")
         for number, target in enumerate(attempts):
+            db = self._open_file(target, uri=True)
             try:
-                db = sqlite3.connect(
-                    target,
-                    uri=True,
-                    timeout=self.busy_timeout,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-            except sqlite3.Error as exc:
-                raise self._error(exc) from exc
-            db.row_factory = sqlite3.Row
-            try:
-                db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
                 self._check_readable(db)
             except sqlite3.Error as exc:
                 db.close()
@@ -379,7 +377,7 @@ class Ledger(SharedLedger):
             version = int(db.execute("PRAGMA user_version").fetchone()[0])
             self._refuse_newer(version)  # again: another process may have migrated meanwhile
             # A new file gets the current tables; an older one each step it missed.
-            steps = [TABLES.format(int="INTEGER", serial="INTEGER PRIMARY KEY AUTOINCREMENT")]
+            steps = [tables({"int": "INTEGER", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"})]
             for step in steps if version == 0 else MIGRATIONS[version:]:
                 for statement in step.split(";"):
                     if statement.strip():
