@@ -21,7 +21,7 @@ from pathlib import Path
 #: (part, substrings of a frame's file): the first part whose substring the innermost matching
 #: frame holds wins.
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("ledger (SQLite)", ("reportexport_async/ledger.py", "sqlite3/")),
+    ("ledger (SQLite)", ("reportexport_async/ledger/", "sqlite3/")),
     (
         "download to disk (write, fsync, hash)",
         ("reportexport_async/downloads.py", "reportexport_async/files.py"),

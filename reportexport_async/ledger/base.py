@@ -51,7 +51,7 @@ FINALS = tuple(s.value for s in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatu
 
 
 class SharedLedger(Counters):
-    """The calls of `ledger_store.LedgerStore`, over a store's `_run`."""
+    """The calls of `store.LedgerStore`, over a store's `_run`."""
 
     owner: str
     lease: timedelta
