@@ -428,3 +428,29 @@ async def test_a_migrated_sqlite_file_has_the_tables_of_a_new_one(tmp_path: Path
         return found
 
     assert tables(old) == tables(tmp_path / "new.sqlite")
+
+
+async def test_a_read_only_ledger_reads_and_records_nothing(
+    workers: tuple[Open, ManualClock],
+) -> None:
+    open_worker, _ = workers
+    writer = await open_worker()
+    await claim(writer, "k1")
+    await writer.release_claim("k1")
+    reader = await open_worker(read_only=True)
+    assert (await reader.get("k1")) is not None
+    writes = [
+        claim(reader, "k2"),
+        reader.take_lease("k1"),
+        reader.renew_leases(),
+        reader.release_leases(),
+        reader.record_event("k1", "error"),
+        reader.charge("ReportExport", DAY, 5, "x"),
+        reader.hourly("x", lambda w: (HourlyWindow.fresh(5, SANDBOX_START), None)),
+    ]
+    for write in writes:
+        with pytest.raises(LedgerError) as caught:
+            await write
+        assert caught.value.problem == "read-only"
+    assert [e.kind for e in await writer.history("k1")] == ["intent"]
+    assert (await writer.get("k1")).claimed_by is None  # type: ignore[union-attr]

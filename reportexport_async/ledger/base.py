@@ -257,12 +257,15 @@ class SharedLedger(Counters):
         at, until = stamp(now) or "", stamp(now + self.lease)
         # The common case, one statement: a lease nobody else holds (mine, or nobody's) is
         # free (`core.leases.lease_running`), and taking it records no event.
-        taken = await self._entry(
-            f"{LEASE} AND (claimed_by IS NULL OR claimed_by = $1) RETURNING *",
-            self.owner, at, until, fingerprint,
+        taken = await self._run(
+            lambda tx: tx.row(
+                f"{LEASE} AND (claimed_by IS NULL OR claimed_by = $1) RETURNING *",
+                self.owner, at, until, fingerprint,
+            ),
+            one=True,
         )  # fmt: skip
         if taken is not None:
-            return taken, True
+            return entry_of(taken), True
 
         async def work(tx: Tx) -> tuple[LedgerEntry | None, bool]:
             row = await tx.row(f"{SELECT} FOR UPDATE", fingerprint)
