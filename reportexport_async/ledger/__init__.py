@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from .records import CLAIM_TIMEOUT, LedgerEntry, LedgerEvent, lease_alive
 from .schema import MIGRATIONS, SCHEMA_VERSION
-from .sqlite import DEFAULT_LEDGER_PATH, GROUP_LIMIT, Ledger, _Writer
+from .sqlite import DEFAULT_LEDGER_PATH, GROUP_LIMIT, Ledger
 
 __all__ = [
     "CLAIM_TIMEOUT",
@@ -32,6 +32,5 @@ __all__ = [
     "Ledger",
     "LedgerEntry",
     "LedgerEvent",
-    "_Writer",
     "lease_alive",
 ]
