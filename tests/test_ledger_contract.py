@@ -81,6 +81,14 @@ def job(job_id: str, status: str, records: int | None = None) -> Job:
     )
 
 
+async def downloaded(ledger: LedgerStore, tmp_path: Path) -> LedgerStore:
+    """`ledger` after chunk k1 was claimed, submitted (job-1) and downloaded, no status seen."""
+    await claim(ledger, "k1")
+    await ledger.record_submitted("k1", "job-1")
+    await ledger.record_download("k1", "job-1", tmp_path / "f.csv", 3, "ab" * 32)
+    return ledger
+
+
 # -- claims and leases ------------------------------------------------------------------------
 
 
@@ -274,10 +282,7 @@ async def test_a_download_seen_only_by_postback_records_the_completion(
     workers: tuple[Open, ManualClock], tmp_path: Path
 ) -> None:
     open_worker, _ = workers
-    ledger = await open_worker()
-    await claim(ledger, "k1")
-    await ledger.record_submitted("k1", "job-1")
-    await ledger.record_download("k1", "job-1", tmp_path / "f.csv", 3, "cd" * 32)
+    ledger = await downloaded(await open_worker(), tmp_path)
     kinds = [(e.kind, e.detail.get("status")) for e in await ledger.history("k1")]
     assert kinds[-2:] == [("status", "COMPLETED"), ("download", None)]
 
@@ -286,10 +291,7 @@ async def test_replays_are_counted_and_a_forgotten_job_is_cleared_once(
     workers: tuple[Open, ManualClock], tmp_path: Path
 ) -> None:
     open_worker, clock = workers
-    ledger = await open_worker()
-    await claim(ledger, "k1")
-    await ledger.record_submitted("k1", "job-1")
-    await ledger.record_download("k1", "job-1", tmp_path / "f.csv", 3, "ab" * 32)
+    ledger = await downloaded(await open_worker(), tmp_path)
     before = clock.now()
     clock.advance(10)
     await ledger.record_replay("k1", "job-1", job("job-2", "QUEUED"), rule="failed")
