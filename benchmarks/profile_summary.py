@@ -21,7 +21,7 @@ from pathlib import Path
 #: (part, substrings of a frame's file): the first part whose substring the innermost matching
 #: frame holds wins.
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("ledger (SQLite)", ("reportexport_async/ledger.py", "sqlite3/")),
+    ("ledger (SQLite)", ("reportexport_async/ledger/", "sqlite3/")),
     (
         "download to disk (write, fsync, hash)",
         ("reportexport_async/downloads.py", "reportexport_async/files.py"),
@@ -46,7 +46,7 @@ IDLE = (
     "Condition.wait (threading.py",
     "Selector.select (selectors.py",
     "Queue.get (",
-    "_Writer._serve (reportexport_async/ledger.py",
+    "_Writer._serve (reportexport_async/ledger/sqlite.py",
     "_worker (concurrent/futures/thread.py",  # a pool thread waiting for work (a C call too)
 )
 _FRAME_FILE = re.compile(r"\(([^()]*?):\d+\)$")

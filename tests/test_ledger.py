@@ -863,7 +863,7 @@ async def test_writes_of_many_tasks_share_commits_and_each_is_committed_when_it_
     """Group commit: 40 tasks claiming at once are committed in far fewer transactions, every
     claim is visible to another connection the moment it returns (the intent is durable before
     a submit could be sent), and a write that fails is undone alone."""
-    from reportexport_async import ledger as ledger_module
+    from reportexport_async.ledger import sqlite as ledger_module
 
     transactions: list[int] = []
     original = ledger_module._Writer._transaction
@@ -889,8 +889,8 @@ async def test_writes_of_many_tasks_share_commits_and_each_is_committed_when_it_
             seen_elsewhere.append(row.fetchone() == (ledger.owner,))
 
     async def failing(ledger: Ledger) -> None:
-        def work(db: sqlite3.Connection) -> None:
-            db.execute("UPDATE exports SET status = 'WRONG'")  # undone with its savepoint
+        async def work(tx: Any) -> None:  # `ledger.sql.Tx`
+            await tx.execute("UPDATE exports SET status = 'WRONG'")  # undone with its savepoint
             raise sqlite3.IntegrityError("refused")
 
         with pytest.raises(LedgerError, match="refused"):
