@@ -3,9 +3,10 @@ applications use it through `Client.backfill`; `backfill` here is the engine it 
 
 Step by step, each in the module named after it:
 
-1. `plan`: everything is checked before any call (dates, report ids, the chunk rule, the output
-   folder); every export x chunk gets its fingerprint, and the ledger says whether it is done
-   (file intact: no call), known (re-attach to its job: no submit) or new (one submit).
+1. `plan`: everything is checked before any call (dates, the chunk rule, filters, the output
+   folder; new report ids against the account's catalog, its one call); every export x chunk
+   gets its fingerprint, and the ledger says whether it is done (file intact: no call), known
+   (re-attach to its job: no submit) or new (one submit).
 2. `submit`: new chunks are submitted while today's ReportExport quota lasts; the rest is
    reported pending with the time the quota resets (or, with `wait_for_quota`, waited for).
 3. `track`: one tracker refreshes every job in flight with one `GET /Jobs` listing call per
@@ -35,7 +36,6 @@ from typing import Unpack
 import anyio
 
 from ..api import ReportExportClient
-from ..core.fingerprint import account_key
 from ..core.models import JobStatus
 from ..errors import LedgerError
 from ..ledger_store import LedgerStore
@@ -52,7 +52,7 @@ from .model import (
     ExportSpec,
     ProgressEvent,
 )
-from .plan import check_catalog, describe, log, make_plan, unproven_reports
+from .plan import describe, log, make_plan
 from .recover import Recovery
 from .results import merge_done, write_manifest
 from .state import RunState
@@ -96,11 +96,12 @@ async def backfill(
     to them) say. See the module docstring; `Client.backfill` is the same with the client's own
     ledger.
 
-    A report the server has never accepted (no job of it in the ledger) is probed first: one
-    chunk is submitted alone, and the report's other chunks follow only once it is accepted, so
-    an unknown report id costs one call, never one per chunk. With `check_reports`, such report
-    ids are also looked up in the account's catalog (one `GET /Reports`) and refused with a
-    `ConfigurationError` before any ReportExport call.
+    A report id the server has never accepted (no job of it in the ledger) is looked up in the
+    account's catalog first (one `GET /Reports` a day at most, no ReportExport quota; see
+    `reportexport_async.catalog`): an unknown or not API-accessible id is refused with
+    `UnknownReport` before any ReportExport call. Such a report is also probed: one chunk is
+    submitted alone, and its other chunks follow only once it is accepted, so an id the catalog
+    could not vouch for (or `check_reports=False`) costs one call, never one per chunk.
 
     `chunk="auto"` picks each export's span from the rows per day its completed jobs showed,
     and records the chunks it chose in the ledger (per account and export) before the first
@@ -133,12 +134,7 @@ async def backfill(
         raise state.callback_error
     if options.dry_run:
         return BackfillResult(plan, tuple(state.runs.values()), None, True, None, state.calls())
-    config = api.config
-    account = account_key(config.base_url, config.account_type, config.account_sid)
-    unproven = await unproven_reports(ledger, plan, account)
-    if options.check_reports:
-        await check_catalog(api, unproven)
-    submitting = Submitting(state, set(unproven))
+    submitting = Submitting(state, set(planned.unproven))
     recovery = Recovery(state, submitting)
     tracking = Tracking(state, recovery)
     downloading = Downloading(state, recovery)
