@@ -3,14 +3,18 @@ or not API-accessible id is refused (`UnknownReport`) without spending a ReportE
 
 - A report id the ledger has seen accepted (a job of it, for this account) needs no look-up: the
   server took it once.
-- The catalog is one `GET /Reports` call, which spends no ReportExport quota (docs/api-facts.md
-  §1d). A client keeps it for `CATALOG_TTL` on its own clock, so concurrent exports and the runs
-  of a long-lived client ask once; the command line also keeps it for a day in the user's cache
-  folder (shared with `reportexport reports`) and hands it over with `remember`.
-- A catalog that cannot be read (a token without access to it, a server or account type that does
-  not offer it, a failure) or that is empty decides nothing: the server judges the report at its
-  first submit (the orchestrator submits one chunk of such a report alone, so a wrong id costs one
-  call, not one per chunk). Such a catalog is not asked for again for `UNREADABLE_TTL`.
+- The catalog is one `GET /Reports` call (docs/api-facts.md §1d), which counts in the hourly
+  bucket only, never in the daily ReportExport quota (§5). A client keeps it for `CATALOG_TTL`
+  on its own clock, so concurrent exports and the runs of a long-lived client ask once; the
+  command line also keeps it for a day in the user's cache folder (shared with
+  `reportexport reports`) and hands it over with `remember`.
+- Credentials the server refuses (401) or a host that cannot be reached raise their error at the
+  catalog call (a run stops there, `AccountUnavailable`): every call would fail alike.
+- A catalog that cannot be read otherwise (a token without access to it, a server or account type
+  that does not offer it, a failure) or that is empty decides nothing: the server judges the
+  report at its first submit (the orchestrator submits one chunk of such a report alone, so a
+  wrong id costs one call, not one per chunk). Such a catalog is not asked for again for
+  `UNREADABLE_TTL`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from .api import ReportExportClient
 from .core.fingerprint import account_key
 from .core.models import Report
 from .core.planning import unknown_reports
-from .errors import ReportExportError, UnknownReport
+from .core.responses import account_problem
+from .errors import Forbidden, ReportExportError, UnknownReport
 from .ledger_store import LedgerStore
 
 __all__ = ["CATALOG_TTL", "UNREADABLE_TTL", "check_reports", "remember", "remembered", "unproven"]
@@ -78,10 +83,19 @@ async def account_catalog(api: ReportExportClient) -> tuple[Report, ...] | None:
         try:
             reports: tuple[Report, ...] | None = await api.reports()
         except ReportExportError as error:
+            _stop_if_account_wide(error)
             log.warning("the report catalog could not be read (%s); the server will judge", error)
             reports = None
         _KEPT[api] = _Kept(now, reports)
         return reports
+
+
+def _stop_if_account_wide(error: ReportExportError) -> None:
+    """Credentials refused (401) or a host that cannot be reached fail every call alike: the
+    error is raised here, before a submit. A 403 may be a scoped token that lacks only the
+    catalog (docs/api-facts.md §5): the server judges the report at its submit."""
+    if account_problem(error) is not None and not isinstance(error, Forbidden):
+        raise error
 
 
 async def unproven(

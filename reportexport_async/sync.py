@@ -362,6 +362,7 @@ async def sync(
             except ConfigurationError as error:
                 raise ConfigurationError("out", error.problem, dataset=plan.dataset.name) from None
     spends = any(p.of("new", "history", "resume", "refresh") for p in plans)
+    clock_unknown = api.session.server_offset is None
     if spends and not options.dry_run and options.check_reports:
         for plan in plans:  # report ids never accepted: one catalog call at most, no quota
             if plan.of("new", "history", "resume", "refresh"):
@@ -369,10 +370,11 @@ async def sync(
                     api, client.ledger, plan.dataset.reports, setting="reports",
                     dataset=plan.dataset.name,
                 )  # fmt: skip
-    if spends and not options.dry_run and api.session.server_offset is None:
-        # One cheap call (no quota) before spending anything: the server says which day it is.
-        now = client.clock.now()
-        await api.list_jobs(now - timedelta(minutes=1), now)
+    if spends and not options.dry_run and clock_unknown:
+        if api.session.server_offset is None:  # the catalog's answer, if any, told it already
+            # One cheap call (no quota) before spending anything: the server says its day.
+            now = client.clock.now()
+            await api.list_jobs(now - timedelta(minutes=1), now)
         seen = api.session.server_offset
         if seen is not None and abs(seen - day.offset) >= 1:
             day.offset = seen

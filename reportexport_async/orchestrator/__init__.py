@@ -144,10 +144,13 @@ async def backfill(
     if postbacks is not None:  # one receiver may serve any number of runs at once
         unsubscribe = postbacks.subscribe(tracking.on_postback)
     try:
-        await _run(state, submitting, tracking, downloading, watching)
-        await fill_unknown_rows(state)
-        if options.merge:
-            merged = await merge_done(state)
+        if planned.stopped is not None:
+            state.account_wide(planned.stopped)  # nothing is tried; the manifest says why
+        else:
+            await _run(state, submitting, tracking, downloading, watching)
+            await fill_unknown_rows(state)
+            if options.merge:
+                merged = await merge_done(state)
     finally:
         if unsubscribe is not None:
             unsubscribe()

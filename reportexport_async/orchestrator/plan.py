@@ -26,7 +26,8 @@ from ..core.planning import (
     plan_chunks,
 )
 from ..core.quota import quota_day_bounds
-from ..errors import ConfigurationError, LedgerError
+from ..core.responses import account_problem
+from ..errors import ConfigurationError, LedgerError, ReportExportError
 from ..exports import file_is_intact
 from ..ledger import LedgerEntry
 from ..ledger_store import LedgerStore
@@ -52,6 +53,8 @@ class Planned:
     entries: dict[str, LedgerEntry]
     #: The report ids the server has never accepted for the account: probed with one chunk.
     unproven: list[str] = field(default_factory=list)
+    #: An account-wide failure met while planning (credentials refused at the catalog call).
+    stopped: ReportExportError | None = None
 
 
 def _check_day(name: str, value: object) -> None:
@@ -190,16 +193,23 @@ async def make_plan(
         requests.append(checked(partial(spec.request, Chunk(start, start)), rename=whole))
     distinct, duplicates = _distinct(exports, requests)
     unproven: list[str] = []
+    stopped: ReportExportError | None = None
     if options.dry_run:
         check_folder(out, argument="out_dir")  # and make nothing: a dry run leaves no trace
     else:
         prepare_folder(out, argument="out_dir")
         # Before anything is recorded or spent: one catalog call at most, none for known ids.
         ids = [spec.report_id for spec in distinct]
-        if options.check_reports:
-            unproven = await check_reports(api, ledger, ids, setting="report_id")
-        else:
-            unproven = await unproven_ids(api, ledger, ids)
+        try:
+            if options.check_reports:
+                unproven = await check_reports(api, ledger, ids, setting="report_id")
+            else:
+                unproven = await unproven_ids(api, ledger, ids)
+        except ReportExportError as error:
+            if account_problem(error) is None:
+                raise
+            stopped = error  # the run stops before it begins, with its manifest
+    record = not options.dry_run and stopped is None
     daily = await api.limiter.daily("ReportExport")  # the ledger's count: no call
     share = None if daily is None else daily.remaining // len(distinct)  # an export's quota
     config = api.config
@@ -209,7 +219,7 @@ async def make_plan(
         if rule.kind == "auto":
             pieces = await _auto_chunks(
                 ledger, account, spec, start, end,
-                row_target=options.row_target, submits_left=share, record=not options.dry_run,
+                row_target=options.row_target, submits_left=share, record=record,
             )  # fmt: skip
         else:
             pieces = chunk_range(start, end, rule)
@@ -241,4 +251,4 @@ async def make_plan(
         quota_left_today=None if daily is None else daily.remaining,
         daily_limit=None if daily is None else daily.limit,
     )
-    return Planned(plan, distinct, duplicates, entries, unproven)
+    return Planned(plan, distinct, duplicates, entries, unproven, stopped)
