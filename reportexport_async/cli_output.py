@@ -144,6 +144,14 @@ SUBJECTS: Mapping[str, str] = {
     "auth_token": "the auth token",
     "report_id": "REPORT",
     "report": "REPORT",
+    # The arguments of `export` and `backfill`, checked by the library before any call.
+    "start": "--start",
+    "end": "--end",
+    "out": "--out",
+    "out_dir": "--out",
+    "chunk": "--chunk",
+    "filters": "--param",
+    "result_format": "--format",
 }
 
 #: The flags that turn off a setting that is on unless told otherwise.

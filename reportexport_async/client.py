@@ -305,7 +305,7 @@ class Client:
         `chunk="1d"`) say; see `BackfillOptions`. `on_event` gets every `ProgressEvent`;
         `postbacks` wakes jobs as impact.com reports them done. Run the same call again to
         resume: what is done costs nothing."""
-        with unwrapped(), _named_out():
+        with _named_out(), unwrapped():
             return await backfill(
                 self.api, self.ledger, exports, start, end, out_dir=out, options=options,
                 on_event=on_event, postbacks=postbacks, **changes,
@@ -342,7 +342,7 @@ class Client:
                     on_event=send.send_nowait, postbacks=postbacks, **changes,
                 )  # fmt: skip
 
-        with unwrapped(), _named_out():
+        with _named_out(), unwrapped():
             async with anyio.create_task_group() as group:
                 group.start_soon(run)
                 try:

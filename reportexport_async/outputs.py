@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 
 from .errors import ConfigurationError
@@ -31,7 +32,7 @@ def prepare_file(path: str | Path, *, argument: str = "out") -> Path:
     """`path` can take a result file: its folders exist (made when missing) and can be written,
     and its name (with the `.part` written first) is one the file system accepts."""
     path = Path(path)
-    if path.is_dir():
+    if stat.S_ISDIR(_mode(path, argument)):
         raise ConfigurationError(
             argument, f"{str(path)!r} is a folder; give the path of a file in it, such as "
             f"{str(path / ('result' + (path.suffix or '.csv')))!r}",
@@ -45,7 +46,8 @@ def prepare_file(path: str | Path, *, argument: str = "out") -> Path:
 def prepare_folder(path: str | Path, *, argument: str = "out") -> Path:
     """`path` is a folder that can be written (made, with its parents, when missing)."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
+    mode = _mode(path, argument)
+    if mode and not stat.S_ISDIR(mode):
         raise ConfigurationError(argument, f"{str(path)!r} is a file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -62,14 +64,25 @@ def check_folder(path: str | Path, *, argument: str = "out") -> None:
     making anything."""
     path = Path(path)
     probe = path
-    while not probe.exists() and probe.parent != probe:
+    while not _mode(probe, argument) and probe.parent != probe:
         probe = probe.parent
-    if probe.exists() and not probe.is_dir():
+    if not stat.S_ISDIR(_mode(probe, argument)):
         raise ConfigurationError(argument, f"{str(probe)!r} is a file, not a folder")
     for part in path.parts:  # a name no folder can have is refused now, not at the real run
         _check_name(probe, part, path, argument)
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigurationError(argument, f"{str(path)!r} cannot be written (permission denied)")
+
+
+def _mode(path: Path, argument: str) -> int:
+    """The path's file mode, 0 when nothing is there (or a file stands in its way); a path the
+    system refuses to look up (a name too long, a loop of links) is a `ConfigurationError`."""
+    try:
+        return path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    except OSError as exc:
+        raise ConfigurationError(argument, _cannot(path, exc)) from None
 
 
 def _check_name(folder: Path, name: str, path: Path, argument: str) -> None:

@@ -493,7 +493,14 @@ async def _plan(client: Client, dataset: Dataset, day: _Day) -> _Plan:
             items.append(_Item(spec, request, None, print_.key, path, verdict, entry))
         return _Plan(dataset, today, last_day, items)
     options = BackfillOptions(chunk=dataset.chunk, dry_run=True, today=today)
-    planned = await make_plan(api, ledger, dataset.specs(), first, last_day, dataset.out, options)
+    try:
+        planned = await make_plan(
+            api, ledger, dataset.specs(), first, last_day, dataset.out, options
+        )
+    except ConfigurationError as error:  # the planner's `out_dir` is the dataset's `out`
+        if error.setting != "out_dir":
+            raise
+        raise ConfigurationError("out", error.problem, dataset=dataset.name) from None
     for chunk in planned.plan.chunks:
         spec = ExportSpec(chunk.report_id, dict(dataset.filters), dataset.result_format)
         entry = planned.entries.get(chunk.fingerprint)
