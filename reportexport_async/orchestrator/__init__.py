@@ -28,6 +28,7 @@ until when.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
@@ -116,9 +117,11 @@ async def backfill(
     api = client  # the raw calls: the product `Client` passes its `api` here
     options = (options or BackfillOptions()).but(**changes)
     out = Path(out_dir)
+    calls_before = Counter(api.usage.calls)
     planned = await make_plan(api, ledger, as_specs(exports), start, end, out, options)
     plan = planned.plan
     state = RunState(api, ledger, plan, out, options, on_event, postbacks_on=postbacks is not None)
+    state.calls_before = calls_before  # the plan's catalog call is the run's too
     # A download recorded after the plan read the entry is another worker's.
     state.known_downloads = {key: e.downloaded_at for key, e in planned.entries.items()}
     for key, run in state.runs.items():
