@@ -20,6 +20,13 @@ methods are safe by default:
 - `jobs`, `job`, `download(job_id)`, `replay(job_id)` (through the replay guard);
 - `api`: the single calls (`ReportExportClient`) for those who want them.
 
+Every method checks its arguments and prepares its output before any call, as the command line
+does (`reportexport_async.outputs`): missing folders are made; a folder where a file is needed, a
+file where a folder is needed, a place that cannot be written, reversed or future dates, a bad
+chunk rule, filter or format raise `ConfigurationError` naming the argument; a report id never
+accepted before is looked up in the account's catalog (`reportexport_async.catalog`: one call a
+day at most, no quota) and an unknown one raises `UnknownReport`. Nothing is spent or written.
+
 No `ExceptionGroup` leaves a method: a single error is raised as itself, also an exception raised
 in a progress callback.
 
