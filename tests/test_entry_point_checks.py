@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,9 @@ from reportexport_async import Client, ConfigurationError, Dataset, ExportSpec
 from reportexport_async.cli import main
 from reportexport_async.errors import UnknownReport
 from reportexport_async.sandbox import ManualClock, Sandbox
-from reportexport_async.sandbox.clock import ScaledClock as SandboxScaledClock
 from reportexport_async.sandbox.pytest_plugin import SandboxThread
 
-from .conftest import SANDBOX_START
+from .conftest import SANDBOX_START, external_account
 
 REPORT = "mp_clicks_by_day"
 GOOD = (date(2026, 6, 1), date(2026, 6, 7))  # settled days before the sandbox's 2026-06-15
@@ -86,13 +86,10 @@ async def export(
     return await client.export(report, out=out, **arguments)
 
 
-def _spec(report: str, filters: dict[str, str] | None, result_format: str) -> ExportSpec:
-    return ExportSpec(report, filters or {}, result_format)
-
-
 async def backfill(
     client: Client,
     *,
+    events: bool = False,
     report: str = REPORT,
     start: date = GOOD[0],
     end: date = GOOD[1],
@@ -101,26 +98,14 @@ async def backfill(
     filters: dict[str, str] | None = None,
     result_format: str = "CSV",
 ) -> object:
-    spec = _spec(report, filters, result_format)
-    return await client.backfill(spec, start, end, out=out, chunk=chunk)
-
-
-async def backfill_events(
-    client: Client,
-    *,
-    report: str = REPORT,
-    start: date = GOOD[0],
-    end: date = GOOD[1],
-    out: str = "data",
-    chunk: str = "1d",
-    filters: dict[str, str] | None = None,
-    result_format: str = "CSV",
-) -> object:
-    spec = _spec(report, filters, result_format)
-    async with client.backfill_events(spec, start, end, out=out, chunk=chunk) as events:
-        async for _ in events:
+    """`Client.backfill`, or with `events` its async iterator `Client.backfill_events`."""
+    spec = ExportSpec(report, filters or {}, result_format)
+    if not events:
+        return await client.backfill(spec, start, end, out=out, chunk=chunk)
+    async with client.backfill_events(spec, start, end, out=out, chunk=chunk) as progress:
+        async for _ in progress:
             pass
-    return events.result
+    return progress.result
 
 
 async def sync(
@@ -148,7 +133,7 @@ Entry = Callable[..., Awaitable[object]]
 ENTRIES: dict[str, Entry] = {
     "export": export,
     "backfill": backfill,
-    "backfill_events": backfill_events,
+    "backfill_events": partial(backfill, events=True),
     "sync": sync,
     "download": download,
 }
@@ -280,50 +265,25 @@ def _with(base: list[str], flag: str, value: str) -> list[str]:
     return argv
 
 
-def _report(base: list[str], report: str) -> list[str]:
-    return [base[0], report, *base[2:]]
+def _cli_mistakes(command: str) -> dict[str, tuple[list[str], str]]:
+    """mistake -> (argv, what the one-line error names): the Client's mistakes, as flags."""
+    base = CLI_BASE[command]
+    places = FILE_PLACES if command == "export" else FOLDER_PLACES
+    found = {what: (_with(base, "--out", place), "--out") for what, (place, _) in places.items()}
+    found["unknown report"] = ([base[0], "no_such_report", *base[2:]], "REPORT")
+    if command == "sync":
+        found["future dates"] = (_with(base, "--first-day", CLI_FUTURE), "--first-day")
+    else:
+        reversed_ = _with(_with(base, "--start", str(END)), "--end", str(START))
+        found["reversed dates"] = (reversed_, "--start")
+        found["future dates"] = (_with(base, "--end", CLI_FUTURE), "--end")
+    if command != "export":  # one export has no chunks
+        found["bad chunk rule"] = (_with(base, "--chunk", "fortnight"), "--chunk")
+    found["bad filter"] = (_with(base, "--param", "START_DATE=2026-01-01"), "--param")
+    return found
 
 
-# command -> mistake -> (argv, what the one-line error names)
-CLI_MISTAKES: dict[str, dict[str, tuple[list[str], str]]] = {
-    "export": {
-        "folder for file": (_with(CLI_BASE["export"], "--out", "adir"), "--out"),
-        "under a regular file": (_with(CLI_BASE["export"], "--out", "afile/x.csv"), "--out"),
-        "name too long": (_with(CLI_BASE["export"], "--out", f"{LONG}.csv"), "--out"),
-        "unknown report": (_report(CLI_BASE["export"], "no_such_report"), "REPORT"),
-        "reversed dates": (
-            ["export", REPORT, "--start", str(END), "--end", str(START), "--out", "x.csv"],
-            "--start",
-        ),
-        "future dates": (_with(CLI_BASE["export"], "--end", CLI_FUTURE), "--end"),
-        "bad filter": (_with(CLI_BASE["export"], "--param", "START_DATE=2026-01-01"), "--param"),
-    },
-    "backfill": {
-        "file for folder": (_with(CLI_BASE["backfill"], "--out", "afile"), "--out"),
-        "under a regular file": (_with(CLI_BASE["backfill"], "--out", "afile/sub"), "--out"),
-        "name too long": (_with(CLI_BASE["backfill"], "--out", LONG), "--out"),
-        "unknown report": (_report(CLI_BASE["backfill"], "no_such_report"), "REPORT"),
-        "reversed dates": (
-            ["backfill", REPORT, "--start", str(END), "--end", str(START), "--out", "data"],
-            "--start",
-        ),
-        "future dates": (_with(CLI_BASE["backfill"], "--end", CLI_FUTURE), "--end"),
-        "bad chunk rule": (_with(CLI_BASE["backfill"], "--chunk", "fortnight"), "--chunk"),
-        "bad filter": (
-            _with(CLI_BASE["backfill"], "--param", "START_DATE=2026-01-01"),
-            "--param",
-        ),
-    },
-    "sync": {
-        "file for folder": (_with(CLI_BASE["sync"], "--out", "afile"), "--out"),
-        "under a regular file": (_with(CLI_BASE["sync"], "--out", "afile/sub"), "--out"),
-        "name too long": (_with(CLI_BASE["sync"], "--out", LONG), "--out"),
-        "unknown report": (_report(CLI_BASE["sync"], "no_such_report"), "REPORT"),
-        "future dates": (_with(CLI_BASE["sync"], "--first-day", CLI_FUTURE), "--first-day"),
-        "bad chunk rule": (_with(CLI_BASE["sync"], "--chunk", "fortnight"), "--chunk"),
-        "bad filter": (_with(CLI_BASE["sync"], "--param", "START_DATE=2026-01-01"), "--param"),
-    },
-}
+CLI_MISTAKES = {command: _cli_mistakes(command) for command in CLI_BASE}
 CLI_CASES = [
     pytest.param(command, what, id=f"{command}-{what}")
     for command, mistakes in CLI_MISTAKES.items()
@@ -337,15 +297,7 @@ def account(
     monkeypatch: pytest.MonkeyPatch,
     work: Path,
 ) -> SandboxThread:
-    """An external sandbox whose credentials are in the environment, its clock 3 hours behind
-    (its jobs look old enough to the replay guard) and 100 times faster."""
-    clock = SandboxScaledClock(start=datetime.now(UTC) - timedelta(hours=3), scale=100)
-    sandbox = impact_sandbox_factory(clock=clock, job_duration=(1, 2), rows_per_day=5)
-    monkeypatch.setenv("IMPACT_ACCOUNT_SID", sandbox.account_sid)
-    monkeypatch.setenv("IMPACT_AUTH_TOKEN", sandbox.auth_token)
-    monkeypatch.setenv("IMPACT_ACCOUNT_TYPE", "Mediapartners")
-    monkeypatch.setenv("IMPACT_BASE_URL", sandbox.base_url)
-    return sandbox
+    return external_account(impact_sandbox_factory, monkeypatch)
 
 
 def ledger_rows() -> int:
