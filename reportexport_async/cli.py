@@ -35,21 +35,30 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn, TypeVar, get_args
 
 import anyio
 import click
-from pydantic import ValidationError
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.text import Text
 
 from .api import ReportExportClient
+from .catalog import remember, remembered
 from .cli_output import (
     Cell,
     cli_language,
@@ -66,7 +75,7 @@ from .client import Client
 from .config import LIMIT_ENV_VARS, ClientConfig, limits_from_env
 from .core.chunking import Chunk, ChunkRule, parse_chunk_rule
 from .core.freshness import DEFAULT_REFRESH_HOUR, DEFAULT_SETTLE_DAYS
-from .core.models import ExportRequest, Job, validation_problem
+from .core.models import ExportRequest, Job, Report, checked
 from .core.planning import Plan, chunk_path, export_folder
 from .core.policies import RateLimitPolicy, RetryPolicy
 from .datasets import in_file, load_datasets
@@ -88,6 +97,7 @@ from .orchestrator import (
     ExportSpec,
     ProgressEvent,
 )
+from .outputs import check_folder, prepare_file, prepare_folder
 from .postbacks import TOKEN_ENV, PostbackReceiver, parse_listen
 from .sync import Dataset, SyncOptions, SyncResult
 
@@ -361,6 +371,16 @@ def postback_options(function: Callable[..., T]) -> Callable[..., T]:
     return function
 
 
+def check_reports_option(function: Callable[..., T]) -> Callable[..., T]:
+    return click.option(
+        "--check-reports/--no-check-reports",
+        default=True,
+        show_default=True,
+        help="look report ids never used before up in the account's catalog first (GET /Reports: "
+        "one call a day, no quota): an unknown one is a usage error before any ReportExport call",
+    )(function)
+
+
 def verbose_option(function: Callable[..., T]) -> Callable[..., T]:
     return click.option(
         "-v",
@@ -546,7 +566,33 @@ async def open_run(
     config = credentials.config(sandbox_offered=sandbox_offered)
     # The ledger keeps the daily quota's use, shared by every process on this machine.
     async with Client(config, ledger=default_ledger_path(ledger_path)) as client:
-        yield Run(client)
+        lent = _lend_catalog(client, config)
+        try:
+            yield Run(client)
+        finally:
+            if not lent:
+                _keep_catalog(client, config)
+
+
+def _lend_catalog(client: Client, config: ClientConfig) -> bool:
+    """The catalog `reportexport reports` cached for the day, given to the client's report-id
+    check (no call for it); False when there is none."""
+    cached = read_catalog(config)
+    if cached is None:
+        return False
+    try:
+        remember(client.api, [Report.model_validate(report) for report in cached])
+    except ValueError:  # a cache from another version: the check asks again
+        return False
+    return True
+
+
+def _keep_catalog(client: Client, config: ClientConfig) -> None:
+    """A catalog the client's report-id check read, cached for `reportexport reports` and the
+    next commands of the day."""
+    found = remembered(client.api)
+    if found is not None:
+        write_catalog(config, [report.model_dump(mode="json") for report in found])
 
 
 def _run_async(work: Callable[[], Awaitable[T]]) -> T:
@@ -600,29 +646,25 @@ def _calls_text(calls: Mapping[str, int]) -> str:
     return f"{sum(used.values())} ({parts})"
 
 
+@contextmanager
+def _as_usage(option: str) -> Iterator[None]:
+    """A library check's `ConfigurationError` as a usage error naming the command's `option`."""
+    try:
+        yield
+    except ConfigurationError as error:
+        raise click.UsageError(f"{option}: {error.problem}") from None
+
+
 def _check_could_write(path: Path, option: str) -> None:
-    """Would `_check_writable_folder` pass? Asked of the folder or its nearest existing parent,
-    without making anything (for `--dry-run`)."""
-    probe = path
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise click.UsageError(f"{option}: {str(probe)!r} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise click.UsageError(f"{option}: {str(path)!r} cannot be written (permission denied)")
+    """Would `_check_writable_folder` pass? Making nothing (for `--dry-run`)."""
+    with _as_usage(option):
+        check_folder(path)
 
 
 def _check_writable_folder(path: Path, option: str) -> None:
-    """A folder for results exists (or can be made) and takes a file, before any call."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".reportexport-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise click.UsageError(
-            f"{option}: {str(path)!r} cannot be written ({exc.strerror or exc})"
-        ) from None
+    """A folder for results exists (or is made) and takes a file, before any call."""
+    with _as_usage(option):
+        prepare_folder(path)
 
 
 # -- the backfill display ------------------------------------------------------------------------
@@ -954,7 +996,7 @@ class BackfillArgs:
     dry_run: bool
     wait_for_quota: bool
     postbacks: PostbackArgs | None = None
-    check_reports: bool = False
+    check_reports: bool = True
     wait_for_replays: bool = False
 
     def options(self) -> BackfillOptions:
@@ -1364,12 +1406,7 @@ def cli() -> None:
     "that instead of stopping with the chunk deferred",
 )
 @postback_options
-@click.option(
-    "--check-reports",
-    is_flag=True,
-    help="look report ids never used before up in GET /Reports first (one call): an unknown "
-    "one is a usage error before any ReportExport call",
-)
+@check_reports_option
 @accounts_options
 @sandbox_options
 @json_option
@@ -1510,6 +1547,7 @@ def demo_command(out: Path) -> int:
     help=f"result file (default {DEFAULT_OUT}/<report>/<start>_<end>.<ext>)",
 )
 @sandbox_ledger_option
+@check_reports_option
 @sandbox_options
 @json_option
 @credential_options
@@ -1522,6 +1560,7 @@ def export_command(
     result_format: str,
     out: Path | None,
     ledger_path: Path | None,
+    check_reports: bool,
     as_json: bool,
     **options: Any,
 ) -> int:
@@ -1532,19 +1571,18 @@ def export_command(
     if start is not None and end is not None and end < start:
         raise click.UsageError(f"--start {start} is after --end {end}")
     try:
-        request = ExportRequest(
-            report_id=report,
-            start=start,
-            end=end,
-            filters=filters,
-            result_format=result_format.upper(),
-        )
-    except ValidationError as exc:
-        where, _, problem = validation_problem(exc)
-        raise click.UsageError(f"{where}: {problem}" if where else problem) from None
+        request = checked(
+            partial(
+                ExportRequest, report_id=report, start=start, end=end, filters=filters,
+                result_format=result_format.upper(),
+            ),
+        )  # fmt: skip
+    except ConfigurationError as error:
+        raise click.UsageError(str(error)) from None
     credentials = Credentials.from_options(options)
     if out is not None:
-        _check_writable_folder(out.parent if str(out.parent) else Path("."), "--out")
+        with _as_usage("--out"):
+            prepare_file(out)  # the one check `Client.export` makes again, before any call
     console = _console()
 
     async def work() -> int:
@@ -1558,11 +1596,12 @@ def export_command(
                     name = f"default-range_{today}.{request.result_format.lower()}"
                     relative = PurePosixPath(export_folder(request), name)
                 dest = DEFAULT_OUT / relative
-                _check_writable_folder(dest.parent, "--out")
+                with _as_usage("--out"):
+                    prepare_file(dest)
             if not as_json:
                 _sandbox_banner(run, console, as_json)
             try:
-                outcome = await run.client.export(request, out=dest)
+                outcome = await run.client.export(request, out=dest, check_reports=check_reports)
             except BaseException as raised:
                 if isinstance(_leaf(raised), KeyboardInterrupt | anyio.get_cancelled_exc_class()):
                     _SAID.resume = _export_interrupted(run.client, dest)
@@ -1637,6 +1676,7 @@ def export_command(
     help="when the daily quota runs out, wait for its reset instead of stopping",
 )
 @postback_options
+@check_reports_option
 @accounts_options
 @sandbox_options
 @json_option
@@ -1662,6 +1702,7 @@ def sync_command(
     postback_token: str | None,
     postback_fields: tuple[str, str],
     postback_public_url: str | None,
+    check_reports: bool,
     accounts_file: Path | None,
     account_names: tuple[str, ...],
     parallel_accounts: int,
@@ -1708,7 +1749,7 @@ def sync_command(
     credentials = Credentials.from_options(options)
     console = _console()
     sync_options = SyncOptions(dry_run=dry_run, wait_for_quota=wait_for_quota,
-                               concurrency=concurrency)  # fmt: skip
+                               concurrency=concurrency, check_reports=check_reports)  # fmt: skip
     if accounts_file is not None or account_names:
         from . import cli_accounts
 

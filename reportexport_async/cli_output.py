@@ -140,7 +140,22 @@ FLAGS: Mapping[str, str] = {
 }
 
 #: What a message about a setting names when no flag holds the setting itself.
-SUBJECTS: Mapping[str, str] = {"auth_token": "the auth token", "report_id": "REPORT"}
+SUBJECTS: Mapping[str, str] = {
+    "auth_token": "the auth token",
+    "report_id": "REPORT",
+    "report": "REPORT",
+    # The arguments of `export` and `backfill`, checked by the library before any call.
+    "start": "--start",
+    "end": "--end",
+    "out": "--out",
+    "out_dir": "--out",
+    "chunk": "--chunk",
+    "filters": "--param",
+    "result_format": "--format",
+}
+
+#: The flags that turn off a setting that is on unless told otherwise.
+NEGATIONS: Mapping[str, str] = {"check_reports": "--no-check-reports"}
 
 _REWRITES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
     # "base_url: plain http:// ...": the setting the message is about, by its flag.
@@ -150,10 +165,15 @@ _REWRITES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = 
             f"{SUBJECTS.get(m[1]) or FLAGS[m[1]]}: " if m[1] in FLAGS or m[1] in SUBJECTS else m[0]
         ),
     ),
-    # "pass check_reports=False to let the server decide": the flag is off unless given.
+    # "pass check_reports=False to let the server decide": the flag that turns it off, or
+    # leaving out the flag that turns it on.
     (
         re.compile(r"pass (\w+)=False"),
-        lambda m: f"leave out {FLAGS.get(m[1], m[1])}" if m[1] in FLAGS else m[0],
+        lambda m: (
+            f"pass {NEGATIONS[m[1]]}"
+            if m[1] in NEGATIONS
+            else (f"leave out {FLAGS[m[1]]}" if m[1] in FLAGS else m[0])
+        ),
     ),
     (
         re.compile(r"pass (\w+)=True"),

@@ -20,6 +20,13 @@ methods are safe by default:
 - `jobs`, `job`, `download(job_id)`, `replay(job_id)` (through the replay guard);
 - `api`: the single calls (`ReportExportClient`) for those who want them.
 
+Every method checks its arguments and prepares its output before any call, as the command line
+does (`reportexport_async.outputs`): missing folders are made; a folder where a file is needed, a
+file where a folder is needed, a place that cannot be written, reversed or future dates, a bad
+chunk rule, filter or format raise `ConfigurationError` naming the argument; a report id never
+accepted before is looked up in the account's catalog (`reportexport_async.catalog`: one call a
+day at most, no quota) and an unknown one raises `UnknownReport`. Nothing is spent or written.
+
 No `ExceptionGroup` leaves a method: a single error is raised as itself, also an exception raised
 in a progress callback.
 
@@ -36,6 +43,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias, Unpack
@@ -45,10 +53,11 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .api import ReportExportClient
+from .catalog import check_reports as check_report_ids
 from .clock import Clock, ScaledClock, SystemClock
 from .config import ClientConfig
 from .core.fingerprint import account_key
-from .core.models import ExportRequest, Job
+from .core.models import ExportRequest, Job, checked
 from .downloads import DownloadResult
 from .errors import ConfigurationError
 from .exports import ExportOutcome, ReplayOutcome, download_recorder, fetch_export, replay_job
@@ -62,6 +71,8 @@ from .orchestrator import (
     ProgressEvent,
     backfill,
 )
+from .orchestrator.plan import account_today, check_range
+from .outputs import prepare_file
 from .postbacks import PostbackReceiver
 from .ratelimit import RateLimiter
 from .session import UsageSnapshot
@@ -253,22 +264,36 @@ class Client:
         filters: Mapping[str, Any] | None = None,
         result_format: str = "CSV",
         fresh: bool = False,
+        check_reports: bool = True,
     ) -> ExportOutcome:
         """One export into the file `out`, spending as few calls as the guide allows: none when
         the file is intact, no submit when the job is known. Without `start`/`end`, the report's
-        default range. `fresh` asks for a replay when new data is plausible (recent days)."""
+        default range. `fresh` asks for a replay when new data is plausible (recent days).
+
+        Before any call: the arguments are checked, the folders of `out` made, and a report id
+        never accepted before looked up in the account's catalog (`check_reports`; one call a
+        day at most, no quota); a mistake is a `ConfigurationError` naming the argument."""
         if isinstance(report, ExportRequest):
             request = report
         else:
-            request = ExportRequest(
-                report_id=report,
-                start=start,
-                end=end,
-                filters=dict(filters or {}),
-                result_format=result_format,
+            request = checked(
+                partial(
+                    ExportRequest,
+                    report_id=report,
+                    start=start,
+                    end=end,
+                    filters=filters if filters is not None else {},
+                    result_format=result_format,
+                ),
+                rename={"report_id": "report", "": "start"},
             )
         with unwrapped():
-            return await fetch_export(self.api, self.ledger, request, out, fresh=fresh)
+            if request.start is not None and request.end is not None:
+                check_range(request.start, request.end, await account_today(self.api))
+            dest = prepare_file(out)
+            if check_reports:
+                await check_report_ids(self.api, self.ledger, [request.report_id], setting="report")
+            return await fetch_export(self.api, self.ledger, request, dest, fresh=fresh)
 
     async def backfill(
         self,
@@ -287,7 +312,7 @@ class Client:
         `chunk="1d"`) say; see `BackfillOptions`. `on_event` gets every `ProgressEvent`;
         `postbacks` wakes jobs as impact.com reports them done. Run the same call again to
         resume: what is done costs nothing."""
-        with unwrapped():
+        with _named_out(), unwrapped():
             return await backfill(
                 self.api, self.ledger, exports, start, end, out_dir=out, options=options,
                 on_event=on_event, postbacks=postbacks, **changes,
@@ -324,7 +349,7 @@ class Client:
                     on_event=send.send_nowait, postbacks=postbacks, **changes,
                 )  # fmt: skip
 
-        with unwrapped():
+        with _named_out(), unwrapped():
             async with anyio.create_task_group() as group:
                 group.start_soon(run)
                 try:
@@ -371,7 +396,7 @@ class Client:
         with unwrapped():
             entry = await self.ledger.find(job_id)
             extension = (entry.result_format if entry else "csv").lower()
-            dest = Path(out) if out is not None else Path(f"{job_id}.{extension}")
+            dest = prepare_file(out if out is not None else f"{job_id}.{extension}")
             record = None if entry is None else download_recorder(self.ledger, entry.fingerprint)
             return await self.api.download(job_id, dest, on_saved=record)
 
@@ -405,6 +430,17 @@ def _account_on(ledger: LedgerStore, config: ClientConfig) -> Iterator[None]:
         yield
     finally:
         accounts.discard(account)
+
+
+@contextmanager
+def _named_out() -> Iterator[None]:
+    """The orchestrator names its output folder `out_dir`; the client's argument is `out`."""
+    try:
+        yield
+    except ConfigurationError as error:
+        if error.setting != "out_dir":
+            raise
+        raise ConfigurationError("out", error.problem, dataset=error.dataset) from None
 
 
 def _no_jitter() -> float:

@@ -28,6 +28,7 @@ always with ``raise ... from exc``.
     ├── DownloadIntegrityError         truncated body, size or checksum mismatch
     ├── OutputError                    a result or the manifest could not be written (disk full)
     ├── ConfigurationError (ValueError) a bad setting; the message names the setting
+    │   └── UnknownReport              a report id the account's catalog does not offer (§1d)
     ├── LedgerError                    the ledger is corrupt, newer, read-only or locked
     └── AccountUnavailable             an account-wide failure stopped a run: credentials refused,
                                        host unreachable, TLS, every call failing for too long
@@ -78,6 +79,7 @@ __all__ = [
     "SignedURLRefused",
     "TransportError",
     "Unauthorized",
+    "UnknownReport",
     "WaitTimeout",
     "redact_url",
 ]
@@ -393,6 +395,26 @@ class ConfigurationError(ReportExportError, ValueError):
         self.dataset = dataset
         where = "" if dataset is None else f"dataset {dataset!r}: "
         super().__init__(f"{setting}: {where}{problem}")
+
+
+class UnknownReport(ConfigurationError):
+    """Report ids the account's report catalog (`GET /Reports`) does not offer for export:
+    unknown, or not API accessible. Raised before any ReportExport call; ``report_ids`` are the
+    ids, ``setting`` the argument that gave them. The message says how to list the reports."""
+
+    def __init__(
+        self,
+        setting: str,
+        problems: dict[str, str],
+        *,
+        dataset: str | None = None,
+    ) -> None:
+        self.report_ids = tuple(problems)
+        advice = (
+            "list the account's reports with `reportexport reports` or `client.api.reports()`, "
+            "or pass check_reports=False to let the server decide"
+        )
+        super().__init__(setting, f"{'; '.join(problems.values())} ({advice})", dataset=dataset)
 
 
 LedgerProblem = Literal[

@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from pydantic import ValidationError
 
+from .catalog import check_reports
 from .core.chunking import Chunk, parse_chunk_rule
 from .core.fingerprint import fingerprint
 from .core.freshness import (
@@ -58,7 +58,7 @@ from .core.freshness import (
     judge_fetched,
     judge_unfetched,
 )
-from .core.models import ExportRequest, Job, JobStatus, validation_problem
+from .core.models import ExportRequest, Job, JobStatus, checked
 from .core.planning import export_folder
 from .core.quota import quota_day_bounds
 from .core.replay import ReplayPolicy
@@ -77,8 +77,8 @@ from .files import atomic_write, part_of
 from .ledger import LedgerEntry
 from .merge import merge_files
 from .orchestrator import BackfillOptions, BackfillResult, ExportSpec, ProgressEvent, backfill
-from .orchestrator.plan import _check_out_dir as check_out_dir
 from .orchestrator.plan import make_plan
+from .outputs import prepare_folder
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import Client
@@ -151,15 +151,11 @@ class Dataset:
             )
         if not isinstance(self.refresh_hour, int) or not 0 <= self.refresh_hour <= 23:
             raise bad("refresh_hour", f"must be an hour from 0 to 23, got {self.refresh_hour!r}")
+        day = Chunk(date(2000, 1, 1), date(2000, 1, 1))
         for spec in self.specs():  # the request is valid (format, filters) before any call
-            try:
-                spec.request(Chunk(date(2000, 1, 1), date(2000, 1, 1)))
-            except ValidationError as exc:
-                field, _, problem = validation_problem(exc)
-                # The request's field as the dataset names it (its report ids are `reports`).
-                raise bad(
-                    {"report_id": "reports", "": "dataset"}.get(field, field), problem
-                ) from None
+            # The request's field as the dataset names it (its report ids are `reports`).
+            rename = {"report_id": "reports", "": "dataset"}
+            checked(partial(spec.request, day), rename=rename, dataset=self.name)
 
     @property
     def policy(self) -> FreshnessPolicy:
@@ -173,11 +169,13 @@ class Dataset:
 class SyncOptions:
     """`dry_run`: the plan and its cost by kind, no call. `wait_for_quota`: wait for the daily
     quota's reset instead of leaving chunks pending. `concurrency`: submits and downloads at a
-    time."""
+    time. `check_reports`: look report ids never accepted before up in the account's catalog
+    before any call that spends (one call, no quota; False: the server judges them)."""
 
     dry_run: bool = False
     wait_for_quota: bool = False
     concurrency: int = 4
+    check_reports: bool = True
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -360,14 +358,23 @@ async def sync(
     if not options.dry_run:
         for plan in plans:
             try:
-                check_out_dir(plan.dataset.out)  # before any call
+                prepare_folder(plan.dataset.out)  # before any call
             except ConfigurationError as error:
                 raise ConfigurationError("out", error.problem, dataset=plan.dataset.name) from None
     spends = any(p.of("new", "history", "resume", "refresh") for p in plans)
-    if spends and not options.dry_run and api.session.server_offset is None:
-        # One cheap call (no quota) before spending anything: the server says which day it is.
-        now = client.clock.now()
-        await api.list_jobs(now - timedelta(minutes=1), now)
+    clock_unknown = api.session.server_offset is None
+    if spends and not options.dry_run and options.check_reports:
+        for plan in plans:  # report ids never accepted: one catalog call at most, no quota
+            if plan.of("new", "history", "resume", "refresh"):
+                await check_reports(
+                    api, client.ledger, plan.dataset.reports, setting="reports",
+                    dataset=plan.dataset.name,
+                )  # fmt: skip
+    if spends and not options.dry_run and clock_unknown:
+        if api.session.server_offset is None:  # the catalog's answer, if any, told it already
+            # One cheap call (no quota) before spending anything: the server says its day.
+            now = client.clock.now()
+            await api.list_jobs(now - timedelta(minutes=1), now)
         seen = api.session.server_offset
         if seen is not None and abs(seen - day.offset) >= 1:
             day.offset = seen
@@ -486,7 +493,14 @@ async def _plan(client: Client, dataset: Dataset, day: _Day) -> _Plan:
             items.append(_Item(spec, request, None, print_.key, path, verdict, entry))
         return _Plan(dataset, today, last_day, items)
     options = BackfillOptions(chunk=dataset.chunk, dry_run=True, today=today)
-    planned = await make_plan(api, ledger, dataset.specs(), first, last_day, dataset.out, options)
+    try:
+        planned = await make_plan(
+            api, ledger, dataset.specs(), first, last_day, dataset.out, options
+        )
+    except ConfigurationError as error:  # the planner's `out_dir` is the dataset's `out`
+        if error.setting != "out_dir":
+            raise
+        raise ConfigurationError("out", error.problem, dataset=dataset.name) from None
     for chunk in planned.plan.chunks:
         spec = ExportSpec(chunk.report_id, dict(dataset.filters), dataset.result_format)
         entry = planned.entries.get(chunk.fingerprint)
@@ -573,6 +587,7 @@ async def _backfill(
         wait_for_quota=options.wait_for_quota,
         submit_concurrency=options.concurrency,
         download_concurrency=options.concurrency,
+        check_reports=options.check_reports,
         today=plan.today,
     )
     try:

@@ -26,8 +26,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = REPO / "RELIABILITY.md"
-SUITE = "tests/test_reliability.py tests/test_trust.py"
-FIGURE_PREFIXES = ("crash loop:", "fault matrix:", "full disk:", "flood:", "load:", "trust:")
+SUITE = "tests/test_reliability.py tests/test_trust.py tests/test_entry_point_checks.py"
+FIGURE_PREFIXES = (
+    "crash loop:", "fault matrix:", "full disk:", "flood:", "load:", "trust:",
+    "entry-point checks:",
+)  # fmt: skip
+#: Test names (before any `[param]`) of the matrix of mistakes over every entry point.
+ENTRY_POINT_TESTS = ("test_a_client_mistake", "test_a_command_line_mistake")
 #: Test names (before any `[param]`) that feed bad input through the Python API.
 BAD_INPUT_TESTS = (
     "test_bad_input_is_refused_before_any_call",
@@ -35,7 +40,7 @@ BAD_INPUT_TESTS = (
     "test_an_output_folder_that_cannot_be_written_is_refused",
     "test_an_unknown_account_type_is_refused_when_configuring",
     "test_an_unknown_report_is_refused_with_at_most_one_call",
-    "test_an_unknown_report_costs_one_submit_and_fails_clearly",
+    "test_without_the_catalog_an_unknown_report_costs_one_submit",
     "test_a_corrupt_or_newer_ledger_is_refused_and_left_alone",
     "test_a_newer_ledger_is_not_modified_at_all",
 )
@@ -65,6 +70,13 @@ GROUPS = {
         "test_a_wait_for",
         "test_one_export_whose_job",
         "test_quota_stores",
+    ),
+    "entry points": (
+        *ENTRY_POINT_TESTS,
+        "test_a_missing_folder",
+        "test_the_command_line_makes",
+        "test_the_client_matrix",
+        "test_the_command_line_matrix",
     ),
 }
 
@@ -127,6 +139,8 @@ def report(code: int, seconds: float, results: dict[str, str], lines: list[str])
     faults_passed = sum(1 for x in faults if results[x] == "passed")
     bad = [x for x in results if x.partition("[")[0] in BAD_INPUT_TESTS]
     bad_passed = sum(1 for x in bad if results[x] == "passed")
+    entry = [x for x in results if x.startswith(ENTRY_POINT_TESTS)]
+    entry_passed = sum(1 for x in entry if results[x] == "passed")
     dupes = duplicates(lines)
     command = ".venv/bin/python -m tests.reliability_report"
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -149,8 +163,12 @@ def report(code: int, seconds: float, results: dict[str, str], lines: list[str])
         f"| SIGKILLs survived (every run then completed, files intact) | {kills} |",
         f"| Fault scenarios passed | {faults_passed} of {len(faults)} |",
         f"| Bad inputs tried through the Python API (each a clear error, nothing half-written; "
-        f"all before any call but an unknown report id, which costs its one probe submit) | "
+        f"all before any ReportExport call: an unknown report id costs one catalog call, no "
+        f"quota; one probe submit only with the catalog check off) | "
         f"{bad_passed} of {len(bad)} passed |",
+        "| Mistakes tried at every entry point, `Client` and command line (the same error class, "
+        "zero ReportExport calls, nothing written; tests/test_entry_point_checks.py) | "
+        f"{entry_passed} of {len(entry)} passed |",
         "| Duplicate submits found (jobs beyond one per chunk) | "
         + ("missing" if dupes is None else str(dupes))
         + " |",

@@ -269,14 +269,15 @@ def test_json_events_are_plain_data(here: Callable[..., Any]) -> None:
 
 
 def test_a_check_reports_failure_ends_the_json_stream_with_an_error() -> None:
-    done = cli("backfill", "mp_clicks_by_dya", *RANGE, "--sandbox", "--json", "--check-reports")
+    done = cli("backfill", "mp_clicks_by_dya", *RANGE, "--sandbox", "--json")
     assert done.returncode == 2
     last = json_lines(done.stdout)[-1]
     assert last["event"] == "error"
     assert last["exit_code"] == 2
     assert "did you mean mp_clicks_by_day" in last["message"]
     assert "check_reports=False" not in done.stdout + done.stderr
-    assert "leave out --check-reports" in done.stderr
+    assert "pass --no-check-reports" in done.stderr
+    assert "reportexport reports" in done.stderr  # how to list the account's reports
 
 
 def interrupt_after_first_chunk(argv: list[str], **env: str) -> tuple[int, str, str]:

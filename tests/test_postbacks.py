@@ -258,7 +258,9 @@ async def test_two_backfills_sharing_one_receiver_both_get_their_wake_ups(tmp_pa
     for name, result in results.items():
         assert result.complete, name
         assert len(result.chunks) == 10
-        calls_per_chunk = sum(result.calls.values()) / len(result.chunks)
+        assert result.calls.get("Reports", 0) <= 1  # the report id's look-up, once a run
+        per_chunk = {call: n for call, n in result.calls.items() if call != "Reports"}
+        calls_per_chunk = sum(per_chunk.values()) / len(result.chunks)
         assert calls_per_chunk <= 2.05, (name, dict(result.calls))
         assert len(result.postback_latency) == 10, name  # every download woken by a postback
     assert stats["calls"]["ListJobs"] + stats["calls"]["GetJob"] == 0

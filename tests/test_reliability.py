@@ -790,15 +790,17 @@ async def test_an_unknown_account_type_is_refused_when_configuring(
     assert list(tmp_path.iterdir()) == []
 
 
-async def test_an_unknown_report_costs_one_submit_and_fails_clearly(tmp_path: Path) -> None:
-    """By default the server judges: the first chunk of a report never used before is
-    submitted alone, its 404 fails it with a message naming the report, and the report's other
-    chunks fail without a call; nothing is downloaded; the ledger keeps no claim."""
+async def test_without_the_catalog_an_unknown_report_costs_one_submit(tmp_path: Path) -> None:
+    """With `check_reports=False` (or a catalog that cannot be read) the server judges: the
+    first chunk of a report never used before is submitted alone, its 404 fails it with a
+    message naming the report, and the report's other chunks fail without a call; nothing is
+    downloaded; the ledger keeps no claim."""
     out = tmp_path / "out"
     async with simulated_account(tmp_path) as (sandbox, client, ledger):
         result = await backfill(
-            client, ledger, [ExportSpec("no_such_report")], *GOOD, out_dir=out, chunk="1d"
-        )
+            client, ledger, [ExportSpec("no_such_report")], *GOOD, out_dir=out, chunk="1d",
+            check_reports=False,
+        )  # fmt: skip
         stats = sandbox.stats()
     assert result.counts == {"done": 0, "failed": 3, "pending": 0, "deferred": 0, "stuck": 0}
     for run in result.chunks:
@@ -812,9 +814,9 @@ async def test_an_unknown_report_costs_one_submit_and_fails_clearly(tmp_path: Pa
 
 
 async def test_an_unknown_report_is_refused_with_at_most_one_call(tmp_path: Path) -> None:
-    """With `check_reports`, one `GET /Reports` before the first submit: an unknown report (and
-    one that is not API accessible) is refused with a clear error, no quota spent, no ledger
-    entry written."""
+    """By default (`check_reports`), one `GET /Reports` before the first submit: an unknown
+    report (and one that is not API accessible) is refused with a clear error, no quota spent,
+    no ledger entry written."""
     async with simulated_account(tmp_path) as (sandbox, client, ledger):
         with pytest.raises(ConfigurationError, match="no_such_report") as caught:
             await backfill(

@@ -15,10 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Container, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeVar
 from urllib.parse import unquote
 
 from pydantic import (
@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..errors import ConfigurationError
 from .personas import RESERVED_EXPORT_PARAMS
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "JobStatus",
     "Report",
     "ResultFormat",
+    "checked",
     "job_id_from_uri",
     "parse_report_catalog",
     "validation_problem",
@@ -53,6 +55,8 @@ __all__ = [
 
 ResultFormat = Literal["CSV", "JSON", "XML"]
 FilterValue = str | int | float | bool | dt.date
+
+_M = TypeVar("_M", bound=BaseModel)
 
 # docs/api-facts.md §7 [INFERRED]: the job id is the path segment after /Jobs/ in QueuedUri.
 _JOB_ID_RE = re.compile(r"/Jobs/([^/?#]+)")
@@ -69,6 +73,24 @@ def validation_problem(exc: ValidationError) -> tuple[str, str, str]:
     for prefix in ("Value error, ", "Assertion failed, "):
         problem = problem.removeprefix(prefix)
     return where, str(first["type"]), " ".join(problem.split())
+
+
+def checked(
+    make: Callable[[], _M],
+    *,
+    rename: Mapping[str, str] | None = None,
+    dataset: str | None = None,
+) -> _M:
+    """`make()`, a request built from a caller's arguments, with pydantic's `ValidationError`
+    as the library's `ConfigurationError` naming the argument: the model's field as the caller
+    calls it (`rename`; the key "" names a problem of the whole request, such as its range)."""
+    try:
+        return make()
+    except ValidationError as exc:
+        where, _, problem = validation_problem(exc)
+        raise ConfigurationError(
+            (rename or {}).get(where, where) or "request", problem, dataset=dataset
+        ) from None
 
 
 def job_id_from_uri(uri: str | None) -> str | None:

@@ -199,11 +199,7 @@ def unknown_reports(report_ids: Sequence[str], catalog: Sequence[Report]) -> dic
                 r.id for r in catalog if r.api_accessible is not False and _near(report_id, r.id)
             )
             hint = f"; did you mean {', '.join(near[:3])}?" if near else ""
-            problems[report_id] = (
-                f"the account's report catalog has no report {report_id!r}{hint} "
-                "(check the id against GET /Reports, or pass check_reports=False to let "
-                "the server decide)"
-            )
+            problems[report_id] = f"the account's report catalog has no report {report_id!r}{hint}"
         elif found.api_accessible is False:
             problems[report_id] = (
                 f"report {report_id!r} ({found.name or found.id}) is not API accessible: "

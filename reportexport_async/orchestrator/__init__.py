@@ -3,9 +3,10 @@ applications use it through `Client.backfill`; `backfill` here is the engine it 
 
 Step by step, each in the module named after it:
 
-1. `plan`: everything is checked before any call (dates, report ids, the chunk rule, the output
-   folder); every export x chunk gets its fingerprint, and the ledger says whether it is done
-   (file intact: no call), known (re-attach to its job: no submit) or new (one submit).
+1. `plan`: everything is checked before any call (dates, the chunk rule, filters, the output
+   folder; new report ids against the account's catalog, its one call); every export x chunk
+   gets its fingerprint, and the ledger says whether it is done (file intact: no call), known
+   (re-attach to its job: no submit) or new (one submit).
 2. `submit`: new chunks are submitted while today's ReportExport quota lasts; the rest is
    reported pending with the time the quota resets (or, with `wait_for_quota`, waited for).
 3. `track`: one tracker refreshes every job in flight with one `GET /Jobs` listing call per
@@ -27,6 +28,7 @@ until when.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
@@ -35,7 +37,6 @@ from typing import Unpack
 import anyio
 
 from ..api import ReportExportClient
-from ..core.fingerprint import account_key
 from ..core.models import JobStatus
 from ..errors import LedgerError
 from ..ledger_store import LedgerStore
@@ -52,7 +53,7 @@ from .model import (
     ExportSpec,
     ProgressEvent,
 )
-from .plan import check_catalog, describe, log, make_plan, unproven_reports
+from .plan import describe, log, make_plan
 from .recover import Recovery
 from .results import merge_done, write_manifest
 from .state import RunState
@@ -96,11 +97,12 @@ async def backfill(
     to them) say. See the module docstring; `Client.backfill` is the same with the client's own
     ledger.
 
-    A report the server has never accepted (no job of it in the ledger) is probed first: one
-    chunk is submitted alone, and the report's other chunks follow only once it is accepted, so
-    an unknown report id costs one call, never one per chunk. With `check_reports`, such report
-    ids are also looked up in the account's catalog (one `GET /Reports`) and refused with a
-    `ConfigurationError` before any ReportExport call.
+    A report id the server has never accepted (no job of it in the ledger) is looked up in the
+    account's catalog first (one `GET /Reports` a day at most, no ReportExport quota; see
+    `reportexport_async.catalog`): an unknown or not API-accessible id is refused with
+    `UnknownReport` before any ReportExport call. Such a report is also probed: one chunk is
+    submitted alone, and its other chunks follow only once it is accepted, so an id the catalog
+    could not vouch for (or `check_reports=False`) costs one call, never one per chunk.
 
     `chunk="auto"` picks each export's span from the rows per day its completed jobs showed,
     and records the chunks it chose in the ledger (per account and export) before the first
@@ -115,9 +117,11 @@ async def backfill(
     api = client  # the raw calls: the product `Client` passes its `api` here
     options = (options or BackfillOptions()).but(**changes)
     out = Path(out_dir)
+    calls_before = Counter(api.usage.calls)
     planned = await make_plan(api, ledger, as_specs(exports), start, end, out, options)
     plan = planned.plan
     state = RunState(api, ledger, plan, out, options, on_event, postbacks_on=postbacks is not None)
+    state.calls_before = calls_before  # the plan's catalog call is the run's too
     # A download recorded after the plan read the entry is another worker's.
     state.known_downloads = {key: e.downloaded_at for key, e in planned.entries.items()}
     for key, run in state.runs.items():
@@ -133,12 +137,7 @@ async def backfill(
         raise state.callback_error
     if options.dry_run:
         return BackfillResult(plan, tuple(state.runs.values()), None, True, None, state.calls())
-    config = api.config
-    account = account_key(config.base_url, config.account_type, config.account_sid)
-    unproven = await unproven_reports(ledger, plan, account)
-    if options.check_reports:
-        await check_catalog(api, unproven)
-    submitting = Submitting(state, set(unproven))
+    submitting = Submitting(state, set(planned.unproven))
     recovery = Recovery(state, submitting)
     tracking = Tracking(state, recovery)
     downloading = Downloading(state, recovery)
@@ -148,10 +147,13 @@ async def backfill(
     if postbacks is not None:  # one receiver may serve any number of runs at once
         unsubscribe = postbacks.subscribe(tracking.on_postback)
     try:
-        await _run(state, submitting, tracking, downloading, watching)
-        await fill_unknown_rows(state)
-        if options.merge:
-            merged = await merge_done(state)
+        if planned.stopped is not None:
+            state.account_wide(planned.stopped)  # nothing is tried; the manifest says why
+        else:
+            await _run(state, submitting, tracking, downloading, watching)
+            await fill_unknown_rows(state)
+            if options.merge:
+                merged = await merge_done(state)
     finally:
         if unsubscribe is not None:
             unsubscribe()

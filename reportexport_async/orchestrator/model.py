@@ -94,7 +94,8 @@ class BackfillOptions:
     - `merge`: also write `<out>/<report>.<ext>` from every chunk once all are done.
     - `max_replays`: replays of a failed job per run; `replay_policy`: the replay guard's rules.
     - `stuck_after`: a job still not final this long after its submit is reported stuck.
-    - `tick`: the tracker's pace; `check_reports`: look new report ids up in the catalog first;
+    - `tick`: the tracker's pace; `check_reports`: look report ids never accepted before up in
+      the account's catalog first (one call, no quota; False: the server judges them);
       `today`: the account's day, when it is not today (tests)."""
 
     chunk: str | ChunkRule = "7d"
@@ -109,7 +110,7 @@ class BackfillOptions:
     stuck_after: timedelta = timedelta(hours=6)
     replay_policy: ReplayPolicy = field(default_factory=ReplayPolicy)
     tick: TickPolicy = field(default_factory=TickPolicy)
-    check_reports: bool = False
+    check_reports: bool = True
     today: date | None = None
 
     def __post_init__(self) -> None:

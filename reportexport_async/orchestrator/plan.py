@@ -5,18 +5,18 @@ known (a job to re-attach to) or new (one submit)."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from ..api import ReportExportClient
+from ..catalog import check_reports
+from ..catalog import unproven as unproven_ids
 from ..core.chunking import Chunk, auto_span, chunk_range, chunks_with_record, record_after
 from ..core.fingerprint import account_key, export_key, fingerprint
-from ..core.models import ExportRequest, JobStatus, validation_problem
+from ..core.models import ExportRequest, JobStatus, checked
 from ..core.planning import (
     Known,
     Plan,
@@ -24,16 +24,17 @@ from ..core.planning import (
     export_folder,
     output_key,
     plan_chunks,
-    unknown_reports,
 )
 from ..core.quota import quota_day_bounds
+from ..core.responses import account_problem
 from ..errors import ConfigurationError, LedgerError, ReportExportError
 from ..exports import file_is_intact
 from ..ledger import LedgerEntry
 from ..ledger_store import LedgerStore
+from ..outputs import check_folder, prepare_folder
 from .model import BackfillOptions, ExportSpec
 
-__all__ = ["Planned", "check_catalog", "describe", "make_plan", "unproven_reports"]
+__all__ = ["Planned", "account_today", "check_range", "describe", "make_plan"]
 
 log = logging.getLogger("reportexport_async.orchestrator")
 
@@ -50,6 +51,10 @@ class Planned:
     exports: list[ExportSpec]
     duplicates: list[ExportSpec]
     entries: dict[str, LedgerEntry]
+    #: The report ids the server has never accepted for the account: probed with one chunk.
+    unproven: list[str] = field(default_factory=list)
+    #: An account-wide failure met while planning (credentials refused at the catalog call).
+    stopped: ReportExportError | None = None
 
 
 def _check_day(name: str, value: object) -> None:
@@ -64,47 +69,23 @@ def _check_day(name: str, value: object) -> None:
     )
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    """The output folder exists (or can be made) and can be written, before any call."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
+def check_range(start: date, end: date, today: date) -> None:
+    """`start` and `end` are days, in order, and not after the account's `today` (there is no
+    data yet): checked before any call."""
+    _check_day("start", start)
+    _check_day("end", end)
+    if end < start:
+        raise ConfigurationError("start", f"the range starts ({start}) after it ends ({end})")
+    if end > today:
         raise ConfigurationError(
-            "out_dir", f"{str(out_dir)!r} cannot be written ({exc.strerror or exc})"
-        ) from exc
+            "end", f"{end} is in the future (today is {today}); there is no data yet"
+        )
 
 
-async def unproven_reports(
-    ledger: LedgerStore, plan: Plan, account: str | None = None
-) -> list[str]:
-    """The report ids about to be submitted that the server has never accepted for `account`
-    (no job of theirs in the ledger)."""
-    unproven = []
-    for report_id in dict.fromkeys(p.report_id for p in plan.by_state("new")):
-        if not any(
-            entry.job_id for entry in await ledger.entries(report_id=report_id, account=account)
-        ):
-            unproven.append(report_id)
-    return unproven
-
-
-async def check_catalog(api: ReportExportClient, unproven: Sequence[str]) -> None:
-    """`check_reports`: one `GET /Reports` before the first submit, so an unknown or not
-    API-accessible report id is refused before any ReportExport call. A catalog that cannot be
-    read leaves the judgement to the server (the probe submit's answer)."""
-    if not unproven:
-        return
-    try:
-        catalog = await api.reports()
-    except ReportExportError as error:
-        log.warning("the report catalog could not be read (%s); the server will judge", error)
-        return
-    problems = unknown_reports(unproven, catalog) if catalog else {}
-    if problems:
-        raise ConfigurationError("report_id", "; ".join(problems.values()))
+async def account_today(api: ReportExportClient) -> date:
+    """The account's day now (its time zone as learned; no call)."""
+    zone = await api.limiter.account_timezone()
+    return quota_day_bounds(api.clock.now(), zone)[0].date()
 
 
 async def _rows_per_day(ledger: LedgerStore, report_id: str, account: str) -> float | None:
@@ -203,28 +184,32 @@ async def make_plan(
     """Check everything, choose the chunks and find what the ledger knows of each: no call."""
     if not exports:
         raise ConfigurationError("exports", "give at least one report")
-    _check_day("start", start)
-    _check_day("end", end)
-    if end < start:
-        raise ConfigurationError("start", f"the range starts ({start}) after it ends ({end})")
-    now = api.clock.now()
-    zone = await api.limiter.account_timezone()  # the account's day, as learned
-    current_day = options.today or quota_day_bounds(now, zone)[0].date()
-    if end > current_day:
-        raise ConfigurationError(
-            "end", f"{end} is in the future (today is {current_day}); there is no data yet"
-        )
+    current_day = options.today or await account_today(api)
+    check_range(start, end, current_day)
     rule = options.rule
     requests: list[ExportRequest] = []
     for spec in exports:  # every request is valid before any call (ExportRequest validates)
-        try:
-            requests.append(spec.request(Chunk(start, start)))
-        except ValidationError as exc:
-            where, _, problem = validation_problem(exc)
-            raise ConfigurationError(where or f"export {spec.report_id!r}", problem) from None
+        whole = {"": f"export {spec.report_id!r}"}  # a problem of the whole request
+        requests.append(checked(partial(spec.request, Chunk(start, start)), rename=whole))
     distinct, duplicates = _distinct(exports, requests)
-    if not options.dry_run:
-        _check_out_dir(out)
+    unproven: list[str] = []
+    stopped: ReportExportError | None = None
+    if options.dry_run:
+        check_folder(out, argument="out_dir")  # and make nothing: a dry run leaves no trace
+    else:
+        prepare_folder(out, argument="out_dir")
+        # Before anything is recorded or spent: one catalog call at most, none for known ids.
+        ids = [spec.report_id for spec in distinct]
+        try:
+            if options.check_reports:
+                unproven = await check_reports(api, ledger, ids, setting="report_id")
+            else:
+                unproven = await unproven_ids(api, ledger, ids)
+        except ReportExportError as error:
+            if account_problem(error) is None:
+                raise
+            stopped = error  # the run stops before it begins, with its manifest
+    record = not options.dry_run and stopped is None
     daily = await api.limiter.daily("ReportExport")  # the ledger's count: no call
     share = None if daily is None else daily.remaining // len(distinct)  # an export's quota
     config = api.config
@@ -234,7 +219,7 @@ async def make_plan(
         if rule.kind == "auto":
             pieces = await _auto_chunks(
                 ledger, account, spec, start, end,
-                row_target=options.row_target, submits_left=share, record=not options.dry_run,
+                row_target=options.row_target, submits_left=share, record=record,
             )  # fmt: skip
         else:
             pieces = chunk_range(start, end, rule)
@@ -266,4 +251,4 @@ async def make_plan(
         quota_left_today=None if daily is None else daily.remaining,
         daily_limit=None if daily is None else daily.limit,
     )
-    return Planned(plan, distinct, duplicates, entries)
+    return Planned(plan, distinct, duplicates, entries, unproven, stopped)
