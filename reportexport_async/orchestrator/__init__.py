@@ -116,6 +116,13 @@ async def backfill(
     options = (options or BackfillOptions()).but(**changes)
     out = Path(out_dir)
     planned = await make_plan(api, ledger, as_specs(exports), start, end, out, options)
+    if not options.dry_run:
+        # Before anything is spent, the server says what time it is (an answer of the last few
+        # minutes, or one call that spends no quota); a plan made on another day is made again.
+        offset = api.clock.offset
+        await api.clock.fresh_now()
+        if api.clock.offset != offset:
+            planned = await make_plan(api, ledger, as_specs(exports), start, end, out, options)
     plan = planned.plan
     state = RunState(api, ledger, plan, out, options, on_event, postbacks_on=postbacks is not None)
     # A download recorded after the plan read the entry is another worker's.
