@@ -99,6 +99,7 @@ class Client:
     ) -> None:
         self.config = config if config is not None else ClientConfig.from_env()
         self._clock = ServerClock(clock or SystemClock())
+        self._clock.ask_before_spending = True
         self._ledger_spec = ledger
         self._random = random_source
         self._stream_downloads = stream_downloads
@@ -169,6 +170,7 @@ class Client:
     def clock(self, machine: Clock) -> None:
         """Another machine clock (before the client opens)."""
         self._clock = machine if isinstance(machine, ServerClock) else ServerClock(machine)
+        self._clock.ask_before_spending = True
 
     def __repr__(self) -> str:
         return (

@@ -39,6 +39,9 @@ class ServerClock:
         self._seen_at: datetime | None = None  # on the machine's clock
         self._probe: Callable[[], Awaitable[object]] | None = None
         self._asking: anyio.Lock | None = None  # made in the event loop that uses it
+        #: Whether a call that spends the daily quota asks the server first when no recent
+        #: answer says what time it is (the `Client` sets it; single calls make no hidden call).
+        self.ask_before_spending = False
 
     def __repr__(self) -> str:
         seen = "never observed" if self._seen_at is None else f"offset={self._offset:+.0f}s"

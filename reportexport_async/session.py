@@ -352,7 +352,7 @@ class Session:
         *,
         params: tuple[tuple[str, str], ...] = (),
     ) -> T:
-        if endpoint.daily_quota is not None:
+        if endpoint.daily_quota is not None and self.clock.ask_before_spending:
             # A call that spends the daily quota is counted on the server's day: asked first
             # when no recent answer says which day that is (one call that spends nothing).
             await self.clock.fresh_now()

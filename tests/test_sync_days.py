@@ -239,8 +239,8 @@ def test_sync_once_a_day_in_separate_processes_against_a_sandbox_moved_a_day(
 
 @pytest.mark.slow
 def test_sync_against_a_sandbox_sixty_times_faster_crosses_its_midnight(tmp_path: Path) -> None:
-    """No manual moves: the sandbox's own midnight, 30 real seconds after it starts, is a new day
-    for the quota, the replay guard and the settle window at once."""
+    """No manual moves: the sandbox's own midnight, a real minute after it starts, is a new day
+    for the quota, the replay guard and the settle window at once (about 90 real seconds)."""
     config = write_config(tmp_path, REPORTS, FIRST)
     scale = 60.0
     with sandbox_process(

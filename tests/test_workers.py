@@ -70,7 +70,7 @@ def sandbox_process(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 
 def start_worker(
-    info: dict[str, Any], ledger: str, out: Path, number: int
+    info: dict[str, Any], ledger: str, out: Path, number: int, skew: float = 0.0
 ) -> subprocess.Popen[str]:
     payload = {
         "base_url": info["base_url"],
@@ -85,6 +85,7 @@ def start_worker(
         "chunk": "1d",
         "daily_limit": DAILY_LIMIT,
         "lease_seconds": LEASE_SECONDS,
+        "clock_skew": skew,
     }
     env = {k: v for k, v in os.environ.items() if k != "BACKFILL_CHILD_KILL"}
     stderr = open(out.parent / f"worker{number}.stderr", "w")  # noqa: SIM115 - the child's
@@ -104,6 +105,7 @@ def run_workers(
     kills: dict[int, int] | None = None,
     restart: tuple[PostgresServer, int] | None = None,
     workers: int = WORKERS,
+    skews: list[float] | None = None,
 ) -> dict[str, Any]:
     """8 workers at once; `kills` maps a worker to the moment it is SIGKILLed at, `restart`
     restarts the database server at a moment; a moment is a count of files downloaded (server
@@ -114,7 +116,8 @@ def run_workers(
     with sandbox_process(tmp_path) as info:
         started = time.monotonic()
         sandbox_start = sandbox_stats(info)["now"]
-        processes = [start_worker(info, ledger, out, n) for n in range(workers)]
+        skews = skews or [0.0] * workers
+        processes = [start_worker(info, ledger, out, n, skews[n]) for n in range(workers)]
         moments = sorted(
             [(at, "kill", n) for n, at in kills.items()]
             + ([(restart[1], "restart", -1)] if restart else [])
@@ -192,6 +195,23 @@ def test_eight_workers_on_one_postgresql_ledger(
     assert_limits_kept(stats)
     assert stats["calls"]["ReportExport"] == CHUNKS
     assert stats["calls"]["Download"] <= CHUNKS * 1.10
+
+
+def test_eight_workers_whose_clocks_are_five_minutes_apart(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """Each worker's own clock is off the server's by -150 s to +150 s (5 minutes between the
+    first and the last): every lease, stamp and quota day is on the server's clock as its answers
+    show it, so still one job per chunk and each downloaded at most 1.05 times."""
+    url = postgres_server.create_database("skewed")
+    skews = [-150.0 + 300.0 * n / (WORKERS - 1) for n in range(WORKERS)]
+    seen = run_workers(tmp_path, url, skews=skews)
+    stats = seen["stats"]
+    print(f"\n8 skewed workers, PostgreSQL: {seen['seconds']:.1f} s, calls {stats['calls']}")
+    assert_every_chunk_done_once(seen, list(range(WORKERS)))
+    assert_limits_kept(stats)
+    assert stats["calls"]["ReportExport"] == CHUNKS
+    assert stats["calls"]["Download"] <= CHUNKS * 1.05
 
 
 def test_three_workers_killed_and_the_database_restarted(
