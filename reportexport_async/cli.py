@@ -1562,7 +1562,9 @@ def export_command(
                 if start is not None and end is not None:
                     relative = chunk_path(request, Chunk(start, end))
                 else:
-                    today = run.client.clock.now().date()
+                    # The account's day on the server's clock (one call, no quota, if needed).
+                    now = await run.client.clock.fresh_now()
+                    today = now.astimezone(await run.client.limiter.account_timezone()).date()
                     name = f"default-range_{today}.{request.result_format.lower()}"
                     relative = PurePosixPath(export_folder(request), name)
                 dest = DEFAULT_OUT / relative

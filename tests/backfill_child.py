@@ -143,6 +143,7 @@ async def main(args: dict[str, Any]) -> int:
         start=now + timedelta(seconds=float(args.get("clock_skew", 0))), scale=scale
     )
     clock = ServerClock(machine)
+    clock.ask_before_spending = True  # as a `Client` does: the first submit asks the time first
     config = ClientConfig(
         account_sid=args["account_sid"],
         auth_token=args["auth_token"],

@@ -116,20 +116,6 @@ async def backfill(
     options = (options or BackfillOptions()).but(**changes)
     out = Path(out_dir)
     planned = await make_plan(api, ledger, as_specs(exports), start, end, out, options)
-    config = api.config
-    account = account_key(config.base_url, config.account_type, config.account_sid)
-    unproven: list[str] = []
-    if not options.dry_run:
-        unproven = await unproven_reports(ledger, planned.plan, account)
-        if options.check_reports:
-            await check_catalog(api, unproven)  # its answer tells the server's time too
-    if not options.dry_run and (planned.plan.by_state("new") or planned.plan.by_state("attach")):
-        # Before anything is spent, the server says what time it is (an answer of the last few
-        # minutes, or one call that spends no quota); a plan made on another day is made again.
-        offset = api.clock.offset
-        await api.clock.fresh_now()
-        if api.clock.offset != offset:
-            planned = await make_plan(api, ledger, as_specs(exports), start, end, out, options)
     plan = planned.plan
     state = RunState(api, ledger, plan, out, options, on_event, postbacks_on=postbacks is not None)
     # A download recorded after the plan read the entry is another worker's.
@@ -147,6 +133,11 @@ async def backfill(
         raise state.callback_error
     if options.dry_run:
         return BackfillResult(plan, tuple(state.runs.values()), None, True, None, state.calls())
+    config = api.config
+    account = account_key(config.base_url, config.account_type, config.account_sid)
+    unproven = await unproven_reports(ledger, plan, account)
+    if options.check_reports:
+        await check_catalog(api, unproven)
     submitting = Submitting(state, set(unproven))
     recovery = Recovery(state, submitting)
     tracking = Tracking(state, recovery)
