@@ -6,8 +6,9 @@
 
 A client owns one configuration, one ledger (the durable memory of every export: nothing is ever
 submitted twice, an interrupted run resumes), one rate limiter built from the configuration (the
-hourly bucket, the daily quotas kept in the ledger, the calls in flight) and one clock. Its
-methods are safe by default:
+hourly bucket, the daily quotas kept in the ledger, the calls in flight) and one clock, the
+server's (`server_clock.ServerClock`: every judgement of time is made on it, and the machine's
+clock given as `clock` only measures the time between answers). Its methods are safe by default:
 
 - `export`: one export into one file, submitted at most once across runs and processes,
   re-attached after a crash, taken from its intact file with no call, downloaded again by job id

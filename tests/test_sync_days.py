@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from .test_reliability import sandbox_command
+
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 REPORTS = ("mp_action_listing_fast", "mp_clicks_by_day")
@@ -67,28 +69,13 @@ class SandboxProcess:
 
 @contextmanager
 def sandbox_process(tmp_path: Path, *flags: str) -> Iterator[SandboxProcess]:
-    log = open(tmp_path / "sandbox.stderr", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [PY, "-m", "reportexport_async.sandbox", "--port", "0", "--rows-per-day", "24",
-         "--settle-days", str(SETTLE), "--job-duration", "0-2", "--seed", "23", *flags],
-        stdout=subprocess.PIPE, stderr=log, cwd=REPO, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line, (tmp_path / "sandbox.stderr").read_text()
-        info = json.loads(line)
+    with sandbox_command(
+        tmp_path, "--rows-per-day", "24", "--settle-days", str(SETTLE), "--job-duration", "0-2",
+        "--seed", "23", *flags,
+    ) as info:  # fmt: skip
         token_file = tmp_path / "token"
         token_file.write_text(info["auth_token"])
         yield SandboxProcess(info, token_file)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @dataclass
