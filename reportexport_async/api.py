@@ -20,7 +20,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -51,6 +51,7 @@ from .core.responses import (
 from .downloads import DownloadResult, OnSaved, download_job
 from .errors import HTTPStatusError, WaitTimeout
 from .ratelimit import RateLimiter
+from .server_clock import ServerClock
 from .session import Session, UsageSnapshot
 
 __all__ = ["ListingMark", "ReportExportClient"]
@@ -98,6 +99,7 @@ class ReportExportClient:
         self.session = Session(
             self.config, limiter=limiter, clock=clock, random_source=self._random
         )
+        self.session.clock.set_probe(self._hear_the_server)
         self.stream_downloads = stream_downloads
 
     def __repr__(self) -> str:
@@ -123,8 +125,15 @@ class ReportExportClient:
         return self.session.limiter
 
     @property
-    def clock(self) -> Clock:
+    def clock(self) -> ServerClock:
+        """The server's clock, observed on every answer (`server_clock.ServerClock`)."""
         return self.session.clock
+
+    async def _hear_the_server(self) -> None:
+        """The cheapest call that spends no quota, for the `Date` of its answer: a listing of
+        the jobs created in the last minute."""
+        now = self.clock.now()
+        await self.list_jobs(now - timedelta(minutes=1), now)
 
     @property
     def usage(self) -> UsageSnapshot:
@@ -295,7 +304,8 @@ class ReportExportClient:
         to 5 tries (docs/api-facts.md §2). `deadline` is in seconds of the client's clock; past it,
         `WaitTimeout` carries the last state and the job goes on."""
         schedule = poll or self.config.poll
-        started = self.clock.now()
+        machine = self.clock.machine  # a duration: not moved by the server's time
+        started = machine.now()
         polls = 0
         while True:
             job = await self.get_job(job_id)
@@ -304,7 +314,7 @@ class ReportExportClient:
             pause = schedule.interval(polls, self._random())
             polls += 1
             if deadline is not None:
-                waited = (self.clock.now() - started).total_seconds()
+                waited = (machine.now() - started).total_seconds()
                 if waited + pause > deadline:
                     raise WaitTimeout(job, waited)
             log.info("job %s is %s: next look in %.1f s", job_id, job.status.value, pause)

@@ -693,9 +693,11 @@ class BackfillView:
         live: bool,
         as_json: bool,
         zone: Callable[[], tzinfo | None] = lambda: None,
+        offset: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.console = console
         self.zone = zone
+        self.offset = offset
         self.quota_told = False
         self.live = live and not as_json
         self.as_json = as_json
@@ -753,7 +755,7 @@ class BackfillView:
                 self.quota_told = True
                 self.console.print(
                     "quota: the daily ReportExport quota is spent; the chunks left wait for its "
-                    f"reset at {_moment(event.until, self.zone())}",
+                    f"reset at {_moment(event.until, self.zone(), self.offset())}",
                     markup=False,
                 )
             self.refresh()
@@ -907,15 +909,16 @@ def _rows_text(records: Sequence[int | None]) -> str:
     return f"{sum(known)}{'+' if len(known) < len(records) else ''}"
 
 
-def _moment(moment: datetime | None, zone: tzinfo | None) -> str:
-    """A time for people: to the second in the account's time zone, and on this machine's
-    clock when that differs."""
+def _moment(moment: datetime | None, zone: tzinfo | None, offset: float = 0.0) -> str:
+    """A time for people: a moment on the server's clock, to the second in the account's time
+    zone, and as this machine's clock will read it (`offset` seconds behind the server's) when
+    that differs."""
     if moment is None:
         return "an unknown time"
     account = moment.astimezone(zone or UTC).replace(microsecond=0)
     text = f"{account:%Y-%m-%d %H:%M:%S} {_zone_name(account)} (account)"
-    local = moment.astimezone().replace(microsecond=0)
-    if local.utcoffset() != account.utcoffset():
+    local = (moment - timedelta(seconds=round(offset))).astimezone().replace(microsecond=0)
+    if local.utcoffset() != account.utcoffset() or local != account:
         text += f", {local:%Y-%m-%d %H:%M:%S} {_zone_name(local)} here"
     return text
 
@@ -936,9 +939,11 @@ def report_result(
     as_json: bool,
     calls: Mapping[str, int],
     zone: tzinfo | None = None,
+    offset: float = 0.0,
 ) -> int:
     """The end of a backfill: a summary table and the manifest's path (or the JSON summary).
-    `zone` is the account's time zone, for the times printed."""
+    `zone` is the account's time zone and `offset` the server clock's lead on this machine's,
+    for the times printed."""
     code = _exit_code(result)
     if as_json:
         _echo_json(
@@ -966,15 +971,14 @@ def report_result(
     if result.counts["pending"]:
         console.print(
             f"[yellow]{result.counts['pending']} chunks wait for the daily ReportExport quota"
-            f"[/] (resets at {_moment(result.pending_resets_at, zone)}): run the same command "
-            "again after "
-            "that, or pass --wait-for-quota"
+            f"[/] (resets at {_moment(result.pending_resets_at, zone, offset)}): run the same "
+            "command again after that, or pass --wait-for-quota"
         )
     if result.counts["deferred"]:
         console.print(
             f"[yellow]{result.counts['deferred']} chunks are deferred[/] until "
-            f"{_moment(result.deferred_until, zone)}: run the same command again after that, "
-            "or pass --wait-for-replays"
+            f"{_moment(result.deferred_until, zone, offset)}: run the same command again after "
+            "that, or pass --wait-for-replays"
         )
     for path in result.merged:
         console.print(f"merged: {path}")
@@ -1024,8 +1028,11 @@ async def run_backfill(
     """One backfill through the orchestrator, displayed; returns the result and the exit code."""
     specs = [ExportSpec(r, dict(args.filters), args.result_format) for r in args.reports]
     options = args.options()
-    zone = run.client.limiter.timezone
-    view = BackfillView(console, live=live, as_json=as_json, zone=lambda: zone)
+    client = run.client
+    view = BackfillView(
+        console, live=live, as_json=as_json, zone=lambda: client.limiter.timezone,
+        offset=lambda: client.clock.offset,
+    )  # fmt: skip
     try:
         async with postback_receiver(run, args.postbacks, console, as_json=as_json) as receiver:
             with view:
@@ -1038,8 +1045,9 @@ async def run_backfill(
         raise
     # `result.calls` are this backfill's own (the demo's client made others before).
     return result, report_result(
-        result, console, as_json=as_json, calls=dict(result.calls), zone=zone
-    )
+        result, console, as_json=as_json, calls=dict(result.calls),
+        zone=client.limiter.timezone, offset=client.clock.offset,
+    )  # fmt: skip
 
 
 @asynccontextmanager
@@ -1592,7 +1600,9 @@ def export_command(
                 if start is not None and end is not None:
                     relative = chunk_path(request, Chunk(start, end))
                 else:
-                    today = run.client.clock.now().date()
+                    # The account's day on the server's clock (one call, no quota, if needed).
+                    now = await run.client.clock.fresh_now()
+                    today = now.astimezone(await run.client.limiter.account_timezone()).date()
                     name = f"default-range_{today}.{request.result_format.lower()}"
                     relative = PurePosixPath(export_folder(request), name)
                 dest = DEFAULT_OUT / relative
@@ -1766,8 +1776,11 @@ def sync_command(
         async with open_run(credentials, ledger_path, sandbox_offered=True) as run:
             _sandbox_banner(run, console, as_json)
             live = sys.stdout.isatty()
-            zone = run.client.limiter.timezone
-            view = BackfillView(console, live=live, as_json=as_json, zone=lambda: zone)
+            client = run.client
+            view = BackfillView(
+                console, live=live, as_json=as_json, zone=lambda: client.limiter.timezone,
+                offset=lambda: client.clock.offset,
+            )  # fmt: skip
             try:
                 async with postback_receiver(run, postbacks, console, as_json=as_json) as receiver:
                     with view:
@@ -1784,7 +1797,10 @@ def sync_command(
                     raise problem from None
                 _ended_early(raised, view, run.client.ledger.path, as_json=as_json)
                 raise
-            return report_sync(result, console, as_json=as_json, zone=run.client.limiter.timezone)
+            return report_sync(
+                result, console, as_json=as_json, zone=client.limiter.timezone,
+                offset=client.clock.offset,
+            )  # fmt: skip
 
     return _run_async(work)
 
@@ -1872,8 +1888,11 @@ def sync_exit_code(result: SyncResult) -> int:
     return EXIT_PENDING if counts["pending"] else EXIT_OK
 
 
-def report_sync(result: SyncResult, console: Console, *, as_json: bool, zone: tzinfo) -> int:
-    """The end of a sync: per dataset, its chunks by kind, its cost, and where things are."""
+def report_sync(
+    result: SyncResult, console: Console, *, as_json: bool, zone: tzinfo, offset: float = 0.0
+) -> int:
+    """The end of a sync: per dataset, its chunks by kind, its cost, and where things are
+    (moments in the account's `zone`, and on this machine's clock, `offset` behind the server's)."""
     counts = result.counts
     code = sync_exit_code(result)
     if as_json:
@@ -1916,13 +1935,14 @@ def report_sync(result: SyncResult, console: Console, *, as_json: bool, zone: tz
         if item.deferred_until is not None:
             console.print(
                 f"[yellow]{item.counts['deferred']} refreshes deferred[/] until "
-                f"{_moment(item.deferred_until, zone)} (the latest day is refreshed later in the "
-                "day): nothing was spent on them"
+                f"{_moment(item.deferred_until, zone, offset)} (the latest day is refreshed later "
+                "in the day): nothing was spent on them"
             )
         if item.pending_resets_at is not None:
             console.print(
                 f"[yellow]{counts['pending']} chunks wait for the daily ReportExport quota[/] "
-                f"(resets at {_moment(item.pending_resets_at, zone)}): the next run takes them"
+                f"(resets at {_moment(item.pending_resets_at, zone, offset)}): the next run takes "
+                "them"
             )
         for chunk in item.chunks:
             if chunk.outcome in ("failed", "stuck"):

@@ -6,8 +6,9 @@
 
 A client owns one configuration, one ledger (the durable memory of every export: nothing is ever
 submitted twice, an interrupted run resumes), one rate limiter built from the configuration (the
-hourly bucket, the daily quotas kept in the ledger, the calls in flight) and one clock. Its
-methods are safe by default:
+hourly bucket, the daily quotas kept in the ledger, the calls in flight) and one clock, the
+server's (`server_clock.ServerClock`: every judgement of time is made on it, and the machine's
+clock given as `clock` only measures the time between answers). Its methods are safe by default:
 
 - `export`: one export into one file, submitted at most once across runs and processes,
   re-attached after a crash, taken from its intact file with no call, downloaded again by job id
@@ -75,6 +76,7 @@ from .orchestrator.plan import account_today, check_range
 from .outputs import prepare_file
 from .postbacks import PostbackReceiver
 from .ratelimit import RateLimiter
+from .server_clock import ServerClock
 from .session import UsageSnapshot
 from .sync import Dataset, SyncOptions, SyncResult, sync
 
@@ -108,7 +110,8 @@ class Client:
         stream_downloads: bool = False,
     ) -> None:
         self.config = config if config is not None else ClientConfig.from_env()
-        self.clock: Clock = clock or SystemClock()
+        self._clock = ServerClock(clock or SystemClock())
+        self._clock.ask_before_spending = True
         self._ledger_spec = ledger
         self._random = random_source
         self._stream_downloads = stream_downloads
@@ -169,6 +172,18 @@ class Client:
         )
         return cls(config, ledger=ledger, clock=clock, random_source=jitter)
 
+    @property
+    def clock(self) -> ServerClock:
+        """The server's clock (`server_clock.ServerClock`): every judgement of time is made on
+        it; the machine's clock given to the client only measures the time between answers."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, machine: Clock) -> None:
+        """Another machine clock (before the client opens)."""
+        self._clock = machine if isinstance(machine, ServerClock) else ServerClock(machine)
+        self._clock.ask_before_spending = True
+
     def __repr__(self) -> str:
         return (
             f"Client(account_sid={self.config.account_sid!r}, "
@@ -194,6 +209,10 @@ class Client:
             # One open client per account on a ledger object: its claims are the ledger
             # object's, so two clients of one account on it could both submit a chunk.
             stack.enter_context(_account_on(self._ledger, self.config))
+            if not isinstance(self._ledger.clock, ServerClock):
+                # The ledger's stamps are judged by the replay guard and the settle window:
+                # on the server's clock, like every other moment (an open ledger given here).
+                self._ledger.clock = self.clock
             # One limiter from the configuration, its daily counts kept in the ledger.
             limiter = RateLimiter(self.config.rate_limit, clock=self.clock, store=self._ledger)
             api = ReportExportClient(
@@ -293,6 +312,8 @@ class Client:
             dest = prepare_file(out)
             if check_reports:
                 await check_report_ids(self.api, self.ledger, [request.report_id], setting="report")
+            if request.start is None:  # the default range: a job per day of the server's
+                await self.clock.fresh_now()
             return await fetch_export(self.api, self.ledger, request, dest, fresh=fresh)
 
     async def backfill(
@@ -406,6 +427,7 @@ class Client:
         """Replay a job through the replay guard (raises `ReplayRefused` naming the rule);
         `force` overrides only what the guide lets a caller override."""
         with unwrapped():
+            await self.clock.fresh_now()  # the replay guard judges on the server's time
             return await replay_job(self.api, self.ledger, job_id, force=force, fresh=fresh)
 
 

@@ -14,7 +14,8 @@ exists, so it survives restarts and is shared by processes.
 
 A daily quota is charged when its call is sent, and refunded when the answer shows the server did
 not count it (`core.quota.counted_by_server`: never connected, 401/403, 429, a gateway's 5xx), so
-the local count follows the server's. The quota day is the account's: UTC until a daily-quota 429
+the local count follows the server's. The quota day is the account's, on the server's clock (the
+session makes the limiter's clock its `server_clock.ServerClock`): UTC until a daily-quota 429
 tells when the server's day ends; that time zone is then remembered by the store.
 
 When the store is a ledger (it has `hourly`), the hourly bucket is kept there too, so every

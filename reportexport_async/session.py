@@ -53,7 +53,6 @@ from ._version import __version__
 from .clock import Clock, SystemClock
 from .config import ClientConfig, plain_http_refusal
 from .core.fingerprint import account_key
-from .core.freshness import server_offset
 from .core.personas import persona_for
 from .core.proxies import proxy_settings, route_for
 from .core.quota import classify_export_429, counted_by_server
@@ -78,6 +77,7 @@ from .errors import (
     redact_url,
 )
 from .ratelimit import RateLimiter
+from .server_clock import ServerClock
 
 __all__ = ["Answer", "Session", "Usage", "UsageSnapshot"]
 
@@ -181,6 +181,15 @@ def _parse_body(raw: bytes, content_type: str) -> object | None:
     return text
 
 
+def _server_clock(clock: Clock | None, limiter: RateLimiter | None) -> ServerClock:
+    """The account's server clock: its limiter's (one per account), else one on `clock`."""
+    if limiter is not None and isinstance(limiter.clock, ServerClock):
+        return limiter.clock
+    if isinstance(clock, ServerClock):
+        return clock
+    return ServerClock(clock or (limiter.clock if limiter is not None else SystemClock()))
+
+
 class Session:
     """HTTP for one account. Use as an async context manager; share `limiter` between sessions
     of the same account."""
@@ -201,7 +210,11 @@ class Session:
                 host = "its host"
             raise ConfigurationError("base_url", plain_http_refusal(host))
         self.config = config
-        self.clock: Clock = clock or (limiter.clock if limiter else SystemClock())
+        #: The server's clock, observed on every answer: one per account, shared with its
+        #: limiter (its quota day is the server's). The machine's clock only times waits.
+        self.clock: ServerClock = _server_clock(clock, limiter)
+        if limiter is not None and limiter.clock is not self.clock:
+            limiter.clock = self.clock
         self.limiter = limiter or RateLimiter(config.rate_limit, clock=self.clock)
         self.limiter.bind(account_key(config.base_url, config.account_type, config.account_sid))
         self.usage = Usage()
@@ -218,9 +231,6 @@ class Session:
         #: any other answer.
         self.failing_since: datetime | None = None
         self.failures_in_a_row = 0
-        #: Seconds the server's clock is ahead of `clock`, from the `Date` of its last answer
-        #: (None before any): which day it is for the account is the server's to say.
-        self.server_offset: float | None = None
 
     def __repr__(self) -> str:
         return (
@@ -342,8 +352,13 @@ class Session:
         *,
         params: tuple[tuple[str, str], ...] = (),
     ) -> T:
+        if endpoint.daily_quota is not None and self.clock.ask_before_spending:
+            # A call that spends the daily quota is counted on the server's day: asked first
+            # when no recent answer says which day that is (one call that spends nothing).
+            await self.clock.fresh_now()
         policy = self.config.retry
-        started = self.clock.now()
+        machine = self.clock.machine  # durations: not moved by a correction of the offset
+        started = machine.now()
         attempt = 0
         limited = 0
         while True:
@@ -381,7 +396,7 @@ class Session:
                     raise error
             delay = policy.delay_with_hint(attempt, hint, self._random())
             self.check_outage(error, delay)
-            elapsed = (self.clock.now() - started).total_seconds()
+            elapsed = (machine.now() - started).total_seconds()
             if not policy.may_retry(attempt, elapsed, delay):
                 raise error
             self.usage.retries += 1
@@ -451,7 +466,7 @@ class Session:
         if status is None or status >= 500:
             self.failures_in_a_row += 1
             if self.failing_since is None:
-                self.failing_since = self.clock.now()
+                self.failing_since = self.clock.machine.now()
         else:
             self.failing_since = None
             self.failures_in_a_row = 0
@@ -460,7 +475,7 @@ class Session:
         """Seconds (client clock) since every call began to fail; 0 while calls succeed."""
         if self.failing_since is None:
             return 0.0
-        return max(0.0, (self.clock.now() - self.failing_since).total_seconds())
+        return max(0.0, (self.clock.machine.now() - self.failing_since).total_seconds())
 
     def check_outage(self, error: ReportExportError, pause: float = 0.0) -> None:
         """Raise `AccountUnavailable` when the retry policy calls the failures so far an outage
@@ -495,10 +510,8 @@ class Session:
     ) -> None:
         if status == 429:
             self.usage.rate_limited += 1
+        self.clock.observe(headers)
         now = self.clock.now()
-        offset = server_offset(headers, now)
-        if offset is not None:
-            self.server_offset = offset
         info = parse_rate_limit_headers(headers, now, names=self._persona.rate_limit_headers)
         quota = endpoint.daily_quota if endpoint is not None else None
         if status == 429 and quota is not None:

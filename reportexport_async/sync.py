@@ -8,9 +8,9 @@
 A `Dataset` is reports from a first day to the last complete day, in chunks, in one output folder.
 Each run, with the rules of `core.freshness`:
 
-1. which day it is comes from the server's clock (the `Date` of its answers, in the account's
-   time zone; the offset last seen is kept in the manifest, and a run that is going to spend
-   calls checks it first with one job-listing call);
+1. which day it is comes from the server's clock (`client.clock`, the `Date` of its answers, in
+   the account's time zone); a run that is not a dry run asks the server first, with one call
+   that spends no quota, when no answer of the last few minutes says it;
 2. every chunk is judged: never fetched (`new` for the latest days, `history` before them), in
    flight from an earlier run (`resume`), `refresh` (its own job is replayed through the replay
    guard, at most once a day; never a new submit with the same parameters), `deferred` (the
@@ -267,7 +267,7 @@ class SyncResult:
     datasets: tuple[DatasetResult, ...]
     #: The API calls this run made, by endpoint.
     calls: Mapping[str, int]
-    #: Seconds the server's clock was ahead of this machine's (the day is the server's).
+    #: Seconds the server's clock was ahead of this machine's (every moment is the server's).
     server_offset: float
     #: Today's ReportExport quota left when the run ended (for a dry run: when it was planned;
     #: None: no daily limit).
@@ -316,22 +316,18 @@ class _Plan:
 
 
 class _Day:
-    """Which day it is for the account, on the server's clock."""
+    """Which day it is for the account: the client's clock is the server's (its stamps in the
+    ledger too)."""
 
-    def __init__(self, client: Client, zone: tzinfo, offset: float) -> None:
+    def __init__(self, client: Client, zone: tzinfo) -> None:
         self.client = client
         self.zone = zone
-        self.offset = offset
 
     def now(self) -> datetime:
-        return self.client.clock.now() + timedelta(seconds=self.offset)
+        return self.client.clock.now()
 
     def today(self) -> date:
-        return account_day(self.client.clock.now(), self.offset, self.zone)
-
-    def local(self, moment: datetime) -> datetime:
-        """A moment on the server's clock, as this machine's clock (the ledger's stamps)."""
-        return moment - timedelta(seconds=self.offset)
+        return account_day(self.now(), self.zone)
 
 
 async def sync(
@@ -350,10 +346,7 @@ async def sync(
     api = client.api
     calls_before = Counter(api.usage.calls)
     zone = await api.limiter.account_timezone()
-    offset = api.session.server_offset
-    if offset is None:
-        offset = max((_kept_offset(d.out) for d in sets), key=abs, default=0.0)
-    day = _Day(client, zone, offset)
+    day = _Day(client, zone)
     plans = [await _plan(client, d, day) for d in sets]  # checks first_day, no call
     if not options.dry_run:
         for plan in plans:
@@ -361,25 +354,15 @@ async def sync(
                 prepare_folder(plan.dataset.out)  # before any call
             except ConfigurationError as error:
                 raise ConfigurationError("out", error.problem, dataset=plan.dataset.name) from None
-    spends = any(p.of("new", "history", "resume", "refresh") for p in plans)
-    clock_unknown = api.session.server_offset is None
-    if spends and not options.dry_run and options.check_reports:
-        for plan in plans:  # report ids never accepted: one catalog call at most, no quota
-            if plan.of("new", "history", "resume", "refresh"):
-                await check_reports(
-                    api, client.ledger, plan.dataset.reports, setting="reports",
-                    dataset=plan.dataset.name,
-                )  # fmt: skip
-    if spends and not options.dry_run and clock_unknown:
-        if api.session.server_offset is None:  # the catalog's answer, if any, told it already
-            # One cheap call (no quota) before spending anything: the server says its day.
-            now = client.clock.now()
-            await api.list_jobs(now - timedelta(minutes=1), now)
-        seen = api.session.server_offset
-        if seen is not None and abs(seen - day.offset) >= 1:
-            day.offset = seen
+    if not options.dry_run:
+        await _check_report_ids(client, plans, options)  # before the first submit, no quota
+        # Any run may spend (a new day may have begun): the server says which day it is, from
+        # an answer of the last few minutes (the catalog's, say) or one call that spends no quota.
+        judged_on = day.today()
+        await client.clock.fresh_now()
+        if day.today() != judged_on:
             plans = [await _plan(client, d, day) for d in sets]
-        day.offset = seen if seen is not None else day.offset
+            await _check_report_ids(client, plans, options)  # ids looked up above: no call
     daily = await api.limiter.daily("ReportExport")  # the ledger's count: no call
     emit = on_event or (lambda event: None)
     for plan in plans:
@@ -415,7 +398,21 @@ async def sync(
     }
     if not options.dry_run:
         daily = await api.limiter.daily("ReportExport")  # what the run spent: no call
-    return SyncResult(tuple(done), calls, day.offset, None if daily is None else daily.remaining)
+    remaining = None if daily is None else daily.remaining
+    return SyncResult(tuple(done), calls, client.clock.offset, remaining)
+
+
+async def _check_report_ids(client: Client, plans: Sequence[_Plan], options: SyncOptions) -> None:
+    """Report ids never accepted, of the datasets that may spend, looked up in the account's
+    catalog: one call at most, no quota."""
+    if not options.check_reports:
+        return
+    for plan in plans:
+        if plan.of("new", "history", "resume", "refresh"):
+            await check_reports(
+                client.api, client.ledger, plan.dataset.reports, setting="reports",
+                dataset=plan.dataset.name,
+            )  # fmt: skip
 
 
 def _check_datasets(sets: Sequence[Dataset]) -> None:
@@ -448,14 +445,6 @@ def _last_manifest(out: Path) -> dict[str, Any]:
     return document if isinstance(document, dict) else {}
 
 
-def _kept_offset(out: Path) -> float:
-    """The server clock's offset the last run of this folder saw (0 when unknown)."""
-    try:
-        return float(_last_manifest(out).get("server_clock_offset_seconds") or 0.0)
-    except (TypeError, ValueError):
-        return 0.0
-
-
 async def _plan(client: Client, dataset: Dataset, day: _Day) -> _Plan:
     """Judge every chunk of `dataset` from the ledger and the files: no call."""
     api, ledger = client.api, client.ledger
@@ -469,8 +458,7 @@ async def _plan(client: Client, dataset: Dataset, day: _Day) -> _Plan:
             f"server's day is {today})",
             dataset=dataset.name,
         )
-    now = day.now()
-    day_start = day.local(quota_day_bounds(now, day.zone)[0])
+    day_start = quota_day_bounds(day.now(), day.zone)[0]
     items: list[_Item] = []
     if first is None:
         for spec in dataset.specs():
@@ -535,7 +523,7 @@ async def _judge(
     intact = entry.status is JobStatus.COMPLETED and await file_is_intact(entry, path)
     if not intact:
         return Verdict("resume", f"job {entry.job_id}: its result is not on disk yet")
-    fetched = _fetched_at(entry, day)
+    fetched = _fetched_at(entry)
     assert fetched is not None  # a completed entry
     replays = await client.ledger.replays_since(entry.fingerprint, day_start)
     return judge_fetched(
@@ -549,13 +537,10 @@ async def _judge(
     )
 
 
-def _fetched_at(entry: LedgerEntry, day: _Day) -> datetime | None:
+def _fetched_at(entry: LedgerEntry) -> datetime | None:
     """When the chunk's data was made, on the server's clock: its job's completion as the server
-    reported it, else (never seen completed) its download or intent on this machine's clock."""
-    if entry.completed_at is not None:
-        return entry.completed_at
-    local = entry.downloaded_at or entry.created_at
-    return None if local is None else local + timedelta(seconds=day.offset)
+    reported it, else (never seen completed) its download or intent (the ledger's stamps)."""
+    return entry.completed_at or entry.downloaded_at or entry.created_at
 
 
 def _verdict_event(item: _Item) -> ProgressEvent:
@@ -612,8 +597,8 @@ async def _replay_all(
 ) -> None:
     """Replay each chunk due for a refresh, through the replay guard (`fresh_data`)."""
     policy = ReplayPolicy(settle_days=plan.dataset.settle_days)
-    # "Once a day" counts from the start of the server's day (this machine's clock may be off).
-    day_start = day.local(quota_day_bounds(day.now(), day.zone)[0])
+    # "Once a day" counts from the start of the server's day.
+    day_start = quota_day_bounds(day.now(), day.zone)[0]
     for item in plan.of("refresh"):
         entry = await client.ledger.get(item.key)
         if entry is None or entry.job_id is None:
@@ -717,12 +702,12 @@ async def _finish(
         )
         if not options.dry_run and outcome == "done" and not intact:
             outcome = "failed"
-        fetched = None if entry is None else _fetched_at(entry, day)
+        fetched = None if entry is None else _fetched_at(entry)
         final = bool(
             intact
             and item.chunk is not None
             and fetched is not None
-            and (account_day(fetched, 0, day.zone) - item.chunk.end).days > dataset.settle_days
+            and (account_day(fetched, day.zone) - item.chunk.end).days > dataset.settle_days
         )
         reason = item.error or (run.error if run is not None and run.error else None)
         chunks.append(
@@ -749,7 +734,7 @@ async def _finish(
         return DatasetResult(dataset, plan.today, plan.last_day, tuple(chunks), True)
     sources: dict[str, str] = {}
     merged = await _merge(plan, chunks, sources) if dataset.merge else ()
-    manifest = await anyio.to_thread.run_sync(_write_manifest, plan, chunks, client, day, sources)
+    manifest = await anyio.to_thread.run_sync(_write_manifest, plan, chunks, client, sources)
     return DatasetResult(
         dataset,
         plan.today,
@@ -802,7 +787,6 @@ def _write_manifest(
     plan: _Plan,
     chunks: Sequence[SyncChunk],
     client: Client,
-    day: _Day,
     sources: Mapping[str, str],
 ) -> Path:
     """`<out>/manifest.json`, written durably. Blocking: run it in a thread."""
@@ -810,12 +794,11 @@ def _write_manifest(
     path = dataset.out / MANIFEST
     counts = Counter(chunk.kind for chunk in chunks)
     document = {
-        "generated_at": client.clock.now().isoformat(),
+        "generated_at": client.clock.now().isoformat(),  # the server's time, as every stamp
         "dataset": dataset.name,
         "account_type": client.config.account_type.value,
         "account_day": plan.today.isoformat(),
         "last_complete_day": plan.last_day.isoformat(),
-        "server_clock_offset_seconds": round(day.offset, 3),
         "settle_days": dataset.settle_days,
         "refresh_hour": dataset.refresh_hour,
         "counts": dict(counts),

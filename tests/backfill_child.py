@@ -4,7 +4,9 @@ JSON holds the sandbox's `base_url`, `account_sid`, `auth_token` and `time_scale
 reads the sandbox's clock from `/_sandbox/stats` and runs its own at the same pace), the `ledger`
 (a path or a `postgresql://` URL), the `out` folder, `start`/`end` (ISO days), `reports` (a list
 of `[report_id, {filters}]`), `chunk`, `daily_limit` (the ReportExport quota, default 100) and,
-optionally, `lease_seconds` (how long a claim lasts unrenewed) and `download_concurrency`. It runs
+optionally, `lease_seconds` (how long a claim lasts unrenewed), `download_concurrency` and
+`clock_skew` (seconds this process's own clock is off the sandbox's: the ledger, the limiter and
+the client all run on the server's clock that the sandbox's answers show, whatever it is). It runs
 one `backfill` with DEBUG logging on stderr and prints one JSON line with the chunk counts and the
 calls this process made.
 
@@ -46,6 +48,7 @@ from reportexport_async import orchestrator as orchestrator_module
 from reportexport_async.files import part_of
 from reportexport_async.ledger_store import open_ledger
 from reportexport_async.orchestrator import ExportSpec, ProgressEvent, backfill
+from reportexport_async.server_clock import ServerClock
 
 KILL_ENV = "BACKFILL_CHILD_KILL"
 
@@ -136,7 +139,11 @@ async def main(args: dict[str, Any]) -> int:
     scale = float(args["time_scale"])
     with urllib.request.urlopen(args["base_url"] + "/_sandbox/stats", timeout=10) as answer:
         now = datetime.fromisoformat(json.load(answer)["now"])
-    clock = ScaledClock(start=now, scale=scale)
+    machine = ScaledClock(
+        start=now + timedelta(seconds=float(args.get("clock_skew", 0))), scale=scale
+    )
+    clock = ServerClock(machine)
+    clock.ask_before_spending = True  # as a `Client` does: the first submit asks the time first
     config = ClientConfig(
         account_sid=args["account_sid"],
         auth_token=args["auth_token"],

@@ -88,9 +88,8 @@ def external_account(
     factory: Callable[..., SandboxThread], monkeypatch: pytest.MonkeyPatch
 ) -> SandboxThread:
     """An external sandbox (`impact_sandbox_factory`) whose credentials are in the environment,
-    for the command line. Its clock runs 3 hours behind the wall clock (its jobs look 3 hours old
-    to the client, so the replay guard's `too_soon` rule does not apply) and 100 times faster
-    (its jobs finish in milliseconds)."""
+    for the command line. Its clock runs 3 hours behind the wall clock (the client judges time on
+    the server's clock all the same) and 100 times faster (its jobs finish in milliseconds)."""
     clock = SandboxScaledClock(start=datetime.now(UTC) - timedelta(hours=3), scale=100)
     sandbox = factory(clock=clock, job_duration=(1, 2), rows_per_day=5)
     monkeypatch.setenv("IMPACT_ACCOUNT_SID", sandbox.account_sid)

@@ -497,7 +497,9 @@ def test_jobs_commands_against_an_account(
     code, _, _ = run_main(capsys, "jobs", "download", job_id)
     assert code == 0
     assert Path(f"{job_id}.csv").exists()
-    # A completed job: the guard refuses a replay that no rule justifies...
+    # A completed job two hours old on the server's clock (the replay guard's, whatever this
+    # machine's says): the guard refuses a replay that no rule justifies...
+    account.advance(2 * 3600)
     code, out, err = run_main(capsys, "jobs", "replay", job_id)
     assert code == 1
     assert_one_line_error(err, "not_justified")

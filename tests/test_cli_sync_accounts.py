@@ -115,11 +115,14 @@ def test_sync_for_four_accounts_one_refused(
     )  # fmt: skip
     after = sandbox.stats()
     assert code == 2, (out, err)
-    # Every call of this run was the refused account's (its 401s): none for the other three.
+    # Every call of this run was the refused account's (its 401s), or one listing for each of
+    # the other three, which asks the server which day it is: nothing spent.
     refused = (
         after["accounts"]["IRsync2"]["unauthorized"] - before["accounts"]["IRsync2"]["unauthorized"]
     )
-    assert after["total_calls"] - before["total_calls"] == refused
+    assert after["total_calls"] - before["total_calls"] == refused + 3
+    assert after["calls"]["ListJobs"] - before["calls"]["ListJobs"] == refused + 3
+    assert after["calls"]["ReportExport"] == before["calls"]["ReportExport"]
     assert "3 of 4 accounts complete" in out
     assert f"credentials (exit 2): {WRONG}" in out
     assert f"{WRONG}: credentials: stopped: the server refused the credentials" in out
@@ -139,10 +142,10 @@ def test_sync_for_four_accounts_one_refused(
     assert code == 0, (out, err)
     summary = json.loads(out.splitlines()[-1])
     assert summary["complete"] == 2
-    assert summary["calls"] == {}
+    assert summary["calls"] == {"ListJobs": 2}  # each account's check of the server's day
 
     # The library's way, as the README shows it: the same dataset for each account's client,
-    # into the same folders, through the same ledger: all fresh, not one call.
+    # into the same folders, through the same ledger: all fresh, one call each (the day).
     accounts = [account for account in load_accounts(path) if account.name != WRONG]
     outcomes = anyio.run(
         partial(
@@ -160,7 +163,7 @@ def test_sync_for_four_accounts_one_refused(
         assert isinstance(outcome.result, SyncResult)
         assert outcome.result.complete
         assert outcome.result.counts["fresh"] == 3
-        assert outcome.result.calls == {}
+        assert outcome.result.calls == {"ListJobs": 1}
 
 
 def test_sync_with_accounts_refuses_single_account_options(

@@ -209,11 +209,21 @@ SUBMIT_CONCURRENCY = 4  # the backfill's default: submits that may be answered a
 @contextlib.contextmanager
 def sandbox_process(tmp_path: Path, *extra: str) -> Iterator[dict[str, Any]]:
     """The sandbox as its own process (it outlives the children), on scaled time."""
+    with sandbox_command(
+        tmp_path, "--time-scale", str(CRASH_SCALE), "--job-duration", "5-120",
+        "--rows-per-day", str(ROWS_PER_DAY), "--seed", "11",
+        "--daily-export-limit", str(CRASH_DAILY_LIMIT), *extra,
+    ) as info:  # fmt: skip
+        yield info
+
+
+@contextlib.contextmanager
+def sandbox_command(tmp_path: Path, *args: str) -> Iterator[dict[str, Any]]:
+    """`python -m reportexport_async.sandbox --port 0 ARGS` as its own process, until the block
+    ends: its first line (base URL, credentials, its clock). Its stderr goes to a file."""
     log = open(tmp_path / "sandbox.stderr", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [PY, "-m", "reportexport_async.sandbox", "--port", "0", "--time-scale", str(CRASH_SCALE),
-         "--job-duration", "5-120", "--rows-per-day", str(ROWS_PER_DAY), "--seed", "11",
-         "--daily-export-limit", str(CRASH_DAILY_LIMIT), *extra],
+        [PY, "-m", "reportexport_async.sandbox", "--port", "0", *args],
         stdout=subprocess.PIPE, stderr=log, cwd=REPO, text=True,
     )  # fmt: skip
     try:

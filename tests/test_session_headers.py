@@ -56,6 +56,9 @@ class Scripted:
     async def handle(self, request: web.Request) -> web.Response:
         self.seen.append((request.path, dict(request.headers)))
         status, headers, body = self.answers.pop(0)
+        # The script's clock is NOW: its absolute times (an HTTP-date `Retry-After`, an epoch
+        # reset) are read on the server's clock, which its `Date` tells.
+        headers = {"Date": format_datetime(NOW, usegmt=True), **headers}
         if isinstance(body, bytes):
             return web.Response(status=status, headers=headers, body=body)
         text = "" if body is None else json.dumps(body)

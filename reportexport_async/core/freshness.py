@@ -5,9 +5,9 @@ The guide's rules 4 to 6 (docs/guide.md): refresh only with Replay and only when
 expected, at most once a day; a request without dates makes a new job only on a new calendar day;
 data for recent days is still being completed, so the freshest results come later in the day.
 
-- Which day it is comes from the server's clock (the `Date` header of its answers, RFC 9110
-  §6.6.1) in the account's time zone: a machine whose clock is off never takes a day for another.
-  The last complete day is the day before.
+- Which day it is comes from the server's clock (every `now` here is the server's, read from
+  the `Date` header of its answers: `server_clock`) in the account's time zone: a machine whose
+  clock is off never takes a day for another. The last complete day is the day before.
 - A chunk's data is as of the day its job last completed (`fetched_on`). A chunk fetched more than
   `settle_days` days after its last day is **final**: its days had settled, and it costs nothing
   ever again. The replay guard's `fresh_data` rule (`core.replay`) is the same test.
@@ -21,11 +21,8 @@ data for recent days is still being completed, so the freshest results come late
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
-from email.utils import parsedate_to_datetime
-from functools import lru_cache
 from typing import Literal
 
 from .chunking import Chunk
@@ -39,7 +36,6 @@ __all__ = [
     "account_day",
     "judge_fetched",
     "judge_unfetched",
-    "server_offset",
 ]
 
 #: Days a day's data keeps changing after it ends (the sandbox's `settle_days` default).
@@ -73,34 +69,9 @@ class Verdict:
     until: datetime | None = None
 
 
-def server_offset(headers: Mapping[str, str], local_now: datetime) -> float | None:
-    """Seconds the server's clock is ahead of ours, from an answer's `Date` header (None when
-    absent or unreadable). The header has whole seconds: the offset is good to about one."""
-    date_header = next((v for k, v in headers.items() if k.lower() == "date"), None)
-    if not date_header:
-        return None
-    server = _http_date(date_header)
-    if server is None:
-        return None
-    return (server - local_now).total_seconds()
-
-
-@lru_cache(maxsize=8)
-def _http_date(text: str) -> datetime | None:
-    """An HTTP `Date` as an aware datetime (None when unreadable); remembered, since answers
-    of the same second carry the same text."""
-    try:
-        server = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if server is None or server.tzinfo is None:
-        return None
-    return server
-
-
-def account_day(now: datetime, offset_seconds: float, zone: tzinfo) -> date:
-    """The account's calendar day on the server's clock (`now` on ours, plus the offset)."""
-    return (now + timedelta(seconds=offset_seconds)).astimezone(zone).date()
+def account_day(now: datetime, zone: tzinfo) -> date:
+    """The account's calendar day at `now` (on the server's clock)."""
+    return now.astimezone(zone).date()
 
 
 def _is_final(chunk: Chunk, fetched_on: date, policy: FreshnessPolicy) -> bool:

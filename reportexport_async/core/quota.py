@@ -269,16 +269,33 @@ def zone_minutes(zone: tzinfo) -> int:
     return int(offset.total_seconds() // 60)
 
 
+#: A reset further than this from a quarter-hour of UTC is no account's midnight: it was measured
+#: on a clock that is not the server's, and teaches no time zone.
+_QUARTER_TOLERANCE = timedelta(minutes=2)
+#: The minutes past the hour of the UTC offsets time zones use (whole hours, half hours, and
+#: the few at :45 such as UTC+05:45); a quarter past is none's.
+_ZONE_MINUTES = frozenset({0, 30, 45})
+
+
 def learned_zone(resets_at: datetime | None, now: datetime, tz: tzinfo) -> tzinfo | None:
     """The account's quota zone that a daily-quota 429's reset reveals, when it is not `tz`'s:
-    a future reset that does not fall at `tz`'s midnight (None otherwise)."""
+    a reset within the next day that does not fall at `tz`'s midnight and is a plausible
+    midnight (near a quarter-hour of UTC, at an offset some time zone uses); None otherwise.
+    `now` and `resets_at` are on the server's clock: one that is not would teach a wrong zone
+    for good."""
     _aware(now)
-    if resets_at is None or resets_at <= now:
+    if resets_at is None or not now < resets_at <= now + timedelta(days=1) + _DAY_END_TOLERANCE:
         return None
     _, day_end = quota_day_bounds(now, tz)
     if abs(resets_at - day_end) <= _DAY_END_TOLERANCE:
         return None
-    return zone_of_reset(resets_at)
+    zone = zone_of_reset(resets_at)
+    midnight = datetime.combine(resets_at.astimezone(zone).date(), time(0), zone)
+    if resets_at.astimezone(zone).hour >= 12:  # rounded up to the next midnight
+        midnight += timedelta(days=1)
+    if abs(resets_at - midnight) > _QUARTER_TOLERANCE:
+        return None
+    return zone if zone_minutes(zone) % 60 in _ZONE_MINUTES else None
 
 
 def account_reset(resets_at: datetime | None, now: datetime, tz: tzinfo) -> datetime:

@@ -51,8 +51,9 @@ class LedgerStore(Protocol):
         """Where it lives, for messages: a path, or a URL without its password."""
         ...
 
-    @property
-    def clock(self) -> Clock: ...
+    #: What stamps its records: the client's server clock (`server_clock.ServerClock`) once a
+    #: `Client` uses it, so every stamp is on the server's time.
+    clock: Clock
 
     @property
     def owner(self) -> str:

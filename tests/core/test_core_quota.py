@@ -252,3 +252,20 @@ def test_an_outage_needs_time_and_failures_in_a_row() -> None:
     assert policy.is_outage(250, OUTAGE_MIN_FAILURES, pause=60)
     assert not policy.is_outage(250, OUTAGE_MIN_FAILURES)
     assert not policy.is_outage(600, 2)  # two failures far apart
+
+
+@pytest.mark.parametrize(
+    ("resets_at", "learned"),
+    [
+        ("2026-06-16T05:00:20+00:00", -300),  # UTC-05:00's midnight, as a hint rounds it
+        ("2026-06-15T18:15:00+00:00", 345),  # UTC+05:45 (Nepal)
+        ("2026-06-16T03:30:00+00:00", -210),  # UTC-03:30 (Newfoundland)
+        ("2026-06-15T19:45:00+00:00", None),  # UTC+04:15: no zone's midnight
+        ("2026-06-16T05:07:00+00:00", None),  # 7 minutes off any quarter: another clock's
+        ("2026-06-18T05:00:00+00:00", None),  # days away: not today's reset
+    ],
+)
+def test_only_a_plausible_midnight_teaches_the_zone(resets_at: str, learned: int | None) -> None:
+    now = datetime(2026, 6, 15, 13, 0, tzinfo=UTC)
+    zone = learned_zone(datetime.fromisoformat(resets_at), now, UTC)
+    assert (None if zone is None else zone_minutes(zone)) == learned
