@@ -355,10 +355,10 @@ async def sync(
             except ConfigurationError as error:
                 raise ConfigurationError("out", error.problem, dataset=plan.dataset.name) from None
     if not options.dry_run:
+        judged_on = day.today()
         await _check_report_ids(client, plans, options)  # before the first submit, no quota
         # Any run may spend (a new day may have begun): the server says which day it is, from
         # an answer of the last few minutes (the catalog's, say) or one call that spends no quota.
-        judged_on = day.today()
         await client.clock.fresh_now()
         if day.today() != judged_on:
             plans = [await _plan(client, d, day) for d in sets]
