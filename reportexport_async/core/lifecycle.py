@@ -306,7 +306,8 @@ class Life:
     completed_at: datetime | None = None
     submits: int = 0  # ReportExports spent by this life
     forgotten: int = 0  # jobs the server no longer knew
-    replays: int = 0
+    replays: int = 0  # retries of a failed job or a gone result (at most `max_replays`)
+    refreshes: int = 0  # replays for the fresh data the caller asked for
     replays_today: int = 0
     refreshed: bool = False  # the fresh/forced replay asked for was made
     made_here: bool = False  # the job followed was submitted (or attached) by this life
@@ -364,10 +365,10 @@ def _found(life: Life, event: Event, now: datetime) -> _Result:
     }
     if life.wants_refresh:
         return {**known, "phase": Phase.SUBMITTED}, (Inspect(event.job_id),)
-    if event.status is JobStatus.COMPLETED:
-        if event.intact:
-            return {**known, "phase": Phase.SAVED, "cached": True}, ()
-        return {**known, "phase": Phase.COMPLETED}, (Download(event.job_id),)
+    if event.status is JobStatus.COMPLETED and event.intact:
+        return {**known, "phase": Phase.SAVED, "cached": True}, ()
+    # Anything else is asked of the server first: a file to fetch again may belong to a job
+    # the server has forgotten (a Download 404 could not tell that from an expired result).
     return {**known, "phase": Phase.SUBMITTED}, (Track(event.job_id),)
 
 
@@ -388,6 +389,7 @@ def _attached(life: Life, event: Event, now: datetime) -> _Result:
         "status": None,
         "submitted_at": event.submitted_at or now,
         "made_here": True,
+        "refreshed": True,  # a job made now has the freshest data there is
     }, (Track(event.job_id),)
 
 
@@ -401,6 +403,7 @@ def _submitted(life: Life, event: Event, now: datetime) -> _Result:
         "completed_at": None,
         "submits": life.submits + 1,
         "made_here": True,
+        "refreshed": True,  # a job made now has the freshest data there is
     }, (Track(event.job_id),)
 
 
@@ -501,6 +504,7 @@ def _replayed(life: Life, event: Event, now: datetime) -> _Result:
         "completed_at": None,
         # The refresh the caller asked for is not one of the `max_replays` retries.
         "replays": life.replays + (0 if life.wants_refresh else 1),
+        "refreshes": life.refreshes + (1 if life.wants_refresh else 0),
         "replays_today": life.replays_today + 1,
         "refreshed": life.refreshed or life.wants_refresh,
         "until": None,
