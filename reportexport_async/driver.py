@@ -65,8 +65,9 @@ __all__ = [
     "Driver",
     "claim",
     "file_is_intact",
+    "judged",
     "record_saved",
-    "refuse",
+    "refusal",
     "replay_recorded",
     "submit_claimed",
 ]
@@ -188,11 +189,11 @@ class Driver:
 
     async def _refused_end(self, end: End) -> None:
         assert end.decision is not None
-        await refuse(self.ledger, self.print_.key, self._job(end), end.decision, self.terms)
+        raise await refusal(self.ledger, self.print_.key, self._job(end), end.decision, self.terms)
 
     async def _refused(self, life: Life, decision: ReplayDecision) -> None:
         job = self.job if self.job is not None else _job_of(life.job_id, life.status)
-        await refuse(self.ledger, self.print_.key, job, decision, self.terms)
+        raise await refusal(self.ledger, self.print_.key, job, decision, self.terms)
 
     def _job(self, end: End) -> Job:
         if self.job is not None and self.job.id == end.job_id:
@@ -204,10 +205,10 @@ def _job_of(job_id: str | None, status: JobStatus | None) -> Job:
     return Job.model_validate({"Id": job_id or "", "Status": (status or JobStatus.UNKNOWN).value})
 
 
-async def refuse(
+async def refusal(
     ledger: LedgerStore, key: str, job: Job, decision: ReplayDecision, terms: Terms
-) -> None:
-    """The guard refused a replay: remember it, and raise what the caller knows (`JobFailed`
+) -> JobFailed | ReplayRefused:
+    """The guard refused a replay: remember it, and return what the caller knows (`JobFailed`
     for a failed job nobody asked to refresh, else `ReplayRefused`) naming the rule."""
     refused = ReplayRefused(job.id, rule=decision.rule, reason=decision.reason)
     await ledger.record_event(
@@ -215,8 +216,37 @@ async def refuse(
     )
     failed = job.status in (JobStatus.FAILED, JobStatus.CANCELLED)
     if failed and not terms.fresh and not terms.force:
-        raise JobFailed(job, f"job {job.id} ended {job.status.value}; {refused}") from refused
-    raise refused
+        failure = JobFailed(job, f"job {job.id} ended {job.status.value}; {refused}")
+        failure.__cause__ = refused
+        return failure
+    return refused
+
+
+def judged(
+    terms: Terms,
+    entry: LedgerEntry,
+    job: Job,
+    now: datetime,
+    *,
+    expired: bool = False,
+    replays: int = 0,
+    replays_today: int = 0,
+) -> tuple[Life, tuple[Action, ...]]:
+    """The table's answer for a job the ledger knows and the server just described: its life
+    resumed from the ledger (`Found`), then the news (its status, or a result that is gone).
+    Pure: the caller performs the actions."""
+    found = Found(
+        job.id,
+        submitted_at=entry.submitted_at or entry.created_at,
+        completed_at=entry.completed_at,
+        replays=replays,
+        replays_today=replays_today,
+    )
+    life, _ = step(begin(terms), found, now)
+    if expired:
+        life, _ = step(life, Status(JobStatus.COMPLETED), now)
+        return step(life, DownloadGone(job.status), now)
+    return step(life, Status(job.status, job.completed_date), now)
 
 
 async def claim(

@@ -32,8 +32,8 @@ import anyio
 
 from .api import ReportExportClient
 from .core.fingerprint import Fingerprint, fingerprint
-from .core.lifecycle import Attached, Claimed, Phase, Terms
-from .core.models import ClickExportRequest, ExportRequest, Job, JobStatus
+from .core.lifecycle import Attached, Claimed, Defer, End, Phase, Replay, Terms
+from .core.models import ClickExportRequest, ExportRequest, Job
 from .core.quota import quota_day_bounds
 from .core.replay import (
     ReplayDecision,
@@ -42,9 +42,16 @@ from .core.replay import (
     check_replay,
     require_replay,
 )
-from .driver import Driver, claim, file_is_intact, submit_claimed
+from .driver import (
+    Driver,
+    claim,
+    file_is_intact,
+    judged,
+    refusal,
+    replay_recorded,
+    submit_claimed,
+)
 from .driver import record_saved as download_recorder
-from .errors import JobFailed
 from .ledger import LedgerEntry
 from .ledger_store import LedgerStore
 
@@ -242,31 +249,21 @@ async def replay_guarded(
     tz = client.limiter.timezone
     if day_start is None:
         day_start, _ = quota_day_bounds(now, tz)
-    decision_input = ReplayRequest(
-        job_id=job.id,
-        status=job.status,
-        submitted_at=entry.submitted_at or entry.created_at,
-        now=now,
-        range_end=entry.range_end,
-        last_completed_at=entry.completed_at,
-        replays_today=await ledger.replays_since(key, day_start),
-        fresh=fresh,
-        force=force,
-        expired=expired,
-        tz=tz,
-    )
-    try:
-        decision = require_replay(decision_input, policy)
-    except Exception as refused:
-        await ledger.record_event(
-            key, "replay_refused", job.id, {"reason": str(refused), "status": job.status.value}
-        )
-        if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) and not fresh and not force:
-            raise JobFailed(job, f"job {job.id} ended {job.status.value}; {refused}") from refused
-        raise
-    replayed = await client.replay(job.id)
-    await ledger.record_replay(key, job.id, replayed, rule=decision.rule)
-    return replayed.id
+    terms = Terms(key, range_end=entry.range_end, fresh=fresh, force=force, policy=policy, tz=tz)
+    replays_today = await ledger.replays_since(key, day_start)
+    _, actions = judged(terms, entry, job, now, expired=expired, replays_today=replays_today)
+    (action,) = actions
+    if isinstance(action, Replay):
+        return await replay_recorded(client, ledger, key, action)
+    if isinstance(action, Defer | End) and action.decision is not None:
+        raise await refusal(ledger, key, job, action.decision, terms)
+    # The table follows the job instead (still running, or completed and no refresh asked
+    # for): the guard says why no replay.
+    asked = ReplayRequest(
+        job.id, job.status, entry.submitted_at or entry.created_at, now,
+        range_end=entry.range_end, replays_today=replays_today, tz=tz,
+    )  # fmt: skip
+    raise await refusal(ledger, key, job, check_replay(asked, policy), terms)
 
 
 @dataclass(frozen=True)

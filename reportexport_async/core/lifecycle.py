@@ -120,6 +120,7 @@ class Found:
     completed_at: datetime | None = None
     intact: bool = False
     replays_today: int = 0
+    replays: int = 0  # retries this life made already (a caller that resumes a life)
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +363,7 @@ def _found(life: Life, event: Event, now: datetime) -> _Result:
         "submitted_at": event.submitted_at or now,
         "completed_at": event.completed_at,
         "replays_today": event.replays_today,
+        "replays": event.replays,
     }
     if life.wants_refresh:
         return {**known, "phase": Phase.SUBMITTED}, (Inspect(event.job_id),)
@@ -557,7 +559,7 @@ _TABLE[(Phase.DEFERRED, Due)] = _due
 
 #: An event that answers an action is accepted only while that action is pending.
 _ANSWERS: dict[type, type | tuple[type, ...]] = {
-    Claimed: Claim,
+    Claimed: (Claim, WaitForClaim),
     ClaimedElsewhere: (Claim, WaitForClaim),
     Attached: (Claim, WaitForClaim),
     Submitted: Submit,

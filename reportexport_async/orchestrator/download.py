@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 
 from ..core.responses import worth_another_round
+from ..driver import record_saved
 from ..errors import (
     HTTPStatusError,
     JobFailed,
@@ -18,7 +19,6 @@ from ..errors import (
     OutputError,
     ReportExportError,
 )
-from ..exports import download_recorder
 from .lease import finished_elsewhere, take_result
 from .model import ROUNDS, ChunkRun
 from .recover import Recovery
@@ -80,7 +80,7 @@ class Downloading:
                     run.job_id,
                     dest,
                     wait=probe is None,
-                    on_saved=download_recorder(state.ledger, run.planned.fingerprint),
+                    on_saved=record_saved(state.ledger, run.planned.fingerprint),
                 )
                 break
             except JobNotReady:
