@@ -10,7 +10,7 @@ here because they hold in the table.
 A life that ends without a file raises what the caller knows: `JobFailed` for a job that ended
 FAILED or CANCELLED and may not be replayed (yet), `ReplayRefused` for a refresh the guard
 refuses, the server's own error for a result that is gone or a job lost right after its submit.
-The pieces (`claim`, `submit_claimed`, `replay_recorded`, `record_saved`) also serve the
+The pieces (`claim`, `submit_claimed`, `replay_recorded`, `download_recorded`) also serve the
 orchestrator, which follows many lives at once with one tracker.
 """
 
@@ -56,7 +56,7 @@ from .core.lifecycle import (
 from .core.models import ClickExportRequest, ExportRequest, Job, JobStatus
 from .core.quota import quota_day_bounds
 from .core.replay import ReplayDecision
-from .downloads import DownloadResult, OnSaved
+from .downloads import DownloadResult, Receipt
 from .errors import HTTPStatusError, JobFailed, NotFound, ReplayRefused
 from .ledger import LedgerEntry
 from .ledger_store import LedgerStore
@@ -64,9 +64,9 @@ from .ledger_store import LedgerStore
 __all__ = [
     "Driver",
     "claim",
+    "download_recorded",
     "file_is_intact",
     "judged",
-    "record_saved",
     "refusal",
     "replay_recorded",
     "submit_claimed",
@@ -159,9 +159,7 @@ class Driver:
             return Status(job.status, job.completed_date)
         if isinstance(action, Download):
             try:
-                self.saved = await client.download(
-                    action.job_id, self.dest, on_saved=record_saved(ledger, key)
-                )
+                self.saved = await download_recorded(client, ledger, key, action.job_id, self.dest)
             except HTTPStatusError as exc:
                 if not (isinstance(exc, NotFound) or exc.status == 410):
                     raise
@@ -302,15 +300,29 @@ async def replay_recorded(
     return replayed.id
 
 
-def record_saved(ledger: LedgerStore, key: str) -> OnSaved:
-    """Records a download in the ledger the moment its file is in place, shielded with its
-    rename: a cancellation (Ctrl-C, a run that stops) never leaves a file the ledger does not
-    know."""
-
-    async def record(result: DownloadResult) -> None:
-        await ledger.record_download(key, result.job_id, result.path, result.size, result.sha256)
-
-    return record
+async def download_recorded(
+    client: ReportExportClient,
+    ledger: LedgerStore,
+    key: str,
+    job_id: str,
+    dest: Path,
+    *,
+    wait: bool = True,
+) -> DownloadResult:
+    """The download, then its record in the ledger (path, size, sha256). The download hands its
+    result over in the rename's shield (a `Receipt`); the record is made here, shielded, also
+    when a cancellation (Ctrl-C, a run that stops) arrives after the rename: never a file the
+    ledger does not know."""
+    receipt = Receipt()
+    try:
+        return await client.download(job_id, dest, wait=wait, receipt=receipt)
+    finally:
+        saved = receipt.result
+        if saved is not None:
+            with anyio.CancelScope(shield=True):
+                await ledger.record_download(
+                    key, saved.job_id, saved.path, saved.size, saved.sha256
+                )
 
 
 def _sha256_of(path: Path) -> tuple[int, str] | None:

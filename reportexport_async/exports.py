@@ -51,14 +51,12 @@ from .driver import (
     replay_recorded,
     submit_claimed,
 )
-from .driver import record_saved as download_recorder
 from .ledger import LedgerEntry
 from .ledger_store import LedgerStore
 
 __all__ = [
     "ExportOutcome",
     "ReplayOutcome",
-    "download_recorder",
     "fetch_export",
     "file_is_intact",
     "fingerprint_for",
