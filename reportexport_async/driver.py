@@ -98,7 +98,10 @@ class Driver:
     async def run(self) -> Life:
         life, actions = step(begin(self.terms), await self._found(), self._now())
         while not life.terminal:
-            event = await self._perform(life, actions)
+            event: Event | None = None
+            for action in actions:  # e.g. forget a job, then claim: the last one answers
+                event = await self._do(life, action)
+            assert event is not None, f"no answer to {actions}"
             life, actions = step(life, event, self._now())
         if life.end is not None:
             await self._ended(life.end)
@@ -124,13 +127,6 @@ class Driver:
             intact=intact,
             replays_today=0 if intact else await self.ledger.replays_since(key, day_start),
         )
-
-    async def _perform(self, life: Life, actions: tuple[Action, ...]) -> Event:
-        event: Event | None = None
-        for action in actions:
-            event = await self._do(life, action)
-        assert event is not None, f"no answer to {actions}"
-        return event
 
     async def _do(self, life: Life, action: Action) -> Event | None:
         client, ledger, key = self.client, self.ledger, self.print_.key
