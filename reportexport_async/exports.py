@@ -32,7 +32,8 @@ import anyio
 
 from .api import ReportExportClient
 from .core.fingerprint import Fingerprint, fingerprint
-from .core.lifecycle import Attached, Claimed, Defer, End, Phase, Replay, Terms
+from .core.lifecycle import ClaimedElsewhere as ClaimedElsewhereEvent
+from .core.lifecycle import Defer, End, Found, Phase, Replay, Submit, Terms, Track, begin, step
 from .core.models import ClickExportRequest, ExportRequest, Job
 from .core.quota import quota_day_bounds
 from .core.replay import (
@@ -216,12 +217,17 @@ async def submit_once(
     `wait_for_others=False`, raises `ClaimedElsewhere` instead (the caller watches the chunk).
     A job another worker recorded is returned; without waiting, only once its lease is this
     worker's (the caller then follows the job)."""
+    # The first moves of the lifecycle table: claim, then submit (or follow another's job).
+    life, _ = step(begin(Terms(print_.key)), Found(), client.clock.now())
     while True:
         found = await claim(ledger, request, print_, wait_for_others=wait_for_others)
-        if isinstance(found, Attached):
-            return found.job_id  # another task or process submitted it meanwhile
-        if isinstance(found, Claimed):
+        life, actions = step(life, found, client.clock.now())
+        (action,) = actions
+        if isinstance(action, Submit):
             return await submit_claimed(client, ledger, request, print_.key)
+        if isinstance(action, Track):
+            return action.job_id  # another task or process submitted it meanwhile
+        assert isinstance(found, ClaimedElsewhereEvent)
         if not wait_for_others:
             raise ClaimedElsewhere(found.owner)
         await client.clock.sleep(1.0)  # another live process is submitting it right now
