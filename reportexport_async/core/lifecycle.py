@@ -34,7 +34,6 @@ a frozen value). No I/O and no clock: `now` is a parameter (way 1 of docs/guide.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
@@ -297,7 +296,7 @@ class Terms:
     trust_own_jobs: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: `_evolve` copies its __dict__ in one go
 class Life:
     terms: Terms
     phase: Phase = Phase.NEW
@@ -346,11 +345,17 @@ def step(life: Life, event: Event, now: datetime) -> tuple[Life, tuple[Action, .
     ended = next((a for a in actions if isinstance(a, End)), None)
     if ended is not None:
         changes = {**changes, "phase": Phase.ENDED, "end": ended}
-    return dataclasses.replace(life, **changes, pending=actions), actions
+    return _evolve(life, {**changes, "pending": actions}), actions
 
 
 _Changes = dict[str, Any]
 _Result = tuple[_Changes, tuple[Action, ...]]
+def _evolve(life: Life, changes: _Changes) -> Life:
+    """`dataclasses.replace` without its per-field checks (a tenth of the time): a tracker steps
+    the table for every status of every job in flight."""
+    new = object.__new__(Life)
+    object.__setattr__(new, "__dict__", {**life.__dict__, **changes})
+    return new
 
 
 def _found(life: Life, event: Event, now: datetime) -> _Result:
@@ -416,7 +421,7 @@ def _status(life: Life, event: Event, now: datetime) -> _Result:
     seen: _Changes = {"status": event.status}
     if event.completed_at is not None:
         seen["completed_at"] = event.completed_at
-    life = dataclasses.replace(life, status=event.status, completed_at=seen.get("completed_at"))
+    life = _evolve(life, seen)
     status = event.status
     if life.wants_refresh:
         # The caller asked for fresh data (or forced it): the guard judges the job as it is now.
@@ -443,7 +448,7 @@ def _gone(life: Life, event: Event, now: datetime) -> _Result:
     if life.replays >= life.terms.max_replays:
         reason = f"the result of job {life.job_id} is gone after {life.replays} replays"
         return seen, (End(reason, "result_gone", life.job_id, status),)
-    return _judge(dataclasses.replace(life, status=status), seen, now, expired=True)
+    return _judge(_evolve(life, {"status": status}), seen, now, expired=True)
 
 
 def _judge(
