@@ -350,6 +350,8 @@ def step(life: Life, event: Event, now: datetime) -> tuple[Life, tuple[Action, .
 
 _Changes = dict[str, Any]
 _Result = tuple[_Changes, tuple[Action, ...]]
+
+
 def _evolve(life: Life, changes: _Changes) -> Life:
     """`dataclasses.replace` without its per-field checks (a tenth of the time): a tracker steps
     the table for every status of every job in flight."""
