@@ -33,7 +33,20 @@ import anyio
 from .api import ReportExportClient
 from .core.fingerprint import Fingerprint, fingerprint
 from .core.lifecycle import ClaimedElsewhere as ClaimedElsewhereEvent
-from .core.lifecycle import Defer, End, Found, Phase, Replay, Submit, Terms, Track, begin, step
+from .core.lifecycle import (
+    Defer,
+    End,
+    Forget,
+    Found,
+    JobUnknown,
+    Phase,
+    Replay,
+    Submit,
+    Terms,
+    Track,
+    begin,
+    step,
+)
 from .core.models import ClickExportRequest, ExportRequest, Job
 from .core.quota import quota_day_bounds
 from .core.replay import (
@@ -52,6 +65,7 @@ from .driver import (
     replay_recorded,
     submit_claimed,
 )
+from .errors import NotFound
 from .ledger import LedgerEntry
 from .ledger_store import LedgerStore
 
@@ -246,19 +260,28 @@ async def replay_guarded(
     policy: ReplayPolicy,
     day_start: datetime | None = None,
 ) -> str:
-    """Replay through the guard; returns the job id to follow from now on. `day_start` is when
-    the account's day began on the client's clock, when the caller knows it better than the
-    client's clock (the server's day)."""
+    """Replay through the guard (the lifecycle table's judgement); returns the job id to follow
+    from now on. A job the server no longer knows is forgotten (and `NotFound` raised).
+    `day_start` is when the account's day began on the client's clock, when the caller knows it
+    better than the client's clock (the server's day)."""
     now = client.clock.now()
     tz = client.limiter.timezone
     if day_start is None:
         day_start, _ = quota_day_bounds(now, tz)
     terms = Terms(key, range_end=entry.range_end, fresh=fresh, force=force, policy=policy, tz=tz)
     replays_today = await ledger.replays_since(key, day_start)
-    _, actions = judged(terms, entry, job, now, expired=expired, replays_today=replays_today)
+    life, actions = judged(terms, entry, job, now, expired=expired, replays_today=replays_today)
     (action,) = actions
     if isinstance(action, Replay):
-        return await replay_recorded(client, ledger, key, action)
+        try:
+            return await replay_recorded(client, ledger, key, action)
+        except NotFound:
+            # The server no longer knows the job: the table forgets it, so that the next run
+            # submits the export again (the history keeps the old job).
+            _, after = step(life, JobUnknown(), now)
+            for forget in (a for a in after if isinstance(a, Forget)):
+                await ledger.forget_job(key, forget.job_id)
+            raise
     if isinstance(action, Defer | End) and action.decision is not None:
         raise await refusal(ledger, key, job, action.decision, terms)
     # The table follows the job instead (still running, or completed and no refresh asked
