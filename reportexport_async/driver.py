@@ -20,6 +20,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 import anyio
 
@@ -169,30 +170,28 @@ class Driver:
             except NotFound as unknown:
                 self._error = unknown
                 return JobUnknown()
-        if isinstance(action, Defer):
-            await self._refused(life, action.decision)
+        if isinstance(action, Defer):  # the caller decides whether to wait: it is told when
+            await self._refuse(action.job_id, life.status, action.decision)
         raise AssertionError(f"the driver does not perform {action}")  # pragma: no cover
 
-    async def _ended(self, end: End) -> None:
+    async def _ended(self, end: End) -> NoReturn:
         if end.decision is not None:
-            await self._refused_end(end)
+            await self._refuse(end.job_id, end.status, end.decision)
         if end.rule == "replays_exhausted":
-            raise JobFailed(self._job(end), end.reason)
+            raise JobFailed(self._job(end.job_id, end.status), end.reason)
         assert self._error is not None, end
         raise self._error
 
-    async def _refused_end(self, end: End) -> None:
-        assert end.decision is not None
-        raise await refusal(self.ledger, self.print_.key, self._job(end), end.decision, self.terms)
-
-    async def _refused(self, life: Life, decision: ReplayDecision) -> None:
-        job = self.job if self.job is not None else _job_of(life.job_id, life.status)
+    async def _refuse(
+        self, job_id: str | None, status: JobStatus | None, decision: ReplayDecision
+    ) -> NoReturn:
+        job = self._job(job_id, status)
         raise await refusal(self.ledger, self.print_.key, job, decision, self.terms)
 
-    def _job(self, end: End) -> Job:
-        if self.job is not None and self.job.id == end.job_id:
+    def _job(self, job_id: str | None, status: JobStatus | None) -> Job:
+        if self.job is not None and self.job.id == job_id:
             return self.job
-        return _job_of(end.job_id, end.status)
+        return _job_of(job_id, status)
 
 
 def _job_of(job_id: str | None, status: JobStatus | None) -> Job:
