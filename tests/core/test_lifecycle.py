@@ -364,3 +364,26 @@ def test_a_cooperative_server_ends_every_life(
     if life.phase is Phase.ENDED:
         assert life.end is not None
         assert life.end.reason
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.dates(date(2025, 1, 1), date(2027, 1, 1)), st.integers(0, 3))
+def test_a_default_range_export_is_a_new_life_only_on_a_new_day(day: date, later: int) -> None:
+    """One life per fingerprint, one submit per life: a default-range export's fingerprint holds
+    the account's day, so the same day is the same life (no second submit) and a new day a new
+    one; an export with dates is the same life on every day."""
+    from reportexport_async.core.fingerprint import fingerprint
+    from reportexport_async.core.models import ExportRequest
+
+    def key(request: ExportRequest, today: date) -> str:
+        account = {"base_url": "https://api.impact.com", "account_sid": "IRabc"}
+        return fingerprint(request, account_type="Mediapartners", today=today, **account).key
+
+    default = ExportRequest(report_id="r1")
+    dated = ExportRequest(report_id="r1", start=date(2025, 1, 1), end=date(2025, 1, 2))
+    other = day + timedelta(days=later)
+    assert (key(default, day) == key(default, other)) is (later == 0)
+    assert key(dated, day) == key(dated, other)
+    life = run([Found(), Claimed(), Submitted("j1")], Terms(key(default, day)))
+    with pytest.raises(IllegalTransition):  # the same life never submits again
+        step(life, Claimed(), T0)
