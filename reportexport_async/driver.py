@@ -12,6 +12,10 @@ FAILED or CANCELLED and may not be replayed (yet), `ReplayRefused` for a refresh
 refuses, the server's own error for a result that is gone or a job lost right after its submit.
 The pieces (`claim`, `submit_claimed`, `replay_recorded`, `download_recorded`) also serve the
 orchestrator, which follows many lives at once with one tracker.
+
+Not written here: the daily and hourly quota counters, which the rate limiter keeps through its
+counters store while it sends a call (a charge must be taken before the call leaves, across
+processes, and refunded when the answer shows it was not counted).
 """
 
 from __future__ import annotations
