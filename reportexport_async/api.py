@@ -48,7 +48,7 @@ from .core.responses import (
     interpret_ticket,
     job_page_interpreter,
 )
-from .downloads import DownloadResult, OnSaved, download_job
+from .downloads import DownloadResult, Receipt, download_job
 from .errors import HTTPStatusError, WaitTimeout
 from .ratelimit import RateLimiter
 from .server_clock import ServerClock
@@ -326,13 +326,13 @@ class ReportExportClient:
         dest: str | Path,
         *,
         wait: bool = True,
-        on_saved: OnSaved | None = None,
+        receipt: Receipt | None = None,
     ) -> DownloadResult:
         """Stream the job's result to `dest` (via `dest.part`, fsync, rename) and return its
         path, size and sha256. Waits while the Download answers 202 (with `wait=False`, raises
         `JobNotReady` instead); downloads again after a truncated body; fetches a fresh signed
-        URL when one has expired. `on_saved` is awaited with the result once the file is in
-        place, in the same cancellation shield as the rename (to record it: never one alone)."""
+        URL when one has expired. `receipt` gets the result once the file is in place, in the
+        same cancellation shield as the rename (a caller cancelled afterwards still records it)."""
         return await download_job(
             self.session,
             job_id,
@@ -340,7 +340,7 @@ class ReportExportClient:
             stream_mode=self.stream_downloads,
             random_source=self._random,
             wait=wait,
-            on_saved=on_saved,
+            receipt=receipt,
         )
 
     async def replay(self, job_id: str) -> Job:

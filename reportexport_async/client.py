@@ -60,8 +60,9 @@ from .config import ClientConfig
 from .core.fingerprint import account_key
 from .core.models import ExportRequest, Job, checked
 from .downloads import DownloadResult
+from .driver import download_recorded
 from .errors import ConfigurationError
-from .exports import ExportOutcome, ReplayOutcome, download_recorder, fetch_export, replay_job
+from .exports import ExportOutcome, ReplayOutcome, fetch_export, replay_job
 from .ledger import DEFAULT_LEDGER_PATH
 from .ledger_store import LEDGER_URL_ENV, LedgerStore, open_ledger
 from .orchestrator import (
@@ -418,8 +419,9 @@ class Client:
             entry = await self.ledger.find(job_id)
             extension = (entry.result_format if entry else "csv").lower()
             dest = prepare_file(out if out is not None else f"{job_id}.{extension}")
-            record = None if entry is None else download_recorder(self.ledger, entry.fingerprint)
-            return await self.api.download(job_id, dest, on_saved=record)
+            if entry is None:
+                return await self.api.download(job_id, dest)
+            return await download_recorded(self.api, self.ledger, entry.fingerprint, job_id, dest)
 
     async def replay(
         self, job_id: str, *, force: bool = False, fresh: bool = False

@@ -20,8 +20,9 @@ arriving first) is read whole and costs one hop to a small pool of threads share
 download (`_DISK`), which write, fsync, rename and hash it in one pass; no thread of its own.
 The folder's fsync is shared: one fsync of a folder covers every rename made in it before that
 fsync began, so downloads finishing together into one folder share it (`_FolderSync`, in the
-same hop as the rename). The result is handed to `on_saved` (the ledger's record) only after the
-fsync that covers its rename.
+same hop as the rename). The result is written into the caller's `Receipt` in the rename's
+cancellation shield, after the fsync that covers the rename: a caller cancelled right after
+still knows the file is there (and records it; the download itself never writes the ledger).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import os
 import random
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,14 +248,18 @@ def _finish(writer: _DiskWriter, part: Path, dest: Path) -> None:
     _FOLDERS.sync(dest.parent)
 
 
-#: Called with the result once its file is in place, under the same shield as the rename, so a
-#: cancellation never falls between the two (the orchestrator records it in the ledger there).
-OnSaved = Callable[[DownloadResult], Awaitable[None]]
+@dataclass
+class Receipt:
+    """Filled with the result the moment its file is in place, in the same cancellation shield
+    as the rename and without a pause in between: a caller cancelled afterwards (Ctrl-C, a run
+    that stops) still knows the file exists, and records it (the driver, shielded)."""
+
+    result: DownloadResult | None = None
 
 
-async def _saved(result: DownloadResult, on_saved: OnSaved | None) -> DownloadResult:
-    if on_saved is not None:
-        await on_saved(result)
+def _saved(result: DownloadResult, receipt: Receipt | None) -> DownloadResult:
+    if receipt is not None:
+        receipt.result = result
     return result
 
 
@@ -263,19 +268,19 @@ async def _save_small(
     job_id: str,
     pieces: list[bytes],
     expected: int | None,
-    on_saved: OnSaved | None = None,
+    receipt: Receipt | None = None,
 ) -> DownloadResult:
     """A whole result of at most `_SMALL` bytes, already read: one hop to the shared worker
     threads for the disk (write, fsync, rename, hash) instead of a writer and a hasher thread of
-    its own, then the folder's shared fsync, then `on_saved`."""
+    its own, then the folder's shared fsync, then the `receipt`."""
     body = b"".join(pieces)
     problem = check_download_integrity(received=len(body), expected_length=expected, job_id=job_id)
     if problem is not None:
         raise problem
     with anyio.CancelScope(shield=True):  # a rename half done, or not recorded, is not an option
         sha256 = await _on_disk(_save_whole, body, dest)
-        result = await _saved(
-            DownloadResult(job_id=job_id, path=dest, size=len(body), sha256=sha256), on_saved
+        result = _saved(
+            DownloadResult(job_id=job_id, path=dest, size=len(body), sha256=sha256), receipt
         )
     return result
 
@@ -285,12 +290,12 @@ async def save_response(
     response: aiohttp.ClientResponse,
     dest: Path,
     job_id: str,
-    on_saved: OnSaved | None = None,
+    receipt: Receipt | None = None,
 ) -> DownloadResult:
     """Stream one 200 answer into `dest` (via `dest.part`) and return what was written. A disk
     that refuses the bytes raises `OutputError` (the one place OSError is translated)."""
     try:
-        return await _save_response(session, response, dest, job_id, on_saved)
+        return await _save_response(session, response, dest, job_id, receipt)
     except OSError as exc:
         raise OutputError(dest, exc) from exc
 
@@ -300,7 +305,7 @@ async def _save_response(
     response: aiohttp.ClientResponse,
     dest: Path,
     job_id: str,
-    on_saved: OnSaved | None,
+    receipt: Receipt | None,
 ) -> DownloadResult:
     part = part_of(dest)
     encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("identity", "")
@@ -309,7 +314,7 @@ async def _save_response(
     body = session.iter_body(response, _CHUNK)
     if expected is not None and expected <= _SMALL:
         pieces = [piece async for piece in body]
-        return await _save_small(dest, job_id, pieces, expected, on_saved)
+        return await _save_small(dest, job_id, pieces, expected, receipt)
     pieces = []
     size = 0
     if expected is None:
@@ -320,7 +325,7 @@ async def _save_response(
             if size > _SMALL:
                 break
         else:
-            return await _save_small(dest, job_id, pieces, expected, on_saved)
+            return await _save_small(dest, job_id, pieces, expected, receipt)
     received = size
     writer = await anyio.to_thread.run_sync(_DiskWriter, part)
     try:
@@ -343,11 +348,11 @@ async def _save_response(
             raise problem
         with anyio.CancelScope(shield=True):  # the rename and its record, never one alone
             await _on_disk(_finish, writer, part, dest)
-            result = await _saved(
+            result = _saved(
                 DownloadResult(
                     job_id=job_id, path=dest, size=received, sha256=writer.digest.hexdigest()
                 ),
-                on_saved,
+                receipt,
             )
     except BaseException:
         writer.forget()
@@ -366,11 +371,11 @@ async def download_job(
     max_attempts: int | None = None,
     random_source: Callable[[], float] = random.random,
     wait: bool = True,
-    on_saved: OnSaved | None = None,
+    receipt: Receipt | None = None,
 ) -> DownloadResult:
     """Download a job's result into `dest`, waiting while it is not complete (with
-    `wait=False`, a 202 raises `JobNotReady` at once: one call, nothing changed). `on_saved`
-    runs once the file is in place, shielded together with its rename."""
+    `wait=False`, a 202 raises `JobNotReady` at once: one call, nothing changed). `receipt`
+    gets the result once the file is in place, shielded together with its rename."""
     config = session.config
     spec = build_download(config.account_type, config.account_sid, job_id, stream=stream_mode)
     url = session.url(spec.path)
@@ -383,7 +388,7 @@ async def download_job(
             location: str | None = None
             async with session.stream(url, Endpoint.DOWNLOAD, params=spec.params) as response:
                 if response.status == 200:
-                    return await save_response(session, response, dest, job_id, on_saved)
+                    return await save_response(session, response, dest, job_id, receipt)
                 body = None
                 if response.status not in (301, 302, 303, 307, 308):
                     raw = await session.read_capped(response, _MAX_ERROR_BODY)
@@ -410,7 +415,7 @@ async def download_job(
                 raise ReportExportError(f"no download for job {job_id}")
             async with session.stream(location, None) as signed:
                 if signed.status == 200:
-                    return await save_response(session, signed, dest, job_id, on_saved)
+                    return await save_response(session, signed, dest, job_id, receipt)
                 # 400/401/403 from cloud storage: expired or refused; ask for a fresh URL.
                 raise SignedURLRefused(
                     signed.status,

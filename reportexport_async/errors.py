@@ -27,6 +27,8 @@ always with ``raise ... from exc``.
     ├── QuotaExhausted                 a daily/hourly quota is spent; carries resets_at (§5)
     ├── DownloadIntegrityError         truncated body, size or checksum mismatch
     ├── OutputError                    a result or the manifest could not be written (disk full)
+    ├── IllegalTransition              an event its export's phase does not expect (core.lifecycle):
+    │                                  a bug in the caller, never the server's answer
     ├── ConfigurationError (ValueError) a bad setting; the message names the setting
     │   └── UnknownReport              a report id the account's catalog does not offer (§1d)
     ├── LedgerError                    the ledger is corrupt, newer, read-only or locked

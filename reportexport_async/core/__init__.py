@@ -17,6 +17,9 @@ Modules:
 - :mod:`.ratelimit_headers`: rate-limit headers at a given ``now``.
 - :mod:`.policies`: RetryPolicy, PollPolicy, RateLimitPolicy, Timeouts (all defaults).
 - :mod:`.quota`: daily quotas and the hourly window.
+- :mod:`.lifecycle`: the life of one export as a table of (state, event, now) -> (next state,
+  actions), with the guide's rules inside; every flow's driver runs it. Its events and actions
+  are in :mod:`.lifecycle_words`.
 """
 
 from .models import (

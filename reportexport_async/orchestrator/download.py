@@ -1,6 +1,6 @@
 """Downloading: a few downloaders take completed chunks from the tracker's queue and stream each
 result to `<out>/<report>/<start>_<end>.<ext>` (names from the plan, never from the server); the
-ledger records path, size and sha256 in the same cancellation shield as the file's rename."""
+driver records path, size and sha256 in the ledger once the file is in place, shielded."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 
 from ..core.responses import worth_another_round
+from ..driver import download_recorded
 from ..errors import (
     HTTPStatusError,
     JobFailed,
@@ -18,7 +19,6 @@ from ..errors import (
     OutputError,
     ReportExportError,
 )
-from ..exports import download_recorder
 from .lease import finished_elsewhere, take_result
 from .model import ROUNDS, ChunkRun
 from .recover import Recovery
@@ -76,11 +76,13 @@ class Downloading:
                     except OSError as exc:
                         raise OutputError(dest.parent, exc) from exc
                     self.folders.add(dest.parent)
-                result = await state.api.download(
+                result = await download_recorded(
+                    state.api,
+                    state.ledger,
+                    run.planned.fingerprint,
                     run.job_id,
                     dest,
                     wait=probe is None,
-                    on_saved=download_recorder(state.ledger, run.planned.fingerprint),
                 )
                 break
             except JobNotReady:

@@ -14,7 +14,8 @@ from datetime import date, datetime, timedelta
 import anyio
 
 from ..api import ListingMark
-from ..core.models import Job, JobStatus
+from ..core.lifecycle import Download, Status, Track, step
+from ..core.models import Job
 from ..core.tracking import tick_interval
 from ..errors import NotFound, ReportExportError
 from ..postbacks import Postback
@@ -216,19 +217,21 @@ class Tracking:
         return max(1, math.ceil(listed / state.options.tick.page_size))
 
     async def update(self, run: ChunkRun, job: Job, now: datetime) -> None:
-        """Act on a job's state (the ledger has recorded it already)."""
+        """Act on a job's state (the ledger has recorded it already), as the table says."""
         state = self.state
         stuck_after = state.options.stuck_after
         run.records = job.records_processed
-        status = job.status
-        if status is JobStatus.COMPLETED:
+        following = self.recovery.following(run, now)
+        _, actions = step(following, Status(job.status, job.completed_date), now)
+        if isinstance(actions[-1], Download):
             del state.in_flight[job.id]
             await state.queue_download(run)
-        elif status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        elif not isinstance(actions[-1], Track):
+            # FAILED or CANCELLED: replay, defer or end, judged with the ledger's memory.
             del state.in_flight[job.id]
             await self.recovery.after_failure(run, job)
         elif run.submitted_at is not None and now - run.submitted_at > stuck_after:
             del state.in_flight[job.id]
-            state.set_status(run, "stuck", f"still {status.value} after {stuck_after}")
+            state.set_status(run, "stuck", f"still {job.status.value} after {stuck_after}")
         else:
             state.set_status(run, "running")
