@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from reportexport_async import Client, ClientConfig, RateLimitPolicy, ReportExportClient
 from reportexport_async.ledger import Ledger
@@ -97,6 +98,18 @@ def external_account(
     monkeypatch.setenv("IMPACT_ACCOUNT_TYPE", "Mediapartners")
     monkeypatch.setenv("IMPACT_BASE_URL", sandbox.base_url)
     return sandbox
+
+
+@asynccontextmanager
+async def loopback_server(app: web.Application) -> AsyncIterator[int]:
+    """`app` served on a free loopback port (yielded) until the block ends."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
 
 
 def basic(user: str, password: str) -> dict[str, str]:

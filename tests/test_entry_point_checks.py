@@ -22,16 +22,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import platformdirs
 import pytest
+from aiohttp import web
 
 from reportexport_async import Client, ConfigurationError, Dataset, ExportSpec
 from reportexport_async.cli import main
-from reportexport_async.errors import UnknownReport
+from reportexport_async.errors import AccountUnavailable, NotFound, Unauthorized, UnknownReport
 from reportexport_async.sandbox import ManualClock, Sandbox
 from reportexport_async.sandbox.pytest_plugin import SandboxThread
 
-from .conftest import SANDBOX_START, external_account
+from .conftest import SANDBOX_START, external_account, loopback_server
 
 REPORT = "mp_clicks_by_day"
 GOOD = (date(2026, 6, 1), date(2026, 6, 7))  # settled days before the sandbox's 2026-06-15
@@ -355,3 +357,72 @@ def test_the_command_line_makes_a_missing_folder(
 def test_the_command_line_matrix_covers_every_command() -> None:
     assert set(CLI_MISTAKES) == {"export", "backfill", "sync"}
     assert len(CLI_CASES) == 22
+
+
+# -- a catalog that cannot be read -------------------------------------------------------------
+
+
+@asynccontextmanager
+async def catalog_answering(status: int, sandbox: Sandbox) -> AsyncIterator[str]:
+    """A loopback HTTP forwarder in front of `sandbox` that answers `GET .../Reports` with
+    `status` (a token scoped without the catalog: 403; a refused token: 401) and passes every
+    other call on; yields its base URL."""
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+
+        async def forward(request: web.Request) -> web.StreamResponse:
+            if request.path.endswith("/Reports"):
+                return web.json_response({"Status": "ERROR", "Message": "no"}, status=status)
+            async with session.request(
+                request.method,
+                sandbox.base_url + request.path_qs,
+                headers={k: v for k, v in request.headers.items() if k.lower() != "host"},
+                data=await request.read(),
+                allow_redirects=False,
+            ) as answer:
+                hop = {"content-length", "transfer-encoding", "connection"}
+                headers = {k: v for k, v in answer.headers.items() if k.lower() not in hop}
+                return web.Response(status=answer.status, headers=headers, body=await answer.read())
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", forward)
+        async with loopback_server(app) as port:
+            yield f"http://127.0.0.1:{port}"
+
+
+async def test_a_catalog_that_cannot_be_read_leaves_the_judgement_to_the_server(
+    tmp_path: Path, work: Path
+) -> None:
+    """A token without the catalog (403): the server judges the report at its submit (the one
+    probe it costs), the catalog is asked for once, and a known report exports as usual."""
+    async with Sandbox(clock=ManualClock(SANDBOX_START), job_duration=(30, 300)) as sandbox:
+        async with (
+            catalog_answering(403, sandbox) as url,
+            Client.for_sandbox(sandbox, base_url=url, ledger=tmp_path / "l.sqlite") as client,
+        ):
+            with pytest.raises(NotFound):
+                await export(client, report="no_such_report")
+            done = await export(client, out="good.csv")
+            asked = client.usage.calls["Reports"]
+        calls = sandbox.stats()["calls"]
+    assert calls["ReportExport"] == 2  # the unknown report's one submit, and the good one's
+    assert asked == 1  # not asked again after it could not be read
+    assert done.path.stat().st_size > 0
+
+
+async def test_credentials_refused_at_the_catalog_spend_nothing(tmp_path: Path, work: Path) -> None:
+    """A 401 at the catalog call: every call would be refused, so none is made after it."""
+    async with Sandbox(clock=ManualClock(SANDBOX_START), job_duration=(30, 300)) as sandbox:
+        async with (
+            catalog_answering(401, sandbox) as url,
+            Client.for_sandbox(sandbox, base_url=url, ledger=tmp_path / "l.sqlite") as client,
+        ):
+            with pytest.raises(Unauthorized):
+                await export(client)
+            with pytest.raises(AccountUnavailable) as stopped:
+                await backfill(client)
+            entries = await client.ledger.entries()
+        calls = sandbox.stats()["calls"]
+    assert stopped.value.problem == "credentials"
+    assert calls.get("ReportExport", 0) == 0
+    assert entries == []
+    assert files_in(work) == {work / "afile", work / "data" / "manifest.json"}

@@ -25,7 +25,7 @@ from aiohttp import web
 from reportexport_async.sandbox import ManualClock, Sandbox
 from reportexport_async.sandbox.dialect import DIALECT_ENV, accepts
 
-from .conftest import SANDBOX_START, Answer, Api, basic, job_id_of
+from .conftest import SANDBOX_START, Answer, Api, basic, job_id_of, loopback_server
 
 DAY = 86400.0
 PARTNER_REPORT = "mp_action_listing_fast"
@@ -732,13 +732,8 @@ async def receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]], list[int]
 
     app = web.Application()
     app.router.add_route("*", "/hook", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}/hook?token=s3cret", received, answers
-    await runner.cleanup()
+    async with loopback_server(app) as port:
+        yield f"http://127.0.0.1:{port}/hook?token=s3cret", received, answers
 
 
 async def eventually(condition: Callable[[], bool], seconds: float = 10.0) -> None:
