@@ -246,13 +246,22 @@ def _elsewhere(life: Life, event: Event, now: datetime) -> _Result:
     return {}, (WaitForClaim(event.owner),)
 
 
+def _following(job_id: str, submitted_at: datetime) -> _Changes:
+    """A job to follow from now on: submitted, attached to, or made by a replay."""
+    return {
+        "phase": Phase.SUBMITTED,
+        "job_id": job_id,
+        "status": None,
+        "submitted_at": submitted_at,
+        "completed_at": None,
+        "until": None,
+    }
+
+
 def _attached(life: Life, event: Event, now: datetime) -> _Result:
     assert isinstance(event, Attached)
     return {
-        "phase": Phase.SUBMITTED,
-        "job_id": event.job_id,
-        "status": None,
-        "submitted_at": event.submitted_at or now,
+        **_following(event.job_id, event.submitted_at or now),
         "made_here": True,
         "refreshed": True,  # a job made now has the freshest data there is
     }, (Track(event.job_id),)
@@ -261,14 +270,10 @@ def _attached(life: Life, event: Event, now: datetime) -> _Result:
 def _submitted(life: Life, event: Event, now: datetime) -> _Result:
     assert isinstance(event, Submitted)
     return {
-        "phase": Phase.SUBMITTED,
-        "job_id": event.job_id,
-        "status": None,
-        "submitted_at": now,
-        "completed_at": None,
+        **_following(event.job_id, now),
         "submits": life.submits + 1,
         "made_here": True,
-        "refreshed": True,  # a job made now has the freshest data there is
+        "refreshed": True,
     }, (Track(event.job_id),)
 
 
@@ -362,17 +367,12 @@ def _due(life: Life, event: Event, now: datetime) -> _Result:
 def _replayed(life: Life, event: Event, now: datetime) -> _Result:
     assert isinstance(event, Replayed)
     return {
-        "phase": Phase.SUBMITTED,
-        "job_id": event.job_id,
-        "status": None,
-        "submitted_at": now,
-        "completed_at": None,
+        **_following(event.job_id, now),
         # The refresh the caller asked for is not one of the `max_replays` retries.
         "replays": life.replays + (0 if life.wants_refresh else 1),
         "refreshes": life.refreshes + (1 if life.wants_refresh else 0),
         "replays_today": life.replays_today + 1,
         "refreshed": life.refreshed or life.wants_refresh,
-        "until": None,
     }, (Track(event.job_id),)
 
 
