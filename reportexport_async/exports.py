@@ -41,6 +41,7 @@ from .core.replay import (
     check_replay,
     require_replay,
 )
+from .destinations.files import canonical, file_is_intact
 from .downloads import DownloadResult, OnSaved
 from .errors import HTTPStatusError, JobFailed, NotFound
 from .ledger import LedgerEntry
@@ -59,7 +60,6 @@ __all__ = [
 ]
 
 Action = Literal["cached", "downloaded"]
-_CHECK_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -96,37 +96,6 @@ def fingerprint_for(
     )
 
 
-def _sha256_of(path: Path) -> tuple[int, str] | None:
-    import hashlib
-
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(_CHECK_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-    except OSError:
-        return None
-    return size, digest.hexdigest()
-
-
-async def file_is_intact(entry: LedgerEntry, dest: Path | None = None) -> bool:
-    """The recorded file is at `dest` (or where it was recorded) with its size and sha256."""
-    path = dest or entry.file_path
-    if path is None or entry.file_size is None or entry.file_sha256 is None:
-        return False
-    if entry.file_path is not None and dest is not None and Path(entry.file_path) != dest:
-        return False
-    try:
-        if path.stat().st_size != entry.file_size:  # cheap check first
-            return False
-    except OSError:
-        return False
-    found = await anyio.to_thread.run_sync(_sha256_of, path)
-    return found == (entry.file_size, entry.file_sha256)
-
-
 class ClaimedElsewhere(Exception):  # a signal between two parts, not an error
     """Another live worker holds the chunk's claim: it submits and follows it."""
 
@@ -154,8 +123,10 @@ async def fetch_export(
     today: date | None = None,
 ) -> ExportOutcome:
     """Get the result of `request` into `dest`, spending as few calls as possible. `today` is
-    the account's day when the caller knows it better than the client's clock (the server's)."""
-    dest = Path(dest)
+    the account's day when the caller knows it better than the client's clock (the server's).
+    `dest` is taken in its canonical spelling (`destinations.canonical`): the same file through
+    another spelling of its path is the same export, and costs no call."""
+    dest = canonical(dest)
     print_ = fingerprint_for(client, request, today)
     async with _locks[print_.key]:
         try:

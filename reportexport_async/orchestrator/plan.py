@@ -5,11 +5,9 @@ known (a job to re-attach to) or new (one submit)."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -20,15 +18,14 @@ from ..core.models import ExportRequest, JobStatus, validation_problem
 from ..core.planning import (
     Known,
     Plan,
-    chunk_path,
     export_folder,
     output_key,
     plan_chunks,
     unknown_reports,
 )
 from ..core.quota import quota_day_bounds
+from ..destinations import FilesDestination
 from ..errors import ConfigurationError, LedgerError, ReportExportError
-from ..exports import file_is_intact
 from ..ledger import LedgerEntry
 from ..ledger_store import LedgerStore
 from .model import BackfillOptions, ExportSpec
@@ -62,19 +59,6 @@ def _check_day(name: str, value: object) -> None:
         f"must be a datetime.date such as date(2025, 1, 31), got {type(value).__name__} "
         f"{value!r}{hint}",
     )
-
-
-def _check_out_dir(out_dir: Path) -> None:
-    """The output folder exists (or can be made) and can be written, before any call."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / f".probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigurationError(
-            "out_dir", f"{str(out_dir)!r} cannot be written ({exc.strerror or exc})"
-        ) from exc
 
 
 async def unproven_reports(
@@ -197,7 +181,7 @@ async def make_plan(
     exports: Sequence[ExportSpec],
     start: date,
     end: date,
-    out: Path,
+    out: FilesDestination,
     options: BackfillOptions,
 ) -> Planned:
     """Check everything, choose the chunks and find what the ledger knows of each: no call."""
@@ -224,7 +208,7 @@ async def make_plan(
             raise ConfigurationError(where or f"export {spec.report_id!r}", problem) from None
     distinct, duplicates = _distinct(exports, requests)
     if not options.dry_run:
-        _check_out_dir(out)
+        out.check()
     daily = await api.limiter.daily("ReportExport")  # the ledger's count: no call
     share = None if daily is None else daily.remaining // len(distinct)  # an export's quota
     config = api.config
@@ -256,8 +240,8 @@ async def make_plan(
         if entry is None:
             continue
         entries[key] = entry
-        intact = entry.status is JobStatus.COMPLETED and await file_is_intact(
-            entry, out / chunk_path(request, piece)
+        intact = entry.status is JobStatus.COMPLETED and await out.is_intact(
+            entry, out.path_for(request, piece)
         )
         known[key] = Known(entry.job_id, entry.status, intact)
     plan = plan_chunks(
