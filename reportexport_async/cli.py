@@ -67,7 +67,7 @@ from .config import LIMIT_ENV_VARS, ClientConfig, limits_from_env
 from .core.chunking import Chunk, ChunkRule, parse_chunk_rule
 from .core.freshness import DEFAULT_REFRESH_HOUR, DEFAULT_SETTLE_DAYS
 from .core.models import ExportRequest, Job, validation_problem
-from .core.planning import Plan, chunk_path, export_folder
+from .core.planning import Plan, chunk_path, default_range_path
 from .core.policies import RateLimitPolicy, RetryPolicy
 from .datasets import in_file, load_datasets
 from .errors import (
@@ -1555,8 +1555,7 @@ def export_command(
                     relative = chunk_path(request, Chunk(start, end))
                 else:
                     today = run.client.clock.now().date()
-                    name = f"default-range_{today}.{request.result_format.lower()}"
-                    relative = PurePosixPath(export_folder(request), name)
+                    relative = default_range_path(request, today)
                 dest = DEFAULT_OUT / relative
                 _check_writable_folder(dest.parent, "--out")
             if not as_json:

@@ -124,13 +124,14 @@ async def fetch_export(
 ) -> ExportOutcome:
     """Get the result of `request` into `dest`, spending as few calls as possible. `today` is
     the account's day when the caller knows it better than the client's clock (the server's).
-    `dest` is taken in its canonical spelling (`destinations.canonical`): the same file through
-    another spelling of its path is the same export, and costs no call."""
-    dest = canonical(dest)
+    `dest` is compared and recorded in its canonical spelling (`destinations.canonical`): the
+    same file through another spelling of its path is the same export, and costs no call. The
+    outcome's `path` is `dest` as given."""
+    given, dest = Path(dest), canonical(dest)
     print_ = fingerprint_for(client, request, today)
     async with _locks[print_.key]:
         try:
-            return await _fetch(
+            outcome = await _fetch(
                 client,
                 ledger,
                 request,
@@ -142,6 +143,7 @@ async def fetch_export(
                 max_replays=max_replays,
                 deadline=deadline,
             )
+            return dataclasses.replace(outcome, path=given)
         finally:
             # Whatever happened, this call no longer follows the chunk: another may at once.
             with anyio.CancelScope(shield=True):

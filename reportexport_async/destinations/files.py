@@ -26,7 +26,7 @@ import anyio
 
 from ..core.chunking import Chunk
 from ..core.models import ExportRequest
-from ..core.planning import chunk_path, export_folder
+from ..core.planning import chunk_path, default_range_path, export_folder
 from ..errors import ConfigurationError, OutputError
 from ..files import atomic_write, part_of
 from ..ledger import LedgerEntry
@@ -114,8 +114,7 @@ class FilesDestination:
             return self.root / chunk_path(request, chunk)
         if day is None:
             raise ValueError("a default-range export's file is named after its day")
-        name = f"default-range_{day}.{request.result_format.lower()}"
-        return self.root / export_folder(request) / name
+        return self.root / default_range_path(request, day)
 
     def merged_path(self, request: ExportRequest) -> Path:
         """`<folder>/<report>.<ext>`, spelt as the folder was given."""
