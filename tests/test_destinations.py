@@ -69,7 +69,8 @@ async def test_one_export_through_every_spelling_of_its_path_costs_calls_once(
             monkeypatch.chdir(where)
             outcomes.append(await client.export(REPORT, out=spelling, **RANGE))
             assert Path(outcomes[-1].path) == Path(spelling)  # the outcome says it as given
-    assert first.submitted and first.action == "downloaded"
+    assert first.submitted
+    assert first.action == "downloaded"
     assert spent > 0
     assert total_calls(sandbox) == spent  # every other spelling: no call at all
     assert [o.action for o in outcomes] == ["cached"] * 4
@@ -113,7 +114,8 @@ async def test_a_backfill_and_a_sync_write_one_schema_and_a_sync_writes_one_mani
             synced = await client.sync(dataset)
         finally:
             FilesDestination.write_manifest = original  # type: ignore[method-assign]
-    assert result.complete and synced.complete
+    assert result.complete
+    assert synced.complete
     assert written == ["sync"]  # one writer, once, in a sync run
     documents = {}
     for name, out in (("backfill", backfill_out), ("sync", sync_out)):
@@ -126,9 +128,12 @@ async def test_a_backfill_and_a_sync_write_one_schema_and_a_sync_writes_one_mani
             assert not Path(chunk["path"]).is_absolute()
             assert path.stat().st_size == chunk["bytes"]
             assert chunk["status"] == "done"
-            assert chunk["fetched_at"] and chunk["sha256"] and chunk["rows"] is not None
+            assert chunk["fetched_at"]
+            assert chunk["sha256"]
+            assert chunk["rows"] is not None
     backfill_doc, sync_doc = documents["backfill"], documents["sync"]
-    assert backfill_doc["dataset"] is None and backfill_doc["chunks"][0]["final"] is None
+    assert backfill_doc["dataset"] is None
+    assert backfill_doc["chunks"][0]["final"] is None
     assert sync_doc["dataset"] == "daily"
     assert sync_doc["account_day"] == "2026-06-15"
     assert sync_doc["last_complete_day"] == "2026-06-14"
@@ -155,7 +160,8 @@ async def test_a_merged_file_is_written_again_only_when_its_chunks_changed(
         third = await client.backfill(*args, out=out, chunk="1d", merge=True)
     assert first.merged == (merged,)
     assert again.merged == ()
-    assert third.merged == (merged,) and merged.is_file()
+    assert third.merged == (merged,)
+    assert merged.is_file()
 
 
 def test_older_manifests_are_read_in_the_current_layout(tmp_path: Path) -> None:
@@ -202,12 +208,16 @@ def test_older_manifests_are_read_in_the_current_layout(tmp_path: Path) -> None:
         (tmp_path / name / "manifest.json").write_text(json.dumps(document))
     backfill = read_manifest(tmp_path / "b" / "manifest.json")
     synced = read_manifest(tmp_path / "s" / "manifest.json")
-    assert backfill is not None and synced is not None
-    assert backfill.run == "backfill" and synced.run == "sync"
+    assert backfill is not None
+    assert synced is not None
+    assert backfill.run == "backfill"
+    assert synced.run == "sync"
     assert backfill.chunks[0].until == datetime(2026, 6, 15, 13, tzinfo=UTC)
     assert backfill.chunks[0].file(tmp_path / "b") == tmp_path / "r" / "a.csv"
-    assert synced.verdicts == {"final": 1} and synced.counts == {"done": 1}
-    assert synced.chunks[0].error == "settled" and synced.chunks[0].final is True
+    assert synced.verdicts == {"final": 1}
+    assert synced.counts == {"done": 1}
+    assert synced.chunks[0].error == "settled"
+    assert synced.chunks[0].final is True
     # A sync keeps the merged file's digest from an older manifest: not merged again.
     assert FilesDestination(tmp_path / "s").previous_merged() == {f"{REPORT}.csv": "abc"}
     assert read_manifest(tmp_path / "missing.json") is None
