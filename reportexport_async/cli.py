@@ -1930,6 +1930,17 @@ def _job_json(job: Job, entry: LedgerEntry | None) -> dict[str, Any]:
     return payload
 
 
+def _shown_path(path: Path | None) -> str | None:
+    """A recorded path as a person reads it: relative to the current folder when inside it (the
+    ledger records paths absolute, in their one canonical spelling; `--json` gives them so)."""
+    if path is None:
+        return None
+    try:
+        return str(Path(path).relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _entry_range(entry: LedgerEntry) -> str:
     if entry.range_start is None:
         return "default range"
@@ -2005,7 +2016,7 @@ def jobs_show(job_id: str, ledger_path: Path | None, as_json: bool, **options: A
         if entry is not None:
             console.print(
                 f"ledger: {entry.report_id} {_entry_range(entry)} {entry.result_format}, "
-                f"fingerprint {entry.fingerprint[:12]}, file {entry.file_path or '-'}"
+                f"fingerprint {entry.fingerprint[:12]}, file {_shown_path(entry.file_path) or '-'}"
             )
         return EXIT_OK
 
@@ -2151,7 +2162,7 @@ def ledger_show(report: str | None, ledger_path: Path | None, as_json: bool) -> 
                 None if entry.job_id is None else Cell(entry.job_id[:8], entry.job_id),
                 None if entry.status is None else entry.status.value,
                 entry.records,
-                entry.file_path,
+                _shown_path(entry.file_path),
                 Cell(
                     _size(entry.file_size), "-" if entry.file_size is None else str(entry.file_size)
                 ),

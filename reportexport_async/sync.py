@@ -60,7 +60,7 @@ from .core.freshness import (
 from .core.models import ExportRequest, Job, JobStatus, validation_problem
 from .core.quota import quota_day_bounds
 from .core.replay import ReplayPolicy
-from .destinations import FilesDestination, Manifest, ManifestChunk, file_is_intact
+from .destinations import FilesDestination, Manifest, ManifestChunk, file_is_intact, merge_each
 from .errors import (
     AccountUnavailable,
     ConfigurationError,
@@ -773,19 +773,14 @@ async def _merge(
     file is whole; the destination writes it only when its chunks changed since it was made
     (their digest, kept in the manifest as `merged`, so a run that stopped before merging is
     made good by the next). `sources` gets each merged file's digest. Returns the files written."""
-    written: list[Path] = []
     by_report: dict[str, list[tuple[_Item, SyncChunk]]] = {}
     for item, chunk in zip(plan.items, chunks, strict=True):
         by_report.setdefault(item.spec.report_id, []).append((item, chunk))
-    for pairs in by_report.values():
-        files = [(item.path, chunk.sha256) for item, chunk in pairs if chunk.sha256 is not None]
-        if len(files) < len(pairs):
-            continue  # a chunk is missing: the merged file stays as it was
-        merged = await plan.destination.merge(pairs[0][0].request, files)
-        sources[merged.path.name] = merged.digest
-        if merged.written:
-            written.append(merged.path)
-    return tuple(written)
+    groups = [
+        (pairs[0][0].request, [(item.path, chunk.sha256) for item, chunk in pairs])
+        for pairs in by_report.values()
+    ]
+    return await merge_each(plan.destination, groups, sources)
 
 
 def _manifest(

@@ -824,7 +824,7 @@ def test_subprocess_export_and_ledger(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     (entry,) = json_lines(done.stdout)
-    assert entry["file_path"] == "one.csv"
+    assert entry["file_path"] == str(Path("one.csv").resolve())  # canonical: absolute
 
 
 def sandbox_ledger() -> str:

@@ -62,7 +62,7 @@ def chunk_path(request: ExportRequest, chunk: Chunk) -> PurePosixPath:
 
 def default_range_path(request: ExportRequest, day: date) -> PurePosixPath:
     """`<report>/default-range_<day>.<ext>`, relative to the output folder: an export without
-    dates is a new job only on a new day of the account (the guide's rule 5), one file a day."""
+    dates is a new job only on a new day of the account (the guide's rule 5, docs/guide.md)."""
     extension = request.result_format.lower()
     return PurePosixPath(export_folder(request), f"default-range_{day}.{extension}")
 

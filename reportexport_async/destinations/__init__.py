@@ -10,7 +10,7 @@ use the same one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Protocol
@@ -31,6 +31,7 @@ __all__ = [
     "canonical",
     "file_is_intact",
     "manifest_schema",
+    "merge_each",
     "read_manifest",
 ]
 
@@ -75,3 +76,23 @@ class Destination(Protocol):
     def write_manifest(self, manifest: Manifest) -> Path:
         """Record the run's outcome, durably. Blocking: run it in a thread."""
         ...
+
+
+async def merge_each(
+    destination: Destination,
+    groups: Iterable[tuple[ExportRequest, Sequence[tuple[Path, str | None]]]],
+    sources: dict[str, str],
+) -> tuple[Path, ...]:
+    """`destination.merge` for each export's chunk files `(path, sha256)` whose every file is
+    whole (its sha256 known); the others stay as they were. `sources` gets each merged file's
+    digest (for the manifest). Returns the files written."""
+    written: list[Path] = []
+    for request, files in groups:
+        whole = [(path, sha) for path, sha in files if sha is not None]
+        if not whole or len(whole) < len(files):
+            continue  # a chunk is missing: the merged file stays as it was
+        merged = await destination.merge(request, whole)
+        sources[merged.path.name] = merged.digest
+        if merged.written:
+            written.append(merged.path)
+    return tuple(written)

@@ -112,6 +112,8 @@ class Downloading:
             return
         run.size = result.size
         run.sha256 = result.sha256
+        # Published and recorded: a destination beside the files loads the chunk now.
+        await state.destination.saved(run.planned.request, run.planned.chunk, result.path)
         state.set_status(run, "done")
 
 

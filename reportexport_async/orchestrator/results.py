@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..destinations import Manifest
+from ..destinations import Manifest, merge_each
 from ..ledger import LedgerEntry
 from .model import ChunkRun
 from .state import RunState
@@ -45,17 +45,21 @@ async def merge_done(state: RunState) -> tuple[Path, ...]:
     """One merged file per export whose every chunk is done, written when its chunks changed
     since it was made; one report in two formats shares a folder, so each format merges into its
     own file. Returns the files written."""
-    written: list[Path] = []
     by_target: dict[tuple[Path, str], list[ChunkRun]] = {}
     for run in state.runs.values():
         key = (Path(run.planned.path.parent), run.planned.request.result_format)
         by_target.setdefault(key, []).append(run)
-    for runs in by_target.values():
-        if not all(run.status == "done" and run.sha256 for run in runs):
-            continue
-        files = [(run.file or state.out / run.planned.path, run.sha256 or "") for run in runs]
-        merged = await state.destination.merge(runs[0].planned.request, files)
-        state.merged_sources[merged.path.name] = merged.digest
-        if merged.written:
-            written.append(merged.path)
-    return tuple(written)
+    groups = [
+        (
+            runs[0].planned.request,
+            [
+                (
+                    run.file or state.out / run.planned.path,
+                    run.sha256 if run.status == "done" else None,
+                )
+                for run in runs
+            ],
+        )
+        for runs in by_target.values()
+    ]
+    return await merge_each(state.destination, groups, state.merged_sources)
