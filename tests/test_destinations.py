@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from reportexport_async import Client, Dataset
+from reportexport_async import AccountUnavailable, Client, Dataset
 from reportexport_async.destinations import (
     FilesDestination,
     canonical,
@@ -234,3 +234,32 @@ def test_a_manifest_through_a_symlinked_folder_records_relative_paths(
     assert through.relative(tmp_path / "alias" / "r" / "a.csv") == "r/a.csv"
     assert through.manifest_path == tmp_path / "alias" / "manifest.json"  # as given
     assert os.path.samefile(through.root, tmp_path / "alias")
+
+
+async def test_a_sync_stopped_by_an_unreachable_host_writes_its_one_manifest_saying_so(
+    tmp_path: Path,
+) -> None:
+    """Day 1 is synced; on day 2 the host is gone: the run stops with `AccountUnavailable`, and
+    the folder's one manifest (the sync's) says why, listing every chunk."""
+    out = tmp_path / "data"
+    dataset = Dataset("daily", (REPORT,), out, first_day=date(2026, 6, 12), merge=True)
+    sandbox = Sandbox(clock=ManualClock(START), job_duration=(30, 300), rows_per_day=4)
+    await sandbox.__aenter__()
+    try:
+        async with Client.for_sandbox(sandbox, ledger=tmp_path / "ledger.sqlite") as client:
+            first = await client.sync(dataset)
+            assert first.complete
+            sandbox.advance(86400)
+            await sandbox.__aexit__(None, None, None)  # the host cannot be reached any more
+            with pytest.raises(AccountUnavailable, match="cannot be reached"):
+                await client.sync(dataset)
+    finally:
+        await sandbox.__aexit__(None, None, None)
+    document = json.loads((out / "manifest.json").read_text())
+    jsonschema.validate(document, manifest_schema())
+    assert document["run"] == "sync"
+    assert "cannot be reached" in document["stopped"]
+    assert document["account_day"] == "2026-06-16"
+    assert len(document["chunks"]) == 4  # the 12th to the 15th
+    assert document["counts"]["done"] == 3  # day 1's chunks, whole on disk
+    assert not list(out.rglob("*.part"))
