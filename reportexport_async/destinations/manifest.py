@@ -107,7 +107,7 @@ class Manifest(BaseModel):
 
     def document(self) -> bytes:
         """The JSON text written to disk."""
-        return (json.dumps(self.model_dump(mode="json"), indent=2) + "\n").encode()
+        return (self.model_dump_json(indent=2) + "\n").encode()
 
 
 def manifest_schema() -> dict[str, Any]:
