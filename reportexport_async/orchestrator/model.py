@@ -190,7 +190,7 @@ class ChunkRun:
     ) -> ManifestChunk:
         """The chunk's line in the manifest; `entry` (the ledger's) says when its data was
         made and downloaded."""
-        done = self.status == "done" and entry is not None
+        known = entry if self.status == "done" else None
         return ManifestChunk(
             report=self.planned.report_id,
             filters={k: str(v) for k, v in self.planned.request.filters.items()},
@@ -202,8 +202,8 @@ class ChunkRun:
             rows=self.records,
             bytes=self.size,
             sha256=self.sha256,
-            fetched_at=None if not done or entry is None else entry.completed_at,
-            downloaded_at=None if not done or entry is None else entry.downloaded_at,
+            fetched_at=None if known is None else known.completed_at,
+            downloaded_at=None if known is None else known.downloaded_at,
             final=None,
             replays=self.replays,
             error=self.error,
