@@ -4,6 +4,7 @@ one manifest per sync run, and the older manifests still read."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -18,6 +19,7 @@ import pytest
 from reportexport_async import AccountUnavailable, Client, Dataset
 from reportexport_async.destinations import (
     FilesDestination,
+    SavedChunk,
     canonical,
     manifest_schema,
     read_manifest,
@@ -33,6 +35,10 @@ RANGE = {"start": date(2026, 5, 1), "end": date(2026, 5, 3)}
 async def sandbox() -> AsyncIterator[Sandbox]:
     async with Sandbox(clock=ManualClock(START), job_duration=(30, 300), rows_per_day=4) as sb:
         yield sb
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def total_calls(sandbox: Sandbox) -> int:
@@ -263,3 +269,31 @@ async def test_a_sync_stopped_by_an_unreachable_host_writes_its_one_manifest_say
     assert len(document["chunks"]) == 4  # the 12th to the 15th
     assert document["counts"]["done"] == 3  # day 1's chunks, whole on disk
     assert not list(out.rglob("*.part"))
+
+
+async def test_the_destination_hears_of_each_chunk_once_its_file_is_whole(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`saved` (where a typed destination loads a chunk) comes once per downloaded chunk, after
+    its file is published with the sha256 the ledger records; a run that downloads nothing
+    says nothing."""
+    heard: list[SavedChunk] = []
+
+    async def saved(self: FilesDestination, chunk: SavedChunk) -> None:
+        assert chunk.path.is_file()
+        heard.append(chunk)
+
+    monkeypatch.setattr(FilesDestination, "saved", saved)
+    out = tmp_path / "out"
+    async with Client.for_sandbox(sandbox, ledger=tmp_path / "ledger.sqlite") as client:
+        args = (REPORT, date(2026, 6, 1), date(2026, 6, 3))
+        result = await client.backfill(*args, out=out, chunk="1d")
+        again = await client.backfill(*args, out=out, chunk="1d")
+    assert again.complete
+    assert sorted(c.fingerprint for c in heard) == sorted(
+        run.planned.fingerprint for run in result.chunks
+    )
+    for chunk in heard:
+        assert chunk.path.is_relative_to(out.resolve())  # canonical, in the folder
+        assert chunk.sha256 == sha256_of(chunk.path)
+        assert chunk.chunk is not None

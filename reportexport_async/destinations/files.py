@@ -32,9 +32,10 @@ from ..errors import ConfigurationError, OutputError
 from ..files import atomic_write, part_of
 from ..ledger import LedgerEntry
 from ..merge import merge_files
+from .base import Merged, SavedChunk
 from .manifest import MANIFEST_NAME, Manifest, read_manifest
 
-__all__ = ["FilesDestination", "Merged", "canonical", "file_is_intact", "sha256_of"]
+__all__ = ["FilesDestination", "canonical", "file_is_intact", "sha256_of"]
 
 _CHECK_CHUNK = 1 << 20
 # A `.` or `..` part of a path: it needs resolving before it can be compared.
@@ -81,17 +82,6 @@ async def file_is_intact(entry: LedgerEntry, dest: Path | None = None) -> bool:
         return False
     found = await anyio.to_thread.run_sync(sha256_of, path)
     return found == (entry.file_size, entry.file_sha256)
-
-
-class Merged:
-    """A merged file: where, the digest of the chunks it holds, and whether this run wrote it."""
-
-    __slots__ = ("digest", "path", "written")
-
-    def __init__(self, path: Path, digest: str, written: bool) -> None:
-        self.path = path
-        self.digest = digest
-        self.written = written
 
 
 class FilesDestination:
@@ -161,9 +151,9 @@ class FilesDestination:
         """The ledger's file of `entry` is at `path` (default: where it was recorded) whole."""
         return await file_is_intact(entry, path)
 
-    async def saved(self, request: ExportRequest, chunk: Chunk | None, path: Path) -> None:
-        """A chunk's file was published whole at `path` and recorded. The files are the
-        destination itself: nothing more to do (a typed destination loads the chunk here)."""
+    async def saved(self, saved: SavedChunk) -> None:
+        """A chunk's file was published whole and recorded. The files are the destination
+        itself: nothing more to do (a typed destination loads the chunk here)."""
 
     # -- run outputs ------------------------------------------------------------------------
 

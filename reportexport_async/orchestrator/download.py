@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 
 from ..core.responses import worth_another_round
+from ..destinations import SavedChunk
 from ..errors import (
     HTTPStatusError,
     JobFailed,
@@ -113,7 +114,12 @@ class Downloading:
         run.size = result.size
         run.sha256 = result.sha256
         # Published and recorded: a destination beside the files loads the chunk now.
-        await state.destination.saved(run.planned.request, run.planned.chunk, result.path)
+        planned = run.planned
+        saved = SavedChunk(
+            planned.fingerprint, planned.request, planned.chunk, result.path, result.sha256,
+            run.job_id,
+        )  # fmt: skip
+        await state.destination.saved(saved)
         state.set_status(run, "done")
 
 
