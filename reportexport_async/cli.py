@@ -1930,11 +1930,9 @@ def _job_json(job: Job, entry: LedgerEntry | None) -> dict[str, Any]:
     return payload
 
 
-def _shown_path(path: Path | None) -> str | None:
+def _shown_path(path: Path) -> str:
     """A recorded path as a person reads it: relative to the current folder when inside it (the
     ledger records paths absolute, in their one canonical spelling; `--json` gives them so)."""
-    if path is None:
-        return None
     try:
         return str(Path(path).relative_to(Path.cwd().resolve()))
     except ValueError:
@@ -2016,7 +2014,7 @@ def jobs_show(job_id: str, ledger_path: Path | None, as_json: bool, **options: A
         if entry is not None:
             console.print(
                 f"ledger: {entry.report_id} {_entry_range(entry)} {entry.result_format}, "
-                f"fingerprint {entry.fingerprint[:12]}, file {_shown_path(entry.file_path) or '-'}"
+                f"fingerprint {entry.fingerprint[:12]}, file {_shown_path(entry.file_path) if entry.file_path else '-'}"
             )
         return EXIT_OK
 
@@ -2162,7 +2160,10 @@ def ledger_show(report: str | None, ledger_path: Path | None, as_json: bool) -> 
                 None if entry.job_id is None else Cell(entry.job_id[:8], entry.job_id),
                 None if entry.status is None else entry.status.value,
                 entry.records,
-                _shown_path(entry.file_path),
+                # People read it from the current folder; a pipe gets the ledger's whole path.
+                None
+                if entry.file_path is None
+                else Cell(_shown_path(entry.file_path), str(entry.file_path)),
                 Cell(
                     _size(entry.file_size), "-" if entry.file_size is None else str(entry.file_size)
                 ),
