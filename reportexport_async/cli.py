@@ -2012,9 +2012,10 @@ def jobs_show(job_id: str, ledger_path: Path | None, as_json: bool, **options: A
         for name, value in job.model_dump(by_alias=True, exclude_none=True).items():
             console.print(f"{name}: {_when(value) if isinstance(value, datetime) else value}")
         if entry is not None:
+            file = "-" if entry.file_path is None else _shown_path(entry.file_path)
             console.print(
                 f"ledger: {entry.report_id} {_entry_range(entry)} {entry.result_format}, "
-                f"fingerprint {entry.fingerprint[:12]}, file {_shown_path(entry.file_path) if entry.file_path else '-'}"
+                f"fingerprint {entry.fingerprint[:12]}, file {file}"
             )
         return EXIT_OK
 
