@@ -76,7 +76,7 @@ from .config import LIMIT_ENV_VARS, ClientConfig, limits_from_env
 from .core.chunking import Chunk, ChunkRule, parse_chunk_rule
 from .core.freshness import DEFAULT_REFRESH_HOUR, DEFAULT_SETTLE_DAYS
 from .core.models import ExportRequest, Job, Report, checked
-from .core.planning import Plan, chunk_path, export_folder
+from .core.planning import Plan, chunk_path, default_range_path
 from .core.policies import RateLimitPolicy, RetryPolicy
 from .datasets import in_file, load_datasets
 from .errors import (
@@ -1603,8 +1603,7 @@ def export_command(
                     # The account's day on the server's clock (one call, no quota, if needed).
                     now = await run.client.clock.fresh_now()
                     today = now.astimezone(await run.client.limiter.account_timezone()).date()
-                    name = f"default-range_{today}.{request.result_format.lower()}"
-                    relative = PurePosixPath(export_folder(request), name)
+                    relative = default_range_path(request, today)
                 dest = DEFAULT_OUT / relative
                 with _as_usage("--out"):
                     prepare_file(dest)
@@ -1992,6 +1991,15 @@ def _job_json(job: Job, entry: LedgerEntry | None) -> dict[str, Any]:
     return payload
 
 
+def _shown_path(path: Path) -> str:
+    """A recorded path as a person reads it: relative to the current folder when inside it (the
+    ledger records paths absolute, in their one canonical spelling; `--json` gives them so)."""
+    try:
+        return str(Path(path).relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _entry_range(entry: LedgerEntry) -> str:
     if entry.range_start is None:
         return "default range"
@@ -2065,9 +2073,10 @@ def jobs_show(job_id: str, ledger_path: Path | None, as_json: bool, **options: A
         for name, value in job.model_dump(by_alias=True, exclude_none=True).items():
             console.print(f"{name}: {_when(value) if isinstance(value, datetime) else value}")
         if entry is not None:
+            file = "-" if entry.file_path is None else _shown_path(entry.file_path)
             console.print(
                 f"ledger: {entry.report_id} {_entry_range(entry)} {entry.result_format}, "
-                f"fingerprint {entry.fingerprint[:12]}, file {entry.file_path or '-'}"
+                f"fingerprint {entry.fingerprint[:12]}, file {file}"
             )
         return EXIT_OK
 
@@ -2213,7 +2222,10 @@ def ledger_show(report: str | None, ledger_path: Path | None, as_json: bool) -> 
                 None if entry.job_id is None else Cell(entry.job_id[:8], entry.job_id),
                 None if entry.status is None else entry.status.value,
                 entry.records,
-                entry.file_path,
+                # People read it from the current folder; a pipe gets the ledger's whole path.
+                None
+                if entry.file_path is None
+                else Cell(_shown_path(entry.file_path), str(entry.file_path)),
                 Cell(
                     _size(entry.file_size), "-" if entry.file_size is None else str(entry.file_size)
                 ),

@@ -20,7 +20,6 @@ processes, and refunded when the answer shows it was not counted).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -61,6 +60,7 @@ from .core.lifecycle import (
 from .core.models import ClickExportRequest, ExportRequest, Job, JobStatus
 from .core.quota import quota_day_bounds
 from .core.replay import ReplayDecision
+from .destinations.files import file_is_intact
 from .downloads import DownloadResult, Receipt
 from .errors import HTTPStatusError, JobFailed, NotFound, ReplayRefused
 from .ledger import LedgerEntry
@@ -77,7 +77,6 @@ __all__ = [
     "submit_claimed",
 ]
 
-_CHECK_CHUNK = 1 << 20
 
 
 @dataclass
@@ -322,32 +321,3 @@ async def download_recorded(
                 await ledger.record_download(
                     key, saved.job_id, saved.path, saved.size, saved.sha256
                 )
-
-
-def _sha256_of(path: Path) -> tuple[int, str] | None:
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(_CHECK_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-    except OSError:
-        return None
-    return size, digest.hexdigest()
-
-
-async def file_is_intact(entry: LedgerEntry, dest: Path | None = None) -> bool:
-    """The recorded file is at `dest` (or where it was recorded) with its size and sha256."""
-    path = dest or entry.file_path
-    if path is None or entry.file_size is None or entry.file_sha256 is None:
-        return False
-    if entry.file_path is not None and dest is not None and Path(entry.file_path) != dest:
-        return False
-    try:
-        if path.stat().st_size != entry.file_size:  # cheap check first
-            return False
-    except OSError:
-        return False
-    found = await anyio.to_thread.run_sync(_sha256_of, path)
-    return found == (entry.file_size, entry.file_sha256)

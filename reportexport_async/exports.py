@@ -56,6 +56,7 @@ from .core.replay import (
     check_replay,
     require_replay,
 )
+from .destinations.files import canonical
 from .driver import (
     Driver,
     claim,
@@ -144,12 +145,15 @@ async def fetch_export(
     today: date | None = None,
 ) -> ExportOutcome:
     """Get the result of `request` into `dest`, spending as few calls as possible. `today` is
-    the account's day when the caller knows it better than the client's clock (the server's)."""
-    dest = Path(dest)
+    the account's day when the caller knows it better than the client's clock (the server's).
+    `dest` is compared and recorded in its canonical spelling (`destinations.canonical`): the
+    same file through another spelling of its path is the same export, and costs no call. The
+    outcome's `path` is `dest` as given."""
+    given, dest = Path(dest), canonical(dest)
     print_ = fingerprint_for(client, request, today)
     async with _locks[print_.key]:
         try:
-            return await _fetch(
+            outcome = await _fetch(
                 client,
                 ledger,
                 request,
@@ -161,6 +165,7 @@ async def fetch_export(
                 max_replays=max_replays,
                 deadline=deadline,
             )
+            return dataclasses.replace(outcome, path=given)
         finally:
             # Whatever happened, this call no longer follows the chunk: another may at once.
             with anyio.CancelScope(shield=True):

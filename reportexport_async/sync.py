@@ -32,8 +32,6 @@ accounts runs it once per account's client.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -41,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -59,28 +57,25 @@ from .core.freshness import (
     judge_unfetched,
 )
 from .core.models import ExportRequest, Job, JobStatus, checked
-from .core.planning import export_folder
 from .core.quota import quota_day_bounds
 from .core.replay import ReplayPolicy
+from .destinations import FilesDestination, Manifest, ManifestChunk, file_is_intact, merge_each
 from .errors import (
     AccountUnavailable,
     ConfigurationError,
     JobFailed,
     NotFound,
-    OutputError,
     QuotaExhausted,
     ReplayRefused,
     ReportExportError,
 )
-from .exports import fetch_export, file_is_intact, replay_guarded
-from .files import atomic_write, part_of
+from .exports import fetch_export, replay_guarded
 from .ledger import LedgerEntry
-from .merge import merge_files
 from .orchestrator import BackfillOptions, BackfillResult, ExportSpec, ProgressEvent, backfill
 from .orchestrator.plan import make_plan
-from .outputs import prepare_folder
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .api import ReportExportClient
     from .client import Client
     from .postbacks import PostbackReceiver
 
@@ -88,7 +83,6 @@ __all__ = ["Dataset", "DatasetResult", "SyncChunk", "SyncOptions", "SyncResult",
 
 log = logging.getLogger("reportexport_async.sync")
 
-MANIFEST = "manifest.json"
 #: The chunk verdicts a summary counts, and the outcomes of a run.
 KINDS: tuple[ChunkFreshness, ...] = (
     "new",
@@ -205,25 +199,28 @@ class SyncChunk:
     sha256: str | None = None
     final: bool = False
 
-    def to_manifest(self) -> dict[str, Any]:
-        return {
-            "report": self.report_id,
-            "start": None if self.start is None else self.start.isoformat(),
-            "end": None if self.end is None else self.end.isoformat(),
-            "fingerprint": self.fingerprint,
-            "kind": self.kind,
-            "status": self.outcome,
-            "reason": self.reason,
-            "until": None if self.until is None else self.until.isoformat(),
-            "job_id": self.job_id,
-            "fetched_at": None if self.fetched_at is None else self.fetched_at.isoformat(),
-            "downloaded_at": None if self.downloaded_at is None else self.downloaded_at.isoformat(),
-            "rows": self.rows,
-            "bytes": self.size,
-            "sha256": self.sha256,
-            "final": self.final,
-            "path": str(self.path),
-        }
+    def to_manifest(
+        self, destination: FilesDestination, filters: Mapping[str, str]
+    ) -> ManifestChunk:
+        return ManifestChunk(
+            report=self.report_id,
+            filters=dict(filters),
+            start=self.start,
+            end=self.end,
+            fingerprint=self.fingerprint,
+            kind=self.kind,
+            status=self.outcome,
+            error=self.reason,
+            until=self.until,
+            job_id=self.job_id,
+            fetched_at=self.fetched_at,
+            downloaded_at=self.downloaded_at,
+            rows=self.rows,
+            bytes=self.size,
+            sha256=self.sha256,
+            final=self.final,
+            path=destination.relative(self.path),
+        )
 
 
 @dataclass(frozen=True)
@@ -310,6 +307,7 @@ class _Plan:
     today: date
     last_day: date
     items: list[_Item]
+    destination: FilesDestination
 
     def of(self, *kinds: ChunkFreshness) -> list[_Item]:
         return [item for item in self.items if item.verdict.kind in kinds]
@@ -351,7 +349,7 @@ async def sync(
     if not options.dry_run:
         for plan in plans:
             try:
-                prepare_folder(plan.dataset.out)  # before any call
+                plan.destination.check()  # before any call
             except ConfigurationError as error:
                 raise ConfigurationError("out", error.problem, dataset=plan.dataset.name) from None
     if not options.dry_run:
@@ -369,33 +367,41 @@ async def sync(
         for item in plan.items:
             emit(_verdict_event(item))
     results: dict[str, BackfillResult] = {}
-    if not options.dry_run:
-        # 1. New days first (only needed apart when history competes for the same quota).
-        for plan in plans:
-            if plan.dataset.first_day is None:
-                await _fetch_default(client, plan, plan.of("new", "resume"), day, fresh=False)
-            elif plan.of("new") and plan.of("history"):
-                recent = min(item.chunk.start for item in plan.of("new") if item.chunk)
-                await _backfill(client, plan, recent, options, on_event, postbacks, results)
-        # 2. Refreshes of the settle window: each chunk's own job, through the replay guard.
-        for plan in plans:
-            if plan.dataset.first_day is None:
-                await _fetch_default(client, plan, plan.of("refresh"), day, fresh=True)
-            else:
-                await _replay_all(client, plan, day, emit)
-        # 3. History, and every job in flight (replayed ones included) tracked and downloaded.
-        for plan in plans:
-            first = plan.dataset.first_day
-            if first is not None and plan.of("new", "history", "resume", "refresh"):
-                await _backfill(client, plan, first, options, on_event, postbacks, results)
+    try:
+        if not options.dry_run:
+            # 1. New days first (only needed apart when history competes for the same quota).
+            for plan in plans:
+                if plan.dataset.first_day is None:
+                    await _fetch_default(client, plan, plan.of("new", "resume"), day, fresh=False)
+                elif plan.of("new") and plan.of("history"):
+                    recent = min(item.chunk.start for item in plan.of("new") if item.chunk)
+                    await _backfill(client, plan, recent, options, on_event, postbacks, results)
+            # 2. Refreshes of the settle window: each chunk's own job, through the replay guard.
+            for plan in plans:
+                if plan.dataset.first_day is None:
+                    await _fetch_default(client, plan, plan.of("refresh"), day, fresh=True)
+                else:
+                    await _replay_all(client, plan, day, emit)
+            # 3. History, and every job in flight (replayed ones included) tracked and downloaded.
+            for plan in plans:
+                first = plan.dataset.first_day
+                if first is not None and plan.of("new", "history", "resume", "refresh"):
+                    await _backfill(client, plan, first, options, on_event, postbacks, results)
+    except AccountUnavailable as stopped:
+        # The folder's one manifest is written all the same, saying why the run stopped.
+        with anyio.CancelScope(shield=True):
+            for plan in plans:
+                try:
+                    await _finish(
+                        client, plan, day, results, options, _spent(api, calls_before), stopped
+                    )
+                except ReportExportError as error:
+                    log.warning("no manifest for %s: %s", plan.dataset.name, error)
+        raise
+    calls = _spent(api, calls_before)
     done = []
     for plan in plans:
-        done.append(await _finish(client, plan, day, results, options))
-    calls = {
-        name: n - calls_before[name]
-        for name, n in api.usage.calls.items()
-        if n > calls_before[name]
-    }
+        done.append(await _finish(client, plan, day, results, options, calls))
     if not options.dry_run:
         daily = await api.limiter.daily("ReportExport")  # what the run spent: no call
     remaining = None if daily is None else daily.remaining
@@ -413,6 +419,11 @@ async def _check_report_ids(client: Client, plans: Sequence[_Plan], options: Syn
                 client.api, client.ledger, plan.dataset.reports, setting="reports",
                 dataset=plan.dataset.name,
             )  # fmt: skip
+
+
+def _spent(api: ReportExportClient, before: Counter[str]) -> dict[str, int]:
+    """The calls made since `before`, by endpoint."""
+    return {name: n - before[name] for name, n in api.usage.calls.items() if n > before[name]}
 
 
 def _check_datasets(sets: Sequence[Dataset]) -> None:
@@ -436,15 +447,6 @@ def _check_datasets(sets: Sequence[Dataset]) -> None:
         folders[folder] = dataset.name
 
 
-def _last_manifest(out: Path) -> dict[str, Any]:
-    """What the last run of this folder wrote in its manifest (empty when there is none)."""
-    try:
-        document = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return document if isinstance(document, dict) else {}
-
-
 async def _plan(client: Client, dataset: Dataset, day: _Day) -> _Plan:
     """Judge every chunk of `dataset` from the ledger and the files: no call."""
     api, ledger = client.api, client.ledger
@@ -460,6 +462,7 @@ async def _plan(client: Client, dataset: Dataset, day: _Day) -> _Plan:
         )
     day_start = quota_day_bounds(day.now(), day.zone)[0]
     items: list[_Item] = []
+    destination = FilesDestination(dataset.out)
     if first is None:
         for spec in dataset.specs():
             request = ExportRequest(
@@ -472,18 +475,17 @@ async def _plan(client: Client, dataset: Dataset, day: _Day) -> _Plan:
                 request, base_url=config.base_url, account_type=config.account_type,
                 account_sid=config.account_sid, today=today,
             )  # fmt: skip
-            name = f"default-range_{today}.{spec.result_format.lower()}"
-            path = dataset.out / export_folder(request) / name
+            path = destination.path_for(request, None, day=today)
             entry = await ledger.get(print_.key)
             verdict = await _judge(
                 client, entry, path, Chunk(today, today), dataset, day, day_start, last_day
             )
             items.append(_Item(spec, request, None, print_.key, path, verdict, entry))
-        return _Plan(dataset, today, last_day, items)
+        return _Plan(dataset, today, last_day, items, destination)
     options = BackfillOptions(chunk=dataset.chunk, dry_run=True, today=today)
     try:
         planned = await make_plan(
-            api, ledger, dataset.specs(), first, last_day, dataset.out, options
+            api, ledger, dataset.specs(), first, last_day, destination, options
         )
     except ConfigurationError as error:  # the planner's `out_dir` is the dataset's `out`
         if error.setting != "out_dir":
@@ -492,7 +494,7 @@ async def _plan(client: Client, dataset: Dataset, day: _Day) -> _Plan:
     for chunk in planned.plan.chunks:
         spec = ExportSpec(chunk.report_id, dict(dataset.filters), dataset.result_format)
         entry = planned.entries.get(chunk.fingerprint)
-        path = dataset.out / chunk.path
+        path = destination.path_for(chunk.request, chunk.chunk)
         if chunk.state == "new":
             verdict = judge_unfetched(chunk.chunk, last_day, dataset.policy)
         elif chunk.state == "attach":
@@ -504,7 +506,7 @@ async def _plan(client: Client, dataset: Dataset, day: _Day) -> _Plan:
         items.append(
             _Item(spec, chunk.request, chunk.chunk, chunk.fingerprint, path, verdict, entry)
         )
-    return _Plan(dataset, today, last_day, items)
+    return _Plan(dataset, today, last_day, items, destination)
 
 
 async def _judge(
@@ -578,7 +580,7 @@ async def _backfill(
     try:
         result = await backfill(
             client.api, client.ledger, dataset.specs(), start, plan.last_day, out_dir=dataset.out,
-            options=backfill_options, on_event=on_event, postbacks=postbacks,
+            options=backfill_options, on_event=on_event, postbacks=postbacks, manifest=False,
         )  # fmt: skip
     except AccountUnavailable as stopped:
         if isinstance(stopped.result, BackfillResult):
@@ -664,8 +666,12 @@ async def _finish(
     day: _Day,
     results: Mapping[str, BackfillResult],
     options: SyncOptions,
+    calls: Mapping[str, int],
+    stopped: AccountUnavailable | None = None,
 ) -> DatasetResult:
-    """What each chunk holds now (from the ledger), the merged files and the manifest."""
+    """What each chunk holds now (from the ledger), the merged files and the run's one manifest
+    (a run stopped by an account-wide failure writes it too, with `stopped`, and merges
+    nothing)."""
     dataset = plan.dataset
     chunks: list[SyncChunk] = []
     pending: list[datetime] = []
@@ -731,9 +737,10 @@ async def _finish(
         )
     if options.dry_run:
         return DatasetResult(dataset, plan.today, plan.last_day, tuple(chunks), True)
-    sources: dict[str, str] = {}
-    merged = await _merge(plan, chunks, sources) if dataset.merge else ()
-    manifest = await anyio.to_thread.run_sync(_write_manifest, plan, chunks, client, sources)
+    sources = dict(plan.destination.previous_merged())
+    merged = await _merge(plan, chunks, sources) if dataset.merge and stopped is None else ()
+    document = _manifest(plan, chunks, client, sources, calls, stopped)
+    manifest = await anyio.to_thread.run_sync(plan.destination.write_manifest, document)
     return DatasetResult(
         dataset,
         plan.today,
@@ -750,64 +757,46 @@ async def _finish(
 async def _merge(
     plan: _Plan, chunks: Sequence[SyncChunk], sources: dict[str, str]
 ) -> tuple[Path, ...]:
-    """`<out>/<report>.<ext>` from every chunk of the report, in date order, replaced
-    atomically, when every chunk's file is whole and the chunks differ from those it was made of
-    (their sha256s, kept in the manifest as `merged`, so a run that stopped before merging is
-    made good by the next). `sources` gets each merged file's digest of its chunks."""
-    dataset = plan.dataset
-    made = _last_manifest(dataset.out).get("merged")
-    before: dict[str, Any] = made if isinstance(made, dict) else {}
-    merged: list[Path] = []
+    """`<out>/<report>.<ext>` from every chunk of the report, in date order, when every chunk's
+    file is whole; the destination writes it only when its chunks changed since it was made
+    (their digest, kept in the manifest as `merged`, so a run that stopped before merging is
+    made good by the next). `sources` gets each merged file's digest. Returns the files written."""
     by_report: dict[str, list[tuple[_Item, SyncChunk]]] = {}
     for item, chunk in zip(plan.items, chunks, strict=True):
         by_report.setdefault(item.spec.report_id, []).append((item, chunk))
-    for pairs in by_report.values():
-        request = pairs[0][0].request
-        target = dataset.out / f"{export_folder(request)}.{dataset.result_format.lower()}"
-        if not all(chunk.sha256 is not None for _, chunk in pairs):
-            continue  # a chunk is missing: the merged file stays as it was
-        pairs.sort(key=lambda pair: pair[0].path.name)
-        digest = hashlib.sha256(
-            "\n".join(f"{item.path.name} {chunk.sha256}" for item, chunk in pairs).encode()
-        ).hexdigest()
-        sources[target.name] = digest
-        if target.exists() and before.get(target.name) == digest:
-            continue
-        files = [item.path for item, _ in pairs]
-        try:
-            await anyio.to_thread.run_sync(merge_files, files, target, dataset.result_format)
-        except OSError as exc:
-            raise OutputError(target, exc) from exc
-        merged.append(target)
-    return tuple(merged)
+    groups = [
+        (pairs[0][0].request, [(item.path, chunk.sha256) for item, chunk in pairs])
+        for pairs in by_report.values()
+    ]
+    return await merge_each(plan.destination, groups, sources)
 
 
-def _write_manifest(
+def _manifest(
     plan: _Plan,
     chunks: Sequence[SyncChunk],
     client: Client,
     sources: Mapping[str, str],
-) -> Path:
-    """`<out>/manifest.json`, written durably. Blocking: run it in a thread."""
+    calls: Mapping[str, int],
+    stopped: AccountUnavailable | None,
+) -> Manifest:
+    """The run's manifest of this dataset: the one schema, with the sync's fields."""
     dataset = plan.dataset
-    path = dataset.out / MANIFEST
-    counts = Counter(chunk.kind for chunk in chunks)
-    document = {
-        "generated_at": client.clock.now().isoformat(),  # the server's time, as every stamp
-        "dataset": dataset.name,
-        "account_type": client.config.account_type.value,
-        "account_day": plan.today.isoformat(),
-        "last_complete_day": plan.last_day.isoformat(),
-        "settle_days": dataset.settle_days,
-        "refresh_hour": dataset.refresh_hour,
-        "counts": dict(counts),
-        "merged": dict(sources),
-        "chunks": [chunk.to_manifest() for chunk in chunks],
-    }
-    body = (json.dumps(document, indent=2) + "\n").encode()
-    try:
-        atomic_write(path, lambda handle: handle.write(body))
-    except OSError as exc:
-        part_of(path).unlink(missing_ok=True)
-        raise OutputError(path, exc) from exc
-    return path
+    filters = {key: str(value) for key, value in dataset.filters.items()}
+    return Manifest(
+        run="sync",
+        generated_at=client.clock.now(),
+        account_type=client.config.account_type.value,
+        folder=str(plan.destination.root),
+        stopped=None if stopped is None else str(stopped),
+        counts=dict(Counter(chunk.outcome for chunk in chunks)),
+        calls=dict(calls),
+        merged=dict(sources),
+        dataset=dataset.name,
+        account_day=plan.today,
+        last_complete_day=plan.last_day,
+        settle_days=dataset.settle_days,
+        refresh_hour=dataset.refresh_hour,
+        server_clock_offset_seconds=round(client.clock.offset, 3),
+        verdicts={kind: n for kind, n in Counter(chunk.kind for chunk in chunks).items()},
+        chunks=[chunk.to_manifest(plan.destination, filters) for chunk in chunks],
+    )

@@ -119,7 +119,7 @@ def install(killer: Killer, client: ReportExportClient) -> None:
 
     write_manifest = orchestrator_module.write_manifest
 
-    def write_manifest_or_die(state: Any) -> Path:
+    def write_manifest_or_die(state: Any, *args: Any) -> Path:
         if killer.phase == "manifest":
             part = state.out / "manifest.json.part"
             state.out.mkdir(parents=True, exist_ok=True)
@@ -128,7 +128,7 @@ def install(killer: Killer, client: ReportExportClient) -> None:
                 handle.flush()
                 os.fsync(handle.fileno())
                 killer.tick("manifest")
-        return write_manifest(state)
+        return write_manifest(state, *args)
 
     orchestrator_module.write_manifest = write_manifest_or_die
 

@@ -474,6 +474,29 @@ def test_export_on_the_sandbox_then_from_the_ledger(
     assert_one_line_error(err, "both --start and --end")
 
 
+def test_export_through_three_spellings_of_its_path_costs_calls_once(
+    account: SandboxThread,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """`--out x.csv` in folder A, `--out ../A/x.csv` from folder B, then the absolute path."""
+    (tmp_path / "A").mkdir()
+    (tmp_path / "B").mkdir()
+    runs = [("A", "x.csv"), ("B", "../A/x.csv"), ("B", str(tmp_path / "A" / "x.csv"))]
+    actions = []
+    for folder, spelling in runs:
+        monkeypatch.chdir(tmp_path / folder)
+        code, out, err = run_main(capsys, "export", "mp_clicks_by_day", *RANGE, "--out", spelling,
+                                  "--json")  # fmt: skip
+        assert code == 0, err
+        (outcome,) = [e for e in json_lines(out) if e["event"] == "export"]
+        actions.append((outcome["action"], sum(outcome["calls"].values())))
+    assert actions[0][0] == "downloaded"
+    assert actions[1:] == [("cached", 0), ("cached", 0)]
+    assert account.stats()["calls"]["ReportExport"] == 1
+
+
 def test_jobs_commands_against_an_account(
     account: SandboxThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -797,7 +820,7 @@ def test_subprocess_export_and_ledger(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     (entry,) = json_lines(done.stdout)
-    assert entry["file_path"] == "one.csv"
+    assert entry["file_path"] == str(Path("one.csv").resolve())  # canonical: absolute
 
 
 def sandbox_ledger() -> str:

@@ -568,10 +568,10 @@ def test_the_default_ledger_is_in_the_data_folder_and_an_old_one_is_found(
         capture_output=True, text=True, env=dict(os.environ), cwd=elsewhere, timeout=60,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
-    # The ledger knew the job: downloaded again by its id, never submitted again.
-    assert ", downloaded" in again.stdout
+    # The same file through its absolute path: the intact file, no call at all.
+    assert "from the intact file (no call)" in again.stdout
     assert sandbox_calls(account, "ReportExport") == 1
-    assert account.stats()["total_calls"] > calls
+    assert account.stats()["total_calls"] == calls
     # An older ledger in the current folder is still used, with a notice.
     legacy = elsewhere / ".reportexport" / "ledger.sqlite"
     legacy.parent.mkdir()

@@ -77,7 +77,7 @@ async def test_year_in_weekly_chunks_for_three_reports_merges_to_the_whole_range
     assert len(manifest["chunks"]) == 3 * chunks_per_report
     first_chunk = manifest["chunks"][0]
     assert first_chunk["status"] == "done"
-    assert Path(first_chunk["path"]).read_bytes()
+    assert (out / first_chunk["path"]).read_bytes()
     assert {"report", "start", "end", "job_id", "rows", "bytes", "sha256", "path"} <= set(
         first_chunk
     )
@@ -189,7 +189,7 @@ async def test_cancelled_halfway_then_resumed_makes_no_duplicate_submit(tmp_path
     manifest = json.loads((out / "manifest.json").read_text())
     for chunk in manifest["chunks"]:
         assert chunk["status"] == "done"
-        assert Path(chunk["path"]).stat().st_size == chunk["bytes"]
+        assert (out / chunk["path"]).stat().st_size == chunk["bytes"]
 
 
 async def test_failed_jobs_are_replayed_and_one_failure_never_stops_the_others(

@@ -105,6 +105,11 @@ def csv_rows(path: Path) -> list[list[str]]:
     return list(csv.reader(io.StringIO(path.read_text())))
 
 
+def chunk_file(manifest: dict[str, Any], chunk: dict[str, Any]) -> Path:
+    """A chunk's file: its path is relative to the manifest's folder."""
+    return Path(manifest["folder"]) / chunk["path"]
+
+
 def chunk_rows(manifest: dict[str, Any], report: str) -> list[list[str]]:
     """The rows of a report's chunk files, in date order, with one header."""
     chunks = sorted(
@@ -112,7 +117,7 @@ def chunk_rows(manifest: dict[str, Any], report: str) -> list[list[str]]:
     )
     rows: list[list[str]] = []
     for index, chunk in enumerate(chunks):
-        body = csv_rows(Path(chunk["path"]))
+        body = csv_rows(chunk_file(manifest, chunk))
         rows.extend(body if index == 0 else body[1:])
     return rows
 
@@ -173,7 +178,7 @@ def assert_manifest_matches_disk(manifest: dict[str, Any]) -> int:
     done = 0
     for chunk in manifest["chunks"]:
         if chunk["status"] == "done":
-            path = Path(chunk["path"])
+            path = chunk_file(manifest, chunk)
             assert path.is_file(), f"{path} is missing"
             assert path.stat().st_size == chunk["bytes"]
             assert sha256_of(path) == chunk["sha256"], f"{path} does not match the manifest"

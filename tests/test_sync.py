@@ -163,7 +163,7 @@ async def test_day_by_day_costs_the_new_day_and_one_replay_per_unsettled_chunk(
         )
         assert chunk["rows"] == (96 if chunk["final"] else chunk["rows"])
     # The latest day of day 1 was fetched with part of its rows; its file has them all now.
-    path = Path(next(c["path"] for c in chunks if c["start"] == str(day1_latest.start)))
+    path = out / next(c["path"] for c in chunks if c["start"] == str(day1_latest.start))
     assert day1_latest.rows is not None
     assert day1_latest.rows < 96
     assert len(path.read_text().splitlines()) - 1 == 96

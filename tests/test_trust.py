@@ -392,7 +392,7 @@ def test_failed_jobs_end_the_run_deferred_with_the_time_exit_4(
     manifest = json.loads(Path("reportexport-out/manifest.json").read_text())
     for chunk in manifest["chunks"]:
         assert chunk["status"] == "deferred"
-        assert chunk["resets_at"] is not None
+        assert chunk["until"] is not None
         assert "a replay is allowed from" in chunk["error"]
     assert sandbox.stats()["quota"]["ReportExport"] == 3 == ledger_charged()
     print(f"\ntrust: every job failing, 3 chunks: exit {code} (deferred) in {took:.1f} s")
@@ -430,7 +430,7 @@ async def test_a_job_the_server_forgot_is_submitted_again_and_the_others_go_on(
         forgotten = first.chunks[1]
         sandbox.reset()  # the server forgets every job
         # One file is lost too: its job must be found again to download it.
-        Path(forgotten.to_manifest(out)["path"]).unlink()
+        (out / forgotten.planned.path).unlink()
         second = await backfill(client, ledger, *args, out_dir=out, chunk="1d")
         stats = sandbox.stats()
         history = await ledger.history(forgotten.planned.fingerprint)

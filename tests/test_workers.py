@@ -276,7 +276,7 @@ async def test_two_workers_with_folders_of_their_own_share_the_chunks(tmp_path: 
         assert assert_manifest_matches_disk(manifest) == days
     where = {
         name: [
-            Path(chunk["path"]).parent.parent.name
+            (tmp_path / name / chunk["path"]).resolve().parent.parent.name
             for chunk in json.loads((tmp_path / name / "manifest.json").read_text())["chunks"]
         ]
         for name in ("a", "b")

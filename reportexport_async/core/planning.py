@@ -9,6 +9,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import PurePosixPath
 from typing import Literal
 
@@ -23,6 +24,7 @@ __all__ = [
     "PlanCost",
     "PlannedChunk",
     "chunk_path",
+    "default_range_path",
     "export_folder",
     "output_key",
     "plan_chunks",
@@ -56,6 +58,13 @@ def chunk_path(request: ExportRequest, chunk: Chunk) -> PurePosixPath:
     """`<report>/<start>_<end>.<ext>`, relative to the output folder."""
     extension = request.result_format.lower()
     return PurePosixPath(export_folder(request), f"{chunk.start}_{chunk.end}.{extension}")
+
+
+def default_range_path(request: ExportRequest, day: date) -> PurePosixPath:
+    """`<report>/default-range_<day>.<ext>`, relative to the output folder: an export without
+    dates is a new job only on a new day of the account (the guide's rule 5, docs/guide.md)."""
+    extension = request.result_format.lower()
+    return PurePosixPath(export_folder(request), f"default-range_{day}.{extension}")
 
 
 def output_key(request: ExportRequest) -> str:

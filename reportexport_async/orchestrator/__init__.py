@@ -38,7 +38,9 @@ import anyio
 
 from ..api import ReportExportClient
 from ..core.models import JobStatus
+from ..destinations import FilesDestination
 from ..errors import LedgerError
+from ..ledger import LedgerEntry
 from ..ledger_store import LedgerStore
 from ..postbacks import PostbackReceiver
 from .download import Downloading, fill_unknown_rows
@@ -91,6 +93,7 @@ async def backfill(
     options: BackfillOptions | None = None,
     on_event: Callable[[ProgressEvent], None] | None = None,
     postbacks: PostbackReceiver | None = None,
+    manifest: bool = True,
     **changes: Unpack[BackfillChanges],
 ) -> BackfillResult:
     """Pull `exports` over `[start, end]` into `out_dir`, as `options` (and keyword `changes`
@@ -113,14 +116,19 @@ async def backfill(
 
     Chunks the quota cannot serve today end `pending`; chunks whose replay the guide does not
     allow yet end `deferred`. An account-wide failure raises `AccountUnavailable` once the
-    manifest is written; its `result` is this run's outcome."""
+    manifest is written; its `result` is this run's outcome.
+
+    `manifest=False` leaves the folder's manifest to the caller (`sync` writes one per run, with
+    its own fields, from this run's outcome)."""
     api = client  # the raw calls: the product `Client` passes its `api` here
     options = (options or BackfillOptions()).but(**changes)
-    out = Path(out_dir)
+    destination = FilesDestination(out_dir)
     calls_before = Counter(api.usage.calls)
-    planned = await make_plan(api, ledger, as_specs(exports), start, end, out, options)
+    planned = await make_plan(api, ledger, as_specs(exports), start, end, destination, options)
     plan = planned.plan
-    state = RunState(api, ledger, plan, out, options, on_event, postbacks_on=postbacks is not None)
+    state = RunState(
+        api, ledger, plan, destination, options, on_event, postbacks_on=postbacks is not None
+    )
     state.calls_before = calls_before  # the plan's catalog call is the run's too
     # A download recorded after the plan read the entry is another worker's.
     state.known_downloads = {key: e.downloaded_at for key, e in planned.entries.items()}
@@ -143,6 +151,7 @@ async def backfill(
     downloading = Downloading(state, recovery)
     watching = Watching(state, submitting)
     merged: tuple[Path, ...] = ()
+    manifest_path: Path | None = None
     unsubscribe: Callable[[], None] | None = None
     if postbacks is not None:  # one receiver may serve any number of runs at once
         unsubscribe = postbacks.subscribe(tracking.on_postback)
@@ -157,15 +166,17 @@ async def backfill(
     finally:
         if unsubscribe is not None:
             unsubscribe()
-        with anyio.CancelScope(shield=True):
-            manifest = await anyio.to_thread.run_sync(write_manifest, state)
+        if manifest:
+            with anyio.CancelScope(shield=True):
+                entries = await _recorded(state)
+                manifest_path = await anyio.to_thread.run_sync(write_manifest, state, entries)
     runs = state.runs.values()
     resets = [run.resets_at for run in runs if run.status == "pending" and run.resets_at]
     later = [run.resets_at for run in runs if run.status == "deferred" and run.resets_at]
     result = BackfillResult(
         plan,
         tuple(runs),
-        manifest,
+        manifest_path,
         False,
         min(resets, default=None),
         state.calls(),
@@ -180,6 +191,17 @@ async def backfill(
         state.stopped.result = result
         raise state.stopped
     return result
+
+
+async def _recorded(state: RunState) -> dict[str, LedgerEntry]:
+    """The ledger's records of the run's done chunks, for the manifest (none when the ledger
+    cannot be read now: the manifest is written all the same)."""
+    keys = [key for key, run in state.runs.items() if run.status == "done"]
+    try:
+        return await state.ledger.get_many(keys) if keys else {}
+    except Exception as error:  # the manifest matters more than its times
+        log.warning("the manifest goes without the ledger's times: %s", error)
+        return {}
 
 
 async def _run(

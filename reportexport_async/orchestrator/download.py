@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 
 from ..core.responses import worth_another_round
+from ..destinations import SavedChunk
 from ..driver import download_recorded
 from ..errors import (
     HTTPStatusError,
@@ -114,6 +115,13 @@ class Downloading:
             return
         run.size = result.size
         run.sha256 = result.sha256
+        # Published and recorded: a destination beside the files loads the chunk now.
+        planned = run.planned
+        saved = SavedChunk(
+            planned.fingerprint, planned.request, planned.chunk, result.path, result.sha256,
+            run.job_id,
+        )  # fmt: skip
+        await state.destination.saved(saved)
         state.set_status(run, "done")
 
 

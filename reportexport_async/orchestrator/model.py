@@ -17,7 +17,9 @@ from ..core.models import ExportRequest
 from ..core.planning import Plan, PlannedChunk
 from ..core.replay import ReplayPolicy
 from ..core.tracking import TickPolicy
+from ..destinations import FilesDestination, ManifestChunk
 from ..errors import AccountUnavailable, ConfigurationError
+from ..ledger import LedgerEntry
 from ..postbacks import Postback
 
 __all__ = [
@@ -184,23 +186,31 @@ class ChunkRun:
     def label(self) -> str:
         return f"{self.planned.report_id} {self.planned.chunk}"
 
-    def to_manifest(self, out_dir: Path) -> dict[str, Any]:
-        return {
-            "report": self.planned.report_id,
-            "filters": {k: str(v) for k, v in self.planned.request.filters.items()},
-            "start": self.planned.chunk.start.isoformat(),
-            "end": self.planned.chunk.end.isoformat(),
-            "fingerprint": self.planned.fingerprint,
-            "job_id": self.job_id,
-            "status": self.status,
-            "rows": self.records,
-            "bytes": self.size,
-            "sha256": self.sha256,
-            "path": str(self.file or out_dir / self.planned.path),
-            "replays": self.replays,
-            "error": self.error,
-            "resets_at": None if self.resets_at is None else self.resets_at.isoformat(),
-        }
+    def to_manifest(
+        self, destination: FilesDestination, entry: LedgerEntry | None = None
+    ) -> ManifestChunk:
+        """The chunk's line in the manifest; `entry` (the ledger's) says when its data was
+        made and downloaded."""
+        known = entry if self.status == "done" else None
+        return ManifestChunk(
+            report=self.planned.report_id,
+            filters={k: str(v) for k, v in self.planned.request.filters.items()},
+            start=self.planned.chunk.start,
+            end=self.planned.chunk.end,
+            fingerprint=self.planned.fingerprint,
+            status=self.status,
+            job_id=self.job_id,
+            rows=self.records,
+            bytes=self.size,
+            sha256=self.sha256,
+            fetched_at=None if known is None else known.completed_at,
+            downloaded_at=None if known is None else known.downloaded_at,
+            final=None,
+            replays=self.replays,
+            error=self.error,
+            until=self.resets_at,
+            path=destination.relative(self.file or destination.root / self.planned.path),
+        )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import partial
-from pathlib import Path
 
 from ..api import ReportExportClient
 from ..catalog import check_reports
@@ -20,18 +19,16 @@ from ..core.models import ExportRequest, JobStatus, checked
 from ..core.planning import (
     Known,
     Plan,
-    chunk_path,
     export_folder,
     output_key,
     plan_chunks,
 )
 from ..core.quota import quota_day_bounds
 from ..core.responses import account_problem
+from ..destinations import FilesDestination
 from ..errors import ConfigurationError, LedgerError, ReportExportError
-from ..exports import file_is_intact
 from ..ledger import LedgerEntry
 from ..ledger_store import LedgerStore
-from ..outputs import check_folder, prepare_folder
 from .model import BackfillOptions, ExportSpec
 
 __all__ = ["Planned", "account_today", "check_range", "describe", "make_plan"]
@@ -178,7 +175,7 @@ async def make_plan(
     exports: Sequence[ExportSpec],
     start: date,
     end: date,
-    out: Path,
+    out: FilesDestination,
     options: BackfillOptions,
 ) -> Planned:
     """Check everything, choose the chunks and find what the ledger knows of each: no call."""
@@ -195,9 +192,9 @@ async def make_plan(
     unproven: list[str] = []
     stopped: ReportExportError | None = None
     if options.dry_run:
-        check_folder(out, argument="out_dir")  # and make nothing: a dry run leaves no trace
+        out.check(create=False)  # and make nothing: a dry run leaves no trace
     else:
-        prepare_folder(out, argument="out_dir")
+        out.check()
         # Before anything is recorded or spent: one catalog call at most, none for known ids.
         ids = [spec.report_id for spec in distinct]
         try:
@@ -241,8 +238,8 @@ async def make_plan(
         if entry is None:
             continue
         entries[key] = entry
-        intact = entry.status is JobStatus.COMPLETED and await file_is_intact(
-            entry, out / chunk_path(request, piece)
+        intact = entry.status is JobStatus.COMPLETED and await out.is_intact(
+            entry, out.path_for(request, piece)
         )
         known[key] = Known(entry.job_id, entry.status, intact)
     plan = plan_chunks(

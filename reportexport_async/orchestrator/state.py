@@ -9,7 +9,6 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 
 import anyio
 
@@ -18,6 +17,7 @@ from ..core.fingerprint import Fingerprint
 from ..core.models import Job
 from ..core.planning import Plan
 from ..core.responses import account_problem
+from ..destinations import FilesDestination
 from ..errors import AccountUnavailable, OutputError, ReportExportError
 from ..ledger_store import LedgerStore
 from ..postbacks import Postback
@@ -46,7 +46,7 @@ class RunState:
         api: ReportExportClient,
         ledger: LedgerStore,
         plan: Plan,
-        out: Path,
+        destination: FilesDestination,
         options: BackfillOptions,
         on_event: Callable[[ProgressEvent], None] | None,
         *,
@@ -55,7 +55,10 @@ class RunState:
         self.api = api
         self.ledger = ledger
         self.plan = plan
-        self.out = out
+        self.destination = destination
+        self.out = destination.root  # canonical: the ledger records these paths
+        #: Merged file name -> digest of its chunks, for the manifest.
+        self.merged_sources: dict[str, str] = {}
         self.options = options
         self.on_event = on_event
         #: The client's counts when this backfill began: its own calls are the difference (a
