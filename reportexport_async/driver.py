@@ -65,6 +65,7 @@ from .downloads import DownloadResult, Receipt
 from .errors import HTTPStatusError, JobFailed, NotFound, ReplayRefused
 from .ledger import LedgerEntry
 from .ledger_store import LedgerStore
+from .server_clock import ServerClock
 
 __all__ = [
     "Driver",
@@ -76,7 +77,6 @@ __all__ = [
     "replay_recorded",
     "submit_claimed",
 ]
-
 
 
 @dataclass
@@ -254,6 +254,9 @@ async def claim(
 ) -> Claimed | ClaimedElsewhere | Attached:
     """Claim the chunk (the intent, written ahead of the submit). A job another worker recorded
     is `Attached` (without waiting for others: only once its lease is this worker's)."""
+    clock = ledger.clock
+    if isinstance(clock, ServerClock) and clock.ask_before_spending:
+        await clock.fresh_now()  # the intent's stamp, like every stamp, on the server's time
     is_report = isinstance(request, ExportRequest)
     entry, mine = await ledger.claim(
         print_.key,

@@ -59,6 +59,7 @@ from .core.freshness import (
 from .core.models import ExportRequest, Job, JobStatus, checked
 from .core.quota import quota_day_bounds
 from .core.replay import ReplayPolicy
+from .core.responses import account_problem
 from .destinations import FilesDestination, Manifest, ManifestChunk, file_is_intact, merge_each
 from .errors import (
     AccountUnavailable,
@@ -352,22 +353,15 @@ async def sync(
                 plan.destination.check()  # before any call
             except ConfigurationError as error:
                 raise ConfigurationError("out", error.problem, dataset=plan.dataset.name) from None
-    if not options.dry_run:
-        judged_on = day.today()
-        await _check_report_ids(client, plans, options)  # before the first submit, no quota
-        # Any run may spend (a new day may have begun): the server says which day it is, from
-        # an answer of the last few minutes (the catalog's, say) or one call that spends no quota.
-        await client.clock.fresh_now()
-        if day.today() != judged_on:
-            plans = [await _plan(client, d, day) for d in sets]
-            await _check_report_ids(client, plans, options)  # ids looked up above: no call
-    daily = await api.limiter.daily("ReportExport")  # the ledger's count: no call
     emit = on_event or (lambda event: None)
-    for plan in plans:
-        for item in plan.items:
-            emit(_verdict_event(item))
     results: dict[str, BackfillResult] = {}
     try:
+        if not options.dry_run:
+            plans = await _on_the_servers_day(client, sets, plans, day, options)
+        daily = await api.limiter.daily("ReportExport")  # the ledger's count: no call
+        for plan in plans:
+            for item in plan.items:
+                emit(_verdict_event(item))
         if not options.dry_run:
             # 1. New days first (only needed apart when history competes for the same quota).
             for plan in plans:
@@ -406,6 +400,28 @@ async def sync(
         daily = await api.limiter.daily("ReportExport")  # what the run spent: no call
     remaining = None if daily is None else daily.remaining
     return SyncResult(tuple(done), calls, client.clock.offset, remaining)
+
+
+async def _on_the_servers_day(
+    client: Client, sets: Sequence[Dataset], plans: list[_Plan], day: _Day, options: SyncOptions
+) -> list[_Plan]:
+    """The plans, made again if the server says another day has begun. Any run may spend (a new
+    day may have begun): the server's time comes from an answer of the last few minutes (the
+    catalog's, say) or one call that spends no quota. Refused credentials or an unreachable host
+    here stop the run (`AccountUnavailable`) before anything is spent."""
+    judged_on = day.today()
+    try:
+        await _check_report_ids(client, plans, options)  # before the first submit, no quota
+        await client.clock.fresh_now()
+        if day.today() != judged_on:
+            plans = [await _plan(client, d, day) for d in sets]
+            await _check_report_ids(client, plans, options)  # cached when looked up above
+    except ReportExportError as error:
+        problem = account_problem(error)
+        if problem is None:
+            raise
+        raise AccountUnavailable(problem, error) from error
+    return plans
 
 
 async def _check_report_ids(client: Client, plans: Sequence[_Plan], options: SyncOptions) -> None:
