@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,12 +41,12 @@ START = date(2025, 1, 1)
 REPORT = "mp_action_listing_fast"
 
 
-async def until(condition: Callable[[], bool], what: str, within: float = 120.0) -> None:
+async def until(condition: Callable[[], Awaitable[bool]], what: str, within: float = 120.0) -> None:
     """Wait (real time) until `condition` holds; fail naming `what` if it never does."""
     with anyio.fail_after(within):
-        while not condition():  # noqa: ASYNC110 - the sandbox's counts have no event to wait on
+        while not await condition():  # noqa: ASYNC110 - the sandbox and the ledger have no event to wait on
             await anyio.sleep(0.05)
-    assert condition(), what
+    assert await condition(), what
 
 
 @pytest.mark.parametrize("cut", ["shorter", "longer"])
@@ -75,6 +75,9 @@ async def test_a_worker_cut_from_postgresql_while_holding_leases_loses_nothing_a
         def calls(name: str) -> int:
             return int(sandbox.stats()["calls"].get(name, 0))
 
+        async def done() -> bool:
+            return calls("Download") == DAYS
+
         async def worker(name: str, store: PostgresLedger) -> None:
             async with store, Client.for_sandbox(sandbox, ledger=store) as client:
                 results[name] = await client.backfill(
@@ -82,12 +85,19 @@ async def test_a_worker_cut_from_postgresql_while_holding_leases_loses_nothing_a
                 )
 
         first, second = ledger(proxy.url(url)), ledger(url)
+        async with PostgresLedger(url):  # the tables made, for the observer to read at once
+            pass
         async with PostgresLedger(url, read_only=True) as observer:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(worker, "first", first)
-                await until(lambda: calls("ReportExport") == DAYS, "the first worker submits")
-                held = [e for e in await observer.entries() if e.claimed_by == first.owner]
-                assert len(held) == DAYS  # every chunk submitted and leased by the first worker
+
+                async def submitted() -> bool:  # every job id recorded, every chunk leased
+                    found = await observer.entries()
+                    mine = [e for e in found if e.claimed_by == first.owner and e.job_id]
+                    return len(mine) == DAYS
+
+                await until(submitted, "the first worker submits and records every chunk")
+                held = await observer.entries()
                 assert calls("Download") == 0
                 await proxy.cut()
                 before = proxy.accepted
@@ -95,7 +105,7 @@ async def test_a_worker_cut_from_postgresql_while_holding_leases_loses_nothing_a
                 if cut == "shorter":
                     await anyio.sleep(1.0)  # real time: a thirtieth of the lease
                 else:
-                    await until(lambda: calls("Download") == DAYS, "the second worker downloads")
+                    await until(done, "the second worker downloads every chunk")
                 await proxy.restore()
             history = {e.fingerprint: await observer.history(e.fingerprint) for e in held}
         stats = sandbox.stats()
