@@ -34,6 +34,7 @@ import dataclasses
 import json
 import os
 import sys
+from asyncio import CancelledError
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -51,12 +52,15 @@ from rich.text import Text
 
 from .api import ReportExportClient
 from .cli_output import (
+    READER,
     Cell,
     cli_language,
+    echo,
     job_by_prefix,
     make_console,
     print_table,
-    quiet_broken_pipe,
+    reader_gone_error,
+    reader_watched,
     register_origin,
     register_secret,
     verbose_logging,
@@ -551,7 +555,11 @@ async def open_run(
 
 def _run_async(work: Callable[[], Awaitable[T]]) -> T:
     async def runner() -> T:
-        return await work()
+        async with reader_watched():
+            return await work()
+        # The reader of stdout went away and the work was cancelled (and cleaned up after
+        # itself): a closed pipe, which `_invoke` ends with exit code 0.
+        raise reader_gone_error()
 
     ctx = click.get_current_context(silent=True)
     try:
@@ -568,7 +576,7 @@ def _console() -> Console:
 
 
 def _echo_json(payload: Mapping[str, Any]) -> None:
-    click.echo(json.dumps(payload, default=_json_default))
+    echo(json.dumps(payload, default=_json_default))
 
 
 def _json_default(value: object) -> object:
@@ -1146,6 +1154,8 @@ def _ended_early(
 ) -> None:
     """A backfill that ends by an exception (Ctrl-C included) still ends its `--json` stream
     with an `error` object, and a Ctrl-C says what was recorded and how to resume."""
+    if READER.gone:  # `| head`: no failure, and nothing more to say
+        return
     leaf = _leaf(raised)
     interrupted = isinstance(leaf, (KeyboardInterrupt, anyio.get_cancelled_exc_class()))
     if interrupted:
@@ -1188,14 +1198,16 @@ def _broken_pipe(error: BaseException) -> bool:
 def _invoke(call: Callable[[], Any], argv: Sequence[str] = ()) -> int:
     _SAID.json, _SAID.ended, _SAID.interrupted, _SAID.resume = False, False, None, None
     _SAID.argv = tuple(argv)
+    READER.reset()
     code = _invoke_once(call)
     try:
         sys.stdout.flush()
     except BrokenPipeError:
-        quiet_broken_pipe()
+        READER.lost()
     except (OSError, ValueError):  # pragma: no cover - stdout closed otherwise
         pass
-    return code
+    # A reader that went away (`| head`) is no failure, whatever was cut short by it.
+    return EXIT_OK if READER.gone else code
 
 
 def _interrupted() -> int:
@@ -1242,9 +1254,9 @@ def _invoke_once(call: Callable[[], Any]) -> int:
         leaf = _leaf(raised)
         if isinstance(leaf, SystemExit):
             return leaf.code if isinstance(leaf.code, int) else EXIT_FAILED
-        if isinstance(leaf, BrokenPipeError):
+        if isinstance(leaf, BrokenPipeError) or (READER.gone and isinstance(leaf, CancelledError)):
             # `| head`: the reader has what it wanted; that is no failure.
-            quiet_broken_pipe()
+            READER.lost()
             return EXIT_OK
         if isinstance(leaf, KeyboardInterrupt):
             return _interrupted()
