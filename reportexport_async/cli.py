@@ -58,6 +58,7 @@ from .cli_output import (
     echo,
     job_by_prefix,
     make_console,
+    print_count,
     print_table,
     reader_gone_error,
     reader_watched,
@@ -1829,8 +1830,7 @@ def reports_command(show_all: bool, refresh: bool, as_json: bool, **options: Any
         ]
         columns = ("report", "name", "category", "api")
         print_table(console, columns, rows)
-        where = console if console.is_terminal else make_console(stderr=True)
-        where.print(f"{len(shown)} reports ({source})", markup=False)
+        print_count(console, f"{len(shown)} reports ({source})")
         return EXIT_OK
 
     return _run_async(work)
@@ -1983,7 +1983,9 @@ def jobs_list(since: date | None, ledger_path: Path | None, as_json: bool, **opt
                 ]
             )
         columns = ("job", "status", "created", "completed", "rows", "report", "range")
-        print_table(_console(), columns, rows, right=("rows",), whole=("job",))
+        console = _console()
+        print_table(console, columns, rows, right=("rows",), whole=("job",))
+        print_count(console, f"{len(rows)} jobs" + (f" created since {since}" if since else ""))
         return EXIT_OK
 
     return _run_async(work)
@@ -2175,8 +2177,7 @@ def ledger_show(report: str | None, ledger_path: Path | None, as_json: bool) -> 
         console = _console()
         print_table(console, columns, rows, right=("rows", "bytes"))
         # The count is for people: on a pipe it goes to stderr, out of the data.
-        where = console if console.is_terminal else make_console(stderr=True)
-        where.print(f"{len(entries)} exports in {ledger.path}", markup=False)
+        print_count(console, f"{len(entries)} exports in {ledger.path}")
         return EXIT_OK
 
     return _run_async(work)

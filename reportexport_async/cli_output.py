@@ -36,6 +36,7 @@ __all__ = [
     "is_terminal",
     "job_by_prefix",
     "make_console",
+    "print_count",
     "print_table",
     "quiet_broken_pipe",
     "reader_watched",
@@ -140,6 +141,15 @@ def print_table(
     for row in materialised:
         table.add_row(*(_cell(value, plain=False) for value in row))
     console.print(table)
+
+
+def print_count(console: Console, text: str) -> None:
+    """A listing's count (`7 jobs`): under the table on a terminal; on stderr when stdout is a
+    pipe, so that what is piped holds only the rows; not at all once the reader is gone."""
+    if READER.gone:
+        return
+    where = console if console.is_terminal else make_console(stderr=True)
+    where.print(text, markup=False, highlight=False)
 
 
 # -- the library's words, in the command line's --------------------------------------------------
