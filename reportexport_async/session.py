@@ -451,6 +451,7 @@ class Session:
                 elapsed = (time.monotonic() - sent) * 1000
                 log.debug("%s %s -> %d (%.0f ms)", method, redact_url(url), status, elapsed)
             return Answer(status, headers, _parse_body(raw, content_type))
+        raise AssertionError("unreachable: nothing cancels the guard itself")  # pragma: no cover
 
     def _health(self, status: int | None) -> None:
         """Track since when every call has failed: no answer at all, or a 5xx."""
