@@ -64,12 +64,14 @@ from .cli_output import (
     reader_watched,
     register_origin,
     register_secret,
+    silence_library_log,
     verbose_logging,
 )
 from .cli_paths import LEGACY_SANDBOX_LEDGER, read_catalog, resolve_ledger, write_catalog
 from .client import Client
 from .config import LIMIT_ENV_VARS, ClientConfig, limits_from_env
 from .core.chunking import Chunk, ChunkRule, parse_chunk_rule
+from .core.fingerprint import account_key
 from .core.freshness import DEFAULT_REFRESH_HOUR, DEFAULT_SETTLE_DAYS
 from .core.models import ExportRequest, Job, validation_problem
 from .core.planning import Plan, chunk_path, export_folder
@@ -719,9 +721,7 @@ class BackfillView:
             if not self.quota_told:
                 self.quota_told = True
                 self.console.print(
-                    "quota: the daily ReportExport quota is spent; the chunks left wait for its "
-                    f"reset at {_moment(event.until, self.zone())}",
-                    markup=False,
+                    f"quota: {quota_spent_text(event.until, self.zone())}", markup=False
                 )
             self.refresh()
         elif event.kind == "plan" and event.plan is not None:
@@ -732,8 +732,9 @@ class BackfillView:
             self.refresh()
         elif event.kind in ("error", "retry"):
             self.console.print(f"{event.kind}: {cli_language(event.message or '')}", markup=False)
-        if not self.as_json and event.kind in ("wait", "stopped"):
-            # On a terminal too: a wait always says what it waits for and until when.
+        if not self.as_json and event.kind == "wait":
+            # On a terminal too: a wait always says what it waits for and until when. (What
+            # stopped a run is its one error line, on stderr.)
             self.console.print(f"{event.kind}: {event.message}", markup=False, highlight=False)
 
     def by_report(self) -> dict[str, Counter[str]]:
@@ -862,6 +863,14 @@ def _print_summary(result: BackfillResult, console: Console) -> None:
         title="dry run: nothing submitted" if result.dry_run else None,
         right=columns,
         header_on_pipe=True,
+    )
+
+
+def quota_spent_text(until: datetime | None, zone: tzinfo | None) -> str:
+    """The spent daily quota, said once per account however many submitters meet it."""
+    return (
+        "the daily ReportExport quota is spent; the chunks left wait for its reset at "
+        f"{_moment(until, zone)}"
     )
 
 
@@ -1200,6 +1209,7 @@ def _invoke(call: Callable[[], Any], argv: Sequence[str] = ()) -> int:
     _SAID.json, _SAID.ended, _SAID.interrupted, _SAID.resume = False, False, None, None
     _SAID.argv = tuple(argv)
     READER.reset()
+    silence_library_log()
     code = _invoke_once(call)
     try:
         sys.stdout.flush()
@@ -1878,12 +1888,14 @@ def report_sync(result: SyncResult, console: Console, *, as_json: bool, zone: tz
     )  # fmt: skip
     for item in result.datasets:
         cost = item.cost
-        console.print(
-            f"{item.dataset.name}: account day {item.today}, up to {item.last_day}; "
-            f"{'would spend' if item.dry_run else 'spent'}: {cost['new_submits']} submits of new "
-            f"days, {cost['refresh_replays']} replays of the settle window, "
-            f"{cost['history_submits']} submits of history"
-        )
+        line = f"{item.dataset.name}: account day {item.today}, up to {item.last_day}"
+        if item.dry_run:  # the plan's figures; a run says what it spent, below
+            line += (
+                f"; would spend: {cost['new_submits']} submits of new days, "
+                f"{cost['refresh_replays']} replays of the settle window, "
+                f"{cost['history_submits']} submits of history"
+            )
+        console.print(line)
         if item.deferred_until is not None:
             console.print(
                 f"[yellow]{item.counts['deferred']} refreshes deferred[/] until "
@@ -1910,8 +1922,17 @@ def report_sync(result: SyncResult, console: Console, *, as_json: bool, zone: tz
             "days first, then refreshes, then history; the rest waits for tomorrow)"
         )
     else:
+        console.print(_spent_text(result.calls, result.quota_left))
         console.print(f"API calls: {_calls_text(result.calls)}")
     return code
+
+
+def _spent_text(calls: Mapping[str, int], quota_left: int | None) -> str:
+    """What a run spent, from its own calls (not from its plan, which the quota or a stop
+    may have cut short)."""
+    submits, replays = calls.get("ReportExport", 0), calls.get("Replay", 0)
+    left = "no daily limit" if quota_left is None else f"{quota_left} left"
+    return f"spent: {submits} submits, {replays} replays (ReportExport quota today: {left})"
 
 
 def _yes_no(value: object) -> str:
@@ -1926,14 +1947,28 @@ def jobs_group() -> None:
     """The account's jobs: list, show, download, replay."""
 
 
-async def _known_entries(ledger_path: Path | None) -> dict[str, LedgerEntry]:
-    """Ledger entries by job id, when the ledger file exists (read-only commands never make
-    one, nor write to one)."""
+async def _known_entries(ledger_path: Path | None, config: ClientConfig) -> dict[str, LedgerEntry]:
+    """The account's ledger entries by job id, when the ledger file exists (read-only commands
+    never make one, nor write to one). Only this account's: job ids are the server's, and
+    another account in the same ledger may use the same ones."""
     path = default_ledger_path(ledger_path)
     if not is_ledger_url(path) and not await anyio.Path(path).exists():
         return {}
     async with open_ledger(path, read_only=True) as ledger:
-        return {e.job_id: e for e in await ledger.entries() if e.job_id is not None}
+        return _by_job(await ledger.entries(account=_account(config)))
+
+
+def _by_job(entries: Iterable[LedgerEntry]) -> dict[str, LedgerEntry]:
+    return {e.job_id: e for e in entries if e.job_id is not None}
+
+
+def _account(config: ClientConfig) -> str:
+    return account_key(config.base_url, config.account_type, config.account_sid)
+
+
+async def _job_id(client: Client, given: str) -> str:
+    """ID, or a unique prefix of one of the account's job ids in the client's ledger."""
+    return job_by_prefix(given, _by_job(await client.ledger.entries(account=client.account)))
 
 
 def _job_json(job: Job, entry: LedgerEntry | None) -> dict[str, Any]:
@@ -1961,7 +1996,7 @@ def jobs_list(since: date | None, ledger_path: Path | None, as_json: bool, **opt
     config = credentials.config(sandbox_offered=False)
 
     async def work() -> int:
-        known = await _known_entries(ledger_path)
+        known = await _known_entries(ledger_path, config)
         async with ReportExportClient(config) as client:
             jobs = await client.list_jobs(created_after=since)
         if as_json:
@@ -2007,7 +2042,7 @@ def jobs_show(job_id: str, ledger_path: Path | None, as_json: bool, **options: A
     config = Credentials.from_options(options).config(sandbox_offered=False)
 
     async def work() -> int:
-        known = await _known_entries(ledger_path)
+        known = await _known_entries(ledger_path, config)
         async with ReportExportClient(config) as client:
             job = await client.get_job(job_by_prefix(job_id, known))
         entry = known.get(job.id)
@@ -2048,8 +2083,8 @@ def jobs_download(
         _check_writable_folder(out.parent if str(out.parent) else Path("."), "--out")
 
     async def work() -> int:
-        full_id = job_by_prefix(job_id, await _known_entries(ledger_path))
         async with open_run(credentials, ledger_path) as run:
+            full_id = await _job_id(run.client, job_id)
             result = await run.client.download(full_id, out)
             if as_json:
                 _echo_json({"event": "download", **dataclasses.asdict(result)})
@@ -2080,9 +2115,8 @@ def jobs_replay(
     credentials = Credentials.from_options(options)
 
     async def work() -> int:
-        full_id = job_by_prefix(job_id, await _known_entries(ledger_path))
         async with open_run(credentials, ledger_path) as run:
-            outcome = await run.client.replay(full_id, force=force)
+            outcome = await run.client.replay(await _job_id(run.client, job_id), force=force)
         if as_json:
             _echo_json(
                 {

@@ -42,6 +42,7 @@ __all__ = [
     "reader_watched",
     "register_origin",
     "register_secret",
+    "silence_library_log",
     "verbose_logging",
 ]
 
@@ -156,6 +157,8 @@ def print_count(console: Console, text: str) -> None:
 
 #: A library keyword argument -> what the command line calls it.
 FLAGS: Mapping[str, str] = {
+    "start": "--start",
+    "end": "--end",
     "account_sid": "--account-sid",
     "auth_token": "--auth-token-file",
     "account_type": "--account-type",
@@ -384,6 +387,15 @@ class _Scrub(logging.Filter):
             text = text.replace(f" {origin}/", " /")
         record.msg, record.args = text, None
         return True
+
+
+#: The library's log has no place on stderr without `-v`: each error it logs reaches the user as
+#: the command's own one line (without a handler, Python's last resort would print it too).
+_SILENT = logging.NullHandler()
+
+
+def silence_library_log() -> None:
+    logging.getLogger("reportexport_async").addHandler(_SILENT)  # added once, however often
 
 
 def verbose_logging(

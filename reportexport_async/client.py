@@ -348,6 +348,13 @@ class Client:
             return await sync(self, datasets, options=options, on_event=on_event,
                               postbacks=postbacks)  # fmt: skip
 
+    @property
+    def account(self) -> str:
+        """The account's key in the ledger (`core.fingerprint.account_key`): a job id is looked
+        up among this account's entries only."""
+        config = self.config
+        return account_key(config.base_url, config.account_type, config.account_sid)
+
     async def jobs(
         self, since: date | datetime | None = None, until: date | datetime | None = None
     ) -> list[Job]:
@@ -359,7 +366,7 @@ class Client:
         """One job's state (one call); the ledger records it when it knows the job."""
         with unwrapped():
             job = await self.api.get_job(job_id)
-            entry = await self.ledger.find(job_id)
+            entry = await self.ledger.find(job_id, account=self.account)
             if entry is not None:
                 await self.ledger.record_status(entry.fingerprint, job)
             return job
@@ -369,7 +376,7 @@ class Client:
         `out`, or `<job id>.<format>` in the working folder. The ledger records it when it knows
         the job."""
         with unwrapped():
-            entry = await self.ledger.find(job_id)
+            entry = await self.ledger.find(job_id, account=self.account)
             extension = (entry.result_format if entry else "csv").lower()
             dest = Path(out) if out is not None else Path(f"{job_id}.{extension}")
             record = None if entry is None else download_recorder(self.ledger, entry.fingerprint)

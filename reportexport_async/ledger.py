@@ -1112,18 +1112,22 @@ class Ledger:
 
         return await self._run(work)
 
-    async def find(self, key: str) -> LedgerEntry | None:
-        """An entry by fingerprint (or a unique prefix of it) or by job id."""
+    async def find(self, key: str, *, account: str | None = None) -> LedgerEntry | None:
+        """An entry by fingerprint (or a unique prefix of it) or by job id; with `account`
+        (`core.fingerprint.account_key`), only among that account's entries: job ids are the
+        server's, and two accounts (two sandboxes of one seed) may use the same ones."""
+        query = "SELECT * FROM exports WHERE (fingerprint = ? OR job_id = ? OR fingerprint LIKE ?)"
+        params = [key, key, f"{key}%"]
+        if account is not None:
+            query += " AND canonical LIKE ? ESCAPE '\\'"
+            params.append(_account_pattern(account))
 
         def work(db: sqlite3.Connection) -> LedgerEntry | None:
-            rows = db.execute(
-                "SELECT * FROM exports WHERE fingerprint = ? OR job_id = ? "
-                "OR fingerprint LIKE ? LIMIT 2",
-                (key, key, f"{key}%"),
-            ).fetchall()
-            if len(rows) > 1:
+            found = [_entry(row) for row in db.execute(query, params).fetchall()]
+            found = [e for e in found if account is None or e.account == account]
+            if len(found) > 1:
                 raise LedgerError(f"{key!r} matches more than one entry; give more characters")
-            return _entry(rows[0]) if rows else None
+            return found[0] if found else None
 
         return await self._run(work)
 

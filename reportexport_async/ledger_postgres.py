@@ -804,17 +804,21 @@ class PostgresLedger:
 
         return await self._run(work, write=False, one=True)
 
-    async def find(self, key: str) -> LedgerEntry | None:
+    async def find(self, key: str, *, account: str | None = None) -> LedgerEntry | None:
+        query = (
+            "SELECT * FROM exports WHERE (fingerprint = $1 OR job_id = $1 OR fingerprint LIKE $2)"
+        )
+        params = [key, key.replace("%", r"\%").replace("_", r"\_") + "%"]
+        if account is not None:
+            query += " AND canonical LIKE $3"  # backslash escapes, as in SQLite
+            params.append(_account_pattern(account))
+
         async def work(conn: Conn) -> LedgerEntry | None:
-            rows = await conn.fetch(
-                "SELECT * FROM exports WHERE fingerprint = $1 OR job_id = $1 "
-                "OR fingerprint LIKE $2 LIMIT 2",
-                key,
-                key.replace("%", r"\%").replace("_", r"\_") + "%",
-            )
-            if len(rows) > 1:
+            found = [_entry(row) for row in await conn.fetch(query, *params)]
+            found = [e for e in found if account is None or e.account == account]
+            if len(found) > 1:
                 raise LedgerError(f"{key!r} matches more than one entry; give more characters")
-            return _entry(rows[0]) if rows else None
+            return found[0] if found else None
 
         return await self._run(work, write=False, one=True)
 
