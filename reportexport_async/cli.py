@@ -1932,7 +1932,10 @@ def _spent_text(calls: Mapping[str, int], quota_left: int | None) -> str:
     may have cut short)."""
     submits, replays = calls.get("ReportExport", 0), calls.get("Replay", 0)
     left = "no daily limit" if quota_left is None else f"{quota_left} left"
-    return f"spent: {submits} submits, {replays} replays (ReportExport quota today: {left})"
+    return (
+        f"spent: {submits} ReportExport calls, {replays} Replay calls (ReportExport quota "
+        f"today: {left})"
+    )
 
 
 def _yes_no(value: object) -> str:

@@ -267,9 +267,9 @@ def _print_summary(
 
 
 def _closing_lines(reports: Sequence[AccountReport], code: int) -> list[str]:
+    # Each account's own reason was said as it finished: here, only who, grouped.
     complete = sum(1 for report in reports if report.code == EXIT_OK)
-    lines = [f"{r.name}: {r.status}: {r.reason}" for r in reports if r.code != EXIT_OK]
-    lines.append(f"{complete} of {len(reports)} accounts complete")
+    lines = [f"{complete} of {len(reports)} accounts complete"]
     groups: dict[tuple[int, str], list[str]] = {}
     for report in reports:
         if report.code != EXIT_OK:

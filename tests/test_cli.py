@@ -325,7 +325,10 @@ def test_backfill_chunk_auto_twice_costs_nothing_the_second_time(
         ([*RANGE, "--concurrency", "0"], "--concurrency"),
         ([*RANGE, "--postback-listen", "host:port"], "HOST:PORT"),
         ([*RANGE, "--out", "blocker/out"], "cannot be written"),
-        (["--start", str(TODAY), "--end", str(TODAY + timedelta(days=30))], "in the future"),
+        (
+            ["--start", str(TODAY), "--end", str(TODAY + timedelta(days=30))],
+            f"--end: {TODAY + timedelta(days=30)} is in the future",
+        ),
         ([*RANGE, "--ledger", "blocker/ledger.sqlite"], "ledger"),
         ([*RANGE, "--bogus"], "No such option"),
         (["--end", str(END)], "Missing option '--start'"),
