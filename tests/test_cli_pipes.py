@@ -8,11 +8,16 @@ for the command (a generous timeout is the failure: how long it took is printed,
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -20,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from reportexport_async import cli_output
+from reportexport_async.cli_output import READER, echo, make_console
 from reportexport_async.sandbox.clock import ScaledClock as SandboxScaledClock
 from reportexport_async.sandbox.pytest_plugin import SandboxThread
 
@@ -212,3 +219,57 @@ def test_demo_piped_to_head_stops_cleanly_and_runs_again() -> None:
     assert cut.stderr == ""
     again = run("demo", "--out", "d")
     assert again.returncode == 0, again.stderr
+
+
+def test_the_issue_s_command_piped_to_head_exits_instead_of_hanging(
+    impact_sandbox_factory: Callable[..., SandboxThread], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`backfill ... --chunk 1d | head -1` against a sandbox whose daily quota is 5: it used to
+    stay alive for ever after the quota notice met the closed pipe (rich's `SystemExit` left
+    the event loop from inside a task, and the interpreter waited on a worker thread no one
+    would stop)."""
+    sandbox = impact_sandbox_factory(time_scale=60, daily_export_limit=5)
+    env = {
+        **os.environ,
+        "IMPACT_ACCOUNT_SID": sandbox.account_sid,
+        "IMPACT_AUTH_TOKEN": sandbox.auth_token,
+        "IMPACT_ACCOUNT_TYPE": "Mediapartners",
+        "IMPACT_BASE_URL": sandbox.base_url,
+    }
+    command = " ".join([
+        "set -o pipefail;", *MODULE, "backfill mp_clicks_by_day --start 2025-07-01",
+        "--end 2025-07-10 --chunk 1d --ledger h5.sqlite --out h | head -1",
+    ])  # fmt: skip
+    shell = subprocess.Popen(
+        ["bash", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, err = shell.communicate(timeout=60)
+    finally:  # a command still hanging is stopped with its shell, not left behind
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGKILL)
+    assert shell.returncode == 0, err
+    assert err == ""
+    assert out.startswith("plan: 10 chunks")
+
+
+def test_a_console_on_a_closed_pipe_stops_the_command_without_system_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """rich's own reaction to a closed pipe is `SystemExit(1)`, raised wherever the print was
+    (inside a task of the run); the command line's consoles hand it to `READER` instead."""
+
+    class Closed(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", Closed())
+    monkeypatch.setattr(cli_output, "quiet_broken_pipe", lambda: None)  # the test's own fd 1
+    READER.reset()
+    try:
+        make_console().print("a line nobody reads")
+        assert READER.gone
+        echo("nor this one")  # nothing more is tried, nothing raised
+    finally:
+        READER.reset()
