@@ -89,13 +89,26 @@ def account(
     """An external sandbox whose credentials are in the environment. Its clock runs 3 hours
     behind the wall clock (its jobs look 3 hours old to the client, so the replay guard's
     `too_soon` rule does not apply) and 100 times faster (its jobs finish in milliseconds)."""
-    clock = SandboxScaledClock(start=datetime.now(UTC) - timedelta(hours=3), scale=100)
-    sandbox = impact_sandbox_factory(clock=clock, job_duration=(1, 2), rows_per_day=5)
-    monkeypatch.setenv("IMPACT_ACCOUNT_SID", sandbox.account_sid)
-    monkeypatch.setenv("IMPACT_AUTH_TOKEN", sandbox.auth_token)
-    monkeypatch.setenv("IMPACT_ACCOUNT_TYPE", "Mediapartners")
-    monkeypatch.setenv("IMPACT_BASE_URL", sandbox.base_url)
+    sandbox = behind(impact_sandbox_factory, job_duration=(1, 2))
+    for name, value in sandbox_env(sandbox).items():
+        monkeypatch.setenv(name, value)
     return sandbox
+
+
+def behind(factory: Callable[..., SandboxThread], **settings: Any) -> SandboxThread:
+    """A sandbox whose clock runs 3 hours behind the wall clock and 100 times faster."""
+    clock = SandboxScaledClock(start=datetime.now(UTC) - timedelta(hours=3), scale=100)
+    return factory(clock=clock, rows_per_day=5, **settings)
+
+
+def sandbox_env(sandbox: SandboxThread) -> dict[str, str]:
+    """The environment that points the command line at `sandbox`'s account."""
+    return {
+        "IMPACT_ACCOUNT_SID": sandbox.account_sid,
+        "IMPACT_AUTH_TOKEN": sandbox.auth_token,
+        "IMPACT_ACCOUNT_TYPE": "Mediapartners",
+        "IMPACT_BASE_URL": sandbox.base_url,
+    }
 
 
 def completed_job(sandbox: SandboxThread, report: str = "mp_clicks_by_day") -> str:

@@ -8,14 +8,13 @@ import json
 import os
 import subprocess
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from reportexport_async.cli import main
 from reportexport_async.sandbox import SandboxAccount
-from reportexport_async.sandbox.clock import ScaledClock as SandboxScaledClock
 from reportexport_async.sandbox.pytest_plugin import SandboxThread
 
 from .test_cli import (  # noqa: F401 - fixtures used by name
@@ -26,7 +25,9 @@ from .test_cli import (  # noqa: F401 - fixtures used by name
     _isolated,
     account,
     assert_one_line_error,
+    behind,
     json_lines,
+    sandbox_env,
 )
 
 REPORT = "mp_clicks_by_day"
@@ -39,24 +40,10 @@ def here(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
     return code, out, err
 
 
-def sandbox_account_env(sandbox: SandboxThread, sid: str, token: str) -> dict[str, str]:
-    return {
-        "IMPACT_ACCOUNT_SID": sid,
-        "IMPACT_AUTH_TOKEN": token,
-        "IMPACT_ACCOUNT_TYPE": "Mediapartners",
-        "IMPACT_BASE_URL": sandbox.base_url,
-    }
-
-
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*MODULE, *args], capture_output=True, text=True, env={**os.environ, **env}, timeout=120
     )
-
-
-def quick(factory: Callable[..., SandboxThread], **settings: object) -> SandboxThread:
-    clock = SandboxScaledClock(start=datetime.now(UTC) - timedelta(hours=3), scale=100)
-    return factory(clock=clock, job_duration=(1, 2), rows_per_day=5, **settings)
 
 
 def test_sync_says_what_it_spent_not_what_it_planned(
@@ -64,8 +51,8 @@ def test_sync_says_what_it_spent_not_what_it_planned(
 ) -> None:
     """Ten days to fetch and a quota of three: the plan wants ten submits, the run spends
     three, and "spent:" says three."""
-    sandbox = quick(impact_sandbox_factory, daily_export_limit=3)
-    env = sandbox_account_env(sandbox, sandbox.account_sid, sandbox.auth_token)
+    sandbox = behind(impact_sandbox_factory, job_duration=(1, 2), daily_export_limit=3)
+    env = sandbox_env(sandbox)
     first_day = str(END - timedelta(days=9))
     argv = ["sync", REPORT, "--first-day", first_day, "--out", "d", "--ledger", "l.sqlite"]
     done = cli(env, *argv)
@@ -96,9 +83,9 @@ def test_job_ids_are_looked_up_within_the_current_account(
 ) -> None:
     """Two sandboxes of one seed give their first jobs the same id; one ledger holds both.
     `jobs show|download|replay ID` with one account's credentials find that account's entry."""
-    first, second = quick(impact_sandbox_factory), quick(impact_sandbox_factory)
-    env_a = sandbox_account_env(first, first.account_sid, first.auth_token)
-    env_b = sandbox_account_env(second, second.account_sid, second.auth_token)
+    first, second = (behind(impact_sandbox_factory, job_duration=(1, 2)) for _ in range(2))
+    env_a = sandbox_env(first)
+    env_b = sandbox_env(second)
     ids = []
     for env, (start, end), out in (
         (env_a, (START, START), "a.csv"),
@@ -142,7 +129,7 @@ def test_accounts_say_the_spent_quota_once_each_and_pipe_a_tab_separated_summary
         SandboxAccount(account_sid="IRshop00", auth_token="token-shop-00"),
         SandboxAccount(account_sid="IRshop01", auth_token="token-shop-01"),
     )
-    sandbox = quick(impact_sandbox_factory, accounts=accounts)
+    sandbox = behind(impact_sandbox_factory, job_duration=(1, 2), accounts=accounts)
     sandbox.use_quota("IRshop01")
     lines = ["[defaults]", 'account_type = "Mediapartners"', f'base_url = "{sandbox.base_url}"']
     for n, item in enumerate(accounts):

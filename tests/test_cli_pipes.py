@@ -20,17 +20,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from reportexport_async import cli_output
 from reportexport_async.cli_output import READER, echo, make_console
-from reportexport_async.sandbox.clock import ScaledClock as SandboxScaledClock
 from reportexport_async.sandbox.pytest_plugin import SandboxThread
 
-from .test_cli import MODULE, RANGE, _isolated, json_lines  # noqa: F401 - fixture used by name
+from .test_cli import (  # noqa: F401 - fixture used by name
+    MODULE,
+    RANGE,
+    _isolated,
+    behind,
+    json_lines,
+    sandbox_env,
+)
 
 #: Days of RANGE: a backfill with `--chunk 1d` runs this many chunks.
 DAYS = 21
@@ -43,12 +48,9 @@ def slow_account(
     """An external sandbox (credentials in the environment) whose jobs take 3 real seconds
     (300 sandbox seconds, 100 times faster than the wall clock): a reader that leaves after the
     first submits leaves jobs in flight."""
-    clock = SandboxScaledClock(start=datetime.now(UTC) - timedelta(hours=3), scale=100)
-    sandbox = impact_sandbox_factory(clock=clock, job_duration=(300, 300), rows_per_day=5)
-    monkeypatch.setenv("IMPACT_ACCOUNT_SID", sandbox.account_sid)
-    monkeypatch.setenv("IMPACT_AUTH_TOKEN", sandbox.auth_token)
-    monkeypatch.setenv("IMPACT_ACCOUNT_TYPE", "Mediapartners")
-    monkeypatch.setenv("IMPACT_BASE_URL", sandbox.base_url)
+    sandbox = behind(impact_sandbox_factory, job_duration=(300, 300))
+    for name, value in sandbox_env(sandbox).items():
+        monkeypatch.setenv(name, value)
     return sandbox
 
 
@@ -229,13 +231,7 @@ def test_the_issue_s_command_piped_to_head_exits_instead_of_hanging(
     the event loop from inside a task, and the interpreter waited on a worker thread no one
     would stop)."""
     sandbox = impact_sandbox_factory(time_scale=60, daily_export_limit=5)
-    env = {
-        **os.environ,
-        "IMPACT_ACCOUNT_SID": sandbox.account_sid,
-        "IMPACT_AUTH_TOKEN": sandbox.auth_token,
-        "IMPACT_ACCOUNT_TYPE": "Mediapartners",
-        "IMPACT_BASE_URL": sandbox.base_url,
-    }
+    env = {**os.environ, **sandbox_env(sandbox)}
     command = " ".join([
         "set -o pipefail;", *MODULE, "backfill mp_clicks_by_day --start 2025-07-01",
         "--end 2025-07-10 --chunk 1d --ledger h5.sqlite --out h | head -1",
