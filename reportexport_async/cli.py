@@ -34,6 +34,7 @@ import dataclasses
 import json
 import os
 import sys
+from asyncio import CancelledError
 from collections import Counter
 from collections.abc import (
     AsyncIterator,
@@ -60,20 +61,26 @@ from rich.text import Text
 from .api import ReportExportClient
 from .catalog import remember, remembered
 from .cli_output import (
+    READER,
     Cell,
     cli_language,
+    echo,
     job_by_prefix,
     make_console,
+    print_count,
     print_table,
-    quiet_broken_pipe,
+    reader_gone_error,
+    reader_watched,
     register_origin,
     register_secret,
+    silence_library_log,
     verbose_logging,
 )
 from .cli_paths import LEGACY_SANDBOX_LEDGER, read_catalog, resolve_ledger, write_catalog
 from .client import Client
 from .config import LIMIT_ENV_VARS, ClientConfig, limits_from_env
 from .core.chunking import Chunk, ChunkRule, parse_chunk_rule
+from .core.fingerprint import account_key
 from .core.freshness import DEFAULT_REFRESH_HOUR, DEFAULT_SETTLE_DAYS
 from .core.models import ExportRequest, Job, Report, checked
 from .core.planning import Plan, chunk_path, default_range_path
@@ -597,7 +604,11 @@ def _keep_catalog(client: Client, config: ClientConfig) -> None:
 
 def _run_async(work: Callable[[], Awaitable[T]]) -> T:
     async def runner() -> T:
-        return await work()
+        async with reader_watched():
+            return await work()
+        # The reader of stdout went away and the work was cancelled (and cleaned up after
+        # itself): a closed pipe, which `_invoke` ends with exit code 0.
+        raise reader_gone_error()
 
     ctx = click.get_current_context(silent=True)
     try:
@@ -614,7 +625,7 @@ def _console() -> Console:
 
 
 def _echo_json(payload: Mapping[str, Any]) -> None:
-    click.echo(json.dumps(payload, default=_json_default))
+    echo(json.dumps(payload, default=_json_default))
 
 
 def _json_default(value: object) -> object:
@@ -754,8 +765,7 @@ class BackfillView:
             if not self.quota_told:
                 self.quota_told = True
                 self.console.print(
-                    "quota: the daily ReportExport quota is spent; the chunks left wait for its "
-                    f"reset at {_moment(event.until, self.zone(), self.offset())}",
+                    f"quota: {quota_spent_text(event.until, self.zone(), self.offset())}",
                     markup=False,
                 )
             self.refresh()
@@ -767,8 +777,9 @@ class BackfillView:
             self.refresh()
         elif event.kind in ("error", "retry"):
             self.console.print(f"{event.kind}: {cli_language(event.message or '')}", markup=False)
-        if not self.as_json and event.kind in ("wait", "stopped"):
-            # On a terminal too: a wait always says what it waits for and until when.
+        if not self.as_json and event.kind == "wait":
+            # On a terminal too: a wait always says what it waits for and until when. (What
+            # stopped a run is its one error line, on stderr.)
             self.console.print(f"{event.kind}: {event.message}", markup=False, highlight=False)
 
     def by_report(self) -> dict[str, Counter[str]]:
@@ -897,6 +908,15 @@ def _print_summary(result: BackfillResult, console: Console) -> None:
         title="dry run: nothing submitted" if result.dry_run else None,
         right=columns,
         header_on_pipe=True,
+    )
+
+
+def quota_spent_text(until: datetime | None, zone: tzinfo | None, offset: float = 0.0) -> str:
+    """The spent daily quota, said once per account however many submitters meet it (`offset`:
+    seconds the server's clock is ahead of this machine's, see `_moment`)."""
+    return (
+        "the daily ReportExport quota is spent; the chunks left wait for its reset at "
+        f"{_moment(until, zone, offset)}"
     )
 
 
@@ -1196,6 +1216,8 @@ def _ended_early(
 ) -> None:
     """A backfill that ends by an exception (Ctrl-C included) still ends its `--json` stream
     with an `error` object, and a Ctrl-C says what was recorded and how to resume."""
+    if READER.gone:  # `| head`: no failure, and nothing more to say
+        return
     leaf = _leaf(raised)
     interrupted = isinstance(leaf, (KeyboardInterrupt, anyio.get_cancelled_exc_class()))
     if interrupted:
@@ -1238,14 +1260,17 @@ def _broken_pipe(error: BaseException) -> bool:
 def _invoke(call: Callable[[], Any], argv: Sequence[str] = ()) -> int:
     _SAID.json, _SAID.ended, _SAID.interrupted, _SAID.resume = False, False, None, None
     _SAID.argv = tuple(argv)
+    READER.reset()
+    silence_library_log()
     code = _invoke_once(call)
     try:
         sys.stdout.flush()
     except BrokenPipeError:
-        quiet_broken_pipe()
+        READER.lost()
     except (OSError, ValueError):  # pragma: no cover - stdout closed otherwise
         pass
-    return code
+    # A reader that went away (`| head`) is no failure, whatever was cut short by it.
+    return EXIT_OK if READER.gone else code
 
 
 def _interrupted() -> int:
@@ -1292,9 +1317,9 @@ def _invoke_once(call: Callable[[], Any]) -> int:
         leaf = _leaf(raised)
         if isinstance(leaf, SystemExit):
             return leaf.code if isinstance(leaf.code, int) else EXIT_FAILED
-        if isinstance(leaf, BrokenPipeError):
+        if isinstance(leaf, BrokenPipeError) or (READER.gone and isinstance(leaf, CancelledError)):
             # `| head`: the reader has what it wanted; that is no failure.
-            quiet_broken_pipe()
+            READER.lost()
             return EXIT_OK
         if isinstance(leaf, KeyboardInterrupt):
             return _interrupted()
@@ -1873,8 +1898,7 @@ def reports_command(show_all: bool, refresh: bool, as_json: bool, **options: Any
         ]
         columns = ("report", "name", "category", "api")
         print_table(console, columns, rows)
-        where = console if console.is_terminal else make_console(stderr=True)
-        where.print(f"{len(shown)} reports ({source})", markup=False)
+        print_count(console, f"{len(shown)} reports ({source})")
         return EXIT_OK
 
     return _run_async(work)
@@ -1925,12 +1949,14 @@ def report_sync(
     )  # fmt: skip
     for item in result.datasets:
         cost = item.cost
-        console.print(
-            f"{item.dataset.name}: account day {item.today}, up to {item.last_day}; "
-            f"{'would spend' if item.dry_run else 'spent'}: {cost['new_submits']} submits of new "
-            f"days, {cost['refresh_replays']} replays of the settle window, "
-            f"{cost['history_submits']} submits of history"
-        )
+        line = f"{item.dataset.name}: account day {item.today}, up to {item.last_day}"
+        if item.dry_run:  # the plan's figures; a run says what it spent, below
+            line += (
+                f"; would spend: {cost['new_submits']} submits of new days, "
+                f"{cost['refresh_replays']} replays of the settle window, "
+                f"{cost['history_submits']} submits of history"
+            )
+        console.print(line)
         if item.deferred_until is not None:
             console.print(
                 f"[yellow]{item.counts['deferred']} refreshes deferred[/] until "
@@ -1958,8 +1984,20 @@ def report_sync(
             "days first, then refreshes, then history; the rest waits for tomorrow)"
         )
     else:
+        console.print(_spent_text(result.calls, result.quota_left))
         console.print(f"API calls: {_calls_text(result.calls)}")
     return code
+
+
+def _spent_text(calls: Mapping[str, int], quota_left: int | None) -> str:
+    """What a run spent, from its own calls (not from its plan, which the quota or a stop
+    may have cut short)."""
+    submits, replays = calls.get("ReportExport", 0), calls.get("Replay", 0)
+    left = "no daily limit" if quota_left is None else f"{quota_left} left"
+    return (
+        f"spent: {submits} ReportExport calls, {replays} Replay calls (ReportExport quota "
+        f"today: {left})"
+    )
 
 
 def _yes_no(value: object) -> str:
@@ -1974,14 +2012,28 @@ def jobs_group() -> None:
     """The account's jobs: list, show, download, replay."""
 
 
-async def _known_entries(ledger_path: Path | None) -> dict[str, LedgerEntry]:
-    """Ledger entries by job id, when the ledger file exists (read-only commands never make
-    one, nor write to one)."""
+async def _known_entries(ledger_path: Path | None, config: ClientConfig) -> dict[str, LedgerEntry]:
+    """The account's ledger entries by job id, when the ledger file exists (read-only commands
+    never make one, nor write to one). Only this account's: job ids are the server's, and
+    another account in the same ledger may use the same ones."""
     path = default_ledger_path(ledger_path)
     if not is_ledger_url(path) and not await anyio.Path(path).exists():
         return {}
     async with open_ledger(path, read_only=True) as ledger:
-        return {e.job_id: e for e in await ledger.entries() if e.job_id is not None}
+        return _by_job(await ledger.entries(account=_account(config)))
+
+
+def _by_job(entries: Iterable[LedgerEntry]) -> dict[str, LedgerEntry]:
+    return {e.job_id: e for e in entries if e.job_id is not None}
+
+
+def _account(config: ClientConfig) -> str:
+    return account_key(config.base_url, config.account_type, config.account_sid)
+
+
+async def _job_id(client: Client, given: str) -> str:
+    """ID, or a unique prefix of one of the account's job ids in the client's ledger."""
+    return job_by_prefix(given, _by_job(await client.ledger.entries(account=client.account)))
 
 
 def _job_json(job: Job, entry: LedgerEntry | None) -> dict[str, Any]:
@@ -2018,7 +2070,7 @@ def jobs_list(since: date | None, ledger_path: Path | None, as_json: bool, **opt
     config = credentials.config(sandbox_offered=False)
 
     async def work() -> int:
-        known = await _known_entries(ledger_path)
+        known = await _known_entries(ledger_path, config)
         async with ReportExportClient(config) as client:
             jobs = await client.list_jobs(created_after=since)
         if as_json:
@@ -2040,7 +2092,9 @@ def jobs_list(since: date | None, ledger_path: Path | None, as_json: bool, **opt
                 ]
             )
         columns = ("job", "status", "created", "completed", "rows", "report", "range")
-        print_table(_console(), columns, rows, right=("rows",), whole=("job",))
+        console = _console()
+        print_table(console, columns, rows, right=("rows",), whole=("job",))
+        print_count(console, f"{len(rows)} jobs" + (f" created since {since}" if since else ""))
         return EXIT_OK
 
     return _run_async(work)
@@ -2062,7 +2116,7 @@ def jobs_show(job_id: str, ledger_path: Path | None, as_json: bool, **options: A
     config = Credentials.from_options(options).config(sandbox_offered=False)
 
     async def work() -> int:
-        known = await _known_entries(ledger_path)
+        known = await _known_entries(ledger_path, config)
         async with ReportExportClient(config) as client:
             job = await client.get_job(job_by_prefix(job_id, known))
         entry = known.get(job.id)
@@ -2104,8 +2158,8 @@ def jobs_download(
         _check_writable_folder(out.parent if str(out.parent) else Path("."), "--out")
 
     async def work() -> int:
-        full_id = job_by_prefix(job_id, await _known_entries(ledger_path))
         async with open_run(credentials, ledger_path) as run:
+            full_id = await _job_id(run.client, job_id)
             result = await run.client.download(full_id, out)
             if as_json:
                 _echo_json({"event": "download", **dataclasses.asdict(result)})
@@ -2136,9 +2190,8 @@ def jobs_replay(
     credentials = Credentials.from_options(options)
 
     async def work() -> int:
-        full_id = job_by_prefix(job_id, await _known_entries(ledger_path))
         async with open_run(credentials, ledger_path) as run:
-            outcome = await run.client.replay(full_id, force=force)
+            outcome = await run.client.replay(await _job_id(run.client, job_id), force=force)
         if as_json:
             _echo_json(
                 {
@@ -2236,8 +2289,7 @@ def ledger_show(report: str | None, ledger_path: Path | None, as_json: bool) -> 
         console = _console()
         print_table(console, columns, rows, right=("rows", "bytes"))
         # The count is for people: on a pipe it goes to stderr, out of the data.
-        where = console if console.is_terminal else make_console(stderr=True)
-        where.print(f"{len(entries)} exports in {ledger.path}", markup=False)
+        print_count(console, f"{len(entries)} exports in {ledger.path}")
         return EXIT_OK
 
     return _run_async(work)

@@ -21,7 +21,6 @@ from typing import Any, cast
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from .accounts import Account, load_accounts, run_per_account, select_accounts
 from .cli import (
@@ -42,8 +41,10 @@ from .cli import (
     _run_async,
     _size,
     postback_receiver,
+    quota_spent_text,
     sync_exit_code,
 )
+from .cli_output import Cell, print_table
 from .client import Client
 from .core.responses import account_problem
 from .errors import (
@@ -123,7 +124,7 @@ class SummaryColumns:
     cells, and the words after "complete" as an account finishes."""
 
     names: tuple[str, ...]
-    cells: Callable[[AccountReport], list[str]]
+    cells: Callable[[AccountReport], Sequence[object]]
     done: Callable[[AccountReport], str]
 
 
@@ -131,7 +132,7 @@ def _counts(report: AccountReport) -> Counter[str]:
     return Counter(report.result.counts if report.result is not None else {})
 
 
-def _backfill_cells(report: AccountReport) -> list[str]:
+def _backfill_cells(report: AccountReport) -> list[object]:
     result = report.result
     counts = _counts(report)
     size = None
@@ -143,11 +144,11 @@ def _backfill_cells(report: AccountReport) -> list[str]:
         str(counts["failed"] + counts["stuck"]),
         str(counts["pending"]),
         str(counts["deferred"]),
-        _size(size),
+        _size(size) if size is None else Cell(_size(size), str(size)),
     ]
 
 
-def _sync_cells(report: AccountReport) -> list[str]:
+def _sync_cells(report: AccountReport) -> list[object]:
     counts = _counts(report)
     counts["refreshed"] = counts["refresh"]
     counts["failed"] += counts["stuck"]
@@ -241,31 +242,34 @@ def overall_code(reports: Sequence[AccountReport]) -> int:
     return next((code for code in SEVERITY if code in codes), EXIT_OK)
 
 
-def _summary_table(
-    reports: Sequence[AccountReport], columns: SummaryColumns, dry_run: bool
-) -> Table:
-    table = Table(title="dry run: nothing submitted" if dry_run else None)
-    table.add_column("account")
-    table.add_column("result")
-    for name in (*columns.names, "calls", "exit"):
-        table.add_column(name, justify="right")
+def _print_summary(
+    console: Console, reports: Sequence[AccountReport], columns: SummaryColumns, dry_run: bool
+) -> None:
+    """One row per account: a table on a terminal, tab-separated lines under a header on a
+    pipe (as a single account's summary)."""
     style = {EXIT_OK: "green", EXIT_PENDING: "yellow", EXIT_DEFERRED: "yellow"}
-    for report in reports:
-        colour = style.get(report.code, "red")
-        table.add_row(
+    rows = [
+        [
             report.name,
-            f"[{colour}]{report.status}[/]",
+            Cell(f"[{style.get(report.code, 'red')}]{report.status}[/]", report.status),
             *columns.cells(report),
             str(sum(report.calls.values())),
             str(report.code),
-        )
-    return table
+        ]
+        for report in reports
+    ]
+    figures = (*columns.names, "calls", "exit")
+    print_table(
+        console, ("account", "result", *figures), rows,
+        title="dry run: nothing submitted" if dry_run else None, right=figures,
+        header_on_pipe=True,
+    )  # fmt: skip
 
 
 def _closing_lines(reports: Sequence[AccountReport], code: int) -> list[str]:
+    # Each account's own reason was said as it finished: here, only who, grouped.
     complete = sum(1 for report in reports if report.code == EXIT_OK)
-    lines = [f"{r.name}: {r.status}: {r.reason}" for r in reports if r.code != EXIT_OK]
-    lines.append(f"{complete} of {len(reports)} accounts complete")
+    lines = [f"{complete} of {len(reports)} accounts complete"]
     groups: dict[tuple[int, str], list[str]] = {}
     for report in reports:
         if report.code != EXIT_OK:
@@ -419,17 +423,29 @@ def run_accounts(
                     """An account's waits, quota stops, retries and errors, named: nothing
                     waits without saying what for and until when."""
 
+                    told: set[tuple[str, str | None]] = set()
+
                     def show(event: ProgressEvent) -> None:
                         if event.kind not in NOTICES:
                             return
                         if as_json:
                             _echo_json({**_event_json(event), "account": name})
-                        else:
-                            progress.console.print(
-                                f"{name}: {event.kind}: {event.message}",
-                                markup=False,
-                                highlight=False,
-                            )
+                            return
+                        if event.kind == "stopped":  # its closing line says it, once
+                            return
+                        # Once per account: every submitter that meets the spent quota says
+                        # so, with its own few chunks; people need it said once, whole.
+                        said = (event.kind, None if event.kind == "quota" else event.message)
+                        if said in told:
+                            return
+                        told.add(said)
+                        message = event.message
+                        if event.kind == "quota":
+                            zone = None if event.until is None else event.until.tzinfo
+                            message = quota_spent_text(event.until, zone)
+                        progress.console.print(
+                            f"{name}: {event.kind}: {message}", markup=False, highlight=False
+                        )
 
                     return show
 
@@ -468,7 +484,7 @@ def run_accounts(
                 }
             )
             return code
-        console.print(_summary_table(ordered, table, dry_run))
+        _print_summary(console, ordered, table, dry_run)
         console.print(f"API calls: {_calls_text(_total_calls(ordered))}")
         for line in _closing_lines(ordered, code):
             console.print(line)

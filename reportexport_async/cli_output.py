@@ -1,6 +1,7 @@
 """What every subcommand of the command line shares in how it speaks: consoles that respect
 the terminal (or its absence), tables that pipe, the library's messages in command-line words,
-a closed pipe that is no failure, and `-v/--verbose` logging that never shows a secret.
+a reader that goes away (`| head`), which stops the command as it stops a Unix tool, and
+`-v/--verbose` logging that never shows a secret.
 
 Written here rather than taken from a library: rich draws the tables on a terminal; what a pipe
 gets (tab-separated lines, full values, no box, as `gh` prints) is a few lines on top of it.
@@ -8,28 +9,40 @@ gets (tab-separated lines, full values, no box, as `gh` prints) is a few lines o
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import select
+import stat
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import IO
 
+import anyio
 import click
 from rich.console import Console
 from rich.table import Table
 
+from .client import unwrapped
+
 __all__ = [
+    "READER",
     "Cell",
     "cli_language",
+    "echo",
     "is_terminal",
     "job_by_prefix",
     "make_console",
+    "print_count",
     "print_table",
     "quiet_broken_pipe",
+    "reader_watched",
     "register_origin",
     "register_secret",
+    "silence_library_log",
     "verbose_logging",
 ]
 
@@ -53,7 +66,18 @@ def make_console(*, stderr: bool = False) -> Console:
     if not is_terminal(stream):
         columns = os.environ.get("COLUMNS", "").strip()
         width = int(columns) if columns.isdigit() and int(columns) > 0 else PIPE_WIDTH
-    return Console(file=stream, highlight=False, soft_wrap=True, width=width, stderr=stderr)
+    return _Console(file=stream, highlight=False, soft_wrap=True, width=width, stderr=stderr)
+
+
+class _Console(Console):
+    """A console whose closed pipe stops the command through `READER`: rich's own reaction, a
+    `SystemExit` raised wherever the write happened, escapes the event loop from inside a task
+    and leaves its worker threads waiting forever (the interpreter then never exits)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        if self.file is sys.stdout:
+            READER.lost()
 
 
 @dataclass(frozen=True)
@@ -103,8 +127,7 @@ def print_table(
         for row in materialised:
             lines.append("\t".join(_tsv_field(_cell(value, plain=True)) for value in row))
         if lines:
-            console.file.write("\n".join(lines) + "\n")
-            console.file.flush()
+            echo("\n".join(lines), console.file)
         return
     right_aligned, kept = set(right), set(whole)
     table = Table(title=title)
@@ -121,10 +144,21 @@ def print_table(
     console.print(table)
 
 
+def print_count(console: Console, text: str) -> None:
+    """A listing's count (`7 jobs`): under the table on a terminal; on stderr when stdout is a
+    pipe, so that what is piped holds only the rows; not at all once the reader is gone."""
+    if READER.gone:
+        return
+    where = console if console.is_terminal else make_console(stderr=True)
+    where.print(text, markup=False, highlight=False)
+
+
 # -- the library's words, in the command line's --------------------------------------------------
 
 #: A library keyword argument -> what the command line calls it.
 FLAGS: Mapping[str, str] = {
+    "start": "--start",
+    "end": "--end",
     "account_sid": "--account-sid",
     "auth_token": "--auth-token-file",
     "account_type": "--account-type",
@@ -221,19 +255,109 @@ def job_by_prefix(given: str, known: Iterable[str]) -> str:
     return given
 
 
-# -- a closed pipe ------------------------------------------------------------------------------
+# -- a reader that goes away --------------------------------------------------------------------
 
 
 def quiet_broken_pipe() -> None:
     """After the reader of stdout went away (`| head`): point stdout at /dev/null, so the
-    interpreter's last flush does not fail too. The command then ends with exit code 0: what
-    was asked for was printed as far as anyone reads it."""
+    interpreter's last flush does not fail too (the recipe of Python's `signal` docs). The
+    command then ends with exit code 0: what was asked for was printed as far as anyone reads
+    it."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     except (OSError, ValueError, AttributeError):  # pragma: no cover - no real stdout
         pass
+
+
+class _Reader:
+    """Whether the reader of stdout is still there. When it goes away, the command stops as a
+    Unix tool does, but through cancellation: the running command's scope is cancelled, so a
+    run cleans up as after Ctrl-C (the manifest written, the ledger's jobs kept for the next
+    run to re-attach to), nothing more is printed, nothing is said on stderr, and the exit code
+    is 0. Found by the first write that fails or, on a pipe, by the pipe itself, at once, when
+    the command has nothing to print for a while (a backfill's chunks on a pipe)."""
+
+    def __init__(self) -> None:
+        self.gone = False
+        self.scope: anyio.CancelScope | None = None
+
+    def reset(self) -> None:
+        self.gone, self.scope = False, None
+
+    def lost(self) -> None:
+        if self.gone:
+            return
+        self.gone = True
+        quiet_broken_pipe()
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+READER = _Reader()
+
+
+def echo(text: str, stream: IO[str] | None = None) -> None:
+    """`text` and a newline on stdout (or `stream`), flushed; nothing once the reader is gone."""
+    stream = sys.stdout if stream is None else stream
+    if READER.gone and stream is sys.stdout:
+        return
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except BrokenPipeError:
+        if stream is sys.stdout:
+            READER.lost()
+
+
+def _watched_pipe() -> int | None:
+    """stdout's descriptor when it is a pipe that poll(2) can watch, else None."""
+    try:
+        fd = sys.stdout.fileno()
+        return fd if hasattr(select, "poll") and stat.S_ISFIFO(os.fstat(fd).st_mode) else None
+    except (OSError, ValueError, AttributeError):  # replaced by a test, or closed
+        return None
+
+
+def _reader_closed(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, 0)  # errors and hang-ups are always reported
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+async def _watch(fd: int) -> None:
+    # The write end of a pipe is never readable: waiting "for reading" wakes only when the pipe
+    # reports an error, which it does once its last reader is gone.
+    while not _reader_closed(fd):
+        await anyio.wait_readable(fd)
+        if not _reader_closed(fd):  # a wake-up for something else: look again later
+            await anyio.sleep(0.5)
+    READER.lost()
+
+
+@asynccontextmanager
+async def reader_watched() -> AsyncIterator[None]:
+    """The body runs until it ends, or until the reader of stdout goes away: then it is
+    cancelled, and the block ends normally with `READER.gone` set."""
+    with anyio.CancelScope() as scope:
+        READER.scope = scope
+        try:
+            fd = _watched_pipe()
+            if fd is None:
+                yield
+            else:
+                with unwrapped():
+                    async with anyio.create_task_group() as group:
+                        group.start_soon(_watch, fd)
+                        yield
+                        group.cancel_scope.cancel()
+        finally:
+            READER.scope = None
+
+
+def reader_gone_error() -> BrokenPipeError:
+    return BrokenPipeError(errno.EPIPE, "the reader of stdout went away")
 
 
 # -- -v/--verbose --------------------------------------------------------------------------------
@@ -283,6 +407,15 @@ class _Scrub(logging.Filter):
             text = text.replace(f" {origin}/", " /")
         record.msg, record.args = text, None
         return True
+
+
+#: The library's log has no place on stderr without `-v`: each error it logs reaches the user as
+#: the command's own one line (without a handler, Python's last resort would print it too).
+_SILENT = logging.NullHandler()
+
+
+def silence_library_log() -> None:
+    logging.getLogger("reportexport_async").addHandler(_SILENT)  # added once, however often
 
 
 def verbose_logging(

@@ -395,6 +395,13 @@ class Client:
             return await sync(self, datasets, options=options, on_event=on_event,
                               postbacks=postbacks)  # fmt: skip
 
+    @property
+    def account(self) -> str:
+        """The account's key in the ledger (`core.fingerprint.account_key`): a job id is looked
+        up among this account's entries only."""
+        config = self.config
+        return account_key(config.base_url, config.account_type, config.account_sid)
+
     async def jobs(
         self, since: date | datetime | None = None, until: date | datetime | None = None
     ) -> list[Job]:
@@ -406,7 +413,7 @@ class Client:
         """One job's state (one call); the ledger records it when it knows the job."""
         with unwrapped():
             job = await self.api.get_job(job_id)
-            entry = await self.ledger.find(job_id)
+            entry = await self.ledger.find(job_id, account=self.account)
             if entry is not None:
                 await self.ledger.record_status(entry.fingerprint, job)
             return job
@@ -416,7 +423,7 @@ class Client:
         `out`, or `<job id>.<format>` in the working folder. The ledger records it when it knows
         the job."""
         with unwrapped():
-            entry = await self.ledger.find(job_id)
+            entry = await self.ledger.find(job_id, account=self.account)
             extension = (entry.result_format if entry else "csv").lower()
             dest = prepare_file(out if out is not None else f"{job_id}.{extension}")
             if entry is None:

@@ -288,7 +288,10 @@ async def submit_claimed(
         with anyio.CancelScope(shield=True):
             await ledger.release_claim(key)
         raise
-    await ledger.record_submitted(key, ticket.job_id)
+    # No wait between the answer and its record: a cancellation (the session lets a submit
+    # finish) lands after the job id is in the ledger, for the next run to re-attach to.
+    with anyio.CancelScope(shield=True):
+        await ledger.record_submitted(key, ticket.job_id)
     return ticket.job_id
 
 

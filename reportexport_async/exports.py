@@ -31,7 +31,7 @@ from typing import Literal
 import anyio
 
 from .api import ReportExportClient
-from .core.fingerprint import Fingerprint, fingerprint
+from .core.fingerprint import Fingerprint, account_key, fingerprint
 from .core.lifecycle import ClaimedElsewhere as ClaimedElsewhereEvent
 from .core.lifecycle import (
     Defer,
@@ -332,7 +332,9 @@ async def replay_job(
     """
     rules = policy or ReplayPolicy()
     job = await client.get_job(job_id)
-    entry = await ledger.find(job_id)
+    config = client.config  # job ids are the server's: another account may use the same
+    account = account_key(config.base_url, config.account_type, config.account_sid)
+    entry = await ledger.find(job_id, account=account)
     now = client.clock.now()
     tz = client.limiter.timezone
     if entry is not None:

@@ -279,7 +279,8 @@ class Session:
 
     async def aclose(self) -> None:
         if self._http is not None:
-            await self._http.close()
+            with anyio.CancelScope(shield=True):  # closed even by a cancelled caller
+                await self._http.close()
             self._http = None
 
     @property
@@ -425,41 +426,47 @@ class Session:
         self, method: str, url: str, endpoint: Endpoint, params: tuple[tuple[str, str], ...]
     ) -> Answer:
         """One HTTP request through the limiter; the body is read whole (JSON answers only)."""
-        # The slot first, then the limits: nothing waits between being counted and being sent.
-        async with self.limiter.in_flight():
-            charge = await self.limiter.acquire(endpoint)
-            self.usage.calls[endpoint.value] += 1
-            headers, proxy = self._via_proxy(url, self._headers(url, endpoint))
-            sent = time.monotonic()
-            try:
-                async with self.http.request(
-                    method,
-                    url,
-                    params=params,
-                    headers=headers,
-                    allow_redirects=False,
-                    data=b"" if method == "PUT" else None,
-                    **proxy,
-                ) as response:
-                    raw = await self.read_capped(response, _MAX_JSON_BODY)
-                    headers = dict(response.headers)
-                    status = response.status
-                    content_type = response.content_type
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                self.usage.transport_errors += 1
-                error = _translate(exc, method, url)
-                self._health(None)
-                if isinstance(error, ConnectError):
-                    await self.limiter.refund(charge)  # never sent: nothing counted
-                raise error from exc
-        self._health(status)
-        if not counted_by_server(status):
-            await self.limiter.refund(charge)
-        await self._observe(status, headers, endpoint)
-        if log.isEnabledFor(logging.DEBUG):  # the redaction costs when nobody reads
-            elapsed = (time.monotonic() - sent) * 1000
-            log.debug("%s %s -> %d (%.0f ms)", method, redact_url(url), status, elapsed)
-        return Answer(status, headers, _parse_body(raw, content_type))
+        with anyio.CancelScope() as guard:
+            # The slot first, then the limits: nothing waits between being counted and being sent.
+            async with self.limiter.in_flight():
+                charge = await self.limiter.acquire(endpoint)
+                # Once sent, a call that costs the daily quota (a submit) is not abandoned by a
+                # cancellation (Ctrl-C, a reader gone): its answer, a job id, is what the ledger
+                # must record, or the next run spends the quota again. Its timeouts bound it.
+                guard.shield = endpoint.daily_quota is not None
+                self.usage.calls[endpoint.value] += 1
+                headers, proxy = self._via_proxy(url, self._headers(url, endpoint))
+                sent = time.monotonic()
+                try:
+                    async with self.http.request(
+                        method,
+                        url,
+                        params=params,
+                        headers=headers,
+                        allow_redirects=False,
+                        data=b"" if method == "PUT" else None,
+                        **proxy,
+                    ) as response:
+                        raw = await self.read_capped(response, _MAX_JSON_BODY)
+                        headers = dict(response.headers)
+                        status = response.status
+                        content_type = response.content_type
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    self.usage.transport_errors += 1
+                    error = _translate(exc, method, url)
+                    self._health(None)
+                    if isinstance(error, ConnectError):
+                        await self.limiter.refund(charge)  # never sent: nothing counted
+                    raise error from exc
+            self._health(status)
+            if not counted_by_server(status):
+                await self.limiter.refund(charge)
+            await self._observe(status, headers, endpoint)
+            if log.isEnabledFor(logging.DEBUG):  # the redaction costs when nobody reads
+                elapsed = (time.monotonic() - sent) * 1000
+                log.debug("%s %s -> %d (%.0f ms)", method, redact_url(url), status, elapsed)
+            return Answer(status, headers, _parse_body(raw, content_type))
+        raise AssertionError("unreachable: nothing cancels the guard itself")  # pragma: no cover
 
     def _health(self, status: int | None) -> None:
         """Track since when every call has failed: no answer at all, or a 5xx."""

@@ -14,7 +14,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from reportexport_async import Client, ClientConfig, RateLimitPolicy, ReportExportClient
 from reportexport_async.ledger import Ledger
@@ -89,27 +88,28 @@ def external_account(
     factory: Callable[..., SandboxThread], monkeypatch: pytest.MonkeyPatch
 ) -> SandboxThread:
     """An external sandbox (`impact_sandbox_factory`) whose credentials are in the environment,
-    for the command line. Its clock runs 3 hours behind the wall clock (the client judges time on
-    the server's clock all the same) and 100 times faster (its jobs finish in milliseconds)."""
-    clock = SandboxScaledClock(start=datetime.now(UTC) - timedelta(hours=3), scale=100)
-    sandbox = factory(clock=clock, job_duration=(1, 2), rows_per_day=5)
-    monkeypatch.setenv("IMPACT_ACCOUNT_SID", sandbox.account_sid)
-    monkeypatch.setenv("IMPACT_AUTH_TOKEN", sandbox.auth_token)
-    monkeypatch.setenv("IMPACT_ACCOUNT_TYPE", "Mediapartners")
-    monkeypatch.setenv("IMPACT_BASE_URL", sandbox.base_url)
+    for the command line (`behind`: its jobs finish in milliseconds)."""
+    sandbox = behind(factory, job_duration=(1, 2))
+    for name, value in sandbox_env(sandbox).items():
+        monkeypatch.setenv(name, value)
     return sandbox
 
 
-@asynccontextmanager
-async def loopback_server(app: web.Application) -> AsyncIterator[int]:
-    """`app` served on a free loopback port (yielded) until the block ends."""
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield runner.addresses[0][1]
-    finally:
-        await runner.cleanup()
+def behind(factory: Callable[..., SandboxThread], **settings: Any) -> SandboxThread:
+    """A sandbox whose clock runs 3 hours behind the wall clock (the client judges time on the
+    server's clock all the same) and 100 times faster."""
+    clock = SandboxScaledClock(start=datetime.now(UTC) - timedelta(hours=3), scale=100)
+    return factory(clock=clock, rows_per_day=5, **settings)
+
+
+def sandbox_env(sandbox: SandboxThread) -> dict[str, str]:
+    """The environment that points the command line at `sandbox`'s account."""
+    return {
+        "IMPACT_ACCOUNT_SID": sandbox.account_sid,
+        "IMPACT_AUTH_TOKEN": sandbox.auth_token,
+        "IMPACT_ACCOUNT_TYPE": "Mediapartners",
+        "IMPACT_BASE_URL": sandbox.base_url,
+    }
 
 
 def basic(user: str, password: str) -> dict[str, str]:

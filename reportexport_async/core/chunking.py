@@ -73,7 +73,11 @@ class ChunkRule:
         return f"{self.days}d" if self.kind == "days" else self.kind
 
 
-_DAYS = re.compile(r"^(\d{1,4})d$")
+_DAYS = re.compile(r"^(\d+)d$")
+
+
+#: The longest `Nd` chunk: ten years.
+MAX_CHUNK_DAYS = 3660
 
 
 def parse_chunk_rule(text: str) -> ChunkRule:
@@ -82,8 +86,14 @@ def parse_chunk_rule(text: str) -> ChunkRule:
     if value in ("week", "month", "auto"):
         return ChunkRule(value)
     match = _DAYS.match(value)
-    if match and 1 <= int(match.group(1)) <= 3660:
-        return ChunkRule("days", int(match.group(1)))
+    # A digit string too long for `int` is out of range as well.
+    days = int(match.group(1)) if match and len(match.group(1).lstrip("0")) <= 9 else -1
+    if match and 1 <= days <= MAX_CHUNK_DAYS:
+        return ChunkRule("days", days)
+    if match:
+        raise ValueError(
+            f"chunk rule {text!r} is out of range: Nd takes N from 1 to {MAX_CHUNK_DAYS} days"
+        )
     raise ValueError(f"unknown chunk rule {text!r}: use Nd (e.g. 1d, 7d, 30d), week, month or auto")
 
 

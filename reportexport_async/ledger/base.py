@@ -135,18 +135,24 @@ class SharedLedger(Counters):
         )
         return [entry_of(row) for row in rows]
 
-    async def find(self, key: str) -> LedgerEntry | None:
-        """An entry by fingerprint (or a unique prefix of it) or by job id."""
+    async def find(self, key: str, *, account: str | None = None) -> LedgerEntry | None:
+        """An entry by fingerprint (or a unique prefix of it) or by job id; with `account`
+        (`core.fingerprint.account_key`), only among that account's entries: job ids are the
+        server's, and two accounts (two sandboxes of one seed) may use the same ones."""
         prefix = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = await self._rows(
-            "SELECT * FROM exports WHERE fingerprint = $1 OR job_id = $1 "
-            "OR fingerprint LIKE $2 ESCAPE '\\' LIMIT 2",
-            key,
-            prefix,
+        query = (
+            "SELECT * FROM exports WHERE (fingerprint = $1 OR job_id = $1 "
+            "OR fingerprint LIKE $2 ESCAPE '\\')"
         )
-        if len(rows) > 1:
+        params: list[Any] = [key, prefix]
+        if account is not None:
+            params.append(account_pattern(account))
+            query += f" AND canonical LIKE ${len(params)} ESCAPE '\\'"
+        found = [entry_of(row) for row in await self._rows(query, *params)]
+        found = [e for e in found if account is None or e.account == account]
+        if len(found) > 1:
             raise LedgerError(f"{key!r} matches more than one entry; give more characters")
-        return entry_of(rows[0]) if rows else None
+        return found[0] if found else None
 
     async def history(self, key: str) -> list[LedgerEvent]:
         """Every event of an entry (by fingerprint, a unique prefix, or a job id), oldest first."""

@@ -216,7 +216,10 @@ class Sandbox:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self._close()
+        # Cancelled or not (Ctrl-C, a reader gone), the sandbox stops whole: its servers, its
+        # postback session and its temporary storage.
+        with anyio.CancelScope(shield=True):
+            await self._close()
 
     async def serve(
         self, *, task_status: anyio.abc.TaskStatus[Sandbox] = anyio.TASK_STATUS_IGNORED
