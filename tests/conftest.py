@@ -112,6 +112,18 @@ def sandbox_env(sandbox: SandboxThread) -> dict[str, str]:
     }
 
 
+@asynccontextmanager
+async def loopback_server(app: web.Application) -> AsyncIterator[int]:
+    """`app` served on a free loopback port (yielded) until the block ends."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
 def basic(user: str, password: str) -> dict[str, str]:
     """An HTTP Basic Authorization header."""
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
