@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from reportexport_async import Client, ClientConfig, RateLimitPolicy, ReportExportClient
 from reportexport_async.ledger import Ledger
