@@ -329,8 +329,11 @@ def _reader_closed(fd: int) -> bool:
 async def _watch(fd: int) -> None:
     # The write end of a pipe is never readable: waiting "for reading" wakes only when the pipe
     # reports an error, which it does once its last reader is gone.
-    while not _reader_closed(fd):
-        await anyio.wait_readable(fd)
+    while not READER.gone and not _reader_closed(fd):
+        try:
+            await anyio.wait_readable(fd)
+        except OSError:  # stdout is no pipe any more (the reader left: it is /dev/null now)
+            break
         if not _reader_closed(fd):  # a wake-up for something else: look again later
             await anyio.sleep(0.5)
     READER.lost()

@@ -248,4 +248,18 @@ async def make_plan(
         quota_left_today=None if daily is None else daily.remaining,
         daily_limit=None if daily is None else daily.limit,
     )
+    if (
+        record
+        and api.clock.ask_before_spending
+        and (plan.by_state("new") or plan.by_state("attach"))
+    ):
+        # A run with work hears the server's time before it stamps or schedules anything (one
+        # call that spends no quota, none when an answer of the last minutes told it): its
+        # deadlines are never set on this machine's clock and then read on the server's.
+        try:
+            await api.clock.fresh_now()
+        except ReportExportError as error:
+            if account_problem(error) is None:
+                raise
+            stopped = error
     return Planned(plan, distinct, duplicates, entries, unproven, stopped)
