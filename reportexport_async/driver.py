@@ -135,10 +135,10 @@ class Driver:
     async def _do(self, life: Life, action: Action) -> Event | None:
         client, ledger, key = self.client, self.ledger, self.print_.key
         if isinstance(action, Claim):
-            return await claim(ledger, self.request, self.print_)
+            return await claim(ledger, self.request, self.print_, clock=client.clock)
         if isinstance(action, WaitForClaim):
             await client.clock.sleep(1.0)  # another live process is submitting it right now
-            return await claim(ledger, self.request, self.print_)
+            return await claim(ledger, self.request, self.print_, clock=client.clock)
         if isinstance(action, Submit):
             return Submitted(await submit_claimed(client, ledger, self.request, key))
         if isinstance(action, Forget):
@@ -251,11 +251,12 @@ async def claim(
     print_: Fingerprint,
     *,
     wait_for_others: bool = True,
+    clock: ServerClock | None = None,
 ) -> Claimed | ClaimedElsewhere | Attached:
     """Claim the chunk (the intent, written ahead of the submit). A job another worker recorded
-    is `Attached` (without waiting for others: only once its lease is this worker's)."""
-    clock = ledger.clock
-    if isinstance(clock, ServerClock) and clock.ask_before_spending:
+    is `Attached` (without waiting for others: only once its lease is this worker's). `clock`:
+    the account's server clock, heard first when no recent answer told the time."""
+    if clock is not None and clock.ask_before_spending:
         await clock.fresh_now()  # the intent's stamp, like every stamp, on the server's time
     is_report = isinstance(request, ExportRequest)
     entry, mine = await ledger.claim(
