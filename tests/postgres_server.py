@@ -84,6 +84,7 @@ class PostgresServer:
         self.process: subprocess.Popen[bytes] | None = None
         self._as: dict[str, Any] = {}
         self._copies: list[Path] = []
+        self._started, self._port_tries = False, 0
         if os.geteuid() == 0:  # PostgreSQL will not run as root
             self._as = {"user": "nobody", "group": "nogroup" if _group("nogroup") else "nobody"}
             os.chmod(self.folder, 0o755)
@@ -124,6 +125,7 @@ class PostgresServer:
                 check=True, capture_output=True, **self._as,
             )  # fmt: skip
         log = open(self.folder / "server.log", "ab")  # noqa: SIM115 - the server keeps it
+        logged_before = log.tell()
         self.process = subprocess.Popen(
             [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
              "-k", str(self.folder), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
@@ -135,15 +137,29 @@ class PostgresServer:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                lost = self._lost_its_port(logged_before)
+                if lost and not self._started and self._port_tries < 3:
+                    # Another process (a parallel test worker's server) took the free port
+                    # between `_free_port` and the bind: a new one, before anyone has its URL.
+                    self._port_tries += 1
+                    self.port = _free_port()
+                    return self.start()
                 raise RuntimeError(f"PostgreSQL did not start: {self.log()[-2000:]}")
             if self._ready():
+                self._started = True
                 return self
             time.sleep(0.05)
         raise RuntimeError(f"PostgreSQL did not start within 30 s: {self.log()[-2000:]}")
 
+    def _lost_its_port(self, logged_before: int) -> bool:
+        """This attempt's log says the port was taken (PostgreSQL's words)."""
+        return "could not create any TCP/IP sockets" in self.log()[logged_before:]
+
     def _ready(self) -> bool:
+        # Asked through the server's socket in its own folder: on the TCP port, another server
+        # (a parallel test worker's, which took the port first) would answer for this one.
         result = subprocess.run(
-            [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+            [str(self.bindir / "pg_isready"), "-h", str(self.folder), "-p", str(self.port)],
             capture_output=True,
         )
         return result.returncode == 0

@@ -35,6 +35,9 @@ from .postgres_server import PostgresServer
 from .tcp_proxy import TcpProxy
 from .test_reliability import assert_manifest_matches_disk
 
+#: Six simulated days at 60 times, about 12 s a case: with the other slow tests (`-m slow`).
+pytestmark = pytest.mark.slow
+
 SCALE = 60.0
 DAYS = 6
 START = date(2025, 1, 1)

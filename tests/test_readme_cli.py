@@ -102,6 +102,7 @@ def masked(text: str) -> str:
     return text
 
 
+@pytest.mark.slow
 def test_the_readme_shows_each_commands_real_output(
     impact_sandbox_factory: Callable[..., SandboxThread],
     monkeypatch: pytest.MonkeyPatch,

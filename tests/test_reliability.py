@@ -420,6 +420,7 @@ def test_crash_loop_survives_sigkill_at_random_moments(tmp_path: Path) -> None:
     crash_loop(tmp_path, int(os.environ.get("REPORTEXPORT_CRASH_KILLS", "5")), seed=8)
 
 
+@pytest.mark.slow
 def test_crash_loop_survives_twenty_kills(tmp_path: Path) -> None:
     """20 kills, spread round-robin over every phase, on 730 chunks: enough work
     that no run finishes before its kill on a fast machine, and about 20 s, so CI runs it."""
@@ -1125,6 +1126,7 @@ async def test_a_flood_of_forged_postbacks_during_a_backfill(tmp_path: Path) -> 
 # -- 5. load --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_two_thousand_chunks_within_the_default_limits(tmp_path: Path) -> None:
     """20 exports (one report, 20 distinct SUBAID filters: the partner catalog has 3 exportable
     reports) x 100 days in 1-day chunks = 2,000 chunks, with the sandbox's default limits

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from reportexport_async.sandbox.dialect import DIALECT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +31,7 @@ CLIENT_TESTS = (
 )
 
 
+@pytest.mark.slow
 def test_the_client_tests_pass_against_the_strict_dialect() -> None:
     env = {**os.environ, DIALECT_ENV: "strict"}
     result = subprocess.run(

@@ -193,6 +193,7 @@ def check_next_day(run: Run, settling: int) -> None:
     assert dataset["counts"]["pending"] == dataset["counts"]["failed"] == 0
 
 
+@pytest.mark.slow
 def test_sync_once_a_day_in_separate_processes_against_a_sandbox_moved_a_day(
     tmp_path: Path,
 ) -> None:
@@ -253,6 +254,7 @@ def test_sync_against_a_sandbox_sixty_times_faster_crosses_its_midnight(tmp_path
     print("day 2 at 60x:", dict(run.spent))
 
 
+@pytest.mark.slow
 def test_a_spent_quota_names_the_servers_midnight_and_the_next_day_finishes(
     tmp_path: Path,
 ) -> None:

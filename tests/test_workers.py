@@ -32,6 +32,9 @@ import pytest
 from .postgres_server import PostgresServer
 from .test_reliability import assert_manifest_matches_disk, sandbox_command, sandbox_stats
 
+#: Eight processes at a time, for 10 to 30 s each: a step of their own in CI (`-m slow`).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 WORKERS = 8
