@@ -56,7 +56,7 @@ from .core.freshness import (
     judge_fetched,
     judge_unfetched,
 )
-from .core.models import ExportRequest, Job, JobStatus, checked
+from .core.models import ExportRequest, JobStatus, checked
 from .core.quota import quota_day_bounds
 from .core.replay import ReplayPolicy
 from .core.responses import account_problem
@@ -64,13 +64,11 @@ from .destinations import FilesDestination, Manifest, ManifestChunk, file_is_int
 from .errors import (
     AccountUnavailable,
     ConfigurationError,
-    JobFailed,
-    NotFound,
     QuotaExhausted,
     ReplayRefused,
     ReportExportError,
 )
-from .exports import fetch_export, replay_guarded
+from .exports import fetch_export
 from .ledger import LedgerEntry
 from .orchestrator import BackfillOptions, BackfillResult, ExportSpec, ProgressEvent, backfill
 from .orchestrator.plan import make_plan
@@ -363,24 +361,14 @@ async def sync(
             for item in plan.items:
                 emit(_verdict_event(item))
         if not options.dry_run:
-            # 1. New days first (only needed apart when history competes for the same quota).
+            # The plan's work, in its quota order: new days, refreshes (replays spend no
+            # ReportExport quota), history; chunks in flight are followed to their end.
             for plan in plans:
                 if plan.dataset.first_day is None:
                     await _fetch_default(client, plan, plan.of("new", "resume"), day, fresh=False)
-                elif plan.of("new") and plan.of("history"):
-                    recent = min(item.chunk.start for item in plan.of("new") if item.chunk)
-                    await _backfill(client, plan, recent, options, on_event, postbacks, results)
-            # 2. Refreshes of the settle window: each chunk's own job, through the replay guard.
-            for plan in plans:
-                if plan.dataset.first_day is None:
                     await _fetch_default(client, plan, plan.of("refresh"), day, fresh=True)
-                else:
-                    await _replay_all(client, plan, day, emit)
-            # 3. History, and every job in flight (replayed ones included) tracked and downloaded.
-            for plan in plans:
-                first = plan.dataset.first_day
-                if first is not None and plan.of("new", "history", "resume", "refresh"):
-                    await _backfill(client, plan, first, options, on_event, postbacks, results)
+                elif plan.of("new", "history", "resume", "refresh"):
+                    await _backfill(client, plan, options, on_event, postbacks, results, emit)
     except AccountUnavailable as stopped:
         # The folder's one manifest is written all the same, saying why the run stopped.
         with anyio.CancelScope(shield=True):
@@ -576,78 +564,65 @@ def _verdict_event(item: _Item) -> ProgressEvent:
 async def _backfill(
     client: Client,
     plan: _Plan,
-    start: date,
     options: SyncOptions,
     on_event: Callable[[ProgressEvent], None] | None,
     postbacks: PostbackReceiver | None,
     results: dict[str, BackfillResult],
+    emit: Callable[[ProgressEvent], None],
 ) -> None:
-    """The orchestrator over `[start, last day]`: submits what is new, follows what is in
-    flight; chunks that are done cost nothing. Its outcomes are kept per fingerprint."""
+    """The orchestrator runs the plan: it submits the new days first, then history, follows
+    what is in flight, and replays each chunk due for a refresh through the replay guard (its
+    own job, at most once a day); chunks that are done cost nothing. Its outcomes are kept per
+    fingerprint."""
     dataset = plan.dataset
+    assert dataset.first_day is not None
     backfill_options = BackfillOptions(
         chunk=dataset.chunk,
         wait_for_quota=options.wait_for_quota,
         submit_concurrency=options.concurrency,
         download_concurrency=options.concurrency,
         check_reports=options.check_reports,
+        replay_policy=ReplayPolicy(settle_days=dataset.settle_days),
         today=plan.today,
     )
     try:
         result = await backfill(
-            client.api, client.ledger, dataset.specs(), start, plan.last_day, out_dir=dataset.out,
-            options=backfill_options, on_event=on_event, postbacks=postbacks, manifest=False,
+            client.api, client.ledger, dataset.specs(), dataset.first_day, plan.last_day,
+            out_dir=dataset.out, options=backfill_options, on_event=on_event,
+            postbacks=postbacks, manifest=False,
+            refresh={item.key for item in plan.of("refresh")},
+            first={item.key for item in plan.of("new")},
         )  # fmt: skip
     except AccountUnavailable as stopped:
         if isinstance(stopped.result, BackfillResult):
-            _keep(stopped.result, results)
+            _keep(plan, stopped.result, results, emit)
         raise
-    _keep(result, results)
+    _keep(plan, result, results, emit)
 
 
-def _keep(result: BackfillResult, results: dict[str, BackfillResult]) -> None:
-    for run in result.chunks:
-        results[run.planned.fingerprint] = result
-
-
-async def _replay_all(
-    client: Client, plan: _Plan, day: _Day, emit: Callable[[ProgressEvent], None]
+def _keep(
+    plan: _Plan,
+    result: BackfillResult,
+    results: dict[str, BackfillResult],
+    emit: Callable[[ProgressEvent], None],
 ) -> None:
-    """Replay each chunk due for a refresh, through the replay guard (`fresh_data`)."""
-    policy = ReplayPolicy(settle_days=plan.dataset.settle_days)
-    # "Once a day" counts from the start of the server's day.
-    day_start = quota_day_bounds(day.now(), day.zone)[0]
+    """The run's outcomes by fingerprint; a refresh the replay guard refused changes the
+    chunk's verdict: `deferred` until the replay is allowed, or `fresh` when it was replayed
+    today already."""
+    min_age = ReplayPolicy(settle_days=plan.dataset.settle_days).min_age
+    runs = {run.planned.fingerprint: run for run in result.chunks}
+    for key in runs:
+        results[key] = result
     for item in plan.of("refresh"):
-        entry = await client.ledger.get(item.key)
-        if entry is None or entry.job_id is None:
+        run = runs.get(item.key)
+        if run is None or run.refused is None:
             continue
-        status = (entry.status or JobStatus.COMPLETED).value
-        job = Job.model_validate({"Id": entry.job_id, "Status": status})
-        try:
-            await replay_guarded(
-                client.api, client.ledger, item.key, entry, job,
-                fresh=True, force=False, expired=False, policy=policy, day_start=day_start,
-            )  # fmt: skip
-        except (ReplayRefused, JobFailed) as refused:
-            cause = refused if isinstance(refused, ReplayRefused) else refused.__cause__
-            rule = cause.rule if isinstance(cause, ReplayRefused) else ""
-            if rule == "too_soon":
-                allowed = (entry.submitted_at or entry.created_at) + policy.min_age
-                item.verdict = Verdict(
-                    "deferred", f"never replayed within {policy.min_age} of its submit", allowed
-                )
-            elif rule == "once_per_day":
-                item.verdict = Verdict("fresh", "already replayed today")
-            else:
-                item.outcome, item.error = "failed", str(refused)
-            emit(_verdict_event(item))
-        except NotFound:
-            pass  # the server no longer knows the job: forgotten, submitted again (history pass)
-        except AccountUnavailable:
-            raise
-        except ReportExportError as error:
-            item.outcome, item.error = "failed", f"replay failed: {error}"
-            emit(_verdict_event(item))
+        if run.refused == "too_soon":
+            reason = f"never replayed within {min_age} of its submit"
+            item.verdict = Verdict("deferred", reason, run.resets_at)
+        elif run.refused == "once_per_day":
+            item.verdict = Verdict("fresh", "already replayed today")
+        emit(_verdict_event(item))
 
 
 async def _fetch_default(

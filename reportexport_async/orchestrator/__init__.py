@@ -29,7 +29,7 @@ until when.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Unpack
@@ -94,6 +94,8 @@ async def backfill(
     on_event: Callable[[ProgressEvent], None] | None = None,
     postbacks: PostbackReceiver | None = None,
     manifest: bool = True,
+    refresh: Collection[str] = (),
+    first: Collection[str] = (),
     **changes: Unpack[BackfillChanges],
 ) -> BackfillResult:
     """Pull `exports` over `[start, end]` into `out_dir`, as `options` (and keyword `changes`
@@ -119,7 +121,12 @@ async def backfill(
     manifest is written; its `result` is this run's outcome.
 
     `manifest=False` leaves the folder's manifest to the caller (`sync` writes one per run, with
-    its own fields, from this run's outcome)."""
+    its own fields, from this run's outcome).
+
+    A planner (`sync`) hands its verdicts over as fingerprints: `first` are submitted before
+    the other new chunks (new days before history, while the quota lasts); `refresh` are done
+    chunks whose own job is replayed through the replay guard (`options.replay_policy`, fresh
+    data), then tracked and downloaded in this run like every other job."""
     api = client  # the raw calls: the product `Client` passes its `api` here
     options = (options or BackfillOptions()).but(**changes)
     destination = FilesDestination(out_dir)
@@ -159,7 +166,10 @@ async def backfill(
         if planned.stopped is not None:
             state.account_wide(planned.stopped)  # nothing is tried; the manifest says why
         else:
-            await _run(state, submitting, tracking, downloading, watching)
+            refreshes = [state.runs[key] for key in refresh if key in state.runs]
+            await _run(
+                state, submitting, tracking, downloading, watching, recovery, refreshes, first
+            )
             await fill_unknown_rows(state)
             if options.merge:
                 merged = await merge_done(state)
@@ -210,11 +220,16 @@ async def _run(
     tracking: Tracking,
     downloading: Downloading,
     watching: Watching,
+    recovery: Recovery,
+    refreshes: Sequence[ChunkRun] = (),
+    first: Collection[str] = (),
 ) -> None:
-    """Re-attach to the known jobs, then submit, track and download in one task group. A known
-    job whose lease another live worker holds is watched instead (`lease`); every lease this
-    run still holds is given back at its end, whatever ends it."""
+    """Re-attach to the known jobs, replay the chunks to refresh, then submit (`first` before
+    the rest), track and download in one task group. A known job whose lease another live
+    worker holds is watched instead (`lease`); every lease this run still holds is given back
+    at its end, whatever ends it."""
     new = [state.runs[p.fingerprint] for p in state.plan.by_state("new")]
+    new.sort(key=lambda run: run.planned.fingerprint not in first)  # stable: plan order kept
     limiter = state.api.limiter
     limiter.add_listener(state.on_limiter_wait)
     try:
@@ -230,6 +245,9 @@ async def _run(
                 await state.queue_download(run)  # known complete: the file is what is missing
             else:
                 state.track(run, "running")
+        for run in refreshes:  # replays spend no ReportExport quota
+            if state.stopped is None and run.status == "done":
+                await recovery.refresh(run)
         async with anyio.create_task_group() as group:
             state.scope = group.cancel_scope
             watch_scope = anyio.CancelScope()
