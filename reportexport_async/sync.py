@@ -45,7 +45,6 @@ import anyio
 
 from .catalog import check_reports
 from .core.chunking import Chunk, parse_chunk_rule
-from .core.fingerprint import fingerprint
 from .core.freshness import (
     DEFAULT_REFRESH_HOUR,
     DEFAULT_SETTLE_DAYS,
@@ -64,14 +63,11 @@ from .destinations import FilesDestination, Manifest, ManifestChunk, file_is_int
 from .errors import (
     AccountUnavailable,
     ConfigurationError,
-    QuotaExhausted,
-    ReplayRefused,
     ReportExportError,
 )
-from .exports import fetch_export
 from .ledger import LedgerEntry
-from .orchestrator import BackfillOptions, BackfillResult, ExportSpec, ProgressEvent, backfill
-from .orchestrator.plan import make_plan
+from .orchestrator import BackfillOptions, BackfillResult, ExportSpec, ProgressEvent, run_planned
+from .orchestrator.plan import make_plan, plan_default_ranges
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import ReportExportClient
@@ -364,10 +360,7 @@ async def sync(
             # The plan's work, in its quota order: new days, refreshes (replays spend no
             # ReportExport quota), history; chunks in flight are followed to their end.
             for plan in plans:
-                if plan.dataset.first_day is None:
-                    await _fetch_default(client, plan, plan.of("new", "resume"), day, fresh=False)
-                    await _fetch_default(client, plan, plan.of("refresh"), day, fresh=True)
-                elif plan.of("new", "history", "resume", "refresh"):
+                if plan.of("new", "history", "resume", "refresh"):
                     await _backfill(client, plan, options, on_event, postbacks, results, emit)
     except AccountUnavailable as stopped:
         # The folder's one manifest is written all the same, saying why the run stopped.
@@ -467,49 +460,32 @@ async def _plan(client: Client, dataset: Dataset, day: _Day) -> _Plan:
     day_start = quota_day_bounds(day.now(), day.zone)[0]
     items: list[_Item] = []
     destination = FilesDestination(dataset.out)
-    if first is None:
-        for spec in dataset.specs():
-            request = ExportRequest(
-                report_id=spec.report_id,
-                filters=dict(spec.filters),
-                result_format=spec.result_format,
+    if first is None:  # one export per report per account day
+        planned = await plan_default_ranges(api, ledger, dataset.specs(), today, destination)
+    else:
+        options = BackfillOptions(chunk=dataset.chunk, dry_run=True, today=today)
+        try:
+            planned = await make_plan(
+                api, ledger, dataset.specs(), first, last_day, destination, options
             )
-            config = api.config
-            print_ = fingerprint(
-                request, base_url=config.base_url, account_type=config.account_type,
-                account_sid=config.account_sid, today=today,
-            )  # fmt: skip
-            path = destination.path_for(request, None, day=today)
-            entry = await ledger.get(print_.key)
-            verdict = await _judge(
-                client, entry, path, Chunk(today, today), dataset, day, day_start, last_day
-            )
-            items.append(_Item(spec, request, None, print_.key, path, verdict, entry))
-        return _Plan(dataset, today, last_day, items, destination)
-    options = BackfillOptions(chunk=dataset.chunk, dry_run=True, today=today)
-    try:
-        planned = await make_plan(
-            api, ledger, dataset.specs(), first, last_day, destination, options
-        )
-    except ConfigurationError as error:  # the planner's `out_dir` is the dataset's `out`
-        if error.setting != "out_dir":
-            raise
-        raise ConfigurationError("out", error.problem, dataset=dataset.name) from None
+        except ConfigurationError as error:  # the planner's `out_dir` is the dataset's `out`
+            if error.setting != "out_dir":
+                raise
+            raise ConfigurationError("out", error.problem, dataset=dataset.name) from None
     for chunk in planned.plan.chunks:
         spec = ExportSpec(chunk.report_id, dict(dataset.filters), dataset.result_format)
         entry = planned.entries.get(chunk.fingerprint)
-        path = destination.path_for(chunk.request, chunk.chunk)
+        path = destination.root / chunk.path
         if chunk.state == "new":
             verdict = judge_unfetched(chunk.chunk, last_day, dataset.policy)
-        elif chunk.state == "attach":
+        elif chunk.state == "attach" and first is not None:
             verdict = Verdict("resume", f"job {chunk.job_id} in flight: followed to its end")
         else:
             verdict = await _judge(
                 client, entry, path, chunk.chunk, dataset, day, day_start, last_day
             )
-        items.append(
-            _Item(spec, chunk.request, chunk.chunk, chunk.fingerprint, path, verdict, entry)
-        )
+        piece = None if first is None else chunk.chunk  # None: the default range
+        items.append(_Item(spec, chunk.request, piece, chunk.fingerprint, path, verdict, entry))
     return _Plan(dataset, today, last_day, items, destination)
 
 
@@ -575,7 +551,6 @@ async def _backfill(
     own job, at most once a day); chunks that are done cost nothing. Its outcomes are kept per
     fingerprint."""
     dataset = plan.dataset
-    assert dataset.first_day is not None
     backfill_options = BackfillOptions(
         chunk=dataset.chunk,
         wait_for_quota=options.wait_for_quota,
@@ -585,11 +560,21 @@ async def _backfill(
         replay_policy=ReplayPolicy(settle_days=dataset.settle_days),
         today=plan.today,
     )
+    api, ledger, destination = client.api, client.ledger, plan.destination
+    calls_before = Counter(api.usage.calls)
     try:
-        result = await backfill(
-            client.api, client.ledger, dataset.specs(), dataset.first_day, plan.last_day,
-            out_dir=dataset.out, options=backfill_options, on_event=on_event,
-            postbacks=postbacks, manifest=False,
+        if dataset.first_day is None:  # checked: the folder and the report ids
+            planned = await plan_default_ranges(
+                api, ledger, dataset.specs(), plan.today, destination
+            )
+        else:
+            planned = await make_plan(
+                api, ledger, dataset.specs(), dataset.first_day, plan.last_day, destination,
+                backfill_options,
+            )  # fmt: skip
+        result = await run_planned(
+            api, ledger, planned, destination, backfill_options, on_event=on_event,
+            postbacks=postbacks, manifest=False, calls_before=calls_before,
             refresh={item.key for item in plan.of("refresh")},
             first={item.key for item in plan.of("new")},
         )  # fmt: skip
@@ -623,32 +608,6 @@ def _keep(
         elif run.refused == "once_per_day":
             item.verdict = Verdict("fresh", "already replayed today")
         emit(_verdict_event(item))
-
-
-async def _fetch_default(
-    client: Client, plan: _Plan, items: list[_Item], day: _Day, *, fresh: bool
-) -> None:
-    """A default-range dataset: one export per report per account day, through
-    `fetch_export` (a refresh replays today's job through the guard)."""
-    policy = ReplayPolicy(settle_days=plan.dataset.settle_days)
-    for item in items:
-        try:
-            await anyio.to_thread.run_sync(
-                partial(item.path.parent.mkdir, parents=True, exist_ok=True)
-            )
-            await fetch_export(
-                client.api, client.ledger, item.request, item.path,
-                fresh=fresh, replay_policy=policy, today=plan.today,
-            )  # fmt: skip
-            item.outcome = "done"
-        except AccountUnavailable:
-            raise
-        except ReplayRefused as refused:
-            item.verdict = Verdict("fresh", f"not refreshed: {refused}")
-        except QuotaExhausted as spent:
-            item.outcome, item.error, item.until = "pending", str(spent), spent.resets_at
-        except ReportExportError as error:
-            item.outcome, item.error = "failed", str(error)
 
 
 async def _finish(

@@ -55,7 +55,7 @@ from .model import (
     ExportSpec,
     ProgressEvent,
 )
-from .plan import describe, log, make_plan
+from .plan import Planned, describe, log, make_plan
 from .recover import Recovery
 from .results import merge_done, write_manifest
 from .state import RunState
@@ -72,6 +72,7 @@ __all__ = [
     "ExportSpec",
     "ProgressEvent",
     "backfill",
+    "run_planned",
 ]
 
 
@@ -94,8 +95,6 @@ async def backfill(
     on_event: Callable[[ProgressEvent], None] | None = None,
     postbacks: PostbackReceiver | None = None,
     manifest: bool = True,
-    refresh: Collection[str] = (),
-    first: Collection[str] = (),
     **changes: Unpack[BackfillChanges],
 ) -> BackfillResult:
     """Pull `exports` over `[start, end]` into `out_dir`, as `options` (and keyword `changes`
@@ -121,22 +120,45 @@ async def backfill(
     manifest is written; its `result` is this run's outcome.
 
     `manifest=False` leaves the folder's manifest to the caller (`sync` writes one per run, with
-    its own fields, from this run's outcome).
-
-    A planner (`sync`) hands its verdicts over as fingerprints: `first` are submitted before
-    the other new chunks (new days before history, while the quota lasts); `refresh` are done
-    chunks whose own job is replayed through the replay guard (`options.replay_policy`, fresh
-    data), then tracked and downloaded in this run like every other job."""
+    its own fields, from this run's outcome)."""
     api = client  # the raw calls: the product `Client` passes its `api` here
     options = (options or BackfillOptions()).but(**changes)
     destination = FilesDestination(out_dir)
     calls_before = Counter(api.usage.calls)
     planned = await make_plan(api, ledger, as_specs(exports), start, end, destination, options)
+    return await run_planned(
+        api, ledger, planned, destination, options, on_event=on_event, postbacks=postbacks,
+        manifest=manifest, calls_before=calls_before,
+    )  # fmt: skip
+
+
+async def run_planned(
+    api: ReportExportClient,
+    ledger: LedgerStore,
+    planned: Planned,
+    destination: FilesDestination,
+    options: BackfillOptions,
+    *,
+    on_event: Callable[[ProgressEvent], None] | None = None,
+    postbacks: PostbackReceiver | None = None,
+    manifest: bool = True,
+    refresh: Collection[str] = (),
+    first: Collection[str] = (),
+    calls_before: Counter[str] | None = None,
+) -> BackfillResult:
+    """Run a plan (a backfill's, or a planner's: `sync`) to its end: the one execution path of
+    every chunk. A planner hands its verdicts over as fingerprints: `first` are submitted
+    before the other new chunks (new days before history, while the quota lasts); `refresh`
+    are done chunks whose own job is replayed through the replay guard
+    (`options.replay_policy`, fresh data), then tracked and downloaded in this run like every
+    other job. `calls_before`: the client's counts when the run began (its planning's calls
+    are the run's too)."""
     plan = planned.plan
     state = RunState(
         api, ledger, plan, destination, options, on_event, postbacks_on=postbacks is not None
     )
-    state.calls_before = calls_before  # the plan's catalog call is the run's too
+    if calls_before is not None:
+        state.calls_before = calls_before  # the plan's catalog call is the run's too
     # A download recorded after the plan read the entry is another worker's.
     state.known_downloads = {key: e.downloaded_at for key, e in planned.entries.items()}
     for key, run in state.runs.items():
