@@ -56,7 +56,7 @@ from .core.freshness import (
     judge_unfetched,
 )
 from .core.models import ExportRequest, JobStatus, checked
-from .core.quota import quota_day_bounds
+from .core.quota import DailyQuota, quota_day_bounds
 from .core.replay import ReplayPolicy
 from .core.responses import account_problem
 from .destinations import FilesDestination, Manifest, ManifestChunk, file_is_intact, merge_each
@@ -357,11 +357,12 @@ async def sync(
             for item in plan.items:
                 emit(_verdict_event(item))
         if not options.dry_run:
-            # The plan's work, in its quota order: new days, refreshes (replays spend no
+            # The plans' work, in their quota order: new days, refreshes (replays spend no
             # ReportExport quota), history; chunks in flight are followed to their end.
-            for plan in plans:
+            held = _held_history(plans, daily, options)
+            for plan, hold in zip(plans, held, strict=True):
                 if plan.of("new", "history", "resume", "refresh"):
-                    await _backfill(client, plan, options, on_event, postbacks, results, emit)
+                    await _backfill(client, plan, options, on_event, postbacks, results, emit, hold)
     except AccountUnavailable as stopped:
         # The folder's one manifest is written all the same, saying why the run stopped.
         with anyio.CancelScope(shield=True):
@@ -545,8 +546,10 @@ async def _backfill(
     postbacks: PostbackReceiver | None,
     results: dict[str, BackfillResult],
     emit: Callable[[ProgressEvent], None],
+    hold: set[str],
 ) -> None:
-    """The orchestrator runs the plan: it submits the new days first, then history, follows
+    """The orchestrator runs the plan: it submits the new days first, then history (but not
+    `hold`: today's quota is the other datasets' new days'), follows
     what is in flight, and replays each chunk due for a refresh through the replay guard (its
     own job, at most once a day); chunks that are done cost nothing. Its outcomes are kept per
     fingerprint."""
@@ -576,13 +579,32 @@ async def _backfill(
             api, ledger, planned, destination, backfill_options, on_event=on_event,
             postbacks=postbacks, manifest=False, calls_before=calls_before,
             refresh={item.key for item in plan.of("refresh")},
-            first={item.key for item in plan.of("new")},
+            first={item.key for item in plan.of("new")}, hold=hold,
         )  # fmt: skip
     except AccountUnavailable as stopped:
         if isinstance(stopped.result, BackfillResult):
             _keep(plan, stopped.result, results, emit)
         raise
     _keep(plan, result, results, emit)
+
+
+def _held_history(
+    plans: Sequence[_Plan], daily: DailyQuota | None, options: SyncOptions
+) -> list[set[str]]:
+    """Each plan's history that today's quota cannot serve once every dataset's new days are
+    submitted (each dataset runs in turn, so its history would go before the next one's new
+    days): left pending for the next run. Nothing is held with one dataset (its run submits
+    its new days first), without a daily limit, or when the run waits for the quota."""
+    if daily is None or len(plans) < 2 or options.wait_for_quota:
+        return [set() for _ in plans]
+    budget = daily.remaining - sum(len(plan.of("new")) for plan in plans)
+    held = []
+    for plan in plans:
+        history = plan.of("history")  # in the order the run would submit it
+        served = max(0, min(len(history), budget))
+        budget -= served
+        held.append({item.key for item in history[served:]})
+    return held
 
 
 def _keep(

@@ -343,6 +343,25 @@ async def test_within_the_quota_new_days_go_first_and_history_waits(tmp_path: Pa
         assert second.counts["pending"] == 15 - 12
 
 
+async def test_two_datasets_share_the_quota_new_days_first(tmp_path: Path) -> None:
+    """Dataset `a` has history, `b` only new days; 6 submits left today: the new days of both
+    go before `a`'s history (it runs first), and what waits is history."""
+    a = Dataset("a", REPORTS[:1], tmp_path / "a", first_day=date(2026, 6, 1))
+    b = Dataset("b", REPORTS[1:], tmp_path / "b", first_day=date(2026, 6, 12))
+    async with account(tmp_path, daily_limit=8) as (sandbox, client):
+        result = await client.sync([a, b])
+        assert calls(sandbox)["ReportExport"] == 8
+        first, second = result.datasets
+        new_days = [c for r in result.datasets for c in r.chunks if c.kind == "new"]
+        assert len(new_days) == 4 + 3
+        assert all(c.outcome == "done" for c in new_days)
+        history = [c for c in first.chunks if c.kind == "history"]
+        assert [c.outcome for c in history].count("done") == 1  # the quota's last submit
+        assert [c.outcome for c in history].count("pending") == 9
+        assert first.pending_resets_at == datetime(2026, 6, 16, tzinfo=UTC)
+        assert second.counts["pending"] == 0
+
+
 async def test_the_day_is_the_servers_not_the_machines(tmp_path: Path) -> None:
     """This machine's clock is 6 hours behind: at the server's 03:00 of 2026-06-16 it reads
     21:00 of the 15th. The run asks the server (one listing call) before spending anything."""

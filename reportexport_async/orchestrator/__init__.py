@@ -144,6 +144,7 @@ async def run_planned(
     manifest: bool = True,
     refresh: Collection[str] = (),
     first: Collection[str] = (),
+    hold: Collection[str] = (),
     calls_before: Counter[str] | None = None,
 ) -> BackfillResult:
     """Run a plan (a backfill's, or a planner's: `sync`) to its end: the one execution path of
@@ -151,8 +152,9 @@ async def run_planned(
     before the other new chunks (new days before history, while the quota lasts); `refresh`
     are done chunks whose own job is replayed through the replay guard
     (`options.replay_policy`, fresh data), then tracked and downloaded in this run like every
-    other job. `calls_before`: the client's counts when the run began (its planning's calls
-    are the run's too)."""
+    other job; `hold` are new chunks left to a later run (today's quota is promised to other
+    work): they end `pending` until the quota's reset. `calls_before`: the client's counts
+    when the run began (its planning's calls are the run's too)."""
     plan = planned.plan
     state = RunState(
         api, ledger, plan, destination, options, on_event, postbacks_on=postbacks is not None
@@ -189,6 +191,7 @@ async def run_planned(
             state.account_wide(planned.stopped)  # nothing is tried; the manifest says why
         else:
             refreshes = [state.runs[key] for key in refresh if key in state.runs]
+            await _hold(state, hold)
             await _run(
                 state, submitting, tracking, downloading, watching, recovery, refreshes, first
             )
@@ -225,6 +228,18 @@ async def run_planned(
     return result
 
 
+async def _hold(state: RunState, hold: Collection[str]) -> None:
+    """New chunks the planner leaves to a later run: `pending` until the quota's reset."""
+    held = [run for key, run in state.runs.items() if key in hold and run.status == "planned"]
+    if not held:
+        return
+    daily = await state.api.limiter.daily("ReportExport")  # the ledger's count: no call
+    resets_at = None if daily is None else daily.resets_at.astimezone(state.api.limiter.timezone)
+    for run in held:
+        run.resets_at = resets_at
+        state.set_status(run, "pending", "left for the next run: today's quota serves new days")
+
+
 async def _recorded(state: RunState) -> dict[str, LedgerEntry]:
     """The ledger's records of the run's done chunks, for the manifest (none when the ledger
     cannot be read now: the manifest is written all the same)."""
@@ -251,6 +266,7 @@ async def _run(
     worker holds is watched instead (`lease`); every lease this run still holds is given back
     at its end, whatever ends it."""
     new = [state.runs[p.fingerprint] for p in state.plan.by_state("new")]
+    new = [run for run in new if run.status == "planned"]  # not the held ones
     new.sort(key=lambda run: run.planned.fingerprint not in first)  # stable: plan order kept
     limiter = state.api.limiter
     limiter.add_listener(state.on_limiter_wait)
