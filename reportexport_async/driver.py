@@ -135,10 +135,10 @@ class Driver:
     async def _do(self, life: Life, action: Action) -> Event | None:
         client, ledger, key = self.client, self.ledger, self.print_.key
         if isinstance(action, Claim):
-            return await claim(ledger, self.request, self.print_)
+            return await claim(ledger, self.request, self.print_, clock=client.clock)
         if isinstance(action, WaitForClaim):
             await client.clock.sleep(1.0)  # another live process is submitting it right now
-            return await claim(ledger, self.request, self.print_)
+            return await claim(ledger, self.request, self.print_, clock=client.clock)
         if isinstance(action, Submit):
             return Submitted(await submit_claimed(client, ledger, self.request, key))
         if isinstance(action, Forget):
@@ -250,12 +250,15 @@ async def claim(
     request: ExportRequest | ClickExportRequest,
     print_: Fingerprint,
     *,
+    clock: ServerClock,
     wait_for_others: bool = True,
 ) -> Claimed | ClaimedElsewhere | Attached:
     """Claim the chunk (the intent, written ahead of the submit). A job another worker recorded
-    is `Attached` (without waiting for others: only once its lease is this worker's)."""
-    clock = ledger.clock
-    if isinstance(clock, ServerClock) and clock.ask_before_spending:
+    is `Attached` (without waiting for others: only once its lease is this worker's). `clock`
+    is the spending client's: the server is asked through its own open session (a ledger
+    shared by several accounts' clients keeps the first one's clock, whose session may be
+    closed by now)."""
+    if clock.ask_before_spending:
         await clock.fresh_now()  # the intent's stamp, like every stamp, on the server's time
     is_report = isinstance(request, ExportRequest)
     entry, mine = await ledger.claim(

@@ -239,7 +239,9 @@ async def submit_once(
     # The first moves of the lifecycle table: claim, then submit (or follow another's job).
     life, _ = step(begin(Terms(print_.key)), Found(), client.clock.now())
     while True:
-        found = await claim(ledger, request, print_, wait_for_others=wait_for_others)
+        found = await claim(
+            ledger, request, print_, clock=client.clock, wait_for_others=wait_for_others
+        )
         life, actions = step(life, found, client.clock.now())
         (action,) = actions
         if isinstance(action, Submit):
