@@ -16,9 +16,12 @@ Each run, with the rules of `core.freshness`:
    guard, at most once a day; never a new submit with the same parameters), `deferred` (the
    latest day waits for the refresh hour), `fresh` (fetched today) or `final` (fetched after its
    days had settled: it costs nothing ever again);
-3. calls go in this order, so that what today's quota cannot serve is history: new days, then
-   refreshes (replays spend no ReportExport quota), then history. What does not fit stays
-   `pending` for the next run (nothing is lost: the ledger remembers every job);
+3. the plan is handed to the orchestrator, whose one run per dataset does every call
+   (`orchestrator.run_planned`): what today's quota cannot serve is history, so new days are
+   submitted first (those of every dataset before any history), refreshes are replays (they
+   spend no ReportExport quota), then history. What does not fit stays `pending` for the next
+   run (nothing is lost: the ledger remembers every job). `sync` reads the ledger, never
+   writes it;
 4. the merged file per report (`merge`) is replaced atomically, and `<out>/manifest.json` records
    each chunk's fetch time, job id, rows, sha256 and whether it is final.
 
