@@ -294,9 +294,6 @@ class _Item:
     path: Path
     verdict: Verdict
     entry: LedgerEntry | None
-    outcome: str = "planned"
-    error: str | None = None
-    until: datetime | None = None
 
 
 @dataclass
@@ -653,7 +650,7 @@ async def _finish(
     later: list[datetime] = []
     for item in plan.items:
         entry = await client.ledger.get(item.key)
-        outcome = item.outcome
+        outcome = "planned"  # a dry run's, or left alone (below)
         until = item.verdict.until
         run = None
         result = results.get(item.key)
@@ -666,11 +663,8 @@ async def _finish(
             elif run.status == "deferred" and run.resets_at:
                 later.append(run.resets_at)
                 until = run.resets_at
-        elif not options.dry_run and item.outcome == "planned":
+        elif not options.dry_run:
             outcome = "deferred" if item.verdict.kind == "deferred" else "done"
-        if item.outcome == "pending" and item.until is not None:  # a default-range export
-            pending.append(item.until)
-            until = item.until
         if item.verdict.kind == "deferred" and item.verdict.until is not None:
             later.append(item.verdict.until)
         # Chunks judged whole and left alone (a backfill skips them too): checked when judged.
@@ -689,7 +683,7 @@ async def _finish(
             and fetched is not None
             and (account_day(fetched, day.zone) - item.chunk.end).days > dataset.settle_days
         )
-        reason = item.error or (run.error if run is not None and run.error else None)
+        reason = run.error if run is not None and run.error else None
         chunks.append(
             SyncChunk(
                 report_id=item.spec.report_id,
