@@ -267,7 +267,8 @@ async def _run(
     at its end, whatever ends it."""
     new = [state.runs[p.fingerprint] for p in state.plan.by_state("new")]
     new = [run for run in new if run.status == "planned"]  # not the held ones
-    new.sort(key=lambda run: run.planned.fingerprint not in first)  # stable: plan order kept
+    # `first` at the front (stable: plan order kept), so that the probe is one of them.
+    new.sort(key=lambda run: run.planned.fingerprint not in first)
     limiter = state.api.limiter
     limiter.add_listener(state.on_limiter_wait)
     try:
@@ -303,7 +304,7 @@ async def _run(
                     watch_scope.cancel()  # the run is over: nothing left to watch
 
             group.start_soon(watch)
-            group.start_soon(submitting.all, new)
+            group.start_soon(submitting.all, new, first)
             group.start_soon(track)
             for _ in range(state.options.download_concurrency):
                 group.start_soon(downloading.run)
