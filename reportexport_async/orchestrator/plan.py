@@ -253,8 +253,8 @@ async def plan_default_ranges(
 ) -> Planned:
     """Exports of the reports' default date range on the account's `day`, one chunk each
     (`Chunk(day, day)` names it; its file is `<report>/default-range_<day>.<ext>`): a new job
-    only on a new day of the account (the guide's rule 5). Found done, known or new in the
-    ledger: no call (the caller checks the folder and the report ids first)."""
+    only on a new day of the account (the guide's rule 5, docs/guide.md). Found done, known or
+    new in the ledger: no call (the caller checks the folder and the report ids first)."""
     config = api.config
     items: list[tuple[ExportRequest, Chunk, str, str]] = []
     paths: dict[str, PurePosixPath] = {}
