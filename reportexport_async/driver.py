@@ -250,13 +250,15 @@ async def claim(
     request: ExportRequest | ClickExportRequest,
     print_: Fingerprint,
     *,
+    clock: ServerClock,
     wait_for_others: bool = True,
-    clock: ServerClock | None = None,
 ) -> Claimed | ClaimedElsewhere | Attached:
     """Claim the chunk (the intent, written ahead of the submit). A job another worker recorded
-    is `Attached` (without waiting for others: only once its lease is this worker's). `clock`:
-    the account's server clock, heard first when no recent answer told the time."""
-    if clock is not None and clock.ask_before_spending:
+    is `Attached` (without waiting for others: only once its lease is this worker's). `clock`
+    is the spending client's: the server is asked through its own open session (a ledger
+    shared by several accounts' clients keeps the first one's clock, whose session may be
+    closed by now)."""
+    if clock.ask_before_spending:
         await clock.fresh_now()  # the intent's stamp, like every stamp, on the server's time
     is_report = isinstance(request, ExportRequest)
     entry, mine = await ledger.claim(

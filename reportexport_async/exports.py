@@ -240,7 +240,7 @@ async def submit_once(
     life, _ = step(begin(Terms(print_.key)), Found(), client.clock.now())
     while True:
         found = await claim(
-            ledger, request, print_, wait_for_others=wait_for_others, clock=client.clock
+            ledger, request, print_, clock=client.clock, wait_for_others=wait_for_others
         )
         life, actions = step(life, found, client.clock.now())
         (action,) = actions

@@ -16,9 +16,12 @@ Each run, with the rules of `core.freshness`:
    guard, at most once a day; never a new submit with the same parameters), `deferred` (the
    latest day waits for the refresh hour), `fresh` (fetched today) or `final` (fetched after its
    days had settled: it costs nothing ever again);
-3. calls go in this order, so that what today's quota cannot serve is history: new days, then
-   refreshes (replays spend no ReportExport quota), then history. What does not fit stays
-   `pending` for the next run (nothing is lost: the ledger remembers every job);
+3. the plan is handed to the orchestrator, whose one run per dataset does every call
+   (`orchestrator.run_planned`): what today's quota cannot serve is history, so new days are
+   submitted first (those of every dataset before any history), refreshes are replays (they
+   spend no ReportExport quota), then history. What does not fit stays `pending` for the next
+   run (nothing is lost: the ledger remembers every job). `sync` reads the ledger, never
+   writes it;
 4. the merged file per report (`merge`) is replaced atomically, and `<out>/manifest.json` records
    each chunk's fetch time, job id, rows, sha256 and whether it is final.
 
@@ -45,7 +48,6 @@ import anyio
 
 from .catalog import check_reports
 from .core.chunking import Chunk, parse_chunk_rule
-from .core.fingerprint import fingerprint
 from .core.freshness import (
     DEFAULT_REFRESH_HOUR,
     DEFAULT_SETTLE_DAYS,
@@ -56,24 +58,19 @@ from .core.freshness import (
     judge_fetched,
     judge_unfetched,
 )
-from .core.models import ExportRequest, Job, JobStatus, checked
-from .core.quota import quota_day_bounds
+from .core.models import ExportRequest, JobStatus, checked
+from .core.quota import DailyQuota, quota_day_bounds
 from .core.replay import ReplayPolicy
 from .core.responses import account_problem
 from .destinations import FilesDestination, Manifest, ManifestChunk, file_is_intact, merge_each
 from .errors import (
     AccountUnavailable,
     ConfigurationError,
-    JobFailed,
-    NotFound,
-    QuotaExhausted,
-    ReplayRefused,
     ReportExportError,
 )
-from .exports import fetch_export, replay_guarded
 from .ledger import LedgerEntry
-from .orchestrator import BackfillOptions, BackfillResult, ExportSpec, ProgressEvent, backfill
-from .orchestrator.plan import make_plan
+from .orchestrator import BackfillOptions, BackfillResult, ExportSpec, ProgressEvent, run_planned
+from .orchestrator.plan import make_plan, plan_default_ranges
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import ReportExportClient
@@ -297,9 +294,6 @@ class _Item:
     path: Path
     verdict: Verdict
     entry: LedgerEntry | None
-    outcome: str = "planned"
-    error: str | None = None
-    until: datetime | None = None
 
 
 @dataclass
@@ -363,24 +357,12 @@ async def sync(
             for item in plan.items:
                 emit(_verdict_event(item))
         if not options.dry_run:
-            # 1. New days first (only needed apart when history competes for the same quota).
-            for plan in plans:
-                if plan.dataset.first_day is None:
-                    await _fetch_default(client, plan, plan.of("new", "resume"), day, fresh=False)
-                elif plan.of("new") and plan.of("history"):
-                    recent = min(item.chunk.start for item in plan.of("new") if item.chunk)
-                    await _backfill(client, plan, recent, options, on_event, postbacks, results)
-            # 2. Refreshes of the settle window: each chunk's own job, through the replay guard.
-            for plan in plans:
-                if plan.dataset.first_day is None:
-                    await _fetch_default(client, plan, plan.of("refresh"), day, fresh=True)
-                else:
-                    await _replay_all(client, plan, day, emit)
-            # 3. History, and every job in flight (replayed ones included) tracked and downloaded.
-            for plan in plans:
-                first = plan.dataset.first_day
-                if first is not None and plan.of("new", "history", "resume", "refresh"):
-                    await _backfill(client, plan, first, options, on_event, postbacks, results)
+            # The plans' work, in their quota order: new days, refreshes (replays spend no
+            # ReportExport quota), history; chunks in flight are followed to their end.
+            held = _held_history(plans, daily, options)
+            for plan, hold in zip(plans, held, strict=True):
+                if plan.of("new", "history", "resume", "refresh"):
+                    await _backfill(client, plan, options, on_event, postbacks, results, emit, hold)
     except AccountUnavailable as stopped:
         # The folder's one manifest is written all the same, saying why the run stopped.
         with anyio.CancelScope(shield=True):
@@ -479,49 +461,32 @@ async def _plan(client: Client, dataset: Dataset, day: _Day) -> _Plan:
     day_start = quota_day_bounds(day.now(), day.zone)[0]
     items: list[_Item] = []
     destination = FilesDestination(dataset.out)
-    if first is None:
-        for spec in dataset.specs():
-            request = ExportRequest(
-                report_id=spec.report_id,
-                filters=dict(spec.filters),
-                result_format=spec.result_format,
+    if first is None:  # one export per report per account day
+        planned = await plan_default_ranges(api, ledger, dataset.specs(), today, destination)
+    else:
+        options = BackfillOptions(chunk=dataset.chunk, dry_run=True, today=today)
+        try:
+            planned = await make_plan(
+                api, ledger, dataset.specs(), first, last_day, destination, options
             )
-            config = api.config
-            print_ = fingerprint(
-                request, base_url=config.base_url, account_type=config.account_type,
-                account_sid=config.account_sid, today=today,
-            )  # fmt: skip
-            path = destination.path_for(request, None, day=today)
-            entry = await ledger.get(print_.key)
-            verdict = await _judge(
-                client, entry, path, Chunk(today, today), dataset, day, day_start, last_day
-            )
-            items.append(_Item(spec, request, None, print_.key, path, verdict, entry))
-        return _Plan(dataset, today, last_day, items, destination)
-    options = BackfillOptions(chunk=dataset.chunk, dry_run=True, today=today)
-    try:
-        planned = await make_plan(
-            api, ledger, dataset.specs(), first, last_day, destination, options
-        )
-    except ConfigurationError as error:  # the planner's `out_dir` is the dataset's `out`
-        if error.setting != "out_dir":
-            raise
-        raise ConfigurationError("out", error.problem, dataset=dataset.name) from None
+        except ConfigurationError as error:  # the planner's `out_dir` is the dataset's `out`
+            if error.setting != "out_dir":
+                raise
+            raise ConfigurationError("out", error.problem, dataset=dataset.name) from None
     for chunk in planned.plan.chunks:
         spec = ExportSpec(chunk.report_id, dict(dataset.filters), dataset.result_format)
         entry = planned.entries.get(chunk.fingerprint)
-        path = destination.path_for(chunk.request, chunk.chunk)
+        path = destination.root / chunk.path
         if chunk.state == "new":
             verdict = judge_unfetched(chunk.chunk, last_day, dataset.policy)
-        elif chunk.state == "attach":
+        elif chunk.state == "attach" and first is not None:
             verdict = Verdict("resume", f"job {chunk.job_id} in flight: followed to its end")
         else:
             verdict = await _judge(
                 client, entry, path, chunk.chunk, dataset, day, day_start, last_day
             )
-        items.append(
-            _Item(spec, chunk.request, chunk.chunk, chunk.fingerprint, path, verdict, entry)
-        )
+        piece = None if first is None else chunk.chunk  # None: the default range
+        items.append(_Item(spec, chunk.request, piece, chunk.fingerprint, path, verdict, entry))
     return _Plan(dataset, today, last_day, items, destination)
 
 
@@ -576,14 +541,18 @@ def _verdict_event(item: _Item) -> ProgressEvent:
 async def _backfill(
     client: Client,
     plan: _Plan,
-    start: date,
     options: SyncOptions,
     on_event: Callable[[ProgressEvent], None] | None,
     postbacks: PostbackReceiver | None,
     results: dict[str, BackfillResult],
+    emit: Callable[[ProgressEvent], None],
+    hold: set[str],
 ) -> None:
-    """The orchestrator over `[start, last day]`: submits what is new, follows what is in
-    flight; chunks that are done cost nothing. Its outcomes are kept per fingerprint."""
+    """The orchestrator runs the plan: it submits the new days first, then history (but not
+    `hold`: today's quota is the other datasets' new days'), follows
+    what is in flight, and replays each chunk due for a refresh through the replay guard (its
+    own job, at most once a day); chunks that are done cost nothing. Its outcomes are kept per
+    fingerprint."""
     dataset = plan.dataset
     backfill_options = BackfillOptions(
         chunk=dataset.chunk,
@@ -591,89 +560,76 @@ async def _backfill(
         submit_concurrency=options.concurrency,
         download_concurrency=options.concurrency,
         check_reports=options.check_reports,
+        replay_policy=ReplayPolicy(settle_days=dataset.settle_days),
         today=plan.today,
     )
+    api, ledger, destination = client.api, client.ledger, plan.destination
+    calls_before = Counter(api.usage.calls)
     try:
-        result = await backfill(
-            client.api, client.ledger, dataset.specs(), start, plan.last_day, out_dir=dataset.out,
-            options=backfill_options, on_event=on_event, postbacks=postbacks, manifest=False,
+        if dataset.first_day is None:  # checked: the folder and the report ids
+            planned = await plan_default_ranges(
+                api, ledger, dataset.specs(), plan.today, destination
+            )
+        else:
+            planned = await make_plan(
+                api, ledger, dataset.specs(), dataset.first_day, plan.last_day, destination,
+                backfill_options,
+            )  # fmt: skip
+        result = await run_planned(
+            api, ledger, planned, destination, backfill_options, on_event=on_event,
+            postbacks=postbacks, manifest=False, calls_before=calls_before,
+            refresh={item.key for item in plan.of("refresh")},
+            first={item.key for item in plan.of("new")}, hold=hold,
         )  # fmt: skip
     except AccountUnavailable as stopped:
         if isinstance(stopped.result, BackfillResult):
-            _keep(stopped.result, results)
+            _keep(plan, stopped.result, results, emit)
         raise
-    _keep(result, results)
+    _keep(plan, result, results, emit)
 
 
-def _keep(result: BackfillResult, results: dict[str, BackfillResult]) -> None:
-    for run in result.chunks:
-        results[run.planned.fingerprint] = result
+def _held_history(
+    plans: Sequence[_Plan], daily: DailyQuota | None, options: SyncOptions
+) -> list[set[str]]:
+    """Each plan's history that today's quota cannot serve once every dataset's new days are
+    submitted (each dataset runs in turn, so its history would go before the next one's new
+    days): left pending for the next run. Nothing is held with one dataset (its run submits
+    its new days first), without a daily limit, or when the run waits for the quota."""
+    if daily is None or len(plans) < 2 or options.wait_for_quota:
+        return [set() for _ in plans]
+    budget = daily.remaining - sum(len(plan.of("new")) for plan in plans)
+    held = []
+    for plan in plans:
+        history = plan.of("history")  # in the order the run would submit it
+        served = max(0, min(len(history), budget))
+        budget -= served
+        held.append({item.key for item in history[served:]})
+    return held
 
 
-async def _replay_all(
-    client: Client, plan: _Plan, day: _Day, emit: Callable[[ProgressEvent], None]
+def _keep(
+    plan: _Plan,
+    result: BackfillResult,
+    results: dict[str, BackfillResult],
+    emit: Callable[[ProgressEvent], None],
 ) -> None:
-    """Replay each chunk due for a refresh, through the replay guard (`fresh_data`)."""
-    policy = ReplayPolicy(settle_days=plan.dataset.settle_days)
-    # "Once a day" counts from the start of the server's day.
-    day_start = quota_day_bounds(day.now(), day.zone)[0]
+    """The run's outcomes by fingerprint; a refresh the replay guard refused changes the
+    chunk's verdict: `deferred` until the replay is allowed, or `fresh` when it was replayed
+    today already."""
+    min_age = ReplayPolicy(settle_days=plan.dataset.settle_days).min_age
+    runs = {run.planned.fingerprint: run for run in result.chunks}
+    for key in runs:
+        results[key] = result
     for item in plan.of("refresh"):
-        entry = await client.ledger.get(item.key)
-        if entry is None or entry.job_id is None:
+        run = runs.get(item.key)
+        if run is None or run.refused is None:
             continue
-        status = (entry.status or JobStatus.COMPLETED).value
-        job = Job.model_validate({"Id": entry.job_id, "Status": status})
-        try:
-            await replay_guarded(
-                client.api, client.ledger, item.key, entry, job,
-                fresh=True, force=False, expired=False, policy=policy, day_start=day_start,
-            )  # fmt: skip
-        except (ReplayRefused, JobFailed) as refused:
-            cause = refused if isinstance(refused, ReplayRefused) else refused.__cause__
-            rule = cause.rule if isinstance(cause, ReplayRefused) else ""
-            if rule == "too_soon":
-                allowed = (entry.submitted_at or entry.created_at) + policy.min_age
-                item.verdict = Verdict(
-                    "deferred", f"never replayed within {policy.min_age} of its submit", allowed
-                )
-            elif rule == "once_per_day":
-                item.verdict = Verdict("fresh", "already replayed today")
-            else:
-                item.outcome, item.error = "failed", str(refused)
-            emit(_verdict_event(item))
-        except NotFound:
-            pass  # the server no longer knows the job: forgotten, submitted again (history pass)
-        except AccountUnavailable:
-            raise
-        except ReportExportError as error:
-            item.outcome, item.error = "failed", f"replay failed: {error}"
-            emit(_verdict_event(item))
-
-
-async def _fetch_default(
-    client: Client, plan: _Plan, items: list[_Item], day: _Day, *, fresh: bool
-) -> None:
-    """A default-range dataset: one export per report per account day, through
-    `fetch_export` (a refresh replays today's job through the guard)."""
-    policy = ReplayPolicy(settle_days=plan.dataset.settle_days)
-    for item in items:
-        try:
-            await anyio.to_thread.run_sync(
-                partial(item.path.parent.mkdir, parents=True, exist_ok=True)
-            )
-            await fetch_export(
-                client.api, client.ledger, item.request, item.path,
-                fresh=fresh, replay_policy=policy, today=plan.today,
-            )  # fmt: skip
-            item.outcome = "done"
-        except AccountUnavailable:
-            raise
-        except ReplayRefused as refused:
-            item.verdict = Verdict("fresh", f"not refreshed: {refused}")
-        except QuotaExhausted as spent:
-            item.outcome, item.error, item.until = "pending", str(spent), spent.resets_at
-        except ReportExportError as error:
-            item.outcome, item.error = "failed", str(error)
+        if run.refused == "too_soon":
+            reason = f"never replayed within {min_age} of its submit"
+            item.verdict = Verdict("deferred", reason, run.resets_at)
+        elif run.refused == "once_per_day":
+            item.verdict = Verdict("fresh", "already replayed today")
+        emit(_verdict_event(item))
 
 
 async def _finish(
@@ -694,7 +650,7 @@ async def _finish(
     later: list[datetime] = []
     for item in plan.items:
         entry = await client.ledger.get(item.key)
-        outcome = item.outcome
+        outcome = "planned"  # a dry run's, or left alone (below)
         until = item.verdict.until
         run = None
         result = results.get(item.key)
@@ -707,11 +663,8 @@ async def _finish(
             elif run.status == "deferred" and run.resets_at:
                 later.append(run.resets_at)
                 until = run.resets_at
-        elif not options.dry_run and item.outcome == "planned":
+        elif not options.dry_run:
             outcome = "deferred" if item.verdict.kind == "deferred" else "done"
-        if item.outcome == "pending" and item.until is not None:  # a default-range export
-            pending.append(item.until)
-            until = item.until
         if item.verdict.kind == "deferred" and item.verdict.until is not None:
             later.append(item.verdict.until)
         # Chunks judged whole and left alone (a backfill skips them too): checked when judged.
@@ -730,7 +683,7 @@ async def _finish(
             and fetched is not None
             and (account_day(fetched, day.zone) - item.chunk.end).days > dataset.settle_days
         )
-        reason = item.error or (run.error if run is not None and run.error else None)
+        reason = run.error if run is not None and run.error else None
         chunks.append(
             SyncChunk(
                 report_id=item.spec.report_id,

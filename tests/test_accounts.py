@@ -466,3 +466,34 @@ async def test_the_ledger_selects_one_accounts_entries_exactly(tmp_path: Path, s
         assert entry.account == key
         assert len(await ledger.entries(account=key)) == 1
         assert len(await ledger.entries(report_id="R")) == len(sids) * len(places)
+
+
+async def test_a_claim_asks_the_server_through_its_own_accounts_session(tmp_path: Path) -> None:
+    """Two accounts' clients on one ledger object: the ledger keeps the first one's clock. Once
+    that client is closed, the second one's submit (its last answer long past, so it asks the
+    server which day it is first) asks through its own session, and is made."""
+    accounts = tuple(SandboxAccount(account_sid=f"IRclaim{n}", auth_token=f"t-{n}") for n in (0, 1))
+    async with Sandbox(
+        clock=ManualClock(START), job_duration=(30, 60), rows_per_day=4, accounts=accounts
+    ) as sandbox:
+
+        def client(account: SandboxAccount, ledger: Ledger) -> Client:
+            config = ClientConfig(
+                account_sid=account.account_sid, auth_token=account.auth_token,
+                account_type="Mediapartners", base_url=sandbox.base_url,
+            )  # fmt: skip
+            return Client(config, ledger=ledger, clock=SandboxTime(sandbox), random_source=half)
+
+        async with Ledger(tmp_path / "ledger.sqlite") as ledger:
+            second = client(accounts[1], ledger)
+            async with client(accounts[0], ledger) as first, second:
+                await first.export("mp_clicks_by_day", out=tmp_path / "a.csv",
+                                   start=date(2026, 6, 1), end=date(2026, 6, 1))  # fmt: skip
+                await second.jobs()  # heard from the server once
+            async with second:  # the first client's session is closed now
+                sandbox.advance(3600)
+                day = date(2026, 6, 2)
+                outcome = await second.export(
+                    "mp_clicks_by_day", out=tmp_path / "b.csv", start=day, end=day
+                )
+                assert outcome.submitted

@@ -195,6 +195,60 @@ async def test_the_latest_day_is_refreshed_later_in_the_day(tmp_path: Path) -> N
         assert spent(before, calls(sandbox)) == {}
 
 
+async def test_a_refresh_right_after_its_submit_waits_for_the_guard(tmp_path: Path) -> None:
+    """Chunks submitted at 23:30 are due for a refresh after midnight, but the replay guard
+    never replays within an hour of the submit: the run defers them until then (no Replay),
+    and the run after that hour replays each once."""
+    out = tmp_path / "data"
+    dataset = Dataset("a", REPORTS[:1], out, first_day=FIRST)
+    late = datetime(2026, 6, 15, 23, 30, tzinfo=UTC)
+    async with account(tmp_path, late) as (sandbox, client):
+        await client.sync(dataset)
+        sandbox.advance(40 * 60)  # the next day, well within the hour of the submits
+        assert account_day(sandbox.now(), UTC) == date(2026, 6, 16)
+        before = calls(sandbox)
+        result = await client.sync(dataset)
+        cost = spent(before, calls(sandbox))
+        assert cost.get("Replay", 0) == 0, cost
+        assert cost["ReportExport"] == 1, cost  # the new day alone
+        deferred = [c for c in result.datasets[0].chunks if c.kind == "deferred"]
+        assert len(deferred) == 3  # the settle window's days, none of them replayed
+        assert all(c.outcome == "done" and c.until is not None for c in deferred)
+        until = result.datasets[0].deferred_until
+        assert until is not None
+        assert late + timedelta(hours=1) <= until < late + timedelta(hours=1, minutes=10)
+        sandbox.advance((until - sandbox.now()).total_seconds() + 60)
+        before = calls(sandbox)
+        later = await client.sync(dataset)
+        cost = spent(before, calls(sandbox))
+        assert cost["Replay"] == 3, cost
+        assert cost.get("ReportExport", 0) == 0, cost
+        assert later.counts["refresh"] == 3
+        assert all(c.outcome == "done" for c in later.datasets[0].chunks)
+
+
+async def test_one_sync_run_is_one_orchestrator_run(tmp_path: Path) -> None:
+    """New days, history and refreshes of a dataset go through one run of the orchestrator:
+    one plan, and each refreshed chunk is followed by its tracker and downloaded in it."""
+    out = tmp_path / "data"
+    dataset = Dataset("a", REPORTS[:1], out, first_day=FIRST)
+    events: list[Any] = []
+    async with account(tmp_path) as (sandbox, client):
+        await client.sync(dataset, on_event=events.append)  # new days and history
+        assert [e.kind for e in events].count("plan") == 1
+        next_day(sandbox)
+        events.clear()
+        result = await client.sync(dataset, on_event=events.append)
+        assert [e.kind for e in events].count("plan") == 1
+        refreshed = {str(Chunk(c.start, c.end)) for c in result.datasets[0].chunks
+                     if c.kind == "refresh"}  # fmt: skip
+        assert len(refreshed) == 3
+        for chunk in refreshed:
+            moves = [e.status for e in events if e.kind == "chunk" and e.chunk == chunk]
+            assert moves[0] == "submitted", (chunk, moves)  # its replay, by the run
+            assert moves[-1] == "done", (chunk, moves)
+
+
 class Stop(Exception):
     pass
 
@@ -287,6 +341,25 @@ async def test_within_the_quota_new_days_go_first_and_history_waits(tmp_path: Pa
         assert outcomes[date(2026, 6, 14)] == "done"
         # Day 2's 6 submits: the new day, then 5 days of history.
         assert second.counts["pending"] == 15 - 12
+
+
+async def test_two_datasets_share_the_quota_new_days_first(tmp_path: Path) -> None:
+    """Dataset `a` has history, `b` only new days; 6 submits left today: the new days of both
+    go before `a`'s history (it runs first), and what waits is history."""
+    a = Dataset("a", REPORTS[:1], tmp_path / "a", first_day=date(2026, 6, 1))
+    b = Dataset("b", REPORTS[1:], tmp_path / "b", first_day=date(2026, 6, 12))
+    async with account(tmp_path, daily_limit=8) as (sandbox, client):
+        result = await client.sync([a, b])
+        assert calls(sandbox)["ReportExport"] == 8
+        first, second = result.datasets
+        new_days = [c for r in result.datasets for c in r.chunks if c.kind == "new"]
+        assert len(new_days) == 4 + 3
+        assert all(c.outcome == "done" for c in new_days)
+        history = [c for c in first.chunks if c.kind == "history"]
+        assert [c.outcome for c in history].count("done") == 1  # the quota's last submit
+        assert [c.outcome for c in history].count("pending") == 9
+        assert first.pending_resets_at == datetime(2026, 6, 16, tzinfo=UTC)
+        assert second.counts["pending"] == 0
 
 
 async def test_the_day_is_the_servers_not_the_machines(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ until when.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Unpack
@@ -55,7 +55,7 @@ from .model import (
     ExportSpec,
     ProgressEvent,
 )
-from .plan import describe, log, make_plan
+from .plan import Planned, describe, log, make_plan
 from .recover import Recovery
 from .results import merge_done, write_manifest
 from .state import RunState
@@ -72,6 +72,7 @@ __all__ = [
     "ExportSpec",
     "ProgressEvent",
     "backfill",
+    "run_planned",
 ]
 
 
@@ -125,11 +126,41 @@ async def backfill(
     destination = FilesDestination(out_dir)
     calls_before = Counter(api.usage.calls)
     planned = await make_plan(api, ledger, as_specs(exports), start, end, destination, options)
+    return await run_planned(
+        api, ledger, planned, destination, options, on_event=on_event, postbacks=postbacks,
+        manifest=manifest, calls_before=calls_before,
+    )  # fmt: skip
+
+
+async def run_planned(
+    api: ReportExportClient,
+    ledger: LedgerStore,
+    planned: Planned,
+    destination: FilesDestination,
+    options: BackfillOptions,
+    *,
+    on_event: Callable[[ProgressEvent], None] | None = None,
+    postbacks: PostbackReceiver | None = None,
+    manifest: bool = True,
+    refresh: Collection[str] = (),
+    first: Collection[str] = (),
+    hold: Collection[str] = (),
+    calls_before: Counter[str] | None = None,
+) -> BackfillResult:
+    """Run a plan (a backfill's, or a planner's: `sync`) to its end: the one execution path of
+    every chunk. A planner hands its verdicts over as fingerprints: `first` are submitted
+    before the other new chunks (new days before history, while the quota lasts); `refresh`
+    are done chunks whose own job is replayed through the replay guard
+    (`options.replay_policy`, fresh data), then tracked and downloaded in this run like every
+    other job; `hold` are new chunks left to a later run (today's quota is promised to other
+    work): they end `pending` until the quota's reset. `calls_before`: the client's counts
+    when the run began (its planning's calls are the run's too)."""
     plan = planned.plan
     state = RunState(
         api, ledger, plan, destination, options, on_event, postbacks_on=postbacks is not None
     )
-    state.calls_before = calls_before  # the plan's catalog call is the run's too
+    if calls_before is not None:
+        state.calls_before = calls_before  # the plan's catalog call is the run's too
     # A download recorded after the plan read the entry is another worker's.
     state.known_downloads = {key: e.downloaded_at for key, e in planned.entries.items()}
     for key, run in state.runs.items():
@@ -159,7 +190,11 @@ async def backfill(
         if planned.stopped is not None:
             state.account_wide(planned.stopped)  # nothing is tried; the manifest says why
         else:
-            await _run(state, submitting, tracking, downloading, watching)
+            refreshes = [state.runs[key] for key in refresh if key in state.runs]
+            await _hold(state, hold)
+            await _run(
+                state, submitting, tracking, downloading, watching, recovery, refreshes, first
+            )
             await fill_unknown_rows(state)
             if options.merge:
                 merged = await merge_done(state)
@@ -193,6 +228,18 @@ async def backfill(
     return result
 
 
+async def _hold(state: RunState, hold: Collection[str]) -> None:
+    """New chunks the planner leaves to a later run: `pending` until the quota's reset."""
+    held = [run for key, run in state.runs.items() if key in hold and run.status == "planned"]
+    if not held:
+        return
+    daily = await state.api.limiter.daily("ReportExport")  # the ledger's count: no call
+    resets_at = None if daily is None else daily.resets_at.astimezone(state.api.limiter.timezone)
+    for run in held:
+        run.resets_at = resets_at
+        state.set_status(run, "pending", "left for the next run: today's quota serves new days")
+
+
 async def _recorded(state: RunState) -> dict[str, LedgerEntry]:
     """The ledger's records of the run's done chunks, for the manifest (none when the ledger
     cannot be read now: the manifest is written all the same)."""
@@ -210,11 +257,18 @@ async def _run(
     tracking: Tracking,
     downloading: Downloading,
     watching: Watching,
+    recovery: Recovery,
+    refreshes: Sequence[ChunkRun] = (),
+    first: Collection[str] = (),
 ) -> None:
-    """Re-attach to the known jobs, then submit, track and download in one task group. A known
-    job whose lease another live worker holds is watched instead (`lease`); every lease this
-    run still holds is given back at its end, whatever ends it."""
+    """Re-attach to the known jobs, replay the chunks to refresh, then submit (`first` before
+    the rest), track and download in one task group. A known job whose lease another live
+    worker holds is watched instead (`lease`); every lease this run still holds is given back
+    at its end, whatever ends it."""
     new = [state.runs[p.fingerprint] for p in state.plan.by_state("new")]
+    new = [run for run in new if run.status == "planned"]  # not the held ones
+    # `first` at the front (stable: plan order kept), so that the probe is one of them.
+    new.sort(key=lambda run: run.planned.fingerprint not in first)
     limiter = state.api.limiter
     limiter.add_listener(state.on_limiter_wait)
     try:
@@ -230,6 +284,9 @@ async def _run(
                 await state.queue_download(run)  # known complete: the file is what is missing
             else:
                 state.track(run, "running")
+        for run in refreshes:  # replays spend no ReportExport quota
+            if state.stopped is None and run.status == "done":
+                await recovery.refresh(run)
         async with anyio.create_task_group() as group:
             state.scope = group.cancel_scope
             watch_scope = anyio.CancelScope()
@@ -247,7 +304,7 @@ async def _run(
                     watch_scope.cancel()  # the run is over: nothing left to watch
 
             group.start_soon(watch)
-            group.start_soon(submitting.all, new)
+            group.start_soon(submitting.all, new, first)
             group.start_soon(track)
             for _ in range(state.options.download_concurrency):
                 group.start_soon(downloading.run)

@@ -181,6 +181,8 @@ class ChunkRun:
     created_at: datetime | None = None
     #: Where the file is when another worker downloaded it outside this run's folder.
     file: Path | None = None
+    #: A refresh the replay guard refused: its rule (the chunk keeps the file it had).
+    refused: str | None = None
 
     @property
     def label(self) -> str:

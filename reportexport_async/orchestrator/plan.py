@@ -4,11 +4,13 @@ known (a job to re-attach to) or new (one submit)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import partial
+from pathlib import PurePosixPath
 
 from ..api import ReportExportClient
 from ..catalog import check_reports
@@ -19,11 +21,12 @@ from ..core.models import ExportRequest, JobStatus, checked
 from ..core.planning import (
     Known,
     Plan,
+    default_range_path,
     export_folder,
     output_key,
     plan_chunks,
 )
-from ..core.quota import quota_day_bounds
+from ..core.quota import DailyQuota, quota_day_bounds
 from ..core.responses import account_problem
 from ..destinations import FilesDestination
 from ..errors import ConfigurationError, LedgerError, ReportExportError
@@ -31,7 +34,14 @@ from ..ledger import LedgerEntry
 from ..ledger_store import LedgerStore
 from .model import BackfillOptions, ExportSpec
 
-__all__ = ["Planned", "account_today", "check_range", "describe", "make_plan"]
+__all__ = [
+    "Planned",
+    "account_today",
+    "check_range",
+    "describe",
+    "make_plan",
+    "plan_default_ranges",
+]
 
 log = logging.getLogger("reportexport_async.orchestrator")
 
@@ -230,24 +240,7 @@ async def make_plan(
                 today=current_day,
             )
             items.append((request, piece, print_.key, print_.canonical))
-    known: dict[str, Known] = {}
-    entries: dict[str, LedgerEntry] = {}
-    recorded = await ledger.get_many([key for _, _, key, _ in items])
-    for request, piece, key, _ in items:
-        entry = recorded.get(key)
-        if entry is None:
-            continue
-        entries[key] = entry
-        intact = entry.status is JobStatus.COMPLETED and await out.is_intact(
-            entry, out.path_for(request, piece)
-        )
-        known[key] = Known(entry.job_id, entry.status, intact)
-    plan = plan_chunks(
-        items,
-        known,
-        quota_left_today=None if daily is None else daily.remaining,
-        daily_limit=None if daily is None else daily.limit,
-    )
+    plan, entries = await _known_plan(ledger, items, out, daily)
     if (
         record
         and api.clock.ask_before_spending
@@ -263,3 +256,68 @@ async def make_plan(
                 raise
             stopped = error
     return Planned(plan, distinct, duplicates, entries, unproven, stopped)
+
+
+async def plan_default_ranges(
+    api: ReportExportClient,
+    ledger: LedgerStore,
+    exports: Sequence[ExportSpec],
+    day: date,
+    out: FilesDestination,
+) -> Planned:
+    """Exports of the reports' default date range on the account's `day`, one chunk each
+    (`Chunk(day, day)` names it; its file is `<report>/default-range_<day>.<ext>`): a new job
+    only on a new day of the account (the guide's rule 5, docs/guide.md). Found done, known or
+    new in the ledger: no call (the caller checks the folder and the report ids first)."""
+    config = api.config
+    items: list[tuple[ExportRequest, Chunk, str, str]] = []
+    paths: dict[str, PurePosixPath] = {}
+    for spec in exports:
+        request = ExportRequest(
+            report_id=spec.report_id, filters=dict(spec.filters), result_format=spec.result_format
+        )
+        print_ = fingerprint(
+            request, base_url=config.base_url, account_type=config.account_type,
+            account_sid=config.account_sid, today=day,
+        )  # fmt: skip
+        items.append((request, Chunk(day, day), print_.key, print_.canonical))
+        paths[print_.key] = default_range_path(request, day)
+    daily = await api.limiter.daily("ReportExport")  # the ledger's count: no call
+    plan, entries = await _known_plan(ledger, items, out, daily, paths)
+    unproven = await unproven_ids(api, ledger, [spec.report_id for spec in exports])
+    return Planned(plan, list(exports), [], entries, unproven)
+
+
+async def _known_plan(
+    ledger: LedgerStore,
+    items: Sequence[tuple[ExportRequest, Chunk, str, str]],
+    out: FilesDestination,
+    daily: DailyQuota | None,
+    paths: Mapping[str, PurePosixPath] | None = None,
+) -> tuple[Plan, dict[str, LedgerEntry]]:
+    """The plan of `items` (their files at `paths` when not named after their chunks) from what
+    the ledger knows of each, and the ledger's entries."""
+    paths = paths or {}
+    known: dict[str, Known] = {}
+    entries: dict[str, LedgerEntry] = {}
+    recorded = await ledger.get_many([key for _, _, key, _ in items])
+    for request, piece, key, _ in items:
+        entry = recorded.get(key)
+        if entry is None:
+            continue
+        entries[key] = entry
+        path = out.root / paths[key] if key in paths else out.path_for(request, piece)
+        intact = entry.status is JobStatus.COMPLETED and await out.is_intact(entry, path)
+        known[key] = Known(entry.job_id, entry.status, intact)
+    plan = plan_chunks(
+        items,
+        known,
+        quota_left_today=None if daily is None else daily.remaining,
+        daily_limit=None if daily is None else daily.limit,
+    )
+    if paths:
+        chunks = [
+            dataclasses.replace(c, path=paths.get(c.fingerprint, c.path)) for c in plan.chunks
+        ]
+        plan = dataclasses.replace(plan, chunks=tuple(chunks))
+    return plan, entries

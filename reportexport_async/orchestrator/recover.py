@@ -23,10 +23,11 @@ from ..core.lifecycle import (
     begin,
     step,
 )
-from ..core.models import Job
+from ..core.models import Job, JobStatus
 from ..core.quota import quota_day_bounds
 from ..driver import judged, refusal, replay_recorded
-from ..errors import NotFound, ReportExportError
+from ..errors import JobFailed, NotFound, ReplayRefused, ReportExportError
+from ..exports import replay_guarded
 from .model import ChunkRun, when
 from .state import RunState
 from .submit import Submitting
@@ -87,6 +88,47 @@ class Recovery:
             self.not_yet(run, job, action.until)
             return
         await self.replay(run, job, action)
+
+    async def refresh(self, run: ChunkRun) -> None:
+        """A done chunk whose days may still change: its own job is replayed through the replay
+        guard (fresh data, never a new submit), then tracked and downloaded like any job. A
+        refresh the guard refuses leaves the chunk as it was, with the rule (`run.refused`;
+        `too_soon`: `resets_at` is when it is allowed); a job the server forgot is submitted
+        again."""
+        state = self.state
+        key = run.planned.fingerprint
+        entry = await state.ledger.get(key)
+        if entry is None or entry.job_id is None:
+            return
+        job = Job.model_validate(
+            {"Id": entry.job_id, "Status": (entry.status or JobStatus.COMPLETED).value}
+        )
+        policy = state.options.replay_policy
+        try:
+            new_id = await replay_guarded(
+                state.api, state.ledger, key, entry, job,
+                fresh=True, force=False, expired=False, policy=policy,
+            )  # fmt: skip
+        except (ReplayRefused, JobFailed) as refused:
+            cause = refused if isinstance(refused, ReplayRefused) else refused.__cause__
+            run.refused = cause.rule if isinstance(cause, ReplayRefused) else "refused"
+            if run.refused == "too_soon":
+                run.resets_at = (entry.submitted_at or entry.created_at) + policy.min_age
+            elif run.refused != "once_per_day":
+                run.error = str(refused)
+            return
+        except NotFound:  # forgotten by the guard's table: the chunk is submitted again
+            state.set_status(run, "planned", f"job {job.id} is unknown to the server")
+            await self.submitting.again(run)
+            return
+        except ReportExportError as error:
+            if not state.account_wide(error):
+                run.refused, run.error = "error", f"replay failed: {error}"
+            return
+        run.job_id = new_id
+        run.submitted_at = state.api.clock.now()
+        run.created_at = entry.created_at
+        state.track(run, "submitted")
 
     async def replay(self, run: ChunkRun, job: Job, action: Action) -> None:
         state = self.state

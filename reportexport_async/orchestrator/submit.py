@@ -4,6 +4,7 @@ with the reset time, or waits for it (`wait_for_quota`)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 import anyio
@@ -26,12 +27,14 @@ class Submitting:
         self.refused: dict[str, str] = {}
         self.quota_wait = anyio.Lock()  # held by the submitter waiting for the quota's reset
 
-    async def all(self, queue: list[ChunkRun]) -> None:
+    async def all(self, queue: list[ChunkRun], first: Collection[str] = ()) -> None:
         """`submit_concurrency` submitters share the queue; then submitting is over. The first
         chunk of each unproven report goes first, alone among its report's chunks: if the server
         refuses the report, its other chunks fail without a call. With every report proven, the
         first chunk still goes first, alone: wrong credentials or a dead host then cost one
-        call, not one per submitter, before the run stops."""
+        call, not one per submitter, before the run stops. The chunks in `first` (a planner's
+        new days) are all answered before the others go: a quota that runs out among them
+        leaves the others pending without a call each."""
         state = self.state
         probes: list[ChunkRun] = []
         for run in list(queue):  # in plan order
@@ -41,8 +44,10 @@ class Submitting:
                 probes.append(run)
         if not probes and queue:
             probes.append(queue.pop(0))
+        early = [run for run in queue if run.planned.fingerprint in first]
+        later = [run for run in queue if run.planned.fingerprint not in first]
         try:
-            for phase in (probes, queue):
+            for phase in (probes, early, later):
                 async with anyio.create_task_group() as group:
                     for _ in range(min(state.options.submit_concurrency, len(phase))):
                         group.start_soon(self.submitter, phase)
