@@ -1253,10 +1253,6 @@ def _error_text(leaf: BaseException) -> tuple[str, int]:
     return f"unexpected {type(leaf).__name__}: {leaf}", EXIT_FAILED
 
 
-def _broken_pipe(error: BaseException) -> bool:
-    return isinstance(_leaf(error), BrokenPipeError)
-
-
 def _invoke(call: Callable[[], Any], argv: Sequence[str] = ()) -> int:
     _SAID.json, _SAID.ended, _SAID.interrupted, _SAID.resume = False, False, None, None
     _SAID.argv = tuple(argv)
