@@ -93,7 +93,7 @@ def job(job_id: str, status: JobStatus) -> Job:
 
 async def one_chunk(ledger: LedgerStore, number: int, day: date) -> None:
     key = f"{number:064d}"
-    await ledger.charge("ReportExport", day, 10**9, "bench")
+    await ledger.counters.charge("ReportExport", day, 10**9, "bench")
     if number % SHARED_HOURLY_BATCH == 0:
 
         def take(window: HourlyWindow | None) -> tuple[HourlyWindow, None]:
@@ -101,7 +101,7 @@ async def one_chunk(ledger: LedgerStore, number: int, day: date) -> None:
             current = window or HourlyWindow.fresh(10**9, now)
             return current.acquire(now, count=SHARED_HOURLY_BATCH)[0], None
 
-        await ledger.hourly("bench", take)
+        await ledger.counters.hourly("bench", take)
     await ledger.claim(
         key,
         '{"report_id": "r"}',

@@ -214,8 +214,11 @@ class Client:
                 # The ledger's stamps are judged by the replay guard and the settle window:
                 # on the server's clock, like every other moment (an open ledger given here).
                 self._ledger.clock = self.clock
-            # One limiter from the configuration, its daily counts kept in the ledger.
-            limiter = RateLimiter(self.config.rate_limit, clock=self.clock, store=self._ledger)
+            # One limiter from the configuration, its counts kept in the ledger's database by
+            # the counters' own store: the limiter never holds the ledger's records.
+            limiter = RateLimiter(
+                self.config.rate_limit, clock=self.clock, store=self._ledger.counters
+            )
             api = ReportExportClient(
                 self.config,
                 limiter=limiter,

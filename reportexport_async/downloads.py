@@ -50,19 +50,13 @@ from .core.responses import (
     DownloadRedirect,
     check_download_integrity,
     interpret_download,
-    is_transient,
 )
 from .errors import (
-    DownloadIntegrityError,
-    HTTPStatusError,
     JobFailed,
     JobNotReady,
     OutputError,
-    RateLimited,
     ReportExportError,
     SignedURLRefused,
-    TransportError,
-    redact_url,
 )
 from .files import atomic_write, fsync_folder, part_of, publish
 from .session import Session, _parse_body
@@ -375,17 +369,18 @@ async def download_job(
 ) -> DownloadResult:
     """Download a job's result into `dest`, waiting while it is not complete (with
     `wait=False`, a 202 raises `JobNotReady` at once: one call, nothing changed). `receipt`
-    gets the result once the file is in place, shielded together with its rename."""
+    gets the result once the file is in place, shielded together with its rename. Failed
+    attempts are retried by the session's one retry loop (`Session.retrier`), as its calls are:
+    a cut or short body, an expired signed URL, a 5xx or a 429 is downloaded again."""
     config = session.config
     spec = build_download(config.account_type, config.account_sid, job_id, stream=stream_mode)
     url = session.url(spec.path)
-    retry = config.retry
-    limit = max_attempts or retry.max_attempts
-    failures = 0
-    polls = 0
-    while True:
-        try:
-            location: str | None = None
+    limit = max_attempts or config.retry.max_attempts
+    polls = 0  # waiting for the job is not retrying: its own schedule, across attempts
+
+    async def attempt() -> DownloadResult:
+        nonlocal polls
+        while True:
             async with session.stream(url, Endpoint.DOWNLOAD, params=spec.params) as response:
                 if response.status == 200:
                     return await save_response(session, response, dest, job_id, receipt)
@@ -403,52 +398,45 @@ async def download_job(
                 )
             if isinstance(outcome, ReportExportError):
                 raise outcome
-            if isinstance(outcome, DownloadPending):
-                if not wait and outcome.job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-                    raise JobNotReady(outcome.job)
-                await _wait_pending(session, outcome.job, polls, random_source)
-                polls += 1
-                continue
-            if isinstance(outcome, DownloadRedirect):
-                location = session.url(outcome.location)
-            if location is None:  # pragma: no cover - interpret_download covers every status
-                raise ReportExportError(f"no download for job {job_id}")
-            async with session.stream(location, None) as signed:
-                if signed.status == 200:
-                    return await save_response(session, signed, dest, job_id, receipt)
-                # 400/401/403 from cloud storage: expired or refused; ask for a fresh URL.
-                raise SignedURLRefused(
-                    signed.status,
-                    method="GET",
-                    url=location,
-                    message=f"signed URL refused (HTTP {signed.status}); asking for a new one",
-                )
-        except (TransportError, DownloadIntegrityError, HTTPStatusError) as error:
-            if isinstance(error, HTTPStatusError) and not _worth_retrying(error, url):
-                raise
-            failures += 1
-            hint = error.retry_after if isinstance(error, RateLimited) else None
-            delay = retry.delay_with_hint(failures, hint, random_source())
-            if failures >= limit:
-                raise
-            log.info(
-                "download of job %s failed (%s: %s); attempt %d of %d in %.2fs",
-                job_id,
-                type(error).__name__,
-                error,
-                failures + 1,
-                limit,
-                delay,
+            if not isinstance(outcome, DownloadPending):
+                break
+            if not wait and outcome.job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+                raise JobNotReady(outcome.job)
+            await _wait_pending(session, outcome.job, polls, random_source)
+            polls += 1
+        if not isinstance(outcome, DownloadRedirect):  # pragma: no cover - every status is one
+            raise ReportExportError(f"no download for job {job_id}")
+        location = session.url(outcome.location)
+        async with session.stream(location, None) as signed:
+            if signed.status == 200:
+                return await save_response(session, signed, dest, job_id, receipt)
+            # 400/401/403 from cloud storage: expired or refused; ask for a fresh URL.
+            raise SignedURLRefused(
+                signed.status,
+                method="GET",
+                url=location,
+                message=f"signed URL refused (HTTP {signed.status}); asking for a new one",
             )
-            await session.clock.sleep(delay)
 
+    def describe(error: ReportExportError, failures: int, delay: float) -> None:
+        log.info(
+            "download of job %s failed (%s: %s); attempt %d of %d in %.2fs",
+            job_id,
+            type(error).__name__,
+            error,
+            failures + 1,
+            limit,
+            delay,
+        )
 
-def _worth_retrying(error: HTTPStatusError, api_url: str) -> bool:
-    """A refused signed URL (another origin) is always worth a fresh one; on the API origin only
-    transient statuses (5xx, 429) are."""
-    if error.path != redact_url(api_url):
-        return True
-    return is_transient(error)
+    return await session.retrier.run(
+        attempt,
+        Endpoint.DOWNLOAD,
+        describe,
+        max_attempts=limit,
+        timed=False,
+        random_source=random_source,
+    )
 
 
 async def _wait_pending(

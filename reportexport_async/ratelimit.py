@@ -10,7 +10,8 @@ It holds three limits (docs/api-facts.md §5):
 
 The arithmetic lives in the pure core (`core.quota`); this module owns the clock, the lock and the
 waiting. Today's daily use is kept by a `QuotaStore`: in memory by default, in the ledger once it
-exists, so it survives restarts and is shared by processes.
+exists (its `counters`, a store of their own), so it survives restarts and is shared by
+processes.
 
 A daily quota is charged when its call is sent, and refunded when the answer shows the server did
 not count it (`core.quota.counted_by_server`: never connected, 401/403, 429, a gateway's 5xx), so
@@ -18,8 +19,8 @@ the local count follows the server's. The quota day is the account's, on the ser
 session makes the limiter's clock its `server_clock.ServerClock`): UTC until a daily-quota 429
 tells when the server's day ends; that time zone is then remembered by the store.
 
-When the store is a ledger (it has `hourly`), the hourly bucket is kept there too, so every
-process and host on one ledger spends one bucket per account: the limiter takes
+When the store is a ledger's counters (it has `hourly`), the hourly bucket is kept there too, so
+every process and host on one ledger spends one bucket per account: the limiter takes
 `SHARED_HOURLY_BATCH` calls at a time (a hundredth of what is left, when that is more, up to
 `SHARED_HOURLY_BATCH_MAX`) from the stored bucket in one transaction (the headers seen since the
 last take are applied in the same transaction), and hands them out locally. Calls taken but not
@@ -121,7 +122,7 @@ class QuotaStore(Protocol):
 
 
 class SharedHourly(Protocol):
-    """A store's transaction on an account's hourly bucket (`ledger_store.LedgerStore.hourly`):
+    """A store's transaction on an account's hourly bucket (`ledger.counters.Counters.hourly`):
     `change` gets the stored window and returns the window to store and an answer."""
 
     async def __call__(
@@ -178,6 +179,12 @@ class RateLimiter:
     ) -> None:
         self.policy = policy or RateLimitPolicy()
         self.clock: Clock = clock or SystemClock()
+        if store is not None and not callable(getattr(store, "charge", None)):
+            # A ledger keeps its counters in a store of its own: the limiter never holds the
+            # ledger itself (the records of exports are written by the driver alone).
+            raise ConfigurationError(
+                "store", "give a QuotaStore, such as a ledger's counters: store=ledger.counters"
+            )
         self.store: QuotaStore = store or MemoryQuotaStore()
         #: The account this limiter counts for (set by the first session that uses it).
         self.account: str | None = None

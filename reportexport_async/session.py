@@ -1,5 +1,12 @@
-"""The session: one aiohttp `ClientSession` per client, authentication, the retry driver, the
-shared rate limiter, usage counters and the redirect policy. It knows nothing about jobs or files.
+"""The session: one aiohttp `ClientSession` per client, authentication, the redirect policy and
+the retries. It sends and retries, nothing else; it knows nothing about jobs or files. Beside it,
+small objects it tells about each request:
+
+- `quota_account.QuotaAccount`: the account's limits (a charge before each call, a refund when the
+  server did not count it, the answers' rate-limit headers, a 429 judged as a spent daily quota);
+- `outage.OutageWatch`: the account's health (since when every call has failed);
+- `server_clock.ServerClock`: the server's time, observed on every answer;
+- `retrying.Retrier`: the one retry loop, for its JSON calls and for downloads.
 
 - `Authorization` (HTTP Basic, SID and token, docs/api-facts.md §6) is attached per request, and
   only when the URL is on the API origin: the Download's 302 to a signed URL on another origin is
@@ -8,14 +15,10 @@ shared rate limiter, usage counters and the redirect policy. It knows nothing ab
   and a session refuses one that reached it anyway (a config built without validation).
 - Connection errors, timeouts, 5xx and 429 are retried with capped exponential backoff and full
   jitter, bounded by attempts and by total time; a sane `Retry-After` or reset header wins
-  (`core.policies.RetryPolicy`). A 429 on ReportExport/ClickExport is not blindly retried: a long
-  one is a spent quota and raises `QuotaExhausted` at once (`core.quota.classify_export_429`).
+  (`core.policies.RetryPolicy`, `retrying.Retrier`). A 429 on ReportExport/ClickExport is not
+  blindly retried: a long one is a spent quota and raises `QuotaExhausted` at once. A TLS
+  failure is never retried.
 - Every JSON body is checked for `Status: ERROR` (`core.responses`), also with HTTP 200.
-- A daily quota is charged when its call is sent and refunded when the server did not count it
-  (never connected, 401/403, 429, a gateway's 502/503/504; `core.quota.counted_by_server`).
-- The session keeps the account's health: since when every call has failed (`failing_since`),
-  which the orchestrator uses to stop a run once an outage lasts longer than
-  `RetryPolicy.outage_limit`. A TLS failure is never retried.
 - Proxies: the standard variables (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`) or the config's
   `proxy` (`core.proxies`), read here, not by aiohttp: aiohttp's `trust_env` would also read
   `~/.netrc`. An https request goes through the proxy's CONNECT tunnel, so `Authorization`
@@ -41,7 +44,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -50,13 +52,11 @@ import aiohttp
 import anyio
 
 from ._version import __version__
-from .clock import Clock, SystemClock
+from .clock import Clock
 from .config import ClientConfig, plain_http_refusal
 from .core.fingerprint import account_key
 from .core.personas import persona_for
 from .core.proxies import proxy_settings, route_for
-from .core.quota import classify_export_429, counted_by_server
-from .core.ratelimit_headers import parse_rate_limit_headers
 from .core.requests import (
     JSON_ACCEPT,
     Endpoint,
@@ -65,18 +65,18 @@ from .core.requests import (
     join_url,
     may_carry_credentials,
 )
-from .core.responses import is_transient
 from .errors import (
-    AccountUnavailable,
     ConfigurationError,
     ConnectError,
-    RateLimited,
     ReportExportError,
     RequestTimeout,
     TransportError,
     redact_url,
 )
-from .ratelimit import RateLimiter
+from .outage import OutageWatch
+from .quota_account import QuotaAccount, account_clock
+from .ratelimit import Charge, RateLimiter
+from .retrying import Retrier
 from .server_clock import ServerClock
 
 __all__ = ["Answer", "Session", "Usage", "UsageSnapshot"]
@@ -181,15 +181,6 @@ def _parse_body(raw: bytes, content_type: str) -> object | None:
     return text
 
 
-def _server_clock(clock: Clock | None, limiter: RateLimiter | None) -> ServerClock:
-    """The account's server clock: its limiter's (one per account), else one on `clock`."""
-    if limiter is not None and isinstance(limiter.clock, ServerClock):
-        return limiter.clock
-    if isinstance(clock, ServerClock):
-        return clock
-    return ServerClock(clock or (limiter.clock if limiter is not None else SystemClock()))
-
-
 class Session:
     """HTTP for one account. Use as an async context manager; share `limiter` between sessions
     of the same account."""
@@ -212,7 +203,7 @@ class Session:
         self.config = config
         #: The server's clock, observed on every answer: one per account, shared with its
         #: limiter (its quota day is the server's). The machine's clock only times waits.
-        self.clock: ServerClock = _server_clock(clock, limiter)
+        self.clock: ServerClock = account_clock(clock, limiter)
         if limiter is not None and limiter.clock is not self.clock:
             limiter.clock = self.clock
         self.limiter = limiter or RateLimiter(config.rate_limit, clock=self.clock)
@@ -220,6 +211,18 @@ class Session:
         self.usage = Usage()
         self._random = random_source or random.random
         self._persona = persona_for(config.account_type)
+        self.quota = QuotaAccount(self.limiter, self.clock, self._persona)
+        #: The account's health; a run asks it whether an error stops it (`account_wide`).
+        self.outage = OutageWatch(config.retry, self.clock.machine)
+        self.retrier = Retrier(
+            config.retry,
+            clock=self.clock,
+            machine=self.clock.machine,
+            quota=self.quota,
+            outage=self.outage,
+            random_source=self._random,
+            on_retry=self._count_retry,
+        )
         credentials = f"{config.account_sid}:{config.auth_token.get_secret_value()}"
         # Kept encoded and only ever put into a request header (docs/api-facts.md §6).
         self._authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
@@ -227,10 +230,6 @@ class Session:
         self._proxies = proxy_settings(configured, os.environ)
         self._http: aiohttp.ClientSession | None = None
         self._origins: dict[str, bool] = {}  # `_trusted`, per scheme://netloc
-        #: Since when every call has failed (no answer, or 5xx), and how many in a row; reset by
-        #: any other answer.
-        self.failing_since: datetime | None = None
-        self.failures_in_a_row = 0
 
     def __repr__(self) -> str:
         return (
@@ -353,54 +352,23 @@ class Session:
         *,
         params: tuple[tuple[str, str], ...] = (),
     ) -> T:
-        if endpoint.daily_quota is not None and self.clock.ask_before_spending:
-            # A call that spends the daily quota is counted on the server's day: asked first
-            # when no recent answer says which day that is (one call that spends nothing).
-            await self.clock.fresh_now()
-        policy = self.config.retry
-        machine = self.clock.machine  # durations: not moved by a correction of the offset
-        started = machine.now()
-        attempt = 0
-        limited = 0
-        while True:
-            attempt += 1
-            error: ReportExportError
-            hint: float | None = None
-            try:
-                answer = await self._send(method, url, endpoint, params)
-            except TransportError as exc:
-                error = exc
-                if isinstance(exc, ConnectError) and exc.tls:
-                    raise  # a certificate or handshake problem: no retry can cure it
-            else:
-                now = self.clock.now()
-                result = interpret(
-                    answer.status, answer.headers, answer.body, method=method, url=url, now=now
-                )
-                if not isinstance(result, ReportExportError):
-                    return result
-                error = result
-                if isinstance(error, RateLimited):
-                    await self._export_429(endpoint, error, now)
-                    hint = error.retry_after
-                    if hint is not None and policy.sane_hint(hint):
-                        # Over the hourly bucket: the limiter now holds every task of the
-                        # account until the window reopens. Waiting for it is not a failure,
-                        # so it spends no retry budget; only the count of such answers is bounded.
-                        limited += 1
-                        if limited > policy.max_attempts:
-                            raise error
-                        self.usage.retries += 1
-                        await self.limiter.hold(hint)
-                        continue
-                if not is_transient(error):
-                    raise error
-            delay = policy.delay_with_hint(attempt, hint, self._random())
-            self.check_outage(error, delay)
-            elapsed = (machine.now() - started).total_seconds()
-            if not policy.may_retry(attempt, elapsed, delay):
-                raise error
-            self.usage.retries += 1
+        await self.quota.ready(endpoint)
+
+        async def attempt() -> T:
+            answer = await self._send(method, url, endpoint, params)
+            result = interpret(
+                answer.status,
+                answer.headers,
+                answer.body,
+                method=method,
+                url=url,
+                now=self.clock.now(),
+            )
+            if isinstance(result, ReportExportError):
+                raise result
+            return result
+
+        def describe(error: ReportExportError, attempt: int, delay: float) -> None:
             log.info(
                 "%s %s failed (%s); retry %d in %.2fs",
                 method,
@@ -409,18 +377,11 @@ class Session:
                 attempt,
                 delay,
             )
-            await self.clock.sleep(delay)
 
-    async def _export_429(self, endpoint: Endpoint, error: RateLimited, now: datetime) -> None:
-        """A 429 on ReportExport/ClickExport: retry a short burst, never sleep through a spent
-        quota (docs/api-facts.md §5: the daily quota will not recover within minutes)."""
-        name = endpoint.daily_quota
-        if name is None:
-            return
-        verdict = classify_export_429(name, error.retry_after, now, self.limiter.timezone)
-        if verdict.quota in (None, "hourly") or verdict.resets_at is None:
-            return  # a burst or the hourly bucket: waited for like any other 429
-        raise await self.limiter.exhausted(name, resets_at=verdict.resets_at) from error
+        return await self.retrier.run(attempt, endpoint, describe)
+
+    def _count_retry(self) -> None:
+        self.usage.retries += 1
 
     async def _send(
         self, method: str, url: str, endpoint: Endpoint, params: tuple[tuple[str, str], ...]
@@ -428,8 +389,8 @@ class Session:
         """One HTTP request through the limiter; the body is read whole (JSON answers only)."""
         with anyio.CancelScope() as guard:
             # The slot first, then the limits: nothing waits between being counted and being sent.
-            async with self.limiter.in_flight():
-                charge = await self.limiter.acquire(endpoint)
+            async with self.quota.slot():
+                charge = await self.quota.take(endpoint)
                 # Once sent, a call that costs the daily quota (a submit) is not abandoned by a
                 # cancellation (Ctrl-C, a reader gone): its answer, a job id, is what the ledger
                 # must record, or the next run spends the quota again. Its timeouts bound it.
@@ -452,46 +413,35 @@ class Session:
                         status = response.status
                         content_type = response.content_type
                 except (TimeoutError, aiohttp.ClientError) as exc:
-                    self.usage.transport_errors += 1
                     error = _translate(exc, method, url)
-                    self._health(None)
-                    if isinstance(error, ConnectError):
-                        await self.limiter.refund(charge)  # never sent: nothing counted
+                    await self._unanswered(error, charge)
                     raise error from exc
-            self._health(status)
-            if not counted_by_server(status):
-                await self.limiter.refund(charge)
-            await self._observe(status, headers, endpoint)
+            await self._answered(endpoint, status, headers, charge)
             if log.isEnabledFor(logging.DEBUG):  # the redaction costs when nobody reads
                 elapsed = (time.monotonic() - sent) * 1000
                 log.debug("%s %s -> %d (%.0f ms)", method, redact_url(url), status, elapsed)
             return Answer(status, headers, _parse_body(raw, content_type))
         raise AssertionError("unreachable: nothing cancels the guard itself")  # pragma: no cover
 
-    def _health(self, status: int | None) -> None:
-        """Track since when every call has failed: no answer at all, or a 5xx."""
-        if status is None or status >= 500:
-            self.failures_in_a_row += 1
-            if self.failing_since is None:
-                self.failing_since = self.clock.machine.now()
-        else:
-            self.failing_since = None
-            self.failures_in_a_row = 0
+    async def _answered(
+        self,
+        endpoint: Endpoint | None,
+        status: int,
+        headers: Mapping[str, str],
+        charge: Charge | None = None,
+    ) -> None:
+        """An answer of the API origin, told to the objects beside the session."""
+        if status == 429:
+            self.usage.rate_limited += 1
+        self.outage.answered(status)
+        self.clock.observe(headers)
+        await self.quota.answered(endpoint, status, headers, charge)
 
-    def failing_for(self) -> float:
-        """Seconds (client clock) since every call began to fail; 0 while calls succeed."""
-        if self.failing_since is None:
-            return 0.0
-        return max(0.0, (self.clock.machine.now() - self.failing_since).total_seconds())
-
-    def check_outage(self, error: ReportExportError, pause: float = 0.0) -> None:
-        """Raise `AccountUnavailable` when the retry policy calls the failures so far an outage
-        (`RetryPolicy.is_outage`), counting `pause` more seconds."""
-        failing = self.failing_for()
-        if self.failing_since is not None and self.config.retry.is_outage(
-            failing, self.failures_in_a_row, pause
-        ):
-            raise AccountUnavailable("outage", error, failing_for=failing) from error
+    async def _unanswered(self, error: TransportError, charge: Charge | None = None) -> None:
+        """A request of the API origin got no answer (nothing, or a cut one)."""
+        self.usage.transport_errors += 1
+        self.outage.unanswered()
+        await self.quota.unanswered(error, charge)
 
     @staticmethod
     async def read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
@@ -511,24 +461,6 @@ class Session:
                     f"answer larger than {cap} bytes", method=response.method, url=str(response.url)
                 )
         return bytes(body)
-
-    async def _observe(
-        self, status: int, headers: Mapping[str, str], endpoint: Endpoint | None
-    ) -> None:
-        if status == 429:
-            self.usage.rate_limited += 1
-        self.clock.observe(headers)
-        now = self.clock.now()
-        info = parse_rate_limit_headers(headers, now, names=self._persona.rate_limit_headers)
-        quota = endpoint.daily_quota if endpoint is not None else None
-        if status == 429 and quota is not None:
-            tz = self.limiter.timezone
-            if classify_export_429(quota, info.wait_hint(now), now, tz).quota == quota:
-                # The daily quota refused (its reset is the day's end): its headers say nothing
-                # about the hourly bucket, which would otherwise stay shut for every endpoint
-                # until midnight.
-                return
-        await self.limiter.observe(info)
 
     # -- streamed answers (downloads) ---------------------------------------------------------
 
@@ -555,15 +487,15 @@ class Session:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """One GET whose body the caller streams. On the API origin it goes through the limiter
         and carries `Authorization`; elsewhere (a signed URL) it carries neither. No retries here:
-        the download driver decides."""
+        the caller's attempts go through `retrier`, as the JSON calls do."""
         api = is_api_origin(url, self.config.base_url)
         timeouts = self.config.timeouts
         timeout = aiohttp.ClientTimeout(
             total=timeouts.download_total, sock_connect=timeouts.connect, sock_read=timeouts.read
         )
-        async with self.limiter.in_flight() if api else contextlib.nullcontext():
+        async with self.quota.slot() if api else contextlib.nullcontext():
             if api:  # as in `_send`: counted only once nothing is left to wait for
-                await self.limiter.acquire(endpoint or Endpoint.DOWNLOAD)
+                await self.quota.take(endpoint or Endpoint.DOWNLOAD)
                 self.usage.calls[(endpoint or Endpoint.DOWNLOAD).value] += 1
             else:
                 self.usage.signed_downloads += 1
@@ -587,11 +519,12 @@ class Session:
                             elapsed,
                         )
                     if api:
-                        self._health(response.status)
-                        await self._observe(response.status, dict(response.headers), endpoint)
+                        await self._answered(endpoint, response.status, dict(response.headers))
                     yield response
             except (TimeoutError, aiohttp.ClientError) as exc:
-                self.usage.transport_errors += 1
+                error = _translate(exc, "GET", url)
                 if api:
-                    self._health(None)
-                raise _translate(exc, "GET", url) from exc
+                    await self._unanswered(error)
+                else:
+                    self.usage.transport_errors += 1
+                raise error from exc

@@ -160,7 +160,7 @@ async def main(args: dict[str, Any]) -> int:
     lease_time = None if lease is None else timedelta(seconds=float(lease))
     async with open_ledger(args["ledger"], clock=clock, lease=lease_time) as ledger:
         policy = RateLimitPolicy(daily_report_export=int(args.get("daily_limit", 100)))
-        limiter = RateLimiter(policy, clock=clock, store=ledger)
+        limiter = RateLimiter(policy, clock=clock, store=ledger.counters)
         async with ReportExportClient(config, limiter=limiter, clock=clock) as client:
             install(killer, client)
             result = await backfill(

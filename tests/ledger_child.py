@@ -49,7 +49,7 @@ async def main(args: dict[str, Any]) -> None:
     )
     async with open_ledger(args["ledger"]) as ledger:
         policy = RateLimitPolicy(daily_report_export=args.get("daily_limit", 100))
-        limiter = RateLimiter(policy, store=ledger)
+        limiter = RateLimiter(policy, store=ledger.counters)
         async with ReportExportClient(config, limiter=limiter) as client:
             mode = args["mode"]
             if mode == "charge":

@@ -268,7 +268,7 @@ async def test_clients_of_several_accounts_share_one_ledger(tmp_path: Path) -> N
             outcomes = await run_per_account(
                 mine, work, ledger=ledger, concurrency=2, client_factory=factory
             )
-            history = await ledger.quota_history()
+            history = await ledger.counters.quota_history()
             entries = await ledger.entries()
 
         ok = {o.account.name: o for o in outcomes if o.ok}

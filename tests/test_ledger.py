@@ -116,7 +116,7 @@ async def setup(
     async with Sandbox(clock=ManualClock(SANDBOX_START), **sandbox_options) as sandbox:
         clock = SandboxTime(sandbox)
         async with Ledger(tmp_path / "ledger.sqlite", clock=clock) as ledger:
-            limiter = RateLimiter(clock=clock, store=ledger)
+            limiter = RateLimiter(clock=clock, store=ledger.counters)
             async with ReportExportClient(
                 config_for(sandbox), limiter=limiter, clock=clock, random_source=lambda: 0.5
             ) as client:
@@ -399,7 +399,7 @@ async def test_quota_use_survives_a_restart_and_is_shared_between_processes(
             sandbox, ledger_path, mode="charge", count=5, daily_limit=3, tag="b"
         )
         async with Ledger(ledger_path) as ledger:
-            limiter = RateLimiter(RateLimitPolicy(daily_report_export=3), store=ledger)
+            limiter = RateLimiter(RateLimitPolicy(daily_report_export=3), store=ledger.counters)
             async with ReportExportClient(config_for(sandbox), limiter=limiter) as client:
                 daily = await limiter.daily("ReportExport")  # bound to the client's account now
                 with pytest.raises(QuotaExhausted):
@@ -620,13 +620,13 @@ async def test_an_older_ledger_is_read_as_it_is_or_says_it_needs_an_upgrade(
     async with Ledger(path, read_only=True) as ledger:
         assert [e.job_id for e in await ledger.entries()] == ["job-9"]  # its columns exist
         with pytest.raises(LedgerError) as caught:
-            await ledger.quota_history()  # counted per account only since version 2
+            await ledger.counters.quota_history()  # counted per account only since version 2
     assert caught.value.problem == "older"
     assert "schema version 1" in str(caught.value)
     assert "open it once for writing to upgrade it" in str(caught.value)
     assert path.read_bytes() == before
     async with Ledger(path) as ledger:  # a writable open upgrades it
-        assert await ledger.quota_history() == []
+        assert await ledger.counters.quota_history() == []
 
 
 @sqlite_file
@@ -672,8 +672,8 @@ async def test_a_version_1_ledger_is_migrated_and_keeps_its_quota_use(tmp_path: 
     db.commit()
     db.close()
     async with Ledger(path) as ledger:
-        assert await ledger.used("ReportExport", date(2026, 6, 15)) == 7
-        history = await ledger.quota_history()
+        assert await ledger.counters.used("ReportExport", date(2026, 6, 15)) == 7
+        history = await ledger.counters.quota_history()
     db = sqlite3.connect(path)
     version = db.execute("PRAGMA user_version").fetchone()[0]
     db.close()
@@ -727,11 +727,20 @@ async def test_auto_chunks_are_kept_per_account_and_export_and_replaced_only_if_
 async def test_quota_use_is_counted_per_account(tmp_path: Path) -> None:
     day = date(2026, 6, 15)
     async with Ledger(tmp_path / "ledger.sqlite") as ledger:
-        assert await ledger.charge("ReportExport", day, 2, "https://a/Advertisers/IR1") == 1
-        assert await ledger.charge("ReportExport", day, 2, "https://a/Advertisers/IR1") == 2
-        assert await ledger.charge("ReportExport", day, 2, "https://a/Advertisers/IR1") is None
-        assert await ledger.charge("ReportExport", day, 2, "https://a/Advertisers/IR2") == 1
-        assert await ledger.used("ReportExport", day, "https://a/Advertisers/IR2") == 1
+        assert (
+            await ledger.counters.charge("ReportExport", day, 2, "https://a/Advertisers/IR1") == 1
+        )
+        assert (
+            await ledger.counters.charge("ReportExport", day, 2, "https://a/Advertisers/IR1") == 2
+        )
+        assert (
+            await ledger.counters.charge("ReportExport", day, 2, "https://a/Advertisers/IR1")
+            is None
+        )
+        assert (
+            await ledger.counters.charge("ReportExport", day, 2, "https://a/Advertisers/IR2") == 1
+        )
+        assert await ledger.counters.used("ReportExport", day, "https://a/Advertisers/IR2") == 1
 
 
 async def test_one_limiter_cannot_serve_two_accounts(tmp_path: Path) -> None:
@@ -838,14 +847,14 @@ async def test_two_limiters_on_one_ledger_spend_one_hourly_bucket(tmp_path: Path
         Ledger(tmp_path / "ledger.sqlite", clock=clock) as one,
         Ledger(tmp_path / "ledger.sqlite", clock=clock) as two,
     ):
-        first = RateLimiter(policy, clock=clock, store=one)
-        second = RateLimiter(policy, clock=clock, store=two)
+        first = RateLimiter(policy, clock=clock, store=one.counters)
+        second = RateLimiter(policy, clock=clock, store=two.counters)
         for limiter in (first, second):
             limiter.bind("https://a/Mediapartners/IR1")
         for _ in range(10):
             await first.acquire(Endpoint.GET_JOB)
             await second.acquire(Endpoint.GET_JOB)
-        window = await one.hourly("https://a/Mediapartners/IR1", lambda w: (w, w))
+        window = await one.counters.hourly("https://a/Mediapartners/IR1", lambda w: (w, w))
         assert window is not None
         assert window.remaining == 0
         waits: list[str] = []

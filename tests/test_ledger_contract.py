@@ -23,10 +23,13 @@ import pytest
 
 from reportexport_async.core.chunking import Chunk
 from reportexport_async.core.models import Job
+from reportexport_async.core.policies import RateLimitPolicy
 from reportexport_async.core.quota import HourlyWindow
-from reportexport_async.errors import LedgerError
+from reportexport_async.core.requests import Endpoint
+from reportexport_async.errors import ConfigurationError, LedgerError, QuotaExhausted
 from reportexport_async.ledger import MIGRATIONS, Ledger
 from reportexport_async.ledger_store import LedgerStore, open_ledger
+from reportexport_async.ratelimit import RateLimiter
 from reportexport_async.sandbox import ManualClock
 
 from .conftest import SANDBOX_START
@@ -350,21 +353,21 @@ async def test_the_daily_quota_is_charged_up_to_its_limit_per_account(
 ) -> None:
     open_worker, _ = workers
     a, b = await open_worker(), await open_worker()
-    assert [await a.charge("ReportExport", DAY, 2, "x") for _ in range(3)] == [1, 2, None]
-    assert await b.used("ReportExport", DAY, "x") == 2
-    await b.refund("ReportExport", DAY, "x")
-    assert await a.charge("ReportExport", DAY, 2, "x") == 2
-    assert await a.charge("ReportExport", DAY, 0, "y") is None
-    assert await a.charge("ReportExport", DAY + timedelta(days=1), 2, "x") == 1
-    await a.exhaust("ReportExport", DAY, 2, "z")  # the server said so: nothing more today
-    assert await b.spent("ReportExport", DAY, "z")
-    assert not await b.spent("ReportExport", DAY, "x")
-    assert await b.charge("ReportExport", DAY, 100, "z") is None
-    assert await b.used("ReportExport", DAY, "z") == 0
-    assert await a.quota_zone("x") is None
-    await a.learn_quota_zone(-420, "x")
-    assert await b.quota_zone("x") == -420
-    assert [(acct, day, used) for acct, day, _, used in await b.quota_history()] == [
+    assert [await a.counters.charge("ReportExport", DAY, 2, "x") for _ in range(3)] == [1, 2, None]
+    assert await b.counters.used("ReportExport", DAY, "x") == 2
+    await b.counters.refund("ReportExport", DAY, "x")
+    assert await a.counters.charge("ReportExport", DAY, 2, "x") == 2
+    assert await a.counters.charge("ReportExport", DAY, 0, "y") is None
+    assert await a.counters.charge("ReportExport", DAY + timedelta(days=1), 2, "x") == 1
+    await a.counters.exhaust("ReportExport", DAY, 2, "z")  # the server said so: nothing more today
+    assert await b.counters.spent("ReportExport", DAY, "z")
+    assert not await b.counters.spent("ReportExport", DAY, "x")
+    assert await b.counters.charge("ReportExport", DAY, 100, "z") is None
+    assert await b.counters.used("ReportExport", DAY, "z") == 0
+    assert await a.counters.quota_zone("x") is None
+    await a.counters.learn_quota_zone(-420, "x")
+    assert await b.counters.quota_zone("x") == -420
+    assert [(acct, day, used) for acct, day, _, used in await b.counters.quota_history()] == [
         ("x", DAY, 2), ("x", DAY + timedelta(days=1), 1), ("z", DAY, 0),
     ]  # fmt: skip
 
@@ -378,7 +381,7 @@ async def test_many_workers_charging_at_once_never_pass_the_limit(
 
     async def spend(ledger: LedgerStore) -> None:
         for _ in range(5):
-            counts.append(await ledger.charge("ReportExport", DAY, 7, "x"))
+            counts.append(await ledger.counters.charge("ReportExport", DAY, 7, "x"))
 
     async with anyio.create_task_group() as group:
         for ledger in ledgers:
@@ -402,11 +405,38 @@ async def test_the_hourly_bucket_is_one_for_every_worker(
     async with anyio.create_task_group() as group:
         for ledger in ledgers:
             for _ in range(4):
-                group.start_soon(ledger.hourly, "acct", take)
+                group.start_soon(ledger.counters.hourly, "acct", take)
     assert seen.count(None) == 1  # the first call made the bucket, the others used it
-    stored = await ledgers[0].hourly("acct", lambda w: (w, w))  # type: ignore[arg-type,return-value]
+    stored = await ledgers[0].counters.hourly("acct", lambda w: (w, w))  # type: ignore[arg-type,return-value]
     assert stored is not None
     assert stored.remaining == 100 - 12
+
+
+async def test_the_counters_are_a_store_of_their_own_that_the_limiter_is_given(
+    workers: tuple[Open, ManualClock],
+) -> None:
+    """The limiter counts through the ledger's counters, one object per ledger over its
+    database; it is never given the ledger, whose records only the driver writes."""
+    open_worker, clock = workers
+    ledger = await open_worker()
+    assert ledger.counters is ledger.counters
+    assert not hasattr(ledger, "charge")  # the records' store has no quota calls of its own
+    with pytest.raises(ConfigurationError) as refused:
+        RateLimiter(store=ledger)  # type: ignore[arg-type]
+    assert refused.value.setting == "store"
+    assert "ledger.counters" in str(refused.value)
+    limiter = RateLimiter(
+        RateLimitPolicy(daily_report_export=2), clock=clock, store=ledger.counters
+    )
+    limiter.bind(ACCOUNT)
+    charges = [await limiter.acquire(Endpoint.REPORT_EXPORT) for _ in range(2)]
+    with pytest.raises(QuotaExhausted):
+        await limiter.acquire(Endpoint.REPORT_EXPORT)
+    await limiter.refund(charges[0])
+    other = await open_worker()  # another worker reads the same counts
+    assert await other.counters.used("ReportExport", clock.now().date(), ACCOUNT) == 1
+    assert await ledger.entries() == []
+    assert await ledger.unfinished() == []
 
 
 # -- the SQLite file ----------------------------------------------------------------------------
@@ -447,8 +477,8 @@ async def test_a_read_only_ledger_reads_and_records_nothing(
         reader.renew_leases(),
         reader.release_leases(),
         reader.record_event("k1", "error"),
-        reader.charge("ReportExport", DAY, 5, "x"),
-        reader.hourly("x", lambda w: (HourlyWindow.fresh(5, SANDBOX_START), None)),
+        reader.counters.charge("ReportExport", DAY, 5, "x"),
+        reader.counters.hourly("x", lambda w: (HourlyWindow.fresh(5, SANDBOX_START), None)),
     ]
     for write in writes:
         with pytest.raises(LedgerError) as caught:

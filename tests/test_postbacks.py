@@ -191,7 +191,7 @@ async def scaled_run(
                     account_type="Mediapartners",
                     base_url=sandbox.base_url,
                 )
-                limiter = RateLimiter(config.rate_limit, clock=clock, store=ledger)
+                limiter = RateLimiter(config.rate_limit, clock=clock, store=ledger.counters)
                 async with ReportExportClient(config, limiter=limiter, clock=clock) as client:
                     yield sandbox, client, ledger, postbacks
 
@@ -235,7 +235,7 @@ async def test_two_backfills_sharing_one_receiver_both_get_their_wake_ups(tmp_pa
     is woken by its own jobs' postbacks. A backfill that missed them would find its jobs with the
     safety net's first listing call, 600 sandbox seconds in: 21 calls for 10 chunks, over 2.05."""
     async with scaled_run(tmp_path) as (sandbox, client, ledger, postbacks):
-        limiter = RateLimiter(client.config.rate_limit, clock=client.clock, store=ledger)
+        limiter = RateLimiter(client.config.rate_limit, clock=client.clock, store=ledger.counters)
         async with ReportExportClient(client.config, limiter=limiter, clock=client.clock) as other:
             runs = {
                 "actions": (client, "mp_action_listing_fast", date(2025, 1, 1)),

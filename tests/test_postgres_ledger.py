@@ -54,7 +54,7 @@ async def test_client_with_a_postgresql_url_keeps_its_ledger_there(
     assert stats["calls"]["ReportExport"] == 4  # the second run found everything in PostgreSQL
     async with open_ledger(url, read_only=True) as ledger:
         entries = await ledger.entries()
-        used = await ledger.quota_history()
+        used = await ledger.counters.quota_history()
     assert len(entries) == 4
     assert all(e.file_sha256 and e.claimed_by is None for e in entries)
     assert sum(u for *_, u in used) == 4
@@ -147,10 +147,10 @@ async def test_a_chunks_life_costs_one_round_trip_per_ledger_call(
         return (window or HourlyWindow.fresh(1000, now)).acquire(now, count=5)[0], None
 
     async with ledger:
-        await ledger.hourly("acct", take)  # the bucket's first call makes its row
+        await ledger.counters.hourly("acct", take)  # the bucket's first call makes its row
         SENT.clear()
-        await counted("charge", ledger.charge("ReportExport", day, 10, "acct"))
-        await counted("hourly", ledger.hourly("acct", take))
+        await counted("charge", ledger.counters.charge("ReportExport", day, 10, "acct"))
+        await counted("hourly", ledger.counters.hourly("acct", take))
         entry, must_submit = await counted(
             "claim",
             ledger.claim(

@@ -1068,7 +1068,7 @@ async def test_a_flood_of_forged_postbacks_during_a_backfill(tmp_path: Path) -> 
             async with (
                 Ledger(tmp_path / "ledger.sqlite", clock=clock) as ledger,
                 ReportExportClient(
-                    config, limiter=RateLimiter(clock=clock, store=ledger), clock=clock
+                    config, limiter=RateLimiter(clock=clock, store=ledger.counters), clock=clock
                 ) as client,
             ):
                 finished_at: list[float] = []

@@ -323,11 +323,11 @@ async def test_a_daily_429_in_any_time_zone_ends_the_run_pending_and_teaches_the
         assert reset is not None
         assert reset.astimezone(UTC).hour == 8  # the server's reset, not UTC midnight
         assert stats["quota"]["ReportExport"] == 3
-        assert await ledger.quota_zone(client.limiter.account or "") == offset
+        assert await ledger.counters.quota_zone(client.limiter.account or "") == offset
         account = client.limiter.account or ""
         today = sandbox.now().astimezone(client.limiter.timezone).date()
-        assert await ledger.used("ReportExport", today, account) == 3  # the server's count
-        assert await ledger.spent("ReportExport", today, account)
+        assert await ledger.counters.used("ReportExport", today, account) == 3  # the server's count
+        assert await ledger.counters.spent("ReportExport", today, account)
         # The same again: nothing is tried, the reset is known.
         second = await backfill(
             client, ledger, specs, date(2026, 5, 1), date(2026, 5, 6), out_dir=tmp_path / "out",
@@ -568,7 +568,7 @@ async def test_quota_stores_refund_mark_spent_and_learn_the_zone(tmp_path: Path,
 
     day = date(2026, 6, 15)
     async with Ledger(tmp_path / "ledger.sqlite") as ledger:
-        store: QuotaStore = ledger if kind == "ledger" else MemoryQuotaStore()
+        store: QuotaStore = ledger.counters if kind == "ledger" else MemoryQuotaStore()
         assert await store.charge("ReportExport", day, 3, "acct") == 1
         assert await store.charge("ReportExport", day, 3, "acct") == 2
         await store.refund("ReportExport", day, "acct")

@@ -51,7 +51,8 @@ def _unit(random_value: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Retries of one HTTP request: connection errors, timeouts and ``retry_statuses``.
+    """Retries of one HTTP request, the same for the API's calls and for downloads (one retry
+    loop, ``retrying.Retrier``): connection errors, timeouts and ``retry_statuses``.
 
     ``attempt`` counts from 1 (the attempt that just failed). Capped exponential backoff with
     FULL jitter: ``delay = random * min(max_backoff, initial * multiplier ** (attempt - 1))``.
@@ -61,7 +62,8 @@ class RetryPolicy:
     initial_backoff: float = 0.5
     max_backoff: float = 30.0
     multiplier: float = 2.0
-    #: Stop retrying once this many seconds have passed since the first attempt.
+    #: Stop retrying once this many seconds have passed since the first attempt (of a call; a
+    #: download's attempts stream for as long as their result takes: bounded by number).
     total_budget: float = 120.0
     retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
     #: A server hint longer than this is not waited for; the error goes to the caller.

@@ -66,6 +66,7 @@ __all__ = [
     "interpret_ticket",
     "interpreter",
     "is_error_body",
+    "is_retryable",
     "is_transient",
     "job_page_interpreter",
     "parse_error_envelope",
@@ -394,6 +395,15 @@ def worth_another_round(error: ReportExportError) -> bool:
     if isinstance(error, TransportError | DownloadIntegrityError | SignedURLRefused):
         return True
     return is_transient(error)
+
+
+def is_retryable(error: ReportExportError) -> bool:
+    """Whether the session sends the same request again after `error` (one rule for its calls
+    and its downloads): what `worth_another_round` says may pass, except a TLS failure, which no
+    retry can cure (a certificate or a handshake problem)."""
+    if isinstance(error, ConnectError) and error.tls:
+        return False
+    return worth_another_round(error)
 
 
 def report_refused(error: ReportExportError) -> bool:

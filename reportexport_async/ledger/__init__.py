@@ -10,8 +10,9 @@ known and tell it what happened.
 - `records`: what is recorded (`LedgerEntry`, `LedgerEvent`) and how it is encoded;
 - `schema`: the tables, once for both databases, and the SQLite file's migrations;
 - `sql`: the one interface (`Tx`) the shared code runs its statements through;
-- `base`: every call on exports and claims, written once; `counters`: the daily quotas and the
-  hourly bucket;
+- `base`: every call on exports and claims, written once;
+- `counters`: the daily quotas and the hourly bucket, a small store of their own that each
+  ledger makes over its database (`ledger.counters`), the one the rate limiter is given;
 - `sqlite`: the SQLite file (`Ledger`, the default); `postgres`: a PostgreSQL database, for
   several hosts (`PostgresLedger`, needs asyncpg: imported only when asked for);
 - `store`: the interface (`LedgerStore`) and `open_ledger`, which picks one by its argument.

@@ -7,10 +7,11 @@ statement each (a round trip is what a call costs there), with the same effect."
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..clock import Clock
 from ..core.chunking import Chunk
@@ -50,12 +51,27 @@ EVENT = "INSERT INTO events (fingerprint, at, kind, job_id, detail) VALUES ($1, 
 FINALS = tuple(s.value for s in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED))
 
 
-class SharedLedger(Counters):
+T = TypeVar("T")
+
+
+class SharedLedger:
     """The calls of `store.LedgerStore`, over a store's `_run`."""
 
     owner: str
     lease: timedelta
     clock: Clock
+
+    async def _run(
+        self, work: Callable[[Tx], Coroutine[Any, Any, T]], *, write: bool = True, one: bool = False
+    ) -> T:
+        """`work` in one transaction (`one`: a single statement, atomic by itself)."""
+        raise NotImplementedError
+
+    @cached_property
+    def counters(self) -> Counters:
+        """The daily and hourly counters: a store of their own over this ledger's transactions,
+        the one a rate limiter is given (`RateLimiter(store=ledger.counters)`)."""
+        return Counters(self._run)
 
     def _now(self) -> str:
         return stamp(self.clock.now()) or ""

@@ -1,23 +1,29 @@
 """The counters of the limits: the daily quotas of each account (what was charged, and whether the
 server said a quota was spent), the account's quota day, and its hourly bucket. Shared by every
 process and host on the ledger, so that they all spend one quota; the `QuotaStore` of
-`ratelimit.py`. Written once for both stores (`sql.Tx`); the arithmetic is the core's
-(`core.quota`), and the charge's rule (never past the limit, nothing once the server said the
-quota was spent) is one conditional statement: its row's lock makes the check and the count one
-step for every worker on the account, in one round trip."""
+`ratelimit.py`.
+
+A small store of its own, beside the ledger's records rather than part of them: each ledger
+makes one (`store.counters`) over its own database and transactions (`_run`), and the rate
+limiter is given that object, never the ledger. So the limits are counted around each call
+while the records of exports are written by the driver alone. Written once for both stores
+(`sql.Tx`); the arithmetic is the core's (`core.quota`), and the charge's rule (never past the
+limit, nothing once the server said the quota was spent) is one conditional statement: its
+row's lock makes the check and the count one step for every worker on the account, in one
+round trip."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..core.quota import HourlyWindow
 from ..errors import QuotaName
 from .records import stamp
 from .sql import Tx
 
-__all__ = ["Counters"]
+__all__ = ["Counters", "Runner"]
 
 T = TypeVar("T")
 Work = Callable[[Tx], Coroutine[Any, Any, T]]
@@ -26,12 +32,21 @@ _WHERE = "WHERE account = $1 AND day = $2 AND name = $3"
 _BUCKET = "SELECT lim, remaining, resets_at FROM hourly_bucket WHERE account = $1 FOR UPDATE"
 
 
-class Counters:
-    """The counters' calls, over the `_run` of a store (SQLite's or PostgreSQL's)."""
+class Runner(Protocol):
+    """A store's way to run `work` in one transaction (`one`: a single statement, atomic by
+    itself); a write on a read-only ledger is refused there."""
 
-    async def _run(self, work: Work[T], *, write: bool = True, one: bool = False) -> T:
-        """`work` in one transaction (`one`: a single statement, atomic by itself)."""
-        raise NotImplementedError
+    async def __call__(self, work: Work[T], *, write: bool = True, one: bool = False) -> T: ...
+
+
+class Counters:
+    """The counters' calls, over the transactions of a store (SQLite's or PostgreSQL's)."""
+
+    def __init__(self, run: Runner) -> None:
+        self._run = run
+
+    def __repr__(self) -> str:
+        return f"Counters({getattr(self._run, '__self__', None)!r})"
 
     async def used(self, name: QuotaName, day: date, account: str = "") -> int:
         used = await self._read_value(f"SELECT used FROM quota_use {_WHERE}", account, day, name)

@@ -19,21 +19,19 @@ loses its chunks when their leases run out, and another takes them over by the r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..clock import Clock
 from ..core.chunking import Chunk
 from ..core.models import Job
-from ..core.quota import HourlyWindow
-from ..errors import ConfigurationError, QuotaName
+from ..errors import ConfigurationError
+from .counters import Counters
 from .records import LedgerEntry, LedgerEvent, redact_url
 
 __all__ = ["LEDGER_URL_ENV", "LedgerStore", "is_ledger_url", "open_ledger", "redact_url"]
-
-T = TypeVar("T")
 
 #: The environment variable naming the ledger (a path or a `postgresql://` URL).
 LEDGER_URL_ENV = "IMPACT_LEDGER_URL"
@@ -123,20 +121,11 @@ class LedgerStore(Protocol):
         self, account: str, export: str, chunks: Sequence[Chunk], *, expected: Sequence[Chunk]
     ) -> bool: ...
 
-    # -- the limits (the `QuotaStore` of `ratelimit.py`, and the shared hourly bucket)
-    async def used(self, name: QuotaName, day: date, account: str = "") -> int: ...
-    async def spent(self, name: QuotaName, day: date, account: str = "") -> bool: ...
-    async def charge(
-        self, name: QuotaName, day: date, limit: int, account: str = ""
-    ) -> int | None: ...
-    async def exhaust(self, name: QuotaName, day: date, limit: int, account: str = "") -> None: ...
-    async def refund(self, name: QuotaName, day: date, account: str = "") -> None: ...
-    async def quota_zone(self, account: str = "") -> int | None: ...
-    async def learn_quota_zone(self, minutes: int, account: str = "") -> None: ...
-    async def quota_history(self) -> Sequence[tuple[str, date, str, int]]: ...
-    async def hourly(
-        self, account: str, change: Callable[[HourlyWindow | None], tuple[HourlyWindow, T]]
-    ) -> T: ...
+    # -- the limits: a store of their own over the same database (the `QuotaStore` of
+    # `ratelimit.py`, and the shared hourly bucket), given to the rate limiter instead of the
+    # ledger, so that only the driver writes the records of exports
+    @property
+    def counters(self) -> Counters: ...
 
 
 def is_ledger_url(spec: object) -> bool:

@@ -16,7 +16,6 @@ from ..api import ReportExportClient
 from ..core.fingerprint import Fingerprint
 from ..core.models import Job
 from ..core.planning import Plan
-from ..core.responses import account_problem
 from ..destinations import FilesDestination
 from ..errors import AccountUnavailable, OutputError, ReportExportError
 from ..ledger_store import LedgerStore
@@ -230,17 +229,7 @@ class RunState:
         stopping: the caller returns at once."""
         if self.stopped is not None:
             return True
-        problem = account_problem(error)
-        stop: AccountUnavailable | None = None
-        if isinstance(error, AccountUnavailable):
-            stop = error
-        elif problem is not None:
-            stop = AccountUnavailable(problem, error)
-        else:
-            try:
-                self.api.session.check_outage(error, pause)
-            except AccountUnavailable as outage:
-                stop = outage
+        stop = self.api.session.outage.account_wide(error, pause)
         if stop is None:
             return False
         self.stopped = stop
