@@ -1,0 +1,163 @@
+"""The account's quota beside the session (`quota_account.QuotaAccount`), against the sandbox
+over loopback, its counts kept in a ledger's counters (the store the limiter is given, never the
+ledger): a charge for every submit the server counted and for nothing else, a daily-quota 429
+remembered and raised at once without shutting the hourly bucket, the hourly view taken from the
+answers' headers."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reportexport_async import (
+    ClientConfig,
+    ExportRequest,
+    RateLimiter,
+    ReportExportClient,
+    RetryPolicy,
+)
+from reportexport_async.core.personas import persona_for
+from reportexport_async.core.requests import Endpoint
+from reportexport_async.errors import ConnectError, QuotaExhausted, Unauthorized
+from reportexport_async.ledger import Ledger
+from reportexport_async.quota_account import QuotaAccount
+from reportexport_async.sandbox import ManualClock, Sandbox
+from reportexport_async.sandbox.testing import SandboxTime
+from reportexport_async.server_clock import ServerClock
+
+from .conftest import SANDBOX_START
+
+RETRY = RetryPolicy(max_attempts=2, initial_backoff=0.5, max_backoff=0.5)
+
+
+def report(day: int) -> ExportRequest:
+    return ExportRequest(
+        report_id="mp_action_listing_fast", start=date(2026, 1, day), end=date(2026, 1, day)
+    )
+
+
+@asynccontextmanager
+async def account(
+    tmp_path: Path, token: str | None = None, base_url: str | None = None, **sandbox: Any
+) -> AsyncIterator[tuple[Sandbox, ReportExportClient, SandboxTime, Ledger]]:
+    async with (
+        Sandbox(clock=ManualClock(SANDBOX_START), **sandbox) as box,
+        Ledger(tmp_path / "ledger.sqlite") as ledger,
+    ):
+        clock = SandboxTime(box)
+        config = ClientConfig(
+            account_sid=box.account_sid,
+            auth_token=token or box.auth_token,
+            account_type="Mediapartners",
+            base_url=base_url or box.base_url,
+            retry=RETRY,
+        )
+        limiter = RateLimiter(config.rate_limit, clock=clock, store=ledger.counters)
+        async with ReportExportClient(
+            config, limiter=limiter, clock=clock, random_source=lambda: 0.5
+        ) as client:
+            yield box, client, clock, ledger
+
+
+async def used(client: ReportExportClient) -> int:
+    daily = await client.session.limiter.daily("ReportExport")
+    assert daily is not None
+    return daily.used
+
+
+async def test_a_submit_the_server_counted_is_charged_once(tmp_path: Path) -> None:
+    async with account(tmp_path) as (box, client, _, ledger):
+        assert isinstance(client.session.quota, QuotaAccount)
+        for day in (1, 2):
+            await client.export(report(day))
+        assert await used(client) == box.stats()["quota"]["ReportExport"] == 2
+        key = client.session.limiter.account or ""
+        today = SANDBOX_START.date()
+        assert await ledger.counters.used("ReportExport", today, key) == 2
+        assert await ledger.entries() == []  # the counters only: no record of an export
+
+
+async def test_a_refused_token_is_refunded(tmp_path: Path) -> None:
+    async with account(tmp_path, token="not-the-token") as (box, client, _, _):
+        with pytest.raises(Unauthorized):
+            await client.export(report(1))
+        assert box.stats()["unauthorized"] == 1
+        assert await used(client) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_a_call_that_never_connected_is_refunded(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with account(tmp_path, base_url=url) as (_, client, clock, _):
+        with pytest.raises(ConnectError):
+            await client.export(report(1))
+        assert clock.slept == [0.25]  # retried once, by the one policy
+        assert await used(client) == 0
+
+
+async def test_a_daily_429_is_remembered_and_leaves_the_hourly_bucket_open(
+    tmp_path: Path,
+) -> None:
+    async with account(tmp_path, daily_export_limit=1) as (box, client, clock, ledger):
+        await client.export(report(1))
+        # The local limit (100) is above the server's (1): the server refuses the next one.
+        with pytest.raises(QuotaExhausted) as spent:
+            await client.export(report(2))
+        assert spent.value.resets_at == datetime.fromisoformat(box.stats()["quota"]["resets_at"])
+        assert box.stats()["quota"]["ReportExport"] == 1
+        assert box.stats()["calls"]["ReportExport"] == 2  # refused once: never retried
+        key = client.session.limiter.account or ""
+        assert await ledger.counters.spent("ReportExport", SANDBOX_START.date(), key)
+        assert await ledger.counters.used("ReportExport", SANDBOX_START.date(), key) == 1
+        with pytest.raises(QuotaExhausted):  # known now: no call at all
+            await client.export(report(3))
+        assert box.stats()["calls"]["ReportExport"] == 2
+        clock.slept.clear()
+        await client.reports()  # every other endpoint goes on, without a wait
+        assert clock.slept == []
+        window = client.session.limiter.hourly
+        assert window is not None
+        assert window.remaining > 0
+
+
+async def test_the_hourly_view_follows_the_answers_headers(tmp_path: Path) -> None:
+    async with account(tmp_path, hourly_limit=40) as (box, client, _, _):
+        for _ in range(3):
+            await client.reports()
+        window = client.session.limiter.hourly
+        assert window is not None
+        assert window.limit == 40
+        assert window.remaining == 40 - box.stats()["hourly"]["used"] == 37
+
+
+async def test_a_call_that_spends_the_quota_asks_the_servers_day_first(tmp_path: Path) -> None:
+    async with account(tmp_path) as (box, client, _, _):
+        asked: list[str] = []
+        clock = client.session.clock
+        assert isinstance(clock, ServerClock)
+
+        async def probe() -> None:
+            asked.append("probe")
+            await client.reports()
+
+        clock.set_probe(probe)
+        clock.ask_before_spending = True
+        quota = QuotaAccount(client.session.limiter, clock, persona_for("Mediapartners"))
+        await quota.ready(Endpoint.GET_JOB)  # spends nothing: no question
+        assert asked == []
+        await quota.ready(Endpoint.REPORT_EXPORT)  # never observed: ask first
+        assert asked == ["probe"]
+        await quota.ready(Endpoint.REPORT_EXPORT)  # a fresh answer: no second question
+        assert asked == ["probe"]
+        assert box.stats()["calls"]["ReportExport"] == 0
