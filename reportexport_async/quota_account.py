@@ -26,7 +26,9 @@ from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 
 from .clock import Clock, SystemClock
-from .core.personas import Persona
+from .config import ClientConfig
+from .core.fingerprint import account_key
+from .core.personas import Persona, persona_for
 from .core.quota import classify_export_429, counted_by_server
 from .core.ratelimit_headers import parse_rate_limit_headers
 from .core.requests import Endpoint
@@ -54,6 +56,19 @@ class QuotaAccount:
         self.limiter = limiter
         self.clock = clock
         self._headers = persona.rate_limit_headers
+
+    @classmethod
+    def of(
+        cls, config: ClientConfig, *, limiter: RateLimiter | None, clock: Clock | None
+    ) -> QuotaAccount:
+        """The account of `config`: its limiter (one is made from the config when none is
+        given), tied to the account and to the account's server clock."""
+        server = account_clock(clock, limiter)
+        if limiter is not None and limiter.clock is not server:
+            limiter.clock = server
+        limiter = limiter or RateLimiter(config.rate_limit, clock=server)
+        limiter.bind(account_key(config.base_url, config.account_type, config.account_sid))
+        return cls(limiter, server, persona_for(config.account_type))
 
     def __repr__(self) -> str:
         return f"QuotaAccount({self.limiter!r}, account={self.limiter.account!r})"

@@ -1,6 +1,6 @@
 """The session: one aiohttp `ClientSession` per client, authentication, the redirect policy and
-the retries. It sends and retries, nothing else; it knows nothing about jobs or files. Beside it,
-small objects it tells about each request:
+the retries. It sends and retries, nothing else; it knows nothing about jobs or files. Beside it
+are small objects it tells about each request (the session counts nothing of the account itself):
 
 - `quota_account.QuotaAccount`: the account's limits (a charge before each call, a refund when the
   server did not count it, the answers' rate-limit headers, a 429 judged as a spent daily quota);
@@ -54,7 +54,6 @@ import anyio
 from ._version import __version__
 from .clock import Clock
 from .config import ClientConfig, plain_http_refusal
-from .core.fingerprint import account_key
 from .core.personas import persona_for
 from .core.proxies import proxy_settings, route_for
 from .core.requests import (
@@ -74,7 +73,7 @@ from .errors import (
     redact_url,
 )
 from .outage import OutageWatch
-from .quota_account import QuotaAccount, account_clock
+from .quota_account import QuotaAccount
 from .ratelimit import Charge, RateLimiter
 from .retrying import Retrier
 from .server_clock import ServerClock
@@ -201,17 +200,15 @@ class Session:
                 host = "its host"
             raise ConfigurationError("base_url", plain_http_refusal(host))
         self.config = config
+        #: The account's limits around each call, over its (shared) limiter.
+        self.quota = QuotaAccount.of(config, limiter=limiter, clock=clock)
         #: The server's clock, observed on every answer: one per account, shared with its
         #: limiter (its quota day is the server's). The machine's clock only times waits.
-        self.clock: ServerClock = account_clock(clock, limiter)
-        if limiter is not None and limiter.clock is not self.clock:
-            limiter.clock = self.clock
-        self.limiter = limiter or RateLimiter(config.rate_limit, clock=self.clock)
-        self.limiter.bind(account_key(config.base_url, config.account_type, config.account_sid))
+        self.clock: ServerClock = self.quota.clock
+        self.limiter: RateLimiter = self.quota.limiter
         self.usage = Usage()
         self._random = random_source or random.random
         self._persona = persona_for(config.account_type)
-        self.quota = QuotaAccount(self.limiter, self.clock, self._persona)
         #: The account's health; a run asks it whether an error stops it (`account_wide`).
         self.outage = OutageWatch(config.retry, self.clock.machine)
         self.retrier = Retrier(
