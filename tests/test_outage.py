@@ -5,8 +5,7 @@ connections, and an answer that ends the failing."""
 
 from __future__ import annotations
 
-import socket
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -21,23 +20,10 @@ from reportexport_async.errors import (
     Unauthorized,
 )
 from reportexport_async.outage import OutageWatch
-from reportexport_async.sandbox import ManualClock, Sandbox
-from reportexport_async.sandbox.testing import SandboxTime
 
-from .conftest import SANDBOX_START
+from .transport_parts import Steps, client_on, closed_port, manual_sandbox
 
 URL = "https://api.example/x"
-
-
-class Steps:
-    def __init__(self) -> None:
-        self.at = SANDBOX_START
-
-    def now(self) -> datetime:
-        return self.at
-
-    async def sleep(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
 
 
 def failing(watch: OutageWatch, steps: Steps, times: int, every: float) -> None:
@@ -102,36 +88,19 @@ def test_which_single_errors_stop_a_run_at_once(
         assert watch.account_wide(stop) is stop  # already said: passed on as it is
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_a_session_tells_its_watch_about_every_answer() -> None:
     retry = RetryPolicy(max_attempts=3, initial_backoff=1.0, max_backoff=1.0)
-    async with Sandbox(clock=ManualClock(SANDBOX_START)) as box:
-        clock = SandboxTime(box)
-        config = ClientConfig(
-            account_sid=box.account_sid,
-            auth_token=box.auth_token,
-            account_type="Mediapartners",
-            base_url=box.base_url,
-            retry=retry,
-        )
-        async with ReportExportClient(
-            config, limiter=RateLimiter(clock=clock), clock=clock, random_source=lambda: 0.5
-        ) as client:
-            watch = client.session.outage
-            box.configure(faults={"http_5xx": 1.0})
-            with pytest.raises(ServerError) as failed:
-                await client.reports()
-            assert watch.failures_in_a_row == 3  # every attempt, retries included
-            assert watch.failing_for() == 1.0  # two pauses of 0.5 s, on the sandbox's clock
-            assert watch.account_wide(failed.value) is None
-            box.configure(faults={})
+    async with manual_sandbox() as box, client_on(box, retry=retry) as (client, _):
+        watch = client.session.outage
+        box.configure(faults={"http_5xx": 1.0})
+        with pytest.raises(ServerError) as failed:
             await client.reports()
-            assert (watch.failing_since, watch.failures_in_a_row) == (None, 0)
+        assert watch.failures_in_a_row == 3  # every attempt, retries included
+        assert watch.failing_for() == 1.0  # two pauses of 0.5 s, on the sandbox's clock
+        assert watch.account_wide(failed.value) is None
+        box.configure(faults={})
+        await client.reports()
+        assert (watch.failing_since, watch.failures_in_a_row) == (None, 0)
 
 
 async def test_a_host_that_refuses_connections_stops_a_run_at_once() -> None:
@@ -140,7 +109,7 @@ async def test_a_host_that_refuses_connections_stops_a_run_at_once() -> None:
         account_sid="IR1",
         auth_token="secret-token",
         account_type="Mediapartners",
-        base_url=f"http://127.0.0.1:{free_port()}",
+        base_url=f"http://127.0.0.1:{closed_port()}",
         retry=RetryPolicy(max_attempts=2, initial_backoff=0.5, max_backoff=0.5),
     )
     async with ReportExportClient(

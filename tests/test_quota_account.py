@@ -6,7 +6,6 @@ answers' headers."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime
@@ -16,9 +15,7 @@ from typing import Any
 import pytest
 
 from reportexport_async import (
-    ClientConfig,
     ExportRequest,
-    RateLimiter,
     ReportExportClient,
     RetryPolicy,
 )
@@ -27,11 +24,12 @@ from reportexport_async.core.requests import Endpoint
 from reportexport_async.errors import ConnectError, QuotaExhausted, Unauthorized
 from reportexport_async.ledger import Ledger
 from reportexport_async.quota_account import QuotaAccount
-from reportexport_async.sandbox import ManualClock, Sandbox
+from reportexport_async.sandbox import Sandbox
 from reportexport_async.sandbox.testing import SandboxTime
 from reportexport_async.server_clock import ServerClock
 
 from .conftest import SANDBOX_START
+from .transport_parts import client_on, closed_port, manual_sandbox
 
 RETRY = RetryPolicy(max_attempts=2, initial_backoff=0.5, max_backoff=0.5)
 
@@ -44,25 +42,16 @@ def report(day: int) -> ExportRequest:
 
 @asynccontextmanager
 async def account(
-    tmp_path: Path, token: str | None = None, base_url: str | None = None, **sandbox: Any
+    tmp_path: Path, **sandbox: Any
 ) -> AsyncIterator[tuple[Sandbox, ReportExportClient, SandboxTime, Ledger]]:
+    """`token` and `base_url` in `sandbox` go to the client's config."""
+    config = {k: sandbox.pop(k) for k in ("auth_token", "base_url") if k in sandbox}
     async with (
-        Sandbox(clock=ManualClock(SANDBOX_START), **sandbox) as box,
+        manual_sandbox(**sandbox) as box,
         Ledger(tmp_path / "ledger.sqlite") as ledger,
+        client_on(box, store=ledger.counters, retry=RETRY, **config) as (client, clock),
     ):
-        clock = SandboxTime(box)
-        config = ClientConfig(
-            account_sid=box.account_sid,
-            auth_token=token or box.auth_token,
-            account_type="Mediapartners",
-            base_url=base_url or box.base_url,
-            retry=RETRY,
-        )
-        limiter = RateLimiter(config.rate_limit, clock=clock, store=ledger.counters)
-        async with ReportExportClient(
-            config, limiter=limiter, clock=clock, random_source=lambda: 0.5
-        ) as client:
-            yield box, client, clock, ledger
+        yield box, client, clock, ledger
 
 
 async def used(client: ReportExportClient) -> int:
@@ -84,21 +73,15 @@ async def test_a_submit_the_server_counted_is_charged_once(tmp_path: Path) -> No
 
 
 async def test_a_refused_token_is_refunded(tmp_path: Path) -> None:
-    async with account(tmp_path, token="not-the-token") as (box, client, _, _):
+    async with account(tmp_path, auth_token="not-the-token") as (box, client, _, _):
         with pytest.raises(Unauthorized):
             await client.export(report(1))
         assert box.stats()["unauthorized"] == 1
         assert await used(client) == 0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_a_call_that_never_connected_is_refunded(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{closed_port()}"
     async with account(tmp_path, base_url=url) as (_, client, clock, _):
         with pytest.raises(ConnectError):
             await client.export(report(1))

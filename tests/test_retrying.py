@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from reportexport_async import (
-    ClientConfig,
     ExportRequest,
     JobStatus,
     PollPolicy,
@@ -43,37 +42,24 @@ from reportexport_async.errors import (
 from reportexport_async.outage import OutageWatch
 from reportexport_async.quota_account import QuotaAccount
 from reportexport_async.retrying import Retrier
-from reportexport_async.sandbox import ManualClock, Sandbox
+from reportexport_async.sandbox import Sandbox
 from reportexport_async.sandbox.testing import SandboxTime
 from reportexport_async.server_clock import ServerClock
 
 from .conftest import SANDBOX_START
+from .transport_parts import Steps, client_on, manual_sandbox
 
 POLICY = RetryPolicy(max_attempts=3, initial_backoff=1.0, max_backoff=4.0, total_budget=30.0)
 REPORT = ExportRequest(report_id="mp_action_listing_fast", start="2026-01-01", end="2026-01-03")
 
 
 @asynccontextmanager
-async def client_on(
-    **sandbox: Any,
-) -> AsyncIterator[tuple[Sandbox, ReportExportClient, SandboxTime]]:
-    """A client on the sandbox's manual clock (its pauses move the sandbox's time)."""
-    async with Sandbox(
-        clock=ManualClock(SANDBOX_START), job_duration=(10, 10), rows_per_day=5, **sandbox
-    ) as box:
-        clock = SandboxTime(box)
-        config = ClientConfig(
-            account_sid=box.account_sid,
-            auth_token=box.auth_token,
-            account_type="Mediapartners",
-            base_url=box.base_url,
-            retry=POLICY,
-            poll=PollPolicy(initial=5, maximum=60),
-        )
-        async with ReportExportClient(
-            config, limiter=RateLimiter(clock=clock), clock=clock, random_source=lambda: 0.5
-        ) as client:
-            yield box, client, clock
+async def retried(**sandbox: Any) -> AsyncIterator[tuple[Sandbox, ReportExportClient, SandboxTime]]:
+    async with (
+        manual_sandbox(job_duration=(10, 10), rows_per_day=5, **sandbox) as box,
+        client_on(box, retry=POLICY, poll=PollPolicy(initial=5, maximum=60)) as (client, clock),
+    ):
+        yield box, client, clock
 
 
 async def completed_job(box: Sandbox, client: ReportExportClient) -> str:
@@ -86,7 +72,7 @@ async def completed_job(box: Sandbox, client: ReportExportClient) -> str:
 async def test_a_call_and_a_download_fail_after_the_same_attempts_and_pauses(
     tmp_path: Path,
 ) -> None:
-    async with client_on() as (box, client, clock):
+    async with retried() as (box, client, clock):
         job_id = await completed_job(box, client)
         box.configure(faults={"http_5xx": 1.0})
         outcomes: dict[str, tuple[type[BaseException], list[float], int, int]] = {}
@@ -124,7 +110,7 @@ class Calming(SandboxTime):
 async def test_a_call_and_a_download_both_wait_out_a_burst_of_429(tmp_path: Path) -> None:
     """A burst of 429 with a sane Retry-After: waited for by holding the hourly bucket (every
     task of the account waits), in both paths alike."""
-    async with client_on(burst_length=2, burst_retry_after=7.0) as (box, client, _):
+    async with retried(burst_length=2, burst_retry_after=7.0) as (box, client, _):
         job_id = await completed_job(box, client)
         calming = Calming(box)
         client.clock.machine = calming  # the account's clock: the limiter's waits included
@@ -146,7 +132,7 @@ async def test_a_call_and_a_download_both_wait_out_a_burst_of_429(tmp_path: Path
 
 
 async def test_a_cut_download_is_retried_by_the_same_policy(tmp_path: Path) -> None:
-    async with client_on(faults={"truncate_body": 1.0}) as (box, client, clock):
+    async with retried(faults={"truncate_body": 1.0}) as (box, client, clock):
         job_id = await completed_job(box, client)
         clock.slept.clear()
         before = box.stats()["calls"]["Download"]
@@ -158,21 +144,6 @@ async def test_a_cut_download_is_retried_by_the_same_policy(tmp_path: Path) -> N
 
 
 # -- the loop's rules, on scripted attempts ---------------------------------------------------
-
-
-class Steps:
-    """A manual clock for the retrier (sleeping moves it)."""
-
-    def __init__(self) -> None:
-        self.at = SANDBOX_START
-        self.slept: list[float] = []
-
-    def now(self) -> datetime:
-        return self.at
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.at += timedelta(seconds=seconds)
 
 
 def retrier(
