@@ -8,8 +8,8 @@ failure the loop, on the session's `RetryPolicy`:
   failure, a refusal or bad input;
 - on a 429 that spends a daily quota, lets the quota account judge it first (a spent quota raises
   `QuotaExhausted` at once); a sane `Retry-After` or reset is then waited for by emptying the
-  hourly bucket for every task of the account (`QuotaAccount.hold`): not a failure, so it costs
-  no pause of its own, and only the number of such answers is bounded;
+  hourly bucket for every task of the account (`QuotaAccount.hold`): no backoff pause of its own,
+  and more such answers than `max_attempts` raise the 429 (each is an attempt all the same);
 - otherwise pauses with capped exponential backoff and full jitter, and stops when the attempts
   run out or the next pause would pass the total time budget (`RetryPolicy.may_retry`);
 - before each pause, stops the run instead with `AccountUnavailable` when every call has failed
@@ -95,8 +95,8 @@ class Retrier:
             if isinstance(error, RateLimited):
                 await self.quota.refused(endpoint, error)
                 if policy.sane_hint(error.retry_after):
-                    # Over the hourly bucket: every task of the account waits until the window
-                    # reopens. Not a failure: only the count of such answers is bounded.
+                    # Over the hourly bucket: every task of the account waits in the limiter
+                    # until the window reopens, with no backoff pause here.
                     limited += 1
                     if limited > policy.max_attempts:
                         raise error
