@@ -55,12 +55,11 @@ from ..orchestrator import BackfillOptions, BackfillResult, ProgressEvent, run_p
 from ..orchestrator.plan import make_plan, plan_default_ranges
 from .finish import finish_dataset
 from .model import KINDS as KINDS  # the verdicts, for the command line's summaries
-from .model import Dataset, DatasetResult, SyncChunk, SyncOptions, SyncResult
+from .model import Dataset, DatasetResult, SyncChunk, SyncClient, SyncOptions, SyncResult
 from .plan import Day, Plan, held_history, plan_dataset, verdict_event
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..api import ReportExportClient
-    from ..client import Client
     from ..postbacks import PostbackReceiver
 
 __all__ = ["Dataset", "DatasetResult", "SyncChunk", "SyncOptions", "SyncResult", "sync"]
@@ -69,7 +68,7 @@ log = logging.getLogger("reportexport_async.sync")
 
 
 async def sync(
-    client: Client,
+    client: SyncClient,
     datasets: Dataset | Sequence[Dataset],
     *,
     options: SyncOptions | None = None,
@@ -130,7 +129,7 @@ async def sync(
 
 
 async def _on_the_servers_day(
-    client: Client, sets: Sequence[Dataset], plans: list[Plan], day: Day, options: SyncOptions
+    client: SyncClient, sets: Sequence[Dataset], plans: list[Plan], day: Day, options: SyncOptions
 ) -> list[Plan]:
     """The plans, made again if the server says another day has begun. Any run may spend (a new
     day may have begun): the server's time comes from an answer of the last few minutes (the
@@ -151,7 +150,9 @@ async def _on_the_servers_day(
     return plans
 
 
-async def _check_report_ids(client: Client, plans: Sequence[Plan], options: SyncOptions) -> None:
+async def _check_report_ids(
+    client: SyncClient, plans: Sequence[Plan], options: SyncOptions
+) -> None:
     """Report ids never accepted, of the datasets that may spend, looked up in the account's
     catalog: one call at most, no quota."""
     if not options.check_reports:
@@ -191,7 +192,7 @@ def _check_datasets(sets: Sequence[Dataset]) -> None:
 
 
 async def _backfill(
-    client: Client,
+    client: SyncClient,
     plan: Plan,
     options: SyncOptions,
     on_event: Callable[[ProgressEvent], None] | None,

@@ -7,7 +7,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
 
@@ -16,17 +15,14 @@ from ..core.models import JobStatus
 from ..destinations import Manifest, file_is_intact, merge_each
 from ..errors import AccountUnavailable
 from ..orchestrator import BackfillResult
-from .model import DatasetResult, SyncChunk, SyncOptions
+from .model import DatasetResult, SyncChunk, SyncClient, SyncOptions
 from .plan import Day, Item, Plan, fetched_at
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..client import Client
 
 __all__ = ["finish_dataset"]
 
 
 async def finish_dataset(
-    client: Client,
+    client: SyncClient,
     plan: Plan,
     day: Day,
     results: Mapping[str, BackfillResult],
@@ -136,7 +132,7 @@ async def _merge(
 def _manifest(
     plan: Plan,
     chunks: Sequence[SyncChunk],
-    client: Client,
+    client: SyncClient,
     sources: Mapping[str, str],
     calls: Mapping[str, int],
     stopped: AccountUnavailable | None,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from ..core.chunking import Chunk, parse_chunk_rule
 from ..core.freshness import (
@@ -22,7 +23,21 @@ from ..destinations import FilesDestination, ManifestChunk
 from ..errors import ConfigurationError
 from ..orchestrator import ExportSpec
 
-__all__ = ["KINDS", "Dataset", "DatasetResult", "SyncChunk", "SyncOptions", "SyncResult"]
+if TYPE_CHECKING:  # pragma: no cover
+    from ..api import ReportExportClient
+    from ..config import ClientConfig
+    from ..ledger.store import LedgerStore
+    from ..server_clock import ServerClock
+
+__all__ = [
+    "KINDS",
+    "Dataset",
+    "DatasetResult",
+    "SyncChunk",
+    "SyncClient",
+    "SyncOptions",
+    "SyncResult",
+]
 
 #: The chunk verdicts a summary counts, and the outcomes of a run.
 KINDS: tuple[ChunkFreshness, ...] = (
@@ -34,6 +49,20 @@ KINDS: tuple[ChunkFreshness, ...] = (
     "fresh",
     "final",
 )
+
+
+class SyncClient(Protocol):
+    """What a sync uses of its client (`Client` is one): named here, so that the planners do
+    not import the layer above them."""
+
+    @property
+    def api(self) -> ReportExportClient: ...
+    @property
+    def ledger(self) -> LedgerStore: ...
+    @property
+    def clock(self) -> ServerClock: ...
+    @property
+    def config(self) -> ClientConfig: ...
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..core.chunking import Chunk
 from ..core.freshness import ChunkFreshness, Verdict, account_day, judge_fetched, judge_unfetched
@@ -18,10 +17,7 @@ from ..errors import ConfigurationError
 from ..ledger import LedgerEntry
 from ..orchestrator import BackfillOptions, ExportSpec, ProgressEvent
 from ..orchestrator.plan import make_plan, plan_default_ranges
-from .model import Dataset, SyncOptions
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..client import Client
+from .model import Dataset, SyncClient, SyncOptions
 
 __all__ = [
     "Day",
@@ -63,7 +59,7 @@ class Day:
     """Which day it is for the account: the client's clock is the server's (its stamps in the
     ledger too)."""
 
-    def __init__(self, client: Client, zone: tzinfo) -> None:
+    def __init__(self, client: SyncClient, zone: tzinfo) -> None:
         self.client = client
         self.zone = zone
 
@@ -74,7 +70,7 @@ class Day:
         return account_day(self.now(), self.zone)
 
 
-async def plan_dataset(client: Client, dataset: Dataset, day: Day) -> Plan:
+async def plan_dataset(client: SyncClient, dataset: Dataset, day: Day) -> Plan:
     """Judge every chunk of `dataset` from the ledger and the files: no call."""
     api, ledger = client.api, client.ledger
     today = day.today()
@@ -120,7 +116,7 @@ async def plan_dataset(client: Client, dataset: Dataset, day: Day) -> Plan:
 
 
 async def _judge(
-    client: Client,
+    client: SyncClient,
     entry: LedgerEntry | None,
     path: Path,
     chunk: Chunk,
