@@ -214,10 +214,12 @@ def cycles(edges: list[Import]) -> list[list[str]]:
 
 def layer_of(module: str, where: Mapping[str, str] = WHERE) -> str | None:
     """The layer of a module: its longest dotted prefix in `where`; the sandbox's own name."""
-    parts = module.split(".") if module else []
-    if parts and parts[0] == SANDBOX:
+    if not module:
+        return where.get("")
+    parts = module.split(".")
+    if parts[0] == SANDBOX:
         return SANDBOX
-    for end in range(len(parts), -1, -1):
+    for end in range(len(parts), 0, -1):  # ("" names the package itself, not its modules)
         key = ".".join(parts[:end])
         if key in where:
             return where[key]
