@@ -26,7 +26,14 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "download to disk (write, fsync, hash)",
         ("reportexport_async/downloads.py", "reportexport_async/files.py"),
     ),
-    ("response parsing (pydantic, models)", ("pydantic", "reportexport_async/core/models.py")),
+    (
+        "response parsing (pydantic, models)",
+        (
+            "pydantic",
+            "reportexport_async/core/models.py",
+            "reportexport_async/core/request_models.py",
+        ),
+    ),
     ("JSON", ("json/",)),
     ("aiohttp (HTTP client)", ("aiohttp/", "yarl/", "multidict/")),
     ("session and limiter", ("reportexport_async/session.py", "reportexport_async/ratelimit.py")),

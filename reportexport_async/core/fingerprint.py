@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import date
 from urllib.parse import urlsplit
 
-from .models import ClickExportRequest, ExportRequest
 from .personas import AccountType
+from .request_models import ClickExportRequest, ExportRequest
 from .requests import encode_value
 
 __all__ = ["Fingerprint", "account_key", "canonical_origin", "export_key", "fingerprint"]

@@ -27,8 +27,8 @@ from typing import Literal
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from ..errors import ConfigurationError
-from .models import CLICK_EXPORT_EARLIEST, ClickExportRequest, ExportRequest, FilterValue
 from .personas import AccountType, DateStyle, Persona, persona_for
+from .request_models import CLICK_EXPORT_EARLIEST, ClickExportRequest, ExportRequest, FilterValue
 
 __all__ = [
     "DOWNLOAD_ACCEPT",
