@@ -67,7 +67,7 @@ from .orchestrator import (
     ProgressEvent,
     as_specs,
 )
-from .rows import chunk_kinds, decide, read_rows, typed_row
+from .rows import Kind, chunk_kinds, decide, read_rows, typed_row
 from .sync import Dataset, SyncOptions
 
 __all__ = ["CHUNK_COLUMN", "DELETED_COLUMN", "ChunkFile", "reportexport_source"]
@@ -323,34 +323,54 @@ def _table_rows(table: str) -> Callable[[ChunkFile], Iterator[list[dict[str, obj
     dlt has not loaded with these bytes, and records them in the resource's state."""
 
     def rows(item: ChunkFile) -> Iterator[list[dict[str, object]]]:
+        # Not a generator: dlt may start the next chunk before this one's rows are all out, so
+        # the state is read and written here, at once, and only the rows are produced lazily.
+        # A run that fails keeps none of it (dlt commits the state with the extracted data).
         if item.table != table:
-            return
+            return iter(())
         state = dlt.current.resource_state()
         loaded: dict[str, list[Any]] = state.setdefault("chunks", {})
         decided: dict[str, str] = state.setdefault("columns", {})
         before = loaded.get(item.key)
         if before is not None and before[0] == item.sha256:
-            return  # loaded with these bytes: nothing to do
-        for key in _overlapped(loaded, item):  # the chunk rule changed: this chunk replaces it
-            yield [{CHUNK_COLUMN: key, DELETED_COLUMN: True}]
+            return iter(())  # loaded with these bytes: nothing to do
+        gone = _overlapped(loaded, item)  # the chunk rule changed: this chunk replaces them
+        for key in gone:
             del loaded[key]
-        kinds = decide(decided, chunk_kinds(read_rows(item.path, item.result_format), decided))
         count = 0
-        for batch in _batches(read_rows(item.path, item.result_format)):
-            typed = [typed_row(row, kinds, table=table, chunk=item.label) for row in batch]
-            for row in typed:
-                row[CHUNK_COLUMN] = item.key
-            count += len(typed)
-            yield typed
-        if count == 0 and before is not None:  # emptied: its old rows go
-            yield [{CHUNK_COLUMN: item.key, DELETED_COLUMN: True}]
+
+        def counted() -> Iterator[dict[str, str]]:
+            nonlocal count
+            for row in read_rows(item.path, item.result_format):
+                count += 1
+                yield row
+
+        kinds = decide(decided, chunk_kinds(counted(), decided))
         decided.update(kinds)
         start = None if item.start is None else item.start.isoformat()
         end = None if item.end is None else item.end.isoformat()
         loaded[item.key] = [item.sha256, start, end]
         log.info("%s: chunk %s: %d rows", table, item.label, count)
+        if count == 0 and before is not None:
+            gone.append(item.key)  # no rows any more: its old rows go all the same
+        deletes: list[dict[str, object]] = [{CHUNK_COLUMN: k, DELETED_COLUMN: True} for k in gone]
+        return _typed_batches(item, kinds, deletes)
 
     return rows
+
+
+def _typed_batches(
+    item: ChunkFile, kinds: Mapping[str, Kind], deletes: list[dict[str, object]]
+) -> Iterator[list[dict[str, object]]]:
+    """The rows that delete the chunks `item` replaces (itself, when it has no rows any more),
+    then `item`'s rows, typed, each with its chunk's key, in batches."""
+    if deletes:
+        yield deletes
+    for batch in _batches(read_rows(item.path, item.result_format)):
+        typed = [typed_row(row, kinds, table=item.table, chunk=item.label) for row in batch]
+        for row in typed:
+            row[CHUNK_COLUMN] = item.key
+        yield typed
 
 
 def _overlapped(loaded: Mapping[str, list[Any]], item: ChunkFile) -> list[str]:
