@@ -16,7 +16,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import hashlib
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -404,3 +407,23 @@ def test_a_value_that_no_longer_fits_its_column_stops_the_load_and_names_it(
         assert error.kind == "decimal"
     _, rows = table_rows(tmp_path, "r")
     assert [row[:2] for row in rows] == [(day, Decimal("1.5"))]  # what the first run loaded
+
+
+# -- the documentation's example ------------------------------------------------------------------
+
+
+def test_the_docs_example_runs_as_written(tmp_path: Path) -> None:
+    """docs/dlt.md's example, run as it is in its own process: the second run loads nothing."""
+    text = (Path(source_module.__file__).parent / "docs" / "dlt.md").read_text()
+    code = text.split("```python", 1)[1].split("```", 1)[0]
+    (tmp_path / "example.py").write_text(code)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMPACT_")}
+    done = subprocess.run(
+        [sys.executable, "example.py"], capture_output=True, text=True, cwd=tmp_path, env=env,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[:2] == ["1 load(s)", "0 load(s)"]
+    # Five 7-day chunks of each report, 100 sandbox rows a day.
+    assert lines[2:] == [f"{report} 3100 rows" for report in REPORTS]
