@@ -70,6 +70,22 @@ def client_of(sandbox: SandboxThread, tmp_path: Path) -> Client:
     return Client.for_sandbox(sandbox.sandbox, ledger=tmp_path / "ledger.sqlite")
 
 
+#: 2025-03-12 13:00: every day up to 03-06 has settled (its rows no longer change).
+SETTLED = datetime(2025, 3, 12, 13, tzinfo=UTC)
+
+
+def backfill_source(
+    sandbox: SandboxThread, tmp_path: Path, exports: str | list[str], window: tuple[date, date],
+    chunk: str,
+) -> Any:  # fmt: skip
+    """The source of a backfill of `exports` over `window`, its files in `tmp_path/files`."""
+    first, last = window
+    return reportexport_source(
+        exports, first, last, out=tmp_path / "files", chunk=chunk,
+        client=client_of(sandbox, tmp_path),
+    )  # fmt: skip
+
+
 def pipeline_in(tmp_path: Path) -> dlt.Pipeline:
     return dlt.pipeline(
         "impact",
@@ -144,20 +160,10 @@ def spent(sandbox: SandboxThread) -> Counter[str]:
 def test_rows_through_the_dlt_source_equal_one_whole_range_export(
     impact_sandbox_factory: Callable[..., SandboxThread], tmp_path: Path
 ) -> None:
-    # 2025-03-12 13:00: every day of the window has settled (its rows no longer change).
-    sandbox = start_sandbox(
-        impact_sandbox_factory, datetime(2025, 3, 12, 13, tzinfo=UTC), rows_per_day=7
-    )
+    sandbox = start_sandbox(impact_sandbox_factory, SETTLED, rows_per_day=7)
     first, last = date(2025, 3, 1), date(2025, 3, 6)
     pipeline = pipeline_in(tmp_path)
-
-    def source() -> Any:
-        return reportexport_source(
-            list(REPORTS), first, last, out=tmp_path / "files", chunk="2d",
-            client=client_of(sandbox, tmp_path),
-        )  # fmt: skip
-
-    info = pipeline.run(source())
+    info = pipeline.run(backfill_source(sandbox, tmp_path, list(REPORTS), (first, last), "2d"))
     assert not info.has_failed_jobs
     for report in REPORTS:
         header, expected = csv_rows(whole_export(sandbox, tmp_path, report, first, last))
@@ -177,7 +183,7 @@ def test_rows_through_the_dlt_source_equal_one_whole_range_export(
     # Again: the library spends nothing (its ledger), and dlt loads nothing (its state).
     _, before = table_rows(tmp_path, "mp_action_listing_fast")
     calls = spent(sandbox)
-    again = pipeline.run(source())
+    again = pipeline.run(backfill_source(sandbox, tmp_path, list(REPORTS), (first, last), "2d"))
     assert (spent(sandbox) - calls).keys().isdisjoint({"ReportExport", "Replay"})
     assert again.loads_ids == []
     _, after = table_rows(tmp_path, "mp_action_listing_fast")
@@ -187,17 +193,12 @@ def test_rows_through_the_dlt_source_equal_one_whole_range_export(
 def test_a_new_chunk_rule_replaces_the_rows_of_the_chunks_it_covers(
     impact_sandbox_factory: Callable[..., SandboxThread], tmp_path: Path
 ) -> None:
-    sandbox = start_sandbox(
-        impact_sandbox_factory, datetime(2025, 3, 12, 13, tzinfo=UTC), rows_per_day=5
-    )
+    sandbox = start_sandbox(impact_sandbox_factory, SETTLED, rows_per_day=5)
     first, last = date(2025, 3, 1), date(2025, 3, 4)
     pipeline = pipeline_in(tmp_path)
     report = REPORTS[0]
     for chunk in ("2d", "1d"):
-        source = reportexport_source(
-            report, first, last, out=tmp_path / "files", chunk=chunk,
-            client=client_of(sandbox, tmp_path),
-        )  # fmt: skip
+        source = backfill_source(sandbox, tmp_path, report, (first, last), chunk)
         assert not pipeline.run(source).has_failed_jobs
     _, expected = csv_rows(whole_export(sandbox, tmp_path, report, first, last))
     columns, rows = table_rows(tmp_path, report)
@@ -331,12 +332,10 @@ async def test_an_open_client_is_refused(tmp_path: Path) -> None:
 def test_making_the_source_spends_no_call(
     impact_sandbox_factory: Callable[..., SandboxThread], tmp_path: Path
 ) -> None:
-    sandbox = start_sandbox(impact_sandbox_factory, datetime(2025, 3, 12, 13, tzinfo=UTC))
+    sandbox = start_sandbox(impact_sandbox_factory, SETTLED)
     before = spent(sandbox)
-    source = reportexport_source(
-        list(REPORTS), date(2025, 3, 1), date(2025, 3, 2), out=tmp_path / "files",
-        client=client_of(sandbox, tmp_path),
-    )  # fmt: skip
+    window = (date(2025, 3, 1), date(2025, 3, 2))
+    source = backfill_source(sandbox, tmp_path, list(REPORTS), window, "1d")
     assert sorted(source.resources.selected) == sorted(REPORTS)
     assert spent(sandbox) == before
     assert not (tmp_path / "files").exists()
