@@ -37,6 +37,7 @@ from reportexport_async import Client, ClientConfig, ConfigurationError
 from reportexport_async import dlt as source_module
 from reportexport_async.destinations import Manifest, ManifestChunk, read_manifest
 from reportexport_async.dlt import CHUNK_COLUMN, reportexport_source
+from reportexport_async.orchestrator import ProgressEvent
 from reportexport_async.rows import ColumnTypeChanged
 from reportexport_async.sandbox.clock import ScaledClock
 from reportexport_async.sandbox.pytest_plugin import SandboxThread
@@ -426,3 +427,42 @@ def test_the_docs_example_runs_as_written(tmp_path: Path) -> None:
     assert lines[:2] == ["1 load(s)", "0 load(s)"]
     # Five 7-day chunks of each report, 100 sandbox rows a day.
     assert lines[2:] == [f"{report} 3100 rows" for report in REPORTS]
+
+
+# -- where it runs, and what it needs -------------------------------------------------------------
+
+
+async def test_inside_a_running_event_loop_the_run_has_a_thread_of_its_own(
+    impact_sandbox_factory: Callable[..., SandboxThread], tmp_path: Path
+) -> None:
+    """`pipeline.run` called from async code (this test's loop is running): the library runs in
+    an event loop of its own, on another thread, and reports its progress to `on_event`."""
+    sandbox = start_sandbox(impact_sandbox_factory, SETTLED, rows_per_day=3)
+    events: list[ProgressEvent] = []
+    source = reportexport_source(
+        REPORTS[1], date(2025, 3, 1), date(2025, 3, 2), out=tmp_path / "files", chunk="1d",
+        client=client_of(sandbox, tmp_path), on_event=events.append,
+    )  # fmt: skip
+    assert not pipeline_in(tmp_path).run(source).has_failed_jobs
+    _, rows = table_rows(tmp_path, REPORTS[1])
+    assert len(rows) == 6
+    done = [e for e in events if e.kind == "chunk" and e.status == "done"]
+    assert sorted(e.chunk or "" for e in done) == [
+        "2025-03-01..2025-03-01",
+        "2025-03-02..2025-03-02",
+    ]
+
+
+def test_the_package_needs_no_dlt_and_the_source_names_its_extra() -> None:
+    found = subprocess.run(
+        [sys.executable, "-c",
+         "import sys\n"
+         "import reportexport_async, reportexport_async.rows\n"
+         "assert 'dlt' not in sys.modules, 'dlt loaded'\n"
+         "sys.modules['dlt'] = None  # as if it were not installed\n"
+         "import reportexport_async.dlt\n"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert found.returncode == 1
+    assert "pip install 'reportexport_async[dlt]'" in found.stderr, found.stderr
+    assert "dlt loaded" not in found.stderr
