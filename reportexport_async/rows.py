@@ -39,6 +39,7 @@ __all__ = [
     "KINDS",
     "ColumnTypeChanged",
     "Kind",
+    "UnreadableResult",
     "chunk_kinds",
     "decide",
     "kind_of",
@@ -63,6 +64,16 @@ _WIDER: dict[frozenset[Kind], Kind] = {
     frozenset(("bigint", "decimal")): "decimal",
     frozenset(("date", "timestamp")): "timestamp",
 }
+
+
+class UnreadableResult(ReportExportError):
+    """A result file that is not of its format: a CSV row with more values than the header,
+    JSON that is not an array of records, XML that does not parse, text that is not UTF-8."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"cannot read the result {self.path!r}: {problem}")
 
 
 class ColumnTypeChanged(ReportExportError):
@@ -183,36 +194,46 @@ def typed_row(
 
 def read_rows(path: Path, result_format: str) -> Iterator[dict[str, str]]:
     """The rows of the result file at `path` (`CSV`, `JSON` or `XML`), each a mapping of column
-    to text (empty: no value). Blocking."""
-    fmt = result_format.upper()
-    if fmt == "CSV":
-        return _csv_rows(path)
-    if fmt == "JSON":
-        return _json_rows(path)
-    if fmt == "XML":
-        return _xml_rows(path)
-    raise ValueError(f"unknown result format {result_format!r}")
+    to text (empty: no value). `UnreadableResult` when the file is not of its format (nothing is
+    guessed or dropped); `ValueError` for another format. Blocking."""
+    readers = {"CSV": _csv_rows, "JSON": _json_rows, "XML": _xml_rows}
+    reader = readers.get(result_format.upper())
+    if reader is None:
+        raise ValueError(f"unknown result format {result_format!r}")
+    return _reporting(path, reader(path))
+
+
+def _reporting(path: Path, rows: Iterator[dict[str, str]]) -> Iterator[dict[str, str]]:
+    try:
+        yield from rows
+    except (ValueError, csv.Error, ElementTree.ParseError) as exc:  # also JSON and UTF-8
+        raise UnreadableResult(path, str(exc)) from exc
 
 
 def _csv_rows(path: Path) -> Iterator[dict[str, str]]:
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(handle, strict=True)
         header = next(reader, None)
         if header is None:
             return
         for cells in reader:
-            if cells:  # a blank line is no row
-                yield dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=False))
+            if len(cells) > len(header):
+                raise ValueError(
+                    f"line {reader.line_num} has {len(cells)} values for {len(header)} columns"
+                )
+            if cells:  # a blank line is no row; a short one has empty values at its end
+                yield dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=True))
 
 
 def _json_rows(path: Path) -> Iterator[dict[str, str]]:
     with open(path, encoding="utf-8-sig") as handle:
         document = json.load(handle)
     # The API's results are a top-level array; an object holding `Records` is read too.
-    records = document.get("Records", []) if isinstance(document, dict) else document
-    for record in records if isinstance(records, list) else []:
-        if isinstance(record, dict):
-            yield {str(key): _text(value) for key, value in record.items()}
+    records = document.get("Records") if isinstance(document, dict) else document
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ValueError("not an array of records")
+    for record in records:
+        yield {str(key): _text(value) for key, value in record.items()}
 
 
 def _text(value: object) -> str:

@@ -12,6 +12,7 @@ import pytest
 from reportexport_async.rows import (
     ColumnTypeChanged,
     Kind,
+    UnreadableResult,
     chunk_kinds,
     decide,
     kind_of,
@@ -151,3 +152,25 @@ def test_csv_short_rows_blank_lines_and_json_values(tmp_path: Path) -> None:
 
 def test_a_timestamp_keeps_its_offset() -> None:
     assert typed("2025-03-01T10:00:00Z", "timestamp") == datetime(2025, 3, 1, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "text", "problem"),
+    [
+        ("long.csv", "CSV", "A,B\n1,2,3\n", "line 2 has 3 values for 2 columns"),
+        ("quote.csv", "CSV", 'A\n"x\n', "unexpected end of data"),
+        ("latin.csv", "CSV", "A\n\xe9\n", "utf-8"),
+        ("object.json", "JSON", '{"A": 1}', "not an array of records"),
+        ("scalars.json", "JSON", "[1, 2]", "not an array of records"),
+        ("cut.json", "JSON", '[{"A": "1"}', "Expecting"),
+        ("cut.xml", "XML", "<Records><Record><A>1</A></Record>", "no element found"),
+    ],
+)
+def test_a_file_not_of_its_format_is_named_never_guessed(
+    tmp_path: Path, name: str, fmt: str, text: str, problem: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(UnreadableResult, match=problem) as caught:
+        list(read_rows(path, fmt))
+    assert caught.value.path == str(path)
