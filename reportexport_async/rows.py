@@ -18,7 +18,8 @@ not fit it (text in a decimal column, a decimal in a bigint column) raises `Colu
 naming the table, the chunk, the column and the value; it is never cast or dropped.
 
 Reading is blocking (run it in a thread from async code) and streams: CSV and XML a row at a time;
-a JSON result is one array, parsed whole.
+a JSON result is one array, parsed whole. A file that is not of its format (a CSV row with more
+values than the header, JSON that is not an array of records) raises `UnreadableResult`.
 """
 
 from __future__ import annotations
