@@ -37,13 +37,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar, Unpack
 
 import anyio
+import anyio.from_thread
 
 try:
     import dlt  # the library: imports are absolute, so this module never shadows it
@@ -213,13 +213,16 @@ def _chunk_files(work: _Work) -> Iterator[ChunkFile]:
 
 def _blocking(main: Callable[[], Awaitable[T]]) -> T:
     """Run `main` to its end from dlt's synchronous extraction: on this thread, or on a thread
-    of its own when this one already runs an event loop (a notebook, an async application)."""
+    of its own when this one already runs an event loop (a notebook, an async application).
+    Interrupted (Ctrl-C), the run is cancelled as any run of the library is: its ledger and
+    folder stay consistent."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return anyio.run(main)
-    with ThreadPoolExecutor(1, thread_name_prefix="reportexport-dlt") as pool:
-        return pool.submit(anyio.run, main).result()
+    # Leaving the portal with an exception (KeyboardInterrupt) cancels the run's tasks.
+    with anyio.from_thread.start_blocking_portal() as portal:
+        return portal.call(main)
 
 
 def _is_open(client: Client) -> bool:

@@ -151,6 +151,14 @@ def whole_export(
     return asyncio.run(main())
 
 
+def cause_of(failed: PipelineStepFailed, kind: type[BaseException]) -> BaseException:
+    """The exception of `kind` among the causes of dlt's failure (or its own exception)."""
+    error: BaseException = failed.exception
+    while not isinstance(error, kind) and error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
 def spent(sandbox: SandboxThread) -> Counter[str]:
     return Counter({k: v for k, v in sandbox.stats()["calls"].items() if v})
 
@@ -205,6 +213,42 @@ def test_a_new_chunk_rule_replaces_the_rows_of_the_chunks_it_covers(
     columns, rows = table_rows(tmp_path, report)
     assert loaded(rows, len(columns)) == expected  # none twice: the 2-day chunks' rows went
     assert len({row[-2] for row in rows}) == 4  # four chunks of one day
+
+
+class Stopped(Exception):
+    """Raised by a progress callback: the run stops there, as a crash would stop it."""
+
+
+def test_a_run_stopped_half_way_loads_nothing_and_the_next_loads_every_chunk_once(
+    impact_sandbox_factory: Callable[..., SandboxThread], tmp_path: Path
+) -> None:
+    sandbox = start_sandbox(impact_sandbox_factory, SETTLED, rows_per_day=4)
+    window = (date(2025, 3, 1), date(2025, 3, 4))
+    report = REPORTS[0]
+    pipeline = pipeline_in(tmp_path)
+
+    def stop_after_the_first_chunk(event: ProgressEvent) -> None:
+        if event.kind == "chunk" and event.status == "done":
+            raise Stopped(event.chunk)
+
+    stopped = reportexport_source(
+        report, *window, out=tmp_path / "files", chunk="1d",
+        client=client_of(sandbox, tmp_path), on_event=stop_after_the_first_chunk,
+    )  # fmt: skip
+    with pytest.raises(PipelineStepFailed) as caught:
+        pipeline.run(stopped)
+    assert isinstance(cause_of(caught.value, Stopped), Stopped)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        assert con.sql(
+            "select count(*) from information_schema.tables where table_name = ?",
+            params=[report],
+        ).fetchall() == [(0,)]
+    assert not pipeline.run(
+        backfill_source(sandbox, tmp_path, report, window, "1d")
+    ).has_failed_jobs
+    _, expected = csv_rows(whole_export(sandbox, tmp_path, report, *window))
+    columns, rows = table_rows(tmp_path, report)
+    assert loaded(rows, len(columns)) == expected
 
 
 # -- sync: a settling chunk refreshed, an unchanged one left alone --------------------------------
@@ -397,9 +441,7 @@ def test_a_value_that_no_longer_fits_its_column_stops_the_load_and_names_it(
     for _ in range(2):  # the failed run recorded nothing: the chunk is tried again
         with pytest.raises(PipelineStepFailed) as caught:
             pipeline.run(hand_made_source(tmp_path, {day: header + "2025-01-01,n/a\n"}))
-        error = caught.value.exception.__cause__ or caught.value.exception
-        while not isinstance(error, ColumnTypeChanged) and error.__cause__ is not None:
-            error = error.__cause__
+        error = cause_of(caught.value, ColumnTypeChanged)
         assert isinstance(error, ColumnTypeChanged), repr(caught.value.exception)
         assert (error.table, error.chunk, error.column, error.value) == (
             "R", "2025-01-01..2025-01-01", "Amount", "n/a",
