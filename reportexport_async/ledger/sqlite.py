@@ -1,9 +1,9 @@
 """The ledger in one SQLite file (by default `ledger.sqlite` in the user's data folder: see
-`ledger.location`), the embedded default: stdlib `sqlite3` behind one thread of its own, WAL journal, a busy timeout, a
-schema version (`PRAGMA user_version`) with migrations, and every read-modify-write in one
-`BEGIN IMMEDIATE` transaction, so many tasks of one process and several processes on one machine
-can share it. What is recorded, and how, is `base.SharedLedger`'s; this module opens the file,
-runs the calls, and names what SQLite's errors mean for the file.
+`ledger.location`), the embedded default: stdlib `sqlite3` behind one thread of its own, WAL
+journal, a busy timeout, a schema version (`PRAGMA user_version`) with migrations, and every
+read-modify-write in one `BEGIN IMMEDIATE` transaction, so many tasks of one process and several
+processes on one machine can share it. What is recorded, and how, is `base.SharedLedger`'s; this
+module opens the file, runs the calls, and names what SQLite's errors mean for the file.
 
 Group commit: the ledger's thread takes every call waiting for it at once and runs the writes among
 them in one transaction, each in a savepoint of its own (one that fails is rolled back alone and
