@@ -1,3 +1,3 @@
 """The package's version, in a module that imports nothing (the session's User-Agent uses it)."""
 
-__version__ = "0.1.0.dev0"
+__version__ = "0.1.0"

@@ -6,8 +6,8 @@ Windows). So a cron job started in any folder finds the same ledger, and the job
 A ledger left by earlier versions in `.reportexport/` of the current folder is still used when
 it is there (with a notice saying where it is and how to move it), so no job is forgotten.
 
-The library's own default (`Ledger`'s and `Client`'s `ledger=` argument) stays relative: a
-library does not choose a user's folders; the command line does.
+The rule itself is the ledger's (`ledger.location`): the library's `Ledger()` and `Client()`
+default to the same file.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import platformdirs
 
 from .config import ClientConfig
 from .ledger import DEFAULT_LEDGER_PATH
+from .ledger.location import APP, data_folder
+from .ledger.location import default_ledger as default_ledger_file
 
 __all__ = [
     "LEGACY_LEDGER",
@@ -37,14 +39,9 @@ __all__ = [
     "write_catalog",
 ]
 
-APP = "reportexport"
 #: Where versions before the data folder kept the ledgers (relative to the current folder).
 LEGACY_LEDGER = DEFAULT_LEDGER_PATH
 LEGACY_SANDBOX_LEDGER = DEFAULT_LEDGER_PATH.with_name("sandbox-ledger.sqlite")
-
-
-def data_folder() -> Path:
-    return platformdirs.user_data_path(APP, appauthor=False)
 
 
 def cache_folder() -> Path:
@@ -61,15 +58,8 @@ class ResolvedPath:
 def default_ledger(*, sandbox: bool = False) -> ResolvedPath:
     """The ledger to use when `--ledger` is not given: the legacy one in the current folder when
     it exists (with a notice), else the one in the user's data folder."""
-    legacy = LEGACY_SANDBOX_LEDGER if sandbox else LEGACY_LEDGER
-    chosen = data_folder() / legacy.name
-    if legacy.is_file() and legacy.resolve() != chosen.resolve():
-        return ResolvedPath(
-            legacy,
-            f"using the ledger {legacy} in the current folder (the default is now {chosen}; "
-            f"move the file there, or pass --ledger {legacy}, to keep this notice away)",
-        )
-    return ResolvedPath(chosen)
+    found = default_ledger_file((LEGACY_SANDBOX_LEDGER if sandbox else LEGACY_LEDGER).name)
+    return ResolvedPath(found.path, found.notice("--ledger {}"))
 
 
 def resolve_ledger(

@@ -93,7 +93,8 @@ class Client:
     """One impact.com account: configuration, ledger, limits and clock, owned together.
 
     `config` defaults to `ClientConfig.from_env()`. `ledger` is a path (opened and closed with
-    the client; default `.reportexport/ledger.sqlite`), a `postgresql://` URL (a ledger shared
+    the client; by default `ledger.sqlite` in the user's data folder, see
+    `reportexport_async.ledger.location`), a `postgresql://` URL (a ledger shared
     by several processes and hosts, opened and closed with the client), an open ledger (used,
     not closed; the clients of several accounts may share one, one open client per account), or
     None for a temporary ledger that is removed on close (it remembers nothing afterwards).

@@ -209,3 +209,24 @@ def partner(sandbox: Sandbox, http: aiohttp.ClientSession) -> Api:
 @pytest.fixture
 def agency(sandbox: Sandbox, http: aiohttp.ClientSession) -> Api:
     return Api(sandbox, http, "Agencies")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many documentation examples ran (`test_docs_examples.py`; each page's test records
+    its count, which reaches this process from pytest-xdist's workers too)."""
+    ran = pages = 0
+    for report in terminalreporter.stats.get("passed", []):
+        for name, value in getattr(report, "user_properties", ()):
+            if name == "docs_blocks_run" and report.when == "call":
+                ran += int(value)
+                pages += 1
+    failed = sum(
+        1
+        for report in terminalreporter.stats.get("failed", [])
+        if "test_the_pages_examples_run_as_written" in report.nodeid
+    )
+    if pages or failed:
+        terminalreporter.write_line(
+            f"docs examples: {ran} blocks run on {pages} pages, 0 skipped"
+            + (f", {failed} pages failed" if failed else "")
+        )

@@ -901,25 +901,6 @@ def test_readme_first_command_runs_the_demo(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
 
 
-def test_readme_python_example_runs_as_written(tmp_path: Path) -> None:
-    """The README's "The same from Python" block, run as it is: two backfills, the second
-    costing no call."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## The same from Python", 1)[1]
-    code = section.split("```python", 1)[1].split("```", 1)[0]
-    assert len([line for line in code.splitlines() if line.strip()]) <= 12  # one object, short
-    (tmp_path / "example.py").write_text(code)
-    done = subprocess.run(
-        [sys.executable, "example.py"], capture_output=True, text=True, cwd=tmp_path,
-        env=clean_env(), timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    first, second = done.stdout.strip().splitlines()
-    assert first.startswith("{'done': 14, 'failed': 0, 'pending': 0, 'deferred': 0, 'stuck': 0}")
-    assert "'ReportExport': 14" in first
-    assert second == "{'done': 14, 'failed': 0, 'pending': 0, 'deferred': 0, 'stuck': 0} {}"
-
-
 def test_postback_listen_starts_a_receiver_the_sandbox_calls(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

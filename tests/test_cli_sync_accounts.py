@@ -1,8 +1,8 @@
 """`reportexport sync --accounts FILE`: the same dataset kept current for four accounts in one run
 through the real command line, against one sandbox serving them all over loopback. One account's
 token is wrong: the other three sync, a second run the same day (from a datasets file, and then
-through `run_per_account` with `client.sync` as the README shows) costs them no call, and the exit
-code and the summary name the failure."""
+through `run_per_account` with `client.sync` as the many-accounts guide shows) costs them no
+call, and the exit code and the summary name the failure."""
 
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ def test_sync_for_four_accounts_one_refused(
     assert summary["complete"] == 2
     assert summary["calls"] == {"ListJobs": 2}  # each account's check of the server's day
 
-    # The library's way, as the README shows it: the same dataset for each account's client,
+    # The library's way, as the many-accounts guide shows it: the same dataset for each client,
     # into the same folders, through the same ledger: all fresh, one call each (the day).
     accounts = [account for account in load_accounts(path) if account.name != WRONG]
     outcomes = anyio.run(

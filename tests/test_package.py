@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import importlib
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,11 +121,3 @@ def test_no_module_imports_from_the_package_root() -> None:
             if root and any(alias.name not in submodules for alias in node.names):
                 offenders.append(f"{path.relative_to(PACKAGE_DIR)}:{node.lineno}")
     assert offenders == []
-
-
-def test_the_readme_lists_every_public_name_once() -> None:
-    """The README's "Public API" table names exactly the names of `__all__`."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Public API", 1)[1].split("\n## ", 1)[0]
-    listed = re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE)
-    assert sorted(listed) == sorted(reportexport_async.__all__)

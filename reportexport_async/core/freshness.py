@@ -42,7 +42,8 @@ __all__ = [
 DEFAULT_SETTLE_DAYS = 3
 #: The hour of the account's day from which the latest day is refreshed. Chosen from the
 #: sandbox's data: a day gains its rows evenly over 1 + settle_days days, so by noon the day
-#: before has gained half of what it gains before the next day's run (see the README).
+#: before has gained half of what it gains before the next day's run (the documentation's sync
+#: guide has the reasoning).
 DEFAULT_REFRESH_HOUR = 12
 
 ChunkFreshness = Literal["new", "history", "resume", "refresh", "deferred", "fresh", "final"]

@@ -1,9 +1,9 @@
-"""The ledger in one SQLite file (default `.reportexport/ledger.sqlite` in the working folder), the
-embedded default: stdlib `sqlite3` behind one thread of its own, WAL journal, a busy timeout, a
-schema version (`PRAGMA user_version`) with migrations, and every read-modify-write in one
-`BEGIN IMMEDIATE` transaction, so many tasks of one process and several processes on one machine
-can share it. What is recorded, and how, is `base.SharedLedger`'s; this module opens the file,
-runs the calls, and names what SQLite's errors mean for the file.
+"""The ledger in one SQLite file (by default `ledger.sqlite` in the user's data folder: see
+`ledger.location`), the embedded default: stdlib `sqlite3` behind one thread of its own, WAL
+journal, a busy timeout, a schema version (`PRAGMA user_version`) with migrations, and every
+read-modify-write in one `BEGIN IMMEDIATE` transaction, so many tasks of one process and several
+processes on one machine can share it. What is recorded, and how, is `base.SharedLedger`'s; this
+module opens the file, runs the calls, and names what SQLite's errors mean for the file.
 
 Group commit: the ledger's thread takes every call waiting for it at once and runs the writes among
 them in one transaction, each in a savepoint of its own (one that fails is rolled back alone and
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import queue
 import sqlite3
@@ -31,14 +32,20 @@ import anyio
 from ..clock import Clock, SystemClock
 from ..errors import LedgerError
 from .base import SharedLedger
+from .location import LEGACY_FOLDER, default_ledger
 from .records import CLAIM_TIMEOUT, Row, new_owner
 from .schema import MIGRATIONS, SCHEMA_VERSION, tables
 from .sql import Tx, drive, sqlite_dialect
 
 __all__ = ["DEFAULT_LEDGER_PATH", "GROUP_LIMIT", "Ledger"]
 
-DEFAULT_LEDGER_PATH = Path(".reportexport") / "ledger.sqlite"
+#: Stands for the default ledger where a path is expected (`Client(ledger=...)`'s default): the
+#: file `ledger.location.default_ledger()` chooses when the ledger is made. It spells where
+#: versions before the user's data folder kept it, relative to the current folder.
+DEFAULT_LEDGER_PATH = LEGACY_FOLDER / "ledger.sqlite"
 T = TypeVar("T")
+
+log = logging.getLogger("reportexport_async.ledger")
 
 #: The most calls one transaction of the ledger's thread takes (a bound on how long a batch
 #: holds SQLite's write lock when many tasks write at once).
@@ -167,13 +174,19 @@ class Ledger(SharedLedger):
 
     def __init__(
         self,
-        path: str | Path = DEFAULT_LEDGER_PATH,
+        path: str | Path | None = None,
         *,
         clock: Clock | None = None,
         busy_timeout: float = 30.0,
         read_only: bool = False,
         lease: timedelta = CLAIM_TIMEOUT,
     ) -> None:
+        if path is None or path is DEFAULT_LEDGER_PATH:  # the default: nothing in the cwd
+            found = default_ledger()
+            notice = found.notice("ledger='{}'")
+            if notice is not None:
+                log.warning("%s", notice)
+            path = found.path
         self.path = Path(path)
         #: How long a claim lasts without renewal (`renew_leases`).
         self.lease = lease
