@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from reportexport_async import cli_output
-from reportexport_async.cli_output import READER, echo, make_console
+from reportexport_async.cli import output as cli_output
+from reportexport_async.cli.output import READER, echo, make_console
 from reportexport_async.sandbox.pytest_plugin import SandboxThread
 
 from .conftest import behind, sandbox_env

@@ -22,8 +22,8 @@ from typing import Any
 
 import platformdirs
 
-from .config import ClientConfig
-from .ledger import DEFAULT_LEDGER_PATH
+from ..config import ClientConfig
+from ..ledger import DEFAULT_LEDGER_PATH
 
 __all__ = [
     "LEGACY_LEDGER",

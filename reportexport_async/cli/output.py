@@ -26,7 +26,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .client import unwrapped
+from ..client import unwrapped
 
 __all__ = [
     "READER",

@@ -22,8 +22,21 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from .accounts import Account, load_accounts, run_per_account, select_accounts
-from .cli import (
+from ..accounts import Account, load_accounts, run_per_account, select_accounts
+from ..client import Client
+from ..core.responses import account_problem
+from ..errors import (
+    AccountUnavailable,
+    ConfigurationError,
+    LedgerError,
+    QuotaExhausted,
+    ReportExportError,
+)
+from ..ledger import DEFAULT_LEDGER_PATH
+from ..orchestrator import BackfillResult, ExportSpec, ProgressEvent
+from ..postbacks import PostbackReceiver
+from ..sync import KINDS, Dataset, SyncOptions, SyncResult
+from . import (
     EXIT_DEFERRED,
     EXIT_FAILED,
     EXIT_OK,
@@ -44,20 +57,7 @@ from .cli import (
     quota_spent_text,
     sync_exit_code,
 )
-from .cli_output import Cell, print_table
-from .client import Client
-from .core.responses import account_problem
-from .errors import (
-    AccountUnavailable,
-    ConfigurationError,
-    LedgerError,
-    QuotaExhausted,
-    ReportExportError,
-)
-from .ledger import DEFAULT_LEDGER_PATH
-from .orchestrator import BackfillResult, ExportSpec, ProgressEvent
-from .postbacks import PostbackReceiver
-from .sync import KINDS, Dataset, SyncOptions, SyncResult
+from .output import Cell, print_table
 
 __all__ = [
     "SEVERITY",

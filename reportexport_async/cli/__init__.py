@@ -58,9 +58,39 @@ from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.text import Text
 
-from .api import ReportExportClient
-from .catalog import remember, remembered
-from .cli_output import (
+from ..api import ReportExportClient
+from ..catalog import remember, remembered
+from ..client import Client
+from ..config import LIMIT_ENV_VARS, ClientConfig, limits_from_env
+from ..core.chunking import Chunk, ChunkRule, parse_chunk_rule
+from ..core.fingerprint import account_key
+from ..core.freshness import DEFAULT_REFRESH_HOUR, DEFAULT_SETTLE_DAYS
+from ..core.models import ExportRequest, Job, Report, checked
+from ..core.planning import Plan, chunk_path, default_range_path
+from ..core.policies import RateLimitPolicy, RetryPolicy
+from ..datasets import in_file, load_datasets
+from ..errors import (
+    AccountUnavailable,
+    ConfigurationError,
+    LedgerError,
+    LedgerProblem,
+    QuotaExhausted,
+    ReportExportError,
+)
+from ..ledger import LedgerEntry
+from ..ledger_store import LEDGER_URL_ENV, LedgerStore, is_ledger_url, open_ledger
+from ..orchestrator import (
+    FINAL_CHUNK_STATUSES,
+    BackfillOptions,
+    BackfillResult,
+    ChunkStatus,
+    ExportSpec,
+    ProgressEvent,
+)
+from ..outputs import check_folder, prepare_file, prepare_folder
+from ..postbacks import TOKEN_ENV, PostbackReceiver, parse_listen
+from ..sync import Dataset, SyncOptions, SyncResult
+from .output import (
     READER,
     Cell,
     cli_language,
@@ -76,37 +106,7 @@ from .cli_output import (
     silence_library_log,
     verbose_logging,
 )
-from .cli_paths import LEGACY_SANDBOX_LEDGER, read_catalog, resolve_ledger, write_catalog
-from .client import Client
-from .config import LIMIT_ENV_VARS, ClientConfig, limits_from_env
-from .core.chunking import Chunk, ChunkRule, parse_chunk_rule
-from .core.fingerprint import account_key
-from .core.freshness import DEFAULT_REFRESH_HOUR, DEFAULT_SETTLE_DAYS
-from .core.models import ExportRequest, Job, Report, checked
-from .core.planning import Plan, chunk_path, default_range_path
-from .core.policies import RateLimitPolicy, RetryPolicy
-from .datasets import in_file, load_datasets
-from .errors import (
-    AccountUnavailable,
-    ConfigurationError,
-    LedgerError,
-    LedgerProblem,
-    QuotaExhausted,
-    ReportExportError,
-)
-from .ledger import LedgerEntry
-from .ledger_store import LEDGER_URL_ENV, LedgerStore, is_ledger_url, open_ledger
-from .orchestrator import (
-    FINAL_CHUNK_STATUSES,
-    BackfillOptions,
-    BackfillResult,
-    ChunkStatus,
-    ExportSpec,
-    ProgressEvent,
-)
-from .outputs import check_folder, prepare_file, prepare_folder
-from .postbacks import TOKEN_ENV, PostbackReceiver, parse_listen
-from .sync import Dataset, SyncOptions, SyncResult
+from .paths import LEGACY_SANDBOX_LEDGER, read_catalog, resolve_ledger, write_catalog
 
 __all__ = ["cli", "main"]
 
@@ -540,7 +540,7 @@ async def open_run(
         ]
         if given:
             raise click.UsageError(f"--sandbox makes its own account: drop {', '.join(given)}")
-        from .sandbox import Sandbox
+        from ..sandbox import Sandbox
 
         limit = credentials.sandbox_daily_export_limit
         sandbox_settings: dict[str, Any] = {
@@ -1494,7 +1494,7 @@ def backfill_command(
     console = _console()
     live = sys.stdout.isatty()
     if accounts_file is not None or account_names:
-        from . import cli_accounts
+        from . import accounts as cli_accounts
 
         accounts = cli_accounts.chosen(accounts_file, account_names, options, "backfill")
         if isinstance(accounts, int):
@@ -1781,7 +1781,7 @@ def sync_command(
     sync_options = SyncOptions(dry_run=dry_run, wait_for_quota=wait_for_quota,
                                concurrency=concurrency, check_reports=check_reports)  # fmt: skip
     if accounts_file is not None or account_names:
-        from . import cli_accounts
+        from . import accounts as cli_accounts
 
         accounts = cli_accounts.chosen(accounts_file, account_names, options, "sync")
         if isinstance(accounts, int):
@@ -2344,7 +2344,7 @@ def sandbox_group() -> None:
 def sandbox_serve(sandbox_args: tuple[str, ...]) -> int:
     """Run the sandbox until interrupted (its options: `reportexport sandbox serve --help`).
     The first line of output is JSON with base_url, account_sid and auth_token."""
-    from .sandbox.__main__ import main as sandbox_main
+    from ..sandbox.__main__ import main as sandbox_main
 
     return sandbox_main(list(sandbox_args), prog=f"{PROG} sandbox serve")
 
