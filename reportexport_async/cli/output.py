@@ -1,7 +1,7 @@
-"""What every subcommand of the command line shares in how it speaks: consoles that respect
-the terminal (or its absence), tables that pipe, the library's messages in command-line words,
-a reader that goes away (`| head`), which stops the command as it stops a Unix tool, and
-`-v/--verbose` logging that never shows a secret.
+"""How every subcommand shows things to people: consoles that respect the terminal (or its
+absence), tables that pipe, counts that stay out of piped data, and figures (sizes, calls,
+moments, paths) in the same words everywhere. The reader that goes away is `pipes`; the
+library's words in the command line's, `wording`.
 
 Written here rather than taken from a library: rich draws the tables on a terminal; what a pipe
 gets (tab-separated lines, full values, no box, as `gh` prints) is a few lines on top of it.
@@ -9,43 +9,32 @@ gets (tab-separated lines, full values, no box, as `gh` prints) is a few lines o
 
 from __future__ import annotations
 
-import errno
-import logging
 import os
-import re
-import select
-import stat
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
 from typing import IO
 
-import anyio
-import click
 from rich.console import Console
 from rich.table import Table
 
-from ..client import unwrapped
+from .pipes import READER, echo
 
 __all__ = [
-    "READER",
     "Cell",
-    "cli_language",
-    "echo",
+    "calls_text",
     "is_terminal",
-    "job_by_prefix",
     "make_console",
+    "moment_text",
     "print_count",
     "print_table",
-    "quiet_broken_pipe",
-    "reader_watched",
-    "register_origin",
-    "register_secret",
-    "silence_library_log",
-    "verbose_logging",
+    "rows_text",
+    "shown_path",
+    "size_text",
+    "when_text",
 ]
-
 #: The width of a console that is not a terminal and has no `COLUMNS`: wide enough for a line.
 PIPE_WIDTH = 200
 
@@ -153,294 +142,68 @@ def print_count(console: Console, text: str) -> None:
     where.print(text, markup=False, highlight=False)
 
 
-# -- the library's words, in the command line's --------------------------------------------------
-
-#: A library keyword argument -> what the command line calls it.
-FLAGS: Mapping[str, str] = {
-    "start": "--start",
-    "end": "--end",
-    "account_sid": "--account-sid",
-    "auth_token": "--auth-token-file",
-    "account_type": "--account-type",
-    "base_url": "--base-url",
-    "check_reports": "--check-reports",
-    "wait_for_quota": "--wait-for-quota",
-    "wait_for_replays": "--wait-for-replays",
-    "outage_limit": "--outage-limit",
-    "force": "--force",
-    "ledger": "--ledger",
-    "postback_listen": "--postback-listen",
-    "postback_token": "--postback-token",
-}
-
-#: What a message about a setting names when no flag holds the setting itself.
-SUBJECTS: Mapping[str, str] = {
-    "auth_token": "the auth token",
-    "report_id": "REPORT",
-    "report": "REPORT",
-    # The arguments of `export` and `backfill`, checked by the library before any call.
-    "start": "--start",
-    "end": "--end",
-    "out": "--out",
-    "out_dir": "--out",
-    "chunk": "--chunk",
-    "filters": "--param",
-    "result_format": "--format",
-}
-
-#: The flags that turn off a setting that is on unless told otherwise.
-NEGATIONS: Mapping[str, str] = {"check_reports": "--no-check-reports"}
-
-_REWRITES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
-    # "base_url: plain http:// ...": the setting the message is about, by its flag.
-    (
-        re.compile(r"^(\w+): "),
-        lambda m: (
-            f"{SUBJECTS.get(m[1]) or FLAGS[m[1]]}: " if m[1] in FLAGS or m[1] in SUBJECTS else m[0]
-        ),
-    ),
-    # "pass check_reports=False to let the server decide": the flag that turns it off, or
-    # leaving out the flag that turns it on.
-    (
-        re.compile(r"pass (\w+)=False"),
-        lambda m: (
-            f"pass {NEGATIONS[m[1]]}"
-            if m[1] in NEGATIONS
-            else (f"leave out {FLAGS[m[1]]}" if m[1] in FLAGS else m[0])
-        ),
-    ),
-    (
-        re.compile(r"pass (\w+)=True"),
-        lambda m: f"pass {FLAGS[m[1]]}" if m[1] in FLAGS else m[0],
-    ),
-    # "(set IMPACT_BASE_URL or pass base_url=...)"
-    (
-        re.compile(r"pass (\w+)=\.\.\."),
-        lambda m: f"pass {FLAGS[m[1]]}" if m[1] in FLAGS else m[0],
-    ),
-    # A setting named in backquotes: `wait_for_quota`.
-    (
-        re.compile(r"`(\w+)`"),
-        lambda m: f"{FLAGS[m[1]]}" if m[1] in FLAGS else m[0],
-    ),
-)
+# -- figures for people -------------------------------------------------------------------------
 
 
-def cli_language(message: str) -> str:
-    """A library message as the command line says it: its keyword arguments become the flags
-    that set them (`pass base_url=...` -> `pass --base-url`)."""
-    for pattern, rewrite in _REWRITES:
-        message = pattern.sub(rewrite, message)
-    return message
+def size_text(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"  # pragma: no cover
 
 
-# -- ids ----------------------------------------------------------------------------------------
+def calls_text(calls: Mapping[str, int]) -> str:
+    used = {name: count for name, count in calls.items() if count}
+    if not used:
+        return "0"
+    parts = ", ".join(f"{name} {count}" for name, count in sorted(used.items()))
+    return f"{sum(used.values())} ({parts})"
 
 
-def job_by_prefix(given: str, known: Iterable[str]) -> str:
-    """A job id, or a unique prefix of one of the `known` ids (the ledger's, as `git` takes a
-    short hash); an ambiguous prefix is a usage error before any call. An id nothing knows is
-    used as given (the account may have jobs this ledger never saw)."""
-    ids = set(known)
-    if given in ids:
-        return given
-    matches = sorted(job_id for job_id in ids if job_id.startswith(given))
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        shown = ", ".join(matches[:4]) + (", ..." if len(matches) > 4 else "")
-        raise click.UsageError(
-            f"ID: {given!r} starts {len(matches)} jobs in the ledger ({shown}); give more of it"
-        )
-    return given
+def rows_text(records: Sequence[int | None]) -> str:
+    """Rows of the done chunks; `-` when none is known, `N+` when some are not (never a figure
+    that reads as complete when it is not)."""
+    known = [count for count in records if count is not None]
+    if not known and records:
+        return "-"
+    return f"{sum(known)}{'+' if len(known) < len(records) else ''}"
 
 
-# -- a reader that goes away --------------------------------------------------------------------
+def when_text(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def quiet_broken_pipe() -> None:
-    """After the reader of stdout went away (`| head`): point stdout at /dev/null, so the
-    interpreter's last flush does not fail too (the recipe of Python's `signal` docs). The
-    command then ends with exit code 0: what was asked for was printed as far as anyone reads
-    it."""
+def moment_text(moment: datetime | None, zone: tzinfo | None, offset: float = 0.0) -> str:
+    """A time for people: a moment on the server's clock, to the second in the account's time
+    zone, and as this machine's clock will read it (`offset` seconds behind the server's) when
+    that differs."""
+    if moment is None:
+        return "an unknown time"
+    account = moment.astimezone(zone or UTC).replace(microsecond=0)
+    text = f"{account:%Y-%m-%d %H:%M:%S} {_zone_name(account)} (account)"
+    local = (moment - timedelta(seconds=round(offset))).astimezone().replace(microsecond=0)
+    if local.utcoffset() != account.utcoffset() or local != account:
+        text += f", {local:%Y-%m-%d %H:%M:%S} {_zone_name(local)} here"
+    return text
+
+
+def _zone_name(moment: datetime) -> str:
+    offset = moment.utcoffset() or timedelta(0)
+    if not offset:
+        return "UTC"
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes > 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def shown_path(path: Path) -> str:
+    """A recorded path as a person reads it: relative to the current folder when inside it (the
+    ledger records paths absolute, in their one canonical spelling; `--json` gives them so)."""
     try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):  # pragma: no cover - no real stdout
-        pass
-
-
-class _Reader:
-    """Whether the reader of stdout is still there. When it goes away, the command stops as a
-    Unix tool does, but through cancellation: the running command's scope is cancelled, so a
-    run cleans up as after Ctrl-C (the manifest written, the ledger's jobs kept for the next
-    run to re-attach to), nothing more is printed, nothing is said on stderr, and the exit code
-    is 0. Found by the first write that fails or, on a pipe, by the pipe itself, at once, when
-    the command has nothing to print for a while (a backfill's chunks on a pipe)."""
-
-    def __init__(self) -> None:
-        self.gone = False
-        self.scope: anyio.CancelScope | None = None
-
-    def reset(self) -> None:
-        self.gone, self.scope = False, None
-
-    def lost(self) -> None:
-        if self.gone:
-            return
-        self.gone = True
-        quiet_broken_pipe()
-        if self.scope is not None:
-            self.scope.cancel()
-
-
-READER = _Reader()
-
-
-def echo(text: str, stream: IO[str] | None = None) -> None:
-    """`text` and a newline on stdout (or `stream`), flushed; nothing once the reader is gone."""
-    stream = sys.stdout if stream is None else stream
-    if READER.gone and stream is sys.stdout:
-        return
-    try:
-        stream.write(text + "\n")
-        stream.flush()
-    except BrokenPipeError:
-        if stream is sys.stdout:
-            READER.lost()
-
-
-def _watched_pipe() -> int | None:
-    """stdout's descriptor when it is a pipe that poll(2) can watch, else None."""
-    try:
-        fd = sys.stdout.fileno()
-        return fd if hasattr(select, "poll") and stat.S_ISFIFO(os.fstat(fd).st_mode) else None
-    except (OSError, ValueError, AttributeError):  # replaced by a test, or closed
-        return None
-
-
-def _reader_closed(fd: int) -> bool:
-    poller = select.poll()
-    poller.register(fd, 0)  # errors and hang-ups are always reported
-    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
-
-
-async def _watch(fd: int) -> None:
-    # The write end of a pipe is never readable: waiting "for reading" wakes only when the pipe
-    # reports an error, which it does once its last reader is gone.
-    while not READER.gone and not _reader_closed(fd):
-        try:
-            await anyio.wait_readable(fd)
-        except OSError:  # stdout is no pipe any more (the reader left: it is /dev/null now)
-            break
-        if not _reader_closed(fd):  # a wake-up for something else: look again later
-            await anyio.sleep(0.5)
-    READER.lost()
-
-
-@asynccontextmanager
-async def reader_watched() -> AsyncIterator[None]:
-    """The body runs until it ends, or until the reader of stdout goes away: then it is
-    cancelled, and the block ends normally with `READER.gone` set."""
-    with anyio.CancelScope() as scope:
-        READER.scope = scope
-        try:
-            fd = _watched_pipe()
-            if fd is None:
-                yield
-            else:
-                with unwrapped():
-                    async with anyio.create_task_group() as group:
-                        group.start_soon(_watch, fd)
-                        yield
-                        group.cancel_scope.cancel()
-        finally:
-            READER.scope = None
-
-
-def reader_gone_error() -> BrokenPipeError:
-    return BrokenPipeError(errno.EPIPE, "the reader of stdout went away")
-
-
-# -- -v/--verbose --------------------------------------------------------------------------------
-
-
-#: Secrets the command line holds (a token read from a file, the sandbox's token), besides the
-#: ones in the environment: never printed, not even by `-v`.
-_SECRETS: set[str] = set()
-SECRET_ENV = ("IMPACT_AUTH_TOKEN", "IMPACT_POSTBACK_TOKEN")
-
-
-def register_secret(value: str | None) -> None:
-    if value:
-        _SECRETS.add(value)
-
-
-#: API origins: `-v` shows paths on them (the origin is said once, by the command).
-_ORIGINS: set[str] = set()
-
-
-def register_origin(base_url: str) -> None:
-    _ORIGINS.add(base_url.rstrip("/"))
-
-
-def known_secrets() -> Iterable[str]:
-    yield from _SECRETS
-    for name in SECRET_ENV:
-        value = os.environ.get(name, "").strip()
-        if value:
-            yield value
-
-
-class _Scrub(logging.Filter):
-    """Replaces every secret in a record's final text by `***` (a belt to the braces of the
-    library, which never logs a token)."""
-
-    def __init__(self, secrets: Callable[[], Iterable[str]]) -> None:
-        super().__init__()
-        self.secrets = secrets
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        for secret in self.secrets():
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, "***")
-        for origin in _ORIGINS:
-            text = text.replace(f" {origin}/", " /")
-        record.msg, record.args = text, None
-        return True
-
-
-#: The library's log has no place on stderr without `-v`: each error it logs reaches the user as
-#: the command's own one line (without a handler, Python's last resort would print it too).
-_SILENT = logging.NullHandler()
-
-
-def silence_library_log() -> None:
-    logging.getLogger("reportexport_async").addHandler(_SILENT)  # added once, however often
-
-
-def verbose_logging(
-    enabled: bool,
-    *,
-    secrets: Callable[[], Iterable[str]] = known_secrets,
-    stream: IO[str] | None = None,
-) -> Callable[[], None]:
-    """`-v`: the library's log on stderr, one line each: every call (method, path, status, time)
-    and every wait. Returns the function that undoes it."""
-    if not enabled:
-        return lambda: None
-    logger = logging.getLogger("reportexport_async")
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    handler.addFilter(_Scrub(secrets))
-    before = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-
-    def undo() -> None:
-        logger.removeHandler(handler)
-        logger.setLevel(before)
-
-    return undo
+        return str(Path(path).relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
