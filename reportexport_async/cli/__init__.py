@@ -25,7 +25,7 @@ submit (run the same command again after the time printed); 130 interrupted (Ctr
 message says what was recorded; the same command resumes). A reader that goes away (`| head`)
 is no failure (0). Errors are one line, never a traceback, never the token, in command-line
 words (`wording`). Tables, pipes, `-v` and the user's folders are in `output`, `pipes`,
-`verbose` and `paths`, for every subcommand to share.
+`verbose` and `paths`, for every subcommand to share; the layout is `docs/command-line.md`.
 """
 
 from __future__ import annotations
