@@ -77,6 +77,20 @@ def test_jobs_list_prints_its_count_on_stderr(
     assert err.strip() == "1 jobs"
 
 
+def test_ledger_history_prints_its_count_on_stderr(
+    account: SandboxThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A listing of one export's events: the rows on the pipe, their count on stderr."""
+    code, out, err = here(capsys, "export", REPORT, *RANGE, "--out", "e.csv", "--json")
+    assert code == 0, err
+    job_id = json_lines(out)[-1]["job_id"]
+    code, out, err = here(capsys, "ledger", "history", job_id)
+    assert code == 0, err
+    rows = out.strip().splitlines()[1:]  # under the export's own line
+    assert [row.split("\t")[1] for row in rows][:2] == ["intent", "submitted"]
+    assert err.strip() == f"{len(rows)} events"
+
+
 def test_job_ids_are_looked_up_within_the_current_account(
     impact_sandbox_factory: Callable[..., SandboxThread],
 ) -> None:

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from reportexport_async import cli_output
-from reportexport_async.cli_output import READER, echo, make_console
+from reportexport_async.cli import pipes
+from reportexport_async.cli.output import make_console
+from reportexport_async.cli.pipes import READER, echo
 from reportexport_async.sandbox.pytest_plugin import SandboxThread
 
 from .conftest import behind, sandbox_env
@@ -261,7 +262,7 @@ def test_a_console_on_a_closed_pipe_stops_the_command_without_system_exit(
             raise BrokenPipeError(errno.EPIPE, "Broken pipe")
 
     monkeypatch.setattr(sys, "stdout", Closed())
-    monkeypatch.setattr(cli_output, "quiet_broken_pipe", lambda: None)  # the test's own fd 1
+    monkeypatch.setattr(pipes, "quiet_broken_pipe", lambda: None)  # the test's own fd 1
     READER.reset()
     try:
         make_console().print("a line nobody reads")

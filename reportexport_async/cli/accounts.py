@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,50 +22,38 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from .accounts import Account, load_accounts, run_per_account, select_accounts
-from .cli import (
-    EXIT_DEFERRED,
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_PENDING,
-    EXIT_USAGE,
-    PROG,
-    BackfillArgs,
-    PostbackArgs,
-    _calls_text,
-    _echo_json,
-    _end_json,
-    _event_json,
-    _exit_code,
-    _moment,
-    _run_async,
-    _size,
-    postback_receiver,
-    quota_spent_text,
-    sync_exit_code,
-)
-from .cli_output import Cell, print_table
-from .client import Client
-from .core.responses import account_problem
-from .errors import (
+from ..accounts import Account, load_accounts, run_per_account, select_accounts
+from ..client import Client
+from ..core.responses import account_problem
+from ..errors import (
     AccountUnavailable,
     ConfigurationError,
     LedgerError,
     QuotaExhausted,
     ReportExportError,
 )
-from .ledger import DEFAULT_LEDGER_PATH
-from .orchestrator import BackfillResult, ExportSpec, ProgressEvent
-from .postbacks import PostbackReceiver
-from .sync import KINDS, Dataset, SyncOptions, SyncResult
+from ..ledger import DEFAULT_LEDGER_PATH
+from ..orchestrator import BackfillResult, ProgressEvent
+from ..postbacks import PostbackReceiver
+from ..sync import SyncResult
+from .credentials import Credentials
+from .events import echo_json, event_json, quota_spent_text
+from .exits import EXIT_DEFERRED, EXIT_FAILED, EXIT_OK, EXIT_PENDING, EXIT_USAGE, end_json
+from .options import AccountsChoice, PostbackArgs
+from .output import Cell, calls_text, print_table
+from .run import postback_receiver, run_async
+from .wording import PROG
 
 __all__ = [
     "SEVERITY",
     "AccountReport",
-    "backfill_accounts",
+    "AccountWork",
+    "Notices",
+    "SummaryColumns",
+    "chosen",
     "overall_code",
+    "report_counts",
     "run_accounts",
-    "sync_accounts",
 ]
 
 #: The events of an account's run that are shown (the chunks' own progress is not: thousands of
@@ -128,89 +116,8 @@ class SummaryColumns:
     done: Callable[[AccountReport], str]
 
 
-def _counts(report: AccountReport) -> Counter[str]:
+def report_counts(report: AccountReport) -> Counter[str]:
     return Counter(report.result.counts if report.result is not None else {})
-
-
-def _backfill_cells(report: AccountReport) -> list[object]:
-    result = report.result
-    counts = _counts(report)
-    size = None
-    if isinstance(result, BackfillResult):
-        size = sum(run.size or 0 for run in result.chunks if run.status == "done")
-    return [
-        "-" if not isinstance(result, BackfillResult) else str(len(result.chunks)),
-        str(counts["done"]),
-        str(counts["failed"] + counts["stuck"]),
-        str(counts["pending"]),
-        str(counts["deferred"]),
-        _size(size) if size is None else Cell(_size(size), str(size)),
-    ]
-
-
-def _sync_cells(report: AccountReport) -> list[object]:
-    counts = _counts(report)
-    counts["refreshed"] = counts["refresh"]
-    counts["failed"] += counts["stuck"]
-    return [str(counts[name]) for name in SYNC_COLUMNS]
-
-
-SYNC_COLUMNS = ("new", "refreshed", "deferred", "final", "fresh", "history", "pending", "failed")
-BACKFILL = SummaryColumns(
-    ("chunks", "done", "failed", "pending", "deferred", "bytes"),
-    _backfill_cells,
-    lambda report: f"{_counts(report)['done']} chunks",
-)
-SYNC = SummaryColumns(
-    SYNC_COLUMNS,
-    _sync_cells,
-    lambda report: (
-        ", ".join(f"{_counts(report)[kind]} {kind}" for kind in KINDS if _counts(report)[kind])
-        or "no chunk"
-    ),
-)
-
-
-def _from_result(name: str, result: BackfillResult, client: Client) -> AccountReport:
-    code = _exit_code(result)
-    counts = result.counts
-    zone = client.limiter.timezone
-    calls = dict(result.calls)
-    if code == EXIT_FAILED:
-        bad = [run for run in result.chunks if run.status in ("failed", "stuck")]
-        first = f": {bad[0].label}: {bad[0].error}" if bad and bad[0].error else ""
-        reason = f"{counts['failed'] + counts['stuck']} chunks failed or stuck{first}"
-        return AccountReport(name, code, "failed", reason, result, calls)
-    if code == EXIT_PENDING:
-        reason = (
-            f"{counts['pending']} chunks wait for the daily ReportExport quota (resets at "
-            f"{_moment(result.pending_resets_at, zone)})"
-        )
-        return AccountReport(name, code, "quota", reason, result, calls)
-    if code == EXIT_DEFERRED:
-        reason = (
-            f"{counts['deferred']} chunks deferred until {_moment(result.deferred_until, zone)}"
-        )
-        return AccountReport(name, code, "deferred", reason, result, calls)
-    return AccountReport(name, EXIT_OK, "complete", None, result, calls)
-
-
-def _from_sync(name: str, result: SyncResult, client: Client) -> AccountReport:
-    code = sync_exit_code(result)
-    counts = result.counts
-    calls = dict(result.calls)
-    zone = client.limiter.timezone
-    if code == EXIT_FAILED:
-        bad = [c for d in result.datasets for c in d.chunks if c.outcome in ("failed", "stuck")]
-        first = f": {bad[0].report_id} {bad[0].start}: {bad[0].reason}" if bad else ""
-        reason = f"{counts['failed'] + counts['stuck']} chunks failed or stuck{first}"
-        return AccountReport(name, code, "failed", reason, result, calls)
-    if code == EXIT_PENDING:
-        resets = [d.pending_resets_at for d in result.datasets if d.pending_resets_at]
-        when = f" (resets at {_moment(min(resets), zone)})" if resets else ""
-        reason = f"{counts['pending']} chunks wait for the daily ReportExport quota{when}"
-        return AccountReport(name, code, "quota", reason, result, calls)
-    return AccountReport(name, EXIT_OK, "complete", None, result, calls)
 
 
 def _from_error(name: str, error: Exception) -> AccountReport:
@@ -280,99 +187,21 @@ def _closing_lines(reports: Sequence[AccountReport], code: int) -> list[str]:
     return lines
 
 
-def refuse_with_accounts(options: dict[str, Any]) -> None:
-    """The single-account options that an accounts file replaces."""
-    clashing = {
-        "sandbox": "--sandbox",
-        "account_sid": "--account-sid",
-        "auth_token_file": "--auth-token-file",
-        "account_type": "--account-type",
-        "base_url": "--base-url",
-        "hourly_limit": "--hourly-limit",
-        "daily_report_export": "--daily-report-export",
-        "daily_click_export": "--daily-click-export",
-    }
-    given = [flag for name, flag in clashing.items() if options.get(name)]
+def chosen(choice: AccountsChoice, credentials: Credentials, command: str) -> list[Account] | int:
+    """`--accounts FILE [--account NAME ...]`: the accounts chosen, or the usage exit code after
+    printing every mistake of the file, one line each. The single account's options, which the
+    file replaces, are a usage error."""
+    if choice.path is None:
+        raise click.UsageError("--account needs --accounts FILE")
+    given = credentials.given()
     if given:
         raise click.UsageError(
             f"--accounts names every account and its limits: drop {', '.join(given)}"
         )
-
-
-def chosen(
-    path: Path | None, names: Sequence[str], options: dict[str, Any], command: str
-) -> list[Account] | int:
-    """`--accounts FILE [--account NAME ...]`: the accounts chosen, or the usage exit code after
-    printing every mistake of the file, one line each."""
-    if path is None:
-        raise click.UsageError("--account needs --accounts FILE")
-    refuse_with_accounts(options)
     try:
-        return load_selected(path, names)
+        return select_accounts(load_accounts(choice.path), choice.names, path=choice.path)
     except ConfigurationError as error:
-        return usage_lines(error, command)
-
-
-def load_selected(path: Path, names: Sequence[str]) -> list[Account]:
-    """The accounts chosen from the file; every mistake printed as its own line (exit 2)."""
-    accounts = load_accounts(path)
-    return select_accounts(accounts, names, path=path)
-
-
-def backfill_accounts(
-    args: BackfillArgs,
-    accounts: Sequence[Account],
-    *,
-    ledger_path: Path | str | None,
-    parallel: int,
-    console: Console,
-    live: bool,
-    as_json: bool,
-) -> int:
-    specs = [ExportSpec(r, dict(args.filters), args.result_format) for r in args.reports]
-    options = args.options()
-
-    async def one(
-        client: Client, account: Account, on_event: Notices, receiver: PostbackReceiver | None
-    ) -> AccountReport:
-        result = await client.backfill(
-            specs, args.start, args.end, out=args.out / account.name, options=options,
-            postbacks=receiver, on_event=on_event,
-        )  # fmt: skip
-        return _from_result(account.name, result, client)
-
-    return run_accounts(
-        accounts, one, BACKFILL, postbacks=args.postbacks, ledger_path=ledger_path,
-        parallel=parallel, console=console, live=live, as_json=as_json, dry_run=args.dry_run,
-    )  # fmt: skip
-
-
-def sync_accounts(
-    datasets: Sequence[Dataset],
-    options: SyncOptions,
-    accounts: Sequence[Account],
-    *,
-    ledger_path: Path | str | None,
-    parallel: int,
-    console: Console,
-    live: bool,
-    as_json: bool,
-    postbacks: PostbackArgs | None = None,
-) -> int:
-    """`sync ... --accounts`: every account syncs the same datasets, each dataset's files of an
-    account in `<dataset's out>/<account name>/`."""
-
-    async def one(
-        client: Client, account: Account, on_event: Notices, receiver: PostbackReceiver | None
-    ) -> AccountReport:
-        own = [replace(dataset, out=dataset.out / account.name) for dataset in datasets]
-        result = await client.sync(own, options=options, on_event=on_event, postbacks=receiver)
-        return _from_sync(account.name, result, client)
-
-    return run_accounts(
-        accounts, one, SYNC, postbacks=postbacks, ledger_path=ledger_path, parallel=parallel,
-        console=console, live=live, as_json=as_json, dry_run=options.dry_run,
-    )  # fmt: skip
+        return _usage_lines(error, command)
 
 
 def run_accounts(
@@ -411,7 +240,7 @@ def run_accounts(
                     failed = sum(1 for r in reports.values() if r.code != EXIT_OK)
                     progress.update(bar, advance=1, description=f"{failed} not complete")
                     if as_json:
-                        _echo_json(report.json())
+                        echo_json(report.json())
                     elif report.code != EXIT_OK:
                         progress.console.print(
                             f"[red]{report.name}[/]: {report.status}: {report.reason}"
@@ -429,7 +258,7 @@ def run_accounts(
                         if event.kind not in NOTICES:
                             return
                         if as_json:
-                            _echo_json({**_event_json(event), "account": name})
+                            echo_json({**event_json(event), "account": name})
                             return
                         if event.kind == "stopped":  # its closing line says it, once
                             return
@@ -472,7 +301,7 @@ def run_accounts(
         ordered = [reports[account.name] for account in accounts]
         code = overall_code(ordered)
         if as_json:
-            _echo_json(
+            echo_json(
                 {
                     "event": "summary",
                     "accounts": len(ordered),
@@ -485,18 +314,18 @@ def run_accounts(
             )
             return code
         _print_summary(console, ordered, table, dry_run)
-        console.print(f"API calls: {_calls_text(_total_calls(ordered))}")
+        console.print(f"API calls: {calls_text(_total_calls(ordered))}")
         for line in _closing_lines(ordered, code):
             console.print(line)
         return code
 
-    return _run_async(run_all)
+    return run_async(run_all)
 
 
 def _total_counts(reports: Sequence[AccountReport]) -> dict[str, int]:
     total: Counter[str] = Counter()
     for report in reports:
-        total.update(_counts(report))
+        total.update(report_counts(report))
     return dict(total)
 
 
@@ -507,10 +336,10 @@ def _total_calls(reports: Sequence[AccountReport]) -> dict[str, int]:
     return dict(total)
 
 
-def usage_lines(error: ConfigurationError, command: str = "backfill") -> int:
+def _usage_lines(error: ConfigurationError, command: str = "backfill") -> int:
     """Print an accounts file's mistakes, one `error:` line each; the usage exit code."""
     problems = getattr(error, "problems", None) or [str(error)]
     for problem in problems:
         click.echo(f"{PROG} {command}: error: {problem}", err=True)
-    _end_json("; ".join(problems), EXIT_USAGE)
+    end_json("; ".join(problems), EXIT_USAGE)
     return EXIT_USAGE
