@@ -86,6 +86,7 @@ from .core.models import ExportRequest, Job, Report, checked
 from .core.planning import Plan, chunk_path, default_range_path
 from .core.policies import RateLimitPolicy, RetryPolicy
 from .datasets import in_file, load_datasets
+from .destinations import IntoURL, parse_into
 from .errors import (
     AccountUnavailable,
     ConfigurationError,
@@ -413,6 +414,25 @@ def default_ledger_path(given: Path | str | None, *, sandbox: bool = False) -> P
     """`--ledger` (a file or a `postgresql://` URL), else the user's data folder (or an older
     ledger in the current folder)."""
     return resolve_ledger(given, sandbox=sandbox, notify=_notice)
+
+
+def _into(ctx: click.Context, param: click.Parameter, value: str | None) -> IntoURL | None:
+    if value is None:
+        return None
+    with _as_usage("--into"):  # a bad URL or a missing extra: before any call
+        return parse_into(value, setting="--into")
+
+
+def into_option(function: Callable[..., T]) -> Callable[..., T]:
+    """`--into URL`: also load every chunk into a typed destination beside the files."""
+    return click.option(
+        "--into",
+        "into",
+        metavar="URL",
+        callback=_into,
+        help="also load every chunk into duckdb:///FILE or parquet:///DIR (four slashes: an "
+        "absolute path); the files stay written",
+    )(function)
 
 
 def _json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
@@ -777,6 +797,12 @@ class BackfillView:
             self.refresh()
         elif event.kind in ("error", "retry"):
             self.console.print(f"{event.kind}: {cli_language(event.message or '')}", markup=False)
+        if (
+            not self.as_json
+            and event.kind == "loaded"
+            and (event.status != "done" or not self.live)
+        ):
+            self.console.print(f"loaded: {event.message}", markup=False, highlight=False)
         if not self.as_json and event.kind == "wait":
             # On a terminal too: a wait always says what it waits for and until when. (What
             # stopped a run is its one error line, on stderr.)
@@ -841,6 +867,8 @@ def _event_json(event: ProgressEvent) -> dict[str, Any]:
         payload["until"] = event.until.isoformat()
     if event.kind == "chunk":
         payload["bytes"] = event.bytes
+    if event.kind == "loaded":  # what was loaded where
+        payload.update(rows=event.rows, target=event.target, table=event.table)
     payload["calls"] = dict(event.calls)
     payload["quota_left"] = event.quota_left
     if event.plan is not None:
@@ -1022,6 +1050,7 @@ class BackfillArgs:
     postbacks: PostbackArgs | None = None
     check_reports: bool = True
     wait_for_replays: bool = False
+    into: IntoURL | None = None
 
     def options(self) -> BackfillOptions:
         return BackfillOptions(
@@ -1058,7 +1087,7 @@ async def run_backfill(
             with view:
                 result = await run.client.backfill(
                     specs, args.start, args.end, out=args.out, options=options, on_event=view,
-                    postbacks=receiver,
+                    postbacks=receiver, into=args.into,
                 )  # fmt: skip
     except BaseException as raised:
         _ended_early(raised, view, run.client.ledger.path, as_json=as_json)
@@ -1437,6 +1466,7 @@ def cli() -> None:
 @postback_options
 @check_reports_option
 @accounts_options
+@into_option
 @sandbox_options
 @json_option
 @credential_options
@@ -1465,6 +1495,7 @@ def backfill_command(
     parallel_accounts: int,
     align_chunks: bool,
     as_json: bool,
+    into: IntoURL | None,
     **options: Any,
 ) -> int:
     """Pull REPORT... over --start..--end into --out, one export per chunk.
@@ -1485,8 +1516,10 @@ def backfill_command(
         reports, start, end, rule, filters, result_format.upper(), out, concurrency, merge,
         dry_run, wait_for_quota,
         PostbackArgs.given(postback_listen, postback_token, postback_fields, postback_public_url),
-        check_reports, wait_for_replays,
+        check_reports, wait_for_replays, into,
     )  # fmt: skip
+    if into is not None and (accounts_file is not None or account_names):
+        raise click.UsageError("--into: with --accounts, set `into` per account in the file")
     if dry_run:
         _check_could_write(out, "--out")  # and make nothing: a dry run leaves no trace
     else:
@@ -1578,6 +1611,7 @@ def demo_command(out: Path) -> int:
 @sandbox_ledger_option
 @check_reports_option
 @sandbox_options
+@into_option
 @json_option
 @credential_options
 @verbose_option
@@ -1591,6 +1625,7 @@ def export_command(
     ledger_path: Path | None,
     check_reports: bool,
     as_json: bool,
+    into: IntoURL | None,
     **options: Any,
 ) -> int:
     """One export: submitted (or re-attached to, or taken from a file that is still intact),
@@ -1631,7 +1666,9 @@ def export_command(
             if not as_json:
                 _sandbox_banner(run, console, as_json)
             try:
-                outcome = await run.client.export(request, out=dest, check_reports=check_reports)
+                outcome = await run.client.export(
+                    request, out=dest, check_reports=check_reports, into=into
+                )
             except BaseException as raised:
                 if isinstance(_leaf(raised), KeyboardInterrupt | anyio.get_cancelled_exc_class()):
                     _SAID.resume = _export_interrupted(run.client, dest)
@@ -1650,6 +1687,8 @@ def export_command(
                     f"{outcome.job_id}, {how}{', replayed' if outcome.replayed else ''}"
                 )
                 console.print(f"sha256 {outcome.sha256}\nAPI calls: {_calls_text(calls)}")
+                for loaded in outcome.loaded:
+                    console.print(f"loaded: {loaded.message}", markup=False, highlight=False)
             return EXIT_OK
 
     return _run_async(work)
@@ -1708,6 +1747,7 @@ def export_command(
 @postback_options
 @check_reports_option
 @accounts_options
+@into_option
 @sandbox_options
 @json_option
 @credential_options
@@ -1737,6 +1777,7 @@ def sync_command(
     account_names: tuple[str, ...],
     parallel_accounts: int,
     as_json: bool,
+    into: IntoURL | None,
     **options: Any,
 ) -> int:
     """Keep a dataset current: run it once a day (a cron line). New days are submitted,
@@ -1776,6 +1817,10 @@ def sync_command(
             datasets = [dataset]
     except ConfigurationError as error:
         raise _dataset_problem(error, config_path) from None
+    if into is not None:  # every dataset, each in its own schema
+        if accounts_file is not None or account_names:
+            raise click.UsageError("--into: with --accounts, set `into` per account in the file")
+        datasets = [dataclasses.replace(dataset, into=into) for dataset in datasets]
     credentials = Credentials.from_options(options)
     console = _console()
     sync_options = SyncOptions(dry_run=dry_run, wait_for_quota=wait_for_quota,

@@ -337,7 +337,7 @@ def backfill_accounts(
     ) -> AccountReport:
         result = await client.backfill(
             specs, args.start, args.end, out=args.out / account.name, options=options,
-            postbacks=receiver, on_event=on_event,
+            postbacks=receiver, on_event=on_event, into=account.into,
         )  # fmt: skip
         return _from_result(account.name, result, client)
 
@@ -362,10 +362,21 @@ def sync_accounts(
     """`sync ... --accounts`: every account syncs the same datasets, each dataset's files of an
     account in `<dataset's out>/<account name>/`."""
 
+    shared = [d.name for d in datasets if d.into is not None]
+    if shared and len(accounts) > 1 and not all(a.into is not None for a in accounts):
+        raise ConfigurationError(
+            "into",
+            f"dataset {shared[0]!r} would load several accounts into one destination: set "
+            "`into` per account in the accounts file",
+        )
+
     async def one(
         client: Client, account: Account, on_event: Notices, receiver: PostbackReceiver | None
     ) -> AccountReport:
-        own = [replace(dataset, out=dataset.out / account.name) for dataset in datasets]
+        own = [
+            replace(dataset, out=dataset.out / account.name, into=account.into or dataset.into)
+            for dataset in datasets
+        ]
         result = await client.sync(own, options=options, on_event=on_event, postbacks=receiver)
         return _from_sync(account.name, result, client)
 

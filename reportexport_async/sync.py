@@ -62,15 +62,33 @@ from .core.models import ExportRequest, JobStatus, checked
 from .core.quota import DailyQuota, quota_day_bounds
 from .core.replay import ReplayPolicy
 from .core.responses import account_problem
-from .destinations import FilesDestination, Manifest, ManifestChunk, file_is_intact, merge_each
+from .destinations import (
+    FilesDestination,
+    IntoURL,
+    Manifest,
+    ManifestChunk,
+    SavedChunk,
+    file_is_intact,
+    merge_each,
+    parse_into,
+)
 from .errors import (
     AccountUnavailable,
     ConfigurationError,
+    LoadError,
     ReportExportError,
 )
 from .ledger import LedgerEntry
-from .orchestrator import BackfillOptions, BackfillResult, ExportSpec, ProgressEvent, run_planned
+from .orchestrator import (
+    BackfillOptions,
+    BackfillResult,
+    ExportSpec,
+    ProgressEvent,
+    files_into,
+    run_planned,
+)
 from .orchestrator.plan import make_plan, plan_default_ranges
+from .orchestrator.state import load_chunks
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api import ReportExportClient
@@ -99,7 +117,9 @@ class Dataset:
     reports' default date range) to the last complete day, in `chunk`s (`Nd`, `week` or
     `month`), in the folder `out`. `settle_days`: how long a day's data keeps changing;
     `refresh_hour`: the hour of the account's day from which the latest day is refreshed;
-    `merge`: also keep `<out>/<report>.<ext>` whole."""
+    `merge`: also keep `<out>/<report>.<ext>` whole. `into` (`duckdb:///PATH`,
+    `parquet:///PATH`, relative to the working folder): also load every chunk into a typed
+    destination beside the files, in a schema named after the dataset."""
 
     name: str
     reports: tuple[str, ...]
@@ -111,10 +131,17 @@ class Dataset:
     merge: bool = False
     settle_days: int = DEFAULT_SETTLE_DAYS
     refresh_hour: int = DEFAULT_REFRESH_HOUR
+    into: str | IntoURL | None = None
 
     def __post_init__(self) -> None:
         def bad(setting: str, problem: str) -> ConfigurationError:
             return ConfigurationError(setting, problem, dataset=self.name)
+
+        if isinstance(self.into, str):  # its path judged now, from the working folder
+            try:
+                object.__setattr__(self, "into", parse_into(self.into))
+            except ConfigurationError as error:
+                raise bad("into", error.problem) from None
 
         if isinstance(self.reports, str):
             object.__setattr__(self, "reports", (self.reports,))
@@ -315,6 +342,8 @@ class _Day:
     def __init__(self, client: Client, zone: tzinfo) -> None:
         self.client = client
         self.zone = zone
+        #: Every destination the run's plans opened (closed when the run ends).
+        self.destinations: list[FilesDestination] = []
 
     def now(self) -> datetime:
         return self.client.clock.now()
@@ -340,6 +369,24 @@ async def sync(
     calls_before = Counter(api.usage.calls)
     zone = await api.limiter.account_timezone()
     day = _Day(client, zone)
+    try:
+        return await _sync(client, sets, day, options, on_event, postbacks, calls_before)
+    finally:
+        with anyio.CancelScope(shield=True):
+            for destination in day.destinations:
+                await destination.aclose()
+
+
+async def _sync(
+    client: Client,
+    sets: list[Dataset],
+    day: _Day,
+    options: SyncOptions,
+    on_event: Callable[[ProgressEvent], None] | None,
+    postbacks: PostbackReceiver | None,
+    calls_before: Counter[str],
+) -> SyncResult:
+    api = client.api
     plans = [await _plan(client, d, day) for d in sets]  # checks first_day, no call
     if not options.dry_run:
         for plan in plans:
@@ -378,10 +425,31 @@ async def sync(
     done = []
     for plan in plans:
         done.append(await _finish(client, plan, day, results, options, calls))
+    failed = None
     if not options.dry_run:
         daily = await api.limiter.daily("ReportExport")  # what the run spent: no call
+        failed = next((r.load_error for r in results.values() if r.load_error), None)
+        for plan, result in zip(plans, done, strict=True):
+            failed = await _bring_up(plan, result, emit) or failed
     remaining = None if daily is None else daily.remaining
-    return SyncResult(tuple(done), calls, client.clock.offset, remaining)
+    outcome = SyncResult(tuple(done), calls, client.clock.offset, remaining)
+    if failed is not None:
+        failed.result = outcome
+        raise failed
+    return outcome
+
+
+async def _bring_up(
+    plan: _Plan, result: DatasetResult, emit: Callable[[ProgressEvent], None]
+) -> LoadError | None:
+    """A destination beside the files brought to equal them: every whole chunk of the dataset
+    it lacks, or holds from another file, loaded (a load an earlier run did not commit)."""
+    whole = [
+        SavedChunk(item.key, item.request, item.chunk, item.path, chunk.sha256, chunk.job_id)
+        for item, chunk in zip(plan.items, result.chunks, strict=True)
+        if chunk.sha256 is not None and chunk.outcome == "done"
+    ]
+    return await load_chunks(plan.destination, whole, emit)
 
 
 async def _on_the_servers_day(
@@ -460,7 +528,8 @@ async def _plan(client: Client, dataset: Dataset, day: _Day) -> _Plan:
         )
     day_start = quota_day_bounds(day.now(), day.zone)[0]
     items: list[_Item] = []
-    destination = FilesDestination(dataset.out)
+    destination = files_into(dataset.out, dataset.into, schema=dataset.name)
+    day.destinations.append(destination)
     if first is None:  # one export per report per account day
         planned = await plan_default_ranges(api, ledger, dataset.specs(), today, destination)
     else:

@@ -14,16 +14,13 @@ from .base import Destination, Loaded, Merged, SavedChunk, merge_each
 from .files import FilesDestination, canonical, file_is_intact
 from .manifest import MANIFEST_NAME, Manifest, ManifestChunk, manifest_schema, read_manifest
 from .typed import FilesInto, IntoURL, parse_into
-from .types import ColumnTypeError, LoadError
 
 __all__ = [
     "MANIFEST_NAME",
-    "ColumnTypeError",
     "Destination",
     "FilesDestination",
     "FilesInto",
     "IntoURL",
-    "LoadError",
     "Loaded",
     "Manifest",
     "ManifestChunk",

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import duckdb
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, LoadError
 from .typed import LoadChunk, Loaded, judge_file
-from .types import LoadError, Schema
+from .types import Schema
 
 __all__ = ["PAUSE_ENV", "DuckDBDestination"]
 

@@ -27,10 +27,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, LoadError
 from ..files import atomic_write, part_of, publish
 from .typed import LoadChunk, Loaded, judge_file
-from .types import DECIMAL_DIGITS, ColumnType, LoadError, Schema
+from .types import DECIMAL_DIGITS, ColumnType, Schema
 
 __all__ = ["ParquetDestination", "arrow_type"]
 

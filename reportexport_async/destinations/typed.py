@@ -22,11 +22,11 @@ from typing import Protocol
 import anyio
 
 from ..core.planning import export_folder
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, LoadError
 from .base import Loaded, SavedChunk
 from .files import FilesDestination
 from .rows import CsvCopy, read_rows
-from .types import LoadError, Schema
+from .types import Schema
 
 __all__ = [
     "EXTRAS",

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
 
-from ..errors import ReportExportError
+from ..errors import ColumnTypeError, LoadError
 
 __all__ = [
     "DECIMAL_DIGITS",
@@ -53,37 +53,6 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?\Z")
 _BOOLEAN = frozenset({"true", "false"})
 _INT64 = 1 << 63
-
-
-class LoadError(ReportExportError):
-    """A chunk's file could not be loaded into a typed destination (its files and the ledger are
-    untouched: the next run loads it again). Names the destination, report and chunk."""
-
-    def __init__(self, target: str, report: str, chunk: str, problem: str) -> None:
-        self.target = target
-        self.report = report
-        self.chunk = chunk
-        self.problem = problem
-        super().__init__(f"{target}: report {report}, chunk {chunk}: {problem}")
-
-
-class ColumnTypeError(LoadError):
-    """A value no longer fits its column's type, kept from the earlier chunks."""
-
-    def __init__(
-        self, target: str, report: str, chunk: str, column: str, kind: ColumnType, value: str
-    ) -> None:
-        self.column = column
-        self.kind = kind
-        self.value = value
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        super().__init__(
-            target,
-            report,
-            chunk,
-            f"column {column!r} holds {shown!r}, which is not {kind.describe()} as its earlier "
-            "chunks decided (drop the table or folder to have its types decided afresh)",
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +177,7 @@ class Schema:
             kind, misfit = infer(values, old)
             if misfit:
                 if name in self.decided:
-                    raise ColumnTypeError(target, report, chunk, name, old, misfit)
+                    raise ColumnTypeError(target, report, chunk, name, old.describe(), misfit)
                 kind = TEXT  # only this chunk decides it: its values disagree, it is text
             columns[name] = kind
         return Schema(columns, self.decided)
