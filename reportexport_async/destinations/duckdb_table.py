@@ -73,6 +73,7 @@ class DuckDBDestination:
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         if self._connection is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = duckdb.connect(str(self.path))
             connection.execute(_SETUP)
             self._connection = connection

@@ -94,6 +94,7 @@ class ParquetDestination:
 
     def _write_record(self, schema: str, table: str, record: Mapping[str, Any]) -> None:
         body = (json.dumps(record, indent=1) + "\n").encode()
+        self._record_path(schema, table).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self._record_path(schema, table), lambda handle: handle.write(body))
 
     # -- loading -----------------------------------------------------------------------------
