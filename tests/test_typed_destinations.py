@@ -89,9 +89,11 @@ async def test_backfill_into_duckdb_holds_the_files_rows_typed_and_replaces_a_ch
         got = db.execute(f"SELECT {', '.join(names)} FROM main.{REPORT}").fetchall()
         chunks = db.execute("SELECT count(*) FROM _reportexport_chunks").fetchone()
     assert types["Date"] == "DATE"
-    assert types["Amount"] == "DECIMAL(38,2)" and types["Payout"] == "DECIMAL(38,2)"
+    assert types["Amount"] == "DECIMAL(38,2)"
+    assert types["Payout"] == "DECIMAL(38,2)"
     assert types["ProgramId"] == "BIGINT"
-    assert types["State"] == "VARCHAR" and types["_chunk"] == "VARCHAR"
+    assert types["State"] == "VARCHAR"
+    assert types["_chunk"] == "VARCHAR"
     assert table_rows(got) == csv_rows(files)
     assert chunks == (3,)
 
@@ -171,8 +173,10 @@ async def test_parquet_holds_the_same_rows_read_back_with_duckdb_and_pyarrow(
         f"DESCRIBE SELECT * FROM read_parquet('{pattern}', hive_partitioning = true)"
     ).fetchall()
     kinds = {row[0]: row[1] for row in described}
-    assert kinds["Date"] == "DATE" and kinds["Amount"] == "DECIMAL(38,2)"
-    assert kinds["report"] == "VARCHAR" and kinds["chunk_start"] == "DATE"
+    assert kinds["Date"] == "DATE"
+    assert kinds["Amount"] == "DECIMAL(38,2)"
+    assert kinds["report"] == "VARCHAR"
+    assert kinds["chunk_start"] == "DATE"
     dataset = ds.dataset(lake, format="parquet", partitioning="hive",
                          exclude_invalid_files=True)  # fmt: skip
     assert dataset.count_rows() == sum(csv_rows(files).values())
@@ -227,7 +231,9 @@ def test_an_empty_chunk_keeps_the_types_and_a_misfit_names_report_chunk_column(
     assert (error.report, error.chunk, error.column, error.value) == (
         "R", "2025-01-04_2025-01-04", "Clicks", "lots",
     )  # fmt: skip
-    assert "R" in str(error) and "2025-01-04_2025-01-04" in str(error) and "Clicks" in str(error)
+    assert "R" in str(error)
+    assert "2025-01-04_2025-01-04" in str(error)
+    assert "Clicks" in str(error)
     assert isinstance(error, LoadError)
     assert "2025-01-04_2025-01-04" not in into.loaded("main", "R")
     into.close()
@@ -243,8 +249,10 @@ def test_an_empty_chunk_keeps_the_types_and_a_misfit_names_report_chunk_column(
             "hive_partitioning = true)"
         ).fetchall()
         types = {row[0]: row[1] for row in described}
-    assert types["Amount"] == "DECIMAL(38,2)" and types["Clicks"] == "BIGINT"
-    assert types["Date"] == "DATE" and types["Note"] == "VARCHAR"
+    assert types["Amount"] == "DECIMAL(38,2)"
+    assert types["Clicks"] == "BIGINT"
+    assert types["Date"] == "DATE"
+    assert types["Note"] == "VARCHAR"
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "parquet"])
@@ -295,10 +303,12 @@ async def test_a_bad_into_is_refused_before_any_call(
         before = sandbox.stats()["total_calls"]
         with pytest.raises(ConfigurationError) as raised:
             await client.backfill(REPORT, FIRST, LAST, out=tmp_path / "data", into=url)
-        assert raised.value.setting == "into" and words in str(raised.value)
+        assert raised.value.setting == "into"
+        assert words in str(raised.value)
         with pytest.raises(ConfigurationError) as in_dataset:
             Dataset("d", (REPORT,), tmp_path / "d", first_day=FIRST, into=url)
-        assert in_dataset.value.setting == "into" and in_dataset.value.dataset == "d"
+        assert in_dataset.value.setting == "into"
+        assert in_dataset.value.dataset == "d"
         assert sandbox.stats()["total_calls"] == before
     assert not (tmp_path / "data" / REPORT).exists()
 
