@@ -63,6 +63,8 @@ class DuckDBDestination:
         self.url = url
         self._connection: duckdb.DuckDBPyConnection | None = None
         self._held: dict[tuple[str, str], dict[str, str]] = {}
+        #: The committed schema of each table (this process is the file's one writer).
+        self._schemas: dict[tuple[str, str], Schema] = {}
 
     def check(self) -> None:
         try:
@@ -82,6 +84,7 @@ class DuckDBDestination:
     def close(self) -> None:
         connection, self._connection = self._connection, None
         self._held.clear()
+        self._schemas.clear()
         if connection is not None:
             connection.close()
 
@@ -100,23 +103,25 @@ class DuckDBDestination:
             held = self._held[(schema, table)] = {chunk: sha for chunk, sha in rows}
         return held
 
-    def _schema(self, schema: str, table: str) -> tuple[Schema, list[str]]:
-        rows = (
-            self._connect()
-            .execute(
-                'SELECT "column", "type" FROM main._reportexport_columns WHERE "schema" = ? AND '
-                '"table" = ? ORDER BY position',
-                [schema, table],
+    def _schema(self, schema: str, table: str) -> Schema:
+        found = self._schemas.get((schema, table))
+        if found is None:
+            rows = (
+                self._connect()
+                .execute(
+                    'SELECT "column", "type" FROM main._reportexport_columns '
+                    'WHERE "schema" = ? AND "table" = ? ORDER BY position',
+                    [schema, table],
+                )
+                .fetchall()
             )
-            .fetchall()
-        )
-        recorded = {name: kind for name, kind in rows}
-        return Schema.of(recorded), list(recorded)
+            found = self._schemas[(schema, table)] = Schema.of(dict(rows))
+        return found
 
     def load(self, chunk: LoadChunk) -> Loaded:
         connection = self._connect()
         where = f"{chunk.schema}.{chunk.table}"
-        before, known = self._schema(chunk.schema, chunk.table)
+        before = self._schema(chunk.schema, chunk.table)
         copy = None
         if chunk.format.upper() != "CSV":
             handle, name = tempfile.mkstemp(suffix=".csv", prefix=".load-", dir=self.path.parent)
@@ -129,7 +134,7 @@ class DuckDBDestination:
             if copy is not None:
                 copy.unlink(missing_ok=True)
         self._held.setdefault((chunk.schema, chunk.table), {})[chunk.key] = chunk.saved.sha256
-        del known
+        self._schemas[(chunk.schema, chunk.table)] = Schema.of(schema.record())
         return Loaded(self.url, where, chunk.report, chunk.key, count)
 
     def _replace(
@@ -144,8 +149,8 @@ class DuckDBDestination:
         table = f"{quote(chunk.schema)}.{quote(chunk.table)}"
         connection.execute("BEGIN TRANSACTION")
         try:
-            connection.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(chunk.schema)}")
             if not before.columns:
+                connection.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(chunk.schema)}")
                 body = ", ".join(f"{quote(n)} {k.sql}" for n, k in schema.columns.items())
                 connection.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body}, _chunk VARCHAR)")
             else:
@@ -156,8 +161,8 @@ class DuckDBDestination:
                     else:
                         connection.execute(f"ALTER TABLE {table} ADD COLUMN {quote(name)} {kind}")
             connection.execute(f"DELETE FROM {table} WHERE _chunk = ?", [chunk.key])
-            self._insert(connection, table, chunk, source, columns, schema)
-            self._record(connection, chunk, schema)
+            rows = self._insert(connection, table, chunk, source, columns, schema)
+            self._record(connection, chunk, rows, schema if schema.changed(before) else None)
             _pause_for_tests()
             connection.execute("COMMIT")
         except BaseException as exc:
@@ -176,31 +181,35 @@ class DuckDBDestination:
         source: Path,
         columns: list[str],
         schema: Schema,
-    ) -> None:
+    ) -> int:
+        """The chunk's rows inserted; how many."""
         if not columns:
-            return
+            return 0
         types = ", ".join(f"{literal(n)}: {literal(schema.columns[n].sql)}" for n in columns)
         names = ", ".join(quote(n) for n in columns)
-        connection.execute(
+        inserted = connection.execute(
             f"INSERT INTO {table} ({names}, _chunk) SELECT {names}, ? FROM read_csv("
             f"{literal(str(source))}, header = true, auto_detect = false, delim = ',', "
             f"quote = '\"', escape = '\"', nullstr = '', columns = {{{types}}})",
             [chunk.key],
-        )
+        ).fetchone()
+        return 0 if inserted is None else int(inserted[0])
 
     def _record(
-        self, connection: duckdb.DuckDBPyConnection, chunk: LoadChunk, schema: Schema
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        chunk: LoadChunk,
+        rows: int,
+        schema: Schema | None,
     ) -> None:
+        """The chunk's record, and the table's types when they changed."""
         saved = chunk.saved
-        count = connection.execute(
-            f"SELECT count(*) FROM {quote(chunk.schema)}.{quote(chunk.table)} WHERE _chunk = ?",
-            [chunk.key],
-        ).fetchone()
         connection.execute(
             "INSERT OR REPLACE INTO main._reportexport_chunks VALUES (?, ?, ?, ?, ?, ?, now())",
-            [chunk.schema, chunk.table, chunk.key, saved.fingerprint, saved.sha256,
-             0 if count is None else count[0]],
-        )  # fmt: skip
+            [chunk.schema, chunk.table, chunk.key, saved.fingerprint, saved.sha256, rows],
+        )
+        if schema is None:
+            return
         for position, (name, kind) in enumerate(schema.columns.items()):
             connection.execute(
                 "INSERT OR REPLACE INTO main._reportexport_columns VALUES (?, ?, ?, ?, ?)",

@@ -25,7 +25,7 @@ chunks.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
@@ -53,6 +53,8 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?\Z")
 _BOOLEAN = frozenset({"true", "false"})
 _INT64 = 1 << 63
+#: Digits that always fit a signed 64-bit integer.
+_SHORT_INTEGER = re.compile(r"-?\d{1,18}\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,16 +137,38 @@ def widen(old: ColumnType, new: ColumnType) -> ColumnType | None:
     return None
 
 
+def _fits(kind: ColumnType) -> Callable[[str], bool] | None:
+    """A quick test that a value fits `kind` as it is (no widening); None: every value needs
+    judging (an undecided column)."""
+    if kind.kind == "integer":
+        return lambda value: bool(_SHORT_INTEGER.match(value)) or judge(value) == kind
+    if kind.kind == "decimal":  # at most `scale` decimals, at most 38 digits in all
+        digits = DECIMAL_DIGITS - kind.scale
+        fraction = rf"(\.\d{{1,{kind.scale}}})?" if kind.scale else ""
+        pattern = re.compile(rf"-?\d{{1,{digits}}}{fraction}\Z")
+        return lambda value: pattern.match(value) is not None
+    if kind.kind == "boolean":
+        return lambda value: value.lower() in _BOOLEAN
+    if kind.kind in ("date", "timestamp"):
+        return lambda value: judge(value) == kind
+    if kind.kind == "text":
+        return lambda value: True
+    return None
+
+
 def infer(values: Iterable[str | None], start: ColumnType = UNDECIDED) -> tuple[ColumnType, str]:
     """The type of a batch of one column's values, widened from `start`, and the first value
-    that fits neither (`""` when all fit). Within one batch, a column that meets values of
-    different kinds (other than numbers) is text."""
+    that fits neither (`""` when all fit)."""
     kind = start
+    fits = _fits(kind)
     for value in {v for v in values if v}:  # each distinct value judged once
+        if fits is not None and fits(value):
+            continue
         wider = widen(kind, judge(value))
         if wider is None:
             return kind, value
-        kind = wider
+        if wider != kind:
+            kind, fits = wider, _fits(wider)
     return kind, ""
 
 
