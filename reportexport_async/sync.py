@@ -430,7 +430,8 @@ async def _sync(
         daily = await api.limiter.daily("ReportExport")  # what the run spent: no call
         failed = next((r.load_error for r in results.values() if r.load_error), None)
         for plan, result in zip(plans, done, strict=True):
-            failed = await _bring_up(plan, result, emit) or failed
+            refused = {k for r in results.values() for k in r.load_failed}
+            failed = await _bring_up(plan, result, emit, refused) or failed
     remaining = None if daily is None else daily.remaining
     outcome = SyncResult(tuple(done), calls, client.clock.offset, remaining)
     if failed is not None:
@@ -440,14 +441,18 @@ async def _sync(
 
 
 async def _bring_up(
-    plan: _Plan, result: DatasetResult, emit: Callable[[ProgressEvent], None]
+    plan: _Plan,
+    result: DatasetResult,
+    emit: Callable[[ProgressEvent], None],
+    refused: set[str],
 ) -> LoadError | None:
     """A destination beside the files brought to equal them: every whole chunk of the dataset
-    it lacks, or holds from another file, loaded (a load an earlier run did not commit)."""
+    it lacks, or holds from another file, loaded (a load an earlier run did not commit); not
+    the `refused` ones, whose load failed in this run already."""
     whole = [
         SavedChunk(item.key, item.request, item.chunk, item.path, chunk.sha256, chunk.job_id)
         for item, chunk in zip(plan.items, result.chunks, strict=True)
-        if chunk.sha256 is not None and chunk.outcome == "done"
+        if chunk.sha256 is not None and chunk.outcome == "done" and item.key not in refused
     ]
     return await load_chunks(plan.destination, whole, emit)
 

@@ -7,6 +7,7 @@ not commit is made good by the next run; a bad URL costs no call."""
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
@@ -342,3 +343,79 @@ async def test_sync_dataset_into_duckdb_uses_the_dataset_schema(
     with duckdb.connect(str(tmp_path / "sync.duckdb")) as db:
         got = db.execute(f"SELECT {', '.join(names)} FROM daily.{REPORT}").fetchall()
     assert table_rows(got) == csv_rows(files)
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+CLI_RANGE = ("--start", "2025-03-01", "--end", "2025-03-04", "--chunk", "2d")
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from reportexport_async.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_backfill_into_duckdb_says_what_was_loaded_where(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(
+        capsys, "backfill", REPORT, *CLI_RANGE, "--sandbox", "--json", "--out", "out",
+        "--ledger", "l.sqlite", "--into", "duckdb:///t.duckdb",
+    )  # fmt: skip
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines() if line.strip()]
+    loaded = [e for e in events if e["event"] == "loaded"]
+    assert sorted(e["chunk"] for e in loaded) == ["2025-03-01_2025-03-02", "2025-03-03_2025-03-04"]
+    assert all(e["table"] == f"main.{REPORT}" and e["target"] == "duckdb:///t.duckdb"
+               for e in loaded)  # fmt: skip
+    with duckdb.connect(str(tmp_path / "t.duckdb")) as db:
+        count = db.execute(f"SELECT count(*) FROM main.{REPORT}").fetchone()
+    assert count == (sum(e["rows"] for e in loaded),)
+    assert count[0] > 0
+
+
+@pytest.mark.parametrize("command", ["backfill", "export", "sync"])
+def test_cli_a_bad_into_is_a_usage_error_naming_the_flag(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    extra = ("--first-day", "2025-03-01") if command == "sync" else CLI_RANGE[:4]
+    code, _, err = run_cli(
+        capsys, command, REPORT, *extra, "--sandbox", "--ledger", "l.sqlite",
+        "--into", "postgres:///x",
+    )  # fmt: skip
+    assert code == 2, err
+    assert "--into" in err
+    assert "unknown destination" in err
+    assert not (tmp_path / "l.sqlite").exists()
+
+
+def test_cli_a_value_that_no_longer_fits_names_report_chunk_and_column(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table says `State` is an integer (decided by earlier chunks): the files are written
+    and recorded all the same, the run ends with the error naming report, chunk and column."""
+    monkeypatch.chdir(tmp_path)
+    into = open_into("duckdb:///t.duckdb")
+    into.check()
+    into.close()
+    with duckdb.connect(str(tmp_path / "t.duckdb")) as db:
+        db.execute(
+            "INSERT INTO _reportexport_columns VALUES ('main', ?, 'State', 'integer', 0)", [REPORT]
+        )
+    code, out, err = run_cli(
+        capsys, "backfill", REPORT, *CLI_RANGE, "--sandbox", "--out", "out",
+        "--ledger", "l.sqlite", "--into", "duckdb:///t.duckdb",
+    )  # fmt: skip
+    assert code == 1, out + err
+    assert REPORT in err
+    assert "'State'" in err
+    assert "chunk 2025-03-0" in err
+    assert len(list((tmp_path / "out" / REPORT).glob("*.csv"))) == 2  # the files are whole

@@ -249,6 +249,7 @@ async def run_planned(
         deferred_until=min(later, default=None),
         stopped=state.stopped,
         load_error=state.load_error,
+        load_failed=frozenset(state.load_failed),
     )
     if state.callback_error is not None:
         raise state.callback_error
@@ -264,6 +265,8 @@ def whole_chunks(state: RunState) -> list[SavedChunk]:
     whole = []
     for run in state.runs.values():
         if run.status == "done" and run.sha256 is not None:
+            if run.planned.fingerprint in state.load_failed:
+                continue  # refused once in this run already: the next run tries again
             planned = run.planned
             path = run.file or state.out / planned.path
             saved = SavedChunk(

@@ -264,6 +264,8 @@ class BackfillResult:
     #: The first chunk that could not be loaded into the destination beside the files (`into`);
     #: `backfill` raises it once the run is over, carrying this result.
     load_error: LoadError | None = None
+    #: The chunks whose load failed in this run (fingerprints).
+    load_failed: frozenset[str] = frozenset()
 
     @property
     def counts(self) -> dict[str, int]:

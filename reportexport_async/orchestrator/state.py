@@ -42,10 +42,12 @@ async def load_chunks(
     destination: FilesDestination,
     saved: Sequence[SavedChunk],
     emit: Callable[[ProgressEvent], None],
+    failed: set[str] | None = None,
 ) -> LoadError | None:
     """Hand whole chunks to the destination (a typed one beside the files loads them), and
     say what was loaded where in `loaded` events. A failed load does not stop the others (the
-    files and the ledger are whole; the next run loads it again): the first is returned."""
+    files and the ledger are whole; the next run loads it again): the first is returned, and
+    the fingerprint of each goes into `failed`."""
     first: LoadError | None = None
     for one in saved:
         try:
@@ -53,6 +55,8 @@ async def load_chunks(
         except LoadError as error:
             log.error("%s", error)
             first = first or error
+            if failed is not None:
+                failed.add(one.fingerprint)
             emit(
                 ProgressEvent(
                     "loaded", status="failed", report_id=error.report, chunk=error.chunk,
@@ -133,6 +137,8 @@ class RunState:
         #: The first load into a destination beside the files that failed (the chunk's file
         #: and the ledger are whole; the next run loads it again): raised once the run ends.
         self.load_error: LoadError | None = None
+        #: The chunks whose load failed in this run (not tried again before the next run).
+        self.load_failed: set[str] = set()
         #: set when the caller's progress callback raised: the run stops, the error goes back.
         self.callback_error: Exception | None = None
         self.scope: anyio.CancelScope | None = None
@@ -192,7 +198,7 @@ class RunState:
     async def load(self, saved: Sequence[SavedChunk]) -> None:
         """Hand whole chunks to the destination (`load_chunks`); the first failed load is kept,
         to be raised once the run is over."""
-        error = await load_chunks(self.destination, saved, self.emit)
+        error = await load_chunks(self.destination, saved, self.emit, self.load_failed)
         self.load_error = self.load_error or error
 
     def set_status(self, run: ChunkRun, status: ChunkStatus, message: str | None = None) -> None:
