@@ -419,3 +419,38 @@ def test_cli_a_value_that_no_longer_fits_names_report_chunk_and_column(
     assert "'State'" in err
     assert "chunk 2025-03-0" in err
     assert len(list((tmp_path / "out" / REPORT).glob("*.csv"))) == 2  # the files are whole
+
+
+def test_into_in_datasets_toml_is_relative_to_the_file_and_checked(tmp_path: Path) -> None:
+    from reportexport_async.datasets import load_datasets
+
+    config = tmp_path / "conf" / "datasets.toml"
+    config.parent.mkdir()
+    config.write_text(
+        '[datasets.daily]\nreports = ["R"]\nfirst_day = 2025-01-01\ninto = "duckdb:///d.duckdb"\n'
+    )
+    (dataset,) = load_datasets(config)
+    assert dataset.into is not None
+    assert dataset.into.path == tmp_path / "conf" / "d.duckdb"
+    config.write_text('[datasets.daily]\nreports = ["R"]\ninto = "mysql:///x"\n')
+    with pytest.raises(ConfigurationError) as raised:
+        load_datasets(config)
+    assert "dataset 'daily'" in str(raised.value)
+    assert "into" in str(raised.value)
+
+
+def test_into_per_account_in_the_accounts_file(tmp_path: Path) -> None:
+    from reportexport_async.accounts import AccountsFileError, load_accounts
+
+    accounts = tmp_path / "accounts.toml"
+    accounts.write_text(
+        '[[account]]\nname = "acme"\nsid = "IR1"\naccount_type = "Mediapartners"\n'
+        'token_env = "T"\ninto = "parquet:///lake/acme"\n'
+    )
+    (account,) = load_accounts(accounts, environ={"T": "secret"})
+    assert account.into is not None
+    assert account.into.path == tmp_path / "lake" / "acme"
+    accounts.write_text(accounts.read_text().replace("parquet:///lake/acme", "parquet:/x"))
+    with pytest.raises(AccountsFileError) as raised:
+        load_accounts(accounts, environ={"T": "secret"})
+    assert "account 'acme': into:" in str(raised.value)
