@@ -454,7 +454,7 @@ async def _bring_up(
         for item, chunk in zip(plan.items, result.chunks, strict=True)
         if chunk.sha256 is not None and chunk.outcome == "done" and item.key not in refused
     ]
-    return await load_chunks(plan.destination, whole, emit)
+    return await load_chunks(plan.destination, whole, emit, reconcile=True)
 
 
 async def _on_the_servers_day(

@@ -224,7 +224,7 @@ async def run_planned(
             )
             await fill_unknown_rows(state)
             if manifest and not options.dry_run:  # (a sync brings its datasets up itself)
-                await state.load(whole_chunks(state))
+                await state.load(whole_chunks(state), reconcile=True)
             if options.merge:
                 merged = await merge_done(state)
     finally:

@@ -43,15 +43,21 @@ async def load_chunks(
     saved: Sequence[SavedChunk],
     emit: Callable[[ProgressEvent], None],
     failed: set[str] | None = None,
+    *,
+    reconcile: bool = False,
 ) -> LoadError | None:
     """Hand whole chunks to the destination (a typed one beside the files loads them), and
     say what was loaded where in `loaded` events. A failed load does not stop the others (the
     files and the ledger are whole; the next run loads it again): the first is returned, and
-    the fingerprint of each goes into `failed`."""
+    the fingerprint of each goes into `failed`. `reconcile`: the chunks are not new, the
+    destination is brought up to them (`Destination.reconcile`: the files alone do nothing)."""
     first: LoadError | None = None
     for one in saved:
         try:
-            loaded = await destination.saved(one)
+            if reconcile:
+                loaded = await destination.reconcile([one])
+            else:
+                loaded = await destination.saved(one)
         except LoadError as error:
             log.error("%s", error)
             first = first or error
@@ -195,10 +201,12 @@ class RunState:
             every=NOTICE_EVERY,
         )
 
-    async def load(self, saved: Sequence[SavedChunk]) -> None:
+    async def load(self, saved: Sequence[SavedChunk], *, reconcile: bool = False) -> None:
         """Hand whole chunks to the destination (`load_chunks`); the first failed load is kept,
         to be raised once the run is over."""
-        error = await load_chunks(self.destination, saved, self.emit, self.load_failed)
+        error = await load_chunks(
+            self.destination, saved, self.emit, self.load_failed, reconcile=reconcile
+        )
         self.load_error = self.load_error or error
 
     def set_status(self, run: ChunkRun, status: ChunkStatus, message: str | None = None) -> None:
