@@ -34,14 +34,7 @@ from .test_sync_days import (
     sandbox_process,
     write_config,
 )
-
-
-def as_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value.isoformat() if isinstance(value, date) else str(value)
+from .test_typed_destinations import as_text
 
 
 def day_of(row: tuple[str, ...]) -> date | None:

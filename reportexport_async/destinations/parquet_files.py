@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -137,30 +137,20 @@ class ParquetDestination:
     ) -> None:
         """The chunk's rows as `target`, converted a block at a time, published whole."""
         arrow = _arrow_schema(schema)
-        part = part_of(target)
-        try:
-            with pq.ParquetWriter(part, arrow) as writer:
-                if columns:
-                    reader = pacsv.open_csv(
-                        source,
-                        read_options=pacsv.ReadOptions(
-                            column_names=columns, skip_rows=1, block_size=_BLOCK
-                        ),
-                        convert_options=pacsv.ConvertOptions(
-                            column_types={name: pa.string() for name in columns},
-                            null_values=[""],
-                            strings_can_be_null=True,
-                            quoted_strings_can_be_null=True,
-                        ),
-                    )
-                    for batch in reader:
-                        writer.write_batch(self._typed(batch, schema, chunk.key, arrow))
-            with open(part, "rb+") as handle:
-                os.fsync(handle.fileno())
-            publish(part, target)
-        except BaseException:
-            part.unlink(missing_ok=True)
-            raise
+        if not columns:
+            _write_whole(target, arrow, ())
+            return
+        reader = pacsv.open_csv(
+            source,
+            read_options=pacsv.ReadOptions(column_names=columns, skip_rows=1, block_size=_BLOCK),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in columns},
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+        _write_whole(target, arrow, (self._typed(b, schema, chunk.key, arrow) for b in reader))
 
     @staticmethod
     def _typed(batch: pa.RecordBatch, schema: Schema, key: str, arrow: pa.Schema) -> pa.RecordBatch:
@@ -185,17 +175,22 @@ class ParquetDestination:
             source = pq.ParquetFile(path)
             if source.schema_arrow.equals(arrow):
                 continue
-            part = part_of(path)
-            try:
-                with pq.ParquetWriter(part, arrow) as writer:
-                    for batch in source.iter_batches():
-                        writer.write_batch(_recast(batch, arrow))
-                with open(part, "rb+") as handle:
-                    os.fsync(handle.fileno())
-                publish(part, path)
-            except BaseException:
-                part.unlink(missing_ok=True)
-                raise
+            _write_whole(path, arrow, (_recast(b, arrow) for b in source.iter_batches()))
+
+
+def _write_whole(target: Path, arrow: pa.Schema, batches: Iterable[pa.RecordBatch]) -> None:
+    """`target` from `batches`, written to `.part`, fsynced and renamed over the one before."""
+    part = part_of(target)
+    try:
+        with pq.ParquetWriter(part, arrow) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+        with open(part, "rb+") as handle:
+            os.fsync(handle.fileno())
+        publish(part, target)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
 
 
 def _recast(batch: pa.RecordBatch, arrow: pa.Schema) -> pa.RecordBatch:
