@@ -454,3 +454,20 @@ def test_into_per_account_in_the_accounts_file(tmp_path: Path) -> None:
     with pytest.raises(AccountsFileError) as raised:
         load_accounts(accounts, environ={"T": "secret"})
     assert "account 'acme': into:" in str(raised.value)
+
+
+def test_the_plain_install_imports_neither_duckdb_nor_pyarrow() -> None:
+    """Every entry point imports without the extras: DuckDB and pyarrow load only when a
+    destination of theirs is opened."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import reportexport_async.cli, reportexport_async.client, "
+        "reportexport_async.sync, reportexport_async.destinations; "
+        "from reportexport_async.destinations import parse_into; parse_into('duckdb:///x'); "
+        "print(sorted(m for m in ('duckdb', 'pyarrow') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
