@@ -471,3 +471,22 @@ def test_the_plain_install_imports_neither_duckdb_nor_pyarrow() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+async def test_export_into_duckdb_loads_the_file_once_and_a_default_range_replaces_the_last(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    url = "duckdb:////" + str(tmp_path / "x.duckdb").lstrip("/")
+    async with Client.for_sandbox(sandbox, ledger=tmp_path / "ledger.sqlite") as client:
+        dated = await client.export(REPORT, out=tmp_path / "a.csv", start=FIRST, end=LAST, into=url)
+        again = await client.export(REPORT, out=tmp_path / "a.csv", start=FIRST, end=LAST, into=url)
+        default = await client.export(REPORT, out=tmp_path / "d.csv", into=url)
+    assert [(x.chunk, x.table) for x in dated.loaded] == [
+        ("2026-05-01_2026-05-06", f"main.{REPORT}")
+    ]
+    assert again.loaded == ()  # the same file: held already, nothing loaded
+    assert [x.chunk for x in default.loaded] == ["default-range"]
+    names = columns_of([tmp_path / "a.csv"])
+    with duckdb.connect(str(tmp_path / "x.duckdb")) as db:
+        got = db.execute(f"SELECT {', '.join(names)} FROM main.{REPORT}").fetchall()
+    assert table_rows(got) == csv_rows([tmp_path / "a.csv", tmp_path / "d.csv"])
