@@ -490,3 +490,33 @@ async def test_export_into_duckdb_loads_the_file_once_and_a_default_range_replac
     with duckdb.connect(str(tmp_path / "x.duckdb")) as db:
         got = db.execute(f"SELECT {', '.join(names)} FROM main.{REPORT}").fetchall()
     assert table_rows(got) == csv_rows([tmp_path / "a.csv", tmp_path / "d.csv"])
+
+
+async def test_a_database_failure_during_a_load_is_a_load_error_naming_report_and_chunk(
+    tmp_path: Path,
+) -> None:
+    """Whatever the database raises (a lock held by another process, a full disk) reaches the
+    run as a `LoadError` naming the destination, report and chunk."""
+    from reportexport_async.destinations import FilesInto
+
+    class Refusing:
+        url = "duckdb:///locked.duckdb"
+
+        def check(self) -> None: ...
+
+        def loaded(self, schema: str, table: str) -> dict[str, str]:
+            return {}
+
+        def load(self, chunk: LoadChunk) -> Any:
+            raise RuntimeError("IO Error: Could not set lock on file\nmore")
+
+        def close(self) -> None: ...
+
+    into = FilesInto(tmp_path, Refusing())
+    path = write(tmp_path / "a.csv", "Date", "2025-01-01")
+    with pytest.raises(LoadError) as raised:
+        await into.saved(saved(path, 1))
+    assert str(raised.value) == (
+        "duckdb:///locked.duckdb: report R, chunk 2025-01-01_2025-01-01: "
+        "IO Error: Could not set lock on file"
+    )

@@ -211,10 +211,16 @@ class FilesInto(FilesDestination):
         """Load the chunk unless the typed destination holds it from the same file already."""
         chunk = LoadChunk(saved, self.schema)
         async with self._lock:
-            held = await anyio.to_thread.run_sync(self.into.loaded, self.schema, chunk.table)
-            if held.get(chunk.key) == saved.sha256:
-                return ()
-            return (await anyio.to_thread.run_sync(self.into.load, chunk),)
+            try:
+                held = await anyio.to_thread.run_sync(self.into.loaded, self.schema, chunk.table)
+                if held.get(chunk.key) == saved.sha256:
+                    return ()
+                return (await anyio.to_thread.run_sync(self.into.load, chunk),)
+            except LoadError:
+                raise
+            except Exception as exc:  # the database's own failure (locked, disk full, ...)
+                problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise LoadError(self.into.url, chunk.report, chunk.key, problem) from exc
 
     async def reconcile(self, chunks: Iterable[SavedChunk]) -> tuple[Loaded, ...]:
         """Bring the typed destination to equal the files: every chunk it lacks, or holds from
