@@ -8,7 +8,7 @@ import csv
 import json
 import os
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
@@ -19,7 +19,8 @@ __all__ = ["BATCH", "ChunkRows", "CsvCopy", "read_rows"]
 BATCH = 50_000
 _READ = 1 << 20
 
-Row = list[str | None]
+#: A row's cells: text, None or "" when empty.
+Row = Sequence[str | None]
 
 
 class ChunkRows:
@@ -69,7 +70,7 @@ def _csv(handle: TextIO) -> ChunkRows:
                 continue
             if len(row) != width:
                 raise ValueError(f"line {line} has {len(row)} cells, the header {width}")
-            yield row  # type: ignore[misc]  # an empty cell is "": as falsy as None
+            yield row  # an empty cell stays "": as falsy as None
 
     return ChunkRows(header, rows())
 
