@@ -252,11 +252,12 @@ def render(args: argparse.Namespace, command: str, chunk_runs: list[dict[str, An
         "listing's 8 columns) loaded by each typed destination in its own process; the peak "
         "RSS growth is the load's (VmHWM reset just before it).",
         "",
-        "| Destination | Seconds | MB/s | Peak RSS growth (MB) |",
-        "|---|---:|---:|---:|",
+        "| Destination | Seconds | CPU seconds | MB/s | Peak RSS growth (MB) |",
+        "|---|---:|---:|---:|---:|",
     ]
     for run in runs:
         lines.append(f"| {run['method']} | {fmt(run['seconds'], 1)} | "
+                     f"{fmt(run['cpu_seconds'], 1)} | "
                      f"{fmt(size / 1024**2 / run['seconds'], 1)} | "
                      f"{fmt(run['peak_growth_mb'], 1)} |")  # fmt: skip
     return "\n".join(lines) + "\n"
