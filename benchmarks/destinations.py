@@ -34,7 +34,14 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .backfill_10k import PERSONA, REPORT, TICK_BASE, TICK_MINIMUM, control, sandbox_argv
+from .backfill_10k import (
+    REPORT,
+    TICK_BASE,
+    TICK_MINIMUM,
+    control,
+    sandbox_argv,
+    unlimited_config,
+)
 from .procstats import cpu_times, peak_rss_kib, proc_status_kib, reset_peak_rss
 from .results import RESULTS_FILE, command_line, fmt, median, publish, ratio, section_head
 from .sandbox_throughput import start_server
@@ -50,19 +57,11 @@ HEADER = "Date,ActionId,ProgramId,ActionTracker,State,Amount,Payout,Currency\n"
 async def run_backfill(
     spec: dict[str, Any], out: Path, ledger: Path, into: str | None
 ) -> dict[str, Any]:
-    from reportexport_async import Client, ClientConfig
-    from reportexport_async.core.policies import RateLimitPolicy
+    from reportexport_async import Client
     from reportexport_async.core.tracking import TickPolicy
 
     concurrency = int(spec["concurrency"])
-    policy = RateLimitPolicy(
-        hourly_limit=10**9, daily_report_export=None, daily_click_export=None,
-        max_concurrent_requests=concurrency, safety_margin=0,
-    )  # fmt: skip
-    config = ClientConfig(
-        account_sid=spec["account_sid"], auth_token=spec["auth_token"], account_type=PERSONA,
-        base_url=spec["base_url"], rate_limit=policy,
-    )  # fmt: skip
+    config = unlimited_config(spec)
     start, end = date.fromisoformat(spec["start"]), date.fromisoformat(spec["end"])
     if into is not None:
         import duckdb  # noqa: F401 - imported before the clock starts, as the files' imports are
