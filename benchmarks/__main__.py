@@ -108,6 +108,14 @@ BENCHMARKS = (
         "per chunk, PostgreSQL against SQLite",
         ("--workers", "1,2", "--chunks", "200", "--repeats", "1"),
     ),
+    Benchmark(
+        "destinations",
+        "benchmarks.destinations",
+        "## Typed destinations: DuckDB beside the files",
+        "10,000 chunks into DuckDB beside the files only (CPU per chunk, peak memory); a 1 GB "
+        "result loaded into DuckDB and Parquet with bounded memory",
+        ("--chunks", "300", "--size-mb", "50"),
+    ),
 )
 NAMES = tuple(b.name for b in BENCHMARKS)
 

@@ -58,12 +58,14 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` 
     from .downloads import DownloadResult as DownloadResult
     from .errors import AccountUnavailable as AccountUnavailable
     from .errors import APIError as APIError
+    from .errors import ColumnTypeError as ColumnTypeError
     from .errors import ConfigurationError as ConfigurationError
     from .errors import ConnectError as ConnectError
     from .errors import DownloadIntegrityError as DownloadIntegrityError
     from .errors import Forbidden as Forbidden
     from .errors import HTTPStatusError as HTTPStatusError
     from .errors import JobFailed as JobFailed
+    from .errors import LoadError as LoadError
     from .errors import MalformedResponse as MalformedResponse
     from .errors import NotFound as NotFound
     from .errors import OutputError as OutputError
@@ -152,10 +154,12 @@ _LAZY: dict[str, str] = {
     # kept importable from here; better imported from their modules
     "APIError": ".errors",
     "Clock": ".clock",
+    "ColumnTypeError": ".errors",
     "ConnectError": ".errors",
     "DownloadIntegrityError": ".errors",
     "Forbidden": ".errors",
     "HTTPStatusError": ".errors",
+    "LoadError": ".errors",
     "MalformedResponse": ".errors",
     "MemoryQuotaStore": ".ratelimit",
     "NotFound": ".errors",

@@ -12,6 +12,8 @@ An accounts file is TOML::
     sid = "IRxxxxxxxx"
     token_file = "secrets/acme.token"   # relative to the accounts file
     hourly_limit = 2000             # its own limits, where they differ from the defaults
+    into = "duckdb:///acme.duckdb"  # also load its chunks into DuckDB (or parquet:///DIR),
+                                    # relative to the accounts file; one destination per account
 
     [[account]]
     name = "globex"
@@ -49,6 +51,7 @@ import anyio
 from .config import DEFAULT_BASE_URL, ClientConfig
 from .core.fingerprint import account_key
 from .core.policies import RateLimitPolicy
+from .destinations import IntoURL, parse_into
 from .errors import ConfigurationError
 from .ledger_store import LedgerStore, open_ledger
 
@@ -67,7 +70,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _LIMITS = ("hourly_limit", "daily_report_export", "daily_click_export")
 _DEFAULT_KEYS = frozenset({"account_type", "base_url", *_LIMITS})
 _TOKEN_KEYS = ("token_file", "token_env", "token")
-_ACCOUNT_KEYS = frozenset({"name", "sid", *_DEFAULT_KEYS, *_TOKEN_KEYS})
+_ACCOUNT_KEYS = frozenset({"name", "sid", "into", *_DEFAULT_KEYS, *_TOKEN_KEYS})
 _TOP_KEYS = frozenset({"defaults", "account"})
 
 
@@ -94,6 +97,8 @@ class Account:
     name: str
     config: ClientConfig
     token_source: str
+    #: A destination beside the account's files (`into` in the accounts file).
+    into: IntoURL | None = None
 
     def __repr__(self) -> str:
         return (
@@ -261,6 +266,13 @@ def load_accounts(path: str | Path, *, environ: Mapping[str, str] | None = None)
         base_url = reader.text(where, entry, "base_url") or default_url
         limits = {**default_limits, **reader.limits(where, entry)}
         token = reader.token(where, entry)
+        into = None
+        if "into" in entry:
+            try:
+                into = parse_into(entry["into"], base=path.parent)
+            except ConfigurationError as exc:
+                reader.problem(where, f"into: {exc.problem}")
+                continue
         if sid is None or account_type is None or token is None:
             continue
         try:
@@ -274,7 +286,7 @@ def load_accounts(path: str | Path, *, environ: Mapping[str, str] | None = None)
         except ConfigurationError as exc:
             reader.problem(where, str(exc))
             continue
-        account = Account(name or f"account-{number}", config, token[1])
+        account = Account(name or f"account-{number}", config, token[1], into)
         other = keys.get(account.key)
         if other is not None:
             # Two entries for one account would each count its limits alone: together they

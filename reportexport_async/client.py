@@ -37,6 +37,7 @@ for tests and examples.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -57,8 +58,10 @@ from .api import ReportExportClient
 from .catalog import check_reports as check_report_ids
 from .clock import Clock, ScaledClock, SystemClock
 from .config import ClientConfig
+from .core.chunking import Chunk
 from .core.fingerprint import account_key
 from .core.models import ExportRequest, Job, checked
+from .destinations import IntoURL, SavedChunk
 from .downloads import DownloadResult
 from .driver import download_recorded
 from .errors import ConfigurationError
@@ -72,6 +75,7 @@ from .orchestrator import (
     ExportSpec,
     ProgressEvent,
     backfill,
+    files_into,
 )
 from .orchestrator.plan import account_today, check_range
 from .outputs import prepare_file
@@ -289,10 +293,14 @@ class Client:
         result_format: str = "CSV",
         fresh: bool = False,
         check_reports: bool = True,
+        into: str | IntoURL | None = None,
     ) -> ExportOutcome:
         """One export into the file `out`, spending as few calls as the guide allows: none when
         the file is intact, no submit when the job is known. Without `start`/`end`, the report's
         default range. `fresh` asks for a replay when new data is plausible (recent days).
+        `into` (`duckdb:///PATH`, `parquet:///PATH`) also loads the file into a typed
+        destination (schema `main`), replacing what the same export loaded before; the
+        outcome's `loaded` says what was loaded where.
 
         Before any call: the arguments are checked, the folders of `out` made, and a report id
         never accepted before looked up in the account's catalog (`check_reports`; one call a
@@ -315,11 +323,31 @@ class Client:
             if request.start is not None and request.end is not None:
                 check_range(request.start, request.end, await account_today(self.api))
             dest = prepare_file(out)
-            if check_reports:
-                await check_report_ids(self.api, self.ledger, [request.report_id], setting="report")
-            if request.start is None:  # the default range: a job per day of the server's
-                await self.clock.fresh_now()
-            return await fetch_export(self.api, self.ledger, request, dest, fresh=fresh)
+            beside = None if into is None else files_into(dest.parent, into)
+            try:
+                if beside is not None:
+                    beside.check()
+                if check_reports:
+                    await check_report_ids(
+                        self.api, self.ledger, [request.report_id], setting="report"
+                    )
+                if request.start is None:  # the default range: a job per day of the server's
+                    await self.clock.fresh_now()
+                outcome = await fetch_export(self.api, self.ledger, request, dest, fresh=fresh)
+                if beside is None:
+                    return outcome
+                chunk = None
+                if request.start is not None and request.end is not None:
+                    chunk = Chunk(request.start, request.end)
+                saved = SavedChunk(
+                    outcome.fingerprint, request, chunk, outcome.path, outcome.sha256,
+                    outcome.job_id,
+                )  # fmt: skip
+                return dataclasses.replace(outcome, loaded=tuple(await beside.saved(saved)))
+            finally:
+                if beside is not None:
+                    with anyio.CancelScope(shield=True):
+                        await beside.aclose()
 
     async def backfill(
         self,
@@ -331,17 +359,19 @@ class Client:
         options: BackfillOptions | None = None,
         on_event: Callable[[ProgressEvent], None] | None = None,
         postbacks: PostbackReceiver | None = None,
+        into: str | IntoURL | None = None,
         **changes: Unpack[BackfillChanges],
     ) -> BackfillResult:
         """Pull `exports` (report ids or `ExportSpec`s) over `[start, end]` into the folder
         `out`, in chunks, within the quotas, as `options` (or keyword `changes`, e.g.
         `chunk="1d"`) say; see `BackfillOptions`. `on_event` gets every `ProgressEvent`;
         `postbacks` wakes jobs as impact.com reports them done. Run the same call again to
-        resume: what is done costs nothing."""
+        resume: what is done costs nothing. `into` (`duckdb:///PATH`, `parquet:///PATH`) also
+        loads every chunk into a typed destination beside the files (docs/destinations.md)."""
         with _named_out(), unwrapped():
             return await backfill(
                 self.api, self.ledger, exports, start, end, out_dir=out, options=options,
-                on_event=on_event, postbacks=postbacks, **changes,
+                on_event=on_event, postbacks=postbacks, into=into, **changes,
             )  # fmt: skip
 
     @asynccontextmanager
@@ -354,6 +384,7 @@ class Client:
         out: str | Path,
         options: BackfillOptions | None = None,
         postbacks: PostbackReceiver | None = None,
+        into: str | IntoURL | None = None,
         **changes: Unpack[BackfillChanges],
     ) -> AsyncIterator[BackfillEvents]:
         """`backfill`, with its progress as an async iterator; the result is `events.result`
@@ -372,7 +403,7 @@ class Client:
             with send:
                 events.result = await backfill(
                     self.api, self.ledger, exports, start, end, out_dir=out, options=options,
-                    on_event=send.send_nowait, postbacks=postbacks, **changes,
+                    on_event=send.send_nowait, postbacks=postbacks, into=into, **changes,
                 )  # fmt: skip
 
         with _named_out(), unwrapped():

@@ -10,6 +10,8 @@
     merge = true                    # also keep data/actions/<report>.csv whole
     settle_days = 3                 # days a day's data keeps changing
     refresh_hour = 12               # refresh the latest day from this hour (account's day)
+    into = "duckdb:///data.duckdb"  # also load into DuckDB (or parquet:///DIR), relative to
+                                    # this file's folder; the dataset's name is its schema
 
 Every mistake (a key that is not one of these, a value of the wrong type, a name asked for that
 the file does not hold) is one `ConfigurationError` naming the file, the dataset and the key,
@@ -25,6 +27,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from .destinations import parse_into
 from .errors import ConfigurationError
 from .sync import Dataset
 
@@ -41,6 +44,7 @@ DATASET_KEYS: Mapping[str, str] = {
     "merge": "true or false",
     "settle_days": "a whole number of days, 0 or more",
     "refresh_hour": "an hour from 0 to 23",
+    "into": 'a destination beside the files, "duckdb:///PATH" or "parquet:///PATH"',
 }
 
 
@@ -128,6 +132,14 @@ def _dataset(path: Path, name: str, table: Any) -> Dataset:
             if not isinstance(table[key], int) or isinstance(table[key], bool):
                 raise wrong(key)
             values[key] = table[key]
+    into = None
+    if "into" in table:
+        if not isinstance(table["into"], str):
+            raise wrong("into")
+        try:
+            into = parse_into(table["into"], base=path.parent)
+        except ConfigurationError as error:
+            raise _problem(path, where, f"into: {error.problem}") from None
     out = Path(values.pop("out", name))
     if not out.is_absolute():
         out = path.parent / out
@@ -141,6 +153,7 @@ def _dataset(path: Path, name: str, table: Any) -> Dataset:
                 k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in filters.items()
             },
             result_format=values.pop("format", "csv"),
+            into=into,
             **values,
         )
     except ConfigurationError as error:

@@ -27,6 +27,9 @@ always with ``raise ... from exc``.
     ├── QuotaExhausted                 a daily/hourly quota is spent; carries resets_at (§5)
     ├── DownloadIntegrityError         truncated body, size or checksum mismatch
     ├── OutputError                    a result or the manifest could not be written (disk full)
+    ├── LoadError                      a chunk could not be loaded into a typed destination
+    │   └── ColumnTypeError            a value no longer fits its column's type (report, chunk,
+    │                                  column named); the files and the ledger stay whole
     ├── IllegalTransition              an event its export's phase does not expect (core.lifecycle):
     │                                  a bug in the caller, never the server's answer
     ├── ConfigurationError (ValueError) a bad setting; the message names the setting
@@ -58,6 +61,7 @@ __all__ = [
     "APIError",
     "AccountProblem",
     "AccountUnavailable",
+    "ColumnTypeError",
     "ConfigurationError",
     "ConnectError",
     "DownloadIntegrityError",
@@ -68,6 +72,7 @@ __all__ = [
     "JobNotReady",
     "LedgerError",
     "LedgerProblem",
+    "LoadError",
     "MalformedResponse",
     "NotFound",
     "OutputError",
@@ -384,6 +389,41 @@ class OutputError(ReportExportError):
             else "check the folder's permissions and free space, then run again"
         )
         super().__init__(f"cannot write {self.path!r} ({reason}): {advice}")
+
+
+class LoadError(ReportExportError):
+    """A chunk's file could not be loaded into a typed destination beside the files (DuckDB,
+    Parquet). The file and the ledger are untouched, and the destination records no load, so
+    the next run loads the chunk again. Names the destination (`target`), `report` and `chunk`."""
+
+    def __init__(self, target: str, report: str, chunk: str, problem: str) -> None:
+        self.target = target
+        self.report = report
+        self.chunk = chunk
+        self.problem = problem
+        #: The run's outcome, when a run raised it at its end (`BackfillResult`).
+        self.result: object | None = None
+        super().__init__(f"{target}: report {report}, chunk {chunk}: {problem}")
+
+
+class ColumnTypeError(LoadError):
+    """A value no longer fits its column's type, as the chunks loaded before decided it
+    (`kind`, e.g. "an integer"): never cast or dropped."""
+
+    def __init__(
+        self, target: str, report: str, chunk: str, column: str, kind: str, value: str
+    ) -> None:
+        self.column = column
+        self.kind = kind
+        self.value = value
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        super().__init__(
+            target,
+            report,
+            chunk,
+            f"column {column!r} holds {shown!r}, which is not {kind} as its earlier chunks "
+            "decided (drop the table or folder to have its types decided afresh)",
+        )
 
 
 class ConfigurationError(ReportExportError, ValueError):

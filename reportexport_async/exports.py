@@ -56,6 +56,7 @@ from .core.replay import (
     check_replay,
     require_replay,
 )
+from .destinations.base import Loaded
 from .destinations.files import canonical
 from .driver import (
     Driver,
@@ -98,6 +99,8 @@ class ExportOutcome:
     action: Action
     submitted: bool
     replayed: bool
+    #: With `into`: what was loaded where (empty when the destination held this file already).
+    loaded: tuple[Loaded, ...] = ()
 
 
 def fingerprint_for(

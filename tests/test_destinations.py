@@ -279,9 +279,10 @@ async def test_the_destination_hears_of_each_chunk_once_its_file_is_whole(
     says nothing."""
     heard: list[SavedChunk] = []
 
-    async def saved(self: FilesDestination, chunk: SavedChunk) -> None:
+    async def saved(self: FilesDestination, chunk: SavedChunk) -> tuple[()]:
         assert chunk.path.is_file()
         heard.append(chunk)
+        return ()
 
     monkeypatch.setattr(FilesDestination, "saved", saved)
     out = tmp_path / "out"

@@ -17,6 +17,7 @@ from rich.console import Console
 from ..accounts import Account
 from ..client import Client
 from ..core.chunking import Chunk
+from ..destinations import IntoURL
 from ..orchestrator import BackfillOptions, BackfillResult, ExportSpec
 from ..postbacks import PostbackReceiver
 from .accounts import (
@@ -69,6 +70,7 @@ class Backfill:
     out: Path
     options: BackfillOptions
     postbacks: PostbackArgs | None = None
+    into: IntoURL | None = None
 
     async def run(
         self,
@@ -77,10 +79,11 @@ class Backfill:
         receiver: PostbackReceiver | None,
         *,
         out: Path | None = None,
+        into: IntoURL | None = None,
     ) -> BackfillResult:
         return await client.backfill(
             self.specs, self.window.start, self.window.end, out=out or self.out,
-            options=self.options, on_event=on_event, postbacks=receiver,
+            options=self.options, on_event=on_event, postbacks=receiver, into=into or self.into,
         )  # fmt: skip
 
     def command(self) -> str:
@@ -124,7 +127,11 @@ def backfill_command(
         check_could_write(output.out, "--out")  # and make nothing: a dry run leaves no trace
     else:
         check_writable_folder(output.out, "--out")
-    backfill = Backfill(output.specs(reports), window, output.out, options, postbacks)
+    if output.into is not None and accounts is not None:
+        raise click.UsageError("--into: with --accounts, set `into` per account in the file")
+    backfill = Backfill(
+        output.specs(reports), window, output.out, options, postbacks, into=output.into
+    )
     console, live = make_console(), sys.stdout.isatty()
     if accounts is not None:
         return _backfill_accounts(
@@ -289,7 +296,9 @@ def _backfill_accounts(
         on_event: Notices,
         receiver: PostbackReceiver | None,
     ) -> AccountReport:
-        result = await backfill.run(client, on_event, receiver, out=backfill.out / account.name)
+        result = await backfill.run(
+            client, on_event, receiver, out=backfill.out / account.name, into=account.into
+        )
         return _account_report(account.name, result, client)
 
     return run_accounts(

@@ -70,6 +70,8 @@ def event_json(event: ProgressEvent) -> dict[str, Any]:
         payload["until"] = event.until.isoformat()
     if event.kind == "chunk":
         payload["bytes"] = event.bytes
+    if event.kind == "loaded":  # what was loaded where
+        payload.update(rows=event.rows, target=event.target, table=event.table)
     payload["calls"] = dict(event.calls)
     payload["quota_left"] = event.quota_left
     if event.plan is not None:

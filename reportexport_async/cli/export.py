@@ -14,6 +14,7 @@ from ..client import Client
 from ..core.chunking import Chunk
 from ..core.models import ExportRequest, checked
 from ..core.planning import chunk_path, default_range_path
+from ..destinations import IntoURL
 from ..errors import ConfigurationError
 from ..outputs import prepare_file
 from .credentials import Credentials
@@ -25,6 +26,7 @@ from .options import (
     FORMAT,
     check_reports_option,
     credential_options,
+    into_option,
     json_option,
     ledger_option,
     param_option,
@@ -49,6 +51,7 @@ __all__ = ["export_command"]
     type=click.Path(dir_okay=False, path_type=Path),
     help=f"result file (default {DEFAULT_OUT}/<report>/<start>_<end>.<ext>)",
 )
+@into_option()
 @ledger_option(sandbox=True)
 @check_reports_option
 @credential_options(sandbox=True)
@@ -60,6 +63,7 @@ def export_command(
     filters: dict[str, str],
     result_format: str,
     out: Path | None,
+    into: IntoURL | None,
     ledger_path: Path | str | None,
     check_reports: bool,
     credentials: Credentials,
@@ -92,7 +96,9 @@ def export_command(
             if not as_json:
                 sandbox_banner(run.sandbox, console, as_json)
             try:
-                outcome = await run.client.export(request, out=dest, check_reports=check_reports)
+                outcome = await run.client.export(
+                    request, out=dest, check_reports=check_reports, into=into
+                )
             except BaseException as raised:
                 if isinstance(leaf(raised), KeyboardInterrupt | anyio.get_cancelled_exc_class()):
                     SAID.resume = _export_interrupted(run.client, dest)
@@ -110,6 +116,8 @@ def export_command(
                     f"{outcome.path}: {size_text(outcome.size)}, {outcome.records} rows, job "
                     f"{outcome.job_id}, {how}{', replayed' if outcome.replayed else ''}"
                 )
+                for loaded in outcome.loaded:
+                    console.print(f"loaded: {loaded.message}", markup=False, highlight=False)
                 console.print(f"sha256 {outcome.sha256}\nAPI calls: {calls_text(calls)}")
             return EXIT_OK
 

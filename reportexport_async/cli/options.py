@@ -24,13 +24,14 @@ import click
 
 from ..config import LIMIT_ENV_VARS
 from ..core.chunking import Chunk, parse_chunk_rule
+from ..destinations import IntoURL, parse_into
 from ..errors import ConfigurationError
 from ..ledger_store import LEDGER_URL_ENV, is_ledger_url
 from ..orchestrator import BackfillOptions, ExportSpec
 from ..postbacks import TOKEN_ENV, PostbackReceiver, parse_listen
 from ..sync import SyncOptions
 from .credentials import Credentials
-from .exits import SAID
+from .exits import SAID, as_usage
 from .local_sandbox import SANDBOX_LEDGER_NAME
 from .verbose import verbose_logging
 from .wording import cli_language
@@ -48,6 +49,7 @@ __all__ = [
     "check_reports_option",
     "chunk_option",
     "credential_options",
+    "into_option",
     "json_option",
     "ledger_option",
     "out_folder_option",
@@ -318,13 +320,34 @@ sync_options = OptionGroup(
 # -- what is pulled, and where -------------------------------------------------------------------
 
 
+def _into(ctx: click.Context, param: click.Parameter, value: str | None) -> IntoURL | None:
+    if value is None:
+        return None
+    with as_usage("--into"):  # a bad URL or a missing extra: before any call
+        return parse_into(value, setting="--into")
+
+
+def into_option() -> Decorator:
+    """`--into URL`: also load every chunk into a typed destination beside the files."""
+    return click.option(
+        "--into",
+        "into",
+        metavar="URL",
+        callback=_into,
+        help="also load every chunk into duckdb:///FILE or parquet:///DIR (four slashes: an "
+        "absolute path); the files stay written",
+    )
+
+
 @dataclass(frozen=True)
 class Output:
-    """What is pulled of each report (`--param`, `--format`) and where it goes (`--out`)."""
+    """What is pulled of each report (`--param`, `--format`), where it goes (`--out`) and what
+    else it is loaded into (`--into`)."""
 
     filters: Mapping[str, str]
     result_format: str
     out: Path
+    into: IntoURL | None = None
 
     def specs(self, reports: Sequence[str]) -> list[ExportSpec]:
         return [ExportSpec(report, dict(self.filters), self.result_format) for report in reports]
@@ -332,10 +355,11 @@ class Output:
 
 output_options = OptionGroup(
     "output",
-    lambda filters, result_format, out: Output(filters, result_format.upper(), out),
+    lambda filters, result_format, out, into: Output(filters, result_format.upper(), out, into),
     param_option(PARAM_HELP),
     format_option(),
     out_folder_option(),
+    into_option(),
 )
 
 

@@ -17,6 +17,7 @@ from ..accounts import Account
 from ..client import Client
 from ..core.freshness import DEFAULT_REFRESH_HOUR, DEFAULT_SETTLE_DAYS
 from ..datasets import in_file, load_datasets
+from ..destinations import IntoURL
 from ..errors import ConfigurationError
 from ..postbacks import PostbackReceiver
 from ..sync import KINDS, Dataset, SyncOptions, SyncResult
@@ -41,6 +42,7 @@ from .options import (
     chunk_option,
     credential_options,
     format_option,
+    into_option,
     json_option,
     ledger_option,
     out_folder_option,
@@ -150,6 +152,7 @@ datasets_options = OptionGroup(
 
 @click.command("sync")
 @datasets_options
+@into_option()
 @sync_options
 @ledger_option()
 @postback_options
@@ -159,6 +162,7 @@ datasets_options = OptionGroup(
 @verbose_option
 def sync_command(
     datasets: Datasets,
+    into: IntoURL | None,
     options: SyncOptions,
     ledger_path: Path | str | None,
     postbacks: PostbackArgs | None,
@@ -169,6 +173,10 @@ def sync_command(
     """Keep a dataset current: run it once a day (a cron line). New days are submitted,
     the recent days that are still settling are refreshed by replaying their own jobs (at most
     once a day), and what fits nowhere in today's quota waits for the next run."""
+    if into is not None:  # every dataset, each in its own schema (over the file's `into`)
+        if accounts is not None:
+            raise click.UsageError("--into: with --accounts, set `into` per account in the file")
+        datasets = replace(datasets, items=[replace(d, into=into) for d in datasets.items])
     console, live = make_console(), sys.stdout.isatty()
     if accounts is not None:
         return _sync_accounts(
@@ -335,11 +343,21 @@ def _sync_accounts(
     picked = chosen(choice, credentials, "sync")
     if isinstance(picked, int):
         return picked
+    shared = [d.name for d in datasets if d.into is not None]
+    if shared and len(picked) > 1 and not all(a.into is not None for a in picked):
+        raise ConfigurationError(
+            "into",
+            f"dataset {shared[0]!r} would load several accounts into one destination: set "
+            "`into` per account in the accounts file",
+        )
 
     async def one(
         client: Client, account: Account, on_event: Notices, receiver: PostbackReceiver | None
     ) -> AccountReport:
-        own = [replace(dataset, out=dataset.out / account.name) for dataset in datasets]
+        own = [
+            replace(dataset, out=dataset.out / account.name, into=account.into or dataset.into)
+            for dataset in datasets
+        ]
         result = await client.sync(own, options=options, on_event=on_event, postbacks=receiver)
         return _account_report(account.name, result, client)
 

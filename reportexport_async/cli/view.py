@@ -150,6 +150,12 @@ class BackfillView:
             self.refresh()
         elif event.kind in ("error", "retry"):
             self.console.print(f"{event.kind}: {cli_language(event.message or '')}", markup=False)
+        if (
+            not self.as_json
+            and event.kind == "loaded"
+            and (event.status != "done" or not self.live)
+        ):
+            self.console.print(f"loaded: {event.message}", markup=False, highlight=False)
         if not self.as_json and event.kind == "wait":
             # On a terminal too: a wait always says what it waits for and until when. (What
             # stopped a run is its one error line, on stderr.)

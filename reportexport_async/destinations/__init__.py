@@ -10,14 +10,18 @@ use the same one.
 
 from __future__ import annotations
 
-from .base import Destination, Merged, SavedChunk, merge_each
+from .base import Destination, Loaded, Merged, SavedChunk, merge_each
 from .files import FilesDestination, canonical, file_is_intact
 from .manifest import MANIFEST_NAME, Manifest, ManifestChunk, manifest_schema, read_manifest
+from .typed import FilesInto, IntoURL, parse_into
 
 __all__ = [
     "MANIFEST_NAME",
     "Destination",
     "FilesDestination",
+    "FilesInto",
+    "IntoURL",
+    "Loaded",
     "Manifest",
     "ManifestChunk",
     "Merged",
@@ -26,10 +30,11 @@ __all__ = [
     "file_is_intact",
     "manifest_schema",
     "merge_each",
+    "parse_into",
     "read_manifest",
 ]
 
 
-def _conforms(files: FilesDestination) -> Destination:
-    """Never called: `mypy --strict` checks here that the files keep the whole interface."""
-    return files
+def _conforms(files: FilesDestination, into: FilesInto) -> tuple[Destination, Destination]:
+    """Never called: `mypy --strict` checks here that both keep the whole interface."""
+    return files, into

@@ -14,7 +14,7 @@ from ..core.models import ExportRequest
 from ..ledger import LedgerEntry
 from .manifest import Manifest
 
-__all__ = ["Destination", "Merged", "SavedChunk", "merge_each"]
+__all__ = ["Destination", "Loaded", "Merged", "SavedChunk", "merge_each"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +28,23 @@ class SavedChunk:
     chunk: Chunk | None
     path: Path
     sha256: str
-    job_id: str
+    job_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What a typed destination loaded: `rows` of `report`'s chunk `chunk` (its key: `<start>_<end>`
+    or `default-range`) into `table` of `target` (the destination's URL)."""
+
+    target: str
+    table: str
+    report: str
+    chunk: str
+    rows: int
+
+    @property
+    def message(self) -> str:
+        return f"{self.rows} rows of {self.report} {self.chunk} into {self.target} {self.table}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +85,21 @@ class Destination(Protocol):
         """The chunk's recorded file is at `path`, whole (size and sha256 as recorded)."""
         ...
 
-    async def saved(self, saved: SavedChunk) -> None:
+    async def saved(self, saved: SavedChunk) -> Sequence[Loaded]:
         """A chunk's file was published whole and recorded in the ledger: load it, replacing
-        whatever the same chunk (`saved.fingerprint`) loaded before. Idempotent."""
+        whatever the same chunk (`saved.fingerprint`) loaded before. Idempotent. Returns what
+        was loaded where (nothing for the files alone); `LoadError` when a load fails (the file
+        and the ledger stay as they are)."""
+        ...
+
+    async def reconcile(self, chunks: Iterable[SavedChunk]) -> Sequence[Loaded]:
+        """The run's whole chunks (also those done before): whatever a destination beside the
+        files lacks of them, or holds from another file, is loaded now (a load an earlier run
+        did not commit)."""
+        ...
+
+    async def aclose(self) -> None:
+        """The run is over: release what the destination holds open."""
         ...
 
     async def merge(self, request: ExportRequest, files: Sequence[tuple[Path, str]]) -> Merged:

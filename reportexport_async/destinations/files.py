@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date
 from pathlib import Path, PurePosixPath
 
@@ -33,7 +33,7 @@ from ..files import atomic_write, part_of
 from ..ledger import LedgerEntry
 from ..merge import merge_files
 from ..outputs import check_folder, prepare_folder
-from .base import Merged, SavedChunk
+from .base import Loaded, Merged, SavedChunk
 from .manifest import MANIFEST_NAME, Manifest, read_manifest
 
 __all__ = ["FilesDestination", "canonical", "file_is_intact", "sha256_of"]
@@ -148,9 +148,17 @@ class FilesDestination:
         """The ledger's file of `entry` is at `path` (default: where it was recorded) whole."""
         return await file_is_intact(entry, path)
 
-    async def saved(self, saved: SavedChunk) -> None:
+    async def saved(self, saved: SavedChunk) -> tuple[Loaded, ...]:
         """A chunk's file was published whole and recorded. The files are the destination
-        itself: nothing more to do (a typed destination loads the chunk here)."""
+        itself: nothing more to do (`typed.FilesInto` loads the chunk here)."""
+        return ()
+
+    async def reconcile(self, chunks: Iterable[SavedChunk]) -> tuple[Loaded, ...]:
+        """The files are the source of truth: nothing to bring up to them."""
+        return ()
+
+    async def aclose(self) -> None:
+        """Nothing held open."""
 
     # -- run outputs ------------------------------------------------------------------------
 

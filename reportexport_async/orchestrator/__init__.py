@@ -38,7 +38,8 @@ import anyio
 
 from ..api import ReportExportClient
 from ..core.models import JobStatus
-from ..destinations import FilesDestination
+from ..destinations import FilesDestination, FilesInto, IntoURL, SavedChunk
+from ..destinations.into import open_into
 from ..errors import LedgerError
 from ..ledger import LedgerEntry
 from ..ledger_store import LedgerStore
@@ -72,7 +73,9 @@ __all__ = [
     "ExportSpec",
     "ProgressEvent",
     "backfill",
+    "files_into",
     "run_planned",
+    "whole_chunks",
 ]
 
 
@@ -95,6 +98,7 @@ async def backfill(
     on_event: Callable[[ProgressEvent], None] | None = None,
     postbacks: PostbackReceiver | None = None,
     manifest: bool = True,
+    into: str | IntoURL | None = None,
     **changes: Unpack[BackfillChanges],
 ) -> BackfillResult:
     """Pull `exports` over `[start, end]` into `out_dir`, as `options` (and keyword `changes`
@@ -120,16 +124,39 @@ async def backfill(
     manifest is written; its `result` is this run's outcome.
 
     `manifest=False` leaves the folder's manifest to the caller (`sync` writes one per run, with
-    its own fields, from this run's outcome)."""
+    its own fields, from this run's outcome).
+
+    `into` (`duckdb:///PATH`, `parquet:///PATH`) also loads every whole chunk into a typed
+    destination beside the files (schema `main`), and brings it to equal the files (a chunk an
+    earlier run did not load is loaded now); a failed load raises `LoadError` once the run is
+    over (its `result` is the run's outcome; the files and the ledger are whole)."""
     api = client  # the raw calls: the product `Client` passes its `api` here
     options = (options or BackfillOptions()).but(**changes)
-    destination = FilesDestination(out_dir)
+    destination = files_into(out_dir, into)
     calls_before = Counter(api.usage.calls)
-    planned = await make_plan(api, ledger, as_specs(exports), start, end, destination, options)
-    return await run_planned(
-        api, ledger, planned, destination, options, on_event=on_event, postbacks=postbacks,
-        manifest=manifest, calls_before=calls_before,
-    )  # fmt: skip
+    try:
+        planned = await make_plan(api, ledger, as_specs(exports), start, end, destination, options)
+        result = await run_planned(
+            api, ledger, planned, destination, options, on_event=on_event, postbacks=postbacks,
+            manifest=manifest, calls_before=calls_before,
+        )  # fmt: skip
+    finally:
+        with anyio.CancelScope(shield=True):
+            await destination.aclose()
+    if result.load_error is not None:
+        result.load_error.result = result
+        raise result.load_error
+    return result
+
+
+def files_into(
+    out_dir: str | Path, into: str | IntoURL | None, *, schema: str = "main"
+) -> FilesDestination:
+    """The files in `out_dir`, and with `into` a typed destination loaded from them in `schema`
+    (`ConfigurationError` naming `into` for a bad URL or a missing extra: before any call)."""
+    if into is None:
+        return FilesDestination(out_dir)
+    return FilesInto(out_dir, open_into(into), schema=schema)
 
 
 async def run_planned(
@@ -196,6 +223,8 @@ async def run_planned(
                 state, submitting, tracking, downloading, watching, recovery, refreshes, first
             )
             await fill_unknown_rows(state)
+            if manifest and not options.dry_run:  # (a sync brings its datasets up itself)
+                await state.load(whole_chunks(state), reconcile=True)
             if options.merge:
                 merged = await merge_done(state)
     finally:
@@ -219,6 +248,8 @@ async def run_planned(
         tuple(state.postback_latency),
         deferred_until=min(later, default=None),
         stopped=state.stopped,
+        load_error=state.load_error,
+        load_failed=frozenset(state.load_failed),
     )
     if state.callback_error is not None:
         raise state.callback_error
@@ -226,6 +257,23 @@ async def run_planned(
         state.stopped.result = result
         raise state.stopped
     return result
+
+
+def whole_chunks(state: RunState) -> list[SavedChunk]:
+    """The run's done chunks (this run's and earlier ones') as saved, for a destination beside
+    the files to be brought up to them."""
+    whole = []
+    for run in state.runs.values():
+        if run.status == "done" and run.sha256 is not None:
+            if run.planned.fingerprint in state.load_failed:
+                continue  # refused once in this run already: the next run tries again
+            planned = run.planned
+            path = run.file or state.out / planned.path
+            saved = SavedChunk(
+                planned.fingerprint, planned.request, planned.chunk, path, run.sha256, run.job_id
+            )
+            whole.append(saved)
+    return whole
 
 
 async def _hold(state: RunState, hold: Collection[str]) -> None:

@@ -121,7 +121,7 @@ class Downloading:
             planned.fingerprint, planned.request, planned.chunk, result.path, result.sha256,
             run.job_id,
         )  # fmt: skip
-        await state.destination.saved(saved)
+        await state.load([saved])
         state.set_status(run, "done")
 
 

@@ -18,7 +18,7 @@ from ..core.planning import Plan, PlannedChunk
 from ..core.replay import ReplayPolicy
 from ..core.tracking import TickPolicy
 from ..destinations import FilesDestination, ManifestChunk
-from ..errors import AccountUnavailable, ConfigurationError
+from ..errors import AccountUnavailable, ConfigurationError, LoadError
 from ..ledger import LedgerEntry
 from ..postbacks import Postback
 
@@ -221,7 +221,9 @@ class ProgressEvent:
     the plan), `plan`, `chunk` (a chunk's status changed), `quota` (the quota stopped submits;
     `until` is its reset), `retry` (a chunk's submit or download gets another round after an
     outage), `wait` (the run waits: `message` says for what, `until` until when), `error` (a
-    tracker refresh failed) or `stopped` (an account-wide failure stopped the run)."""
+    tracker refresh failed), `stopped` (an account-wide failure stopped the run) or `loaded` (a
+    chunk loaded into a destination beside the files: `rows` into `table` of `target`, or
+    `status` failed and `message` says why)."""
 
     kind: str
     status: str | None = None
@@ -237,6 +239,10 @@ class ProgressEvent:
     plan: Plan | None = None
     #: `wait` events: when the wait ends (or the next look, for jobs in flight).
     until: datetime | None = None
+    #: `loaded` events: the rows loaded, the destination's URL and the table (or file) in it.
+    rows: int | None = None
+    target: str | None = None
+    table: str | None = None
 
 
 @dataclass(frozen=True)
@@ -255,6 +261,11 @@ class BackfillResult:
     deferred_until: datetime | None = None
     #: The account-wide failure that stopped the run (it is also raised, carrying this result).
     stopped: AccountUnavailable | None = None
+    #: The first chunk that could not be loaded into the destination beside the files (`into`);
+    #: `backfill` raises it once the run is over, carrying this result.
+    load_error: LoadError | None = None
+    #: The chunks whose load failed in this run (fingerprints).
+    load_failed: frozenset[str] = frozenset()
 
     @property
     def counts(self) -> dict[str, int]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import anyio
@@ -16,8 +16,8 @@ from ..api import ReportExportClient
 from ..core.fingerprint import Fingerprint
 from ..core.models import Job
 from ..core.planning import Plan
-from ..destinations import FilesDestination
-from ..errors import AccountUnavailable, OutputError, ReportExportError
+from ..destinations import FilesDestination, SavedChunk
+from ..errors import AccountUnavailable, LoadError, OutputError, ReportExportError
 from ..ledger_store import LedgerStore
 from ..postbacks import Postback
 from ..ratelimit import LimiterWait
@@ -32,9 +32,51 @@ from .model import (
     when,
 )
 
-__all__ = ["RunState"]
+__all__ = ["RunState", "load_chunks"]
 
 log = logging.getLogger("reportexport_async.orchestrator")
+
+
+async def load_chunks(
+    destination: FilesDestination,
+    saved: Sequence[SavedChunk],
+    emit: Callable[[ProgressEvent], None],
+    failed: set[str] | None = None,
+    *,
+    reconcile: bool = False,
+) -> LoadError | None:
+    """Hand whole chunks to the destination (a typed one beside the files loads them), and
+    say what was loaded where in `loaded` events. A failed load does not stop the others (the
+    files and the ledger are whole; the next run loads it again): the first is returned, and
+    the fingerprint of each goes into `failed`. `reconcile`: the chunks are not new, the
+    destination is brought up to them (`Destination.reconcile`: the files alone do nothing)."""
+    first: LoadError | None = None
+    for one in saved:
+        try:
+            if reconcile:
+                loaded = await destination.reconcile([one])
+            else:
+                loaded = await destination.saved(one)
+        except LoadError as error:
+            log.error("%s", error)
+            first = first or error
+            if failed is not None:
+                failed.add(one.fingerprint)
+            emit(
+                ProgressEvent(
+                    "loaded", status="failed", report_id=error.report, chunk=error.chunk,
+                    message=str(error), target=error.target,
+                )
+            )  # fmt: skip
+            continue
+        for item in loaded:
+            emit(
+                ProgressEvent(
+                    "loaded", status="done", report_id=item.report, chunk=item.chunk,
+                    message=item.message, rows=item.rows, target=item.target, table=item.table,
+                )
+            )  # fmt: skip
+    return first
 
 
 class RunState:
@@ -97,6 +139,11 @@ class RunState:
         self.disk_full: OutputError | None = None
         #: set when an account-wide failure stops the run.
         self.stopped: AccountUnavailable | None = None
+        #: The first load into a destination beside the files that failed (the chunk's file
+        #: and the ledger are whole; the next run loads it again): raised once the run ends.
+        self.load_error: LoadError | None = None
+        #: The chunks whose load failed in this run (not tried again before the next run).
+        self.load_failed: set[str] = set()
         #: set when the caller's progress callback raised: the run stops, the error goes back.
         self.callback_error: Exception | None = None
         self.scope: anyio.CancelScope | None = None
@@ -152,6 +199,14 @@ class RunState:
             wait.until,
             every=NOTICE_EVERY,
         )
+
+    async def load(self, saved: Sequence[SavedChunk], *, reconcile: bool = False) -> None:
+        """Hand whole chunks to the destination (`load_chunks`); the first failed load is kept,
+        to be raised once the run is over."""
+        error = await load_chunks(
+            self.destination, saved, self.emit, self.load_failed, reconcile=reconcile
+        )
+        self.load_error = self.load_error or error
 
     def set_status(self, run: ChunkRun, status: ChunkStatus, message: str | None = None) -> None:
         if run.status == status and message is None:

@@ -50,9 +50,11 @@ from ..catalog import check_reports
 from ..core.freshness import Verdict
 from ..core.replay import ReplayPolicy
 from ..core.responses import account_problem
-from ..errors import AccountUnavailable, ConfigurationError, ReportExportError
+from ..destinations import SavedChunk
+from ..errors import AccountUnavailable, ConfigurationError, LoadError, ReportExportError
 from ..orchestrator import BackfillOptions, BackfillResult, ProgressEvent, run_planned
 from ..orchestrator.plan import make_plan, plan_default_ranges
+from ..orchestrator.state import load_chunks
 from .finish import finish_dataset
 from .model import KINDS as KINDS  # the verdicts, for the command line's summaries
 from .model import Dataset, DatasetResult, SyncChunk, SyncClient, SyncOptions, SyncResult
@@ -84,6 +86,24 @@ async def sync(
     calls_before = Counter(api.usage.calls)
     zone = await api.limiter.account_timezone()
     day = Day(client, zone)
+    try:
+        return await _sync(client, sets, day, options, on_event, postbacks, calls_before)
+    finally:
+        with anyio.CancelScope(shield=True):
+            for destination in day.destinations:
+                await destination.aclose()
+
+
+async def _sync(
+    client: SyncClient,
+    sets: list[Dataset],
+    day: Day,
+    options: SyncOptions,
+    on_event: Callable[[ProgressEvent], None] | None,
+    postbacks: PostbackReceiver | None,
+    calls_before: Counter[str],
+) -> SyncResult:
+    api = client.api
     plans = [await plan_dataset(client, d, day) for d in sets]  # checks first_day, no call
     if not options.dry_run:
         for plan in plans:
@@ -122,10 +142,36 @@ async def sync(
     done = []
     for plan in plans:
         done.append(await finish_dataset(client, plan, day, results, options, calls))
+    failed = None
     if not options.dry_run:
         daily = await api.limiter.daily("ReportExport")  # what the run spent: no call
+        failed = next((r.load_error for r in results.values() if r.load_error), None)
+        refused = {key for r in results.values() for key in r.load_failed}
+        for plan, result in zip(plans, done, strict=True):
+            failed = await _bring_up(plan, result, emit, refused) or failed
     remaining = None if daily is None else daily.remaining
-    return SyncResult(tuple(done), calls, client.clock.offset, remaining)
+    outcome = SyncResult(tuple(done), calls, client.clock.offset, remaining)
+    if failed is not None:
+        failed.result = outcome
+        raise failed
+    return outcome
+
+
+async def _bring_up(
+    plan: Plan,
+    result: DatasetResult,
+    emit: Callable[[ProgressEvent], None],
+    refused: set[str],
+) -> LoadError | None:
+    """A destination beside the files brought to equal them: every whole chunk of the dataset
+    it lacks, or holds from another file, loaded (a load an earlier run did not commit); not
+    the `refused` ones, whose load failed in this run already."""
+    whole = [
+        SavedChunk(item.key, item.request, item.chunk, item.path, chunk.sha256, chunk.job_id)
+        for item, chunk in zip(plan.items, result.chunks, strict=True)
+        if chunk.sha256 is not None and chunk.outcome == "done" and item.key not in refused
+    ]
+    return await load_chunks(plan.destination, whole, emit, reconcile=True)
 
 
 async def _on_the_servers_day(

@@ -19,7 +19,7 @@ from ..core.freshness import (
     FreshnessPolicy,
 )
 from ..core.models import checked
-from ..destinations import FilesDestination, ManifestChunk
+from ..destinations import FilesDestination, IntoURL, ManifestChunk, parse_into
 from ..errors import ConfigurationError
 from ..orchestrator import ExportSpec
 
@@ -71,7 +71,9 @@ class Dataset:
     reports' default date range) to the last complete day, in `chunk`s (`Nd`, `week` or
     `month`), in the folder `out`. `settle_days`: how long a day's data keeps changing;
     `refresh_hour`: the hour of the account's day from which the latest day is refreshed;
-    `merge`: also keep `<out>/<report>.<ext>` whole."""
+    `merge`: also keep `<out>/<report>.<ext>` whole. `into` (`duckdb:///PATH`,
+    `parquet:///PATH`, relative to the working folder): also load every chunk into a typed
+    destination beside the files, in a schema named after the dataset."""
 
     name: str
     reports: tuple[str, ...]
@@ -83,10 +85,17 @@ class Dataset:
     merge: bool = False
     settle_days: int = DEFAULT_SETTLE_DAYS
     refresh_hour: int = DEFAULT_REFRESH_HOUR
+    into: str | IntoURL | None = None
 
     def __post_init__(self) -> None:
         def bad(setting: str, problem: str) -> ConfigurationError:
             return ConfigurationError(setting, problem, dataset=self.name)
+
+        if isinstance(self.into, str):  # its path judged now, from the working folder
+            try:
+                object.__setattr__(self, "into", parse_into(self.into))
+            except ConfigurationError as error:
+                raise bad("into", error.problem) from None
 
         if isinstance(self.reports, str):
             object.__setattr__(self, "reports", (self.reports,))

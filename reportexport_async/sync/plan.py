@@ -15,7 +15,7 @@ from ..core.quota import DailyQuota, quota_day_bounds
 from ..destinations import FilesDestination, file_is_intact
 from ..errors import ConfigurationError
 from ..ledger import LedgerEntry
-from ..orchestrator import BackfillOptions, ExportSpec, ProgressEvent
+from ..orchestrator import BackfillOptions, ExportSpec, ProgressEvent, files_into
 from ..orchestrator.plan import make_plan, plan_default_ranges
 from .model import Dataset, SyncClient, SyncOptions
 
@@ -62,6 +62,8 @@ class Day:
     def __init__(self, client: SyncClient, zone: tzinfo) -> None:
         self.client = client
         self.zone = zone
+        #: Every destination the run's plans opened (closed when the run ends).
+        self.destinations: list[FilesDestination] = []
 
     def now(self) -> datetime:
         return self.client.clock.now()
@@ -85,7 +87,8 @@ async def plan_dataset(client: SyncClient, dataset: Dataset, day: Day) -> Plan:
         )
     day_start = quota_day_bounds(day.now(), day.zone)[0]
     items: list[Item] = []
-    destination = FilesDestination(dataset.out)
+    destination = files_into(dataset.out, dataset.into, schema=dataset.name)
+    day.destinations.append(destination)
     if first is None:  # one export per report per account day
         planned = await plan_default_ranges(api, ledger, dataset.specs(), today, destination)
     else:

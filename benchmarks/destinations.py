@@ -1,0 +1,298 @@
+"""Typed destinations: a backfill of N one-day chunks into DuckDB beside the same backfill into
+files only, in one run against one sandbox; and one large result loaded into DuckDB and into
+Parquet with bounded memory.
+
+    .venv/bin/python -m benchmarks.destinations                     # 10,000 chunks, 1 GB
+    .venv/bin/python -m benchmarks.destinations --chunks 500 --size-mb 50    # quicker
+
+Part 1: the sandbox of `backfill_10k` (its own process; instant jobs, no limits, 5 rows a day).
+Each method runs `Client.backfill(REPORT, start, end, chunk="1d")` as `backfill_10k`'s library
+child does, in a fresh process of its own: `files` (the files only) and `duckdb` (the same, with
+`into="duckdb:///..."`: every chunk loaded into its table, one transaction a chunk). Figures:
+wall time, client CPU per chunk (`getrusage`, all threads, imports excluded) and the process's
+peak RSS, side by side.
+
+Part 2: a CSV result of `--size-mb` (the action listing's columns, synthetic rows) loaded by the
+DuckDB and the Parquet destination, each in a fresh process: seconds, rows and the peak RSS
+growth of the load (VmHWM reset just before it) against the file's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from .backfill_10k import (
+    REPORT,
+    TICK_BASE,
+    TICK_MINIMUM,
+    control,
+    sandbox_argv,
+    unlimited_config,
+)
+from .procstats import cpu_times, peak_rss_kib, proc_status_kib, reset_peak_rss
+from .results import RESULTS_FILE, command_line, fmt, median, publish, ratio, section_head
+from .sandbox_throughput import start_server
+
+SECTION_TITLE = "## Typed destinations: DuckDB beside the files"
+METHODS = ("files", "duckdb")
+HEADER = "Date,ActionId,ProgramId,ActionTracker,State,Amount,Payout,Currency\n"
+
+
+# -- children ---------------------------------------------------------------------------------
+
+
+async def run_backfill(
+    spec: dict[str, Any], out: Path, ledger: Path, into: str | None
+) -> dict[str, Any]:
+    from reportexport_async import Client
+    from reportexport_async.core.tracking import TickPolicy
+
+    concurrency = int(spec["concurrency"])
+    config = unlimited_config(spec)
+    start, end = date.fromisoformat(spec["start"]), date.fromisoformat(spec["end"])
+    if into is not None:
+        import duckdb  # noqa: F401 - imported before the clock starts, as the files' imports are
+    cpu_started, _ = cpu_times()
+    started = time.perf_counter()
+    async with Client(config, ledger=ledger) as client:
+        result = await client.backfill(
+            REPORT, start, end, out=out, chunk="1d", download_concurrency=concurrency,
+            submit_concurrency=concurrency, tick=TickPolicy(base=TICK_BASE, minimum=TICK_MINIMUM),
+            into=into,
+        )  # fmt: skip
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": cpu_times()[0] - cpu_started,
+        "peak_rss_mb": peak_rss_kib() / 1024,
+        "done": result.counts["done"],
+    }
+
+
+def make_csv(path: Path, size_mb: int) -> int:
+    """A CSV result of about `size_mb` MB: its rows."""
+    rng = random.Random(7)
+    target = size_mb * 1024 * 1024
+    rows = 0
+    with open(path, "w") as out:
+        out.write(HEADER)
+        written = len(HEADER)
+        day = date(2025, 1, 1)
+        while written < target:
+            lines = []
+            for _ in range(10_000):
+                line = (
+                    f"{day.isoformat()},{20250101_00000000 + rows},{rng.choice((3629, 4120))},"
+                    f"{rng.choice(('Online Sale', 'Lead'))},{rng.choice(('PENDING', 'APPROVED'))},"
+                    f"{rng.randrange(100, 500000) / 100:.2f},{rng.randrange(10, 5000) / 100:.2f},"
+                    f"{rng.choice(('USD', 'EUR'))}\n"
+                )
+                lines.append(line)
+                rows += 1
+            text = "".join(lines)
+            out.write(text)
+            written += len(text)
+    return rows
+
+
+def run_load(kind: str, source: Path, target: Path) -> dict[str, Any]:
+    from reportexport_async.core.chunking import Chunk
+    from reportexport_async.core.models import ExportRequest
+    from reportexport_async.destinations import SavedChunk
+    from reportexport_async.destinations.typed import LoadChunk, open_into
+
+    url = f"{kind}:////" + str(target).lstrip("/")
+    into = open_into(url)
+    into.check()
+    day = date(2025, 1, 1)
+    request = ExportRequest(report_id=REPORT, start=day, end=day)
+    saved = SavedChunk("fp", request, Chunk(day, day), source, "sha", "J")
+    rss_before = proc_status_kib("VmRSS")
+    reset_peak_rss()
+    cpu_started, _ = cpu_times()
+    started = time.perf_counter()
+    loaded = into.load(LoadChunk(saved, "main"))
+    into.close()
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": cpu_times()[0] - cpu_started,
+        "rows": loaded.rows,
+        "peak_growth_mb": (peak_rss_kib() - rss_before) / 1024,
+    }
+
+
+def child_main(args: argparse.Namespace) -> int:
+    spec = json.loads(sys.stdin.readline())
+    if args.child in METHODS:
+        into = None if args.child == "files" else "duckdb:////" + str(args.target).lstrip("/")
+        figures = asyncio.run(run_backfill(spec, args.out, args.ledger, into))
+    else:
+        figures = run_load(args.child.removeprefix("load-"), Path(spec["source"]), args.target)
+    figures["method"] = args.child
+    print(json.dumps(figures), flush=True)
+    return 0
+
+
+def run_child(method: str, spec: dict[str, Any], *extra: str) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "benchmarks.destinations", "--child", method, *extra]
+    done = subprocess.run(
+        argv, input=json.dumps(spec) + "\n", capture_output=True, text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"{method} failed: {done.stderr.strip()[-3000:]}")
+    return dict(json.loads([t for t in done.stdout.splitlines() if t.startswith("{")][-1]))
+
+
+# -- parent -----------------------------------------------------------------------------------
+
+
+def chunks_part(args: argparse.Namespace, scratch: Path) -> list[dict[str, Any]]:
+    end = datetime.now(UTC).date() - timedelta(days=14)
+    start = end - timedelta(days=args.chunks - 1)
+    runs = []
+    storage = scratch / "sandbox"
+    storage.mkdir()
+    with start_server(sandbox_argv(storage), "sandbox") as server:
+        info = server.info
+        base = str(info["base_url"])
+        spec = {
+            "base_url": base, "account_sid": info["account_sid"],
+            "auth_token": info["auth_token"], "start": start.isoformat(),
+            "end": end.isoformat(), "concurrency": args.concurrency,
+        }  # fmt: skip
+        for repetition in range(args.repeats):
+            order = METHODS if repetition % 2 == 0 else METHODS[::-1]
+            for method in order:
+                asyncio.run(control(base, "POST", "reset"))
+                out, ledger = scratch / f"out-{method}", scratch / f"ledger-{method}.sqlite"
+                target = scratch / f"{method}.duckdb"
+                run = run_child(method, spec, "--out", str(out), "--ledger", str(ledger),
+                                "--target", str(target))  # fmt: skip
+                if run["done"] != args.chunks:
+                    raise RuntimeError(f"{method}: {run['done']} chunks done of {args.chunks}")
+                if method == "duckdb":
+                    import duckdb
+
+                    with duckdb.connect(str(target), read_only=True) as db:
+                        found = db.execute("SELECT count(DISTINCT _chunk) FROM main." + REPORT)
+                        run["chunks_in_table"] = found.fetchone()[0]  # type: ignore[index]
+                    if run["chunks_in_table"] != args.chunks:
+                        raise RuntimeError(f"duckdb holds {run['chunks_in_table']} chunks")
+                shutil.rmtree(out, ignore_errors=True)
+                for leftover in [*scratch.glob(ledger.name + "*"), *scratch.glob("*.duckdb*")]:
+                    leftover.unlink()
+                run["round"] = repetition + 1
+                runs.append(run)
+                print(f"  round {repetition + 1} {method:6} {run['seconds']:7.1f} s  CPU "
+                      f"{run['cpu_seconds']:6.1f} s  peak {run['peak_rss_mb']:6.1f} MB",
+                      flush=True)  # fmt: skip
+    return runs
+
+
+def large_part(args: argparse.Namespace, scratch: Path) -> tuple[int, int, list[dict[str, Any]]]:
+    source = scratch / "large.csv"
+    rows = make_csv(source, args.size_mb)
+    size = source.stat().st_size
+    runs = []
+    for kind in ("duckdb", "parquet"):
+        target = scratch / f"large-{kind}"
+        run = run_child(f"load-{kind}", {"source": str(source)}, "--target", str(target))
+        run["method"] = kind
+        if run["rows"] != rows:
+            raise RuntimeError(f"{kind}: {run['rows']} rows loaded of {rows}")
+        runs.append(run)
+        print(f"  {kind:7} {run['seconds']:6.1f} s  peak growth {run['peak_growth_mb']:6.1f} MB",
+              flush=True)  # fmt: skip
+        shutil.rmtree(target, ignore_errors=True)
+        target.unlink(missing_ok=True)
+    return rows, size, runs
+
+
+def render(args: argparse.Namespace, command: str, chunk_runs: list[dict[str, Any]],
+           large: tuple[int, int, list[dict[str, Any]]], load: float) -> str:  # fmt: skip
+    def value(method: str, key: str) -> float:
+        return median([float(r[key]) for r in chunk_runs if r["method"] == method])
+
+    lines = section_head(SECTION_TITLE, command, load)
+    lines += [
+        f"Part 1: `Client.backfill` of {args.chunks:,} one-day chunks of `{REPORT}` (5 rows a "
+        f"day, instant jobs, no limits, concurrency {args.concurrency}), files only against "
+        f'files + `into="duckdb:///..."`; medians of {args.repeats} round(s), each method in '
+        "its own process, the order alternating.",
+        "",
+        "| Figure | Files only | Files + DuckDB | Ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, key, scale, digits in (
+        ("Wall time (s)", "seconds", 1.0, 1),
+        ("Client CPU per chunk (ms)", "cpu_seconds", 1000.0 / args.chunks, 2),
+        ("Peak RSS of the process (MB)", "peak_rss_mb", 1.0, 1),
+    ):
+        files, duck = value("files", key) * scale, value("duckdb", key) * scale
+        lines.append(f"| {label} | {fmt(files, digits)} | {fmt(duck, digits)} | "
+                     f"{fmt(ratio(duck, files), 2)} |")  # fmt: skip
+    rows, size, runs = large
+    lines += [
+        "",
+        f"Part 2: one CSV result of {size / 1024**2:,.0f} MB ({rows:,} rows, the action "
+        "listing's 8 columns) loaded by each typed destination in its own process; the peak "
+        "RSS growth is the load's (VmHWM reset just before it).",
+        "",
+        "| Destination | Seconds | CPU seconds | MB/s | Peak RSS growth (MB) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        lines.append(f"| {run['method']} | {fmt(run['seconds'], 1)} | "
+                     f"{fmt(run['cpu_seconds'], 1)} | "
+                     f"{fmt(size / 1024**2 / run['seconds'], 1)} | "
+                     f"{fmt(run['peak_growth_mb'], 1)} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.destinations")
+    parser.add_argument("--chunks", type=int, default=10_000)
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--results", type=Path, default=RESULTS_FILE)
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--ledger", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--target", type=Path, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        return child_main(args)
+    given = list(sys.argv[1:] if argv is None else argv)
+    command = command_line("benchmarks.destinations", [a for a in given if a != "--no-write"])
+    started = time.perf_counter()
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="destinations-") as folder:
+        scratch = Path(folder)
+        chunk_runs = chunks_part(args, scratch)
+        large = large_part(args, scratch)
+    section = render(args, command, chunk_runs, large, load)
+    publish(section, SECTION_TITLE, args.results, write=not args.no_write, started=started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
