@@ -331,8 +331,11 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
         "one SQLite connection.",
         "- Single: one client, the same options, all chunks.",
         "- What the accounts side adds: per account, a client opened and closed, a plan (one "
-        "ledger query selects the account's own entries), a manifest, and its own tracker for "
-        "its 10 jobs (the same listings per chunk, more single `GetJob` status calls); and "
+        "ledger query selects the account's own entries), the catalog check of a report it never "
+        "submitted (one `GET /Reports`, and a ledger query that reads every account's entries of "
+        "that report to find its own: it grows with the accounts before it), its own connections, "
+        "a manifest, and its own tracker for its 10 jobs (the same listings per chunk, more "
+        "single `GetJob` status calls); and "
         f"{args.parallel_accounts} accounts x C downloads in "
         f"flight at once instead of C, each with its writer and hasher threads, which is what "
         "the memory grows with (`--parallel-accounts` and `--concurrency` bound it).",

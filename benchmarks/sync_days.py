@@ -256,7 +256,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(given)
     started = time.perf_counter()
     figures = benchmark(args.days)
-    shown = [a for a in given if a not in ("--no-write",) and not a.startswith("--results")]
+    # Where the section was written is not how it was measured: `--results FILE` (both forms)
+    # and `--no-write` are left out of the command shown.
+    shown = []
+    for before, arg in zip(["", *given], given, strict=False):
+        if arg == "--no-write" or arg.startswith("--results") or before == "--results":
+            continue
+        shown.append(arg)
     section = render_section(args.days, figures, command_line("benchmarks.sync_days", shown))
     publish(section, SECTION_TITLE, args.results, write=not args.no_write, started=started)
     return 0

@@ -39,6 +39,7 @@ import logging
 import os
 import random
 import ssl
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -160,11 +161,32 @@ def _translate(exc: BaseException, method: str, url: str) -> TransportError:
     return TransportError(f"{type(exc).__name__}: {exc}", method=method, url=url)
 
 
+_tls_contexts: dict[tuple[object, ...], ssl.SSLContext] = {}
+_tls_lock = threading.Lock()
+
+
 def _tls_context() -> ssl.SSLContext:
-    """As aiohttp's default, made now: `SSL_CERT_FILE`/`SSL_CERT_DIR` are read when it is."""
-    context = ssl.create_default_context()
-    context.set_alpn_protocols(("http/1.1",))
-    return context
+    """As aiohttp's default, for the `SSL_CERT_FILE`/`SSL_CERT_DIR` set now. Made once per
+    setting (and per version of the file) and then shared, as aiohttp shares its own: loading
+    the certificates costs tens of milliseconds of CPU and about a megabyte per context, which
+    one client per account (`run_per_account`) would otherwise pay for every account."""
+    cert_file = os.environ.get("SSL_CERT_FILE")
+    version: tuple[int, ...] | None = None
+    try:
+        if cert_file:
+            found = os.stat(cert_file)
+            version = (found.st_ino, found.st_size, found.st_mtime_ns)
+    except OSError:
+        version = None  # let `create_default_context` name the problem
+    key = (cert_file, os.environ.get("SSL_CERT_DIR"), version)
+    with _tls_lock:  # the sessions opened together wait for one load instead of each loading
+        context = _tls_contexts.get(key)
+        if context is None:
+            context = ssl.create_default_context()
+            context.set_alpn_protocols(("http/1.1",))
+            _tls_contexts.clear()  # only the current setting is worth keeping
+            _tls_contexts[key] = context
+        return context
 
 
 def _parse_body(raw: bytes, content_type: str) -> object | None:

@@ -146,7 +146,11 @@ async def tls_front(port: int, certificate: tuple[Path, Path]) -> AsyncIterator[
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to make the test certificate")
-    folder = tmp_path_factory.mktemp("tls")
+    return _mint_certificate(tmp_path_factory.mktemp("tls"))
+
+
+def _mint_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (a new key each time), and its key."""
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
@@ -308,3 +312,40 @@ async def test_a_proxy_that_wants_credentials_refuses_and_nothing_reaches_the_ap
     assert stats["total_calls"] == 0
     assert proxy.seen
     assert not any("proxy-authorization" in seen.headers for seen in proxy.seen)
+
+
+async def test_sessions_share_one_tls_context_until_the_certificate_file_changes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    """Loading the certificates is made once per setting (one client per account would each
+    pay for it), yet a certificate file replaced in place is read again by the next session."""
+    trusted = tmp_path / "trusted.pem"
+    trusted.write_bytes(certificate[0].read_bytes())
+    monkeypatch.setenv("SSL_CERT_FILE", str(trusted))
+    other = _mint_certificate(tmp_path)
+    async with account() as (sandbox, _):
+        port = int(sandbox.base_url.rsplit(":", 1)[1])
+        config = ClientConfig(
+            account_sid=sandbox.account_sid,
+            auth_token=sandbox.auth_token,
+            account_type="Mediapartners",
+            base_url="https://127.0.0.1:1",  # replaced below, once the front listens
+            retry=RetryPolicy(max_attempts=1),
+        )
+        async with tls_front(port, certificate) as https_url:
+            at = config.model_copy(update={"base_url": https_url})
+            contexts = []
+            for _ in range(2):
+                async with ReportExportClient(at) as client:
+                    assert await client.reports()
+                    contexts.append(client.session.http.connector._ssl)  # type: ignore[union-attr]
+            assert contexts[0] is contexts[1]
+        async with tls_front(port, other) as https_url:
+            at = config.model_copy(update={"base_url": https_url})
+            async with ReportExportClient(at) as client:  # still the first file's trust
+                with pytest.raises(ConnectError):
+                    await client.reports()
+            trusted.write_bytes(other[0].read_bytes())  # the new authority, in place
+            async with ReportExportClient(at) as client:
+                assert await client.reports()
+                assert client.session.http.connector._ssl is not contexts[0]  # type: ignore[union-attr]
