@@ -51,8 +51,8 @@ from typing import Any
 import aiohttp
 
 from reportexport_async import ReportExportClient
-from reportexport_async.config import ClientConfig
 from reportexport_async.core.models import ExportRequest, Job, JobStatus
+from reportexport_async.transport.config import ClientConfig
 
 from .procstats import cpu_seconds, proc_status_kib, process_cpu_seconds, reset_peak_rss
 from .results import RESULTS_FILE, fmt, median, ratio, section_head, update_results

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from reportexport_async import Client
-from reportexport_async.postbacks import PostbackReceiver
 from reportexport_async.sandbox import Sandbox
+from reportexport_async.transport.postbacks import PostbackReceiver
 
 from .results import API, update_results
 

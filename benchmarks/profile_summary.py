@@ -24,7 +24,7 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ledger (SQLite)", ("reportexport_async/ledger/", "sqlite3/")),
     (
         "download to disk (write, fsync, hash)",
-        ("reportexport_async/downloads.py", "reportexport_async/files.py"),
+        ("reportexport_async/transport/downloads.py", "reportexport_async/machine/files.py"),
     ),
     (
         "response parsing (pydantic, models)",
@@ -36,11 +36,14 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("JSON", ("json/",)),
     ("aiohttp (HTTP client)", ("aiohttp/", "yarl/", "multidict/")),
-    ("session and limiter", ("reportexport_async/session.py", "reportexport_async/ratelimit.py")),
+    (
+        "session and limiter",
+        ("reportexport_async/transport/session.py", "reportexport_async/transport/ratelimit.py"),
+    ),
     ("pure core (requests, answers)", ("reportexport_async/core/",)),
     (
         "orchestrator (plan, track, events)",
-        ("reportexport_async/orchestrator/", "reportexport_async/exports.py"),
+        ("reportexport_async/jobs/orchestrator/", "reportexport_async/jobs/exports.py"),
     ),
     ("other library code", ("reportexport_async/",)),
     ("anyio (tasks, thread hops)", ("anyio/",)),

@@ -86,8 +86,8 @@ async def configure(base_url: str, changes: dict[str, Any]) -> None:
 async def run_library(spec: dict[str, Any], postbacks: bool) -> dict[str, Any]:
     from reportexport_async import Client, ClientConfig, ScaledClock
     from reportexport_async.core.models import JobStatus
-    from reportexport_async.orchestrator import ExportSpec
-    from reportexport_async.postbacks import PostbackReceiver
+    from reportexport_async.jobs.orchestrator import ExportSpec
+    from reportexport_async.transport.postbacks import PostbackReceiver
 
     base = str(spec["base_url"])
     async with aiohttp.ClientSession() as session:
@@ -481,7 +481,7 @@ def second_run_reason(figures: Figures, method: str) -> str:
     return (
         f"After the first run the ledger held {stale:.0f} chunks (median) with their file "
         "recorded but their job's status still QUEUED or RUNNING: a chunk downloaded on a "
-        "postback is recorded by `_Backfill.download` (`reportexport_async/orchestrator.py`) "
+        "postback is recorded by `_Backfill.download` (`reportexport_async/jobs/orchestrator.py`) "
         "with `ledger.record_download`, which stores the file but not the COMPLETED status, "
         "and the plan counts a chunk as done only when its status is COMPLETED and its file "
         "intact. The second run therefore re-attaches to those jobs: it waits for the "

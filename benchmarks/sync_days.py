@@ -38,8 +38,8 @@ from pathlib import Path
 import anyio
 
 from reportexport_async import Client, ExportRequest, RateLimitPolicy
+from reportexport_async.jobs.sync import Dataset
 from reportexport_async.sandbox import ManualClock, Sandbox
-from reportexport_async.sync import Dataset
 
 from .results import API, RESULTS_FILE, command_line, fmt, publish, section_head
 

@@ -32,8 +32,8 @@ from typing import Any
 
 from reportexport_async.core.models import Job, JobStatus
 from reportexport_async.core.quota import HourlyWindow
-from reportexport_async.ledger_store import LedgerStore, open_ledger
-from reportexport_async.ratelimit import SHARED_HOURLY_BATCH
+from reportexport_async.ledger.store import LedgerStore, open_ledger
+from reportexport_async.transport.ratelimit import SHARED_HOURLY_BATCH
 
 from .results import RESULTS_FILE, command_line, fmt, median, publish, ratio, section_head
 

@@ -11,7 +11,7 @@ Public names (`__all__`), by group:
 - the client: Client (the product: ledger, limits and clock in one object), ClientConfig,
   UsageSnapshot, and ReportExportClient (the single calls, also `client.api`)
 - backfills: BackfillOptions, ExportSpec, BackfillResult, ProgressEvent, BackfillEvents
-- daily sync: Dataset (for `Client.sync`; its options and result in `reportexport_async.sync`)
+- daily sync: Dataset (for `Client.sync`; its options and result in `reportexport_async.jobs.sync`)
 - requests and results: ExportRequest, ClickExportRequest, ExportTicket, DownloadResult
 - jobs and reports: Job, JobStatus, Report
 - settings: AccountType, PollPolicy, RateLimitPolicy, RetryPolicy, Timeouts
@@ -19,8 +19,8 @@ Public names (`__all__`), by group:
 - quota and outages: QuotaExhausted, AccountUnavailable
 
 Also importable from here, for code written before, but better imported from their modules: the
-clocks (Clock, SystemClock, ScaledClock) from `reportexport_async.clock`; RateLimiter,
-QuotaStore and MemoryQuotaStore from `reportexport_async.ratelimit`; every other exception
+clocks (Clock, SystemClock, ScaledClock) from `reportexport_async.machine.clock`; RateLimiter,
+QuotaStore and MemoryQuotaStore from `reportexport_async.transport.ratelimit`; every other exception
 (APIError, TransportError, HTTPStatusError and their subclasses, ReplayRefused, ...) from
 `reportexport_async.errors`. `__version__` is the package's version.
 
@@ -37,13 +37,8 @@ from typing import TYPE_CHECKING
 from ._version import __version__ as __version__
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` imports them
-    from .api import ReportExportClient as ReportExportClient
     from .client import BackfillEvents as BackfillEvents
     from .client import Client as Client
-    from .clock import Clock as Clock
-    from .clock import ScaledClock as ScaledClock
-    from .clock import SystemClock as SystemClock
-    from .config import ClientConfig as ClientConfig
     from .core.models import ClickExportRequest as ClickExportRequest
     from .core.models import ExportRequest as ExportRequest
     from .core.models import ExportTicket as ExportTicket
@@ -55,7 +50,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` 
     from .core.policies import RateLimitPolicy as RateLimitPolicy
     from .core.policies import RetryPolicy as RetryPolicy
     from .core.policies import Timeouts as Timeouts
-    from .downloads import DownloadResult as DownloadResult
     from .errors import AccountUnavailable as AccountUnavailable
     from .errors import APIError as APIError
     from .errors import ColumnTypeError as ColumnTypeError
@@ -79,15 +73,21 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` 
     from .errors import TransportError as TransportError
     from .errors import Unauthorized as Unauthorized
     from .errors import WaitTimeout as WaitTimeout
-    from .orchestrator import BackfillOptions as BackfillOptions
-    from .orchestrator import BackfillResult as BackfillResult
-    from .orchestrator import ExportSpec as ExportSpec
-    from .orchestrator import ProgressEvent as ProgressEvent
-    from .ratelimit import MemoryQuotaStore as MemoryQuotaStore
-    from .ratelimit import QuotaStore as QuotaStore
-    from .ratelimit import RateLimiter as RateLimiter
-    from .session import UsageSnapshot as UsageSnapshot
-    from .sync import Dataset as Dataset
+    from .jobs.orchestrator import BackfillOptions as BackfillOptions
+    from .jobs.orchestrator import BackfillResult as BackfillResult
+    from .jobs.orchestrator import ExportSpec as ExportSpec
+    from .jobs.orchestrator import ProgressEvent as ProgressEvent
+    from .jobs.sync import Dataset as Dataset
+    from .machine.clock import Clock as Clock
+    from .machine.clock import ScaledClock as ScaledClock
+    from .machine.clock import SystemClock as SystemClock
+    from .transport.api import ReportExportClient as ReportExportClient
+    from .transport.config import ClientConfig as ClientConfig
+    from .transport.downloads import DownloadResult as DownloadResult
+    from .transport.ratelimit import MemoryQuotaStore as MemoryQuotaStore
+    from .transport.ratelimit import QuotaStore as QuotaStore
+    from .transport.ratelimit import RateLimiter as RateLimiter
+    from .transport.session import UsageSnapshot as UsageSnapshot
 
 __all__ = [
     "AccountType",
@@ -126,34 +126,34 @@ _LAZY: dict[str, str] = {
     "AccountType": ".core.personas",
     "AccountUnavailable": ".errors",
     "BackfillEvents": ".client",
-    "BackfillOptions": ".orchestrator",
-    "BackfillResult": ".orchestrator",
+    "BackfillOptions": ".jobs.orchestrator",
+    "BackfillResult": ".jobs.orchestrator",
     "ClickExportRequest": ".core.models",
     "Client": ".client",
-    "ClientConfig": ".config",
+    "ClientConfig": ".transport.config",
     "ConfigurationError": ".errors",
-    "Dataset": ".sync",
-    "DownloadResult": ".downloads",
+    "Dataset": ".jobs.sync",
+    "DownloadResult": ".transport.downloads",
     "ExportRequest": ".core.models",
-    "ExportSpec": ".orchestrator",
+    "ExportSpec": ".jobs.orchestrator",
     "ExportTicket": ".core.models",
     "Job": ".core.models",
     "JobFailed": ".errors",
     "JobStatus": ".core.models",
     "PollPolicy": ".core.policies",
-    "ProgressEvent": ".orchestrator",
+    "ProgressEvent": ".jobs.orchestrator",
     "QuotaExhausted": ".errors",
     "RateLimitPolicy": ".core.policies",
     "Report": ".core.models",
-    "ReportExportClient": ".api",
+    "ReportExportClient": ".transport.api",
     "ReportExportError": ".errors",
     "RetryPolicy": ".core.policies",
     "Timeouts": ".core.policies",
-    "UsageSnapshot": ".session",
+    "UsageSnapshot": ".transport.session",
     "WaitTimeout": ".errors",
     # kept importable from here; better imported from their modules
     "APIError": ".errors",
-    "Clock": ".clock",
+    "Clock": ".machine.clock",
     "ColumnTypeError": ".errors",
     "ConnectError": ".errors",
     "DownloadIntegrityError": ".errors",
@@ -161,18 +161,18 @@ _LAZY: dict[str, str] = {
     "HTTPStatusError": ".errors",
     "LoadError": ".errors",
     "MalformedResponse": ".errors",
-    "MemoryQuotaStore": ".ratelimit",
+    "MemoryQuotaStore": ".transport.ratelimit",
     "NotFound": ".errors",
     "OutputError": ".errors",
-    "QuotaStore": ".ratelimit",
+    "QuotaStore": ".transport.ratelimit",
     "RateLimited": ".errors",
-    "RateLimiter": ".ratelimit",
+    "RateLimiter": ".transport.ratelimit",
     "ReplayRefused": ".errors",
     "RequestTimeout": ".errors",
-    "ScaledClock": ".clock",
+    "ScaledClock": ".machine.clock",
     "ServerError": ".errors",
     "SignedURLRefused": ".errors",
-    "SystemClock": ".clock",
+    "SystemClock": ".machine.clock",
     "TransportError": ".errors",
     "Unauthorized": ".errors",
 }

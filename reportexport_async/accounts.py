@@ -48,12 +48,12 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from .config import DEFAULT_BASE_URL, ClientConfig
 from .core.fingerprint import account_key
 from .core.policies import RateLimitPolicy
 from .destinations import IntoURL, parse_into
 from .errors import ConfigurationError
-from .ledger_store import LedgerStore, open_ledger
+from .ledger.store import LedgerStore, open_ledger
+from .transport.config import DEFAULT_BASE_URL, ClientConfig
 
 __all__ = [
     "Account",

@@ -7,8 +7,9 @@
 A client owns one configuration, one ledger (the durable memory of every export: nothing is ever
 submitted twice, an interrupted run resumes), one rate limiter built from the configuration (the
 hourly bucket, the daily quotas kept in the ledger, the calls in flight) and one clock, the
-server's (`server_clock.ServerClock`: every judgement of time is made on it, and the machine's
-clock given as `clock` only measures the time between answers). Its methods are safe by default:
+server's (`transport.server_clock.ServerClock`: every judgement of time is made on it, and the
+machine's clock given as `clock` only measures the time between answers). Its methods are safe by
+default:
 
 - `export`: one export into one file, submitted at most once across runs and processes,
   re-attached after a crash, taken from its intact file with no call, downloaded again by job id
@@ -22,10 +23,10 @@ clock given as `clock` only measures the time between answers). Its methods are 
 - `api`: the single calls (`ReportExportClient`) for those who want them.
 
 Every method checks its arguments and prepares its output before any call, as the command line
-does (`reportexport_async.outputs`): missing folders are made; a folder where a file is needed, a
-file where a folder is needed, a place that cannot be written, reversed or future dates, a bad
-chunk rule, filter or format raise `ConfigurationError` naming the argument; a report id never
-accepted before is looked up in the account's catalog (`reportexport_async.catalog`: one call a
+does (`reportexport_async.destinations.outputs`): missing folders are made; a folder where a file is
+needed, a file where a folder is needed, a place that cannot be written, reversed or future dates, a
+bad chunk rule, filter or format raise `ConfigurationError` naming the argument; a report id never
+accepted before is looked up in the account's catalog (`reportexport_async.jobs.catalog`: one call a
 day at most, no quota) and an unknown one raises `UnknownReport`. Nothing is spent or written.
 
 No `ExceptionGroup` leaves a method: a single error is raised as itself, also an exception raised
@@ -54,21 +55,16 @@ from weakref import WeakKeyDictionary
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from .api import ReportExportClient
-from .catalog import check_reports as check_report_ids
-from .clock import Clock, ScaledClock, SystemClock
-from .config import ClientConfig
 from .core.chunking import Chunk
 from .core.fingerprint import account_key
 from .core.models import ExportRequest, Job, checked
 from .destinations import IntoURL, SavedChunk
-from .downloads import DownloadResult
-from .driver import download_recorded
+from .destinations.outputs import prepare_file
 from .errors import ConfigurationError
-from .exports import ExportOutcome, ReplayOutcome, fetch_export, replay_job
-from .ledger import DEFAULT_LEDGER_PATH
-from .ledger_store import LEDGER_URL_ENV, LedgerStore, open_ledger
-from .orchestrator import (
+from .jobs.catalog import check_reports as check_report_ids
+from .jobs.driver import download_recorded
+from .jobs.exports import ExportOutcome, ReplayOutcome, fetch_export, replay_job
+from .jobs.orchestrator import (
     BackfillChanges,
     BackfillOptions,
     BackfillResult,
@@ -77,13 +73,18 @@ from .orchestrator import (
     backfill,
     files_into,
 )
-from .orchestrator.plan import account_today, check_range
-from .outputs import prepare_file
-from .postbacks import PostbackReceiver
-from .ratelimit import RateLimiter
-from .server_clock import ServerClock
-from .session import UsageSnapshot
-from .sync import Dataset, SyncOptions, SyncResult, sync
+from .jobs.orchestrator.plan import account_today, check_range
+from .jobs.sync import Dataset, SyncOptions, SyncResult, sync
+from .ledger import DEFAULT_LEDGER_PATH
+from .ledger.store import LEDGER_URL_ENV, LedgerStore, open_ledger
+from .machine.clock import Clock, ScaledClock, SystemClock
+from .transport.api import ReportExportClient
+from .transport.config import ClientConfig
+from .transport.downloads import DownloadResult
+from .transport.postbacks import PostbackReceiver
+from .transport.ratelimit import RateLimiter
+from .transport.server_clock import ServerClock
+from .transport.session import UsageSnapshot
 
 if TYPE_CHECKING:  # pragma: no cover - the sandbox is imported only when asked for
     from .sandbox import Sandbox
@@ -180,8 +181,9 @@ class Client:
 
     @property
     def clock(self) -> ServerClock:
-        """The server's clock (`server_clock.ServerClock`): every judgement of time is made on
-        it; the machine's clock given to the client only measures the time between answers."""
+        """The server's clock (`transport.server_clock.ServerClock`): every judgement of time is
+        made on it; the machine's clock given to the client only measures the time between
+        answers."""
         return self._clock
 
     @clock.setter
@@ -425,7 +427,7 @@ class Client:
     ) -> SyncResult:
         """Keep `datasets` current: new days submitted, the settle window refreshed by replaying
         each chunk's own job (at most once a day), history last; run it once a day. See
-        `reportexport_async.sync`."""
+        `reportexport_async.jobs.sync`."""
         with unwrapped():
             return await sync(self, datasets, options=options, on_event=on_event,
                               postbacks=postbacks)  # fmt: skip

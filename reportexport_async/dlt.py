@@ -57,18 +57,18 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 from .client import Client, Exports
 from .core.chunking import Chunk
 from .core.planning import export_folder
-from .datasets import load_datasets
 from .destinations import read_manifest
 from .errors import ConfigurationError
-from .orchestrator import (
+from .jobs.datasets import load_datasets
+from .jobs.orchestrator import (
     BackfillChanges,
     BackfillOptions,
     ExportSpec,
     ProgressEvent,
     as_specs,
 )
+from .jobs.sync import Dataset, SyncOptions
 from .rows import Kind, chunk_kinds, decide, read_rows, typed_row
-from .sync import Dataset, SyncOptions
 
 __all__ = ["CHUNK_COLUMN", "DELETED_COLUMN", "ChunkFile", "reportexport_source"]
 

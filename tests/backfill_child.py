@@ -43,12 +43,12 @@ from reportexport_async import (
     ReportExportClient,
     ScaledClock,
 )
-from reportexport_async import downloads as downloads_module
-from reportexport_async import orchestrator as orchestrator_module
-from reportexport_async.files import part_of
-from reportexport_async.ledger_store import open_ledger
-from reportexport_async.orchestrator import ExportSpec, ProgressEvent, backfill
-from reportexport_async.server_clock import ServerClock
+from reportexport_async.jobs import orchestrator as orchestrator_module
+from reportexport_async.jobs.orchestrator import ExportSpec, ProgressEvent, backfill
+from reportexport_async.ledger.store import open_ledger
+from reportexport_async.machine.files import part_of
+from reportexport_async.transport import downloads as downloads_module
+from reportexport_async.transport.server_clock import ServerClock
 
 KILL_ENV = "BACKFILL_CHILD_KILL"
 

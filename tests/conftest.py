@@ -55,7 +55,7 @@ async def simulated_account(
     """A sandbox on a manual clock (a `Mediapartners` account) and a `Client` of it with its
     ledger in `tmp_path`, on the sandbox's time: simulated hours cost milliseconds, the same way
     every time (no jitter). Yields the sandbox, the client's single calls (`client.api`) and
-    its ledger, for the orchestrator's engine (`orchestrator.backfill`)."""
+    its ledger, for the orchestrator's engine (`jobs.orchestrator.backfill`)."""
     sandbox_options.setdefault("job_duration", (30, 300))
     sandbox_options.setdefault("rows_per_day", 4)
     async with Sandbox(clock=ManualClock(SANDBOX_START), **sandbox_options) as sandbox:

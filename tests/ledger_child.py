@@ -27,8 +27,8 @@ from reportexport_async import (
     RateLimitPolicy,
     ReportExportClient,
 )
-from reportexport_async.exports import fetch_export
-from reportexport_async.ledger_store import open_ledger
+from reportexport_async.jobs.exports import fetch_export
+from reportexport_async.ledger.store import open_ledger
 
 
 def request_of(args: dict[str, Any]) -> ExportRequest:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
-from reportexport_async.ledger_postgres import PostgresLedger
+from reportexport_async.ledger.postgres import PostgresLedger
 
 __all__ = ["SENT", "CountedLedger", "counted"]
 

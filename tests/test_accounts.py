@@ -29,13 +29,13 @@ from reportexport_async.accounts import (
     run_per_account,
     select_accounts,
 )
-from reportexport_async.config import limits_from_env
 from reportexport_async.core.fingerprint import account_key, fingerprint
 from reportexport_async.core.models import ExportRequest
+from reportexport_async.jobs.orchestrator import BackfillResult
 from reportexport_async.ledger import Ledger
-from reportexport_async.orchestrator import BackfillResult
 from reportexport_async.sandbox import ManualClock, Sandbox, SandboxAccount
 from reportexport_async.sandbox.testing import SandboxTime
+from reportexport_async.transport.config import limits_from_env
 
 START = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 REPORT = "mp_action_listing_fast"

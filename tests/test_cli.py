@@ -28,7 +28,7 @@ from click.testing import CliRunner
 
 from reportexport_async import ClientConfig, ExportRequest, PollPolicy, ReportExportClient
 from reportexport_async.cli import cli, main
-from reportexport_async.exports import fetch_export
+from reportexport_async.jobs.exports import fetch_export
 from reportexport_async.ledger import Ledger
 from reportexport_async.sandbox.dialect import DIALECT_ENV
 from reportexport_async.sandbox.pytest_plugin import SandboxThread

@@ -17,10 +17,10 @@ import pytest
 
 from reportexport_async.accounts import load_accounts, run_per_account
 from reportexport_async.cli import main
+from reportexport_async.jobs.sync import Dataset, SyncResult
 from reportexport_async.sandbox import SandboxAccount
 from reportexport_async.sandbox.clock import ScaledClock as SandboxScaledClock
 from reportexport_async.sandbox.pytest_plugin import SandboxThread
-from reportexport_async.sync import Dataset, SyncResult
 
 REPORT = "mp_clicks_by_day"
 #: The sandbox's day starts at 13:00 UTC (after the refresh hour: the latest day is not

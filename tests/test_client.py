@@ -33,10 +33,10 @@ from reportexport_async import (
     Unauthorized,
     WaitTimeout,
 )
-from reportexport_async.api import ListingMark
 from reportexport_async.core.models import ClickExportRequest
 from reportexport_async.sandbox import ManualClock, Sandbox
 from reportexport_async.sandbox.testing import SandboxTime
+from reportexport_async.transport.api import ListingMark
 
 from .conftest import SANDBOX_START
 

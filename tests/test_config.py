@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from reportexport_async.config import DEFAULT_BASE_URL, ClientConfig
 from reportexport_async.core.personas import AccountType
 from reportexport_async.core.policies import PollPolicy, RetryPolicy
 from reportexport_async.errors import ConfigurationError
+from reportexport_async.transport.config import DEFAULT_BASE_URL, ClientConfig
 
 TOKEN = "tok-VERY-s3cret-123"
 GOOD: dict[str, Any] = {"account_sid": "IRabc", "auth_token": TOKEN, "account_type": "brand"}

@@ -37,11 +37,11 @@ from reportexport_async import Client, ClientConfig, ConfigurationError
 from reportexport_async import dlt as source_module
 from reportexport_async.destinations import Manifest, ManifestChunk, read_manifest
 from reportexport_async.dlt import CHUNK_COLUMN, reportexport_source
-from reportexport_async.orchestrator import ProgressEvent
+from reportexport_async.jobs.orchestrator import ProgressEvent
+from reportexport_async.jobs.sync import Dataset, SyncOptions
 from reportexport_async.rows import ColumnTypeChanged
 from reportexport_async.sandbox.clock import ScaledClock
 from reportexport_async.sandbox.pytest_plugin import SandboxThread
-from reportexport_async.sync import Dataset, SyncOptions
 
 REPORTS = ("mp_action_listing_fast", "mp_clicks_by_day")
 DAY = 86_400

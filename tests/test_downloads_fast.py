@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reportexport_async import downloads
+from reportexport_async.transport import downloads
 
 
 def _pieces(total: int, seed: int) -> list[bytes]:
@@ -130,7 +130,7 @@ async def test_a_small_result_without_a_length_is_saved_without_threads_of_its_o
     one hop, with its sha256; a larger one still streams through the writer."""
     from aiohttp import web
 
-    from reportexport_async.session import Session
+    from reportexport_async.transport.session import Session
 
     from .conftest import loopback_config
 

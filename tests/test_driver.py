@@ -1,4 +1,4 @@
-"""The driver (`reportexport_async.driver`): the one writer of the ledger for an export, also
+"""The driver (`reportexport_async.jobs.driver`): the one writer of the ledger for an export, also
 when a cancellation arrives right after a download's rename; and one export's calls and ledger
 history as the lifecycle table orders them, against the sandbox."""
 
@@ -14,9 +14,9 @@ import anyio.lowlevel
 import pytest
 
 from reportexport_async import ExportRequest
-from reportexport_async import driver as driver_module
-from reportexport_async.downloads import DownloadResult, Receipt
-from reportexport_async.exports import fetch_export, fingerprint_for, submit_once
+from reportexport_async.jobs import driver as driver_module
+from reportexport_async.jobs.exports import fetch_export, fingerprint_for, submit_once
+from reportexport_async.transport.downloads import DownloadResult, Receipt
 
 from .conftest import simulated_account
 

@@ -37,10 +37,10 @@ from reportexport_async import (
 from reportexport_async.core.chunking import Chunk
 from reportexport_async.core.models import Job
 from reportexport_async.errors import ConfigurationError, LedgerError
-from reportexport_async.exports import fetch_export, fingerprint_for
+from reportexport_async.jobs.exports import fetch_export, fingerprint_for
 from reportexport_async.ledger import SCHEMA_VERSION
 from reportexport_async.ledger import Ledger as SQLiteLedger
-from reportexport_async.ledger_store import LedgerStore, open_ledger
+from reportexport_async.ledger.store import LedgerStore, open_ledger
 from reportexport_async.sandbox import ManualClock, Sandbox
 from reportexport_async.sandbox.testing import SandboxTime
 

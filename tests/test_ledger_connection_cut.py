@@ -25,8 +25,8 @@ import anyio
 import pytest
 
 from reportexport_async import Client
-from reportexport_async.clock import ScaledClock
-from reportexport_async.ledger_postgres import PostgresLedger
+from reportexport_async.ledger.postgres import PostgresLedger
+from reportexport_async.machine.clock import ScaledClock
 from reportexport_async.sandbox import Sandbox
 from reportexport_async.sandbox.clock import ScaledClock as SandboxClock
 

@@ -28,9 +28,9 @@ from reportexport_async.core.quota import HourlyWindow
 from reportexport_async.core.requests import Endpoint
 from reportexport_async.errors import ConfigurationError, LedgerError, QuotaExhausted
 from reportexport_async.ledger import MIGRATIONS, Ledger
-from reportexport_async.ledger_store import LedgerStore, open_ledger
-from reportexport_async.ratelimit import RateLimiter
+from reportexport_async.ledger.store import LedgerStore, open_ledger
 from reportexport_async.sandbox import ManualClock
+from reportexport_async.transport.ratelimit import RateLimiter
 
 from .conftest import SANDBOX_START
 from .postgres_server import PostgresServer

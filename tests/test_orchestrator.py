@@ -16,7 +16,7 @@ from reportexport_async import (
     ConfigurationError,
     ExportRequest,
 )
-from reportexport_async.orchestrator import ExportSpec, ProgressEvent, backfill
+from reportexport_async.jobs.orchestrator import ExportSpec, ProgressEvent, backfill
 
 from .conftest import SANDBOX_START, simulated_account
 

@@ -1,6 +1,6 @@
-"""The account's health beside the session (`outage.OutageWatch`): since when every call has
-failed, when that is an outage, and which single errors stop a run at once. The rules on a manual
-clock, then what a real session tells its watch: the sandbox's 5xx, a host that refuses
+"""The account's health beside the session (`transport.outage.OutageWatch`): since when every call
+has failed, when that is an outage, and which single errors stop a run at once. The rules on a
+manual clock, then what a real session tells its watch: the sandbox's 5xx, a host that refuses
 connections, and an answer that ends the failing."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from reportexport_async.errors import (
     TransportError,
     Unauthorized,
 )
-from reportexport_async.outage import OutageWatch
+from reportexport_async.transport.outage import OutageWatch
 
 from .transport_parts import Steps, client_on, closed_port, manual_sandbox
 

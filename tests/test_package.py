@@ -51,7 +51,7 @@ def test_importing_the_package_loads_no_client_side_library() -> None:
     assert found["bare"] == []
     assert found["after_version"] == []
     assert found["version"] == reportexport_async.__version__
-    assert found["client"] == "reportexport_async.api"
+    assert found["client"] == "reportexport_async.transport.api"
     assert "aiohttp" in found["after_client"]  # the name works: importing it loads its module
 
 

@@ -21,10 +21,10 @@ from reportexport_async import (
     ScaledClock,
 )
 from reportexport_async.errors import ConfigurationError
+from reportexport_async.jobs.orchestrator import BackfillResult, ExportSpec, ProgressEvent, backfill
 from reportexport_async.ledger import Ledger
-from reportexport_async.orchestrator import BackfillResult, ExportSpec, ProgressEvent, backfill
-from reportexport_async.postbacks import Postback, PostbackReceiver, parse_listen
 from reportexport_async.sandbox import Sandbox
+from reportexport_async.transport.postbacks import Postback, PostbackReceiver, parse_listen
 
 API_ENDPOINTS = ("ReportExport", "GetJob", "ListJobs", "Download", "Replay", "Reports")
 TOKEN = "t0ken-for-the-tests-1234"

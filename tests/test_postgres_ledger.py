@@ -17,8 +17,8 @@ from reportexport_async.cli import main
 from reportexport_async.core.models import Job
 from reportexport_async.core.quota import HourlyWindow
 from reportexport_async.errors import LedgerError
-from reportexport_async.ledger_postgres import PostgresLedger
-from reportexport_async.ledger_store import open_ledger, redact_url
+from reportexport_async.ledger.postgres import PostgresLedger
+from reportexport_async.ledger.store import open_ledger, redact_url
 from reportexport_async.sandbox import ManualClock, Sandbox
 
 from .conftest import SANDBOX_START
@@ -108,7 +108,7 @@ async def test_opening_a_ledger_whose_server_never_answered_gives_up_after_a_few
     waited for."""
     import anyio
 
-    from reportexport_async.ledger_postgres import OPEN_RETRY_FOR
+    from reportexport_async.ledger.postgres import OPEN_RETRY_FOR
 
     assert PostgresLedger("postgresql://u@127.0.0.1:9/x").open_retry_for == OPEN_RETRY_FOR < 60
     down = PostgresLedger("postgresql://u:s3cret@127.0.0.1:9/x", open_retry_for=0.3)

@@ -1,6 +1,6 @@
-"""The account's quota beside the session (`quota_account.QuotaAccount`), against the sandbox
-over loopback, its counts kept in a ledger's counters (the store the limiter is given, never the
-ledger): a charge for every submit the server counted and for nothing else, a daily-quota 429
+"""The account's quota beside the session (`transport.quota_account.QuotaAccount`), against the
+sandbox over loopback, its counts kept in a ledger's counters (the store the limiter is given, never
+the ledger): a charge for every submit the server counted and for nothing else, a daily-quota 429
 remembered and raised at once without shutting the hourly bucket, the hourly view taken from the
 answers' headers."""
 
@@ -23,10 +23,10 @@ from reportexport_async.core.personas import persona_for
 from reportexport_async.core.requests import Endpoint
 from reportexport_async.errors import ConnectError, QuotaExhausted, Unauthorized
 from reportexport_async.ledger import Ledger
-from reportexport_async.quota_account import QuotaAccount
 from reportexport_async.sandbox import Sandbox
 from reportexport_async.sandbox.testing import SandboxTime
-from reportexport_async.server_clock import ServerClock
+from reportexport_async.transport.quota_account import QuotaAccount
+from reportexport_async.transport.server_clock import ServerClock
 
 from .conftest import SANDBOX_START
 from .transport_parts import client_on, closed_port, manual_sandbox

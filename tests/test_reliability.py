@@ -61,10 +61,10 @@ from reportexport_async import (
     ScaledClock,
 )
 from reportexport_async.errors import LedgerError
+from reportexport_async.jobs.orchestrator import BackfillResult, ExportSpec, ProgressEvent, backfill
 from reportexport_async.ledger import SCHEMA_VERSION, Ledger
-from reportexport_async.orchestrator import BackfillResult, ExportSpec, ProgressEvent, backfill
-from reportexport_async.postbacks import PostbackReceiver
 from reportexport_async.sandbox import ManualClock, Sandbox
+from reportexport_async.transport.postbacks import PostbackReceiver
 
 from .conftest import SANDBOX_START, simulated_account
 

@@ -1,4 +1,4 @@
-"""One retry policy for the session's calls and its downloads (`retrying.Retrier`).
+"""One retry policy for the session's calls and its downloads (`transport.retrying.Retrier`).
 
 Against the sandbox with injected faults, over loopback, a JSON call and a download of the same
 client are retried by the same policy: the same number of attempts, the same pauses, the same
@@ -39,12 +39,12 @@ from reportexport_async.errors import (
     SignedURLRefused,
     TransportError,
 )
-from reportexport_async.outage import OutageWatch
-from reportexport_async.quota_account import QuotaAccount
-from reportexport_async.retrying import Retrier
 from reportexport_async.sandbox import Sandbox
 from reportexport_async.sandbox.testing import SandboxTime
-from reportexport_async.server_clock import ServerClock
+from reportexport_async.transport.outage import OutageWatch
+from reportexport_async.transport.quota_account import QuotaAccount
+from reportexport_async.transport.retrying import Retrier
+from reportexport_async.transport.server_clock import ServerClock
 
 from .conftest import SANDBOX_START
 from .transport_parts import Steps, client_on, manual_sandbox

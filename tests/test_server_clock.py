@@ -9,7 +9,7 @@ from email.utils import format_datetime
 import anyio
 import pytest
 
-from reportexport_async.server_clock import FRESH_SECONDS, ServerClock
+from reportexport_async.transport.server_clock import FRESH_SECONDS, ServerClock
 
 MACHINE = datetime(2026, 6, 15, 12, 0, 0, 400_000, tzinfo=UTC)
 

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from reportexport_async import ClientConfig, RateLimiter, ReportExportClient, RetryPolicy
 from reportexport_async.errors import ConfigurationError
-from reportexport_async.session import Session
+from reportexport_async.transport.session import Session
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 JOB = {"Id": "j1", "Status": "RUNNING", "RecordsProcessed": "250", "Replayable": "true"}

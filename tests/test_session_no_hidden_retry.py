@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from reportexport_async.session import Session
+from reportexport_async.transport.session import Session
 
 from .conftest import loopback_config
 

@@ -22,10 +22,10 @@ from reportexport_async.core.freshness import (
     judge_unfetched,
 )
 from reportexport_async.core.server_time import corrected_offset, server_date
-from reportexport_async.datasets import load_datasets
+from reportexport_async.jobs.datasets import load_datasets
+from reportexport_async.jobs.sync import Dataset
 from reportexport_async.sandbox import ManualClock, Sandbox
 from reportexport_async.sandbox.testing import SandboxTime
-from reportexport_async.sync import Dataset
 
 REPORTS = ("mp_action_listing_fast", "mp_clicks_by_day")
 #: Day 1 of the tests: Monday 2026-06-15, 13:00 UTC (after the default refresh hour).

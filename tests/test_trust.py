@@ -26,7 +26,7 @@ import pytest
 
 from reportexport_async import AccountUnavailable
 from reportexport_async.cli import main
-from reportexport_async.orchestrator import ExportSpec, ProgressEvent, backfill
+from reportexport_async.jobs.orchestrator import ExportSpec, ProgressEvent, backfill
 from reportexport_async.sandbox.clock import ScaledClock as SandboxScaledClock
 from reportexport_async.sandbox.pytest_plugin import SandboxThread
 
@@ -529,7 +529,7 @@ async def test_a_wait_for_the_hourly_limit_is_announced_with_its_end(tmp_path: P
 
 async def test_one_export_whose_job_the_server_forgot_is_submitted_again(tmp_path: Path) -> None:
     from reportexport_async import ExportRequest
-    from reportexport_async.exports import fetch_export
+    from reportexport_async.jobs.exports import fetch_export
 
     request = ExportRequest(report_id=REPORT, start=date(2026, 5, 1), end=date(2026, 5, 3))
     dest = tmp_path / "actions.csv"
@@ -564,7 +564,7 @@ def test_an_outage_on_the_command_line_stops_after_outage_limit(
 @pytest.mark.parametrize("kind", ["ledger", "memory"])
 async def test_quota_stores_refund_mark_spent_and_learn_the_zone(tmp_path: Path, kind: str) -> None:
     from reportexport_async.ledger import Ledger
-    from reportexport_async.ratelimit import MemoryQuotaStore, QuotaStore
+    from reportexport_async.transport.ratelimit import MemoryQuotaStore, QuotaStore
 
     day = date(2026, 6, 15)
     async with Ledger(tmp_path / "ledger.sqlite") as ledger:

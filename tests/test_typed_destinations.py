@@ -423,7 +423,7 @@ def test_cli_a_value_that_no_longer_fits_names_report_chunk_and_column(
 
 
 def test_into_in_datasets_toml_is_relative_to_the_file_and_checked(tmp_path: Path) -> None:
-    from reportexport_async.datasets import load_datasets
+    from reportexport_async.jobs.datasets import load_datasets
 
     config = tmp_path / "conf" / "datasets.toml"
     config.parent.mkdir()
@@ -465,7 +465,7 @@ def test_the_plain_install_imports_neither_duckdb_nor_pyarrow() -> None:
 
     code = (
         "import sys; import reportexport_async.cli, reportexport_async.client, "
-        "reportexport_async.sync, reportexport_async.destinations; "
+        "reportexport_async.jobs.sync, reportexport_async.destinations; "
         "from reportexport_async.destinations import parse_into; parse_into('duckdb:///x'); "
         "print(sorted(m for m in ('duckdb', 'pyarrow') if m in sys.modules))"
     )

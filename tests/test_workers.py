@@ -303,10 +303,10 @@ async def test_a_worker_held_by_the_hourly_limit_keeps_renewing_its_leases(
     from datetime import datetime
 
     from reportexport_async import Client
-    from reportexport_async.clock import ScaledClock
     from reportexport_async.core.policies import RateLimitPolicy
+    from reportexport_async.jobs.orchestrator import ProgressEvent
     from reportexport_async.ledger import Ledger
-    from reportexport_async.orchestrator import ProgressEvent
+    from reportexport_async.machine.clock import ScaledClock
     from reportexport_async.sandbox import Sandbox
     from reportexport_async.sandbox.clock import ScaledClock as SandboxClock
 

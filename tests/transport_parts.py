@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from reportexport_async import ClientConfig, RateLimiter, ReportExportClient
-from reportexport_async.ratelimit import QuotaStore
 from reportexport_async.sandbox import ManualClock, Sandbox
 from reportexport_async.sandbox.testing import SandboxTime
+from reportexport_async.transport.ratelimit import QuotaStore
 
 from .conftest import SANDBOX_START
 

@@ -32,10 +32,10 @@ from ..errors import (
     QuotaExhausted,
     ReportExportError,
 )
+from ..jobs.orchestrator import BackfillResult, ProgressEvent
+from ..jobs.sync import SyncResult
 from ..ledger import DEFAULT_LEDGER_PATH
-from ..orchestrator import BackfillResult, ProgressEvent
-from ..postbacks import PostbackReceiver
-from ..sync import SyncResult
+from ..transport.postbacks import PostbackReceiver
 from .credentials import Credentials
 from .events import echo_json, event_json, quota_spent_text
 from .exits import EXIT_DEFERRED, EXIT_FAILED, EXIT_OK, EXIT_PENDING, EXIT_USAGE, end_json

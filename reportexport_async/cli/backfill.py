@@ -18,8 +18,8 @@ from ..accounts import Account
 from ..client import Client
 from ..core.chunking import Chunk
 from ..destinations import IntoURL
-from ..orchestrator import BackfillOptions, BackfillResult, ExportSpec
-from ..postbacks import PostbackReceiver
+from ..jobs.orchestrator import BackfillOptions, BackfillResult, ExportSpec
+from ..transport.postbacks import PostbackReceiver
 from .accounts import (
     AccountReport,
     Notices,

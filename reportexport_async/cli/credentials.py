@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
-from ..config import ClientConfig, limits_from_env
 from ..core.policies import RateLimitPolicy, RetryPolicy
 from ..errors import ConfigurationError
+from ..transport.config import ClientConfig, limits_from_env
 from .paths import resolve_ledger
 from .verbose import register_origin, register_secret
 from .wording import PROG, cli_language

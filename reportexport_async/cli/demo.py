@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..core.chunking import Chunk
-from ..orchestrator import BackfillOptions, ExportSpec
+from ..jobs.orchestrator import BackfillOptions, ExportSpec
 from .backfill import Backfill, run_backfill
 from .credentials import Credentials
 from .exits import EXIT_OK, check_writable_folder

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..core.planning import Plan
-from ..orchestrator import ProgressEvent
+from ..jobs.orchestrator import ProgressEvent
 from .output import moment_text
 from .pipes import echo
 from .wording import cli_language

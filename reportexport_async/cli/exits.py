@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 import click
 
+from ..destinations.outputs import check_folder, prepare_folder
 from ..errors import (
     AccountUnavailable,
     ConfigurationError,
@@ -27,8 +28,7 @@ from ..errors import (
     QuotaExhausted,
     ReportExportError,
 )
-from ..orchestrator import BackfillResult
-from ..outputs import check_folder, prepare_folder
+from ..jobs.orchestrator import BackfillResult
 from .events import echo_json
 from .pipes import READER
 from .verbose import silence_library_log

@@ -15,8 +15,8 @@ from ..core.chunking import Chunk
 from ..core.models import ExportRequest, checked
 from ..core.planning import chunk_path, default_range_path
 from ..destinations import IntoURL
+from ..destinations.outputs import prepare_file
 from ..errors import ConfigurationError
-from ..outputs import prepare_file
 from .credentials import Credentials
 from .events import echo_json
 from .exits import EXIT_OK, SAID, as_usage, leaf

@@ -13,13 +13,13 @@ from typing import Any
 import anyio
 import click
 
-from ..api import ReportExportClient
 from ..client import Client
-from ..config import ClientConfig
 from ..core.fingerprint import account_key
 from ..core.models import Job
 from ..ledger import LedgerEntry
-from ..ledger_store import is_ledger_url, open_ledger
+from ..ledger.store import is_ledger_url, open_ledger
+from ..transport.api import ReportExportClient
+from ..transport.config import ClientConfig
 from .credentials import Credentials, default_ledger_path
 from .events import echo_json
 from .exits import EXIT_OK, check_writable_folder

@@ -13,7 +13,7 @@ import anyio
 import click
 
 from ..ledger import LedgerEntry
-from ..ledger_store import LedgerStore, is_ledger_url, open_ledger
+from ..ledger.store import LedgerStore, is_ledger_url, open_ledger
 from .credentials import default_ledger_path
 from .events import echo_json
 from .exits import EXIT_OK

@@ -22,14 +22,14 @@ from typing import Any, TypeVar, cast
 
 import click
 
-from ..config import LIMIT_ENV_VARS
 from ..core.chunking import Chunk, parse_chunk_rule
 from ..destinations import IntoURL, parse_into
 from ..errors import ConfigurationError
-from ..ledger_store import LEDGER_URL_ENV, is_ledger_url
-from ..orchestrator import BackfillOptions, ExportSpec
-from ..postbacks import TOKEN_ENV, PostbackReceiver, parse_listen
-from ..sync import SyncOptions
+from ..jobs.orchestrator import BackfillOptions, ExportSpec
+from ..jobs.sync import SyncOptions
+from ..ledger.store import LEDGER_URL_ENV, is_ledger_url
+from ..transport.config import LIMIT_ENV_VARS
+from ..transport.postbacks import TOKEN_ENV, PostbackReceiver, parse_listen
 from .credentials import Credentials
 from .exits import SAID, as_usage
 from .local_sandbox import SANDBOX_LEDGER_NAME

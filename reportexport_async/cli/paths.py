@@ -22,10 +22,10 @@ from typing import Any
 
 import platformdirs
 
-from ..config import ClientConfig
 from ..ledger import DEFAULT_LEDGER_PATH
 from ..ledger.location import APP, data_folder
 from ..ledger.location import default_ledger as default_ledger_file
+from ..transport.config import ClientConfig
 
 __all__ = [
     "LEGACY_LEDGER",

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ..api import ReportExportClient
+from ..transport.api import ReportExportClient
 from .credentials import Credentials
 from .events import echo_json
 from .exits import EXIT_OK

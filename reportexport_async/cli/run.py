@@ -14,11 +14,11 @@ import anyio
 import click
 from rich.console import Console
 
-from ..catalog import remember, remembered
 from ..client import Client
-from ..config import ClientConfig
 from ..core.models import Report
-from ..postbacks import PostbackReceiver
+from ..jobs.catalog import remember, remembered
+from ..transport.config import ClientConfig
+from ..transport.postbacks import PostbackReceiver
 from .credentials import Credentials, default_ledger_path
 from .events import echo_json
 from .exits import leaf

@@ -16,11 +16,11 @@ from rich.console import Console
 from ..accounts import Account
 from ..client import Client
 from ..core.freshness import DEFAULT_REFRESH_HOUR, DEFAULT_SETTLE_DAYS
-from ..datasets import in_file, load_datasets
 from ..destinations import IntoURL
 from ..errors import ConfigurationError
-from ..postbacks import PostbackReceiver
-from ..sync import KINDS, Dataset, SyncOptions, SyncResult
+from ..jobs.datasets import in_file, load_datasets
+from ..jobs.sync import KINDS, Dataset, SyncOptions, SyncResult
+from ..transport.postbacks import PostbackReceiver
 from .accounts import (
     AccountReport,
     Notices,

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from ..client import Client
 from ..core.planning import Plan
-from ..orchestrator import ChunkStatus, ProgressEvent
+from ..jobs.orchestrator import ChunkStatus, ProgressEvent
 from .events import echo_json, event_json, plan_text, quota_spent_text
 from .exits import SAID, end_json, error_text, leaf, typed_command
 from .output import calls_text, size_text

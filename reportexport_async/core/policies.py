@@ -52,7 +52,7 @@ def _unit(random_value: float) -> float:
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Retries of one HTTP request, the same for the API's calls and for downloads (one retry
-    loop, ``retrying.Retrier``): connection errors, timeouts and ``retry_statuses``.
+    loop, ``transport.retrying.Retrier``): connection errors, timeouts and ``retry_statuses``.
 
     ``attempt`` counts from 1 (the attempt that just failed). Capped exponential backoff with
     FULL jitter: ``delay = random * min(max_backoff, initial * multiplier ** (attempt - 1))``.

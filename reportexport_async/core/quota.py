@@ -4,7 +4,7 @@ docs/api-facts.md §5: 1,000 requests an hour (general bucket, which polling als
 ReportExport 100 a day, ClickExport 10 a day. A call that would exceed a daily quota must fail at
 once with ``QuotaExhausted`` carrying when it resets (waiting would take hours), so this module only
 answers "how many fit" and "when does it reset". State is immutable and every function takes
-``now``; ``ratelimit.py`` owns the clock and the lock.
+``now``; ``transport/ratelimit.py`` owns the clock and the lock.
 
 The day boundary of the daily quotas is not documented; it is a parameter (default UTC).
 """

@@ -1,4 +1,4 @@
-"""The server's time, read from its answers: the pure part of `server_clock.ServerClock`.
+"""The server's time, read from its answers: the pure part of `transport.server_clock.ServerClock`.
 
 Every answer carries a `Date` header (RFC 9110 §6.6.1): the server's time when it answered, in
 whole seconds. Read when the answer arrives, it says that the server's clock is now at least that

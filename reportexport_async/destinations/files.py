@@ -11,7 +11,7 @@ source of truth every other destination is loaded from).
 Every path is canonical (`canonical`): the same file through any spelling (relative, `../A/x`,
 absolute, through a symlinked folder) is one path, in the ledger and in every comparison, so
 asking for it again by another spelling costs no call. Files are written whole or not at all
-(`files.atomic_write`; downloads stream through the same `.part`, fsync, rename).
+(`machine.files.atomic_write`; downloads stream through the same `.part`, fsync, rename).
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from ..core.chunking import Chunk
 from ..core.models import ExportRequest
 from ..core.planning import chunk_path, default_range_path, export_folder
 from ..errors import OutputError
-from ..files import atomic_write, part_of
 from ..ledger import LedgerEntry
-from ..merge import merge_files
-from ..outputs import check_folder, prepare_folder
+from ..machine.files import atomic_write, part_of
 from .base import Loaded, Merged, SavedChunk
 from .manifest import MANIFEST_NAME, Manifest, read_manifest
+from .merge import merge_files
+from .outputs import check_folder, prepare_folder
 
 __all__ = ["FilesDestination", "canonical", "file_is_intact", "sha256_of"]
 

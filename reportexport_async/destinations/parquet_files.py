@@ -28,7 +28,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..errors import ConfigurationError, LoadError
-from ..files import atomic_write, part_of, publish
+from ..machine.files import atomic_write, part_of, publish
 from .typed import LoadChunk, Loaded, judge_file
 from .types import DECIMAL_DIGITS, ColumnType, Schema
 

@@ -13,11 +13,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..clock import Clock
 from ..core.chunking import Chunk
 from ..core.leases import Claim, decide_claim, taken_from
 from ..core.models import Job, JobStatus
 from ..errors import LedgerError
+from ..machine.clock import Clock
 from .counters import Counters
 from .records import (
     LedgerEntry,

@@ -1,7 +1,7 @@
 """The counters of the limits: the daily quotas of each account (what was charged, and whether the
 server said a quota was spent), the account's quota day, and its hourly bucket. Shared by every
 process and host on the ledger, so that they all spend one quota; the `QuotaStore` of
-`ratelimit.py`.
+`transport/ratelimit.py`.
 
 A small store of its own, beside the ledger's records rather than part of them: each ledger
 makes one (`store.counters`) over its own database and transactions (`_run`), and the rate

@@ -40,9 +40,9 @@ from typing import Any, TypeVar
 import anyio
 import asyncpg  # type: ignore[import-untyped]
 
-from ..clock import Clock, SystemClock
 from ..core.models import Job, JobStatus
 from ..errors import LedgerError
+from ..machine.clock import Clock, SystemClock
 from .base import INTENT, SharedLedger
 from .records import CLAIM_TIMEOUT, LedgerEntry, Row, entry_of, new_owner, redact_url, stamp
 from .schema import PG_MIGRATIONS, PG_SCHEMA_VERSION

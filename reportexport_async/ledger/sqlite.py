@@ -29,8 +29,8 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ..clock import Clock, SystemClock
 from ..errors import LedgerError
+from ..machine.clock import Clock, SystemClock
 from .base import SharedLedger
 from .location import LEGACY_FOLDER, default_ledger
 from .records import CLAIM_TIMEOUT, Row, new_owner

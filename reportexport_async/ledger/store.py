@@ -24,10 +24,10 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from ..clock import Clock
 from ..core.chunking import Chunk
 from ..core.models import Job
 from ..errors import ConfigurationError
+from ..machine.clock import Clock
 from .counters import Counters
 from .records import LedgerEntry, LedgerEvent, redact_url
 
@@ -49,8 +49,8 @@ class LedgerStore(Protocol):
         """Where it lives, for messages: a path, or a URL without its password."""
         ...
 
-    #: What stamps its records: the client's server clock (`server_clock.ServerClock`) once a
-    #: `Client` uses it, so every stamp is on the server's time.
+    #: What stamps its records: the client's server clock (`transport.server_clock.ServerClock`)
+    #: once a `Client` uses it, so every stamp is on the server's time.
     clock: Clock
 
     @property
@@ -122,8 +122,8 @@ class LedgerStore(Protocol):
     ) -> bool: ...
 
     # -- the limits: a store of their own over the same database (the `QuotaStore` of
-    # `ratelimit.py`, and the shared hourly bucket), given to the rate limiter instead of the
-    # ledger, so that only the driver writes the records of exports
+    # `transport/ratelimit.py`, and the shared hourly bucket), given to the rate limiter instead of
+    # the ledger, so that only the driver writes the records of exports
     @property
     def counters(self) -> Counters: ...
 

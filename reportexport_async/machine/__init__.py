@@ -1,0 +1,2 @@
+"""This machine: the clock (injected everywhere, read only here) and durable files (write to
+`.part`, fsync, rename)."""
