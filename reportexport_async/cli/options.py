@@ -471,7 +471,8 @@ accounts_options = OptionGroup(
     "accounts", _accounts,
     click.option("--accounts", "accounts_file", type=click.Path(dir_okay=False, path_type=Path),
                  help="run for every account of this TOML file at once (its token, SID and "
-                 "limits), each into <out>/<name>, one ledger for all (see the README)"),
+                 "limits), each into <out>/<name>, one ledger for all (the file: "
+                 "docs/guides/many-accounts.md)"),
     click.option("--account", "account_names", multiple=True, metavar="NAME",
                  help="with --accounts: only this account (repeatable)"),
     click.option("--parallel-accounts", type=click.IntRange(min=1), default=8,

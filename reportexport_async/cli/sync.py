@@ -133,8 +133,8 @@ datasets_options = OptionGroup(
     "datasets", _datasets,
     click.argument("reports", metavar="[REPORT...]", nargs=-1),
     click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-                 help="a TOML file of named datasets (see the README); replaces REPORT... "
-                 "options"),
+                 help="a TOML file of named datasets (its keys: docs/guides/sync.md); replaces "
+                 "REPORT... options"),
     click.option("--dataset", "names", multiple=True, metavar="NAME",
                  help="with --config: only this dataset (repeatable; default: all)"),
     click.option("--first-day", **DATE, help="first day of the dataset (omit: the default range)"),
