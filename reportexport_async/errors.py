@@ -87,6 +87,7 @@ __all__ = [
     "TransportError",
     "Unauthorized",
     "UnknownReport",
+    "UnreadableResult",
     "WaitTimeout",
     "redact_url",
 ]
@@ -424,6 +425,17 @@ class ColumnTypeError(LoadError):
             f"column {column!r} holds {shown!r}, which is not {kind} as its earlier chunks "
             "decided (drop the table or folder to have its types decided afresh)",
         )
+
+
+class UnreadableResult(LoadError):
+    """A chunk's file is not of its format (a CSV row whose width is not the header's, JSON that
+    is not an array of objects, XML that does not parse, text that is not UTF-8): nothing of it
+    is loaded, nothing is guessed or dropped. `path` is the file."""
+
+    def __init__(self, target: str, report: str, chunk: str, path: str, problem: str) -> None:
+        self.path = path
+        super().__init__(target, report, chunk, f"cannot read {path}: {problem}")
+        self.problem = problem
 
 
 class ConfigurationError(ReportExportError, ValueError):
