@@ -50,6 +50,7 @@ import anyio.from_thread
 
 try:
     import dlt  # the library: imports are absolute, so this module never shadows it
+    from dlt.common.data_types import TDataType
     from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
     from dlt.sources import DltResource, DltSource
 except ImportError as exc:  # pragma: no cover - the message is the point
@@ -62,7 +63,7 @@ from .core.chunking import Chunk
 from .core.planning import export_folder
 from .destinations import read_manifest
 from .destinations.typed import judge_rows, typed_batches
-from .destinations.types import Schema
+from .destinations.types import DECIMAL_DIGITS, Schema
 from .errors import ConfigurationError
 from .jobs.datasets import load_datasets
 from .jobs.orchestrator import (
@@ -327,11 +328,11 @@ def _tables(specs: Sequence[ExportSpec], setting: str) -> tuple[str, ...]:
 # -- a report's rows ----------------------------------------------------------------------------
 
 
-def _table_rows(table: str) -> Callable[[ChunkFile], Iterator[list[dict[str, object]]]]:
+def _table_rows(table: str) -> Callable[[ChunkFile], Iterator[Any]]:
     """The transformer of one report's resource: it loads the chunks offered for `table` that
     dlt has not loaded with these bytes, and records them in the resource's state."""
 
-    def rows(item: ChunkFile) -> Iterator[list[dict[str, object]]]:
+    def rows(item: ChunkFile) -> Iterator[Any]:
         # Not a generator: dlt may start the next chunk before this one's rows are all out, so
         # the state is read and written here, at once, and only the rows are produced lazily.
         # A run that fails keeps none of it (dlt commits the state with the extracted data).
@@ -365,15 +366,41 @@ def _table_rows(table: str) -> Callable[[ChunkFile], Iterator[list[dict[str, obj
 
 def _typed_batches(
     item: ChunkFile, schema: Schema, deletes: list[dict[str, object]]
-) -> Iterator[list[dict[str, object]]]:
+) -> Iterator[Any]:
     """The rows that delete the chunks `item` replaces (itself, when it has no rows any more),
-    then `item`'s rows, typed, each with its chunk's key, in batches."""
+    then `item`'s rows, typed, each with its chunk's key, in batches; the first with each
+    column's type as a hint (dlt's own guess of a decimal, 9 digits after the point, rounds)."""
     if deletes:
         yield deletes
+    hints: Any = dlt.mark.make_hints(columns={**_column_hints(schema), **COLUMNS})
     for batch in typed_batches(item.path, item.result_format, schema, BATCH):
         for row in batch:
             row[CHUNK_COLUMN] = item.key
-        yield batch
+        yield batch if hints is None else dlt.mark.with_hints(batch, hints)
+        hints = None
+
+
+#: dlt's name of each type a column is given (`destinations.types`).
+DLT_TYPES: Mapping[str, TDataType] = {
+    "boolean": "bool",
+    "integer": "bigint",
+    "decimal": "decimal",
+    "date": "date",
+    "timestamp": "timestamp",
+    "text": "text",
+}
+
+
+def _column_hints(schema: Schema) -> dict[str, TColumnSchema]:
+    """Each decided column's type as dlt names it, in the file's order; a decimal with its
+    scale. A column with no value yet is left to a later chunk."""
+    hints: dict[str, TColumnSchema] = {}
+    for name, kind in schema.columns.items():
+        if kind.kind == "decimal":
+            hints[name] = {"data_type": "decimal", "precision": DECIMAL_DIGITS, "scale": kind.scale}
+        elif kind.kind in DLT_TYPES:
+            hints[name] = {"data_type": DLT_TYPES[kind.kind]}
+    return hints
 
 
 def _overlapped(loaded: Mapping[str, list[Any]], item: ChunkFile) -> list[str]:

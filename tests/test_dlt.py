@@ -451,6 +451,16 @@ def test_a_value_that_no_longer_fits_its_column_stops_the_load_and_names_it(
     assert [row[:2] for row in rows] == [(day, Decimal("1.5"))]  # what the first run loaded
 
 
+def test_a_decimal_keeps_every_digit_after_its_point(tmp_path: Path) -> None:
+    pipeline = pipeline_in(tmp_path)
+    text = "Date,Rate,Amount\n2025-01-01,0.1234567890123,1.50\n"
+    pipeline.run(hand_made_source(tmp_path, {date(2025, 1, 1): text}))
+    types = column_types(tmp_path, "r")
+    assert (types["rate"], types["amount"]) == ("DECIMAL(38,13)", "DECIMAL(38,2)")
+    _, rows = table_rows(tmp_path, "r")
+    assert [row[1:3] for row in rows] == [(Decimal("0.1234567890123"), Decimal("1.50"))]
+
+
 def test_a_value_that_would_widen_a_loaded_column_stops_the_load(tmp_path: Path) -> None:
     """dlt cannot change a loaded column's type (it would put the decimals in a variant column
     beside the integers): the widening the typed destinations make is refused here, by name."""
