@@ -28,8 +28,9 @@ always with ``raise ... from exc``.
     ├── DownloadIntegrityError         truncated body, size or checksum mismatch
     ├── OutputError                    a result or the manifest could not be written (disk full)
     ├── LoadError                      a chunk could not be loaded into a typed destination
-    │   └── ColumnTypeError            a value no longer fits its column's type (report, chunk,
-    │                                  column named); the files and the ledger stay whole
+    │   ├── ColumnTypeError            a value no longer fits its column's type (report, chunk,
+    │   │                              column named); the files and the ledger stay whole
+    │   └── UnreadableResult           a chunk's file is not of its format (report, chunk, file)
     ├── IllegalTransition              an event its export's phase does not expect (core.lifecycle):
     │                                  a bug in the caller, never the server's answer
     ├── ConfigurationError (ValueError) a bad setting; the message names the setting
@@ -394,8 +395,9 @@ class OutputError(ReportExportError):
 
 class LoadError(ReportExportError):
     """A chunk's file could not be loaded into a typed destination beside the files (DuckDB,
-    Parquet). The file and the ledger are untouched, and the destination records no load, so
-    the next run loads the chunk again. Names the destination (`target`), `report` and `chunk`."""
+    Parquet) or by the dlt source (`target` "dlt"). The file and the ledger are untouched, and the
+    destination records no load, so the next run loads the chunk again. Names the destination
+    (`target`), `report` and `chunk`."""
 
     def __init__(self, target: str, report: str, chunk: str, problem: str) -> None:
         self.target = target
