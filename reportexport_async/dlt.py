@@ -24,9 +24,12 @@ of the destination. A chunk that now has no rows deletes its old ones (a row mar
 `hard_delete` column `_chunk_deleted`, never inserted), and a chunk that covers days another
 chunk loaded before (the chunk rule changed) replaces that chunk's rows too.
 
-Values are typed by `reportexport_async.rows` (dates, timestamps, integers, decimals, booleans;
-text where nothing else fits), and each column's type is kept in the resource's state: a value
-that no longer fits stops the load with `rows.ColumnTypeChanged`.
+Chunk files are read, and values typed, by the code that serves the typed destinations
+(`destinations.rows`, `destinations.types`: dates, timestamps, integers, decimals, booleans; text
+where nothing else fits), and each column's type is kept in the resource's state. dlt cannot
+change the type of a column it has loaded, so here no kept type widens: a value that no longer
+fits, or that would widen its column, stops the load with `ColumnTypeError`; a file not of its
+format, with `UnreadableResult` (both `LoadError`s naming the report's table and the chunk).
 
 This module needs dlt: `pip install 'reportexport_async[dlt]'` (and the extra of a destination,
 e.g. `dlt[postgres]`).
@@ -47,6 +50,7 @@ import anyio.from_thread
 
 try:
     import dlt  # the library: imports are absolute, so this module never shadows it
+    from dlt.common.data_types import TDataType
     from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
     from dlt.sources import DltResource, DltSource
 except ImportError as exc:  # pragma: no cover - the message is the point
@@ -58,6 +62,8 @@ from .client import Client, Exports
 from .core.chunking import Chunk
 from .core.planning import export_folder
 from .destinations import read_manifest
+from .destinations.typed import judge_rows, typed_batches
+from .destinations.types import DECIMAL_DIGITS, Schema
 from .errors import ConfigurationError
 from .jobs.datasets import load_datasets
 from .jobs.orchestrator import (
@@ -68,7 +74,6 @@ from .jobs.orchestrator import (
     as_specs,
 )
 from .jobs.sync import Dataset, SyncOptions
-from .rows import Kind, chunk_kinds, decide, read_rows, typed_row
 
 __all__ = ["CHUNK_COLUMN", "DELETED_COLUMN", "ChunkFile", "reportexport_source"]
 
@@ -80,6 +85,8 @@ CHUNK_COLUMN = "_chunk"
 DELETED_COLUMN = "_chunk_deleted"
 #: Rows handed to dlt at a time.
 BATCH = 5_000
+#: The `target` that errors name.
+TARGET = "dlt"
 #: The resource that runs the library and offers the chunk files to the reports' resources.
 FILES_RESOURCE = "_reportexport_chunk_files"
 
@@ -321,11 +328,11 @@ def _tables(specs: Sequence[ExportSpec], setting: str) -> tuple[str, ...]:
 # -- a report's rows ----------------------------------------------------------------------------
 
 
-def _table_rows(table: str) -> Callable[[ChunkFile], Iterator[list[dict[str, object]]]]:
+def _table_rows(table: str) -> Callable[[ChunkFile], Iterator[Any]]:
     """The transformer of one report's resource: it loads the chunks offered for `table` that
     dlt has not loaded with these bytes, and records them in the resource's state."""
 
-    def rows(item: ChunkFile) -> Iterator[list[dict[str, object]]]:
+    def rows(item: ChunkFile) -> Iterator[Any]:
         # Not a generator: dlt may start the next chunk before this one's rows are all out, so
         # the state is read and written here, at once, and only the rows are produced lazily.
         # A run that fails keeps none of it (dlt commits the state with the extracted data).
@@ -333,23 +340,18 @@ def _table_rows(table: str) -> Callable[[ChunkFile], Iterator[list[dict[str, obj
             return iter(())
         state = dlt.current.resource_state()
         loaded: dict[str, list[Any]] = state.setdefault("chunks", {})
-        decided: dict[str, str] = state.setdefault("columns", {})
+        types: dict[str, str] = state.setdefault("types", {})
         before = loaded.get(item.key)
         if before is not None and before[0] == item.sha256:
             return iter(())  # loaded with these bytes: nothing to do
         gone = _overlapped(loaded, item)  # the chunk rule changed: this chunk replaces them
         for key in gone:
             del loaded[key]
-        count = 0
-
-        def counted() -> Iterator[dict[str, str]]:
-            nonlocal count
-            for row in read_rows(item.path, item.result_format):
-                count += 1
-                yield row
-
-        kinds = decide(decided, chunk_kinds(counted(), decided))
-        decided.update(kinds)
+        _, schema, count = judge_rows(
+            item.path, item.result_format, Schema.of(types),
+            target=TARGET, report=table, chunk=item.label, widen=False,
+        )  # fmt: skip
+        types.update(schema.record())
         start = None if item.start is None else item.start.isoformat()
         end = None if item.end is None else item.end.isoformat()
         loaded[item.key] = [item.sha256, start, end]
@@ -357,23 +359,48 @@ def _table_rows(table: str) -> Callable[[ChunkFile], Iterator[list[dict[str, obj
         if count == 0 and before is not None:
             gone.append(item.key)  # no rows any more: its old rows go all the same
         deletes: list[dict[str, object]] = [{CHUNK_COLUMN: k, DELETED_COLUMN: True} for k in gone]
-        return _typed_batches(item, kinds, deletes)
+        return _typed_batches(item, schema, deletes)
 
     return rows
 
 
 def _typed_batches(
-    item: ChunkFile, kinds: Mapping[str, Kind], deletes: list[dict[str, object]]
-) -> Iterator[list[dict[str, object]]]:
+    item: ChunkFile, schema: Schema, deletes: list[dict[str, object]]
+) -> Iterator[Any]:
     """The rows that delete the chunks `item` replaces (itself, when it has no rows any more),
-    then `item`'s rows, typed, each with its chunk's key, in batches."""
+    then `item`'s rows, typed, each with its chunk's key, in batches; the first with each
+    column's type as a hint (dlt's own guess of a decimal, 9 digits after the point, rounds)."""
     if deletes:
         yield deletes
-    for batch in _batches(read_rows(item.path, item.result_format)):
-        typed = [typed_row(row, kinds, table=item.table, chunk=item.label) for row in batch]
-        for row in typed:
+    hints: Any = dlt.mark.make_hints(columns={**_column_hints(schema), **COLUMNS})
+    for batch in typed_batches(item.path, item.result_format, schema, BATCH):
+        for row in batch:
             row[CHUNK_COLUMN] = item.key
-        yield typed
+        yield batch if hints is None else dlt.mark.with_hints(batch, hints)
+        hints = None
+
+
+#: dlt's name of each type a column is given (`destinations.types`).
+DLT_TYPES: Mapping[str, TDataType] = {
+    "boolean": "bool",
+    "integer": "bigint",
+    "decimal": "decimal",
+    "date": "date",
+    "timestamp": "timestamp",
+    "text": "text",
+}
+
+
+def _column_hints(schema: Schema) -> dict[str, TColumnSchema]:
+    """Each decided column's type as dlt names it, in the file's order; a decimal with its
+    scale. A column with no value yet is left to a later chunk."""
+    hints: dict[str, TColumnSchema] = {}
+    for name, kind in schema.columns.items():
+        if kind.kind == "decimal":
+            hints[name] = {"data_type": "decimal", "precision": DECIMAL_DIGITS, "scale": kind.scale}
+        elif kind.kind in DLT_TYPES:
+            hints[name] = {"data_type": DLT_TYPES[kind.kind]}
+    return hints
 
 
 def _overlapped(loaded: Mapping[str, list[Any]], item: ChunkFile) -> list[str]:
@@ -386,14 +413,3 @@ def _overlapped(loaded: Mapping[str, list[Any]], item: ChunkFile) -> list[str]:
         for key, (_, first, last) in loaded.items()
         if key != item.key and first is not None and first <= end and start <= last
     ]
-
-
-def _batches(rows: Iterator[dict[str, str]]) -> Iterator[list[dict[str, str]]]:
-    batch: list[dict[str, str]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

@@ -28,8 +28,9 @@ always with ``raise ... from exc``.
     ├── DownloadIntegrityError         truncated body, size or checksum mismatch
     ├── OutputError                    a result or the manifest could not be written (disk full)
     ├── LoadError                      a chunk could not be loaded into a typed destination
-    │   └── ColumnTypeError            a value no longer fits its column's type (report, chunk,
-    │                                  column named); the files and the ledger stay whole
+    │   ├── ColumnTypeError            a value no longer fits its column's type (report, chunk,
+    │   │                              column named); the files and the ledger stay whole
+    │   └── UnreadableResult           a chunk's file is not of its format (report, chunk, file)
     ├── IllegalTransition              an event its export's phase does not expect (core.lifecycle):
     │                                  a bug in the caller, never the server's answer
     ├── ConfigurationError (ValueError) a bad setting; the message names the setting
@@ -87,6 +88,7 @@ __all__ = [
     "TransportError",
     "Unauthorized",
     "UnknownReport",
+    "UnreadableResult",
     "WaitTimeout",
     "redact_url",
 ]
@@ -393,8 +395,9 @@ class OutputError(ReportExportError):
 
 class LoadError(ReportExportError):
     """A chunk's file could not be loaded into a typed destination beside the files (DuckDB,
-    Parquet). The file and the ledger are untouched, and the destination records no load, so
-    the next run loads the chunk again. Names the destination (`target`), `report` and `chunk`."""
+    Parquet) or by the dlt source (`target` "dlt"). The file and the ledger are untouched, and the
+    destination records no load, so the next run loads the chunk again. Names the destination
+    (`target`), `report` and `chunk`."""
 
     def __init__(self, target: str, report: str, chunk: str, problem: str) -> None:
         self.target = target
@@ -424,6 +427,17 @@ class ColumnTypeError(LoadError):
             f"column {column!r} holds {shown!r}, which is not {kind} as its earlier chunks "
             "decided (drop the table or folder to have its types decided afresh)",
         )
+
+
+class UnreadableResult(LoadError):
+    """A chunk's file is not of its format (a CSV row whose width is not the header's, JSON that
+    is not an array of objects, XML that does not parse, text that is not UTF-8): nothing of it
+    is loaded, nothing is guessed or dropped. `path` is the file."""
+
+    def __init__(self, target: str, report: str, chunk: str, path: str, problem: str) -> None:
+        self.path = path
+        super().__init__(target, report, chunk, f"cannot read {path}: {problem}")
+        self.problem = problem
 
 
 class ConfigurationError(ReportExportError, ValueError):

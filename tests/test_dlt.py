@@ -37,9 +37,9 @@ from reportexport_async import Client, ClientConfig, ConfigurationError
 from reportexport_async import dlt as source_module
 from reportexport_async.destinations import Manifest, ManifestChunk, read_manifest
 from reportexport_async.dlt import CHUNK_COLUMN, reportexport_source
+from reportexport_async.errors import ColumnTypeError, UnreadableResult
 from reportexport_async.jobs.orchestrator import ProgressEvent
 from reportexport_async.jobs.sync import Dataset, SyncOptions
-from reportexport_async.rows import ColumnTypeChanged
 from reportexport_async.sandbox.clock import ScaledClock
 from reportexport_async.sandbox.pytest_plugin import SandboxThread
 
@@ -441,14 +441,52 @@ def test_a_value_that_no_longer_fits_its_column_stops_the_load_and_names_it(
     for _ in range(2):  # the failed run recorded nothing: the chunk is tried again
         with pytest.raises(PipelineStepFailed) as caught:
             pipeline.run(hand_made_source(tmp_path, {day: header + "2025-01-01,n/a\n"}))
-        error = cause_of(caught.value, ColumnTypeChanged)
-        assert isinstance(error, ColumnTypeChanged), repr(caught.value.exception)
-        assert (error.table, error.chunk, error.column, error.value) == (
-            "R", "2025-01-01..2025-01-01", "Amount", "n/a",
+        error = cause_of(caught.value, ColumnTypeError)
+        assert isinstance(error, ColumnTypeError), repr(caught.value.exception)
+        assert (error.target, error.report, error.chunk, error.column, error.value) == (
+            "dlt", "R", "2025-01-01..2025-01-01", "Amount", "n/a",
         )  # fmt: skip
-        assert error.kind == "decimal"
+        assert error.kind == "a decimal (scale 2)"
     _, rows = table_rows(tmp_path, "r")
     assert [row[:2] for row in rows] == [(day, Decimal("1.5"))]  # what the first run loaded
+
+
+def test_a_decimal_keeps_every_digit_after_its_point(tmp_path: Path) -> None:
+    pipeline = pipeline_in(tmp_path)
+    text = "Date,Rate,Amount\n2025-01-01,0.1234567890123,1.50\n"
+    pipeline.run(hand_made_source(tmp_path, {date(2025, 1, 1): text}))
+    types = column_types(tmp_path, "r")
+    assert (types["rate"], types["amount"]) == ("DECIMAL(38,13)", "DECIMAL(38,2)")
+    _, rows = table_rows(tmp_path, "r")
+    assert [row[1:3] for row in rows] == [(Decimal("0.1234567890123"), Decimal("1.50"))]
+
+
+def test_a_value_that_would_widen_a_loaded_column_stops_the_load(tmp_path: Path) -> None:
+    """dlt cannot change a loaded column's type (it would put the decimals in a variant column
+    beside the integers): the widening the typed destinations make is refused here, by name."""
+    pipeline = pipeline_in(tmp_path)
+    day = date(2025, 1, 1)
+    header = "Date,Clicks\n"
+    pipeline.run(hand_made_source(tmp_path, {day: header + "2025-01-01,3\n"}))
+    with pytest.raises(PipelineStepFailed) as caught:
+        pipeline.run(hand_made_source(tmp_path, {day: header + "2025-01-01,2.5\n"}))
+    error = cause_of(caught.value, ColumnTypeError)
+    assert isinstance(error, ColumnTypeError), repr(caught.value.exception)
+    assert (error.column, error.value, error.kind) == ("Clicks", "2.5", "an integer")
+    assert column_types(tmp_path, "r")["clicks"] == "BIGINT"
+    _, rows = table_rows(tmp_path, "r")
+    assert [row[:2] for row in rows] == [(day, 3)]
+
+
+def test_a_file_not_of_its_format_stops_the_load_and_names_it(tmp_path: Path) -> None:
+    pipeline = pipeline_in(tmp_path)
+    with pytest.raises(PipelineStepFailed) as caught:
+        pipeline.run(hand_made_source(tmp_path, {date(2025, 1, 1): "Date,N\n2025-01-01,1,2\n"}))
+    error = cause_of(caught.value, UnreadableResult)
+    assert isinstance(error, UnreadableResult), repr(caught.value.exception)
+    assert (error.report, error.chunk) == ("R", "2025-01-01..2025-01-01")
+    assert error.path.endswith("2025-01-01_2025-01-01.csv")
+    assert "line 2 has 3 cells" in str(error)
 
 
 # -- the documentation's example ------------------------------------------------------------------
@@ -499,7 +537,7 @@ def test_the_package_needs_no_dlt_and_the_source_names_its_extra() -> None:
     found = subprocess.run(
         [sys.executable, "-c",
          "import sys\n"
-         "import reportexport_async, reportexport_async.rows\n"
+         "import reportexport_async, reportexport_async.destinations.typed\n"
          "assert 'dlt' not in sys.modules, 'dlt loaded'\n"
          "sys.modules['dlt'] = None  # as if it were not installed\n"
          "import reportexport_async.dlt\n"],

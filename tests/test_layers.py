@@ -50,7 +50,6 @@ WHERE: Mapping[str, str] = {
     "accounts": "client",
     "cli": "cli",
     "dlt": "client",
-    "rows": "destinations",
 }
 #: The sandbox stands apart: the local fake of the API imports only itself and the pure core,
 #: and only the product and the command line (which start one) import it.

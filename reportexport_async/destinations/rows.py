@@ -1,6 +1,12 @@
 """A chunk file's rows, read in batches with bounded memory, whatever its format (CSV with one
 header; JSON, an array of objects; XML, `<Record>` elements), and written again as plain CSV for
-the loaders that read CSV themselves. Blocking: run it in a thread."""
+the loaders that read CSV themselves. Every reader of result files uses it: the typed
+destinations and the dlt source. Blocking: run it in a thread.
+
+A file that is not what its format says is a `ValueError` (the caller names the chunk: see
+`typed.judge_file`), never guessed at: a CSV row with more or fewer cells than the header, an
+unterminated quote, JSON that is not an array of objects or is cut short, XML that does not
+parse, text that is not UTF-8 (a `UnicodeDecodeError`, a `ValueError` too)."""
 
 from __future__ import annotations
 
@@ -45,20 +51,23 @@ class ChunkRows:
 @contextmanager
 def read_rows(path: Path, fmt: str) -> Iterator[ChunkRows]:
     """The rows of the chunk file at `path` of format `fmt` (CSV, JSON or XML). `ValueError`
-    when the file is not what its format says."""
+    when the file is not what its format says (`csv.Error` and XML's `ParseError` included)."""
     fmt = fmt.upper()
-    if fmt == "CSV":
-        with open(path, newline="", encoding="utf-8-sig") as text:
-            yield _csv(text)
-        return
-    if fmt not in ("JSON", "XML"):
+    if fmt not in ("CSV", "JSON", "XML"):
         raise ValueError(f"unknown result format {fmt!r}")
-    with open(path, "rb") as handle:
-        yield _json(handle) if fmt == "JSON" else _xml(handle)
+    try:
+        if fmt == "CSV":
+            with open(path, newline="", encoding="utf-8-sig") as text:
+                yield _csv(text)
+            return
+        with open(path, "rb") as handle:
+            yield _json(handle) if fmt == "JSON" else _xml(handle)
+    except (csv.Error, ElementTree.ParseError) as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def _csv(handle: TextIO) -> ChunkRows:
-    reader = csv.reader(handle)
+    reader = csv.reader(handle, strict=True)  # an unterminated quote is an error, not a cell
     header = next(reader, None)
     if header is None:
         return ChunkRows([], iter(()))

@@ -14,7 +14,7 @@ the next run (`FilesInto.reconcile`).
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -22,11 +22,11 @@ from typing import Protocol
 import anyio
 
 from ..core.planning import export_folder
-from ..errors import ConfigurationError, LoadError
+from ..errors import ConfigurationError, LoadError, UnreadableResult
 from .base import Loaded, SavedChunk
 from .files import FilesDestination
-from .rows import CsvCopy, read_rows
-from .types import Schema
+from .rows import BATCH, CsvCopy, read_rows
+from .types import TEXT, Schema, value
 
 __all__ = [
     "EXTRAS",
@@ -36,7 +36,9 @@ __all__ = [
     "Loaded",
     "TypedDestination",
     "judge_file",
+    "judge_rows",
     "parse_into",
+    "typed_batches",
 ]
 
 #: The package each kind needs, and the extra that installs it.
@@ -153,26 +155,66 @@ def judge_file(
 ) -> tuple[list[str], Schema, int]:
     """Blocking: the chunk file's columns, the schema with its values judged, its rows; with
     `csv_copy`, the rows are also written there as plain CSV (a JSON or XML chunk)."""
-    path = chunk.saved.path
+    return judge_rows(
+        chunk.saved.path, chunk.format, before,
+        target=target, report=chunk.report, chunk=chunk.key, csv_copy=csv_copy,
+    )  # fmt: skip
+
+
+def judge_rows(
+    path: Path,
+    fmt: str,
+    before: Schema,
+    *,
+    target: str,
+    report: str,
+    chunk: str,
+    csv_copy: Path | None = None,
+    widen: bool = True,
+) -> tuple[list[str], Schema, int]:
+    """Blocking: the columns of the result file at `path` (format `fmt`), `before` with the
+    file's values judged (`Schema.merge`, `widen` as it says), and its number of rows; with
+    `csv_copy`, the rows are also written there as plain CSV. `UnreadableResult` when the file
+    is not of its format, `ColumnTypeError` for a value that no longer fits, both naming
+    `target`, `report` and `chunk`."""
     try:
-        with read_rows(path, chunk.format) as rows:
+        with read_rows(path, fmt) as rows:
             columns = rows.columns
             if len(set(columns)) != len(columns) or "_chunk" in columns:
-                raise LoadError(target, chunk.report, chunk.key, f"bad column names {columns}")
+                raise LoadError(target, report, chunk, f"bad column names {columns}")
             schema, count = before, 0
             with CsvCopy(csv_copy, columns) as copy:
                 for batch in rows.batches():
                     values = dict(zip(columns, zip(*batch, strict=True), strict=True))
                     schema = schema.merge(
-                        values, target=target, report=chunk.report, chunk=chunk.key
+                        values, target=target, report=report, chunk=chunk, widen=widen
                     )
                     count += len(batch)
                     copy.write(batch)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise LoadError(target, chunk.report, chunk.key, f"cannot read {path}: {exc}") from exc
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise UnreadableResult(target, report, chunk, str(path), str(exc)) from exc
+    except OSError as exc:
+        raise LoadError(target, report, chunk, f"cannot read {path}: {exc}") from exc
     for name in columns:  # a column of a file with no rows at all
-        schema = schema.merge({name: ()}, target=target, report=chunk.report, chunk=chunk.key)
+        schema = schema.merge({name: ()}, target=target, report=report, chunk=chunk)
     return columns, schema, count
+
+
+def typed_batches(
+    path: Path, fmt: str, schema: Schema, size: int = BATCH
+) -> Iterator[list[dict[str, object]]]:
+    """Blocking: the rows of the result file at `path`, in batches, each row a mapping of column
+    to the Python value of its type in `schema` (`types.value`; a column it lacks is text), for a
+    loader that takes Python values (the dlt source). Judge the file first (`judge_rows`): a
+    value that does not fit is then a `ValueError` here."""
+    with read_rows(path, fmt) as rows:
+        kinds = [schema.columns.get(name, TEXT) for name in rows.columns]
+        typed = list(zip(rows.columns, kinds, strict=True))
+        for batch in rows.batches(size):
+            yield [
+                {name: value(cell, kind) for (name, kind), cell in zip(typed, row, strict=True)}
+                for row in batch
+            ]
 
 
 class FilesInto(FilesDestination):

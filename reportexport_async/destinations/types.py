@@ -6,6 +6,9 @@ column the narrowest type every value of it fits, in this order of preference:
     boolean    true / false (any case)
     integer    -?digits, fitting a signed 64-bit integer            (BIGINT)
     decimal    -?digits.digits, at most 38 digits                   (DECIMAL(38, scale))
+
+A number has no leading zero ("007", "01.5" are text: an id or a code, whose zeros a number
+would lose).
     date       YYYY-MM-DD                                           (DATE)
     timestamp  YYYY-MM-DD[T ]HH:MM:SS[.ffffff], no offset            (TIMESTAMP)
     text       anything else                                        (VARCHAR)
@@ -17,9 +20,12 @@ that does not fit is an error naming the report, the chunk and the column (`Colu
 never a silent cast. The only changes allowed are lossless widenings of numbers: an integer
 column that meets a decimal becomes a decimal, a decimal's scale grows to the largest seen.
 
-The same rules serve every destination (DuckDB, Parquet, and any loader built on this module):
-`infer` judges one batch of values, `Schema.merge` keeps a report's types across batches and
-chunks.
+The same rules serve every destination (DuckDB, Parquet, the dlt source): `infer` judges one
+batch of values, `Schema.merge` keeps a report's types across batches and chunks, and `value`
+turns a cell into the Python value of its column's type (for a loader that hands rows over as
+Python objects, as the dlt source does). A destination that cannot change a loaded column's type
+(dlt's: it would put the wider values in a variant column beside it) merges with `widen=False`:
+there, a value that would widen a decided column is the same `ColumnTypeError`.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Literal
 
 from ..errors import ColumnTypeError, LoadError
@@ -41,20 +48,21 @@ __all__ = [
     "Schema",
     "infer",
     "judge",
+    "value",
 ]
 
 Kind = Literal["undecided", "boolean", "integer", "decimal", "date", "timestamp", "text"]
 #: Digits a decimal holds in all (DuckDB's and Parquet's widest decimal).
 DECIMAL_DIGITS = 38
 
-_INTEGER = re.compile(r"-?\d+\Z")
-_DECIMAL = re.compile(r"-?(\d+)\.(\d+)\Z")
+_INTEGER = re.compile(r"-?(?:0|[1-9]\d*)\Z")
+_DECIMAL = re.compile(r"-?(0|[1-9]\d*)\.(\d+)\Z")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?\Z")
 _BOOLEAN = frozenset({"true", "false"})
 _INT64 = 1 << 63
 #: Digits that always fit a signed 64-bit integer.
-_SHORT_INTEGER = re.compile(r"-?\d{1,18}\Z")
+_SHORT_INTEGER = re.compile(r"-?(?:0|[1-9]\d{0,17})\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +153,7 @@ def _fits(kind: ColumnType) -> Callable[[str], bool] | None:
     if kind.kind == "decimal":  # at most `scale` decimals, at most 38 digits in all
         digits = DECIMAL_DIGITS - kind.scale
         fraction = rf"(\.\d{{1,{kind.scale}}})?" if kind.scale else ""
-        pattern = re.compile(rf"-?\d{{1,{digits}}}{fraction}\Z")
+        pattern = re.compile(rf"-?(?:0|[1-9]\d{{0,{digits - 1}}}){fraction}\Z")
         return lambda value: pattern.match(value) is not None
     if kind.kind == "boolean":
         return lambda value: value.lower() in _BOOLEAN
@@ -156,20 +164,48 @@ def _fits(kind: ColumnType) -> Callable[[str], bool] | None:
     return None
 
 
-def infer(values: Iterable[str | None], start: ColumnType = UNDECIDED) -> tuple[ColumnType, str]:
+def infer(
+    values: Iterable[str | None], start: ColumnType = UNDECIDED, *, widening: bool = True
+) -> tuple[ColumnType, str]:
     """The type of a batch of one column's values, widened from `start`, and the first value
-    that fits neither (`""` when all fit)."""
+    that fits neither (`""` when all fit). Without `widening`, a value that would widen `start`
+    (when decided) is such a value too."""
     kind = start
     fits = _fits(kind)
-    for value in {v for v in values if v}:  # each distinct value judged once
-        if fits is not None and fits(value):
+    for cell in {v for v in values if v}:  # each distinct value judged once
+        if fits is not None and fits(cell):
             continue
-        wider = widen(kind, judge(value))
-        if wider is None:
-            return kind, value
+        wider = widen(kind, judge(cell))
+        if wider is None or (not widening and kind.kind != "undecided" and wider != kind):
+            return kind, cell
         if wider != kind:
             kind, fits = wider, _fits(wider)
     return kind, ""
+
+
+def value(cell: str | None, kind: ColumnType) -> object:
+    """`cell` as the Python value of `kind`: bool, int, Decimal, date, datetime or str; None when
+    empty. `ValueError` when it does not fit (a schema that judged the cell never sees one)."""
+    if not cell:
+        return None
+    name = kind.kind
+    if name in ("text", "undecided"):
+        return cell
+    if (_fits(kind) or _never)(cell):
+        if name == "boolean":
+            return cell.lower() == "true"
+        if name == "integer":
+            return int(cell)
+        if name == "decimal":
+            return Decimal(cell)
+        if name == "date":
+            return date.fromisoformat(cell)
+        return datetime.fromisoformat(cell)
+    raise ValueError(f"{cell!r} is not {kind.describe()}")
+
+
+def _never(cell: str) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -191,14 +227,21 @@ class Schema:
         return {name: kind.text() for name, kind in self.columns.items()}
 
     def merge(
-        self, batch: Mapping[str, Iterable[str | None]], *, target: str, report: str, chunk: str
+        self,
+        batch: Mapping[str, Iterable[str | None]],
+        *,
+        target: str,
+        report: str,
+        chunk: str,
+        widen: bool = True,
     ) -> Schema:
         """The schema with one batch of a chunk's values judged, columns in the batch's order
-        after the known ones; `ColumnTypeError` for a value that does not fit a decided column."""
+        after the known ones; `ColumnTypeError` for a value that does not fit a decided column
+        (nor, without `widen`, one that would widen it)."""
         columns = dict(self.columns)
         for name, values in batch.items():
             old = columns.get(name, UNDECIDED)
-            kind, misfit = infer(values, old)
+            kind, misfit = infer(values, old, widening=widen or name not in self.decided)
             if misfit:
                 if name in self.decided:
                     raise ColumnTypeError(target, report, chunk, name, old.describe(), misfit)
