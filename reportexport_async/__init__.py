@@ -72,6 +72,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` 
     from .errors import SignedURLRefused as SignedURLRefused
     from .errors import TransportError as TransportError
     from .errors import Unauthorized as Unauthorized
+    from .errors import UnreadableResult as UnreadableResult
     from .errors import WaitTimeout as WaitTimeout
     from .jobs.orchestrator import BackfillOptions as BackfillOptions
     from .jobs.orchestrator import BackfillResult as BackfillResult
@@ -175,6 +176,7 @@ _LAZY: dict[str, str] = {
     "SystemClock": ".machine.clock",
     "TransportError": ".errors",
     "Unauthorized": ".errors",
+    "UnreadableResult": ".errors",
 }
 
 
