@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -227,20 +228,27 @@ def large_part(args: argparse.Namespace, scratch: Path) -> list[dict[str, Any]]:
         source = scratch / "large.csv"
         rows = make_csv(source, size_mb)
         size = source.stat().st_size
-        for kind in ("duckdb", "parquet"):
-            for settings in SETTINGS:
-                target = scratch / f"large-{kind}"
-                spec = {"source": str(source), "settings": settings}
-                run = run_child(f"load-{kind}", spec, "--target", str(target))
-                if run["rows"] != rows:
-                    raise RuntimeError(f"{kind}: {run['rows']} rows loaded of {rows}")
-                run.update(method=kind, settings=settings, rows=rows, size=size)
-                runs.append(run)
-                print(f"  {size / 1024**2:6.0f} MB {kind:7} {settings:7} {run['seconds']:6.1f} s"
-                      f"  peak growth {run['peak_growth_mb']:6.1f} MB", flush=True)  # fmt: skip
-                shutil.rmtree(target, ignore_errors=True)
-                shutil.rmtree(target.with_name(target.name + ".tmp"), ignore_errors=True)
-                target.unlink(missing_ok=True)
+
+        def load(kind: str, settings: str, source: Path = source, rows: int = rows,
+                 size: int = size) -> dict[str, Any]:  # fmt: skip
+            target = scratch / f"large-{kind}-{settings}"
+            spec = {"source": str(source), "settings": settings}
+            run = run_child(f"load-{kind}", spec, "--target", str(target))
+            if run["rows"] != rows:
+                raise RuntimeError(f"{kind}: {run['rows']} rows loaded of {rows}")
+            run.update(method=kind, settings=settings, rows=rows, size=size)
+            print(f"  {size / 1024**2:6.0f} MB {kind:7} {settings:7} {run['seconds']:6.1f} s"
+                  f"  peak growth {run['peak_growth_mb']:6.1f} MB", flush=True)  # fmt: skip
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.rmtree(target.with_name(target.name + ".tmp"), ignore_errors=True)
+            target.unlink(missing_ok=True)
+            return run
+
+        # Each load is a process of its own: running several at once changes their seconds,
+        # not their peak RSS.
+        loads = [(kind, settings) for kind in ("duckdb", "parquet") for settings in SETTINGS]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            runs += pool.map(lambda pair: load(*pair), loads)
         source.unlink()
     return runs
 
@@ -273,14 +281,16 @@ def render(args: argparse.Namespace, command: str, chunk_runs: list[dict[str, An
     return "\n".join(lines) + "\n"
 
 
-def render_large(command: str, runs: list[dict[str, Any]], load: float) -> str:
+def render_large(args: argparse.Namespace, command: str, runs: list[dict[str, Any]],
+                 load: float) -> str:  # fmt: skip
     from reportexport_async.destinations.duckdb_table import MEMORY_LIMIT, SETTINGS
     from reportexport_async.destinations.parquet_files import BOUNDED
 
     lines = section_head(LARGE_TITLE, command, load)
     lines += [
         "CSV results (the action listing's 8 columns, synthetic rows) loaded by each typed "
-        "destination, each load in its own process; the peak RSS growth is the load's (VmHWM "
+        f"destination, each load in its own process ({args.jobs} at a time: their seconds are "
+        "those of a shared machine); the peak RSS growth is the load's (VmHWM "
         "reset just before it), which includes judging the values (one batch of Python rows). "
         f"`bounded`: DuckDB with {dict(SETTINGS)} (spilling to `<database>.tmp/`), Parquet "
         f"with {BOUNDED}; `before`: DuckDB's own defaults, Parquet with 8 MB blocks read ahead "
@@ -304,6 +314,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--sizes", default="100,1024", help="MB of each large result")
     parser.add_argument("--quick", action="store_true", help="500 chunks; 10 and 50 MB")
+    parser.add_argument("--jobs", type=int, default=1, help="large loads run at once")
     parser.add_argument("--part", choices=("both", "chunks", "large"), default="both")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=8)
@@ -336,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             publish(section, SECTION_TITLE, args.results, write=not args.no_write, started=started)
         if args.part != "chunks":
             large_runs = large_part(args, scratch)
-            section = render_large(command, large_runs, load)
+            section = render_large(args, command, large_runs, load)
             publish(section, LARGE_TITLE, args.results, write=not args.no_write, started=started)
     return 0
 

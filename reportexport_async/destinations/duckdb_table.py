@@ -83,7 +83,7 @@ class DuckDBDestination:
         self.path = path
         self.url = url
         #: `SETTINGS`; the benchmark passes `{}` to measure DuckDB's own defaults beside them.
-        self.settings = dict(settings)
+        self.settings: dict[str, str | bool | int | float | list[str]] = dict(settings)
         if settings:
             self.settings.setdefault("temp_directory", str(path.with_name(path.name + ".tmp")))
         self._connection: duckdb.DuckDBPyConnection | None = None
