@@ -50,17 +50,22 @@ def test_duckdb_loads_under_its_memory_limit_spilling_beside_the_database(tmp_pa
     destination = DuckDBDestination(database, "duckdb:///data.duckdb")
     destination.check()
     assert destination.load(chunk).rows == ROWS
-    settings = destination._connect().execute(
-        "SELECT current_setting('memory_limit'), current_setting('threads'), "
-        "current_setting('preserve_insertion_order'), current_setting('temp_directory')"
-    ).fetchone()
+    settings = (
+        destination._connect()
+        .execute(
+            "SELECT current_setting('memory_limit'), current_setting('threads'), "
+            "current_setting('preserve_insertion_order'), current_setting('temp_directory')"
+        )
+        .fetchone()
+    )
     destination.close()
     assert settings is not None
     limit, threads, ordered, spill = settings
     stated = duckdb.connect(config={"memory_limit": MEMORY_LIMIT})
     expected = stated.execute("SELECT current_setting('memory_limit')").fetchone()
     stated.close()
-    assert expected is not None and limit == expected[0]
+    assert expected is not None
+    assert limit == expected[0]
     assert (threads, ordered) == (2, False)
     assert Path(spill) == database.with_name("data.duckdb.tmp")
     with duckdb.connect(str(database), read_only=True) as db:
