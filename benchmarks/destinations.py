@@ -312,7 +312,8 @@ def render_large(args: argparse.Namespace, command: str, runs: list[dict[str, An
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.destinations")
     parser.add_argument("--chunks", type=int, default=10_000)
-    parser.add_argument("--sizes", default="100,1024", help="MB of each large result")
+    # `--size-mb` is the earlier spelling (`python -m benchmarks --quick` passes it).
+    parser.add_argument("--sizes", "--size-mb", default="100,1024", help="MB of each result")
     parser.add_argument("--quick", action="store_true", help="500 chunks; 10 and 50 MB")
     parser.add_argument("--jobs", type=int, default=1, help="large loads run at once")
     parser.add_argument("--part", choices=("both", "chunks", "large"), default="both")
