@@ -156,8 +156,10 @@ def test_sync_piped_to_head_stops_cleanly_and_the_next_run_submits_nothing_twice
     again = run(*argv, "--json")
     assert again.returncode == 0, again.stderr
     (summary,) = [e for e in json_lines(again.stdout) if e["event"] == "summary"]
-    # Every chunk of the dataset has its one job: none was submitted twice.
-    assert submits(slow_account) == ledger_exports() > first
+    # Every chunk of the dataset has its one job: none was submitted twice. (On a loaded machine
+    # the cut run may have submitted every chunk before its reader went away: then the second
+    # submits nothing.)
+    assert submits(slow_account) == ledger_exports() >= first
     assert summary["calls"].get("ReportExport", 0) == ledger_exports() - first
 
 
