@@ -1,4 +1,5 @@
 """The ledger's schema: each table described once, for both stores, and the SQLite file's history.
+Its versions, and what each step adds, are listed in docs/ledger.md.
 
 A SQLite file keeps every version it went through (`MIGRATIONS`, counted by `PRAGMA user_version`):
 a file written by an older version is migrated step by step, and a new file gets the current
