@@ -677,7 +677,7 @@ async def test_a_version_1_ledger_is_migrated_and_keeps_its_quota_use(tmp_path: 
     db = sqlite3.connect(path)
     version = db.execute("PRAGMA user_version").fetchone()[0]
     db.close()
-    assert version == SCHEMA_VERSION == 5
+    assert version == SCHEMA_VERSION == 6
     assert history == [("", date(2026, 6, 15), "ReportExport", 7)]
 
 

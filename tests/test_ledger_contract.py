@@ -28,6 +28,7 @@ from reportexport_async.core.quota import HourlyWindow
 from reportexport_async.core.requests import Endpoint
 from reportexport_async.errors import ConfigurationError, LedgerError, QuotaExhausted
 from reportexport_async.ledger import MIGRATIONS, Ledger
+from reportexport_async.ledger.schema import PG_MIGRATIONS
 from reportexport_async.ledger.store import LedgerStore, open_ledger
 from reportexport_async.sandbox import ManualClock
 from reportexport_async.transport.ratelimit import RateLimiter
@@ -64,10 +65,10 @@ async def workers(
         yield open_worker, clock
 
 
-def canonical(sid: str = "IR123") -> str:
+def canonical(sid: str = "IR123", report: str = "r") -> str:
     return (
         f'{{"account_sid":"{sid}","account_type":"Mediapartners","filters":[],'
-        '"origin":"https://api.impact.com","report_id":"r"}'
+        f'"origin":"https://api.impact.com","report_id":"{report}"}}'
     )
 
 
@@ -437,6 +438,90 @@ async def test_the_counters_are_a_store_of_their_own_that_the_limiter_is_given(
     assert await other.counters.used("ReportExport", clock.now().date(), ACCOUNT) == 1
     assert await ledger.entries() == []
     assert await ledger.unfinished() == []
+
+
+# -- a store of the schema before the account column ---------------------------------------------
+
+#: Rows written by the version before the `account` column: (fingerprint, SID, report, job id).
+#: Two accounts reuse a job id; `ir123` differs from `IR123` only by case.
+_OLD_ROWS = [
+    ("old1", "IR123", "r", "job-1"),
+    ("old2", "IR9_9", "r", "job-1"),
+    ("old3", "IR123", "s", "job-3"),
+    ("old4", "ir123", "r", "job-4"),
+]
+
+
+def _old_inserts() -> str:
+    return ";".join(
+        "INSERT INTO exports (fingerprint, canonical, endpoint, report_id, result_format, job_id, "
+        f"created_at) VALUES ('{key}', '{canonical(sid, report)}', "
+        f"'ReportExport', '{report}', 'CSV', '{job}', '2026-01-0{n}T00:00:00+00:00')"
+        for n, (key, sid, report, job) in enumerate(_OLD_ROWS, start=1)
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_a_store_from_before_the_account_column_gets_it_filled_and_found_alike(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """An old store opens, its rows get their account from their canonical JSON, and every
+    lookup by account finds the rows it found before (the case of a SID counts)."""
+    if backend == "sqlite":
+        path = tmp_path / "old.sqlite"
+        with sqlite3.connect(path) as db:
+            db.executescript(
+                ";".join(MIGRATIONS[:5]) + ";" + _old_inserts() + ";PRAGMA user_version = 5"
+            )
+        db.close()
+        spec = str(path)
+
+        def accounts() -> list[tuple[str, str]]:
+            with sqlite3.connect(path) as db:
+                found = db.execute("SELECT fingerprint, account FROM exports ORDER BY 1").fetchall()
+                indexes = [r[1] for r in db.execute("PRAGMA index_list(exports)")]
+            db.close()
+            assert "exports_account" in indexes
+            return found
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        name = f"old_schema_{os.getpid()}"
+        spec = server.create_database(name)
+        server.psql(
+            PG_MIGRATIONS[0] + ";CREATE TABLE reportexport_schema (version INTEGER NOT NULL);"
+            "INSERT INTO reportexport_schema VALUES (1);" + _old_inserts(),
+            database=name,
+        )
+
+        def accounts() -> list[tuple[str, str]]:
+            text = server.psql("SELECT fingerprint, account FROM exports ORDER BY 1", name)
+            return [tuple(line.split("|")) for line in text.splitlines()]  # type: ignore[misc]
+
+    by_account: dict[str, list[str]] = {}  # what the rows' canonical JSON says
+    for key, sid, _, _ in _OLD_ROWS:
+        by_account.setdefault(ACCOUNT.replace("IR123", sid), []).append(key)
+    job_1 = {ACCOUNT: "old1", ACCOUNT.replace("IR123", "IR9_9"): "old2"}
+
+    async def lookups(ledger: LedgerStore) -> None:
+        for account, keys in by_account.items():
+            assert [e.fingerprint for e in await ledger.entries(account=account)] == keys
+            of_r = [e.fingerprint for e in await ledger.entries("r", account=account)]
+            assert of_r == [k for k in keys if k != "old3"]
+            found = await ledger.find("job-1", account=account)
+            assert (found and found.fingerprint) == job_1.get(account)
+
+    clock = ManualClock(SANDBOX_START)
+    if backend == "sqlite":  # read as it is first: the accounts are told apart as before
+        async with open_ledger(spec, clock=clock, read_only=True) as reader:
+            await lookups(reader)
+    async with open_ledger(spec, clock=clock) as ledger:
+        await lookups(ledger)
+        await claim(ledger, "new1", sid="IR9_9")
+        other = ACCOUNT.replace("IR123", "IR9_9")
+        found = await ledger.entries("r", account=other)
+        assert sorted(e.fingerprint for e in found) == ["new1", "old2"]
+    expected = [(key, ACCOUNT.replace("IR123", sid)) for key, sid, _, _ in _OLD_ROWS]
+    assert accounts() == sorted([*expected, ("new1", other)])
 
 
 # -- the SQLite file ----------------------------------------------------------------------------

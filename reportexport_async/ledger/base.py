@@ -23,6 +23,7 @@ from .records import (
     LedgerEntry,
     LedgerEvent,
     Row,
+    account_of,
     account_pattern,
     entry_of,
     event_of,
@@ -36,8 +37,8 @@ __all__ = ["SharedLedger"]
 #: The columns of a new intent (`claim`), in the order of `SharedLedger._intent`.
 INTENT = (
     "INSERT INTO exports (fingerprint, canonical, endpoint, report_id, range_start, range_end, "
-    "result_format, created_at, claimed_by, claimed_at, lease_until) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8, $10) "
+    "result_format, created_at, claimed_by, claimed_at, lease_until, account) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8, $10, $11) "
     "ON CONFLICT (fingerprint) DO NOTHING RETURNING *"
 )
 SELECT = "SELECT * FROM exports WHERE fingerprint = $1"
@@ -72,6 +73,27 @@ class SharedLedger:
         """The daily and hourly counters: a store of their own over this ledger's transactions,
         the one a rate limiter is given (`RateLimiter(store=ledger.counters)`)."""
         return Counters(self._run)
+
+    @property
+    def _account_column(self) -> bool:
+        """Whether the exports have their `account` column (a SQLite file read as it is, of a
+        schema before 6, has not: its accounts are told apart in their canonical JSON)."""
+        return True
+
+    def _account_filter(self, account: str, params: list[Any]) -> str:
+        """The condition selecting `account`'s exports, its parameter appended to `params`."""
+        if self._account_column:
+            params.append(account)
+            return f"account = ${len(params)}"
+        params.append(account_pattern(account))
+        return f"canonical LIKE ${len(params)} ESCAPE '\\'"
+
+    def _of_account(self, found: list[LedgerEntry], account: str | None) -> list[LedgerEntry]:
+        """`found` (selected by `_account_filter`) checked against `account` where only a LIKE
+        selected it: LIKE may ignore case."""
+        if account is None or self._account_column:
+            return found
+        return [e for e in found if e.account == account]
 
     def _now(self) -> str:
         return stamp(self.clock.now()) or ""
@@ -132,15 +154,12 @@ class SharedLedger:
             params.append(report_id)
             where.append(f"report_id = ${len(params)}")
         if account is not None:
-            params.append(account_pattern(account))
-            where.append(f"canonical LIKE ${len(params)} ESCAPE '\\'")
+            where.append(self._account_filter(account, params))
         order = "created_at, fingerprint" if report_id is None else "range_start, created_at"
         rows = await self._rows(
             f"SELECT * FROM exports WHERE {' AND '.join(where)} ORDER BY {order}", *params
         )
-        found = [entry_of(row) for row in rows]
-        # LIKE may ignore case: the exact account is checked here.
-        return found if account is None else [e for e in found if e.account == account]
+        return self._of_account([entry_of(row) for row in rows], account)
 
     async def unfinished(self) -> list[LedgerEntry]:
         """Entries with a job that is not known to be final: a later run re-attaches to them."""
@@ -162,10 +181,10 @@ class SharedLedger:
         )
         params: list[Any] = [key, prefix]
         if account is not None:
-            params.append(account_pattern(account))
-            query += f" AND canonical LIKE ${len(params)} ESCAPE '\\'"
-        found = [entry_of(row) for row in await self._rows(query, *params)]
-        found = [e for e in found if account is None or e.account == account]
+            query += f" AND {self._account_filter(account, params)}"
+        found = self._of_account(
+            [entry_of(row) for row in await self._rows(query, *params)], account
+        )
         if len(found) > 1:
             raise LedgerError(f"{key!r} matches more than one entry; give more characters")
         return found[0] if found else None
@@ -204,7 +223,7 @@ class SharedLedger:
         start = None if range_start is None else range_start.isoformat()
         end = None if range_end is None else range_end.isoformat()
         return (fingerprint, canonical, endpoint, report_id, start, end, result_format, at,
-                self.owner, until)  # fmt: skip
+                self.owner, until, account_of(canonical))  # fmt: skip
 
     async def claim(
         self,

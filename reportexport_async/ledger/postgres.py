@@ -338,7 +338,7 @@ class PostgresLedger(SharedLedger):
             lambda tx: tx.row(
                 f"WITH claimed AS ({INTENT}), noted AS (INSERT INTO events "
                 "(fingerprint, at, kind, job_id, detail) "
-                "SELECT fingerprint, $8, 'intent', NULL, $11 FROM claimed) "
+                "SELECT fingerprint, $8, 'intent', NULL, $12 FROM claimed) "
                 "SELECT * FROM claimed",
                 *values,
                 detail({"owner": self.owner}),

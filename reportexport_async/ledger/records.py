@@ -21,6 +21,7 @@ __all__ = [
     "CLAIM_TIMEOUT",
     "LedgerEntry",
     "LedgerEvent",
+    "account_of",
     "account_pattern",
     "entry_of",
     "event_of",
@@ -76,8 +77,7 @@ class LedgerEntry:
     def account(self) -> str:
         """The entry's account as `core.fingerprint.account_key` names it (origin, type, SID):
         a ledger shared by several accounts keeps them apart by it."""
-        body = json.loads(self.canonical)
-        return f"{body.get('origin')}/{body.get('account_type')}/{body.get('account_sid')}"
+        return account_of(self.canonical)
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,18 @@ def event_of(row: Row) -> LedgerEvent:
         job_id=row["job_id"],
         detail=json.loads(row["detail"]),
     )
+
+
+def account_of(canonical: str) -> str:
+    """The account (`core.fingerprint.account_key`) of an export's canonical JSON: what the
+    ledger's `account` column holds (all three 'None' for a text that is no JSON object)."""
+    try:
+        body = json.loads(canonical)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = {}
+    return f"{body.get('origin')}/{body.get('account_type')}/{body.get('account_sid')}"
 
 
 def account_pattern(account: str) -> str:

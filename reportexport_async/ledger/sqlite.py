@@ -33,8 +33,8 @@ from ..errors import LedgerError
 from ..machine.clock import Clock, SystemClock
 from .base import SharedLedger
 from .location import LEGACY_FOLDER, default_ledger
-from .records import CLAIM_TIMEOUT, Row, new_owner
-from .schema import MIGRATIONS, SCHEMA_VERSION, tables
+from .records import CLAIM_TIMEOUT, Row, account_of, new_owner
+from .schema import ACCOUNT_OF, MIGRATIONS, SCHEMA_VERSION, tables
 from .sql import Tx, drive, sqlite_dialect
 
 __all__ = ["DEFAULT_LEDGER_PATH", "GROUP_LIMIT", "Ledger"]
@@ -215,6 +215,10 @@ class Ledger(SharedLedger):
 
     # -- connection ---------------------------------------------------------------------------
 
+    @property
+    def _account_column(self) -> bool:
+        return self._schema >= 6  # a read-only file of an older schema is read as it is
+
     async def open(self) -> None:
         if sqlite3.sqlite_version_info < (3, 35, 0):  # RETURNING, used by `base`
             raise LedgerError(
@@ -385,6 +389,8 @@ class Ledger(SharedLedger):
         )
 
     def _migrate(self, db: sqlite3.Connection) -> None:
+        # Step 6 fills each export's account from its canonical JSON, as a new row gets it.
+        db.create_function(ACCOUNT_OF, 1, account_of, deterministic=True)
         db.execute("BEGIN IMMEDIATE")
         try:
             version = int(db.execute("PRAGMA user_version").fetchone()[0])
