@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,10 +29,8 @@ from ..transport.config import ClientConfig
 __all__ = [
     "LEGACY_LEDGER",
     "LEGACY_SANDBOX_LEDGER",
-    "ResolvedPath",
     "cache_folder",
     "data_folder",
-    "default_ledger",
     "read_catalog",
     "resolve_ledger",
     "write_catalog",
@@ -48,30 +45,18 @@ def cache_folder() -> Path:
     return platformdirs.user_cache_path(APP, appauthor=False)
 
 
-@dataclass(frozen=True)
-class ResolvedPath:
-    path: Path
-    #: Set when an older ledger in the current folder was chosen: what to tell the user.
-    notice: str | None = None
-
-
-def default_ledger(*, sandbox: bool = False) -> ResolvedPath:
-    """The ledger to use when `--ledger` is not given: the legacy one in the current folder when
-    it exists (with a notice), else the one in the user's data folder."""
-    found = default_ledger_file((LEGACY_SANDBOX_LEDGER if sandbox else LEGACY_LEDGER).name)
-    return ResolvedPath(found.path, found.notice("--ledger {}"))
-
-
 def resolve_ledger(
     given: Path | str | None, *, sandbox: bool = False, notify: Callable[[str], None]
 ) -> Path | str:
-    """`--ledger` as given, else the default (telling `notify` when the legacy one is used)."""
+    """`--ledger` as given, else the default: the legacy one in the current folder when it
+    exists (telling `notify`), else the one in the user's data folder."""
     if given is not None:
         return given
-    resolved = default_ledger(sandbox=sandbox)
-    if resolved.notice is not None:
-        notify(resolved.notice)
-    return resolved.path
+    found = default_ledger_file((LEGACY_SANDBOX_LEDGER if sandbox else LEGACY_LEDGER).name)
+    notice = found.notice("--ledger {}")
+    if notice is not None:
+        notify(notice)
+    return found.path
 
 
 # -- the report catalog's cache (`reportexport reports`) -----------------------------------------

@@ -227,6 +227,9 @@ class FilesInto(FilesDestination):
         self.into = into
         self.schema = schema
         self._lock = anyio.Lock()
+        #: Per table, what the destination holds (chunk key -> sha256): read once, then kept
+        #: as this process loads (one process writes a destination at a time).
+        self._held: dict[str, dict[str, str]] = {}
 
     def __repr__(self) -> str:
         return f"FilesInto({str(self.folder)!r}, {self.into.url!r})"
@@ -241,10 +244,17 @@ class FilesInto(FilesDestination):
         chunk = LoadChunk(saved, self.schema)
         async with self._lock:
             try:
-                held = await anyio.to_thread.run_sync(self.into.loaded, self.schema, chunk.table)
+                held = self._held.get(chunk.table)
+                if held is None:
+                    found = await anyio.to_thread.run_sync(
+                        self.into.loaded, self.schema, chunk.table
+                    )
+                    held = self._held[chunk.table] = dict(found)
                 if held.get(chunk.key) == saved.sha256:
                     return ()
-                return (await anyio.to_thread.run_sync(self.into.load, chunk),)
+                loaded = await anyio.to_thread.run_sync(self.into.load, chunk)
+                held[chunk.key] = saved.sha256
+                return (loaded,)
             except LoadError:
                 raise
             except Exception as exc:  # the database's own failure (locked, disk full, ...)
