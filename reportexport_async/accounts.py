@@ -37,6 +37,7 @@ refused token, a spent quota, an outage) is recorded as its outcome and never st
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
@@ -54,6 +55,7 @@ from .destinations import IntoURL, parse_into
 from .errors import ConfigurationError
 from .ledger.store import LedgerStore, open_ledger
 from .transport.config import DEFAULT_BASE_URL, ClientConfig
+from .transport.connections import Connections
 
 __all__ = [
     "Account",
@@ -349,16 +351,23 @@ async def run_per_account(
     (Ctrl-C) stops them all; every client closes its work cleanly and the ledger stays
     consistent.
 
+    The default clients share one pool of connections (`transport.connections.Connections`),
+    open for the run: a connection kept alive after one account's call carries the next
+    account's, so the run opens about as many connections as it has calls in flight, not that
+    many per account.
+
     `client_factory(account, ledger)` makes the (unopened) client; by default
-    `Client(account.config, ledger=ledger)`.
+    `Client(account.config, ledger=ledger, connections=<the run's pool>)`.
     """
     from .client import Client  # the client imports the orchestrator: not at import time
 
     if concurrency < 1:
         raise ConfigurationError("concurrency", "must be >= 1")
 
+    pool = Connections()
+
     def default_factory(account: Account, shared: LedgerStore) -> Client:
-        return Client(account.config, ledger=shared)
+        return Client(account.config, ledger=shared, connections=pool)
 
     make = client_factory or default_factory
     outcomes = [AccountOutcome[T](account) for account in accounts]
@@ -377,9 +386,11 @@ async def run_per_account(
             for outcome in outcomes:
                 group.start_soon(one, outcome, shared)
 
-    if isinstance(ledger, (str, Path)):
-        async with open_ledger(ledger) as shared:
-            await all_of(shared)
-    else:
-        await all_of(ledger)
+    async with contextlib.AsyncExitStack() as stack:
+        if client_factory is None:  # a factory of the caller's makes its own connections
+            await stack.enter_async_context(pool)
+        if isinstance(ledger, (str, Path)):
+            await all_of(await stack.enter_async_context(open_ledger(ledger)))
+        else:
+            await all_of(ledger)
     return outcomes

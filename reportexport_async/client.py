@@ -80,6 +80,7 @@ from .ledger.store import LEDGER_URL_ENV, LedgerStore, open_ledger
 from .machine.clock import Clock, ScaledClock, SystemClock
 from .transport.api import ReportExportClient
 from .transport.config import ClientConfig
+from .transport.connections import Connections
 from .transport.downloads import DownloadResult
 from .transport.postbacks import PostbackReceiver
 from .transport.ratelimit import RateLimiter
@@ -105,6 +106,8 @@ class Client:
     None for a temporary ledger that is removed on close (it remembers nothing afterwards).
     `clock` and `random_source` are injectable for simulated time and deterministic tests;
     `stream_downloads` asks for result bytes directly instead of following a signed URL.
+    `connections`, an open `Connections`, is a pool of connections shared with the clients of
+    other accounts (`run_per_account` gives its clients one); by default the client has its own.
     """
 
     def __init__(
@@ -115,8 +118,10 @@ class Client:
         clock: Clock | None = None,
         random_source: Callable[[], float] | None = None,
         stream_downloads: bool = False,
+        connections: Connections | None = None,
     ) -> None:
         self.config = config if config is not None else ClientConfig.from_env()
+        self._connections = connections
         self._clock = ServerClock(clock or SystemClock())
         self._clock.ask_before_spending = True
         self._ledger_spec = ledger
@@ -232,6 +237,7 @@ class Client:
                 clock=self.clock,
                 random_source=self._random,
                 stream_downloads=self._stream_downloads,
+                connections=self._connections,
             )
             await stack.enter_async_context(api)
             self._api = api

@@ -31,11 +31,13 @@ from reportexport_async.accounts import (
 )
 from reportexport_async.core.fingerprint import account_key, fingerprint
 from reportexport_async.core.models import ExportRequest
+from reportexport_async.core.tracking import TickPolicy
 from reportexport_async.jobs.orchestrator import BackfillResult
 from reportexport_async.ledger import Ledger
 from reportexport_async.sandbox import ManualClock, Sandbox, SandboxAccount
 from reportexport_async.sandbox.testing import SandboxTime
 from reportexport_async.transport.config import limits_from_env
+from reportexport_async.transport.connections import Connections
 
 START = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 REPORT = "mp_action_listing_fast"
@@ -497,3 +499,88 @@ async def test_a_claim_asks_the_server_through_its_own_accounts_session(tmp_path
                     "mp_clicks_by_day", out=tmp_path / "b.csv", start=day, end=day
                 )
                 assert outcome.submitted
+
+
+async def test_the_accounts_of_a_run_share_one_pool_of_connections(tmp_path: Path) -> None:
+    """`run_per_account`'s clients share one `Connections`: every account's calls carry its own
+    credentials (its jobs are its own, no 401), the pool is closed after the run, and the
+    connections one account kept alive carry the next one's calls: four accounts, one at a
+    time, open fewer connections than the same run with a pool per client (a factory of one's
+    own), about as many as one account alone."""
+    accounts = tuple(
+        SandboxAccount(account_sid=f"IRpool{n}", auth_token=f"t-{n}") for n in range(4)
+    )
+    unlimited = RateLimitPolicy(hourly_limit=10**6)  # the tracker's tick at its base pace
+    async with Sandbox(
+        job_duration=(0, 0), rows_per_day=1, hourly_limit=0, accounts=accounts
+    ) as sandbox:
+        mine = [
+            Account(
+                a.account_sid,
+                ClientConfig(
+                    account_sid=a.account_sid,
+                    auth_token=a.auth_token,
+                    rate_limit=unlimited,
+                    account_type="Mediapartners",
+                    base_url=sandbox.base_url,
+                ),
+                "test",
+            )
+            for a in accounts
+        ]
+        alone = await pull_through_pools(sandbox, tmp_path / "alone", mine[:1], pooled=True)
+        pooled = await pull_through_pools(sandbox, tmp_path / "pooled", mine, pooled=True)
+        separate = await pull_through_pools(sandbox, tmp_path / "separate", mine, pooled=False)
+    assert pooled < separate
+    assert pooled <= alone + 2  # a connection or two closed by a cancelled read at most
+    assert separate >= len(accounts)
+
+
+async def pull_through_pools(
+    sandbox: Sandbox, folder: Path, accounts: list[Account], *, pooled: bool
+) -> int:
+    """Two one-day chunks per account, one account at a time, through one pool of connections
+    (`pooled`) or a pool per client; checks each account's own calls and every pool closed
+    after the run. Returns the connections the sandbox saw."""
+    sandbox.reset()
+    connectors = []
+
+    async def work(client: Client, account: Account) -> BackfillResult:
+        connectors.append(client.api.session.http.connector)
+        return await client.backfill(
+            REPORT, date(2026, 5, 1), date(2026, 5, 2), out=folder / account.name, chunk="1d",
+            tick=TickPolicy(base=0.05, minimum=0.01),
+        )  # fmt: skip
+
+    def own_pool(account: Account, ledger: Ledger) -> Client:
+        return Client(account.config, ledger=ledger)
+
+    outcomes = await run_per_account(
+        accounts, work, ledger=folder / "ledger.sqlite", concurrency=1,
+        client_factory=None if pooled else own_pool,
+    )  # fmt: skip
+    stats = sandbox.stats()
+    for outcome in outcomes:
+        assert outcome.result is not None, outcome.error
+        assert outcome.result.complete
+        sid = outcome.account.config.account_sid
+        assert stats["accounts"][sid]["jobs_created"] == 2
+        assert stats["accounts"][sid]["unauthorized"] == 0
+    assert all(connector.closed for connector in connectors)
+    assert len({id(connector) for connector in connectors}) == (1 if pooled else len(accounts))
+    connections: int = stats["connections"]
+    return connections
+
+
+async def test_a_pool_of_connections_refuses_a_negative_limit_and_closes_once() -> None:
+    with pytest.raises(ConfigurationError, match="limit"):
+        Connections(limit=-1)
+    pool = Connections(limit=4)
+    with pytest.raises(RuntimeError, match="not open"):
+        _ = pool.connector
+    async with pool:
+        assert pool.connector.limit == 4
+        assert "open" in repr(pool)
+        connector = pool.connector
+    assert connector.closed
+    await pool.aclose()  # closing twice is harmless

@@ -144,3 +144,48 @@ async def test_a_call_that_spends_the_quota_asks_the_servers_day_first(tmp_path:
         await quota.ready(Endpoint.REPORT_EXPORT)  # a fresh answer: no second question
         assert asked == ["probe"]
         assert box.stats()["calls"]["ReportExport"] == 0
+
+
+class HeldUpPastMidnight:
+    """The ledger's counters, except that right after the next charge the sandbox's clock jumps
+    past the account's midnight: another task's long pause, between this call's charge and its
+    send (the server then counts the call on the new day)."""
+
+    def __init__(self, counters: Any, box: Sandbox, hours: float) -> None:
+        self._counters, self._box, self._hours = counters, box, hours
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._counters, name)
+
+    async def charge(self, name: Any, day: date, limit: int, account: str = "") -> int | None:
+        counted: int | None = await self._counters.charge(name, day, limit, account)
+        if self._hours:
+            self._box.advance(self._hours * 3600)
+            self._hours = 0
+        return counted
+
+
+async def test_a_call_counted_after_the_accounts_midnight_is_charged_on_that_day(
+    tmp_path: Path,
+) -> None:
+    """Charged at 12:00 on day 1 (far from the midnight guard), counted by the server at 01:00 on
+    day 2: day 2 is charged too, so the new day's count is the server's (else the run would take
+    one more of day 2 than the server allows, and meet a 429)."""
+    async with manual_sandbox() as box, Ledger(tmp_path / "ledger.sqlite") as ledger:
+        late = HeldUpPastMidnight(ledger.counters, box, hours=13)
+        async with client_on(box, store=late, retry=RETRY) as (client, _):
+            await held_up(box, client, ledger)
+
+
+async def held_up(box: Sandbox, client: ReportExportClient, ledger: Ledger) -> None:
+    await client.export(report(1))
+    key = client.session.limiter.account or ""
+    first, second = SANDBOX_START.date(), date.fromordinal(SANDBOX_START.toordinal() + 1)
+    assert box.now().date() == second
+    assert box.stats()["quota"]["ReportExport"] == 1  # on the server's day 2
+    assert await ledger.counters.used("ReportExport", second, key) == 1
+    assert await used(client) == 1  # today, the server's day 2
+    assert await ledger.counters.used("ReportExport", first, key) == 1  # kept: it was sent
+    await client.export(report(2))  # an ordinary call later that day: charged once
+    assert await ledger.counters.used("ReportExport", second, key) == 2
+    assert box.stats()["quota"]["ReportExport"] == 2

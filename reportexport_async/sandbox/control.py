@@ -85,6 +85,9 @@ class Control:
         return {
             "calls": {name: state.calls.get(name, 0) for name in ENDPOINTS},
             "total_calls": sum(state.calls.values()),
+            # TCP connections the calls came over (distinct client addresses), signed
+            # downloads included: a client that keeps its connections alive opens few.
+            "connections": len(state.peers),
             "rate_limited": state.rate_limited,
             "rate_limited_by": dict(state.rate_limited_by),
             "jobs_created": state.jobs_created,

@@ -192,6 +192,7 @@ class Files:
         """Plays cloud storage: checks the signature and expiry, refuses other credentials."""
         state = self._shared.state
         state.calls["SignedDownload"] += 1
+        state.seen_from(request)
         await self._faults.maybe_slow()
         if "Authorization" in request.headers:
             # Signed URLs reject a request that carries extra credentials (§2, Download).

@@ -138,6 +138,7 @@ class Router:
         endpoint = name.split(":")[0]
         state = shared.state
         state.calls[endpoint] += 1
+        state.seen_from(request)
         response = await self._call(request, handler, endpoint)
         state.status_codes[str(response.status)] += 1
         return response

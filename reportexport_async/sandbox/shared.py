@@ -54,6 +54,9 @@ class State:
     by_account: dict[tuple[str, str], list[SandboxJob]] = field(default_factory=dict)
     dedup: dict[tuple[object, ...], str] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
+    #: The client addresses (host, port) the calls came from: one per TCP connection, since
+    #: a client's open connections each have a port of their own.
+    peers: set[object] = field(default_factory=set)
     status_codes: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     #: Per account SID (the main account's are the ones `stats()` shows at the top).
@@ -72,6 +75,11 @@ class State:
     sequence: int = 0
     due: list[Due] = field(default_factory=list)
     parked: dict[str, list[Due]] = field(default_factory=dict)
+
+    def seen_from(self, request: Any) -> None:
+        """Count the connection `request` (an aiohttp request) came over."""
+        transport = request.transport
+        self.peers.add(None if transport is None else transport.get_extra_info("peername"))
 
     def of(self, sid: str) -> AccountUse:
         """The counters of the account `sid` (made on first use)."""

@@ -49,6 +49,7 @@ from ..core.responses import (
 from ..errors import HTTPStatusError, WaitTimeout
 from ..machine.clock import Clock
 from .config import ClientConfig
+from .connections import Connections
 from .downloads import DownloadResult, Receipt, download_job
 from .ratelimit import RateLimiter
 from .server_clock import ServerClock
@@ -83,6 +84,8 @@ class ReportExportClient:
     so they share its hourly bucket, daily quotas and concurrency limit. `clock` and
     `random_source` are injectable (simulated time, deterministic tests). `stream_downloads` asks
     for the bytes directly (`Mode=Stream`) instead of following the 302 to a signed URL.
+    `connections`, an open `transport.connections.Connections`, is a pool of connections shared
+    with the clients of other accounts (by default the client has its own).
     """
 
     def __init__(
@@ -93,11 +96,16 @@ class ReportExportClient:
         clock: Clock | None = None,
         random_source: Callable[[], float] | None = None,
         stream_downloads: bool = False,
+        connections: Connections | None = None,
     ) -> None:
         self.config = config if config is not None else ClientConfig.from_env()
         self._random = random_source or random.random
         self.session = Session(
-            self.config, limiter=limiter, clock=clock, random_source=self._random
+            self.config,
+            limiter=limiter,
+            clock=clock,
+            random_source=self._random,
+            connections=connections,
         )
         self.session.clock.set_probe(self._hear_the_server)
         self.stream_downloads = stream_downloads

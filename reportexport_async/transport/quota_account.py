@@ -8,8 +8,9 @@ The session sends; this object keeps the account's count straight around each re
 - `take`: room for one call in the hourly bucket (waiting for it rather than provoking a 429),
   and the daily quota charged once nothing is left to wait for (`RateLimiter.acquire`);
 - `unanswered` and `answered`: the charge refunded when the server did not count the call (never
-  connected, 401/403, 429, a gateway's 502/503/504: `core.quota.counted_by_server`), and the
-  hourly view corrected by the answer's `X-RateLimit-*` headers;
+  connected, 401/403, 429, a gateway's 502/503/504: `core.quota.counted_by_server`), or also
+  charged on the answer's day when that is a later day of the account (a call held up past its
+  midnight), and the hourly view corrected by the answer's `X-RateLimit-*` headers;
 - `refused`: a 429 on ReportExport/ClickExport whose wait reaches the end of the account's day is
   a spent daily quota (docs/api-facts.md §5: it will not recover within minutes): remembered in
   the counters store and raised as `QuotaExhausted`, never slept through;
@@ -100,9 +101,12 @@ class QuotaAccount:
     ) -> None:
         """An answer came (the server's clock has observed it): refund what the server did not
         count, and correct the hourly view with its headers."""
-        if charge is not None and not counted_by_server(status):
-            await self.limiter.refund(charge)
         now = self.clock.now()
+        if charge is not None:
+            if counted_by_server(status):
+                await self.limiter.counted_at(charge, now)  # on the answer's day, if later
+            else:
+                await self.limiter.refund(charge)
         info = parse_rate_limit_headers(headers, now, names=self._headers)
         quota = endpoint.daily_quota if endpoint is not None else None
         if status == 429 and quota is not None:

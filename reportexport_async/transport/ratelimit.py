@@ -370,6 +370,19 @@ class RateLimiter:
         for day in charge.days:
             await self.store.refund(charge.name, day, charge.account)
 
+    async def counted_at(self, charge: Charge, now: datetime) -> None:
+        """The server answered the call `charge` was for at `now` (its time). When that is past
+        every day charged (the call was held up beyond the account's midnight and the guard
+        around it), it is charged on the answer's day too: the server may have counted it
+        there, and that day under-counted would let the run go one over the server's count. A
+        day already full stays full (the server says so on the next call)."""
+        day = self._day(now)
+        if day <= max(charge.days):
+            return
+        limit = self._daily_limit(charge.name)
+        if limit is not None:
+            await self.store.charge(charge.name, day, limit, charge.account)
+
     async def _refuse_if_spent(self, name: QuotaName, limit: int) -> None:
         """Fail fast, before a wait for the hourly bucket, when today's quota is used up."""
         now = self.clock.now()

@@ -25,7 +25,9 @@ are small objects it tells about each request (the session counts nothing of the
   `~/.netrc`. An https request goes through the proxy's CONNECT tunnel, so `Authorization`
   never reaches it; a plain-http request that carries credentials (loopback only) never goes
   through a proxy. `SSL_CERT_FILE`/`SSL_CERT_DIR`, when set, are the certificates trusted (a
-  company proxy that inspects TLS has its own authority).
+  company proxy that inspects TLS has its own authority; `transport.connections`).
+- The connections are the session's own connector, or borrowed from a `Connections` pool that
+  the clients of many accounts share (`transport.connections`).
 - aiohttp's exceptions are translated here and nowhere else, always `raise ... from exc`.
 - The token never reaches a log record, a repr or an exception message.
 """
@@ -39,8 +41,6 @@ import json
 import logging
 import os
 import random
-import ssl
-import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -74,6 +74,7 @@ from ..errors import (
 )
 from ..machine.clock import Clock
 from .config import ClientConfig, plain_http_refusal
+from .connections import Connections, open_connector
 from .outage import OutageWatch
 from .quota_account import QuotaAccount
 from .ratelimit import Charge, RateLimiter
@@ -162,34 +163,6 @@ def _translate(exc: BaseException, method: str, url: str) -> TransportError:
     return TransportError(f"{type(exc).__name__}: {exc}", method=method, url=url)
 
 
-_tls_contexts: dict[tuple[object, ...], ssl.SSLContext] = {}
-_tls_lock = threading.Lock()
-
-
-def _tls_context() -> ssl.SSLContext:
-    """As aiohttp's default, for the `SSL_CERT_FILE`/`SSL_CERT_DIR` set now. Made once per
-    setting (and per version of the file) and then shared, as aiohttp shares its own: loading
-    the certificates costs tens of milliseconds of CPU and about a megabyte per context, which
-    one client per account (`run_per_account`) would otherwise pay for every account."""
-    cert_file = os.environ.get("SSL_CERT_FILE")
-    version: tuple[int, ...] | None = None
-    try:
-        if cert_file:
-            found = os.stat(cert_file)
-            version = (found.st_ino, found.st_size, found.st_mtime_ns)
-    except OSError:
-        version = None  # let `create_default_context` name the problem
-    key = (cert_file, os.environ.get("SSL_CERT_DIR"), version)
-    with _tls_lock:  # the sessions opened together wait for one load instead of each loading
-        context = _tls_contexts.get(key)
-        if context is None:
-            context = ssl.create_default_context()
-            context.set_alpn_protocols(("http/1.1",))
-            _tls_contexts.clear()  # only the current setting is worth keeping
-            _tls_contexts[key] = context
-        return context
-
-
 def _parse_body(raw: bytes, content_type: str) -> object | None:
     if not raw.strip():
         return None
@@ -205,7 +178,7 @@ def _parse_body(raw: bytes, content_type: str) -> object | None:
 
 class Session:
     """HTTP for one account. Use as an async context manager; share `limiter` between sessions
-    of the same account."""
+    of the same account, and `connections` between the sessions of many accounts."""
 
     def __init__(
         self,
@@ -214,6 +187,7 @@ class Session:
         limiter: RateLimiter | None = None,
         clock: Clock | None = None,
         random_source: Callable[[], float] | None = None,
+        connections: Connections | None = None,
     ) -> None:
         if not may_carry_credentials(config.base_url):
             # ClientConfig refuses this already; a config made by `model_construct` skips it.
@@ -248,6 +222,7 @@ class Session:
         self._authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
         configured = None if config.proxy is None else config.proxy.get_secret_value()
         self._proxies = proxy_settings(configured, os.environ)
+        self._connections = connections
         self._http: aiohttp.ClientSession | None = None
         self._origins: dict[str, bool] = {}  # `_trusted`, per scheme://netloc
 
@@ -259,16 +234,14 @@ class Session:
 
     async def __aenter__(self) -> Session:
         timeouts = self.config.timeouts
-        tls: ssl.SSLContext | bool = True  # aiohttp's default context
-        if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
-            # Read when the session opens (aiohttp's default was made at its import); loading
-            # certificates is blocking file I/O.
-            tls = await anyio.to_thread.run_sync(_tls_context)
-        connector = aiohttp.TCPConnector(
-            limit=self.limiter.policy.max_concurrent_requests * 2, ttl_dns_cache=300, ssl=tls
-        )
+        if self._connections is not None:  # borrowed: the pool closes it, not this session
+            connector, owned = self._connections.connector, False
+        else:
+            limit = self.limiter.policy.max_concurrent_requests * 2
+            connector, owned = await open_connector(limit), True
         self._http = aiohttp.ClientSession(
             connector=connector,
+            connector_owner=owned,
             headers={
                 "Accept": "application/json",
                 "User-Agent": f"reportexport_async/{__version__}",

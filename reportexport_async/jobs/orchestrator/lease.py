@@ -14,6 +14,7 @@ from pathlib import Path
 
 import anyio
 
+from ...core.fingerprint import account_key
 from ...core.models import JobStatus
 from ...errors import LedgerError
 from ...ledger import LedgerEntry, lease_alive
@@ -62,6 +63,8 @@ class Watching:
         """Look at the watched chunks every `pause` until none is left (the caller cancels this
         when the whole run is over)."""
         state = self.state
+        config = state.api.config
+        account = account_key(config.base_url, config.account_type, config.account_sid)
         while True:
             if not state.watched:
                 await state.watch_added.wait()
@@ -69,11 +72,11 @@ class Watching:
                 continue
             await state.api.clock.sleep(self.pause)
             await state.keep_leases()
-            # One read per report for every watched chunk; a write only for a chunk that is
-            # done or free.
+            # One read per report for every watched chunk (this account's rows only: a ledger
+            # may serve thousands of accounts); a write only for a chunk that is done or free.
             now = state.api.clock.now()
             for report_id in sorted({run.planned.report_id for run in state.watched.values()}):
-                for seen in await state.ledger.entries(report_id=report_id):
+                for seen in await state.ledger.entries(report_id=report_id, account=account):
                     run = state.watched.get(seen.fingerprint)
                     if run is not None and (
                         finished_elsewhere(state, seen)
