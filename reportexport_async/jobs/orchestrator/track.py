@@ -110,6 +110,9 @@ class Tracking:
         # Wake at least every third of a lease to renew it (no call: the refresh stays due when
         # it was due), so that a live worker never loses its chunks to a long tick.
         wait = min(wait, state.ledger.lease.total_seconds() / 3)
+        if not state.postbacks_on:  # nothing can cut the pause short: a plain sleep
+            await state.api.clock.sleep(wait)
+            return
         state.nudge = anyio.Event()
         async with anyio.create_task_group() as group:
 
