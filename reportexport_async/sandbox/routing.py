@@ -138,6 +138,9 @@ class Router:
         endpoint = name.split(":")[0]
         state = shared.state
         state.calls[endpoint] += 1
+        sid = request.match_info.get("sid", "")
+        if shared.config.account(sid) is not None:  # a signed download names no account
+            state.of(sid).calls[endpoint] += 1
         response = await self._call(request, handler, endpoint)
         state.status_codes[str(response.status)] += 1
         return response
