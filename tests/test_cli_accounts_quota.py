@@ -129,6 +129,25 @@ def calls_of(
     return {name: Counter(after[name]["calls"]) - Counter(before[name]["calls"]) for name in after}
 
 
+def plain_run(
+    server: Server, folder: Path, port: int, chunks: int, code: int
+) -> tuple[dict[str, Counter[str]], dict[str, dict[str, str]], str]:
+    """A run without `--json` that exits `code` and meets no 429, each account's row of its
+    summary showing that code and the calls the server counted for the account: those calls,
+    the rows, the output."""
+    before = server.accounts()
+    done = backfill(folder, port, chunks)
+    after = server.accounts()
+    assert done.returncode == code, done.stdout + done.stderr
+    spent = calls_of(before, after)
+    rows = plain_rows(done.stdout)
+    for name in NAMES:
+        assert after[name]["rate_limited"] == before[name]["rate_limited"], name
+        assert rows[name]["exit"] == str(code)
+        assert int(rows[name]["calls"]) == spent[name].total()
+    return spent, rows, done.stdout
+
+
 def plain_rows(stdout: str) -> dict[str, dict[str, str]]:
     """The summary's rows on a pipe (tab-separated under a header), by account."""
     lines = [line.split("\t") for line in stdout.splitlines() if "\t" in line]
@@ -199,44 +218,28 @@ def test_no_account_spends_more_than_its_daily_quota_and_the_figures_are_the_ser
         (sid, DAY_ONE): (LIMIT, not limit_in_file) for sid in NAMES.values()
     }
 
-    # The same day again, plainly: nothing submitted, no 429, the same exit code; the table's
-    # calls are the server's.
-    before = server.accounts()
-    again = backfill(tmp_path, port, chunks)
-    after = server.accounts()
-    assert again.returncode == 3, again.stdout + again.stderr
-    spent = calls_of(before, after)
-    rows = plain_rows(again.stdout)
-    for name, server_side in after.items():
+    # The same day again, plainly: nothing submitted, the same exit code.
+    spent, rows, out = plain_run(server, tmp_path, port, chunks, 3)
+    for name in NAMES:
         assert spent[name]["ReportExport"] == 0
-        assert server_side["rate_limited"] == before[name]["rate_limited"]
         assert rows[name]["result"] == "quota"
         assert rows[name]["pending"] == str(left)
-        assert rows[name]["exit"] == "3"
-        assert int(rows[name]["calls"]) == spent[name].total()
-    assert "0 of 3 accounts complete" in again.stdout
-    assert "quota (exit 3): a, b, c" in again.stdout
+    assert "0 of 3 accounts complete" in out
+    assert "quota (exit 3): a, b, c" in out
 
     # The next sandbox day: the chunks left of each account, no 429, exit 0; with 8 chunks,
     # "ReportExport 9" is the three accounts' 3 each.
     server.advance(86_400)
-    before = server.accounts()
-    second = backfill(tmp_path, port, chunks)
-    after = server.accounts()
-    assert second.returncode == 0, second.stdout + second.stderr
-    spent = calls_of(before, after)
-    rows = plain_rows(second.stdout)
-    for name, server_side in after.items():
-        assert server_side["ReportExport"] == spent[name]["ReportExport"] == left  # today's
-        assert server_side["rate_limited"] == before[name]["rate_limited"]
+    spent, rows, out = plain_run(server, tmp_path, port, chunks, 0)
+    today = server.accounts()
+    for name in NAMES:
+        assert today[name]["ReportExport"] == spent[name]["ReportExport"] == left
         assert rows[name]["done"] == str(chunks)
-        assert rows[name]["exit"] == "0"
-        assert int(rows[name]["calls"]) == spent[name].total()
     totals = sum(spent.values(), Counter())
     assert totals["ReportExport"] == 3 * left
     shown = ", ".join(f"{endpoint} {n}" for endpoint, n in sorted(totals.items()))
-    assert f"API calls: {totals.total()} ({shown})" in second.stdout
-    assert "3 of 3 accounts complete" in second.stdout
+    assert f"API calls: {totals.total()} ({shown})" in out
+    assert "3 of 3 accounts complete" in out
     day_two = DAY_ONE + timedelta(days=1)
     assert ledger_counts(tmp_path) == {
         **{(sid, DAY_ONE): (LIMIT, not limit_in_file) for sid in NAMES.values()},
