@@ -52,6 +52,9 @@ async def test_each_account_has_its_own_token_jobs_and_quota(
         assert crossed.status == 401
 
         stats = sandbox.stats()["accounts"]
+        # Each account's calls by endpoint, refused ones included (the 429 and the 401).
+        assert stats["IRsecond"]["calls"] == {"ReportExport": 2, "ListJobs": 2, "GetJob": 1}
+        assert stats[sandbox.account_sid]["calls"] == {"ReportExport": 2, "GetJob": 1}
         assert stats["IRsecond"]["jobs_created"] == 1
         assert stats["IRsecond"]["ReportExport"] == 1
         assert stats["IRsecond"]["ReportExport_limit"] == 1

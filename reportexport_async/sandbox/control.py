@@ -69,6 +69,9 @@ class Control:
             account = config.account(sid)
             assert account is not None
             return {
+                # The calls naming the account, by endpoint (those it made: signed downloads
+                # name none).
+                "calls": {name: use.calls[name] for name in ENDPOINTS if use.calls[name]},
                 "jobs_created": use.jobs_created,
                 "rate_limited": use.rate_limited,
                 "unauthorized": use.unauthorized,

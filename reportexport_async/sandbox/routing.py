@@ -139,6 +139,9 @@ class Router:
         state = shared.state
         state.calls[endpoint] += 1
         state.seen_from(request)
+        sid = request.match_info.get("sid", "")
+        if shared.config.account(sid) is not None:  # a signed download names no account
+            state.of(sid).calls[endpoint] += 1
         response = await self._call(request, handler, endpoint)
         state.status_codes[str(response.status)] += 1
         return response

@@ -36,8 +36,11 @@ class Due:
 
 @dataclass
 class AccountUse:
-    """One account's counters: its daily quotas' use, its hourly bucket, its jobs and refusals."""
+    """One account's counters: its calls, its daily quotas' use, its hourly bucket, its jobs and
+    refusals."""
 
+    #: Every API call naming the account, answered or refused, by endpoint (as `State.calls`).
+    calls: Counter[str] = field(default_factory=Counter)
     quota: dict[tuple[date, str], int] = field(default_factory=dict)
     hourly: dict[datetime, int] = field(default_factory=dict)
     max_hourly_used: int = 0
