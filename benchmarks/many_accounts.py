@@ -313,6 +313,16 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
             f"| Server-side `{key}` calls per chunk | {fmt(calls('accounts', key), 3)} | "
             f"{fmt(calls('single', key), 3)} | – |"
         )
+    connections = {
+        m: median(
+            [float(r["server"].get("connections", 0)) for r in figures.runs if r["method"] == m]
+        )
+        for m in METHODS
+    }
+    lines.append(
+        f"| Server-side TCP connections (distinct client addresses) | "
+        f"{fmt(connections['accounts'], 0)} | {fmt(connections['single'], 0)} | – |"
+    )
     too_many = sum(int(run["server"]["rate_limited"]) for run in figures.runs)
     raw = "; ".join(
         f"round {run['round']} {run['method']}: {run['seconds']:.1f} s, CPU "
@@ -332,10 +342,11 @@ def render_section(args: argparse.Namespace, figures: Figures, command: str) -> 
         "- Single: one client, the same options, all chunks.",
         "- What the accounts side adds: per account, a client opened and closed, a plan (one "
         "ledger query selects the account's own entries), the catalog check of a report it never "
-        "submitted (one `GET /Reports`, and a ledger query that reads every account's entries of "
-        "that report to find its own: it grows with the accounts before it), its own connections, "
-        "a manifest, and its own tracker for its 10 jobs (the same listings per chunk, more "
-        "single `GetJob` status calls); and "
+        "submitted (one `GET /Reports`, and a ledger query of the account's own entries of that "
+        "report), a manifest, and its own tracker for its 10 jobs (the same listings per chunk, "
+        "more single `GetJob` status calls); the connections are one pool shared by every "
+        "account's client (`run_per_account`'s `Connections`), so it opens as many as there are "
+        "calls in flight; and "
         f"{args.parallel_accounts} accounts x C downloads in "
         f"flight at once instead of C, each with its writer and hasher threads, which is what "
         "the memory grows with (`--parallel-accounts` and `--concurrency` bound it).",

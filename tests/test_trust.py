@@ -291,11 +291,13 @@ def test_a_server_stopped_mid_run_ends_the_run_and_the_next_run_finishes_without
 
 def _offset_far_from_reset(now: datetime) -> int:
     """A UTC offset (whole hours, not 0: a zone learned from a reset must be one real zones use)
-    in whose day `now` is mid-morning: the daily reset is hours away and not at UTC midnight."""
+    in whose day `now` is mid-morning: the daily reset is hours away and not at UTC midnight.
+    Never -12:00 or +12:00: their midnights are the same instant (noon UTC), so a reset cannot
+    tell them apart (the client takes +12:00, where people live)."""
     for local_hour in (10, 16, 4):
         minutes = (local_hour * 60 - (now.hour * 60 + now.minute)) // 60 * 60
         minutes = (minutes + 720) % 1440 - 720
-        if abs(minutes) >= 120:
+        if 120 <= abs(minutes) < 720:
             return minutes
     raise AssertionError("unreachable")
 
