@@ -161,7 +161,7 @@ class Tracking:
         state.parked = [item for item in state.parked if item[0] > now]
         for _, run, job in due:
             await self.recovery.after_failure(run, job)
-        if not state.in_flight or self.more_on_the_way(now):
+        if not state.in_flight:
             return
         seen: dict[str, Job] = {}
         unknown: list[str] = []
@@ -203,20 +203,6 @@ class Tracking:
         for run, job in tracked:
             await self.update(run, job, now)
         self.quiet = self.quiet + 1 if len(state.in_flight) == before else 0
-
-    def more_on_the_way(self, now: datetime) -> bool:
-        """Fewer jobs in flight than submitters, the newest submitted within one base tick, and
-        the submits still flowing (no wait for the limits): the next ones are moments away, and
-        one call a tick later sees them all, rather than a call now for the first few (a small
-        run's first chunk goes alone). Bounded: the jobs in flight only grow until the next
-        refresh, and a pause in the submits ages the newest past the tick."""
-        state = self.state
-        if not state.submitting or state.waiting_until is not None:
-            return False
-        if len(state.in_flight) >= state.options.submit_concurrency:
-            return False
-        age = self.youngest_age(now)
-        return age is not None and age < state.options.tick.base
 
     def listing_pages(self, after: date) -> int:
         """Pages a listing from `after` would take, counting the jobs this run knows of (other
