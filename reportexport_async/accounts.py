@@ -49,7 +49,6 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from .core.fingerprint import account_key
 from .core.policies import RateLimitPolicy
 from .destinations import IntoURL, parse_into
 from .errors import ConfigurationError
@@ -111,7 +110,7 @@ class Account:
     @property
     def key(self) -> str:
         """Origin, account type and SID: what the ledger and the limits count by."""
-        return account_key(self.config.base_url, self.config.account_type, self.config.account_sid)
+        return self.config.account_key
 
 
 def _quoted(keys: Iterable[str]) -> str:

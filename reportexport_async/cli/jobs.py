@@ -14,7 +14,6 @@ import anyio
 import click
 
 from ..client import Client
-from ..core.fingerprint import account_key
 from ..core.models import Job
 from ..ledger import LedgerEntry
 from ..ledger.store import is_ledger_url, open_ledger
@@ -83,7 +82,7 @@ def _by_job(entries: Iterable[LedgerEntry]) -> dict[str, LedgerEntry]:
 
 
 def _account(config: ClientConfig) -> str:
-    return account_key(config.base_url, config.account_type, config.account_sid)
+    return config.account_key
 
 
 async def _job_id(client: Client, given: str) -> str:

@@ -27,7 +27,6 @@ from weakref import WeakKeyDictionary
 
 import anyio
 
-from ..core.fingerprint import account_key
 from ..core.models import Report
 from ..core.planning import unknown_reports
 from ..core.responses import account_problem
@@ -103,8 +102,7 @@ async def unproven(
 ) -> list[str]:
     """The report ids the server has never accepted for `api`'s account (no job of theirs in
     the ledger), each once, in their first order."""
-    config = api.config
-    account = account_key(config.base_url, config.account_type, config.account_sid)
+    account = api.config.account_key
     found = []
     for report_id in dict.fromkeys(report_ids):
         entries = await ledger.entries(report_id=report_id, account=account)

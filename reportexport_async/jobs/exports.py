@@ -30,7 +30,7 @@ from typing import Literal
 
 import anyio
 
-from ..core.fingerprint import Fingerprint, account_key, fingerprint
+from ..core.fingerprint import Fingerprint, fingerprint
 from ..core.lifecycle import ClaimedElsewhere as ClaimedElsewhereEvent
 from ..core.lifecycle import (
     Defer,
@@ -337,8 +337,8 @@ async def replay_job(
     """
     rules = policy or ReplayPolicy()
     job = await client.get_job(job_id)
-    config = client.config  # job ids are the server's: another account may use the same
-    account = account_key(config.base_url, config.account_type, config.account_sid)
+    # Job ids are the server's: another account may use the same.
+    account = client.config.account_key
     entry = await ledger.find(job_id, account=account)
     now = client.clock.now()
     tz = client.limiter.timezone

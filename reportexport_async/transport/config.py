@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
 )
 
+from ..core.fingerprint import account_key
 from ..core.models import validation_problem
 from ..core.personas import AccountType, Persona, persona_for
 from ..core.policies import PollPolicy, RateLimitPolicy, RetryPolicy, Timeouts
@@ -297,6 +298,12 @@ class ClientConfig(BaseModel):
     @property
     def persona(self) -> Persona:
         return persona_for(self.account_type)
+
+    @property
+    def account_key(self) -> str:
+        """The account's key in the ledger and the limits (`core.fingerprint.account_key`):
+        its origin, account type and SID."""
+        return account_key(self.base_url, self.account_type, self.account_sid)
 
     @property
     def account_root(self) -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 
-from ..core.fingerprint import account_key
 from ..core.personas import Persona, persona_for
 from ..core.quota import classify_export_429, counted_by_server
 from ..core.ratelimit_headers import parse_rate_limit_headers
@@ -68,7 +67,7 @@ class QuotaAccount:
         if limiter is not None and limiter.clock is not server:
             limiter.clock = server
         limiter = limiter or RateLimiter(config.rate_limit, clock=server)
-        limiter.bind(account_key(config.base_url, config.account_type, config.account_sid))
+        limiter.bind(config.account_key)
         return cls(limiter, server, persona_for(config.account_type))
 
     def __repr__(self) -> str:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import anyio
 
-from ...core.fingerprint import account_key
 from ...core.models import JobStatus
 from ...errors import LedgerError
 from ...ledger import LedgerEntry, lease_alive
@@ -63,8 +62,7 @@ class Watching:
         """Look at the watched chunks every `pause` until none is left (the caller cancels this
         when the whole run is over)."""
         state = self.state
-        config = state.api.config
-        account = account_key(config.base_url, config.account_type, config.account_sid)
+        account = state.api.config.account_key
         while True:
             if not state.watched:
                 await state.watch_added.wait()

@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import PurePosixPath
 
 from ...core.chunking import Chunk, auto_span, chunk_range, chunks_with_record, record_after
-from ...core.fingerprint import account_key, export_key, fingerprint
+from ...core.fingerprint import export_key, fingerprint
 from ...core.models import ExportRequest, JobStatus, checked
 from ...core.planning import (
     Known,
@@ -220,7 +220,7 @@ async def make_plan(
     daily = await api.limiter.daily("ReportExport")  # the ledger's count: no call
     share = None if daily is None else daily.remaining // len(distinct)  # an export's quota
     config = api.config
-    account = account_key(config.base_url, config.account_type, config.account_sid)
+    account = config.account_key
     items: list[tuple[ExportRequest, Chunk, str, str]] = []
     for spec in distinct:
         if rule.kind == "auto":
